@@ -1,0 +1,97 @@
+"""The result of one run: the JSON every plot and client reads.
+
+Layout of `result.json` (all numbers plain floats; a non-finite number is `null`):
+
+    {
+      "version": 1,
+      "spec": {...},                       # the spec as run, seed filled in
+      "seed": 1234,
+      "dataset": {"kind": "circles", "n_train": 1000, "n_validation": 0,
+                  "n_features": 2, "n_classes": 2,
+                  "points": {"x": [[x0, x1], ...], "y": [0, 1, ...],
+                             "projection": "raw" | "pca"}},
+      "layers": [{"name": "hidden_1", "units": 5, "activation": "sigmoid",
+                  "parameters": 15}, ..., {"name": "output", ...}],
+      "capture": {"every": "epoch" | "step", "points": P,
+                  "epoch": [...P], "step": [...P]},   # 1-based epoch, 0-based step
+      "series": {                          # per layer, P values per list
+        "hidden_1": {
+          "kernel": {"weight_mean": [...], "weight_std": [...], "weight_norm": [...],
+                     "weight_max_abs": [...], "grad_mean": [...], "grad_std": [...],
+                     "grad_norm": [...], "grad_max_abs": [...], "update_ratio": [...]},
+          "bias": {... same keys ...},
+          "activation": {"mean": [...], "std": [...],
+                         "saturated": [...] | null, "dead": [...] | null}
+        }, ...                             # "output" has no "activation"
+      },
+      "initial": {"hidden_1": {"kernel": {weight stats and activation of the
+                  untrained net, one number each}, ...}},
+      "tutorial": {"epochs": [0..E] ,
+                   "weights": {"hidden_1": {"mean": [E+1], "std": [E+1]}, ...},
+                   "gradients": {"hidden_1": {"mean": [E], "std": [E]}, ...},
+                   "loss": [E]},
+      "histograms": {"epochs": [...S], "bins": B,
+                     "hidden_1": {"weights": [{"edges": [B+1], "counts": [B]}, ...S],
+                                  "gradients": [...S]}, ...},
+      "history": {"epoch": [1..E], "loss": [...], "accuracy": [...],
+                  "val_loss": [...] | absent, "val_accuracy": [...] | absent},
+      "metrics": {"before": {"loss": l, "accuracy": a}, "after": {...},
+                  "validation_before": ..., "validation_after": ...},
+      "boundary": {"x": [R], "y": [R], "z": [[R] x R], "classes": C} | null,
+      "diagnosis": {"verdicts": ["vanishing", ...], "evidence": {...},
+                    "thresholds": {...}},
+      "diverged": false,
+      "device": {"name": "CPU", "tensorflow": "2.21.0"},
+      "timing": {"seconds": s, "compile_seconds": c, "cached_graph": bool}
+    }
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+RESULT_VERSION = 1
+
+
+def finite_or_none(value: float) -> float | None:
+    """A float for JSON, or None where it is NaN or infinite."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def finite_list(values: Iterable[float] | np.ndarray) -> list[float | None]:
+    """A list of floats for JSON with every non-finite entry as None."""
+    array = np.asarray(values, dtype=np.float64)
+    out: list[float | None] = array.tolist()
+    if not np.isfinite(array).all():
+        for index in np.flatnonzero(~np.isfinite(array.ravel())):
+            out[int(index)] = None
+    return out
+
+
+def _sanitize(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: _sanitize(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_sanitize(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return _sanitize(value.tolist())
+    if isinstance(value, np.floating):
+        return _sanitize(float(value))
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def dumps_result(result: Mapping[str, Any]) -> str:
+    """Strict JSON (no NaN or Infinity tokens) for a result."""
+    return json.dumps(_sanitize(result), allow_nan=False, separators=(",", ":"))

@@ -1,0 +1,427 @@
+"""The experiment spec: what a client asks for, validated at the edge.
+
+A spec is data. Every size has a limit (see `Limits`), every choice is an
+enum, and unknown fields are refused, so nothing a client sends can execute
+code or exhaust a worker. Its defaults are the tutorial's sigmoid experiment:
+`ExperimentSpec()` (or the JSON `{}`) is that experiment.
+
+Example:
+    >>> spec = ExperimentSpec.model_validate({"model": {"activation": "tanh"}})
+    >>> spec.model.hidden_layers
+    [5, 5, 5, 5, 5]
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Limits:
+    """Upper bounds on every size a client controls.
+
+    They keep one job within a few minutes of CPU and a few hundred MB of
+    memory on a small worker; raise them in code, not per request.
+    """
+
+    SAMPLES = 20_000
+    FEATURES = 64
+    HIDDEN_LAYERS = 32
+    WIDTH = 512
+    PARAMETERS = 1_000_000
+    EPOCHS = 1_000
+    BATCH_SIZE = 4_096
+    STEPS = 200_000  # epochs x batches per epoch
+    STEP_CAPTURE_POINTS = 20_000  # capture points when capturing every step
+    HISTOGRAM_BINS = 200
+    HISTOGRAM_SNAPSHOTS = 20
+    RAW_VALUES = 20_000_000  # float32 values in arrays.npz (80 MB)
+    NAME_LENGTH = 200
+    CLASSES = 20
+    CENTERS = 20
+    SEED = 2**31 - 1
+
+
+class SpecLimitError(ValueError):
+    """A spec that breaks a limit spanning several fields.
+
+    Carries the dotted path of the field to blame so the HTTP layer can name it.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, use_enum_values=False)
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+class DatasetKind(StrEnum):
+    CIRCLES = "circles"
+    MOONS = "moons"
+    XOR = "xor"
+    GAUSSIAN = "gaussian"
+    SPIRAL = "spiral"
+    BLOBS = "blobs"
+    DIGITS = "digits"
+    BREAST_CANCER = "breast_cancer"
+    IRIS = "iris"
+    WINE = "wine"
+
+
+GENERATED_KINDS = frozenset(
+    {
+        DatasetKind.CIRCLES,
+        DatasetKind.MOONS,
+        DatasetKind.XOR,
+        DatasetKind.GAUSSIAN,
+        DatasetKind.SPIRAL,
+        DatasetKind.BLOBS,
+    }
+)
+
+
+class DatasetSpec(_Section):
+    """Which data to train on.
+
+    Generated 2-D sets take `n_samples` and `noise` plus their own parameters;
+    the real sets ship inside scikit-learn and ignore both. `standardize`
+    defaults to the convention: off for generated sets (the tutorial trains on
+    raw `make_circles` output), on for the real ones.
+    """
+
+    kind: DatasetKind = DatasetKind.CIRCLES
+    n_samples: int = Field(1000, ge=8, le=Limits.SAMPLES)
+    noise: float = Field(0.1, ge=0.0, le=10.0)
+    factor: float = Field(0.5, gt=0.0, lt=1.0, description="circles: inner/outer radius")
+    classes: int = Field(2, ge=2, le=Limits.CLASSES, description="spiral and gaussian: arms/classes")
+    centers: int = Field(3, ge=2, le=Limits.CENTERS, description="blobs: number of blobs")
+    cluster_std: float = Field(1.0, gt=0.0, le=10.0, description="blobs: spread of each blob")
+    turns: float = Field(1.5, gt=0.0, le=5.0, description="spiral: turns of each arm")
+    validation_split: float = Field(0.0, ge=0.0, le=0.5)
+    standardize: bool | None = None
+
+    @property
+    def generated(self) -> bool:
+        return self.kind in GENERATED_KINDS
+
+    @property
+    def standardized(self) -> bool:
+        return (not self.generated) if self.standardize is None else self.standardize
+
+
+# ----------------------------------------------------------------------------- model
+
+
+class Activation(StrEnum):
+    SIGMOID = "sigmoid"
+    TANH = "tanh"
+    RELU = "relu"
+    LEAKY_RELU = "leaky_relu"
+    ELU = "elu"
+    SELU = "selu"
+    GELU = "gelu"
+    SWISH = "swish"
+    SOFTSIGN = "softsign"
+    LINEAR = "linear"
+
+
+BOUNDED_ACTIVATIONS = frozenset({Activation.SIGMOID, Activation.TANH, Activation.SOFTSIGN})
+RELU_FAMILY = frozenset(
+    {
+        Activation.RELU,
+        Activation.LEAKY_RELU,
+        Activation.ELU,
+        Activation.SELU,
+        Activation.GELU,
+        Activation.SWISH,
+    }
+)
+
+
+class InitializerKind(StrEnum):
+    RANDOM_NORMAL = "random_normal"
+    RANDOM_UNIFORM = "random_uniform"
+    TRUNCATED_NORMAL = "truncated_normal"
+    GLOROT_UNIFORM = "glorot_uniform"
+    GLOROT_NORMAL = "glorot_normal"
+    HE_UNIFORM = "he_uniform"
+    HE_NORMAL = "he_normal"
+    LECUN_UNIFORM = "lecun_uniform"
+    LECUN_NORMAL = "lecun_normal"
+    ORTHOGONAL = "orthogonal"
+    ZEROS = "zeros"
+    ONES = "ones"
+    CONSTANT = "constant"
+
+
+class InitializerSpec(_Section):
+    """How kernels are initialised; parameters apply to the kinds that take them.
+
+    `mean`/`stddev`: random_normal, truncated_normal. `minval`/`maxval`:
+    random_uniform. `gain`: orthogonal. `value`: constant.
+    """
+
+    kind: InitializerKind = InitializerKind.RANDOM_NORMAL
+    mean: float = Field(0.0, ge=-100.0, le=100.0)
+    stddev: float = Field(1.0, gt=0.0, le=100.0)
+    minval: float = Field(-0.05, ge=-100.0, le=100.0)
+    maxval: float = Field(0.05, ge=-100.0, le=100.0)
+    gain: float = Field(1.0, gt=0.0, le=100.0)
+    value: float = Field(0.0, ge=-100.0, le=100.0)
+
+    @model_validator(mode="after")
+    def _uniform_range(self) -> Self:
+        if self.minval >= self.maxval:
+            raise ValueError("minval must be below maxval")
+        return self
+
+
+Width = Annotated[int, Field(ge=1, le=Limits.WIDTH)]
+
+
+class ModelSpec(_Section):
+    """The MLP: hidden widths, their activation(s), the kernel initializer.
+
+    The output layer and the loss follow from the data: one sigmoid unit with
+    binary cross-entropy for two classes, softmax with sparse categorical
+    cross-entropy otherwise. Biases start at zero, as in Keras.
+    """
+
+    hidden_layers: list[Width] = Field(
+        default_factory=lambda: [5, 5, 5, 5, 5], min_length=1, max_length=Limits.HIDDEN_LAYERS
+    )
+    activation: Activation | list[Activation] = Activation.SIGMOID
+    initializer: InitializerSpec = Field(default_factory=InitializerSpec)
+    batch_norm: bool = False
+    residual: bool = False
+
+    @model_validator(mode="after")
+    def _one_activation_per_layer(self) -> Self:
+        if isinstance(self.activation, list) and len(self.activation) != len(self.hidden_layers):
+            raise ValueError(
+                f"activation: a list must name one activation per hidden layer "
+                f"({len(self.hidden_layers)}), got {len(self.activation)}"
+            )
+        return self
+
+    @property
+    def activations(self) -> list[Activation]:
+        if isinstance(self.activation, list):
+            return list(self.activation)
+        return [self.activation] * len(self.hidden_layers)
+
+
+# -------------------------------------------------------------------------- training
+
+
+class OptimizerKind(StrEnum):
+    RMSPROP = "rmsprop"
+    SGD = "sgd"
+    ADAM = "adam"
+    ADAMW = "adamw"
+    ADAGRAD = "adagrad"
+    ADADELTA = "adadelta"
+    ADAMAX = "adamax"
+    NADAM = "nadam"
+
+
+class OptimizerSpec(_Section):
+    """The optimizer. `learning_rate` None means that optimizer's Keras default.
+
+    `momentum` applies to sgd and rmsprop, `nesterov` to sgd.
+    """
+
+    kind: OptimizerKind = OptimizerKind.RMSPROP
+    learning_rate: float | None = Field(None, gt=0.0, le=10.0)
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    nesterov: bool = False
+
+
+class TrainingSpec(_Section):
+    """How to train. `clipnorm`/`clipvalue` clip each gradient tensor."""
+
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    epochs: int = Field(100, ge=1, le=Limits.EPOCHS)
+    batch_size: int = Field(32, ge=1, le=Limits.BATCH_SIZE)
+    clipnorm: float | None = Field(None, gt=0.0, le=1e6)
+    clipvalue: float | None = Field(None, gt=0.0, le=1e6)
+
+    @model_validator(mode="after")
+    def _one_clipping(self) -> Self:
+        if self.clipnorm is not None and self.clipvalue is not None:
+            raise ValueError("clipnorm and clipvalue: set at most one")
+        return self
+
+
+# --------------------------------------------------------------------------- capture
+
+
+class CaptureEvery(StrEnum):
+    EPOCH = "epoch"
+    STEP = "step"
+
+
+class CaptureSpec(_Section):
+    """What to record while training.
+
+    `every="epoch"` records one point per epoch (weights at its end, the
+    epoch's per-step gradient statistics averaged); `every="step"` records
+    every optimizer step. `raw` also exports the tensors themselves
+    (`arrays.npz`) for small models.
+    """
+
+    every: CaptureEvery = CaptureEvery.EPOCH
+    weights: bool = True
+    gradients: bool = True
+    activations: bool = True
+    histograms: bool = True
+    histogram_bins: int = Field(30, ge=2, le=Limits.HISTOGRAM_BINS)
+    histogram_snapshots: int = Field(5, ge=2, le=Limits.HISTOGRAM_SNAPSHOTS)
+    probe_size: int = Field(256, ge=1, le=4096)
+    raw: bool = False
+
+
+class Device(StrEnum):
+    CPU = "cpu"
+    GPU = "gpu"
+
+
+# ---------------------------------------------------------------------------- spec
+
+
+def draw_seed() -> int:
+    """A fresh seed for a spec that gave none, recorded so the run can be repeated."""
+    return secrets.randbelow(Limits.SEED) + 1
+
+
+class ExperimentSpec(_Section):
+    """One experiment: data, model, training, capture and where to run it."""
+
+    name: str | None = Field(None, max_length=Limits.NAME_LENGTH)
+    seed: int = Field(default_factory=draw_seed, ge=0, le=Limits.SEED)
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    capture: CaptureSpec = Field(default_factory=CaptureSpec)
+    device: Device = Device.CPU
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, value: str | None) -> str | None:
+        if value is not None and not value.isprintable():
+            raise ValueError("name must be printable text")
+        return value
+
+    @model_validator(mode="after")
+    def _within_limits(self) -> Self:
+        check_limits(self)
+        return self
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+# ------------------------------------------------------------------- derived sizes
+
+REAL_SHAPES: dict[DatasetKind, tuple[int, int, int]] = {
+    # kind: (samples, features, classes), as shipped in scikit-learn
+    DatasetKind.DIGITS: (1797, 64, 10),
+    DatasetKind.BREAST_CANCER: (569, 30, 2),
+    DatasetKind.IRIS: (150, 4, 3),
+    DatasetKind.WINE: (178, 13, 3),
+}
+
+
+def dataset_shape(dataset: DatasetSpec) -> tuple[int, int, int]:
+    """(samples, features, classes) of a dataset spec, known without loading it."""
+    if not dataset.generated:
+        return REAL_SHAPES[dataset.kind]
+    classes = {
+        DatasetKind.BLOBS: dataset.centers,
+        DatasetKind.SPIRAL: dataset.classes,
+        DatasetKind.GAUSSIAN: dataset.classes,
+    }.get(dataset.kind, 2)
+    return dataset.n_samples, 2, classes
+
+
+def split_sizes(dataset: DatasetSpec) -> tuple[int, int]:
+    """(train, validation) sample counts."""
+    n, _, _ = dataset_shape(dataset)
+    n_val = round(n * dataset.validation_split)
+    return n - n_val, n_val
+
+
+def layer_widths(spec: ExperimentSpec) -> list[int]:
+    """Input, hidden and output widths, e.g. [2, 5, 5, 5, 5, 5, 1]."""
+    _, features, classes = dataset_shape(spec.dataset)
+    out = 1 if classes == 2 else classes
+    return [features, *spec.model.hidden_layers, out]
+
+
+def parameter_count(spec: ExperimentSpec) -> int:
+    widths = layer_widths(spec)
+    dense = sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    norm = 4 * sum(spec.model.hidden_layers) if spec.model.batch_norm else 0
+    return dense + norm
+
+
+def steps_per_epoch(spec: ExperimentSpec) -> int:
+    n_train, _ = split_sizes(spec.dataset)
+    return -(-n_train // spec.training.batch_size)
+
+
+def check_limits(spec: ExperimentSpec) -> None:
+    """Refuse sizes that span fields; each message names the field and the limit."""
+    n_train, _ = split_sizes(spec.dataset)
+    if n_train < 2:
+        raise SpecLimitError(
+            "dataset.validation_split", "leaves fewer than 2 training samples"
+        )
+    if spec.training.batch_size > n_train:
+        raise SpecLimitError(
+            "training.batch_size",
+            f"{spec.training.batch_size} exceeds the {n_train} training samples",
+        )
+    params = parameter_count(spec)
+    if params > Limits.PARAMETERS:
+        raise SpecLimitError(
+            "model.hidden_layers",
+            f"{params:,} parameters exceed the limit of {Limits.PARAMETERS:,}",
+        )
+    steps = spec.training.epochs * steps_per_epoch(spec)
+    if steps > Limits.STEPS:
+        raise SpecLimitError(
+            "training.epochs",
+            f"{steps:,} optimizer steps (epochs x batches) exceed the limit of {Limits.STEPS:,}",
+        )
+    if spec.capture.every is CaptureEvery.STEP and steps > Limits.STEP_CAPTURE_POINTS:
+        raise SpecLimitError(
+            "capture.every",
+            f"capturing every step records {steps:,} points, over the limit of "
+            f"{Limits.STEP_CAPTURE_POINTS:,}; capture every epoch or train fewer steps",
+        )
+    if spec.capture.raw:
+        points = steps if spec.capture.every is CaptureEvery.STEP else spec.training.epochs
+        values = 2 * points * params
+        if values > Limits.RAW_VALUES:
+            raise SpecLimitError(
+                "capture.raw",
+                f"{values:,} raw values (2 x capture points x parameters) exceed the limit "
+                f"of {Limits.RAW_VALUES:,}",
+            )
+    widths = spec.model.hidden_layers
+    if spec.model.residual and not any(a == b for a, b in zip(widths, widths[1:])):
+        raise SpecLimitError(
+            "model.residual",
+            "needs at least two consecutive hidden layers of equal width",
+        )
+
