@@ -1,0 +1,88 @@
+"""Every Redis key of a deployment, and nothing else spells one.
+
+All keys start with the deployment's namespace (`Settings.namespace`), so
+several deployments, or test sessions, can share one Redis. A job owns the
+keys from `JobKeys`; they expire together once it has finished.
+
+Layout, for namespace `gradwatch` and job `01J...`:
+
+    gradwatch:job:01J...              hash: the job record
+    gradwatch:job:01J...:result       string: result.json
+    gradwatch:job:01J...:arrays       string: arrays.npz
+    gradwatch:job:01J...:plots        hash: "<name>" (default size) or
+                                      "<name>@<w>x<h>@<dpi>" -> PNG, and "<field>#etag"
+    gradwatch:job:01J...:events       stream: progress and state changes
+    gradwatch:jobs                    sorted set: every job id, one score, ordered by id
+                                      (ids sort by creation time)
+    gradwatch:jobs:status:<status>    sorted set: the ids with that status, same order
+    gradwatch:jobs:expiry             sorted set: finished id -> when its keys expire
+    gradwatch:idempotency:<sha256>    string: "<job id> <request fingerprint>"
+    gradwatch:workers:<queue>         sorted set: worker hostname -> last heartbeat
+    gradwatch:metrics:durations       hash: job duration histogram counters
+    gradwatch:celery:...              Celery's own broker keys (its global_keyprefix)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class JobKeys:
+    """The keys one job owns; they are created, expired and deleted together."""
+
+    record: str
+    result: str
+    arrays: str
+    plots: str
+    events: str
+
+    def all(self) -> tuple[str, str, str, str, str]:
+        """Every key of the job, in field order."""
+        return (self.record, self.result, self.arrays, self.plots, self.events)
+
+
+class Keys:
+    """Key names for one namespace."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self._prefix = f"{namespace}:"
+        self.jobs = f"{namespace}:jobs"
+        self.expiry = f"{namespace}:jobs:expiry"
+        self.durations = f"{namespace}:metrics:durations"
+        # Celery prefixes every broker key with this (kombu's global_keyprefix).
+        self.celery_prefix = f"{namespace}:celery:"
+
+    def job(self, job_id: str) -> JobKeys:
+        """The keys of job `job_id`."""
+        record = f"{self._prefix}job:{job_id}"
+        return JobKeys(
+            record=record,
+            result=f"{record}:result",
+            arrays=f"{record}:arrays",
+            plots=f"{record}:plots",
+            events=f"{record}:events",
+        )
+
+    def jobs_with_status(self, status: str) -> str:
+        """The index of jobs whose status is `status`."""
+        return f"{self._prefix}jobs:status:{status}"
+
+    def idempotency(self, key: str) -> str:
+        """Where an Idempotency-Key's job id lives; hashed so any header value makes a short key."""
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        return f"{self._prefix}idempotency:{digest}"
+
+    def worker_heartbeats(self, queue: str) -> str:
+        """Hostname -> time of last heartbeat, for the workers consuming `queue`."""
+        return f"{self._prefix}workers:{queue}"
+
+    def celery_queue(self, queue: str) -> str:
+        """The Redis list holding `queue`'s waiting Celery messages (its depth is its LLEN)."""
+        return f"{self.celery_prefix}{queue}"
+
+    def pattern(self) -> str:
+        """A SCAN pattern matching every key of the namespace (tests and tooling only)."""
+        return f"{self._prefix}*"

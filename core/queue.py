@@ -1,0 +1,71 @@
+"""The Celery configuration shared by the worker and the API's enqueuing client.
+
+Both sides build their `celery.Celery` from `celery_config(settings)`, so the
+broker, serializer and transport options cannot drift apart. The API enqueues
+by task name and never imports the worker (nor TensorFlow).
+
+The one task:
+
+    gradwatch.train(job_id: str)   # kwargs={"job_id": ...}; the spec is read from the job store
+
+Example:
+    >>> app = Celery("gradwatch-api")
+    >>> app.conf.update(celery_config(get_settings()))
+    >>> send_training(app, job_id="01J...", queue="cpu")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from core.keys import Keys
+from core.settings import Settings
+from core.spec import Device
+
+TRAIN_TASK = "gradwatch.train"
+
+# Unacknowledged messages are redelivered after this many seconds; it must exceed
+# the longest job, or a healthy long job would be delivered twice.
+MIN_VISIBILITY_TIMEOUT = 3600
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for `settings`' deployment: Redis broker, JSON only, late acks."""
+    return {
+        "broker_url": settings.redis_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "global_keyprefix": Keys(settings.namespace).celery_prefix,
+            "visibility_timeout": max(MIN_VISIBILITY_TIMEOUT, 2 * settings.job_time_limit),
+        },
+        # The job store, not Celery's result backend, is the truth about a job.
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        # A job survives a killed worker: acknowledged only once done, redelivered if the
+        # worker dies; the job store counts deliveries so a job that kills workers stops.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "task_soft_time_limit": settings.job_soft_time_limit,
+        "task_time_limit": settings.job_time_limit,
+        "task_default_queue": settings.queue_for(Device.CPU),
+        "task_create_missing_queues": True,
+    }
+
+
+def make_celery(settings: Settings, main: str = "gradwatch") -> Celery:
+    """A Celery app configured for `settings`' deployment."""
+    app = Celery(main)
+    app.conf.update(celery_config(settings))
+    return app
+
+
+def send_training(app: Celery, *, job_id: str, queue: str) -> None:
+    """Enqueue the training of job `job_id` on `queue`; the Celery task id is the job id."""
+    app.send_task(TRAIN_TASK, kwargs={"job_id": job_id}, queue=queue, task_id=job_id)
