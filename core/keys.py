@@ -86,3 +86,19 @@ class Keys:
     def pattern(self) -> str:
         """A SCAN pattern matching every key of the namespace (tests and tooling only)."""
         return f"{self._prefix}*"
+
+
+def plot_field(name: str, size: tuple[int, int, int] | None = None) -> str:
+    """The field of a job's plots hash holding plot `name` at (width, height, dpi).
+
+    `size` None is the default size the worker renders when the job ends.
+    """
+    if size is None:
+        return name
+    width, height, dpi = size
+    return f"{name}@{width}x{height}@{dpi}"
+
+
+def plot_etag_field(field: str) -> str:
+    """The field holding the ETag of the PNG in `field`."""
+    return f"{field}#etag"

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     # so several deployments (or test sessions) can share one Redis.
     namespace: str = Field("gradwatch", pattern=r"^[A-Za-z0-9_-]{1,40}$")
     job_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
+    # An Idempotency-Key names its job for this long after the first request.
+    idempotency_ttl_seconds: int = Field(24 * 3600, ge=60)
     job_soft_time_limit: int = Field(1800, ge=10)
     job_time_limit: int = Field(1860, ge=15)
     max_deliveries: int = Field(3, ge=1, le=20)

@@ -1,0 +1,241 @@
+"""A job as the store keeps it: its status, its record, its id.
+
+The record lives in a Redis hash (see `core.keys`); `JobRecord.from_fields`
+reads one and `JobRecord.to_public` is what clients see.
+
+Example:
+    >>> JobStatus.SUCCEEDED.finished
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life: queued -> running -> one of the three finished states."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """True once nothing will change the job again."""
+        return self in FINISHED
+
+
+FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+# --------------------------------------------------------------------------- ids
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_JOB_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+
+
+def new_job_id(now: float | None = None) -> str:
+    """A ULID: 48 bits of milliseconds then 80 random bits, so ids sort by creation time."""
+    millis = int((time.time() if now is None else now) * 1000)
+    value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        value, digit = divmod(value, 32)
+        chars.append(_CROCKFORD[digit])
+    return "".join(reversed(chars))
+
+
+def is_job_id(value: str) -> bool:
+    """True when `value` has the shape of a job id (checked before touching Redis)."""
+    return _JOB_ID.match(value) is not None
+
+
+# ------------------------------------------------------------------ record parts
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """The worker that ran (or runs) a job, and on which device."""
+
+    hostname: str
+    device: str  # "cpu" or "gpu"
+    device_name: str  # "CPU" or the GPU's name
+    tensorflow: str
+
+    @classmethod
+    def from_device_info(cls, hostname: str, info: Mapping[str, Any]) -> WorkerInfo:
+        """From the engine's `device_info()` dict (kind, name, tensorflow)."""
+        return cls(
+            hostname=hostname,
+            device=str(info.get("kind", "cpu")),
+            device_name=str(info.get("name", "CPU")),
+            tensorflow=str(info.get("tensorflow", "")),
+        )
+
+    def to_json_dict(self) -> dict[str, str]:
+        return {
+            "hostname": self.hostname,
+            "device": self.device,
+            "device_name": self.device_name,
+            "tensorflow": self.tensorflow,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """Why a job failed: an exception type name and a message for people."""
+
+    type: str
+    message: str
+
+    MAX_MESSAGE = 4000
+
+    def to_json_dict(self) -> dict[str, str]:
+        return {"type": self.type, "message": self.message[: self.MAX_MESSAGE]}
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The headline numbers of a finished run."""
+
+    loss: float | None
+    accuracy: float | None
+    verdicts: tuple[str, ...] = ()
+    diverged: bool = False
+
+    @classmethod
+    def from_result(cls, result: Mapping[str, Any]) -> Summary:
+        """Read from a result.json dict (see `core.result`): final metrics and diagnosis."""
+        after = result.get("metrics", {}).get("after", {}) or {}
+        verdicts = (result.get("diagnosis") or {}).get("verdicts", [])
+        return cls(
+            loss=_finite(after.get("loss")),
+            accuracy=_finite(after.get("accuracy")),
+            verdicts=tuple(str(verdict) for verdict in verdicts),
+            diverged=bool(result.get("diverged", False)),
+        )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "loss": _finite(self.loss),
+            "accuracy": _finite(self.accuracy),
+            "verdicts": list(self.verdicts),
+            "diverged": self.diverged,
+        }
+
+
+def dumps_compact(value: Any) -> str:
+    """Strict, compact JSON for a record field."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+# ------------------------------------------------------------------------ record
+
+
+def _text(fields: Mapping[bytes, bytes], name: bytes) -> str | None:
+    value = fields.get(name)
+    return None if value is None else value.decode()
+
+
+def _json(fields: Mapping[bytes, bytes], name: bytes) -> Any:
+    value = fields.get(name)
+    return None if value is None else json.loads(value)
+
+
+def _time(fields: Mapping[bytes, bytes], name: bytes) -> float | None:
+    value = fields.get(name)
+    return None if value is None else float(value)
+
+
+def iso_time(seconds: float | None) -> str | None:
+    """RFC 3339 UTC with milliseconds, e.g. 2025-01-02T03:04:05.678Z."""
+    if seconds is None:
+        return None
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One job, as stored. Times are Unix seconds from the Redis server's clock."""
+
+    id: str
+    status: JobStatus
+    queue: str
+    created_at: float
+    spec: dict[str, Any]
+    epoch: int = 0
+    epochs: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker: dict[str, Any] | None = None
+    deliveries: int = 0
+    error: dict[str, Any] | None = None
+    summary: dict[str, Any] | None = None
+    cancel_requested: bool = False
+    plots: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[bytes, bytes]) -> JobRecord:
+        """From the record hash's fields (as HGETALL returns them)."""
+        return cls(
+            id=fields[b"id"].decode(),
+            status=JobStatus(fields[b"status"].decode()),
+            queue=fields[b"queue"].decode(),
+            created_at=float(fields[b"created_at"]),
+            spec=_json(fields, b"spec") or {},
+            epoch=int(fields.get(b"epoch", 0)),
+            epochs=int(fields.get(b"epochs", 0)),
+            started_at=_time(fields, b"started_at"),
+            finished_at=_time(fields, b"finished_at"),
+            worker=_json(fields, b"worker"),
+            deliveries=int(fields.get(b"deliveries", 0)),
+            error=_json(fields, b"error"),
+            summary=_json(fields, b"summary"),
+            cancel_requested=fields.get(b"cancel_requested") == b"1",
+            plots=tuple(_json(fields, b"plots") or ()),
+        )
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from (the last) start to finish, once finished."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    def to_public(self) -> dict[str, Any]:
+        """The record as the HTTP API shows it."""
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "queue": self.queue,
+            "created_at": iso_time(self.created_at),
+            "started_at": iso_time(self.started_at),
+            "finished_at": iso_time(self.finished_at),
+            "progress": {"epoch": self.epoch, "epochs": self.epochs},
+            "cancel_requested": self.cancel_requested,
+            "deliveries": self.deliveries,
+            "worker": self.worker,
+            "error": self.error,
+            "summary": self.summary,
+            "plots": list(self.plots),
+            "spec": self.spec,
+        }

@@ -1,0 +1,1009 @@
+"""The Redis job store: one record per job, its results beside it, atomic transitions.
+
+Two front ends share one implementation. `JobStore` (redis-py, blocking) serves
+the worker and tests; `AsyncJobStore` (redis.asyncio) serves the API. Both
+expose the same operations with the same signatures (async ones are awaited),
+generated from `JobPlans`: pure functions that turn a call into one Redis round
+trip (a Lua script, or a pipeline of commands) plus a function that reads the
+reply. Every state change is one Lua script, so it is atomic: a cancel racing
+a finish leaves exactly one of them applied.
+
+Operations (`store.<name>`; job_id positional, everything else keyword-only):
+
+    create(*, spec, queue, idempotency_key=None, fingerprint="") -> Created
+        A queued job (record + indexes + "queued" event); with an Idempotency-Key a
+        repeat returns the first job (Created.new False); raises IdempotencyKeyReused
+        when the key comes back with another request fingerprint.
+    get(job_id) -> JobRecord | None
+    mark_running(job_id, *, worker: WorkerInfo, max_deliveries: int) -> JobRecord | None
+        Counts a delivery. None when the job must not run: unknown, finished, cancel
+        requested (now cancelled) or delivered more than max_deliveries times (now
+        failed with error type TooManyDeliveries).
+    set_progress(job_id, *, epoch, epochs, metrics=None) -> bool
+        Records progress and emits a progress event. False when training should stop:
+        the job is no longer running (cancelled, deleted, finished) or a cancel was asked.
+    is_cancel_requested(job_id) -> bool      True also when the job is gone or finished.
+    mark_succeeded(job_id, *, summary: Summary, result_json: str, plots: {name: png},
+                   arrays: bytes | None = None) -> bool
+    mark_failed(job_id, *, error_type: str, message: str) -> bool
+    mark_cancelled(job_id) -> bool
+        Each finishing call returns False (and changes nothing) unless the job was still
+        running (or, for failed/cancelled, queued): a stale delivery is a no-op.
+    request_cancel(job_id) -> CancelOutcome | None
+        Queued: cancelled now. Running: cancel_requested set, the worker stops after the
+        epoch. Finished: unchanged. None for an unknown job.
+    delete(job_id) -> bool
+    list_jobs(*, status=None, limit=50, cursor=None) -> JobPage     (newest first)
+    get_result(job_id) / get_arrays(job_id) -> Stored
+    get_plot(job_id, *, field, body=True) -> StoredPlot
+    put_plot(job_id, *, field, png) -> str | None                   (caches a rendered size)
+    read_events(job_id, *, after="0", block_ms=None, count=100) -> list[JobEvent]
+    record_heartbeat(*, queue, hostname) -> None
+    forget_worker(*, queue, hostname) -> None
+    live_workers(*, queue, within_seconds=HEARTBEAT_WINDOW) -> list[str]
+    prune_expired(*, limit=1000) -> int
+    metrics(*, queues) -> MetricsSnapshot
+    ping() -> bool
+
+Example:
+    >>> store = JobStore.from_settings(get_settings())
+    >>> record = store.mark_running(job_id, worker=WorkerInfo.from_device_info(host, info),
+    ...                             max_deliveries=3)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+
+import redis
+import redis.asyncio
+
+from core.jobs import (
+    ErrorInfo,
+    JobRecord,
+    JobStatus,
+    Summary,
+    WorkerInfo,
+    dumps_compact,
+    is_job_id,
+    new_job_id,
+)
+from core.keys import Keys, plot_etag_field
+from core.settings import Settings
+from core.spec import ExperimentSpec, Limits
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+# A stream entry per epoch plus a few state changes: the cap keeps every event of the
+# longest allowed run, so a client resuming with Last-Event-ID never misses one.
+EVENTS_MAXLEN = Limits.EPOCHS + 100
+# Job duration histogram buckets (seconds); the Lua scripts count into them.
+DURATION_BUCKETS: tuple[float, ...] = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+# A worker that beat within this many seconds is live.
+HEARTBEAT_WINDOW = 30
+# Heartbeats older than this are dropped from the set.
+HEARTBEAT_KEEP = 24 * 3600
+# PNGs (sizes x plots, the default ones included) cached per job: bounds Redis memory
+# whatever sizes clients ask for.
+MAX_CACHED_PLOTS = 64
+
+# --------------------------------------------------------------------- Lua scripts
+
+_CLOCK = """
+local function now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function stamp(t) return string.format('%.6f', t) end
+"""
+
+_BUCKETS = f"""
+local BUCKETS = {{{", ".join(f"{bound:g}" for bound in DURATION_BUCKETS)}}}
+local LABELS = {{{", ".join(f"'{bound:g}'" for bound in DURATION_BUCKETS)}}}
+"""
+
+# Every job script gets KEYS laid out by `JobPlans._job_keys` and ARGV[1..3] = id, ttl, cap.
+_JOB_PRELUDE = (
+    _CLOCK
+    + _BUCKETS
+    + """
+local record, result, arrays, plots, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local jobs, expiry, durations = KEYS[6], KEYS[7], KEYS[8]
+local by_status = {queued = KEYS[9], running = KEYS[10], succeeded = KEYS[11],
+                   failed = KEYS[12], cancelled = KEYS[13]}
+local id, ttl, cap = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+
+local function emit(kind, data)
+  redis.call('XADD', events, 'MAXLEN', '~', cap, '*', 'type', kind, 'data', data)
+end
+
+local function set_status(from, to)
+  redis.call('HSET', record, 'status', to)
+  if from then redis.call('ZREM', by_status[from], id) end
+  redis.call('ZADD', by_status[to], 0, id)
+end
+
+local function observe(status, seconds)
+  local label = '+Inf'
+  for i, bound in ipairs(BUCKETS) do
+    if seconds <= bound then label = LABELS[i]; break end
+  end
+  redis.call('HINCRBY', durations, status .. ':' .. label, 1)
+  redis.call('HINCRBY', durations, status .. ':count', 1)
+  redis.call('HINCRBYFLOAT', durations, status .. ':sum', seconds)
+end
+
+-- Finishing: status, time, duration, final event, then every key of the job expires
+-- together and the expiry index says when, so index entries can be pruned later.
+local function finish(from, to, event)
+  local t = now()
+  set_status(from, to)
+  redis.call('HSET', record, 'finished_at', stamp(t))
+  local started = redis.call('HGET', record, 'started_at')
+  if started then observe(to, t - tonumber(started)) end
+  emit('state', event)
+  for _, key in ipairs({record, result, arrays, plots, events}) do
+    redis.call('EXPIRE', key, ttl)
+  end
+  redis.call('ZADD', expiry, t + ttl, id)
+end
+
+local finished = {succeeded = true, failed = true, cancelled = true}
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LuaScript:
+    """A named Lua script; executors load it once and call it by SHA."""
+
+    name: str
+    source: str
+
+
+def _job_script(name: str, body: str) -> LuaScript:
+    return LuaScript(name, _JOB_PRELUDE + body)
+
+
+CREATE = _job_script(
+    "create",
+    """
+-- ARGV[4] queue, [5] spec JSON, [6] epochs, [7] idempotency value or '',
+-- [8] idempotency ttl, [9] '1' to replace a stale idempotency entry; KEYS[14] its key
+if ARGV[7] ~= '' then
+  if ARGV[9] ~= '1' then
+    local previous = redis.call('GET', KEYS[14])
+    if previous then return {'replay', previous} end
+  end
+  redis.call('SET', KEYS[14], ARGV[7], 'EX', ARGV[8])
+end
+redis.call('HSET', record, 'id', id, 'status', 'queued', 'queue', ARGV[4],
+           'created_at', stamp(now()), 'spec', ARGV[5], 'epoch', 0, 'epochs', ARGV[6],
+           'deliveries', 0, 'cancel_requested', 0)
+redis.call('ZADD', jobs, 0, id)
+set_status(nil, 'queued')
+emit('state', '{"status":"queued"}')
+return {'created', redis.call('HGETALL', record)}
+""",
+)
+
+MARK_RUNNING = _job_script(
+    "mark_running",
+    """
+-- ARGV[4] worker JSON, [5] max deliveries
+if redis.call('EXISTS', record) == 0 then return {'missing'} end
+local status = redis.call('HGET', record, 'status')
+if finished[status] then return {'finished'} end
+local deliveries = redis.call('HINCRBY', record, 'deliveries', 1)
+if redis.call('HGET', record, 'cancel_requested') == '1' then
+  finish(status, 'cancelled', '{"status":"cancelled"}')
+  return {'cancelled'}
+end
+if deliveries > tonumber(ARGV[5]) then
+  local error = '{"type":"TooManyDeliveries","message":"delivered ' .. deliveries
+    .. ' times, over the limit of ' .. ARGV[5] .. ': the job may be killing its worker"}'
+  redis.call('HSET', record, 'error', error)
+  finish(status, 'failed', '{"status":"failed","error":' .. error .. '}')
+  return {'failed'}
+end
+redis.call('HSET', record, 'started_at', stamp(now()), 'worker', ARGV[4], 'epoch', 0)
+set_status(status, 'running')
+emit('state', '{"status":"running","delivery":' .. deliveries .. ',"worker":' .. ARGV[4] .. '}')
+return {'running', redis.call('HGETALL', record)}
+""",
+)
+
+SET_PROGRESS = _job_script(
+    "set_progress",
+    """
+-- ARGV[4] epoch, [5] epochs, [6] event JSON. Returns 0: stop, 1: go on, 2: cancel asked.
+local state = redis.call('HMGET', record, 'status', 'cancel_requested')
+if state[1] ~= 'running' then return 0 end
+redis.call('HSET', record, 'epoch', ARGV[4], 'epochs', ARGV[5])
+emit('progress', ARGV[6])
+if state[2] == '1' then return 2 end
+return 1
+""",
+)
+
+MARK_SUCCEEDED = _job_script(
+    "mark_succeeded",
+    """
+-- ARGV[4] summary JSON, [5] result JSON, [6] arrays or '', [7] plot names JSON,
+-- [8] event JSON, [9..] plot hash field/value pairs
+if redis.call('HGET', record, 'status') ~= 'running' then return 0 end
+redis.call('SET', result, ARGV[5])
+if ARGV[6] ~= '' then redis.call('SET', arrays, ARGV[6]) end
+if #ARGV > 8 then redis.call('HSET', plots, unpack(ARGV, 9)) end
+redis.call('HSET', record, 'summary', ARGV[4], 'plots', ARGV[7])
+finish('running', 'succeeded', ARGV[8])
+return 1
+""",
+)
+
+MARK_STOPPED = _job_script(
+    "mark_stopped",
+    """
+-- ARGV[4] 'failed' or 'cancelled', [5] error JSON or '', [6] event JSON
+local status = redis.call('HGET', record, 'status')
+if status ~= 'queued' and status ~= 'running' then return 0 end
+if ARGV[5] ~= '' then redis.call('HSET', record, 'error', ARGV[5]) end
+finish(status, ARGV[4], ARGV[6])
+return 1
+""",
+)
+
+REQUEST_CANCEL = _job_script(
+    "request_cancel",
+    """
+if redis.call('EXISTS', record) == 0 then return {'missing'} end
+local status = redis.call('HGET', record, 'status')
+if status == 'queued' then
+  finish('queued', 'cancelled', '{"status":"cancelled"}')
+elseif status == 'running' and redis.call('HGET', record, 'cancel_requested') ~= '1' then
+  redis.call('HSET', record, 'cancel_requested', 1)
+  emit('cancel_requested', '{"status":"running","cancel_requested":true}')
+end
+return {status, redis.call('HGETALL', record)}
+""",
+)
+
+DELETE = _job_script(
+    "delete",
+    """
+local existed = redis.call('EXISTS', record)
+redis.call('DEL', record, result, arrays, plots, events)
+redis.call('ZREM', jobs, id)
+redis.call('ZREM', expiry, id)
+for _, key in pairs(by_status) do redis.call('ZREM', key, id) end
+return existed
+""",
+)
+
+PRUNE = LuaScript(
+    "prune",
+    _CLOCK
+    + """
+-- KEYS[1] all jobs, [2] expiry, [3..] status indexes; ARGV[1] limit.
+-- An id whose expiry time has passed has no keys left: drop it from every index.
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now(), 'LIMIT', 0, ARGV[1])
+for _, id in ipairs(ids) do
+  for i = 1, #KEYS do redis.call('ZREM', KEYS[i], id) end
+end
+return #ids
+""",
+)
+
+PUT_PLOT = LuaScript(
+    "put_plot",
+    """
+-- KEYS[1] record, [2] plots; ARGV[1] field, [2] png, [3] etag field, [4] etag, [5] max fields.
+-- Cache only for a finished job (its record has a TTL), and expire with it.
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then return 0 end
+if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[5]) then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ttl)
+return 1
+""",
+)
+
+HEARTBEAT = LuaScript(
+    "heartbeat",
+    _CLOCK
+    + """
+-- KEYS[1] workers of a queue; ARGV[1] hostname, [2] seconds to keep old beats
+local t = now()
+redis.call('ZADD', KEYS[1], t, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t - tonumber(ARGV[2]))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+""",
+)
+
+LIVE_WORKERS = LuaScript(
+    "live_workers",
+    _CLOCK
+    + """
+-- KEYS[1] workers of a queue; ARGV[1] seconds
+return redis.call('ZRANGEBYSCORE', KEYS[1], now() - tonumber(ARGV[1]), '+inf')
+""",
+)
+
+SCRIPTS: tuple[LuaScript, ...] = (
+    CREATE,
+    MARK_RUNNING,
+    SET_PROGRESS,
+    MARK_SUCCEEDED,
+    MARK_STOPPED,
+    REQUEST_CANCEL,
+    DELETE,
+    PRUNE,
+    PUT_PLOT,
+    HEARTBEAT,
+    LIVE_WORKERS,
+)
+
+# ------------------------------------------------------------------- what returns
+
+
+class IdempotencyKeyReused(Exception):  # noqa: N818 - reads as the event it reports
+    """An Idempotency-Key came back with a different request than the one it first made."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"the Idempotency-Key was first used for job {job_id} with another body")
+        self.job_id = job_id
+
+
+class InvalidCursor(ValueError):  # noqa: N818
+    """A list cursor this store did not hand out."""
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """The job `create` returns; `new` is False when an Idempotency-Key replayed it."""
+
+    record: JobRecord
+    new: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOutcome:
+    """What a cancel request found (`before`) and the record after it."""
+
+    before: JobStatus
+    record: JobRecord
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """A page of jobs, newest first; `next_cursor` None on the last page."""
+
+    items: list[JobRecord]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A stored blob (result, arrays) and the status of its job (None: unknown job)."""
+
+    status: JobStatus | None
+    content: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPlot:
+    """A stored PNG and its ETag; on a miss, the job's status and default plot names."""
+
+    etag: str | None = None
+    png: bytes | None = None
+    status: JobStatus | None = None
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One entry of a job's event stream: `progress`, `state` or `cancel_requested`."""
+
+    id: str
+    type: str
+    data: str  # JSON
+
+
+@dataclass(frozen=True, slots=True)
+class DurationStats:
+    """A duration histogram: cumulative counts per upper bound (`+Inf` last), sum, count."""
+
+    buckets: list[tuple[str, int]]
+    total: float
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """Counts for /metrics, read in one round trip."""
+
+    jobs_by_status: dict[JobStatus, int]
+    queue_depths: dict[str, int]
+    durations: dict[JobStatus, DurationStats] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------- plans
+
+
+@dataclass(frozen=True, slots=True)
+class Plan(Generic[T]):
+    """One Redis round trip and how to read its reply.
+
+    Either a Lua `script` called with `keys` and `args`, or `commands` sent as one
+    pipeline (MULTI/EXEC when `atomic`; the reply is then a list, one entry per
+    command). `decode` turns the reply into the result, or into the next Plan when
+    an operation needs another round trip.
+    """
+
+    decode: Callable[[Any], T | Plan[T]]
+    script: LuaScript | None = None
+    keys: Sequence[str] = ()
+    args: Sequence[str | bytes | int | float] = ()
+    commands: Sequence[Sequence[str | bytes | int | float]] = ()
+    atomic: bool = False
+
+
+def _after(first: Plan[Any], outcome: T | Plan[T]) -> Plan[T]:
+    """`first` run for its effect, then `outcome`: a value, or the next plan."""
+    return dataclasses.replace(first, decode=lambda _: outcome)
+
+
+def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _record(fields: Mapping[bytes, bytes] | Sequence[bytes]) -> JobRecord | None:
+    mapping = fields if isinstance(fields, Mapping) else _pairs(fields)
+    return JobRecord.from_fields(mapping) if mapping else None
+
+
+def _status(value: bytes | None) -> JobStatus | None:
+    return None if value is None else JobStatus(value.decode())
+
+
+def _etag(png: bytes) -> str:
+    return '"' + hashlib.blake2b(png, digest_size=16).hexdigest() + '"'
+
+
+def encode_cursor(job_id: str) -> str:
+    """The opaque cursor that continues a listing after `job_id`."""
+    return base64.urlsafe_b64encode(job_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """The job id a cursor continues after; raises InvalidCursor."""
+    try:
+        job_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
+        raise InvalidCursor("cursor: not one this API handed out") from error
+    if not is_job_id(job_id):
+        raise InvalidCursor("cursor: not one this API handed out")
+    return job_id
+
+
+def _progress_event(epoch: int, epochs: int, metrics: Mapping[str, float | None] | None) -> str:
+    event: dict[str, Any] = {"epoch": epoch, "epochs": epochs}
+    for name, value in (metrics or {}).items():
+        event[name] = None if value is None or not math.isfinite(value) else float(value)
+    return dumps_compact(event)
+
+
+class JobPlans:
+    """Every store operation as a pure function from arguments to a `Plan`."""
+
+    def __init__(self, keys: Keys, *, job_ttl_seconds: int, idempotency_ttl_seconds: int) -> None:
+        self.keys = keys
+        self.job_ttl_seconds = job_ttl_seconds
+        self.idempotency_ttl_seconds = idempotency_ttl_seconds
+        self._status_keys = tuple(keys.jobs_with_status(status) for status in JobStatus)
+
+    def _job_keys(self, job_id: str) -> list[str]:
+        return [
+            *self.keys.job(job_id).all(),
+            self.keys.jobs,
+            self.keys.expiry,
+            self.keys.durations,
+            *self._status_keys,
+        ]
+
+    def _job_args(self, job_id: str, *extra: str | bytes | int) -> list[str | bytes | int]:
+        return [job_id, self.job_ttl_seconds, EVENTS_MAXLEN, *extra]
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def create(
+        self,
+        *,
+        spec: ExperimentSpec,
+        queue: str,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+        job_id: str | None = None,
+        replace_stale: bool = False,
+    ) -> Plan[Created]:
+        """A queued job for `spec` on `queue`, or the one an Idempotency-Key already made."""
+        new_id = job_id or new_job_id()
+        keys = self._job_keys(new_id)
+        idempotency = ""
+        if idempotency_key is not None:
+            keys.append(self.keys.idempotency(idempotency_key))
+            idempotency = f"{new_id} {fingerprint}"
+        args = self._job_args(
+            new_id,
+            queue,
+            dumps_compact(spec.to_json_dict()),
+            spec.training.epochs,
+            idempotency,
+            self.idempotency_ttl_seconds,
+            "1" if replace_stale else "0",
+        )
+
+        def decode(reply: list[Any]) -> Created | Plan[Created]:
+            if reply[0] == b"created":
+                record = _record(reply[1])
+                assert record is not None
+                return Created(record, new=True)
+            previous_id, _, previous_fingerprint = reply[1].decode().partition(" ")
+            if previous_fingerprint != fingerprint:
+                raise IdempotencyKeyReused(previous_id)
+            return self._replayed(previous_id, spec, queue, idempotency_key, fingerprint)
+
+        return Plan(decode, script=CREATE, keys=keys, args=args)
+
+    def _replayed(
+        self,
+        job_id: str,
+        spec: ExperimentSpec,
+        queue: str,
+        idempotency_key: str | None,
+        fingerprint: str,
+    ) -> Plan[Created]:
+        def decode(reply: list[Any]) -> Created | Plan[Created]:
+            record = _record(reply[0])
+            if record is not None:
+                return Created(record, new=False)
+            # The first job was deleted or has expired: the key now names a new one.
+            return self.create(
+                spec=spec,
+                queue=queue,
+                idempotency_key=idempotency_key,
+                fingerprint=fingerprint,
+                replace_stale=True,
+            )
+
+        return Plan(decode, commands=[("HGETALL", self.keys.job(job_id).record)])
+
+    def get(self, job_id: str) -> Plan[JobRecord | None]:
+        """The record of `job_id`, or None."""
+        return Plan(
+            lambda reply: _record(reply[0]), commands=[("HGETALL", self.keys.job(job_id).record)]
+        )
+
+    def mark_running(
+        self, job_id: str, *, worker: WorkerInfo, max_deliveries: int
+    ) -> Plan[JobRecord | None]:
+        """Start (or restart, on redelivery) `job_id`; None when it must not run."""
+        args = self._job_args(job_id, dumps_compact(worker.to_json_dict()), max_deliveries)
+
+        def decode(reply: list[Any]) -> JobRecord | None:
+            return _record(reply[1]) if reply[0] == b"running" else None
+
+        return Plan(decode, script=MARK_RUNNING, keys=self._job_keys(job_id), args=args)
+
+    def set_progress(
+        self,
+        job_id: str,
+        *,
+        epoch: int,
+        epochs: int,
+        metrics: Mapping[str, float | None] | None = None,
+    ) -> Plan[bool]:
+        """Record epoch `epoch` of `epochs` done; False when training should stop."""
+        event = _progress_event(epoch, epochs, metrics)
+        args = self._job_args(job_id, epoch, epochs, event)
+        return Plan(
+            lambda reply: reply == 1, script=SET_PROGRESS, keys=self._job_keys(job_id), args=args
+        )
+
+    def is_cancel_requested(self, job_id: str) -> Plan[bool]:
+        """True when the job should stop: a cancel was asked, or it is gone or finished."""
+        record = self.keys.job(job_id).record
+
+        def decode(reply: list[Any]) -> bool:
+            status, cancel = reply[0]
+            return status != JobStatus.RUNNING.encode() or cancel == b"1"
+
+        return Plan(decode, commands=[("HMGET", record, "status", "cancel_requested")])
+
+    def mark_succeeded(
+        self,
+        job_id: str,
+        *,
+        summary: Summary,
+        result_json: str,
+        plots: Mapping[str, bytes],
+        arrays: bytes | None = None,
+    ) -> Plan[bool]:
+        """Store the result, arrays and default-size plots, and finish the job as succeeded."""
+        summary_json = dumps_compact(summary.to_json_dict())
+        plot_args: list[str | bytes | int] = []
+        for name, png in plots.items():
+            plot_args += [name, png, plot_etag_field(name), _etag(png)]
+        args = self._job_args(
+            job_id,
+            summary_json,
+            result_json,
+            arrays or b"",
+            dumps_compact(list(plots)),
+            f'{{"status":"succeeded","summary":{summary_json}}}',
+            *plot_args,
+        )
+        return Plan(
+            lambda reply: reply == 1, script=MARK_SUCCEEDED, keys=self._job_keys(job_id), args=args
+        )
+
+    def mark_failed(self, job_id: str, *, error_type: str, message: str) -> Plan[bool]:
+        """Finish a queued or running job as failed with an error type and message."""
+        error = dumps_compact(ErrorInfo(error_type, message).to_json_dict())
+        event = f'{{"status":"failed","error":{error}}}'
+        return self._stop(job_id, JobStatus.FAILED, error, event)
+
+    def mark_cancelled(self, job_id: str) -> Plan[bool]:
+        """Finish a queued or running job as cancelled."""
+        return self._stop(job_id, JobStatus.CANCELLED, "", '{"status":"cancelled"}')
+
+    def _stop(self, job_id: str, status: JobStatus, error: str, event: str) -> Plan[bool]:
+        args = self._job_args(job_id, status.value, error, event)
+        return Plan(
+            lambda reply: reply == 1, script=MARK_STOPPED, keys=self._job_keys(job_id), args=args
+        )
+
+    def request_cancel(self, job_id: str) -> Plan[CancelOutcome | None]:
+        """Cancel a queued job now, or ask a running one to stop after its epoch."""
+
+        def decode(reply: list[Any]) -> CancelOutcome | None:
+            if reply[0] == b"missing":
+                return None
+            record = _record(reply[1])
+            assert record is not None
+            return CancelOutcome(JobStatus(reply[0].decode()), record)
+
+        args = self._job_args(job_id)
+        return Plan(decode, script=REQUEST_CANCEL, keys=self._job_keys(job_id), args=args)
+
+    def delete(self, job_id: str) -> Plan[bool]:
+        """Remove the job and everything stored for it; False when it was unknown."""
+        args = self._job_args(job_id)
+        return Plan(lambda reply: reply == 1, script=DELETE, keys=self._job_keys(job_id), args=args)
+
+    # ------------------------------------------------------------------ listing
+
+    def list_jobs(
+        self, *, status: JobStatus | None = None, limit: int = 50, cursor: str | None = None
+    ) -> Plan[JobPage]:
+        """Jobs newest first, optionally of one status, `limit` per page from `cursor`.
+
+        Ids sort by creation time and every index member has the same score, so a
+        page is a lexicographic range below the cursor's id: stable under inserts.
+        A page may hold fewer than `limit` jobs when some expired meanwhile.
+        """
+        index = self.keys.jobs if status is None else self.keys.jobs_with_status(status)
+        upper = "+" if cursor is None else "(" + decode_cursor(cursor)
+        command = ("ZREVRANGEBYLEX", index, upper, "-", "LIMIT", 0, limit + 1)
+        return Plan(lambda reply: self._page(reply[0], limit), commands=[command])
+
+    def _page(self, members: list[bytes], limit: int) -> JobPage | Plan[JobPage]:
+        ids = [member.decode() for member in members[:limit]]
+        next_cursor = encode_cursor(ids[-1]) if len(members) > limit else None
+        if not ids:
+            return JobPage([], None)
+
+        def decode(reply: list[Any]) -> JobPage | Plan[JobPage]:
+            records = [_record(fields) for fields in reply]
+            page = JobPage([record for record in records if record is not None], next_cursor)
+            if len(page.items) == len(ids):
+                return page
+            # Some entries outlived their records: prune them, then answer.
+            return _after(self.prune_expired(), page)
+
+        commands = [("HGETALL", self.keys.job(job_id).record) for job_id in ids]
+        return Plan(decode, commands=commands)
+
+    def prune_expired(self, *, limit: int = 1000) -> Plan[int]:
+        """Drop up to `limit` expired jobs from the indexes; the count dropped."""
+        keys = [self.keys.jobs, self.keys.expiry, *self._status_keys]
+        return Plan(int, script=PRUNE, keys=keys, args=[limit])
+
+    # ----------------------------------------------------------- stored content
+
+    def get_result(self, job_id: str) -> Plan[Stored]:
+        """result.json of the job, with its status."""
+        return self._blob(job_id, self.keys.job(job_id).result)
+
+    def get_arrays(self, job_id: str) -> Plan[Stored]:
+        """arrays.npz of the job (when raw capture was asked), with its status."""
+        return self._blob(job_id, self.keys.job(job_id).arrays)
+
+    def _blob(self, job_id: str, key: str) -> Plan[Stored]:
+        record = self.keys.job(job_id).record
+        commands = [("GET", key), ("HGET", record, "status")]
+        return Plan(
+            lambda reply: Stored(_status(reply[1]), reply[0]), commands=commands, atomic=True
+        )
+
+    def get_plot(self, job_id: str, *, field: str, body: bool = True) -> Plan[StoredPlot]:
+        """A stored PNG (only its ETag when not `body`); on a miss, the job's status."""
+        keys = self.keys.job(job_id)
+        fields = [plot_etag_field(field), field] if body else [plot_etag_field(field)]
+
+        def decode(reply: list[Any]) -> StoredPlot | Plan[StoredPlot]:
+            etag, *png = reply[0]
+            if etag is not None:
+                return StoredPlot(etag=etag.decode(), png=png[0] if png else None)
+            return Plan(miss, commands=[("HMGET", keys.record, "status", "plots")])
+
+        def miss(reply: list[Any]) -> StoredPlot:
+            status, names = reply[0]
+            return StoredPlot(
+                status=_status(status), names=tuple(json.loads(names)) if names else ()
+            )
+
+        return Plan(decode, commands=[("HMGET", keys.plots, *fields)])
+
+    def put_plot(self, job_id: str, *, field: str, png: bytes) -> Plan[str | None]:
+        """Cache a rendered PNG beside a finished job; its ETag, or None if not cached."""
+        keys = self.keys.job(job_id)
+        etag = _etag(png)
+        args: list[str | bytes | int] = [
+            field,
+            png,
+            plot_etag_field(field),
+            etag,
+            2 * MAX_CACHED_PLOTS,
+        ]
+        return Plan(
+            lambda reply: etag if reply == 1 else None,
+            script=PUT_PLOT,
+            keys=[keys.record, keys.plots],
+            args=args,
+        )
+
+    def read_events(
+        self, job_id: str, *, after: str = "0", block_ms: int | None = None, count: int = 100
+    ) -> Plan[list[JobEvent]]:
+        """Events after stream id `after`, waiting up to `block_ms` for the first one."""
+        command: list[str | int] = ["XREAD", "COUNT", count]
+        if block_ms is not None:
+            command += ["BLOCK", block_ms]
+        command += ["STREAMS", self.keys.job(job_id).events, after]
+
+        def decode(reply: list[Any]) -> list[JobEvent]:
+            if not reply[0]:
+                return []
+            _, entries = reply[0][0]
+            return [
+                JobEvent(entry_id.decode(), data[b"type"].decode(), data[b"data"].decode())
+                for entry_id, data in entries
+            ]
+
+        return Plan(decode, commands=[command])
+
+    # ------------------------------------------------------------------ workers
+
+    def record_heartbeat(self, *, queue: str, hostname: str) -> Plan[None]:
+        """Note that `hostname` is alive and consuming `queue`."""
+        keys = [self.keys.worker_heartbeats(queue)]
+        return Plan(lambda _: None, script=HEARTBEAT, keys=keys, args=[hostname, HEARTBEAT_KEEP])
+
+    def forget_worker(self, *, queue: str, hostname: str) -> Plan[None]:
+        """Remove `hostname` from `queue`'s live workers (on a clean shutdown)."""
+        command = ("ZREM", self.keys.worker_heartbeats(queue), hostname)
+        return Plan(lambda _: None, commands=[command])
+
+    def live_workers(
+        self, *, queue: str, within_seconds: int = HEARTBEAT_WINDOW
+    ) -> Plan[list[str]]:
+        """Hostnames that beat on `queue` within the last `within_seconds`."""
+        return Plan(
+            lambda reply: sorted(name.decode() for name in reply),
+            script=LIVE_WORKERS,
+            keys=[self.keys.worker_heartbeats(queue)],
+            args=[within_seconds],
+        )
+
+    # ------------------------------------------------------------------ metrics
+
+    def metrics(self, *, queues: Sequence[str]) -> Plan[MetricsSnapshot]:
+        """Jobs per status, Celery queue depths and job durations (after a prune)."""
+        commands: list[tuple[str, ...]] = [("ZCARD", key) for key in self._status_keys]
+        commands += [("LLEN", self.keys.celery_queue(queue)) for queue in queues]
+        commands.append(("HGETALL", self.keys.durations))
+
+        def decode(reply: list[Any]) -> MetricsSnapshot:
+            counts = dict(zip(JobStatus, reply, strict=False))
+            depths = dict(zip(queues, reply[len(JobStatus) :], strict=False))
+            return MetricsSnapshot(counts, depths, _durations(reply[-1]))
+
+        return _after(self.prune_expired(), Plan(decode, commands=commands, atomic=True))
+
+    def ping(self) -> Plan[bool]:
+        """True when Redis answers."""
+        return Plan(lambda reply: bool(reply[0]), commands=[("PING",)])
+
+
+def _durations(fields: Mapping[bytes, bytes]) -> dict[JobStatus, DurationStats]:
+    labels = [f"{bound:g}" for bound in DURATION_BUCKETS] + ["+Inf"]
+    histograms = {}
+    for status in (s for s in JobStatus if s.finished):
+        prefix = status.value + ":"
+        counts = [int(fields.get((prefix + label).encode(), 0)) for label in labels]
+        cumulative = [sum(counts[: i + 1]) for i in range(len(counts))]
+        histograms[status] = DurationStats(
+            buckets=list(zip(labels, cumulative, strict=True)),
+            total=float(fields.get((prefix + "sum").encode(), 0.0)),
+            count=int(fields.get((prefix + "count").encode(), 0)),
+        )
+    return histograms
+
+
+# --------------------------------------------------------------------- executors
+
+
+def _sync(
+    build: Callable[Concatenate[JobPlans, P], Plan[T]],
+) -> Callable[Concatenate[JobStore, P], T]:
+    def operation(self: JobStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._run(build(self.plans, *args, **kwargs))
+
+    operation.__name__ = build.__name__
+    operation.__doc__ = build.__doc__
+    return operation
+
+
+def _async(
+    build: Callable[Concatenate[JobPlans, P], Plan[T]],
+) -> Callable[Concatenate[AsyncJobStore, P], Coroutine[Any, Any, T]]:
+    async def operation(self: AsyncJobStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run(build(self.plans, *args, **kwargs))
+
+    operation.__name__ = build.__name__
+    operation.__doc__ = build.__doc__
+    return operation
+
+
+def plans_from_settings(settings: Settings) -> JobPlans:
+    """The plans for `settings`' namespace and TTLs."""
+    return JobPlans(
+        Keys(settings.namespace),
+        job_ttl_seconds=settings.job_ttl_seconds,
+        idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+    )
+
+
+class JobStore:
+    """The job store over a blocking redis-py client (worker, tests, tools)."""
+
+    def __init__(self, client: redis.Redis, plans: JobPlans) -> None:
+        self.client = client
+        self.plans = plans
+        self._scripts = {script.name: client.register_script(script.source) for script in SCRIPTS}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JobStore:
+        """A store on `settings.redis_url` for `settings.namespace`."""
+        return cls(redis.Redis.from_url(settings.redis_url), plans_from_settings(settings))
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _run(self, plan: Plan[T]) -> T:
+        while True:
+            outcome = plan.decode(self._send(plan))
+            if not isinstance(outcome, Plan):
+                return outcome
+            plan = outcome
+
+    def _send(self, plan: Plan[Any]) -> Any:
+        if plan.script is not None:
+            return self._scripts[plan.script.name](keys=plan.keys, args=plan.args)
+        if len(plan.commands) == 1 and not plan.atomic:
+            return [self.client.execute_command(*plan.commands[0])]
+        pipeline = self.client.pipeline(transaction=plan.atomic)
+        for command in plan.commands:
+            pipeline.execute_command(*command)
+        return pipeline.execute()
+
+    create = _sync(JobPlans.create)
+    get = _sync(JobPlans.get)
+    mark_running = _sync(JobPlans.mark_running)
+    set_progress = _sync(JobPlans.set_progress)
+    is_cancel_requested = _sync(JobPlans.is_cancel_requested)
+    mark_succeeded = _sync(JobPlans.mark_succeeded)
+    mark_failed = _sync(JobPlans.mark_failed)
+    mark_cancelled = _sync(JobPlans.mark_cancelled)
+    request_cancel = _sync(JobPlans.request_cancel)
+    delete = _sync(JobPlans.delete)
+    list_jobs = _sync(JobPlans.list_jobs)
+    prune_expired = _sync(JobPlans.prune_expired)
+    get_result = _sync(JobPlans.get_result)
+    get_arrays = _sync(JobPlans.get_arrays)
+    get_plot = _sync(JobPlans.get_plot)
+    put_plot = _sync(JobPlans.put_plot)
+    read_events = _sync(JobPlans.read_events)
+    record_heartbeat = _sync(JobPlans.record_heartbeat)
+    forget_worker = _sync(JobPlans.forget_worker)
+    live_workers = _sync(JobPlans.live_workers)
+    metrics = _sync(JobPlans.metrics)
+    ping = _sync(JobPlans.ping)
+
+
+class AsyncJobStore:
+    """The job store over a redis.asyncio client (the API)."""
+
+    def __init__(self, client: redis.asyncio.Redis, plans: JobPlans) -> None:
+        self.client = client
+        self.plans = plans
+        self._scripts = {script.name: client.register_script(script.source) for script in SCRIPTS}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AsyncJobStore:
+        """A store on `settings.redis_url` for `settings.namespace`."""
+        client = redis.asyncio.Redis.from_url(settings.redis_url)
+        return cls(client, plans_from_settings(settings))
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def _run(self, plan: Plan[T]) -> T:
+        while True:
+            outcome = plan.decode(await self._send(plan))
+            if not isinstance(outcome, Plan):
+                return outcome
+            plan = outcome
+
+    async def _send(self, plan: Plan[Any]) -> Any:
+        if plan.script is not None:
+            return await self._scripts[plan.script.name](keys=plan.keys, args=plan.args)
+        if len(plan.commands) == 1 and not plan.atomic:
+            return [await self.client.execute_command(*plan.commands[0])]
+        pipeline = self.client.pipeline(transaction=plan.atomic)
+        for command in plan.commands:
+            pipeline.execute_command(*command)
+        return await pipeline.execute()
+
+    create = _async(JobPlans.create)
+    get = _async(JobPlans.get)
+    mark_running = _async(JobPlans.mark_running)
+    set_progress = _async(JobPlans.set_progress)
+    is_cancel_requested = _async(JobPlans.is_cancel_requested)
+    mark_succeeded = _async(JobPlans.mark_succeeded)
+    mark_failed = _async(JobPlans.mark_failed)
+    mark_cancelled = _async(JobPlans.mark_cancelled)
+    request_cancel = _async(JobPlans.request_cancel)
+    delete = _async(JobPlans.delete)
+    list_jobs = _async(JobPlans.list_jobs)
+    prune_expired = _async(JobPlans.prune_expired)
+    get_result = _async(JobPlans.get_result)
+    get_arrays = _async(JobPlans.get_arrays)
+    get_plot = _async(JobPlans.get_plot)
+    put_plot = _async(JobPlans.put_plot)
+    read_events = _async(JobPlans.read_events)
+    record_heartbeat = _async(JobPlans.record_heartbeat)
+    forget_worker = _async(JobPlans.forget_worker)
+    live_workers = _async(JobPlans.live_workers)
+    metrics = _async(JobPlans.metrics)
+    ping = _async(JobPlans.ping)
