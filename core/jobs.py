@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,15 +46,32 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _JOB_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 
 
-def new_job_id(now: float | None = None) -> str:
-    """A ULID: 48 bits of milliseconds then 80 random bits, so ids sort by creation time."""
-    millis = int((time.time() if now is None else now) * 1000)
-    value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        value, digit = divmod(value, 32)
-        chars.append(_CROCKFORD[digit])
-    return "".join(reversed(chars))
+class _MonotonicUlid:
+    """ULIDs that strictly increase within this process, even within one millisecond.
+
+    Ids made by different processes in the same millisecond still order arbitrarily.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = 0
+
+    def __call__(self, now: float | None = None) -> str:
+        millis = int((time.time() if now is None else now) * 1000)
+        with self._lock:
+            value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
+            if value <= self._last:  # same millisecond (or a clock step back)
+                value = self._last + 1
+            self._last = value
+        chars = []
+        for _ in range(26):
+            value, digit = divmod(value, 32)
+            chars.append(_CROCKFORD[digit])
+        return "".join(reversed(chars))
+
+
+new_job_id = _MonotonicUlid()
+"""A new job id: a ULID (48 bits of milliseconds, 80 random bits); ids sort by creation."""
 
 
 def is_job_id(value: str) -> bool:

@@ -1,0 +1,222 @@
+"""Shared fixtures: a namespace of the real Redis per session, the store, a real HTTP
+server and a real Celery worker.
+
+Every test session works in its own namespace (`gwtest<pid><random>`), so sessions
+sharing one Redis never see each other, and its keys are deleted at the end. The
+server and worker are real subprocesses with that namespace in their environment;
+both are started once per session and waited for by polling, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from core.keys import Keys
+from core.settings import Settings, get_settings
+from core.spec import Device
+from core.store import JobStore, plans_from_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+SERVER_START_SECONDS = 30.0
+WORKER_START_SECONDS = 120.0
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    """Poll `condition` until it holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
+@pytest.fixture(scope="session")
+def namespace() -> str:
+    """This session's namespace: every key and queue the tests touch lives under it."""
+    return f"gwtest{os.getpid()}{secrets.token_hex(3)}"
+
+
+@pytest.fixture(scope="session")
+def service_env(namespace: str) -> dict[str, str]:
+    """The environment for processes serving this session's namespace."""
+    return {**os.environ, "GRADWATCH_NAMESPACE": namespace, "REDIS_URL": REDIS_URL}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_environment(service_env: dict[str, str]) -> Iterator[None]:
+    """Point `get_settings()` in this process at the session's namespace too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRADWATCH_NAMESPACE", service_env["GRADWATCH_NAMESPACE"])
+        patch.setenv("REDIS_URL", REDIS_URL)
+        get_settings.cache_clear()
+        yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def settings(namespace: str) -> Settings:
+    return Settings(namespace=namespace, redis_url=REDIS_URL)
+
+
+@pytest.fixture(scope="session")
+def redis_client(namespace: str) -> Iterator[redis.Redis]:
+    """A client on the test Redis; deletes the session's keys at the end."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail(f"these tests need a Redis at {REDIS_URL}")
+    yield client
+    # The only SCAN in the project: cleanup of this session's own namespaces.
+    for pattern in (Keys(namespace).pattern(), f"{namespace}-*"):
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def store(settings: Settings, redis_client: redis.Redis) -> JobStore:
+    """The sync store on the session namespace, shared with the server and the worker."""
+    return JobStore(redis_client, plans_from_settings(settings))
+
+
+_isolated = itertools.count(1)
+
+
+@pytest.fixture
+def isolated_store(settings: Settings, redis_client: redis.Redis) -> JobStore:
+    """A store on a namespace of its own, for tests that count what they find."""
+    namespace = f"{settings.namespace}-{next(_isolated)}"
+    own = settings.model_copy(update={"namespace": namespace})
+    return JobStore(redis_client, plans_from_settings(own))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def stop_process(process: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited after `grace` seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running API server: its base URL and process."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30.0)
+
+
+@pytest.fixture(scope="session")
+def api_server(service_env: dict[str, str], redis_client: redis.Redis) -> Iterator[Server]:
+    """`uvicorn api.main:app` on a free loopback port, ready once /healthz answers."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "api.main:app",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        "--no-access-log",
+        "--log-level=warning",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, env=service_env)
+    server = Server(f"http://127.0.0.1:{port}", process)
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"the API server exited with {process.returncode}")
+        try:
+            return httpx.get(f"{server.url}/healthz", timeout=1.0).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(healthy, timeout=SERVER_START_SECONDS, what="the API server")
+        yield server
+    finally:
+        stop_process(process)
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A running Celery worker: its Celery hostname, queue and process."""
+
+    hostname: str
+    queue: str
+    process: subprocess.Popen[bytes]
+
+
+@pytest.fixture(scope="session")
+def worker_process(
+    service_env: dict[str, str], settings: Settings, store: JobStore
+) -> Iterator[Worker]:
+    """`celery -A worker.celery_app worker` on the session's CPU queue, ready once it beats.
+
+    Solo pool, one job at a time; readiness is its first heartbeat in the store.
+    """
+    if not (ROOT / "worker" / "celery_app.py").exists():
+        pytest.skip("the Celery worker (worker/celery_app.py) is not there yet")
+    queue = settings.queue_for(Device.CPU)
+    hostname = f"{settings.namespace}@{socket.gethostname()}"
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "worker",
+        "-Q",
+        queue,
+        "-n",
+        hostname,
+        "--pool=solo",
+        "--concurrency=1",
+        "--loglevel=WARNING",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, env=service_env)
+
+    def beating() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"the Celery worker exited with {process.returncode}")
+        return hostname in store.live_workers(queue=queue)
+
+    try:
+        wait_for(beating, timeout=WORKER_START_SECONDS, what="the Celery worker's heartbeat")
+        yield Worker(hostname, queue, process)
+    finally:
+        stop_process(process, grace=30.0)
