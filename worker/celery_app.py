@@ -1,0 +1,38 @@
+"""The Celery app the workers run: `celery -A worker.celery_app worker --device cpu`.
+
+Importing this module stays cheap and free of TensorFlow: Celery forks its pool
+processes from the process that imports it, and TensorFlow is not fork-safe.
+The pool process imports the engine on its first job and keeps it, with its
+compiled graphs, for every later job (no max-tasks-per-child).
+
+The broker, serializer and late-ack settings are the ones the API enqueues
+with (`core.queue.celery_config`); this module adds what only a worker needs.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from core.queue import make_celery
+from core.settings import get_settings
+from worker.device import add_device_option
+from worker.heartbeat import connect_heartbeat
+
+
+def create_app() -> Celery:
+    """The worker's Celery app for the settings in the environment."""
+    app = make_celery(get_settings(), main="gradwatch")
+    app.conf.update(
+        include=["worker.tasks"],
+        # One pool process per worker: TensorFlow already spreads one job over
+        # every core, and each process would hold its own copy of the graphs.
+        worker_concurrency=1,
+        worker_disable_rate_limits=True,
+        worker_hijack_root_logger=True,
+    )
+    add_device_option(app)
+    connect_heartbeat()
+    return app
+
+
+app = create_app()

@@ -1,0 +1,85 @@
+"""Worker heartbeats into the job store, so /readyz can count live workers per queue.
+
+A daemon thread in the worker's main process (not in a pool process) records
+a heartbeat for each queue the worker consumes, every `HEARTBEAT_SECONDS`. It
+runs beside the pool, so a long job does not silence it, and it stops with the
+worker (leaving the live set). A worker killed outright simply stops beating
+and ages out of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from celery.signals import worker_ready, worker_shutdown
+
+from core.settings import get_settings
+from core.store import JobStore
+
+HEARTBEAT_SECONDS = 5.0
+
+logger = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    """Records `hostname` as live on `queues` until stopped."""
+
+    def __init__(self, store: JobStore, hostname: str, queues: Sequence[str]) -> None:
+        self.store = store
+        self.hostname = hostname
+        self.queues = tuple(queues)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gradwatch-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop beating and leave the live set at once (a clean shutdown)."""
+        self._stopped.set()
+        self._thread.join(timeout=HEARTBEAT_SECONDS)
+        for queue in self.queues:
+            try:
+                self.store.forget_worker(queue=queue, hostname=self.hostname)
+            except Exception:  # the heartbeat ages out anyway
+                logger.warning("could not remove %s from %s's live workers", self.hostname, queue)
+        self.store.close()
+
+    def beat(self) -> None:
+        """Record one heartbeat on every queue."""
+        for queue in self.queues:
+            self.store.record_heartbeat(queue=queue, hostname=self.hostname)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.beat()
+            except Exception:  # a Redis blip must not end the heartbeat for good
+                logger.warning("heartbeat failed; retrying", exc_info=True)
+            if self._stopped.wait(HEARTBEAT_SECONDS):
+                return
+
+
+_current: list[Heartbeat] = []
+
+
+def connect_heartbeat() -> None:
+    """Beat from worker start to worker shutdown."""
+    worker_ready.connect(_start, weak=False)
+    worker_shutdown.connect(_stop, weak=False)
+
+
+def _start(sender: Any, **_: Any) -> None:
+    queues = sorted(sender.app.amqp.queues.consume_from)
+    heartbeat = Heartbeat(JobStore.from_settings(get_settings()), sender.hostname, queues)
+    heartbeat.start()
+    _current.append(heartbeat)
+    logger.info("heartbeat every %.0f s on %s", HEARTBEAT_SECONDS, ", ".join(queues))
+
+
+def _stop(**_: Any) -> None:
+    while _current:
+        _current.pop().stop()

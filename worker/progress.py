@@ -1,0 +1,29 @@
+"""The training hook that reports a job's progress and honours its cancellation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from core.hooks import TrainingCancelled, TrainingHook
+from core.store import JobStore
+
+
+class JobProgressHook(TrainingHook):
+    """After each epoch: record progress (record and event stream), then stop if cancelled.
+
+    One Redis round trip per epoch: `set_progress` records the epoch and answers
+    whether training should go on (False once a cancel was asked, or the job was
+    deleted or finished elsewhere).
+
+    Example:
+        >>> run_experiment(spec, hooks=[JobProgressHook(store, job_id)])
+    """
+
+    def __init__(self, store: JobStore, job_id: str) -> None:
+        self.store = store
+        self.job_id = job_id
+
+    def on_epoch_end(self, epoch: int, epochs: int, logs: Mapping[str, float | None]) -> None:
+        go_on = self.store.set_progress(self.job_id, epoch=epoch, epochs=epochs, metrics=logs)
+        if not go_on:
+            raise TrainingCancelled(f"job {self.job_id} stopped after epoch {epoch}/{epochs}")

@@ -1,0 +1,59 @@
+"""The Celery task: a thin adapter from a queued job id to `worker.training`."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+from celery import Task
+from celery.exceptions import TimeLimitExceeded
+from celery.signals import worker_process_init
+
+from core.queue import TRAIN_TASK
+from core.settings import get_settings
+from core.store import JobStore
+from worker.celery_app import app
+from worker.training import run_training_job, start_warm_up
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingTask(Task):
+    """Records in the store the failures that happen outside the task body."""
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        """Fail the job when the body could not: chiefly the hard time limit.
+
+        At the hard limit the pool process is killed, so this runs in the
+        worker's main process; the job must still end with a reason.
+        """
+        job_id = (kwargs or {}).get("job_id") or (args[0] if args else task_id)
+        if isinstance(exc, TimeLimitExceeded):
+            error_type = "TimeLimitExceeded"
+            message = (
+                f"the job ran past the hard time limit of {get_settings().job_time_limit} s "
+                "and its process was killed"
+            )
+        else:
+            error_type, message = type(exc).__name__, str(exc)
+        store = JobStore.from_settings(get_settings())
+        try:
+            store.mark_failed(job_id, error_type=error_type, message=message)
+        finally:
+            store.close()
+
+
+@app.task(name=TRAIN_TASK, bind=True, base=TrainingTask)
+def train(self: Task, job_id: str) -> str | None:
+    """Train job `job_id` (its spec is in the job store) and record the outcome."""
+    hostname = self.request.hostname or socket.gethostname()
+    status = run_training_job(job_id, hostname=hostname)
+    return None if status is None else status.value
+
+
+@worker_process_init.connect
+def _warm_up_pool_process(**_: Any) -> None:
+    start_warm_up()

@@ -1,0 +1,135 @@
+"""A training job's life in a pool process: spec from the store, outcome back to it.
+
+The engine, and TensorFlow with it, is imported here, in the pool process, on
+the first job (or by the warm-up thread a fresh pool process starts), never in
+the worker's main process that Celery forks from. It stays loaded with its
+compiled graphs for every later job of the process.
+
+Every way a job can end is written to the store: succeeded (summary, result,
+arrays and the default-size PNGs in one atomic step), cancelled between
+epochs, failed with the exception's type and message (the traceback goes to
+the log, not to clients), or failed at the soft time limit.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from core.hooks import TrainingCancelled
+from core.jobs import JobStatus, Summary, WorkerInfo
+from core.result import dumps_result
+from core.settings import get_settings
+from core.spec import Device, ExperimentSpec
+from core.store import JobStore
+from worker.device import worker_device
+from worker.progress import JobProgressHook
+
+logger = logging.getLogger(__name__)
+
+
+@functools.cache
+def job_store() -> JobStore:
+    """This process's job store, made on first use (after the fork, in a pool process)."""
+    return JobStore.from_settings(get_settings())
+
+
+def run_training_job(job_id: str, *, hostname: str) -> JobStatus | None:
+    """Train job `job_id` and record how it ended; None when it was not to run."""
+    store = job_store()
+    try:
+        return _train(store, job_id, hostname)
+    except TrainingCancelled:
+        store.mark_cancelled(job_id)
+        return JobStatus.CANCELLED
+    except SoftTimeLimitExceeded:
+        limit = get_settings().job_soft_time_limit
+        logger.warning("job %s stopped at the soft time limit (%s s)", job_id, limit)
+        store.mark_failed(
+            job_id,
+            error_type="TimeLimitExceeded",
+            message=f"the job ran longer than the time limit of {limit} s and was stopped",
+        )
+        return JobStatus.FAILED
+    except Exception as error:
+        logger.exception("job %s failed", job_id)
+        store.mark_failed(job_id, error_type=type(error).__name__, message=str(error))
+        return JobStatus.FAILED
+
+
+def _train(store: JobStore, job_id: str, hostname: str) -> JobStatus | None:
+    from core import engine  # TensorFlow: only here, in the pool process
+
+    prepare_device()
+    worker = WorkerInfo.from_device_info(hostname, engine.device_info())
+    record = store.mark_running(job_id, worker=worker, max_deliveries=get_settings().max_deliveries)
+    if record is None:
+        logger.info("job %s not run: unknown, finished, cancelled or out of deliveries", job_id)
+        return None
+    spec = ExperimentSpec.model_validate(record.spec)
+    output = engine.run_experiment(spec, hooks=[JobProgressHook(store, job_id)])
+    stored = store.mark_succeeded(
+        job_id,
+        summary=Summary.from_result(output.result),
+        result_json=dumps_result(output.result),
+        plots=render_default_plots(job_id, output.result),
+        arrays=output.arrays,
+    )
+    if not stored:
+        # A cancel or delete won the race with the finish; the store kept that.
+        logger.info("job %s finished training but was no longer running", job_id)
+        return None
+    return JobStatus.SUCCEEDED
+
+
+def render_default_plots(job_id: str, result: Mapping[str, Any]) -> dict[str, bytes]:
+    """Every plot the result supports, at the default size: the first fetch is instant.
+
+    A plot that fails to draw is left out (and logged) rather than failing the
+    job: the numbers stand, and the API can still try to render it on demand.
+    """
+    from core.plots import available_plots, render_plot
+
+    plots: dict[str, bytes] = {}
+    for name in available_plots(result):
+        try:
+            plots[name] = render_plot(name, result)
+        except Exception:
+            logger.exception("job %s: plot %s could not be drawn", job_id, name)
+    return plots
+
+
+@functools.cache
+def prepare_device() -> None:
+    """Once per process, before the first run: GPU memory growth on a gpu worker."""
+    from core import engine
+
+    if worker_device() is Device.GPU:
+        engine.configure_gpu_memory_growth()
+    logger.info("training on %s", engine.device_info())
+
+
+def start_warm_up() -> threading.Thread:
+    """Import the engine and plotting in the background, so the first job does not wait.
+
+    Called from `worker_process_init`, which must return within seconds:
+    importing TensorFlow takes longer, so it happens on this thread. A job that
+    arrives meanwhile waits on the import lock, as it would on its own import.
+    """
+    thread = threading.Thread(target=_warm_up, name="gradwatch-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def _warm_up() -> None:
+    try:
+        import core.plots  # noqa: F401 - loads matplotlib
+
+        prepare_device()
+    except Exception:
+        logger.exception("warm-up failed; the first job will load the engine itself")
