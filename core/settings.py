@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     job_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
     # An Idempotency-Key names its job for this long after the first request.
     idempotency_ttl_seconds: int = Field(24 * 3600, ge=60)
+    # Origins allowed to call the API from a browser (JSON list in the environment);
+    # plots and records carry no secrets, so any origin may embed them by default.
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
     job_soft_time_limit: int = Field(1800, ge=10)
     job_time_limit: int = Field(1860, ge=15)
     max_deliveries: int = Field(3, ge=1, le=20)

@@ -475,7 +475,8 @@ def _status(value: bytes | None) -> JobStatus | None:
     return None if value is None else JobStatus(value.decode())
 
 
-def _etag(png: bytes) -> str:
+def png_etag(png: bytes) -> str:
+    """The strong ETag of a PNG: a hash of its bytes, quoted."""
     return '"' + hashlib.blake2b(png, digest_size=16).hexdigest() + '"'
 
 
@@ -642,7 +643,7 @@ class JobPlans:
         summary_json = dumps_compact(summary.to_json_dict())
         plot_args: list[str | bytes | int] = []
         for name, png in plots.items():
-            plot_args += [name, png, plot_etag_field(name), _etag(png)]
+            plot_args += [name, png, plot_etag_field(name), png_etag(png)]
         args = self._job_args(
             job_id,
             summary_json,
@@ -767,7 +768,7 @@ class JobPlans:
     def put_plot(self, job_id: str, *, field: str, png: bytes) -> Plan[str | None]:
         """Cache a rendered PNG beside a finished job; its ETag, or None if not cached."""
         keys = self.keys.job(job_id)
-        etag = _etag(png)
+        etag = png_etag(png)
         args: list[str | bytes | int] = [
             field,
             png,

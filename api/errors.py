@@ -1,0 +1,198 @@
+"""Errors as RFC 9457 `application/problem+json`, each naming the field and the reason.
+
+Routes raise `Problem` (or one of its constructors below); validation errors,
+HTTP errors and anything unexpected all leave as problem documents, so a client
+never has to parse an HTML page or a bare string. Bad input is a 4xx, never a 500.
+
+Example response:
+
+    HTTP/1.1 422 Unprocessable Content
+    Content-Type: application/problem+json
+
+    {"type": "urn:gradwatch:problem:invalid-spec", "title": "Invalid experiment spec",
+     "status": 422, "detail": "training.epochs: Input should be less than or equal to 1000",
+     "instance": "/v1/experiments",
+     "errors": [{"field": "training.epochs",
+                 "reason": "Input should be less than or equal to 1000"}]}
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from core.spec import SpecLimitError
+
+PROBLEM_JSON = "application/problem+json"
+
+logger = logging.getLogger(__name__)
+
+
+class Problem(Exception):  # noqa: N818 - the RFC's name for the thing
+    """An error response: status, a short title, a detail for people, optional field errors."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        kind: str | None = None,
+        errors: Sequence[Mapping[str, str]] = (),
+        headers: Mapping[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.type = f"urn:gradwatch:problem:{kind}" if kind else "about:blank"
+        self.errors = list(errors)
+        self.headers = dict(headers or {})
+        self.extensions = extensions
+
+    def body(self, instance: str) -> dict[str, Any]:
+        document: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status}
+        if self.detail:
+            document["detail"] = self.detail
+        document["instance"] = instance
+        if self.errors:
+            document["errors"] = self.errors
+        document.update(self.extensions)
+        return document
+
+
+def problem_response(problem: Problem, instance: str) -> Response:
+    """The problem as an HTTP response."""
+    return Response(
+        orjson.dumps(problem.body(instance)),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=problem.headers,
+    )
+
+
+class EndOfStream(Exception):  # noqa: N818 - the event it reports
+    """A client resumed an event stream past its end: 204 tells EventSource to stop."""
+
+
+def job_not_found(job_id: str) -> Problem:
+    return Problem(
+        404, "Experiment not found", f"no experiment with id {job_id!r}", kind="not-found"
+    )
+
+
+def job_not_finished(job_id: str, status: str, what: str) -> Problem:
+    return Problem(
+        409,
+        "Experiment not finished",
+        f"experiment {job_id} is {status}; its {what} exists once it has succeeded",
+        kind="not-finished",
+        job_status=status,
+    )
+
+
+# ------------------------------------------------------------- validation errors
+
+_PARAM_LOCATIONS = {"body", "query", "path", "header", "cookie"}
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")  # a field or header, not a union tag
+_FIELD_PREFIX = re.compile(r"^([a-z_][a-z0-9_.]*): (.+)$", re.DOTALL)
+
+
+def _field_path(loc: Sequence[str | int]) -> str:
+    """Dotted path of a pydantic location, without union member tags like `list[int]`."""
+    parts = list(loc[1:] if loc and loc[0] in _PARAM_LOCATIONS else loc)
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif _NAME.fullmatch(part):
+            path += f".{part}" if path else part
+    return path
+
+
+def field_error(error: Mapping[str, Any]) -> dict[str, str]:
+    """{"field", "reason"} for one pydantic error, using a SpecLimitError's field when given."""
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, SpecLimitError):
+        return {"field": cause.field, "reason": cause.message}
+    field = _field_path(error.get("loc", ()))
+    reason = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    # Validators spanning a section name their field first ("activation: ...").
+    if match := _FIELD_PREFIX.match(reason):
+        field = f"{field}.{match[1]}" if field else match[1]
+        reason = match[2]
+    return {"field": field or "body", "reason": reason}
+
+
+def field_errors(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """One entry per field; a union's alternatives are joined into one reason."""
+    merged: dict[str, list[str]] = {}
+    for error in errors:
+        item = field_error(error)
+        reasons = merged.setdefault(item["field"], [])
+        if item["reason"] not in reasons:
+            reasons.append(item["reason"])
+    return [{"field": field, "reason": " or ".join(reasons)} for field, reasons in merged.items()]
+
+
+def validation_problem(error: RequestValidationError) -> Problem:
+    """400 for a body that is not JSON at all, 422 naming each bad field otherwise."""
+    raw = error.errors()
+    if any(item.get("type") == "json_invalid" for item in raw):
+        return Problem(400, "Malformed JSON", "the request body is not valid JSON", kind="bad-json")
+    errors = field_errors(raw)
+    from_body = all(item.get("loc", ("",))[0] == "body" for item in raw)
+    detail = "; ".join(f"{item['field']}: {item['reason']}" for item in errors)
+    if from_body:
+        return Problem(422, "Invalid experiment spec", detail, kind="invalid-spec", errors=errors)
+    return Problem(422, "Invalid request", detail, kind="invalid-request", errors=errors)
+
+
+# ----------------------------------------------------------------------- handlers
+
+
+async def _on_problem(request: Request, error: Exception) -> Response:
+    assert isinstance(error, Problem)
+    return problem_response(error, request.url.path)
+
+
+async def _on_validation(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    return problem_response(validation_problem(error), request.url.path)
+
+
+async def _on_http(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    title = HTTPStatus(error.status_code).phrase
+    detail = error.detail if isinstance(error.detail, str) and error.detail != title else None
+    problem = Problem(error.status_code, title, detail, headers=error.headers)
+    return problem_response(problem, request.url.path)
+
+
+async def _on_end_of_stream(request: Request, error: Exception) -> Response:
+    return Response(status_code=204)
+
+
+async def _on_unexpected(request: Request, error: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    problem = Problem(500, "Internal Server Error", "the error was logged", kind="internal")
+    return problem_response(problem, request.url.path)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error response of `app` a problem document."""
+    app.add_exception_handler(Problem, _on_problem)
+    app.add_exception_handler(EndOfStream, _on_end_of_stream)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(HTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,76 @@
+"""The gradwatch HTTP API: `uvicorn api.main:app`.
+
+Routes live under /v1, one module per resource (api/routes); probes and
+metrics at the root; OpenAPI at /docs. The app talks to Redis through the
+async job store and enqueues training by task name on a Celery client: it
+never imports the worker or TensorFlow, so it starts in a second and stays small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from api.deps import Services
+from api.errors import install_error_handlers
+from api.rendering import PlotRenderer
+from api.routes import events, experiments, health, plots, presets
+from core.queue import make_celery
+from core.settings import Settings, get_settings
+from core.store import AsyncJobStore
+
+API_PREFIX = "/v1"
+# A spec is a few kilobytes at most; refuse anything far larger before parsing it.
+MAX_BODY_BYTES = 64 * 1024
+
+DESCRIPTION = """
+Train small Keras networks while capturing every layer's weights, gradients and
+activations, and see the vanishing-gradient problem.
+
+`POST /v1/experiments` with a spec (`{}` is the tutorial) returns 202 and the job;
+follow it with `GET /v1/experiments/{id}` or `/events` (Server-Sent Events), then
+fetch `/result` and the PNGs under `/plots`. Errors are `application/problem+json`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API for `settings` (default: read from the environment)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = AsyncJobStore.from_settings(settings)
+        celery = make_celery(settings, main="gradwatch-api")
+        app.state.services = Services(settings, store, celery, PlotRenderer())
+        try:
+            yield
+        finally:
+            await store.close()
+            celery.close()
+
+    app = FastAPI(
+        title="gradwatch",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        max_body_size=MAX_BODY_BYTES,
+    )
+    install_error_handlers(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=["Content-Type", "Idempotency-Key", "Last-Event-ID", "If-None-Match"],
+        expose_headers=["ETag", "Location", "Idempotent-Replayed"],
+        max_age=3600,
+    )
+    for module in (experiments, plots, events, presets):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(health.router)
+    return app
+
+
+app = create_app()

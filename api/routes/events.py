@@ -1,0 +1,86 @@
+"""Server-Sent Events of one experiment: per-epoch progress and state changes, resumable.
+
+Events come from the job's Redis stream, so every client (and every API
+process) sees the same sequence with the same ids. A client that reconnects
+with `Last-Event-ID` continues after that event; the stream ends after the
+final state (succeeded, failed or cancelled), and a reconnect past that end is
+answered 204, which tells a browser's EventSource to stop.
+
+    event: progress
+    data: {"epoch":3,"epochs":100,"loss":0.69,"accuracy":0.52}
+    id: 1732000000123-0
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends, Header
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from api.deps import ExistingJob, StoreDep
+from api.errors import EndOfStream
+from api.schemas import problem_responses
+from core.jobs import FINISHED, JobRecord
+
+router = APIRouter(prefix="/experiments", tags=["events"])
+
+# How long one XREAD waits before checking that the job still exists.
+BLOCK_MS = 10_000
+_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+_FINISHED = {status.value for status in FINISHED}
+
+LastEventId = Annotated[
+    str | None,
+    Header(alias="Last-Event-ID", max_length=64, description="resume after this event id"),
+]
+
+
+async def resume_point(
+    job: ExistingJob, store: StoreDep, last_event_id: LastEventId = None
+) -> tuple[JobRecord, str]:
+    """The job and the stream id to read after; 204 when a finished stream was fully read."""
+    after = last_event_id if last_event_id and _STREAM_ID.match(last_event_id) else "0"
+    finished_and_read = job.status.finished and after != "0"
+    if finished_and_read and not await store.read_events(job.id, after=after, count=1):
+        raise EndOfStream()
+    return job, after
+
+
+ResumePoint = Annotated[tuple[JobRecord, str], Depends(resume_point)]
+
+
+def is_final(event_type: str, data: str) -> bool:
+    """True for the state event that ends a job."""
+    return event_type == "state" and orjson.loads(data).get("status") in _FINISHED
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {"description": "text/event-stream of `state`, `progress`, `cancel_requested`"},
+        204: {"description": "the stream already ended before Last-Event-ID"},
+        **problem_responses(404),
+    },
+)
+async def stream_events(start: ResumePoint, store: StoreDep) -> AsyncIterator[ServerSentEvent]:
+    """Progress and state of an experiment as Server-Sent Events, until it finishes."""
+    job, after = start
+    while True:
+        events = await store.read_events(job.id, after=after, block_ms=BLOCK_MS)
+        for event in events:
+            after = event.id
+            yield ServerSentEvent(raw_data=event.data, event=event.type, id=event.id)
+            if is_final(event.type, event.data):
+                return
+        if not events:
+            record = await store.get(job.id)
+            if record is None:  # deleted, or expired
+                return
+            if record.status.finished:  # its events are gone: still say how it ended
+                yield ServerSentEvent(data={"status": record.status.value}, event="state")
+                return

@@ -1,0 +1,211 @@
+"""Experiments: submit, list, read, fetch results, cancel, delete."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from functools import partial
+from typing import Annotated
+
+import anyio.to_thread
+import orjson
+from fastapi import APIRouter, Body, Query
+from starlette.responses import Response
+
+from api.deps import IdempotencyKey, JobId, ServicesDep, StoreDep
+from api.errors import Problem, job_not_finished, job_not_found
+from api.responses import IMMUTABLE, FastJSONResponse
+from api.schemas import JobPublic, JobsPage, problem_responses
+from core.jobs import JobRecord, JobStatus, is_job_id
+from core.queue import send_training
+from core.spec import ExperimentSpec
+from core.store import IdempotencyKeyReused, InvalidCursor
+
+router = APIRouter(prefix="/experiments", tags=["experiments"])
+
+logger = logging.getLogger(__name__)
+
+MAX_PAGE = 200
+
+SpecBody = Annotated[
+    ExperimentSpec,
+    Body(
+        default_factory=ExperimentSpec,
+        description="the experiment; `{}` (or no body) is the tutorial's sigmoid network",
+        openapi_examples={
+            "tutorial": {"summary": "the tutorial, 100 epochs", "value": {}},
+            "quick": {"summary": "a quick run", "value": {"training": {"epochs": 5}}},
+            "tanh": {"summary": "tanh hidden layers", "value": {"model": {"activation": "tanh"}}},
+        },
+    ),
+]
+
+
+def location(job_id: str) -> str:
+    return f"/v1/experiments/{job_id}"
+
+
+def fingerprint(spec: ExperimentSpec) -> str:
+    """A hash of what the client asked for (fields it set, not a drawn seed)."""
+    asked = spec.model_dump(mode="json", exclude_unset=True)
+    return hashlib.sha256(orjson.dumps(asked, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobPublic,
+    responses=problem_responses(400, 413, 422, 503),
+)
+async def create_experiment(
+    services: ServicesDep, spec: SpecBody, idempotency_key: IdempotencyKey = None
+) -> Response:
+    """Queue an experiment: 202, its record and Location; Idempotency-Key makes it repeatable."""
+    queue = services.settings.queue_for(spec.device)
+    try:
+        created = await services.store.create(
+            spec=spec, queue=queue, idempotency_key=idempotency_key, fingerprint=fingerprint(spec)
+        )
+    except IdempotencyKeyReused as error:
+        raise Problem(
+            422,
+            "Idempotency-Key reused",
+            f"this Idempotency-Key was first sent with another body (job {error.job_id})",
+            kind="idempotency-key-reused",
+            errors=[{"field": "Idempotency-Key", "reason": "already used with another body"}],
+        ) from error
+    record = created.record
+    if created.new:
+        await _enqueue(services, record)
+    headers = {"Location": location(record.id)}
+    if not created.new:
+        headers["Idempotent-Replayed"] = "true"
+    return FastJSONResponse(record.to_public(), status_code=202, headers=headers)
+
+
+async def _enqueue(services: ServicesDep, record: JobRecord) -> None:
+    send = partial(send_training, services.celery, job_id=record.id, queue=record.queue)
+    try:
+        await anyio.to_thread.run_sync(send)
+    except Exception as error:
+        # A record nobody will ever run would sit queued forever: say so and fail it.
+        logger.exception("could not enqueue job %s", record.id)
+        message = f"could not enqueue the job: {error}"
+        await services.store.mark_failed(record.id, error_type="EnqueueError", message=message)
+        raise Problem(503, "Queue unavailable", message, kind="queue-unavailable") from error
+
+
+@router.get("", response_model=JobsPage, responses=problem_responses(422))
+async def list_experiments(
+    store: StoreDep,
+    status: Annotated[JobStatus | None, Query(description="only jobs with this status")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="jobs per page")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=64, description="next_cursor of the previous page")
+    ] = None,
+) -> Response:
+    """Jobs, newest first, one page at a time."""
+    try:
+        page = await store.list_jobs(status=status, limit=limit, cursor=cursor)
+    except InvalidCursor as error:
+        reason = "not a cursor this API handed out"
+        raise Problem(
+            422,
+            "Invalid request",
+            f"cursor: {reason}",
+            kind="invalid-request",
+            errors=[{"field": "cursor", "reason": reason}],
+        ) from error
+    items = [record.to_public() for record in page.items]
+    return FastJSONResponse({"items": items, "next_cursor": page.next_cursor})
+
+
+@router.get("/{job_id}", response_model=JobPublic, responses=problem_responses(404))
+async def read_experiment(job_id: JobId, store: StoreDep) -> Response:
+    """One job's record: status, progress, worker, summary."""
+    record = await store.get(job_id) if is_job_id(job_id) else None
+    if record is None:
+        raise job_not_found(job_id)
+    return FastJSONResponse(record.to_public())
+
+
+@router.get(
+    "/{job_id}/result",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/json": {}}, "description": "result.json (core.result)"},
+        **problem_responses(404, 409),
+    },
+)
+async def read_result(job_id: JobId, store: StoreDep) -> Response:
+    """The full result: every captured series, metrics and diagnosis (409 until it succeeded)."""
+    stored = await store.get_result(job_id) if is_job_id(job_id) else None
+    if stored is None or stored.status is None:
+        raise job_not_found(job_id)
+    if stored.content is None:
+        raise job_not_finished(job_id, stored.status.value, "result")
+    return Response(
+        stored.content, media_type="application/json", headers={"Cache-Control": IMMUTABLE}
+    )
+
+
+@router.get(
+    "/{job_id}/arrays.npz",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "NumPy .npz"},
+        **problem_responses(404, 409),
+    },
+)
+async def read_arrays(job_id: JobId, store: StoreDep) -> Response:
+    """The raw captured tensors as a NumPy .npz (when the spec asked for capture.raw)."""
+    stored = await store.get_arrays(job_id) if is_job_id(job_id) else None
+    if stored is None or stored.status is None:
+        raise job_not_found(job_id)
+    if stored.content is None:
+        if stored.status is not JobStatus.SUCCEEDED:
+            raise job_not_finished(job_id, stored.status.value, "arrays.npz")
+        raise Problem(
+            404,
+            "No arrays",
+            f"experiment {job_id} did not capture raw arrays (set capture.raw to true)",
+            kind="no-arrays",
+        )
+    return Response(
+        stored.content,
+        media_type="application/octet-stream",
+        headers={
+            "Cache-Control": IMMUTABLE,
+            "Content-Disposition": f'attachment; filename="{job_id}.npz"',
+        },
+    )
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobPublic,
+    responses={202: {"model": JobPublic}, **problem_responses(404, 409)},
+)
+async def cancel_experiment(job_id: JobId, store: StoreDep) -> Response:
+    """Cancel: a queued job at once (200), a running one after its current epoch (202)."""
+    outcome = await store.request_cancel(job_id) if is_job_id(job_id) else None
+    if outcome is None:
+        raise job_not_found(job_id)
+    if outcome.before in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        raise Problem(
+            409,
+            "Experiment already finished",
+            f"experiment {job_id} already {outcome.before.value}",
+            kind="already-finished",
+            job_status=outcome.before.value,
+        )
+    status_code = 202 if outcome.record.status is JobStatus.RUNNING else 200
+    return FastJSONResponse(outcome.record.to_public(), status_code=status_code)
+
+
+@router.delete("/{job_id}", status_code=204, responses=problem_responses(404))
+async def delete_experiment(job_id: JobId, store: StoreDep) -> Response:
+    """Delete the job and everything stored for it; a running job stops after its epoch."""
+    if not (is_job_id(job_id) and await store.delete(job_id)):
+        raise job_not_found(job_id)
+    return Response(status_code=204)

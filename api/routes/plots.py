@@ -1,0 +1,158 @@
+"""Plots of a finished experiment: a list of links, and PNGs to embed with a plain <img>.
+
+A PNG never changes for its URL (a job id, a plot, a size), so it carries a
+strong ETag and a year-long immutable Cache-Control, and any origin may load
+it. The default size was rendered by the worker when the job ended; other
+sizes are rendered on first request, off the event loop, and cached in Redis.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Header, Path, Query, Request
+from starlette.responses import Response
+
+from api.deps import ExistingJob, JobId, ServicesDep
+from api.errors import Problem, job_not_finished, job_not_found
+from api.responses import IMMUTABLE, FastJSONResponse
+from api.schemas import PlotList, problem_responses
+from core.jobs import JobStatus, is_job_id
+from core.keys import plot_field
+from core.plots import (
+    PLOT_DESCRIPTIONS,
+    PLOT_NAMES,
+    PlotSize,
+    PlotUnavailableError,
+    available_plots,
+    render_plot,
+)
+from core.store import png_etag
+
+router = APIRouter(prefix="/experiments", tags=["plots"])
+
+PlotName = Annotated[str, Path(description=f"one of: {', '.join(PLOT_NAMES)}")]
+Width = Annotated[
+    int | None,
+    Query(ge=PlotSize.MIN_WIDTH, le=PlotSize.MAX_WIDTH, description=f"pixels, {PlotSize.WIDTH}"),
+]
+Height = Annotated[
+    int | None,
+    Query(ge=PlotSize.MIN_HEIGHT, le=PlotSize.MAX_HEIGHT, description=f"pixels, {PlotSize.HEIGHT}"),
+]
+Dpi = Annotated[
+    int | None,
+    Query(ge=PlotSize.MIN_DPI, le=PlotSize.MAX_DPI, description=f"dots per inch, {PlotSize.DPI}"),
+]
+IfNoneMatch = Annotated[str | None, Header(alias="If-None-Match", max_length=1024)]
+
+DEFAULT_SIZE = (PlotSize.WIDTH, PlotSize.HEIGHT, PlotSize.DPI)
+
+
+@router.get("/{job_id}/plots", response_model=PlotList, responses=problem_responses(404, 409))
+async def list_plots(job: ExistingJob, request: Request, services: ServicesDep) -> Response:
+    """The plots of a succeeded experiment, with their URLs."""
+    if job.status is not JobStatus.SUCCEEDED:
+        raise job_not_finished(job.id, job.status.value, "plots")
+    names = list(job.plots) or await _available(services, job.id)
+    items = [
+        {
+            "name": name,
+            "description": PLOT_DESCRIPTIONS.get(name, ""),
+            "url": str(request.url_for("read_plot", job_id=job.id, name=name)),
+        }
+        for name in names
+    ]
+    return FastJSONResponse({"items": items})
+
+
+async def _available(services: ServicesDep, job_id: str) -> list[str]:
+    """Plot names from the result itself, when the worker stored none."""
+    stored = await services.store.get_result(job_id)
+    if stored.content is None:
+        return []
+    return available_plots(orjson.loads(stored.content))
+
+
+@router.get(
+    "/{job_id}/plots/{name}.png",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "the PNG"},
+        304: {"description": "If-None-Match matched: not modified"},
+        **problem_responses(404, 409, 422),
+    },
+)
+async def read_plot(
+    job_id: JobId,
+    name: PlotName,
+    services: ServicesDep,
+    width: Width = None,
+    height: Height = None,
+    dpi: Dpi = None,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """A plot as PNG, optionally at another width, height and dpi; ETag and 304 supported."""
+    if not is_job_id(job_id):
+        raise job_not_found(job_id)
+    if name not in PLOT_NAMES:
+        raise Problem(
+            404, "Plot not found", f"no plot {name!r}; choose one of {', '.join(PLOT_NAMES)}"
+        )
+    size = (width or PlotSize.WIDTH, height or PlotSize.HEIGHT, dpi or PlotSize.DPI)
+    # The default size is the one the worker rendered when the job ended.
+    field = plot_field(name, None if size == DEFAULT_SIZE else size)
+    store = services.store
+    if if_none_match is not None:
+        cached = await store.get_plot(job_id, field=field, body=False)
+        if cached.etag is not None and etag_matches(if_none_match, cached.etag):
+            return Response(status_code=304, headers=_png_headers(cached.etag))
+    plot = await store.get_plot(job_id, field=field)
+    if plot.png is not None and plot.etag is not None:
+        return _png(plot.png, plot.etag)
+    if plot.status is None:
+        raise job_not_found(job_id)
+    if plot.status is not JobStatus.SUCCEEDED:
+        raise job_not_finished(job_id, plot.status.value, "plots")
+    png = await _render(services, job_id, name, size, field)
+    etag = await store.put_plot(job_id, field=field, png=png) or png_etag(png)
+    return _png(png, etag)
+
+
+async def _render(
+    services: ServicesDep, job_id: str, name: str, size: tuple[int, int, int], field: str
+) -> bytes:
+    stored = await services.store.get_result(job_id)
+    if stored.content is None:  # expired or deleted meanwhile
+        raise job_not_found(job_id)
+    content = stored.content
+    width, height, dpi = size
+
+    def draw() -> bytes:
+        return render_plot(name, orjson.loads(content), width=width, height=height, dpi=dpi)
+
+    try:
+        return await services.renderer.render(f"{job_id}/{field}", draw)
+    except PlotUnavailableError as error:
+        raise Problem(404, "Plot not available", str(error), kind="plot-unavailable") from error
+
+
+def etag_matches(header: str, etag: str) -> bool:
+    """If-None-Match semantics: `*`, or any listed tag equal to `etag` (weak comparison)."""
+    if header.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
+
+
+def _png_headers(etag: str) -> dict[str, str]:
+    return {
+        "ETag": etag,
+        "Cache-Control": IMMUTABLE,
+        # Lets pages that isolate themselves (COEP) embed the image too.
+        "Cross-Origin-Resource-Policy": "cross-origin",
+    }
+
+
+def _png(png: bytes, etag: str) -> Response:
+    return Response(png, media_type="image/png", headers=_png_headers(etag))

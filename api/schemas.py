@@ -1,0 +1,126 @@
+"""What clients send and are shown: the OpenAPI shapes of the API.
+
+A client sends an `ExperimentSpec` (core.spec); it is shown a `JobPublic`,
+pages of them (`JobsPage`), plot links, presets and problems. Hot routes build
+these documents directly (see `JobRecord.to_public`) and return them without
+re-validation; the models here describe them at /docs and keep the two honest
+in the tests.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from core.jobs import JobStatus
+from core.spec import ExperimentSpec
+
+
+class JobProgress(BaseModel):
+    epoch: int = Field(description="epochs finished so far")
+    epochs: int = Field(description="epochs the run will train")
+
+
+class JobWorker(BaseModel):
+    hostname: str
+    device: str = Field(description="cpu or gpu")
+    device_name: str = Field(description="CPU, or the GPU's name")
+    tensorflow: str
+
+
+class JobError(BaseModel):
+    type: str = Field(description="what went wrong, e.g. TooManyDeliveries, TimeLimitExceeded")
+    message: str
+
+
+class JobSummary(BaseModel):
+    loss: float | None = Field(description="training loss after the last epoch")
+    accuracy: float | None = Field(description="training accuracy after the last epoch")
+    verdicts: list[str] = Field(description="diagnoses, e.g. vanishing, exploding, dead_relu")
+    diverged: bool
+
+
+class JobPublic(BaseModel):
+    """An experiment job as clients see it."""
+
+    id: str = Field(examples=["01JD8X3Q7R5M2N4P6T8V0W2Y4Z"])
+    status: JobStatus
+    queue: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    progress: JobProgress
+    cancel_requested: bool
+    deliveries: int = Field(description="times a worker has picked the job up")
+    worker: JobWorker | None
+    error: JobError | None
+    summary: JobSummary | None
+    plots: list[str] = Field(description="plots rendered at the default size when it finished")
+    spec: ExperimentSpec
+
+
+class JobsPage(BaseModel):
+    """Jobs newest first; pass `next_cursor` as `cursor` for the next page (null: no more)."""
+
+    items: list[JobPublic]
+    next_cursor: str | None
+
+
+class PlotLink(BaseModel):
+    name: str
+    description: str
+    url: str = Field(description="the PNG at its default size; add width, height, dpi")
+
+
+class PlotList(BaseModel):
+    items: list[PlotLink]
+
+
+class PresetPublic(BaseModel):
+    name: str
+    title: str
+    description: str
+    spec: dict[str, Any] = Field(description="a spec to POST to /v1/experiments as it is")
+
+
+class PresetList(BaseModel):
+    items: list[PresetPublic]
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="dotted path of the field, e.g. training.epochs")
+    reason: str
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem document (`application/problem+json`)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str
+    errors: list[FieldError] | None = None
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str = Field(description="ready, or unavailable when Redis does not answer")
+    redis: bool
+    workers: dict[str, list[str]] = Field(description="queue -> hostnames of live workers")
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries documenting problem documents for `statuses`."""
+    return {
+        status: {
+            "model": ProblemDetails,
+            "content": {"application/problem+json": {}},
+        }
+        for status in statuses
+    }
