@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from enum import StrEnum
 from typing import Annotated, Any, Self
@@ -102,7 +103,9 @@ class DatasetSpec(_Section):
     n_samples: int = Field(1000, ge=8, le=Limits.SAMPLES)
     noise: float = Field(0.1, ge=0.0, le=10.0)
     factor: float = Field(0.5, gt=0.0, lt=1.0, description="circles: inner/outer radius")
-    classes: int = Field(2, ge=2, le=Limits.CLASSES, description="spiral and gaussian: arms/classes")
+    classes: int = Field(
+        2, ge=2, le=Limits.CLASSES, description="spiral and gaussian: arms/classes"
+    )
     centers: int = Field(3, ge=2, le=Limits.CENTERS, description="blobs: number of blobs")
     cluster_std: float = Field(1.0, gt=0.0, le=10.0, description="blobs: spread of each blob")
     turns: float = Field(1.5, gt=0.0, le=5.0, description="spiral: turns of each arm")
@@ -369,7 +372,7 @@ def layer_widths(spec: ExperimentSpec) -> list[int]:
 
 def parameter_count(spec: ExperimentSpec) -> int:
     widths = layer_widths(spec)
-    dense = sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    dense = sum((a + 1) * b for a, b in itertools.pairwise(widths))
     norm = 4 * sum(spec.model.hidden_layers) if spec.model.batch_norm else 0
     return dense + norm
 
@@ -383,9 +386,7 @@ def check_limits(spec: ExperimentSpec) -> None:
     """Refuse sizes that span fields; each message names the field and the limit."""
     n_train, _ = split_sizes(spec.dataset)
     if n_train < 2:
-        raise SpecLimitError(
-            "dataset.validation_split", "leaves fewer than 2 training samples"
-        )
+        raise SpecLimitError("dataset.validation_split", "leaves fewer than 2 training samples")
     if spec.training.batch_size > n_train:
         raise SpecLimitError(
             "training.batch_size",
@@ -419,9 +420,8 @@ def check_limits(spec: ExperimentSpec) -> None:
                 f"of {Limits.RAW_VALUES:,}",
             )
     widths = spec.model.hidden_layers
-    if spec.model.residual and not any(a == b for a, b in zip(widths, widths[1:])):
+    if spec.model.residual and not any(a == b for a, b in itertools.pairwise(widths)):
         raise SpecLimitError(
             "model.residual",
             "needs at least two consecutive hidden layers of equal width",
         )
-

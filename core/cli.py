@@ -1,0 +1,141 @@
+"""The `gradwatch` command.
+
+    gradwatch run [SPEC.json] --out DIR    train one experiment here, write its files
+    gradwatch serve                        start the whole service on this machine
+
+`run` takes the spec from a file (`-` for standard input; none means the
+tutorial's default), trains it in this process with a progress bar, writes
+result.json, every plot and (when raw capture is on) arrays.npz into DIR,
+and prints the verdict. The worker calls the same engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import ValidationError
+
+from core.hooks import TrainingHook
+from core.spec import ExperimentSpec
+
+
+class ProgressBar(TrainingHook):
+    """A one-line progress bar with the latest loss and accuracy."""
+
+    def __init__(self, stream: IO[str], width: int = 30) -> None:
+        self.stream = stream
+        self.width = width
+        self.started = time.perf_counter()
+
+    def on_train_begin(self, epochs: int) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, epochs: int, logs: Mapping[str, float | None]) -> None:
+        filled = round(self.width * epoch / epochs)
+        bar = "#" * filled + "." * (self.width - filled)
+        elapsed = time.perf_counter() - self.started
+        self.stream.write(
+            f"\r[{bar}] {epoch}/{epochs}  loss {_number(logs.get('loss'))}"
+            f"  accuracy {_number(logs.get('accuracy'))}  {elapsed:.1f}s"
+        )
+        self.stream.flush()
+
+    def on_train_end(self, logs: Mapping[str, float | None]) -> None:
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+def _number(value: float | None) -> str:
+    return "nan" if value is None else f"{value:.4f}"
+
+
+def load_spec(path: str | None) -> ExperimentSpec:
+    """The spec in `path` (`-` = standard input), or the default when None."""
+    if path is None:
+        return ExperimentSpec()
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    return ExperimentSpec.model_validate_json(text or "{}")
+
+
+def write_outputs(out: Path, result: dict[str, Any], arrays: bytes | None) -> list[Path]:
+    """result.json, every available plot and arrays.npz into `out`; the paths written."""
+    from core.plots import available_plots, render_plot
+    from core.result import dumps_result
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "result.json"]
+    written[0].write_text(dumps_result(result))
+    for name in available_plots(result):
+        path = out / f"{name}.png"
+        path.write_bytes(render_plot(name, result))
+        written.append(path)
+    if arrays is not None:
+        written.append(out / "arrays.npz")
+        written[-1].write_bytes(arrays)
+    return written
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        spec = load_spec(args.spec)
+    except (OSError, ValueError) as error:
+        # ValidationError is a ValueError: it names each field and its limit.
+        print(f"gradwatch: bad spec: {error}", file=sys.stderr)
+        return 2
+    if args.epochs is not None or args.seed is not None:
+        overrides: dict[str, Any] = {}
+        if args.seed is not None:
+            overrides["seed"] = args.seed
+        if args.epochs is not None:
+            overrides["training"] = spec.training.model_dump() | {"epochs": args.epochs}
+        try:
+            spec = ExperimentSpec.model_validate(spec.model_dump() | overrides)
+        except ValidationError as error:
+            print(f"gradwatch: bad spec: {error}", file=sys.stderr)
+            return 2
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from core.engine import run_experiment  # TensorFlow loads here, only for `run`
+
+    hooks = [] if args.quiet else [ProgressBar(sys.stderr)]
+    output = run_experiment(spec, hooks)
+    written = write_outputs(Path(args.out), output.result, output.arrays)
+    result = output.result
+    after = result["metrics"]["after"]
+    loss, accuracy = _number(after["loss"]), _number(after["accuracy"])
+    print(f"seed {result['seed']}: loss {loss}, accuracy {accuracy}")
+    print(f"verdict: {', '.join(result['diagnosis']['verdicts'])}")
+    ratio = result["diagnosis"]["evidence"]["gradient_flow"]["first_to_last_rms_ratio"]
+    if ratio is not None:
+        print(f"first-to-last layer RMS gradient ratio: {ratio:.3g}")
+    print(f"wrote {len(written)} files to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gradwatch", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="train one experiment in this process")
+    run.add_argument("spec", nargs="?", help="spec JSON file, - for stdin (default: the tutorial)")
+    run.add_argument("--out", default="out", help="folder for result.json and plots (default: out)")
+    run.add_argument("--epochs", type=int, help="override training.epochs")
+    run.add_argument("--seed", type=int, help="override the seed")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(handler=run_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,152 @@
+"""Verdicts on a run, each with the numbers behind it.
+
+Reads only the result's stored series, so it runs anywhere (no TensorFlow).
+Several verdicts may apply at once; `healthy` means none did.
+
+Thresholds (module constants, reported with every diagnosis):
+- `vanishing`: the first hidden layer's RMS kernel gradient is under
+  `VANISHING_RATIO` (1/100) of the output layer's, as a median over the
+  run's capture points: the earliest layers barely learn.
+- `exploding`: that ratio is over `EXPLODING_RATIO` (100), or some layer's
+  kernel gradient norm exceeds `EXPLODING_NORM`.
+- `dead_units`: some ReLU-family layer ends with at least `DEAD_FRACTION`
+  of its units silent on every probe sample.
+- `saturated`: some sigmoid/tanh/softsign layer spends the last tenth of the
+  run with at least `SATURATED_FRACTION` of its activations where the slope
+  is under a tenth of its maximum.
+- `diverged`: the loss, a weight or a gradient stopped being finite.
+
+RMS (norm / sqrt(size)) rather than the norm compares layers of different
+sizes fairly: a 2x5 kernel and a 5x1 kernel have different norms for the same
+per-weight gradient.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+VANISHING_RATIO = 1e-2
+EXPLODING_RATIO = 1e2
+EXPLODING_NORM = 1e3
+DEAD_FRACTION = 0.5
+SATURATED_FRACTION = 0.5
+FINAL_SHARE = 0.1  # the share of capture points that counts as "the end"
+
+THRESHOLDS = {
+    "vanishing_ratio": VANISHING_RATIO,
+    "exploding_ratio": EXPLODING_RATIO,
+    "exploding_norm": EXPLODING_NORM,
+    "dead_fraction": DEAD_FRACTION,
+    "saturated_fraction": SATURATED_FRACTION,
+}
+
+
+def diagnose(result: Mapping[str, Any]) -> dict[str, Any]:
+    """Verdicts, evidence and thresholds for a result laid out as in core/result.py."""
+    series: Mapping[str, Any] = result["series"]
+    sizes = {layer["name"]: layer for layer in result["layers"]}
+    verdicts: list[str] = []
+    evidence: dict[str, Any] = {}
+
+    diverged = _divergence(result)
+    if diverged is not None:
+        verdicts.append("diverged")
+        evidence["diverged"] = diverged
+
+    flow = _gradient_flow(series, sizes)
+    evidence["gradient_flow"] = flow
+    ratio = flow["first_to_last_rms_ratio"]
+    if ratio is not None and ratio < VANISHING_RATIO:
+        verdicts.append("vanishing")
+    if (
+        (ratio is not None and ratio > EXPLODING_RATIO)
+        or (flow["max_grad_norm"] is not None and flow["max_grad_norm"] > EXPLODING_NORM)
+        or (diverged is not None and diverged["gradients_blew_up"])
+    ):
+        verdicts.append("exploding")
+
+    dead = _final_fractions(series, "dead")
+    if dead:
+        evidence["dead_units"] = dead
+        if max(dead.values()) >= DEAD_FRACTION:
+            verdicts.append("dead_units")
+    saturated = _final_fractions(series, "saturated")
+    if saturated:
+        evidence["saturated"] = saturated
+        if max(saturated.values()) >= SATURATED_FRACTION:
+            verdicts.append("saturated")
+
+    return {"verdicts": verdicts or ["healthy"], "evidence": evidence, "thresholds": THRESHOLDS}
+
+
+def _finite(values: Sequence[float | None] | None) -> np.ndarray:
+    array = np.array([np.nan if v is None else v for v in values or []], dtype=np.float64)
+    return array[np.isfinite(array)]
+
+
+def _divergence(result: Mapping[str, Any]) -> dict[str, Any] | None:
+    losses = result["history"].get("loss", [])
+    bad_loss = [i + 1 for i, value in enumerate(losses) if value is None]
+    bad_tensors = sorted(
+        name
+        for name, layer in result["series"].items()
+        for part in ("kernel", "bias")
+        for stat in ("weight_norm", "grad_norm")
+        if any(v is None for v in layer[part][stat])
+    )
+    if not bad_loss and not bad_tensors:
+        return None
+    norms = [_finite(layer["kernel"]["grad_norm"]) for layer in result["series"].values()]
+    largest = max((float(n.max()) for n in norms if n.size), default=None)
+    return {
+        "first_non_finite_epoch": bad_loss[0] if bad_loss else None,
+        "layers_with_non_finite_values": sorted(set(bad_tensors)),
+        "largest_finite_grad_norm": largest,
+        "gradients_blew_up": largest is not None and largest > EXPLODING_NORM,
+    }
+
+
+def _gradient_flow(series: Mapping[str, Any], layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Median RMS kernel gradient per layer and the first-to-last ratio."""
+    rms: dict[str, float | None] = {}
+    max_norm = 0.0
+    for name, layer in series.items():
+        norms = np.array(
+            [np.nan if v is None else v for v in layer["kernel"]["grad_norm"]], dtype=np.float64
+        )
+        kernel_size = _kernel_size(layers[name])
+        finite = norms[np.isfinite(norms)]
+        rms[name] = float(np.median(finite) / math.sqrt(kernel_size)) if finite.size else None
+        if finite.size:
+            max_norm = max(max_norm, float(finite.max()))
+    names = list(series)
+    first, last = rms[names[0]], rms[names[-1]]
+    ratio = first / last if first is not None and last else None
+    return {
+        "median_rms_grad": rms,
+        "first_to_last_rms_ratio": ratio,
+        "max_grad_norm": max_norm if any(v is not None for v in rms.values()) else None,
+    }
+
+
+def _kernel_size(layer: Mapping[str, Any]) -> int:
+    # parameters = (fan_in + 1) * units, so the kernel is parameters - units
+    return max(1, int(layer["parameters"]) - int(layer["units"]))
+
+
+def _final_fractions(series: Mapping[str, Any], stat: str) -> dict[str, float]:
+    """Per layer, the mean of `stat` over the last tenth of the capture points."""
+    out: dict[str, float] = {}
+    for name, layer in series.items():
+        values = (layer.get("activation") or {}).get(stat)
+        if values is None:
+            continue
+        tail = max(1, math.ceil(len(values) * FINAL_SHARE))
+        finite = _finite(values[-tail:])
+        if finite.size:
+            out[name] = round(float(finite.mean()), 4)
+    return out

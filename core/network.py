@@ -1,0 +1,178 @@
+"""The MLP as Keras layers, with a forward pass that exposes every hidden layer.
+
+Layers are named `hidden_1` ... `hidden_n` and `output`, so their variables
+have stable paths (`hidden_1/kernel`). The forward pass returns each hidden
+layer's pre-activation and activation as well as the logits, which is what
+the capture needs; Keras' own `Model.__call__` would hide them.
+
+This module imports TensorFlow; only the engine imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from core.spec import Activation, InitializerKind, InitializerSpec, ModelSpec
+
+ActivationFn = Callable[[tf.Tensor], tf.Tensor]
+
+_ACTIVATIONS: dict[Activation, ActivationFn] = {
+    Activation.SIGMOID: tf.sigmoid,
+    Activation.TANH: tf.tanh,
+    Activation.RELU: tf.nn.relu,
+    Activation.LEAKY_RELU: keras.activations.leaky_relu,
+    Activation.ELU: tf.nn.elu,
+    Activation.SELU: tf.nn.selu,
+    Activation.GELU: keras.activations.gelu,
+    Activation.SWISH: tf.nn.silu,
+    Activation.SOFTSIGN: tf.nn.softsign,
+    Activation.LINEAR: tf.identity,
+}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Everything about a network that shapes its compiled graph.
+
+    Two specs with equal architectures can share one compiled training step;
+    initial values and the learning rate are not part of it.
+    """
+
+    widths: tuple[int, ...]  # input, hidden..., output
+    activations: tuple[Activation, ...]
+    batch_norm: bool
+    residual: bool
+
+    @classmethod
+    def from_spec(cls, model: ModelSpec, *, n_features: int, n_outputs: int) -> Architecture:
+        return cls(
+            widths=(n_features, *model.hidden_layers, n_outputs),
+            activations=tuple(model.activations),
+            batch_norm=model.batch_norm,
+            residual=model.residual,
+        )
+
+    @property
+    def hidden_widths(self) -> tuple[int, ...]:
+        return self.widths[1:-1]
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [f"hidden_{i}" for i in range(1, len(self.hidden_widths) + 1)] + ["output"]
+
+    def skips(self) -> list[bool]:
+        """Whether hidden layer i adds its input back (equal-width neighbours only)."""
+        hidden = self.hidden_widths
+        return [self.residual and i > 0 and hidden[i - 1] == hidden[i] for i in range(len(hidden))]
+
+
+@dataclass(frozen=True)
+class ForwardPass:
+    logits: tf.Tensor
+    pre_activations: list[tf.Tensor]
+    activations: list[tf.Tensor]
+
+
+class Network:
+    """Dense (+ optional batch norm) layers of an `Architecture`, built and ready."""
+
+    def __init__(self, architecture: Architecture) -> None:
+        self.architecture = architecture
+        names = architecture.layer_names
+        self.dense: list[keras.layers.Dense] = []
+        for name, fan_in, units in zip(
+            names, architecture.widths[:-1], architecture.widths[1:], strict=True
+        ):
+            layer = keras.layers.Dense(units, name=name)
+            layer.build((None, fan_in))
+            self.dense.append(layer)
+        self.norms: list[keras.layers.BatchNormalization | None] = []
+        for name, units in zip(names[:-1], architecture.hidden_widths, strict=True):
+            norm = None
+            if architecture.batch_norm:
+                norm = keras.layers.BatchNormalization(name=f"{name}_bn")
+                norm.build((None, units))
+            self.norms.append(norm)
+        self._activation_fns = [_ACTIVATIONS[a] for a in architecture.activations]
+        self._skips = architecture.skips()
+
+    @property
+    def captured_variables(self) -> list[keras.Variable]:
+        """Kernel and bias of every dense layer, in layer order."""
+        return [v for layer in self.dense for v in (layer.kernel, layer.bias)]
+
+    @property
+    def trainable_variables(self) -> list[keras.Variable]:
+        norms = [v for norm in self.norms if norm is not None for v in norm.trainable_variables]
+        return self.captured_variables + norms
+
+    def forward(
+        self, x: tf.Tensor, *, training: bool, mask: tf.Tensor | None = None
+    ) -> ForwardPass:
+        """Logits plus each hidden layer's pre-activation and activation.
+
+        `mask` (1 for real rows, 0 for padding) keeps padding out of batch
+        norm's moments.
+        """
+        pre_activations, activations = [], []
+        h = x
+        for i, activation in enumerate(self._activation_fns):
+            z = self.dense[i](h)
+            norm = self.norms[i]
+            if norm is not None:
+                z = norm(z, training=training, mask=None if mask is None else mask[:, None] > 0)
+            a = activation(z)
+            pre_activations.append(z)
+            activations.append(a)
+            h = a + h if self._skips[i] else a
+        return ForwardPass(self.dense[-1](h), pre_activations, activations)
+
+    def initialize(self, initializer: InitializerSpec, *, seed: int) -> None:
+        """Give every kernel fresh values from `initializer`, biases zeros, norms identity."""
+        for index, layer in enumerate(self.dense):
+            make = kernel_initializer(initializer, seed=seed + index)
+            layer.kernel.assign(make(tuple(layer.kernel.shape)))
+            layer.bias.assign(np.zeros(layer.bias.shape, np.float32))
+        for norm in self.norms:
+            if norm is not None:
+                for variable, value in zip(norm.variables, _NORM_START, strict=True):
+                    variable.assign(np.full(variable.shape, value, np.float32))
+
+
+# gamma, beta, moving_mean, moving_variance: Keras' order and starting values.
+_NORM_START = (1.0, 0.0, 0.0, 1.0)
+
+
+def kernel_initializer(spec: InitializerSpec, *, seed: int) -> keras.initializers.Initializer:
+    """The Keras initializer a spec names, seeded so every call gives the same values."""
+    kind = spec.kind
+    init = keras.initializers
+    seeded: dict[InitializerKind, Callable[[], keras.initializers.Initializer]] = {
+        InitializerKind.RANDOM_NORMAL: lambda: init.RandomNormal(spec.mean, spec.stddev, seed=seed),
+        InitializerKind.TRUNCATED_NORMAL: lambda: init.TruncatedNormal(
+            spec.mean, spec.stddev, seed=seed
+        ),
+        InitializerKind.RANDOM_UNIFORM: lambda: init.RandomUniform(
+            spec.minval, spec.maxval, seed=seed
+        ),
+        InitializerKind.GLOROT_UNIFORM: lambda: init.GlorotUniform(seed=seed),
+        InitializerKind.GLOROT_NORMAL: lambda: init.GlorotNormal(seed=seed),
+        InitializerKind.HE_UNIFORM: lambda: init.HeUniform(seed=seed),
+        InitializerKind.HE_NORMAL: lambda: init.HeNormal(seed=seed),
+        InitializerKind.LECUN_UNIFORM: lambda: init.LecunUniform(seed=seed),
+        InitializerKind.LECUN_NORMAL: lambda: init.LecunNormal(seed=seed),
+        InitializerKind.ORTHOGONAL: lambda: init.Orthogonal(gain=spec.gain, seed=seed),
+        InitializerKind.ZEROS: init.Zeros,
+        InitializerKind.ONES: init.Ones,
+        InitializerKind.CONSTANT: lambda: init.Constant(spec.value),
+    }
+    return seeded[kind]()
+
+
+def layer_parameter_counts(network: Network) -> Sequence[int]:
+    return [int(np.prod(layer.kernel.shape)) + int(layer.bias.shape[0]) for layer in network.dense]

@@ -1,0 +1,241 @@
+"""Turns the arrays each compiled epoch returns into the result's time series.
+
+NumPy only: the compiled loop hands over one bundle per epoch, the recorder
+keeps what the spec asked for and lays it out as core/result.py describes.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from core.result import finite_list, finite_or_none
+from core.spec import CaptureSpec
+
+if TYPE_CHECKING:
+    from core.trainer import EpochArrays
+
+# Column indices into a step's statistics (see core.trainer.TENSOR_STATS).
+_TENSOR_STATS = (
+    "weight_mean",
+    "weight_std",
+    "weight_norm",
+    "weight_max_abs",
+    "grad_mean",
+    "grad_std",
+    "grad_norm",
+    "grad_max_abs",
+    "update_ratio",
+)
+_GRAD_MAX = _TENSOR_STATS.index("grad_max_abs")
+_WEIGHTS = slice(0, 4)
+_ACTIVATION_STATS = ("mean", "std", "saturated", "dead")
+
+
+def snapshot_epochs(epochs: int, count: int) -> list[int]:
+    """The epochs whose first step is kept for histograms: the first, the last, evenly between."""
+    return sorted({round(e) for e in np.linspace(1, epochs, min(count, epochs))})
+
+
+def histogram(values: np.ndarray, bins: int) -> dict[str, list[float | None] | list[int]]:
+    """Counts over a range symmetric about zero, from the finite values only."""
+    finite = values[np.isfinite(values)]
+    edge = float(np.abs(finite).max()) if finite.size else 0.0
+    edge = edge if edge > 0 else 1.0
+    counts, edges = np.histogram(finite, bins=bins, range=(-edge, edge))
+    return {"edges": finite_list(edges), "counts": counts.astype(int).tolist()}
+
+
+@dataclass
+class Recorder:
+    """Accumulates capture points and history over a run."""
+
+    layer_names: list[str]
+    capture: CaptureSpec
+    epochs: int
+    initial_weight_stats: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    initial_activation_stats: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    _points: list[np.ndarray] = field(default_factory=list)  # (k, variables, 9) per epoch
+    _activation_points: list[np.ndarray] = field(default_factory=list)  # (k, hidden, 4)
+    _point_epoch: list[int] = field(default_factory=list)
+    _point_step: list[int] = field(default_factory=list)
+    _first_step: list[np.ndarray] = field(default_factory=list)  # (variables, 9) per epoch
+    _end_weights: list[np.ndarray] = field(default_factory=list)  # (variables, 4) per epoch
+    history: dict[str, list[float | None]] = field(default_factory=dict)
+    _histogram_epochs: list[int] = field(default_factory=list)
+    _histograms: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    _raw: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    _steps_done: int = 0
+
+    @property
+    def step_capture(self) -> bool:
+        return self.capture.every == "step"
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self._end_weights)
+
+    # ------------------------------------------------------------------ per epoch
+
+    def add_epoch(self, epoch: int, arrays: EpochArrays) -> dict[str, float | None]:
+        """Record epoch `epoch` (1-based); returns its loss and accuracy."""
+        stats = arrays.step_stats
+        steps = len(stats)
+        if epoch == 1:
+            self.initial_weight_stats = stats[0][:, _WEIGHTS]
+            self.initial_activation_stats = arrays.start_activation_stats
+        self._first_step.append(stats[0])
+        self._end_weights.append(arrays.end_weight_stats)
+        if self.step_capture:
+            assert arrays.step_activation_stats is not None
+            self._points.append(stats)
+            self._activation_points.append(arrays.step_activation_stats)
+            self._point_step.extend(range(self._steps_done, self._steps_done + steps))
+            self._point_epoch.extend([epoch] * steps)
+        else:
+            self._points.append(_epoch_point(stats, arrays.end_weight_stats)[None])
+            self._activation_points.append(arrays.end_activation_stats[None])
+            self._point_step.append(self._steps_done + steps - 1)
+            self._point_epoch.append(epoch)
+        self._steps_done += steps
+        weights = arrays.step_size / arrays.step_size.sum()
+        loss = float(np.dot(arrays.step_loss, weights))
+        accuracy = float(np.dot(arrays.step_accuracy, weights))
+        self.history.setdefault("epoch", []).append(epoch)
+        self.history.setdefault("loss", []).append(finite_or_none(loss))
+        self.history.setdefault("accuracy", []).append(finite_or_none(accuracy))
+        return {"loss": finite_or_none(loss), "accuracy": finite_or_none(accuracy)}
+
+    def add_validation(self, metrics: dict[str, float | None]) -> None:
+        self.history.setdefault("val_loss", []).append(metrics["loss"])
+        self.history.setdefault("val_accuracy", []).append(metrics["accuracy"])
+
+    def add_histograms(
+        self, epoch: int, weights: list[np.ndarray], gradients: list[np.ndarray]
+    ) -> None:
+        """Histograms of each layer's kernel weights and gradients at the first step of `epoch`."""
+        bins = self.capture.histogram_bins
+        self._histogram_epochs.append(epoch)
+        for name, w, g in zip(self.layer_names, weights[0::2], gradients[0::2], strict=True):
+            layer = self._histograms.setdefault(name, {"weights": [], "gradients": []})
+            layer["weights"].append(histogram(w, bins))
+            layer["gradients"].append(histogram(g, bins))
+
+    def add_raw(
+        self, variable_names: list[str], weights: list[np.ndarray], grads: list[np.ndarray]
+    ) -> None:
+        """Raw tensors at one or more capture points, each stacked on a leading axis."""
+        for name, w, g in zip(variable_names, weights, grads, strict=True):
+            self._raw.setdefault(f"{name}/weights", []).append(w.astype(np.float32))
+            self._raw.setdefault(f"{name}/gradients", []).append(g.astype(np.float32))
+
+    # -------------------------------------------------------------------- results
+
+    def series(self) -> dict[str, Any]:
+        points = np.concatenate(self._points) if self._points else np.zeros((0, 0, 9))
+        acts = np.concatenate(self._activation_points) if self._activation_points else None
+        out: dict[str, Any] = {}
+        for index, name in enumerate(self.layer_names):
+            layer: dict[str, Any] = {}
+            for part, column in (("kernel", 2 * index), ("bias", 2 * index + 1)):
+                layer[part] = {
+                    stat: finite_list(points[:, column, k]) for k, stat in enumerate(_TENSOR_STATS)
+                }
+            if acts is not None and index < acts.shape[1]:
+                layer["activation"] = _activation_series(acts[:, index])
+            out[name] = layer
+        return out
+
+    def capture_axis(self) -> dict[str, Any]:
+        return {
+            "every": str(self.capture.every),
+            "points": len(self._point_epoch),
+            "epoch": list(self._point_epoch),
+            "step": list(self._point_step),
+        }
+
+    def initial(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for index, name in enumerate(self.layer_names):
+            layer: dict[str, Any] = {
+                part: {
+                    stat: finite_or_none(self.initial_weight_stats[column, k])
+                    for k, stat in enumerate(_TENSOR_STATS[_WEIGHTS])
+                }
+                for part, column in (("kernel", 2 * index), ("bias", 2 * index + 1))
+            }
+            if index < len(self.initial_activation_stats):
+                row = self.initial_activation_stats[index]
+                layer["activation"] = {
+                    stat: finite_or_none(row[k]) for k, stat in enumerate(_ACTIVATION_STATS)
+                }
+            out[name] = layer
+        return out
+
+    def tutorial(self) -> dict[str, Any]:
+        """The tutorial's own view: kernel weights before training and after each
+        epoch, kernel gradients at each epoch's first step, the loss per epoch."""
+        ends = np.stack([self.initial_weight_stats, *self._end_weights])
+        firsts = np.stack(self._first_step) if self._first_step else np.zeros((0, 0, 9))
+        weights, gradients = {}, {}
+        for index, name in enumerate(self.layer_names):
+            column = 2 * index
+            weights[name] = {
+                "mean": finite_list(ends[:, column, 0]),
+                "std": finite_list(ends[:, column, 1]),
+            }
+            gradients[name] = {
+                "mean": finite_list(firsts[:, column, 4]),
+                "std": finite_list(firsts[:, column, 5]),
+            }
+        return {
+            "epochs": list(range(self.epochs_done + 1)),
+            "weights": weights,
+            "gradients": gradients,
+            "loss": list(self.history.get("loss", [])),
+        }
+
+    def histograms(self) -> dict[str, Any] | None:
+        if not self._histogram_epochs:
+            return None
+        return {
+            "epochs": self._histogram_epochs,
+            "bins": self.capture.histogram_bins,
+        } | self._histograms
+
+    def raw_npz(self, extra: dict[str, np.ndarray]) -> bytes | None:
+        if not self._raw:
+            return None
+        arrays = {name: np.concatenate(parts) for name, parts in self._raw.items()} | extra
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
+        return buffer.getvalue()
+
+
+def _epoch_point(stats: np.ndarray, end_weights: np.ndarray) -> np.ndarray:
+    """One capture point per epoch: weights at its end, gradients averaged over its steps.
+
+    The largest |g| is the epoch's largest; undefined update ratios (a zero
+    weight norm) are left out of the average.
+    """
+    point = np.empty(stats.shape[1:], dtype=np.float64)
+    point[:, _WEIGHTS] = end_weights
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN ratio columns are expected
+        point[:, 4:_GRAD_MAX] = stats[:, :, 4:_GRAD_MAX].mean(axis=0)
+        point[:, _GRAD_MAX] = stats[:, :, _GRAD_MAX].max(axis=0)
+        point[:, -1] = np.nanmean(stats[:, :, -1], axis=0)
+    return point
+
+
+def _activation_series(rows: np.ndarray) -> dict[str, list[float | None] | None]:
+    out: dict[str, list[float | None] | None] = {}
+    for k, stat in enumerate(_ACTIVATION_STATS):
+        column = rows[:, k]
+        # saturated/dead are NaN in every row where the activation has no such notion
+        out[stat] = None if k >= 2 and np.isnan(column).all() else finite_list(column)
+    return out

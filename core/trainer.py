@@ -1,0 +1,421 @@
+"""A compiled training loop that captures per-layer statistics inside the graph.
+
+One call of `CompiledTrainer.train_epoch` runs a whole epoch as a single
+XLA-compiled TensorFlow function: every optimizer step computes its weight,
+gradient and update statistics in the graph and writes them to a
+TensorArray, so nothing is pulled to Python per step. Python sees one
+bundle of arrays per epoch, which is where hooks run.
+
+A trainer holds its variables; `reset` gives them a new run's starting
+values, so a process that trains many runs of one architecture compiles its
+graph once (see core/graph_cache.py).
+
+This module imports TensorFlow; only the engine imports it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from core.network import Architecture, Network
+from core.spec import (
+    BOUNDED_ACTIVATIONS,
+    RELU_FAMILY,
+    Activation,
+    InitializerSpec,
+    OptimizerKind,
+)
+
+# Per captured variable and step, in this order (see core/result.py).
+TENSOR_STATS = (
+    "weight_mean",
+    "weight_std",
+    "weight_norm",
+    "weight_max_abs",
+    "grad_mean",
+    "grad_std",
+    "grad_norm",
+    "grad_max_abs",
+    "update_ratio",
+)
+WEIGHT_STATS = TENSOR_STATS[:4]
+ACTIVATION_STATS = ("mean", "std", "saturated", "dead")
+
+# A unit is saturated where its activation's slope is under this fraction of
+# the activation's steepest slope: gradients through it are cut tenfold.
+SATURATION_SLOPE = 0.1
+
+
+@dataclass(frozen=True)
+class TrainerKey:
+    """What a compiled graph depends on; runs with equal keys share one trainer."""
+
+    architecture: Architecture
+    optimizer: OptimizerKind
+    momentum: float
+    nesterov: bool
+    clipnorm: float | None
+    clipvalue: float | None
+    step_capture: bool
+    raw: bool
+
+
+@dataclass
+class EpochArrays:
+    """What one compiled epoch hands back to Python (NumPy, fetched lazily)."""
+
+    start_loss: float  # on the whole epoch's data, before its first step
+    start_accuracy: float
+    start_activation_stats: np.ndarray  # (hidden, len(ACTIVATION_STATS)) before the first step
+    step_stats: np.ndarray  # (steps, variables, len(TENSOR_STATS)), weights before each step
+    step_loss: np.ndarray  # (steps,)
+    step_accuracy: np.ndarray  # (steps,)
+    step_size: np.ndarray  # (steps,) samples in each batch
+    end_weight_stats: np.ndarray  # (variables, len(WEIGHT_STATS)) after the last step
+    end_activation_stats: np.ndarray  # (hidden, len(ACTIVATION_STATS)) on the probe, at the end
+    step_activation_stats: np.ndarray | None  # (steps, hidden, 4) when capturing every step
+    first_gradients: list[tf.Tensor]  # per variable, at the epoch's first step
+    step_weights: list[np.ndarray] | None  # raw: per variable (steps, *shape), before each step
+    step_gradients: list[np.ndarray] | None  # raw: per variable (steps, *shape)
+
+
+def default_learning_rate(kind: OptimizerKind) -> float:
+    """Keras' own default learning rate for an optimizer."""
+    return float(_optimizer_class(kind)().learning_rate)
+
+
+def _optimizer_class(kind: OptimizerKind) -> type[keras.optimizers.Optimizer]:
+    return {
+        OptimizerKind.RMSPROP: keras.optimizers.RMSprop,
+        OptimizerKind.SGD: keras.optimizers.SGD,
+        OptimizerKind.ADAM: keras.optimizers.Adam,
+        OptimizerKind.ADAMW: keras.optimizers.AdamW,
+        OptimizerKind.ADAGRAD: keras.optimizers.Adagrad,
+        OptimizerKind.ADADELTA: keras.optimizers.Adadelta,
+        OptimizerKind.ADAMAX: keras.optimizers.Adamax,
+        OptimizerKind.NADAM: keras.optimizers.Nadam,
+    }[kind]
+
+
+def _make_optimizer(key: TrainerKey) -> keras.optimizers.Optimizer:
+    options: dict[str, Any] = {"clipnorm": key.clipnorm, "clipvalue": key.clipvalue}
+    if key.optimizer is OptimizerKind.SGD:
+        options |= {"momentum": key.momentum, "nesterov": key.nesterov}
+    elif key.optimizer is OptimizerKind.RMSPROP:
+        options |= {"momentum": key.momentum}
+    return _optimizer_class(key.optimizer)(**options)
+
+
+class CompiledTrainer:
+    """A network, its optimizer and the compiled functions that train and probe it."""
+
+    def __init__(self, key: TrainerKey, *, jit: bool) -> None:
+        self.key = key
+        self.jit = jit
+        self.network = Network(key.architecture)
+        self.optimizer = _make_optimizer(key)
+        self.optimizer.build(self.network.trainable_variables)
+        # Optimizer slots start at kind-specific values (Adagrad: 0.1), so
+        # keep them to restore rather than assuming zeros.
+        self._optimizer_start = [np.array(v.numpy()) for v in self.optimizer.variables]
+        self._binary = key.architecture.widths[-1] == 1
+        self._stats = _VariableStats(self.network.captured_variables, fused=jit)
+        # The graph code below is plain TensorFlow with an explicit while loop:
+        # AutoGraph's source rewriting would double a cold run's tracing time.
+        self._epoch_fn = tf.function(self._train_epoch, jit_compile=jit, autograph=False)
+        # Called a few times a run: tracing alone is cheaper than compiling.
+        self._evaluate_fn = tf.function(self._evaluate, autograph=False)
+        self._predict_fn = tf.function(self._predict, autograph=False)
+        self.runs = 0
+
+    # ------------------------------------------------------------------ Python API
+
+    def reset(self, initializer: InitializerSpec, *, seed: int, learning_rate: float) -> None:
+        """Start a new run: fresh weights from `seed`, optimizer state as new."""
+        self.network.initialize(initializer, seed=seed)
+        for variable, start in zip(self.optimizer.variables, self._optimizer_start, strict=True):
+            variable.assign(start)
+        self.optimizer.learning_rate = learning_rate
+        self.runs += 1
+
+    def train_epoch(
+        self, x: np.ndarray, y: np.ndarray, probe: np.ndarray, *, batch_size: int
+    ) -> EpochArrays:
+        """Run one epoch over (x, y) in the given order, `batch_size` samples a step."""
+        out = self._epoch_fn(x, y, probe, batch_size)
+        raw = self.key.raw and self.key.step_capture
+        return EpochArrays(
+            start_loss=float(out["start_loss"]),
+            start_accuracy=float(out["start_accuracy"]),
+            start_activation_stats=out["start_activation_stats"].numpy(),
+            step_stats=out["step_stats"].numpy(),
+            step_loss=out["step_loss"].numpy(),
+            step_accuracy=out["step_accuracy"].numpy(),
+            step_size=out["step_size"].numpy(),
+            end_weight_stats=out["end_weight_stats"].numpy(),
+            end_activation_stats=out["end_activation_stats"].numpy(),
+            step_activation_stats=(
+                out["step_activation_stats"].numpy() if self.key.step_capture else None
+            ),
+            first_gradients=out["first_gradients"],
+            step_weights=[t.numpy() for t in out["step_weights"]] if raw else None,
+            step_gradients=[t.numpy() for t in out["step_gradients"]] if raw else None,
+        )
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """Loss and accuracy on the whole of (x, y), in inference mode."""
+        loss, accuracy = self._evaluate_fn(x, y)
+        return float(loss), float(accuracy)
+
+    def weights(self) -> list[np.ndarray]:
+        return [np.array(v.numpy()) for v in self.network.captured_variables]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities: (n,) of class 1 for binary, else (n, classes)."""
+        return np.asarray(self._predict_fn(x))
+
+    # ------------------------------------------------------------------ graph code
+
+    def _loss_and_accuracy(
+        self, y: tf.Tensor, logits: tf.Tensor, mask: tf.Tensor | None = None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Mean loss and accuracy over the samples where `mask` is 1 (all when None)."""
+        if self._binary:
+            logit = logits[:, 0]
+            labels = tf.cast(y, logit.dtype)
+            loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logit)
+            hits = tf.equal(tf.cast(logit > 0, y.dtype), y)
+        else:
+            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+            hits = tf.equal(tf.argmax(logits, axis=-1, output_type=y.dtype), y)
+        hits = tf.cast(hits, tf.float32)
+        if mask is None:
+            return tf.reduce_mean(loss), tf.reduce_mean(hits)
+        count = tf.reduce_sum(mask)
+        return tf.reduce_sum(loss * mask) / count, tf.reduce_sum(hits * mask) / count
+
+    def _step(self, x: tf.Tensor, y: tf.Tensor, mask: tf.Tensor) -> dict[str, Any]:
+        """One optimizer step on the batch rows where `mask` is 1."""
+        variables = self.network.trainable_variables
+        captured = self.network.captured_variables
+        before = [tf.identity(v.value) for v in captured]
+        with tf.GradientTape() as tape:
+            forward = self.network.forward(x, training=True, mask=mask)
+            loss, accuracy = self._loss_and_accuracy(y, forward.logits, mask)
+        gradients = tape.gradient(loss, variables)
+        self.optimizer.apply(gradients, variables)
+        stats = self._stats.step(before, gradients[: len(captured)], [v.value for v in captured])
+        return {
+            "stats": stats,
+            "loss": loss,
+            "accuracy": accuracy,
+            "size": tf.reduce_sum(mask),
+            "before": before,
+            "gradients": gradients[: len(captured)],
+        }
+
+    def _train_epoch(
+        self, x: tf.Tensor, y: tf.Tensor, probe: tf.Tensor, batch_size: int
+    ) -> dict[str, Any]:
+        n, features = int(x.shape[0]), int(x.shape[1])
+        steps = -(-n // batch_size)
+        # A short last batch is padded and masked out of the loss (and of batch
+        # norm's moments), so a single step graph serves every batch: tracing
+        # and compiling it is most of a cold run's cost.
+        padding = steps * batch_size - n
+        x = tf.pad(x, [[0, padding], [0, 0]])
+        y = tf.pad(y, [[0, padding]])
+        mask = tf.concat([tf.ones([n]), tf.zeros([padding])], axis=0)
+        captured = self.network.captured_variables
+        start_loss, start_accuracy = self._evaluate(x[:n], y[:n])
+        start_activations = self._probe(probe)
+
+        def body(i: tf.Tensor, arrays: dict[str, Any], first: list[tf.Tensor]) -> Any:
+            start = i * batch_size
+            step = self._step(
+                tf.slice(x, [start, 0], [batch_size, features]),
+                tf.slice(y, [start], [batch_size]),
+                tf.slice(mask, [start], [batch_size]),
+            )
+            first = [
+                tf.where(i == 0, g, kept) for g, kept in zip(step["gradients"], first, strict=True)
+            ]
+            return i + 1, self._record(arrays, i, step, probe), first
+
+        _, arrays, first_gradients = tf.while_loop(
+            lambda i, *_: i < steps,
+            body,
+            (
+                tf.constant(0),
+                self._epoch_arrays(steps=steps),
+                [tf.zeros_like(v.value) for v in captured],
+            ),
+            maximum_iterations=steps,
+        )
+
+        stacked = {name: ta.stack() for name, ta in arrays.items() if not isinstance(ta, list)}
+        return {
+            "start_loss": start_loss,
+            "start_accuracy": start_accuracy,
+            "start_activation_stats": start_activations,
+            "step_stats": stacked["stats"],
+            "step_loss": stacked["loss"],
+            "step_accuracy": stacked["accuracy"],
+            "step_size": stacked["size"],
+            "step_activation_stats": stacked.get("activations", tf.zeros(())),
+            "end_weight_stats": self._stats.weights([v.value for v in captured]),
+            "end_activation_stats": self._probe(probe),
+            "first_gradients": first_gradients,
+            "step_weights": [ta.stack() for ta in arrays.get("weights", [])],
+            "step_gradients": [ta.stack() for ta in arrays.get("gradients", [])],
+        }
+
+    def _epoch_arrays(self, *, steps: int) -> dict[str, Any]:
+        """TensorArrays, one slot per step, for everything a step records."""
+
+        def array(shape: tuple[int, ...]) -> tf.TensorArray:
+            return tf.TensorArray(tf.float32, size=steps, element_shape=shape)
+
+        captured = self.network.captured_variables
+        hidden = len(self.key.architecture.hidden_widths)
+        arrays: dict[str, Any] = {
+            "stats": array((len(captured), len(TENSOR_STATS))),
+            "loss": array(()),
+            "accuracy": array(()),
+            "size": array(()),
+        }
+        if self.key.step_capture:
+            arrays["activations"] = array((hidden, len(ACTIVATION_STATS)))
+            if self.key.raw:
+                arrays["weights"] = [array(tuple(v.shape)) for v in captured]
+                arrays["gradients"] = [array(tuple(v.shape)) for v in captured]
+        return arrays
+
+    def _record(
+        self, arrays: dict[str, Any], i: Any, step: dict[str, Any], probe: tf.Tensor
+    ) -> dict[str, Any]:
+        """`arrays` with step `i` written in (TensorArrays are values: rebind them)."""
+        out = dict(arrays)
+        for name in ("stats", "loss", "accuracy", "size"):
+            out[name] = arrays[name].write(i, step[name])
+        if "activations" in arrays:
+            # Probed after the step, on the weights the next step starts from.
+            out["activations"] = arrays["activations"].write(i, self._probe(probe))
+        if "weights" in arrays:
+            out["weights"] = [
+                ta.write(i, w) for ta, w in zip(arrays["weights"], step["before"], strict=True)
+            ]
+            out["gradients"] = [
+                ta.write(i, g) for ta, g in zip(arrays["gradients"], step["gradients"], strict=True)
+            ]
+        return out
+
+    def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        forward = self.network.forward(x, training=False)
+        return self._loss_and_accuracy(y, forward.logits)
+
+    def _probe(self, x: tf.Tensor) -> tf.Tensor:
+        forward = self.network.forward(x, training=False)
+        return tf.stack(
+            [
+                _activation_stats(z, a, kind)
+                for z, a, kind in zip(
+                    forward.pre_activations,
+                    forward.activations,
+                    self.key.architecture.activations,
+                    strict=True,
+                )
+            ]
+        )
+
+    def _predict(self, x: tf.Tensor) -> tf.Tensor:
+        logits = self.network.forward(x, training=False).logits
+        return tf.sigmoid(logits[:, 0]) if self._binary else tf.nn.softmax(logits)
+
+
+class _VariableStats:
+    """Per-variable statistics of all captured variables at once.
+
+    Without XLA every TensorFlow op costs a few microseconds of dispatch, so
+    the variables are flattened into one vector and reduced by segment: a
+    dozen ops whatever the depth. Under XLA per-variable reductions fuse
+    into the step's kernels, and segment reductions (scatters) would be the
+    slower choice for large layers, so each variable is reduced on its own.
+    """
+
+    def __init__(self, variables: list[keras.Variable], *, fused: bool) -> None:
+        sizes = [int(np.prod(v.shape)) for v in variables]
+        self._fused = fused
+        self._count = len(sizes)
+        self._ids = tf.constant(np.repeat(np.arange(len(sizes)), sizes), tf.int32)
+        self._sizes = tf.constant(sizes, tf.float32)
+
+    def weights(self, tensors: list[tf.Tensor]) -> tf.Tensor:
+        """(variables, 4): mean, S.D., L2 norm, max |value| of each tensor."""
+        if self._fused:
+            return tf.stack([_moments(t) for t in tensors])
+        flat = tf.concat([tf.reshape(t, [-1]) for t in tensors], axis=0)
+        total = tf.math.segment_sum(flat, self._ids)
+        mean = total / self._sizes
+        centered = flat - tf.gather(mean, self._ids)
+        std = tf.sqrt(tf.math.segment_sum(tf.square(centered), self._ids) / self._sizes)
+        norm = tf.sqrt(tf.math.segment_sum(tf.square(flat), self._ids))
+        max_abs = tf.math.segment_max(tf.abs(flat), self._ids)
+        return tf.stack([mean, std, norm, max_abs], axis=1)
+
+    def step(
+        self, before: list[tf.Tensor], gradients: list[tf.Tensor], after: list[tf.Tensor]
+    ) -> tf.Tensor:
+        """(variables, 9): weight and gradient statistics, then the update ratio.
+
+        The update ratio is |after - before| / |before|; it is undefined (NaN,
+        stored as null) while |before| is zero, as for biases before their
+        first update.
+        """
+        weights = self.weights(before)
+        grads = self.weights(gradients)
+        updates = self.weights([a - b for a, b in zip(after, before, strict=True)])
+        w_norm, update_norm = weights[:, 2], updates[:, 2]
+        safe = tf.where(w_norm > 0, w_norm, 1.0)
+        ratio = tf.where(w_norm > 0, update_norm / safe, math.nan)
+        return tf.concat([weights, grads, ratio[:, None]], axis=1)
+
+
+def _moments(w: tf.Tensor) -> tf.Tensor:
+    return tf.stack(
+        [tf.reduce_mean(w), tf.math.reduce_std(w), tf.norm(w), tf.reduce_max(tf.abs(w))]
+    )
+
+
+def _activation_stats(z: tf.Tensor, a: tf.Tensor, kind: Activation) -> tf.Tensor:
+    """Mean, S.D., saturated fraction and dead fraction of one layer on the probe.
+
+    Saturated (bounded activations only): the fraction of unit-sample pairs
+    whose slope is under `SATURATION_SLOPE` of the steepest. Dead (ReLU
+    family only): the fraction of units whose pre-activation is <= 0 on every
+    probe sample. Either is NaN (null) where it does not apply.
+    """
+    nan = tf.constant(math.nan, tf.float32)
+    saturated = nan
+    if kind in BOUNDED_ACTIVATIONS:
+        saturated = tf.reduce_mean(
+            tf.cast(_relative_slope(z, a, kind) < SATURATION_SLOPE, tf.float32)
+        )
+    dead = nan
+    if kind in RELU_FAMILY:
+        dead = tf.reduce_mean(tf.cast(tf.reduce_all(z <= 0, axis=0), tf.float32))
+    return tf.stack([tf.reduce_mean(a), tf.math.reduce_std(a), saturated, dead])
+
+
+def _relative_slope(z: tf.Tensor, a: tf.Tensor, kind: Activation) -> tf.Tensor:
+    if kind is Activation.SIGMOID:
+        return a * (1 - a) / 0.25
+    if kind is Activation.TANH:
+        return 1 - tf.square(a)
+    return 1 / tf.square(1 + tf.abs(z))  # softsign
