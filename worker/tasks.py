@@ -32,9 +32,10 @@ class TrainingTask(Task):
         """
         job_id = (kwargs or {}).get("job_id") or (args[0] if args else task_id)
         if isinstance(exc, TimeLimitExceeded):
+            hard_limit = _time_limits(self.request)[0] or get_settings().job_time_limit
             error_type = "TimeLimitExceeded"
             message = (
-                f"the job ran past the hard time limit of {get_settings().job_time_limit} s "
+                f"the job ran past the hard time limit of {hard_limit:g} s "
                 "and its process was killed"
             )
         else:
@@ -50,8 +51,15 @@ class TrainingTask(Task):
 def train(self: Task, job_id: str) -> str | None:
     """Train job `job_id` (its spec is in the job store) and record the outcome."""
     hostname = self.request.hostname or socket.gethostname()
-    status = run_training_job(job_id, hostname=hostname)
+    soft_limit = _time_limits(self.request)[1]
+    status = run_training_job(job_id, hostname=hostname, soft_time_limit=soft_limit)
     return None if status is None else status.value
+
+
+def _time_limits(request: Any) -> tuple[float | None, float | None]:
+    """(hard, soft) limits a message asked for; None where the deployment's apply."""
+    limits = getattr(request, "timelimit", None) or (None, None)
+    return limits[0], limits[1]
 
 
 @worker_process_init.connect

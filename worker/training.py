@@ -39,8 +39,14 @@ def job_store() -> JobStore:
     return JobStore.from_settings(get_settings())
 
 
-def run_training_job(job_id: str, *, hostname: str) -> JobStatus | None:
-    """Train job `job_id` and record how it ended; None when it was not to run."""
+def run_training_job(
+    job_id: str, *, hostname: str, soft_time_limit: float | None = None
+) -> JobStatus | None:
+    """Train job `job_id` and record how it ended; None when it was not to run.
+
+    `soft_time_limit` is the limit Celery enforces on this run (for the message
+    when it strikes); the deployment's setting when None.
+    """
     store = job_store()
     try:
         return _train(store, job_id, hostname)
@@ -48,12 +54,12 @@ def run_training_job(job_id: str, *, hostname: str) -> JobStatus | None:
         store.mark_cancelled(job_id)
         return JobStatus.CANCELLED
     except SoftTimeLimitExceeded:
-        limit = get_settings().job_soft_time_limit
+        limit = soft_time_limit or get_settings().job_soft_time_limit
         logger.warning("job %s stopped at the soft time limit (%s s)", job_id, limit)
         store.mark_failed(
             job_id,
             error_type="TimeLimitExceeded",
-            message=f"the job ran longer than the time limit of {limit} s and was stopped",
+            message=f"the job ran longer than the time limit of {limit:g} s and was stopped",
         )
         return JobStatus.FAILED
     except Exception as error:

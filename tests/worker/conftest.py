@@ -1,0 +1,200 @@
+"""Worker fixtures: Celery clients, job helpers and prefork workers of their own.
+
+The session's `worker_process` (tests/conftest.py) serves most tests. The
+tests of what only the production pool does (time limits, a lost pool process,
+the main process staying free of TensorFlow, a worker killed outright) start
+prefork workers here, each in a namespace of its own below the session's so
+that no other worker takes their jobs; the session cleanup deletes those keys.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+
+from core.jobs import JobRecord, JobStatus
+from core.queue import TRAIN_TASK, make_celery
+from core.settings import Settings
+from core.spec import Device, ExperimentSpec
+from core.store import JobStore, plans_from_settings
+from tests.conftest import ROOT, WORKER_START_SECONDS, stop_process, wait_for
+
+JOB_SECONDS = 180.0  # a first job in a fresh pool process loads TensorFlow and compiles
+
+# The tutorial's architecture throughout: every worker compiles it once, then reuses it.
+QUICK_SPEC: dict[str, Any] = {"seed": 7, "training": {"epochs": 3}}
+LONG_SPEC: dict[str, Any] = {"seed": 7, "training": {"epochs": 1000}}
+
+
+@dataclass
+class Deployment:
+    """A namespace's store, settings and Celery client: what an API process would hold."""
+
+    settings: Settings
+    store: JobStore
+    celery: Celery
+
+    @property
+    def queue(self) -> str:
+        return self.settings.queue_for(Device.CPU)
+
+    def create(self, spec: dict[str, Any]) -> str:
+        """A queued job in the store (not yet enqueued); its id."""
+        created = self.store.create(spec=ExperimentSpec.model_validate(spec), queue=self.queue)
+        return created.record.id
+
+    def enqueue(self, job_id: str, **options: Any) -> None:
+        """Send the training task by name, as the API does (`options` as for send_task)."""
+        self.celery.send_task(
+            TRAIN_TASK, kwargs={"job_id": job_id}, queue=self.queue, task_id=job_id, **options
+        )
+
+    def submit(self, spec: dict[str, Any], **options: Any) -> str:
+        """Create a job and enqueue it; its id."""
+        job_id = self.create(spec)
+        self.enqueue(job_id, **options)
+        return job_id
+
+    def wait_for_status(
+        self, job_id: str, statuses: Collection[JobStatus], *, timeout: float = JOB_SECONDS
+    ) -> JobRecord:
+        """The job's record once its status is one of `statuses`."""
+        found: list[JobRecord] = []
+
+        def reached() -> bool:
+            record = self.store.get(job_id)
+            assert record is not None, f"job {job_id} vanished"
+            found[:] = [record]
+            return record.status in statuses
+
+        wait_for(reached, timeout=timeout, what=f"job {job_id} to reach {sorted(statuses)}")
+        return found[0]
+
+    def wait_until_training(self, job_id: str) -> JobRecord:
+        """The record once the job has finished its first epoch."""
+        found: list[JobRecord] = []
+
+        def training() -> bool:
+            record = self.store.get(job_id)
+            assert record is not None
+            assert not record.status.finished, f"job ended early: {record.to_public()}"
+            found[:] = [record]
+            return record.status is JobStatus.RUNNING and record.epoch >= 1
+
+        wait_for(training, timeout=JOB_SECONDS, what=f"job {job_id} to train")
+        return found[0]
+
+
+def make_deployment(settings: Settings, client: redis.Redis) -> Deployment:
+    store = JobStore(client, plans_from_settings(settings))
+    return Deployment(settings, store, make_celery(settings))
+
+
+@pytest.fixture(scope="session")
+def deployment(settings: Settings, redis_client: redis.Redis) -> Iterator[Deployment]:
+    """The session namespace, served by the session's `worker_process`."""
+    deployment = make_deployment(settings, redis_client)
+    yield deployment
+    deployment.celery.close()
+
+
+@dataclass
+class PreforkWorker:
+    """A production-shaped worker (prefork, one pool process) on its own namespace."""
+
+    deployment: Deployment
+    hostname: str
+    process: subprocess.Popen[bytes]
+
+    def kill_group(self) -> None:
+        """SIGKILL the main process and its pool process together, as a crash or OOM would."""
+        import os
+        import signal
+
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+_namespaces = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def new_namespace(settings: Settings) -> Callable[[], Settings]:
+    """Settings for a fresh namespace under the session's (cleaned up with it)."""
+
+    def make() -> Settings:
+        namespace = f"{settings.namespace}-w{next(_namespaces)}"
+        return settings.model_copy(update={"namespace": namespace})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def start_prefork_worker(
+    service_env: dict[str, str], redis_client: redis.Redis
+) -> Iterator[Callable[..., PreforkWorker]]:
+    """Start `celery -A worker.celery_app worker --device cpu` (prefork) for a namespace."""
+    started: list[PreforkWorker] = []
+
+    def start(settings: Settings, **environment: str) -> PreforkWorker:
+        deployment = make_deployment(settings, redis_client)
+        hostname = f"{settings.namespace}@prefork"
+        env = {**service_env, "GRADWATCH_NAMESPACE": settings.namespace, **environment}
+        command = [
+            sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+            "--device", "cpu", "--concurrency", "1", "-n", hostname,
+            "--loglevel", "WARNING", "--without-mingle", "--without-gossip",
+        ]  # fmt: skip
+        # Its own process group, so a test can kill the worker with its pool process.
+        process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+        worker = PreforkWorker(deployment, hostname, process)
+        started.append(worker)
+
+        def beating() -> bool:
+            if process.poll() is not None:
+                pytest.fail(f"the prefork worker exited with {process.returncode}")
+            return hostname in deployment.store.live_workers(queue=deployment.queue)
+
+        wait_for(beating, timeout=WORKER_START_SECONDS, what="the prefork worker's heartbeat")
+        return worker
+
+    yield start
+    for worker in started:
+        stop_process(worker.process, grace=30.0)
+        worker.deployment.celery.close()
+
+
+@pytest.fixture(scope="session")
+def prefork_worker(
+    start_prefork_worker: Callable[..., PreforkWorker], new_namespace: Callable[[], Settings]
+) -> PreforkWorker:
+    """One prefork worker for the session's prefork tests, allowing 2 deliveries per job."""
+    settings = new_namespace().model_copy(update={"max_deliveries": 2})
+    return start_prefork_worker(settings, GRADWATCH_MAX_DELIVERIES="2")
+
+
+def pool_processes(worker: PreforkWorker) -> list[int]:
+    """Pids of the worker's pool processes (children of its main process)."""
+    import psutil
+
+    return [child.pid for child in psutil.Process(worker.process.pid).children()]
+
+
+def loads_tensorflow(pid: int) -> bool:
+    """True when process `pid` has TensorFlow's native library mapped."""
+    with open(f"/proc/{pid}/maps") as maps:
+        return any("libtensorflow" in line for line in maps)
+
+
+def settle(seconds: float) -> None:
+    """A short, bounded pause where a test must let something *not* happen."""
+    time.sleep(seconds)

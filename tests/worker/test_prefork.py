@@ -1,0 +1,125 @@
+"""What only the production pool does: prefork, one pool process kept across jobs.
+
+Time limits are enforced, a pool process killed mid-job is replaced and its job
+delivered again (until the store's delivery limit fails it), the main process
+never maps TensorFlow, and a worker killed outright leaves its job unacked in
+Redis, from where it is delivered again once its visibility timeout passes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+
+import pytest
+
+from core.jobs import FINISHED, JobStatus
+from core.keys import Keys
+from core.queue import celery_config, make_celery
+from core.settings import Settings
+from tests.conftest import wait_for
+from tests.worker.conftest import (
+    JOB_SECONDS,
+    LONG_SPEC,
+    QUICK_SPEC,
+    PreforkWorker,
+    loads_tensorflow,
+    pool_processes,
+)
+
+
+def test_the_pool_process_trains_and_the_main_process_never_loads_tensorflow(
+    prefork_worker: PreforkWorker,
+) -> None:
+    deployment = prefork_worker.deployment
+    first = deployment.submit(QUICK_SPEC)
+    assert deployment.wait_for_status(first, FINISHED).status is JobStatus.SUCCEEDED
+    [pool_before] = pool_processes(prefork_worker)
+    second = deployment.submit(QUICK_SPEC)
+
+    record = deployment.wait_for_status(second, FINISHED)
+
+    assert record.status is JobStatus.SUCCEEDED, record.error
+    assert record.worker is not None and record.worker["hostname"] == prefork_worker.hostname
+    # The same pool process ran both: its compiled graphs outlive a job.
+    assert pool_processes(prefork_worker) == [pool_before]
+    assert loads_tensorflow(pool_before)
+    assert not loads_tensorflow(prefork_worker.process.pid)
+
+
+def test_the_soft_time_limit_fails_the_job_with_the_reason(
+    prefork_worker: PreforkWorker,
+) -> None:
+    deployment = prefork_worker.deployment
+    job_id = deployment.submit(LONG_SPEC, soft_time_limit=2, time_limit=60)
+
+    record = deployment.wait_for_status(job_id, FINISHED)
+
+    assert record.status is JobStatus.FAILED
+    assert record.error == {
+        "type": "TimeLimitExceeded",
+        "message": "the job ran longer than the time limit of 2 s and was stopped",
+    }
+    # The pool process survives a soft limit and takes the next job.
+    follow_up = deployment.submit(QUICK_SPEC)
+    assert deployment.wait_for_status(follow_up, FINISHED).status is JobStatus.SUCCEEDED
+
+
+@pytest.mark.slow
+def test_a_job_that_keeps_killing_its_pool_process_fails_after_max_deliveries(
+    prefork_worker: PreforkWorker,
+) -> None:
+    deployment = prefork_worker.deployment
+    job_id = deployment.submit(LONG_SPEC)
+    for delivery in (1, 2):
+        record = deployment.wait_until_training(job_id)
+        assert record.deliveries == delivery
+        [pool] = pool_processes(prefork_worker)
+        os.kill(pool, signal.SIGKILL)  # as the kernel's OOM killer would
+
+        def replaced(delivery: int = delivery) -> bool:
+            record = deployment.store.get(job_id)
+            assert record is not None
+            return record.deliveries > delivery or record.status.finished
+
+        wait_for(replaced, timeout=JOB_SECONDS, what=f"delivery {delivery + 1}")
+
+    record = deployment.wait_for_status(job_id, FINISHED)
+
+    assert record.status is JobStatus.FAILED
+    assert record.error is not None and record.error["type"] == "TooManyDeliveries"
+    assert record.deliveries == 3
+    assert prefork_worker.process.poll() is None  # the worker itself lives on
+
+
+@pytest.mark.slow
+def test_a_worker_killed_outright_leaves_its_job_to_be_delivered_again(
+    start_prefork_worker: Callable[..., PreforkWorker], new_namespace: Callable[[], Settings]
+) -> None:
+    settings = new_namespace()
+    doomed = start_prefork_worker(settings)
+    deployment = doomed.deployment
+    job_id = deployment.submit({"seed": 7, "training": {"epochs": 300}})
+    deployment.wait_until_training(job_id)
+
+    doomed.kill_group()
+
+    # The message waits in Celery's unacked set for the visibility timeout (an hour
+    # and more in production); a client whose timeout has passed restores it.
+    keys = Keys(settings.namespace)
+    unacked = keys.celery_prefix + "unacked"  # kombu's hash of delivered, unacked messages
+    assert deployment.store.client.hlen(unacked) == 1
+    expired = make_celery(settings)
+    options = celery_config(settings)["broker_transport_options"]
+    expired.conf.broker_transport_options = {**options, "visibility_timeout": 0}
+    with expired.connection_for_write() as connection:
+        connection.default_channel.qos.restore_visible(num=10)
+    expired.close()
+    assert deployment.store.client.llen(keys.celery_queue(deployment.queue)) == 1
+
+    start_prefork_worker(settings)
+    record = deployment.wait_for_status(job_id, FINISHED)
+
+    assert record.status is JobStatus.SUCCEEDED, record.error
+    assert record.deliveries == 2
