@@ -16,6 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api.deps import Services
 from api.errors import install_error_handlers
+from api.limits import BodySizeLimit
 from api.rendering import PlotRenderer
 from api.routes import events, experiments, health, plots, presets
 from core.queue import make_celery
@@ -56,9 +57,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
-        max_body_size=MAX_BODY_BYTES,
     )
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

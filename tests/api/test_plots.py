@@ -1,0 +1,118 @@
+"""Plots over real HTTP, no worker: links, stored PNGs with ETag/304, CORS, sizes on demand."""
+
+from __future__ import annotations
+
+import struct
+
+import httpx
+import pytest
+
+from core.plots import PlotSize
+from core.result import dumps_result
+from tests.api.conftest import UNTRAINED, FinishedJob, problem
+
+ORIGIN = "https://notebook.example"
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    width, height = struct.unpack(">II", png[16:24])
+    return width, height
+
+
+def test_plot_links_name_every_stored_plot(client: httpx.Client, finished_job: FinishedJob) -> None:
+    job = finished_job(plots={"weights": b"w", "gradients": b"g"})
+
+    items = client.get(f"/v1/experiments/{job.id}/plots").json()["items"]
+
+    assert [item["name"] for item in items] == ["weights", "gradients"]
+    assert items[0]["url"].endswith(f"/v1/experiments/{job.id}/plots/weights.png")
+    assert items[0]["description"]
+    assert client.get(items[1]["url"]).content == b"g"
+
+
+def test_stored_png_has_etag_long_cache_and_cors(
+    client: httpx.Client, finished_job: FinishedJob
+) -> None:
+    job = finished_job(plots={"weights": b"\x89PNG-weights"})
+    url = f"/v1/experiments/{job.id}/plots/weights.png"
+
+    response = client.get(url, headers={"Origin": ORIGIN})
+
+    assert response.status_code == 200 and response.content == b"\x89PNG-weights"
+    assert response.headers["content-type"] == "image/png"
+    assert response.headers["etag"].startswith('"')
+    assert "immutable" in response.headers["cache-control"]
+    assert response.headers["access-control-allow-origin"] in ("*", ORIGIN)
+    # The default size asked explicitly is the same stored image.
+    sized = {"width": PlotSize.WIDTH, "height": PlotSize.HEIGHT, "dpi": PlotSize.DPI}
+    assert client.get(url, params=sized).headers["etag"] == response.headers["etag"]
+
+
+def test_if_none_match_gives_304(client: httpx.Client, finished_job: FinishedJob) -> None:
+    job = finished_job(plots={"weights": b"\x89PNG-weights"})
+    url = f"/v1/experiments/{job.id}/plots/weights.png"
+    etag = client.get(url).headers["etag"]
+
+    for header in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+        cached = client.get(url, headers={"If-None-Match": header, "Origin": ORIGIN})
+        assert cached.status_code == 304 and cached.content == b""
+        assert cached.headers["etag"] == etag and "access-control-allow-origin" in cached.headers
+    assert client.get(url, headers={"If-None-Match": '"stale"'}).status_code == 200
+
+
+def test_cors_preflight_allows_any_origin(client: httpx.Client) -> None:
+    response = client.options(
+        "/v1/experiments",
+        headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"},
+    )
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] in ("*", ORIGIN)
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        (f"width={PlotSize.MAX_WIDTH + 1}", "width"),
+        (f"height={PlotSize.MIN_HEIGHT - 1}", "height"),
+        ("dpi=0", "dpi"),
+        ("width=wide", "width"),
+    ],
+)
+def test_out_of_bounds_sizes_are_422(
+    client: httpx.Client, finished_job: FinishedJob, query: str, field: str
+) -> None:
+    job = finished_job(plots={"weights": b"w"})
+    body = problem(client.get(f"/v1/experiments/{job.id}/plots/weights.png?{query}"), 422)
+    assert [error["field"] for error in body["errors"]] == [field]
+
+
+def test_unknown_plot_name_is_404(client: httpx.Client, finished_job: FinishedJob) -> None:
+    job = finished_job(plots={"weights": b"w"})
+    body = problem(client.get(f"/v1/experiments/{job.id}/plots/nonsense.png"), 404)
+    assert "weights" in body["detail"]
+
+
+def test_plot_of_an_unfinished_job_is_409(client: httpx.Client) -> None:
+    job_id = client.post("/v1/experiments", json=UNTRAINED).json()["id"]
+    body = problem(client.get(f"/v1/experiments/{job_id}/plots/weights.png"), 409)
+    assert body["job_status"] == "queued"
+
+
+def test_other_sizes_render_on_demand_and_are_cached(
+    client: httpx.Client, finished_job: FinishedJob
+) -> None:
+    samples = pytest.importorskip("tests.core.result_samples")
+    job = finished_job(plots={"weights": b"w"}, result_json=dumps_result(samples.make_result()))
+    url = f"/v1/experiments/{job.id}/plots/gradients.png"
+    small = {"width": 400, "height": 300, "dpi": 80}
+
+    first = client.get(url, params=small)
+    assert first.status_code == 200, first.text
+    assert png_size(first.content) == (400, 300)
+    again = client.get(url, params=small, headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304
+    # A default-size plot the worker did not store is rendered too.
+    default = client.get(url)
+    assert png_size(default.content) == (PlotSize.WIDTH, PlotSize.HEIGHT)
