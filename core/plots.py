@@ -1,0 +1,946 @@
+"""Plots of one run, drawn from the numbers in its result alone.
+
+Every plot reads only the result dict (the `result.json` layout in
+`core.result`), never a model or TensorFlow, so any size can be rendered on
+demand long after the run. Rendering uses matplotlib's object API on an Agg
+canvas (no pyplot, no rcParams changes) and returns PNG bytes of exactly the
+asked pixel size; the same result and size always give the same bytes.
+
+Example:
+    >>> names = available_plots(result)
+    >>> png = render_plot("gradients", result, width=900, height=600, dpi=100)
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import matplotlib
+import numpy as np
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colorbar import Colorbar
+from matplotlib.colors import (
+    BoundaryNorm,
+    Colormap,
+    LinearSegmentedColormap,
+    ListedColormap,
+    to_hex,
+)
+from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.lines import Line2D
+
+Result = Mapping[str, Any]
+T = TypeVar("T")
+Color = str
+
+PLOT_NAMES: tuple[str, ...] = (
+    "dataset",
+    "weights",
+    "gradients",
+    "gradient_flow",
+    "activations",
+    "histograms",
+    "boundary",
+)
+
+PLOT_DESCRIPTIONS: Mapping[str, str] = {
+    "dataset": "the training data as a scatter, colored by class (PCA projection past 2 features)",
+    "weights": "mean and S.D. of each layer's kernel weights over epochs (the tutorial's plot)",
+    "gradients": "mean and S.D. (log scale) of each layer's kernel gradients, and the loss",
+    "gradient_flow": "heatmap of log10 kernel gradient norm, layer by capture point",
+    "activations": "fraction of saturated or dead units per layer on the probe batch",
+    "histograms": "distribution of each layer's kernel gradients at the snapshot epochs",
+    "boundary": "the trained network's decision surface with the data on top (2-D data)",
+}
+
+LAYER_COLORMAP = "viridis"
+SNAPSHOT_COLORMAP = "plasma"
+HEATMAP_COLORMAP = "magma"
+MAX_HISTOGRAM_PANELS = 12  # beyond this the small multiples become unreadable
+MAX_LAYER_LEGEND = 12  # beyond this a colorbar keyed by layer replaces the legend
+MISSING_COLOR = "#d0d0d0"
+
+
+class PlotSize:
+    """Bounds and defaults for a rendered plot: pixels and dots per inch."""
+
+    MIN_WIDTH = 160
+    MAX_WIDTH = 3200
+    MIN_HEIGHT = 120
+    MAX_HEIGHT = 2400
+    MIN_DPI = 50
+    MAX_DPI = 300
+    WIDTH = 900
+    HEIGHT = 600
+    DPI = 100
+
+
+class UnknownPlotError(KeyError):
+    """A plot name that is not one of `PLOT_NAMES`."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown plot {name!r}; choose one of {', '.join(PLOT_NAMES)}")
+        self.name = name
+
+    def __str__(self) -> str:
+        # KeyError would quote the whole message; show it as written.
+        return str(self.args[0])
+
+
+class PlotUnavailableError(ValueError):
+    """A known plot that this result has no numbers for (e.g. no boundary)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"plot {name!r} is not available for this result: {_MISSING_DATA[name]}")
+        self.name = name
+
+
+class PlotSizeError(ValueError):
+    """A width, height or dpi outside `PlotSize`; names the parameter and its limit."""
+
+    def __init__(self, parameter: str, message: str, limit: int | None = None) -> None:
+        super().__init__(f"{parameter}: {message}")
+        self.parameter = parameter
+        self.limit = limit
+
+
+# Matplotlib documents itself as not thread-safe: its font cache (FT2Font
+# objects) and mathtext parser (used for every log-scale tick label) are
+# process-wide. `Figure.draw` holds a class-wide lock for them, but text is
+# also measured outside `draw` (layout engines, legends, tight bounding boxes)
+# and nothing promises more. Building and drawing is Python holding the GIL
+# anyway, so one module lock around a whole render costs almost no throughput
+# and makes concurrent renders safe and byte-identical to serial ones.
+_RENDER_LOCK = threading.Lock()
+
+
+def available_plots(result: Result) -> list[str]:
+    """The plots this result has numbers for, in `PLOT_NAMES` order."""
+    return [name for name in PLOT_NAMES if _HAS_DATA[name](result)]
+
+
+def render_plot(
+    name: str,
+    result: Result,
+    *,
+    width: int = PlotSize.WIDTH,
+    height: int = PlotSize.HEIGHT,
+    dpi: int = PlotSize.DPI,
+) -> bytes:
+    """A PNG of plot `name` for `result`, exactly `width` x `height` pixels.
+
+    Raises:
+        UnknownPlotError (a KeyError): `name` is not in `PLOT_NAMES`.
+        PlotSizeError (a ValueError): a size is outside `PlotSize`.
+        PlotUnavailableError (a ValueError): the result lacks the plot's numbers.
+    """
+    with _RENDER_LOCK:
+        figure = build_figure(name, result, width=width, height=height, dpi=dpi)
+        buffer = io.BytesIO()
+        # print_png, not savefig: savefig would read rcParams such as
+        # savefig.bbox="tight", which changes the pixel size. No "Software"
+        # entry keeps the bytes independent of the matplotlib version string.
+        FigureCanvasAgg(figure).print_png(buffer, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def build_figure(
+    name: str,
+    result: Result,
+    *,
+    width: int = PlotSize.WIDTH,
+    height: int = PlotSize.HEIGHT,
+    dpi: int = PlotSize.DPI,
+) -> Figure:
+    """The matplotlib Figure behind `render_plot`, for other formats or inspection.
+
+    Draw it from one thread at a time; `render_plot` is the thread-safe entry.
+    """
+    if name not in _DRAWERS:
+        raise UnknownPlotError(name)
+    check_plot_size(width=width, height=height, dpi=dpi)
+    if not _HAS_DATA[name](result):
+        raise PlotUnavailableError(name)
+    style = _Style.for_size(width, height, dpi)
+    # Explicit pads (in inches) rather than rcParams, scaled like everything else.
+    pad = style.pt(4.0) / 72
+    figure = Figure(
+        figsize=(figure_inches(width, dpi), figure_inches(height, dpi)),
+        dpi=dpi,
+        layout=ConstrainedLayoutEngine(w_pad=pad, h_pad=pad, wspace=0.03, hspace=0.03),
+    )
+    _DRAWERS[name](figure, result, style)
+    _label_bottom_row_only(figure)
+    return figure
+
+
+def _label_bottom_row_only(figure: Figure) -> None:
+    """Panels stacked on a shared x axis need its label once, at the bottom."""
+    for ax in figure.axes:
+        spec = ax.get_subplotspec()
+        shared = len(ax.get_shared_x_axes().get_siblings(ax)) > 1
+        if spec is not None and shared and not spec.is_last_row():
+            ax.set_xlabel("")
+
+
+def check_plot_size(*, width: int, height: int, dpi: int) -> None:
+    """Refuse a size outside `PlotSize` with a PlotSizeError naming the parameter."""
+    for parameter, value, low, high in (
+        ("width", width, PlotSize.MIN_WIDTH, PlotSize.MAX_WIDTH),
+        ("height", height, PlotSize.MIN_HEIGHT, PlotSize.MAX_HEIGHT),
+        ("dpi", dpi, PlotSize.MIN_DPI, PlotSize.MAX_DPI),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise PlotSizeError(parameter, f"must be an integer, got {value!r}")
+        if value < low:
+            raise PlotSizeError(parameter, f"{value} is below the minimum of {low}", low)
+        if value > high:
+            raise PlotSizeError(parameter, f"{value} is above the maximum of {high}", high)
+
+
+def figure_inches(pixels: int, dpi: int) -> float:
+    """The smallest figure size in inches that Agg turns into exactly `pixels`.
+
+    Agg truncates `inches * dpi` to an int, and `pixels / dpi * dpi` can land a
+    hair below `pixels` (201 / 50 * 50 == 200.99999999999997).
+    """
+    inches = pixels / dpi
+    while inches * dpi < pixels:
+        inches = math.nextafter(inches, math.inf)
+    return inches
+
+
+# ----------------------------------------------------------------------- shared parts
+
+
+@dataclass(frozen=True)
+class _Style:
+    """Sizes in points for one render.
+
+    dpi keeps matplotlib's meaning (more dots per inch, larger text and lines
+    at the same pixel size) while the figure's short side is at least
+    `FULL_SIZE_PT`; below that every size shrinks with the figure, so a
+    thumbnail is a small copy of the full plot rather than a broken layout.
+    """
+
+    FULL_SIZE_PT = 400.0
+
+    scale: float
+    width_pt: float
+    landscape: bool
+
+    @classmethod
+    def for_size(cls, width: int, height: int, dpi: int) -> _Style:
+        width_pt, height_pt = width / dpi * 72, height / dpi * 72
+        scale = min(1.0, min(width_pt, height_pt) / cls.FULL_SIZE_PT)
+        return cls(scale=scale, width_pt=width_pt, landscape=width >= height)
+
+    def pt(self, size: float) -> float:
+        """A size in points at full scale, scaled for this figure."""
+        return size * self.scale
+
+    @property
+    def text(self) -> float:
+        return self.pt(10.0)
+
+    @property
+    def small(self) -> float:
+        return self.pt(8.5)
+
+    @property
+    def title(self) -> float:
+        return self.pt(11.0)
+
+    @property
+    def line(self) -> float:
+        return self.pt(1.6)
+
+
+def _values(values: Any) -> np.ndarray:
+    """Floats with every None (a stored non-finite number) as NaN."""
+    if values is None:
+        return np.array([], dtype=np.float64)
+    return np.asarray(values, dtype=np.float64)
+
+
+def _layer_names(result: Result) -> list[str]:
+    layers = result.get("layers") or []
+    names = [str(layer["name"]) for layer in layers if "name" in layer]
+    return names or list((result.get("series") or {}).keys())
+
+
+def _layer_colors(names: Sequence[str]) -> dict[str, Color]:
+    """One color per layer from one colormap, the same in every plot of a run."""
+    return dict(zip(names, _sample_colors(LAYER_COLORMAP, len(names)), strict=True))
+
+
+def _sample_colors(colormap: str, count: int) -> list[Color]:
+    # The top of viridis and plasma is a yellow that vanishes on white.
+    cmap = matplotlib.colormaps[colormap]
+    positions = np.linspace(0.0, 0.85, count) if count > 1 else np.zeros(count)
+    return [to_hex(cmap(position)) for position in positions]
+
+
+def _class_colors(count: int) -> list[Color]:
+    cmap = matplotlib.colormaps["tab10" if count <= 10 else "tab20"]
+    return [to_hex(cmap(index % cmap.N)) for index in range(count)]
+
+
+def _capture_epochs(result: Result) -> tuple[np.ndarray, str]:
+    """The x of each capture point in epochs, and its axis label.
+
+    Per-step capture becomes fractional epochs (step k of n in epoch e sits at
+    e - 1 + k / n), so every plot of a run shares an axis in epochs.
+    """
+    capture = result.get("capture") or {}
+    epochs = _values(capture.get("epoch"))
+    if capture.get("every") != "step" or epochs.size == 0:
+        return epochs, "epoch"
+    steps = _values(capture.get("step"))
+    unique, inverse, counts = np.unique(epochs, return_inverse=True, return_counts=True)
+    first_step = np.array([steps[epochs == epoch].min() for epoch in unique])
+    rank = steps - first_step[inverse]
+    return epochs - 1 + (rank + 1) / counts[inverse], "epoch (captured every step)"
+
+
+def _series_x(x: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """x for a series, falling back to 1..n when the lengths disagree."""
+    return x if x.size == values.size else np.arange(1, values.size + 1, dtype=np.float64)
+
+
+def _span_x(ax: Axes, x: np.ndarray) -> None:
+    """Show the whole run on x, so a diverged run shows where its numbers stop."""
+    finite = x[np.isfinite(x)]
+    if finite.size > 1 and finite.max() > finite.min():
+        pad = 0.02 * float(finite.max() - finite.min())
+        ax.set_xlim(float(finite.min()) - pad, float(finite.max()) + pad)
+
+
+def _has_finite(values: np.ndarray) -> bool:
+    return bool(np.isfinite(values).any())
+
+
+def _note(ax: Axes, text: str, style: _Style) -> None:
+    """A centered note in an axes that has nothing to show."""
+    ax.text(
+        0.5,
+        0.5,
+        text,
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontsize=style.text,
+        color="#555555",
+        wrap=True,
+    )
+
+
+def _style_axes(ax: Axes, style: _Style, *, title: str, xlabel: str = "", ylabel: str = "") -> None:
+    ax.set_title(title, fontsize=style.title, pad=style.pt(5.0))
+    ax.set_xlabel(xlabel, fontsize=style.text, labelpad=style.pt(3.0))
+    ax.set_ylabel(ylabel, fontsize=style.text, labelpad=style.pt(3.0))
+    _style_ticks(ax, style)
+    ax.grid(True, color="#e6e6e6", linewidth=style.pt(0.6))
+    ax.set_axisbelow(True)
+
+
+def _style_ticks(ax: Axes, style: _Style) -> None:
+    ax.tick_params(
+        which="both",
+        labelsize=style.small,
+        width=style.pt(0.8),
+        pad=style.pt(3.0),
+    )
+    ax.tick_params(which="major", length=style.pt(3.5))
+    ax.tick_params(which="minor", length=style.pt(2.0))
+    for spine in ax.spines.values():
+        spine.set_linewidth(style.pt(0.8))
+
+
+def _style_colorbar(colorbar: Colorbar, label: str, style: _Style) -> None:
+    colorbar.set_label(label, fontsize=style.text, labelpad=style.pt(3.0))
+    colorbar.outline.set_linewidth(style.pt(0.8))
+    _style_ticks(colorbar.ax, style)
+
+
+def _panels(figure: Figure, count: int, style: _Style) -> list[Axes]:
+    """`count` panels sharing x: side by side in landscape, stacked in portrait."""
+    rows, cols = (1, count) if style.landscape else (count, 1)
+    grid = figure.subplots(rows, cols, sharex=True, squeeze=False)
+    return list(grid.ravel())
+
+
+def _suptitle(figure: Figure, result: Result, title: str, style: _Style) -> None:
+    about = _run_label(result)
+    if result.get("diverged"):
+        about += " — diverged: gaps are non-finite values"
+    text = f"{title} — {about}"
+    # ~0.5 em per character: wrap rather than run off a narrow figure.
+    if len(text) * 0.5 * style.title > 0.95 * style.width_pt:
+        text = f"{title}\n{about}"
+    figure.suptitle(text, fontsize=style.title)
+
+
+def _run_label(result: Result) -> str:
+    """e.g. "circles, 2-5-5-5-1 sigmoid"; a deep net as "2-64-…-64-1 (20 hidden)"."""
+    dataset = result.get("dataset") or {}
+    layers = result.get("layers") or []
+    widths = [str(dataset.get("n_features", "?"))] + [
+        str(layer.get("units", "?")) for layer in layers
+    ]
+    if len(widths) > 8:
+        widths = [*widths[:2], "…", *widths[-2:], f"({len(layers) - 1} hidden)"]
+        shape = "-".join(widths[:-1]) + " " + widths[-1]
+    else:
+        shape = "-".join(widths)
+    hidden = {layer.get("activation") for layer in layers if layer.get("name") != "output"}
+    activation = hidden.pop() if len(hidden) == 1 else "mixed activations"
+    return f"{dataset.get('kind', 'data')}, {shape} {activation}"
+
+
+def _legend(
+    figure: Figure,
+    handles: Sequence[Artist],
+    labels: Sequence[str],
+    style: _Style,
+    title: str,
+    *,
+    right: bool = False,
+) -> None:
+    """One legend for the whole figure, below in landscape and right of it in portrait."""
+    if not handles:
+        return
+    loc: Literal["outside lower center", "outside right center"]
+    if style.landscape and not right:
+        # An entry is a handle, padding and column spacing (~5.5 em), ~0.6 em per character.
+        entry_pt = style.small * (5.5 + 0.6 * max(len(label) for label in labels))
+        loc, ncols = "outside lower center", max(1, int(style.width_pt // entry_pt))
+    else:
+        loc, ncols = "outside right center", math.ceil(len(handles) / 16)
+    figure.legend(
+        handles,
+        labels,
+        loc=loc,
+        ncols=min(len(handles), ncols),
+        fontsize=style.small,
+        title=title,
+        title_fontsize=style.small,
+        frameon=False,
+    )
+
+
+def _layer_handles(
+    colors: Mapping[str, Color], names: Sequence[str], style: _Style
+) -> list[Line2D]:
+    return [Line2D([], [], color=colors[name], linewidth=style.pt(1.8)) for name in names]
+
+
+# ---------------------------------------------------------------------------- dataset
+
+
+def _draw_dataset(figure: Figure, result: Result, style: _Style) -> None:
+    dataset = result["dataset"]
+    points = dataset["points"]
+    x = _values(points["x"]).reshape(len(points["x"]), -1)
+    if x.shape[1] == 1:
+        x = np.column_stack([x[:, 0], np.zeros(len(x))])
+    labels = np.asarray(points["y"], dtype=np.int64)
+    ax = figure.subplots()
+    _scatter_classes(ax, x, labels, _class_count(result, labels), style)
+    pca = points.get("projection") == "pca"
+    axis = "principal component" if pca else "feature"
+    title = f"{len(labels)} training points"
+    if pca:
+        title += f", PCA projection of {dataset.get('n_features', '?')} features"
+    _style_axes(ax, style, title=title, xlabel=f"{axis} 1", ylabel=f"{axis} 2")
+    if not pca:
+        ax.set_aspect("equal", adjustable="datalim")
+    ax.legend(fontsize=style.small, title="class", title_fontsize=style.small, markerscale=2)
+    figure.suptitle(f"Dataset — {_run_label(result)}", fontsize=style.title)
+
+
+def _class_count(result: Result, labels: np.ndarray) -> int:
+    declared = int((result.get("dataset") or {}).get("n_classes") or 0)
+    return max(declared, int(labels.max()) + 1 if labels.size else 0, 1)
+
+
+def _scatter_classes(
+    ax: Axes, x: np.ndarray, labels: np.ndarray, classes: int, style: _Style, *, edge: bool = False
+) -> None:
+    colors = _class_colors(classes)
+    size = float(np.clip(4000 / max(len(labels), 1), 2, 24)) * style.scale**2
+    for label in np.unique(labels):
+        chosen = labels == label
+        ax.scatter(
+            x[chosen, 0],
+            x[chosen, 1],
+            s=size,
+            color=colors[int(label) % len(colors)],
+            label=f"{label}",
+            alpha=0.85,
+            edgecolors="#222222" if edge else "none",
+            linewidths=style.pt(0.3) if edge else 0.0,
+        )
+
+
+# ---------------------------------------------------------------------------- tutorial
+
+
+def _draw_weights(figure: Figure, result: Result, style: _Style) -> None:
+    tutorial = result["tutorial"]
+    weights = tutorial["weights"]
+    x = _values(tutorial.get("epochs"))
+    names = [name for name in _layer_names(result) if name in weights]
+    colors = _layer_colors(_layer_names(result))
+    mean_ax, std_ax = _panels(figure, 2, style)
+    drawn_anywhere: set[str] = set()
+    for ax, key, title in (
+        (mean_ax, "mean", "mean of kernel weights"),
+        (std_ax, "std", "S.D. of kernel weights"),
+    ):
+        series = {name: weights[name].get(key) for name in names}
+        drawn = _plot_layer_lines(ax, x, series, colors, style)
+        _style_axes(ax, style, title=title, xlabel="epoch", ylabel=title.split(" of ")[0])
+        if not drawn:
+            _note(ax, "no finite values", style)
+        drawn_anywhere |= drawn
+    _span_x(mean_ax, x)
+    _layer_legend(figure, names, drawn_anywhere, colors, style)
+    _suptitle(figure, result, "Weights per layer over epochs", style)
+
+
+def _draw_gradients(figure: Figure, result: Result, style: _Style) -> None:
+    tutorial = result["tutorial"]
+    gradients = tutorial.get("gradients") or {}
+    epochs = _values(tutorial.get("epochs"))
+    x = epochs[1:] if epochs.size else epochs  # taken at the first step of epochs 1..E
+    names = [name for name in _layer_names(result) if name in gradients]
+    colors = _layer_colors(_layer_names(result))
+    mean_ax, std_ax, loss_ax = _panels(figure, 3, style)
+
+    means = {name: gradients[name].get("mean") for name in names}
+    drawn = _plot_layer_lines(mean_ax, x, means, colors, style)
+    drawn_anywhere = set(drawn)
+    _style_axes(mean_ax, style, title="mean of kernel gradients", xlabel="epoch", ylabel="mean")
+    if drawn:
+        mean_ax.axhline(0.0, color="#888888", linewidth=style.pt(0.6))
+    else:
+        _note(mean_ax, "no finite values", style)
+
+    stds = {name: _positive(_values(gradients[name].get("std"))) for name in names}
+    drawn = _plot_layer_lines(std_ax, x, stds, colors, style)
+    drawn_anywhere |= drawn
+    _style_axes(std_ax, style, title="S.D. of kernel gradients", xlabel="epoch", ylabel="S.D.")
+    if drawn:
+        std_ax.set_yscale("log")
+    else:
+        _note(std_ax, "no positive finite values", style)
+
+    loss = _values(tutorial.get("loss") or (result.get("history") or {}).get("loss"))
+    _style_axes(loss_ax, style, title="training loss", xlabel="epoch", ylabel="loss")
+    if _has_finite(loss):
+        loss_ax.plot(_series_x(x, loss), loss, color="#222222", linewidth=style.line)
+    else:
+        _note(loss_ax, "no finite loss", style)
+    _span_x(loss_ax, x)
+    _layer_legend(figure, names, drawn_anywhere, colors, style)
+    _suptitle(figure, result, "Gradients per layer over epochs", style)
+
+
+def _positive(values: np.ndarray) -> np.ndarray:
+    """Values for a log axis: zero and negative become gaps."""
+    return np.where(values > 0, values, np.nan)
+
+
+def _plot_layer_lines(
+    ax: Axes,
+    x: np.ndarray,
+    series: Mapping[str, Any],
+    colors: Mapping[str, Color],
+    style: _Style,
+) -> set[str]:
+    """One line per layer in its color; the names of the layers with a finite value."""
+    drawn: set[str] = set()
+    for name, raw in series.items():
+        values = _values(raw)
+        if not _has_finite(values):
+            continue
+        line_x = _series_x(x, values)
+        ax.plot(line_x, values, color=colors[name], linewidth=style.line, label=name)
+        # A line draws nothing for a value with gaps on both sides: mark it.
+        lonely = _isolated(values)
+        if lonely.any():
+            ax.plot(
+                line_x[lonely], values[lonely], "o", markersize=style.pt(2.5), color=colors[name]
+            )
+        drawn.add(name)
+    return drawn
+
+
+def _isolated(values: np.ndarray) -> np.ndarray:
+    """Finite values whose neighbours are both missing (or off the ends)."""
+    finite = np.isfinite(values)
+    padded = np.pad(finite, 1, constant_values=False)
+    return finite & ~padded[:-2] & ~padded[2:]
+
+
+def _layer_legend(
+    figure: Figure,
+    names: Sequence[str],
+    drawn: set[str],
+    colors: Mapping[str, Color],
+    style: _Style,
+) -> None:
+    """The figure's legend by layer; a layer with nothing to draw says so.
+
+    Past `MAX_LAYER_LEGEND` layers a legend would crowd out the plot, so a
+    colorbar keyed by layer (the same colors) stands in for it.
+    """
+    if len(names) > MAX_LAYER_LEGEND:
+        _layer_colorbar(figure, names, colors, style)
+        return
+    labels = [name if name in drawn else f"{name} (no finite values)" for name in names]
+    _legend(figure, _layer_handles(colors, names, style), labels, style, "layer")
+
+
+def _layer_colorbar(
+    figure: Figure, names: Sequence[str], colors: Mapping[str, Color], style: _Style
+) -> None:
+    mappable = ScalarMappable(
+        norm=BoundaryNorm(np.arange(len(names) + 1) - 0.5, len(names)),
+        cmap=ListedColormap([colors[name] for name in names]),
+    )
+    ticked = _spread_pick(list(range(len(names))), 8)
+    colorbar = figure.colorbar(
+        mappable,
+        ax=figure.axes,
+        location="bottom" if style.landscape else "right",
+        ticks=ticked,
+        fraction=0.04,
+        aspect=40,
+    )
+    colorbar.set_ticklabels([names[index] for index in ticked])
+    _style_colorbar(colorbar, "layer", style)
+
+
+# ---------------------------------------------------------------------- gradient flow
+
+
+def _draw_gradient_flow(figure: Figure, result: Result, style: _Style) -> None:
+    names = _gradient_layers(result)
+    x, xlabel = _capture_epochs(result)
+    series = result["series"]
+    rows = [_values(series[name]["kernel"].get("grad_norm")) for name in names]
+    width = max((row.size for row in rows), default=0)
+    norms = np.full((len(names), width), np.nan)
+    for index, row in enumerate(rows):
+        norms[index, : row.size] = row
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.ma.masked_invalid(np.log10(np.where(norms > 0, norms, np.nan)))
+    ax = figure.subplots()
+    _style_axes(ax, style, title="log10 of each layer's kernel gradient norm", xlabel=xlabel)
+    ax.grid(False)
+    if logs.count() == 0:
+        _note(ax, "no finite gradient norms", style)
+    else:
+        cmap = matplotlib.colormaps[HEATMAP_COLORMAP].with_extremes(bad=MISSING_COLOR)
+        image = ax.imshow(
+            logs,
+            aspect="auto",
+            cmap=cmap,
+            interpolation="antialiased",
+            extent=(
+                *_column_extent(x if x.size == width else np.arange(1.0, width + 1)),
+                len(names) - 0.5,
+                -0.5,
+            ),
+        )
+        colorbar = figure.colorbar(image, ax=ax)
+        _style_colorbar(colorbar, "log10 ‖∇W‖ (grey: not finite)", style)
+    ax.set_yticks(range(len(names)), names, fontsize=style.small)
+    _suptitle(figure, result, "Gradient flow", style)
+
+
+def _gradient_layers(result: Result) -> list[str]:
+    series = result.get("series") or {}
+    return [
+        name
+        for name in _layer_names(result)
+        if (series.get(name) or {}).get("kernel", {}).get("grad_norm") is not None
+    ]
+
+
+def _column_extent(x: np.ndarray) -> tuple[float, float]:
+    """Left and right edges of heatmap columns centered on the capture points."""
+    if x.size == 0:
+        return 0.0, 1.0
+    step = float(x[1] - x[0]) if x.size > 1 else 1.0
+    return float(x[0]) - step / 2, float(x[-1]) + step / 2
+
+
+# ------------------------------------------------------------------------ activations
+
+
+def _draw_activations(figure: Figure, result: Result, style: _Style) -> None:
+    names = _activation_layers(result)
+    activations = {name: result["series"][name]["activation"] for name in names}
+    saturated = [name for name in names if activations[name].get("saturated") is not None]
+    dead = [name for name in names if activations[name].get("dead") is not None]
+    neither = [name for name in names if name not in saturated and name not in dead]
+    panels = [
+        (key, title, chosen)
+        for key, title, chosen in (
+            ("saturated", "saturated units", saturated),
+            ("dead", "dead units", dead),
+            ("mean", "activation mean ± S.D.", neither),
+        )
+        if chosen
+    ]
+    x, xlabel = _capture_epochs(result)
+    colors = _layer_colors(_layer_names(result))
+    drawn_anywhere: set[str] = set()
+    for ax, (key, title, chosen) in zip(_panels(figure, len(panels), style), panels, strict=True):
+        if key == "mean":
+            bands = {name: activations[name] for name in chosen}
+            drawn = _plot_mean_bands(ax, x, bands, colors, style)
+            ylabel = "activation"
+        else:
+            series = {name: activations[name][key] for name in chosen}
+            drawn = _plot_layer_lines(ax, x, series, colors, style)
+            ax.set_ylim(-0.03, 1.03)
+            ylabel = f"fraction of units {key}"
+        _style_axes(ax, style, title=title, xlabel=xlabel, ylabel=ylabel)
+        if not drawn:
+            _note(ax, "no finite values", style)
+        drawn_anywhere |= drawn
+        _span_x(ax, x)
+    _layer_legend(figure, names, drawn_anywhere, colors, style)
+    _suptitle(figure, result, "Activations on the probe batch", style)
+
+
+def _activation_layers(result: Result) -> list[str]:
+    series = result.get("series") or {}
+    return [
+        name
+        for name in _layer_names(result)
+        if isinstance((series.get(name) or {}).get("activation"), Mapping)
+    ]
+
+
+def _plot_mean_bands(
+    ax: Axes,
+    x: np.ndarray,
+    activations: Mapping[str, Any],
+    colors: Mapping[str, Color],
+    style: _Style,
+) -> set[str]:
+    """Mean line and a ±S.D. band per layer; the names of the layers drawn."""
+    drawn: set[str] = set()
+    for name, activation in activations.items():
+        mean, std = _values(activation.get("mean")), _values(activation.get("std"))
+        if not _has_finite(mean):
+            continue
+        line_x = _series_x(x, mean)
+        ax.plot(line_x, mean, color=colors[name], linewidth=style.line)
+        if std.size == mean.size:
+            ax.fill_between(line_x, mean - std, mean + std, color=colors[name], alpha=0.15)
+        drawn.add(name)
+    return drawn
+
+
+# ------------------------------------------------------------------------- histograms
+
+
+def _draw_histograms(figure: Figure, result: Result, style: _Style) -> None:
+    histograms = result["histograms"]
+    all_names = _histogram_layers(result)
+    names = _spread_pick(all_names, MAX_HISTOGRAM_PANELS)
+    epochs = list(histograms.get("epochs") or [])
+    snapshot_colors = _sample_colors(SNAPSHOT_COLORMAP, len(epochs))
+    layer_colors = _layer_colors(_layer_names(result))
+    cols = _grid_columns(len(names), style)
+    rows = math.ceil(len(names) / cols)
+    grid = figure.subplots(rows, cols, squeeze=False)
+    for index, ax in enumerate(grid.ravel()):
+        if index >= len(names):
+            ax.set_axis_off()
+            continue
+        name = names[index]
+        drawn = _plot_snapshots(ax, histograms[name]["gradients"], snapshot_colors, style)
+        _style_axes(ax, style, title=name)
+        ax.title.set_color(layer_colors.get(name, "#222222"))
+        # Few x ticks: the panels are small and gradient values have long labels.
+        ax.locator_params(axis="x", nbins=4)
+        if not drawn:
+            _note(ax, "no finite histogram", style)
+    handles = [Line2D([], [], color=color, linewidth=style.pt(1.8)) for color in snapshot_colors]
+    # Right of the grid, so that it does not collide with the shared x label.
+    _legend(figure, handles, [f"{epoch}" for epoch in epochs], style, "epoch", right=True)
+    figure.supxlabel("kernel gradient", fontsize=style.text)
+    figure.supylabel("fraction of entries per bin", fontsize=style.text)
+    title = "Kernel gradient distributions at snapshot epochs"
+    if len(names) < len(all_names):
+        title += f" ({len(names)} of {len(all_names)} layers)"
+    _suptitle(figure, result, title, style)
+
+
+def _spread_pick(names: Sequence[T], most: int) -> list[T]:
+    """At most `most` names, evenly spread, always with the first and the last."""
+    if len(names) <= most:
+        return list(names)
+    picks = np.unique(np.linspace(0, len(names) - 1, most).round().astype(int))
+    return [names[index] for index in picks]
+
+
+def _histogram_layers(result: Result) -> list[str]:
+    histograms = result.get("histograms") or {}
+    return [
+        name
+        for name in _layer_names(result)
+        if isinstance(histograms.get(name), Mapping) and histograms[name].get("gradients")
+    ]
+
+
+def _grid_columns(count: int, style: _Style) -> int:
+    """Columns for `count` panels that keep each panel near the figure's shape."""
+    aspect = 1.5 if style.landscape else 0.75
+    return max(1, min(count, math.ceil(math.sqrt(count * aspect))))
+
+
+def _plot_snapshots(
+    ax: Axes, snapshots: Sequence[Any], colors: Sequence[Color], style: _Style
+) -> bool:
+    """One step line per snapshot, as the fraction of entries in each bin."""
+    drawn = False
+    for snapshot, color in zip(snapshots, colors, strict=False):
+        edges, counts = _values(snapshot.get("edges")), _values(snapshot.get("counts"))
+        total = np.nansum(counts)
+        finite = np.isfinite(edges).all() and np.isfinite(counts).all()
+        if not finite or total <= 0 or edges.size != counts.size + 1:
+            continue
+        ax.stairs(counts / total, edges, color=color, linewidth=style.pt(1.3))
+        drawn = True
+    return drawn
+
+
+# --------------------------------------------------------------------------- boundary
+
+
+def _draw_boundary(figure: Figure, result: Result, style: _Style) -> None:
+    boundary = result["boundary"]
+    grid_x, grid_y = _values(boundary["x"]), _values(boundary["y"])
+    surface = _values(boundary["z"])
+    classes = int(boundary.get("classes") or 2)
+    if surface.ndim == 3:  # per-class probabilities: show the predicted class
+        surface = np.where(np.isfinite(surface).all(axis=2), np.nanargmax(surface, axis=2), np.nan)
+    surface = np.ma.masked_invalid(surface)
+    ax = figure.subplots()
+    colors = _class_colors(classes)
+    if surface.count() == 0:
+        _note(ax, "no finite predictions", style)
+    elif classes == 2:
+        _binary_surface(figure, ax, grid_x, grid_y, surface, colors, style)
+    else:
+        cmap = ListedColormap(colors[:classes])
+        levels = np.arange(classes + 1) - 0.5
+        ax.contourf(grid_x, grid_y, surface, levels=levels, cmap=cmap, alpha=0.35)
+    points = (result.get("dataset") or {}).get("points") or {}
+    if points.get("projection", "raw") == "raw" and points.get("x"):
+        x = _values(points["x"]).reshape(len(points["x"]), -1)
+        labels = np.asarray(points["y"], dtype=np.int64)
+        if x.shape[1] == 2:
+            _scatter_classes(ax, x, labels, classes, style, edge=True)
+            ax.legend(fontsize=style.small, title="class", title_fontsize=style.small)
+    ax.set_xlim(float(grid_x[0]), float(grid_x[-1]))
+    ax.set_ylim(float(grid_y[0]), float(grid_y[-1]))
+    ax.set_aspect("equal", adjustable="box")  # circles should look round
+    _style_axes(ax, style, title=_boundary_title(result), xlabel="feature 1", ylabel="feature 2")
+    ax.grid(False)
+    _suptitle(figure, result, "Decision surface", style)
+
+
+def _binary_surface(
+    figure: Figure,
+    ax: Axes,
+    grid_x: np.ndarray,
+    grid_y: np.ndarray,
+    surface: np.ma.MaskedArray,
+    colors: Sequence[Color],
+    style: _Style,
+) -> None:
+    """Probability of class 1 from class 0's color through white to class 1's."""
+    cmap: Colormap = LinearSegmentedColormap.from_list(
+        "gradwatch_two_classes", [colors[0], "#ffffff", colors[1]]
+    )
+    filled = ax.contourf(
+        grid_x, grid_y, surface, levels=np.linspace(0.0, 1.0, 11), cmap=cmap, alpha=0.55
+    )
+    if surface.min() < 0.5 < surface.max():
+        ax.contour(
+            grid_x, grid_y, surface, levels=[0.5], colors="#222222", linewidths=style.pt(1.2)
+        )
+    colorbar = figure.colorbar(filled, ax=ax)
+    _style_colorbar(colorbar, "predicted probability of class 1", style)
+
+
+def _boundary_title(result: Result) -> str:
+    after = (result.get("metrics") or {}).get("after") or {}
+    accuracy = after.get("accuracy")
+    if isinstance(accuracy, int | float):
+        return f"after training (training accuracy {accuracy:.3f})"
+    return "after training"
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def _has_points(result: Result) -> bool:
+    points = (result.get("dataset") or {}).get("points") or {}
+    return bool(points.get("x")) and points.get("y") is not None
+
+
+def _has_tutorial(key: str) -> Callable[[Result], bool]:
+    def check(result: Result) -> bool:
+        return bool((result.get("tutorial") or {}).get(key))
+
+    return check
+
+
+_DRAWERS: dict[str, Callable[[Figure, Result, _Style], None]] = {
+    "dataset": _draw_dataset,
+    "weights": _draw_weights,
+    "gradients": _draw_gradients,
+    "gradient_flow": _draw_gradient_flow,
+    "activations": _draw_activations,
+    "histograms": _draw_histograms,
+    "boundary": _draw_boundary,
+}
+
+_HAS_DATA: dict[str, Callable[[Result], bool]] = {
+    "dataset": _has_points,
+    "weights": _has_tutorial("weights"),
+    "gradients": _has_tutorial("gradients"),
+    "gradient_flow": lambda result: bool(_gradient_layers(result)),
+    "activations": lambda result: bool(_activation_layers(result)),
+    "histograms": lambda result: bool(_histogram_layers(result)),
+    "boundary": lambda result: result.get("boundary") is not None,
+}
+
+_MISSING_DATA: dict[str, str] = {
+    "dataset": "it stores no data points",
+    "weights": "weights were not captured",
+    "gradients": "gradients were not captured",
+    "gradient_flow": "gradients were not captured",
+    "activations": "activations were not captured",
+    "histograms": "histograms were not captured",
+    "boundary": "the decision surface is drawn for 2-D datasets only",
+}
