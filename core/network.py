@@ -125,7 +125,7 @@ class Network:
             z = self.dense[i](h)
             norm = self.norms[i]
             if norm is not None:
-                z = norm(z, training=training, mask=None if mask is None else mask[:, None] > 0)
+                z = norm(z, training=training, mask=None if mask is None else mask > 0)
             a = activation(z)
             pre_activations.append(z)
             activations.append(a)

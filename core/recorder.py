@@ -219,15 +219,18 @@ class Recorder:
 def _epoch_point(stats: np.ndarray, end_weights: np.ndarray) -> np.ndarray:
     """One capture point per epoch: weights at its end, gradients averaged over its steps.
 
-    The largest |g| is the epoch's largest; undefined update ratios (a zero
-    weight norm) are left out of the average.
+    The largest |g| is the epoch's largest finite one (so a run that blows up
+    mid-epoch still shows how large its gradients grew); undefined update
+    ratios (a zero weight norm) are left out of the average.
     """
     point = np.empty(stats.shape[1:], dtype=np.float64)
     point[:, _WEIGHTS] = end_weights
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN ratio columns are expected
         point[:, 4:_GRAD_MAX] = stats[:, :, 4:_GRAD_MAX].mean(axis=0)
-        point[:, _GRAD_MAX] = stats[:, :, _GRAD_MAX].max(axis=0)
+        point[:, _GRAD_MAX] = np.nanmax(
+            np.where(np.isinf(stats[:, :, _GRAD_MAX]), np.nan, stats[:, :, _GRAD_MAX]), axis=0
+        )
         point[:, -1] = np.nanmean(stats[:, :, -1], axis=0)
     return point
 

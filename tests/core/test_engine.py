@@ -1,0 +1,267 @@
+"""The engine: captured numbers equal an independent computation, runs repeat exactly,
+the tutorial's result holds, and a blown-up run still gives valid JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from core.engine import run_experiment
+from core.hooks import TrainingCancelled, TrainingHook
+from core.result import dumps_result
+from core.spec import ExperimentSpec
+
+SMALL = {
+    "dataset": {"kind": "moons", "n_samples": 24, "noise": 0.2},
+    "model": {"hidden_layers": [4, 3], "activation": "tanh"},
+    "training": {"epochs": 2, "batch_size": 24},
+    "capture": {"every": "step", "raw": True},
+}
+
+
+def spec_of(payload: dict[str, Any], **overrides: Any) -> ExperimentSpec:
+    return ExperimentSpec.model_validate({"seed": 11, **payload, **overrides})
+
+
+def load_npz(data: bytes | None) -> dict[str, np.ndarray]:
+    assert data is not None
+    with np.load(io.BytesIO(data)) as arrays:
+        return {name: arrays[name] for name in arrays.files}
+
+
+# ------------------------------------------------------------ independent backprop
+
+
+ACTIVATIONS = {
+    "tanh": (np.tanh, lambda z: 1 - np.tanh(z) ** 2),
+    "sigmoid": (lambda z: 1 / (1 + np.exp(-z)), lambda z: np.exp(-z) / (1 + np.exp(-z)) ** 2),
+    "relu": (lambda z: np.maximum(z, 0), lambda z: (z > 0).astype(z.dtype)),
+}
+
+
+def numpy_gradients(
+    weights: list[np.ndarray], x: np.ndarray, y: np.ndarray, activation: str
+) -> list[np.ndarray]:
+    """Gradients of the mean cross-entropy for an MLP, by hand, in float64.
+
+    `weights` alternates kernel and bias; the last layer is the output (one
+    logit with sigmoid cross-entropy, or softmax over several).
+    """
+    act, slope = ACTIVATIONS[activation]
+    params = [w.astype(np.float64) for w in weights]
+    h, pre, inputs = x.astype(np.float64), [], []
+    for kernel, bias in zip(params[0:-2:2], params[1:-2:2], strict=True):
+        inputs.append(h)
+        pre.append(h @ kernel + bias)
+        h = act(pre[-1])
+    logits = h @ params[-2] + params[-1]
+    n = len(y)
+    if logits.shape[1] == 1:
+        d = (1 / (1 + np.exp(-logits[:, 0])) - y)[:, None] / n
+    else:
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        d = (probabilities - np.eye(logits.shape[1])[y]) / n
+    grads = [h.T @ d, d.sum(axis=0)]
+    d = d @ params[-2].T
+    for index in range(len(pre) - 1, -1, -1):
+        d = d * slope(pre[index])
+        grads = [inputs[index].T @ d, d.sum(axis=0), *grads]
+        d = d @ params[2 * index].T
+    return grads
+
+
+@pytest.mark.parametrize(
+    ("activation", "dataset"),
+    [("tanh", "moons"), ("sigmoid", "circles"), ("relu", "blobs")],
+)
+def test_captured_gradients_equal_numpy_backprop(activation: str, dataset: str) -> None:
+    payload = {
+        **SMALL,
+        "model": {"hidden_layers": [4, 3], "activation": activation},
+        "dataset": {"kind": dataset, "n_samples": 24, "noise": 0.2},
+    }
+    output = run_experiment(spec_of(payload))
+    arrays = load_npz(output.arrays)
+    names = [
+        f"{layer}/{part}"
+        for layer in ("hidden_1", "hidden_2", "output")
+        for part in ("kernel", "bias")
+    ]
+    x, y = arrays["dataset/x"], arrays["dataset/y"]
+    # Full batch: every step sees the whole set; the second epoch's step starts
+    # from the weights the first step left.
+    for step in range(2):
+        weights = [arrays[f"{name}/weights"][step] for name in names]
+        expected = numpy_gradients(weights, x, y, activation)
+        for name, want in zip(names, expected, strict=True):
+            got = arrays[f"{name}/gradients"][step]
+            np.testing.assert_allclose(
+                got, want, rtol=2e-4, atol=1e-6, err_msg=f"{name} step {step}"
+            )
+
+
+def test_captured_statistics_describe_the_raw_tensors() -> None:
+    output = run_experiment(spec_of(SMALL))
+    arrays, series = load_npz(output.arrays), output.result["series"]
+    for layer in ("hidden_1", "hidden_2", "output"):
+        for part in ("kernel", "bias"):
+            stats = series[layer][part]
+            for step in range(2):
+                w = arrays[f"{layer}/{part}/weights"][step].astype(np.float64)
+                g = arrays[f"{layer}/{part}/gradients"][step].astype(np.float64)
+                expected = {
+                    "weight_mean": w.mean(),
+                    "weight_std": w.std(),
+                    "weight_norm": np.linalg.norm(w),
+                    "weight_max_abs": np.abs(w).max(),
+                    "grad_mean": g.mean(),
+                    "grad_std": g.std(),
+                    "grad_norm": np.linalg.norm(g),
+                    "grad_max_abs": np.abs(g).max(),
+                }
+                for stat, want in expected.items():
+                    assert stats[stat][step] == pytest.approx(want, rel=1e-4, abs=1e-7), (
+                        f"{layer}/{part} {stat} step {step}"
+                    )
+            # the update that moved the weights from step 0 to step 1
+            w0 = arrays[f"{layer}/{part}/weights"][0].astype(np.float64)
+            w1 = arrays[f"{layer}/{part}/weights"][1].astype(np.float64)
+            if np.linalg.norm(w0) > 0:
+                ratio = np.linalg.norm(w1 - w0) / np.linalg.norm(w0)
+                assert stats["update_ratio"][0] == pytest.approx(ratio, rel=1e-3)
+            else:
+                assert stats["update_ratio"][0] is None  # undefined for zero-initialised biases
+
+
+def test_rmsprop_step_matches_keras_defaults() -> None:
+    """One RMSprop step (rho 0.9, eps 1e-7, lr 1e-3) from the captured gradient."""
+    output = run_experiment(spec_of(SMALL, model={"hidden_layers": [4, 3], "activation": "tanh"}))
+    arrays = load_npz(output.arrays)
+    w0 = arrays["hidden_1/kernel/weights"][0].astype(np.float64)
+    g0 = arrays["hidden_1/kernel/gradients"][0].astype(np.float64)
+    velocity = 0.1 * g0**2
+    expected = w0 - 1e-3 * g0 / (np.sqrt(velocity) + 1e-7)
+    np.testing.assert_allclose(arrays["hidden_1/kernel/weights"][1], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_epoch_capture_follows_the_tutorials_semantics() -> None:
+    spec = spec_of({"training": {"epochs": 3}, "capture": {"raw": True}})
+    result = run_experiment(spec).result
+    arrays = load_npz(run_experiment(spec).arrays)
+    tutorial = result["tutorial"]
+    assert tutorial["epochs"] == [0, 1, 2, 3]
+    for layer in ("hidden_1", "output"):
+        weights = arrays[f"{layer}/kernel/weights"]  # before each epoch's first step
+        gradients = arrays[f"{layer}/kernel/gradients"]  # at each epoch's first step
+        assert weights.shape[0] == gradients.shape[0] == 3
+        assert tutorial["weights"][layer]["mean"][0] == pytest.approx(weights[0].mean(), abs=1e-6)
+        assert tutorial["weights"][layer]["std"][1] == pytest.approx(weights[1].std(), rel=1e-5)
+        for epoch in range(3):
+            assert tutorial["gradients"][layer]["std"][epoch] == pytest.approx(
+                gradients[epoch].std(), rel=1e-4
+            )
+    assert len(tutorial["loss"]) == 3
+    assert result["capture"]["epoch"] == [1, 2, 3]
+    assert result["capture"]["step"] == [31, 63, 95]  # 32 steps an epoch, 0-based
+
+
+def test_same_seed_same_numbers() -> None:
+    spec = spec_of({"training": {"epochs": 4}, "model": {"activation": "relu"}})
+    first, again = run_experiment(spec).result, run_experiment(spec).result
+    for key in ("series", "history", "metrics", "tutorial", "histograms", "boundary", "diagnosis"):
+        assert first[key] == again[key], key
+    other = run_experiment(spec_of({"training": {"epochs": 4}}, seed=12)).result
+    assert other["series"] != first["series"]
+
+
+def test_history_and_metrics() -> None:
+    payload = {"training": {"epochs": 5}, "dataset": {"validation_split": 0.2}}
+    result = run_experiment(spec_of(payload)).result
+    history = result["history"]
+    assert history["epoch"] == [1, 2, 3, 4, 5]
+    assert len(history["loss"]) == len(history["val_loss"]) == len(history["val_accuracy"]) == 5
+    metrics = result["metrics"]
+    for key in ("before", "after", "validation_before", "validation_after"):
+        assert set(metrics[key]) == {"loss", "accuracy"}
+        assert 0 <= metrics[key]["accuracy"] <= 1
+    assert result["dataset"]["n_train"] == 800 and result["dataset"]["n_validation"] == 200
+    assert result["histograms"]["epochs"] == [1, 2, 3, 4, 5]
+
+
+def test_tutorial_sigmoid_stays_far_below_tanh_and_relu() -> None:
+    """The tutorial's result: 5 sigmoid layers with N(0, 1) barely learn the circles."""
+    accuracy, verdicts, spread = {}, {}, {}
+    for activation in ("sigmoid", "tanh", "relu"):
+        result = run_experiment(spec_of({"model": {"activation": activation}})).result
+        accuracy[activation] = result["metrics"]["after"]["accuracy"]
+        verdicts[activation] = result["diagnosis"]["verdicts"]
+        first_epoch = result["tutorial"]["gradients"]
+        spread[activation] = first_epoch["hidden_1"]["std"][0]
+    assert accuracy["sigmoid"] < 0.75
+    assert accuracy["tanh"] > 0.95 and accuracy["relu"] > 0.95
+    assert "vanishing" in verdicts["sigmoid"]
+    assert "vanishing" not in verdicts["tanh"] and "vanishing" not in verdicts["relu"]
+    # the first layer's gradient S.D. is orders of magnitude smaller for sigmoid
+    assert spread["sigmoid"] * 10 < min(spread["tanh"], spread["relu"])
+
+
+def test_exploding_run_gives_valid_json_and_the_diverged_verdict() -> None:
+    payload = {
+        "model": {
+            "hidden_layers": [32] * 10,
+            "activation": "relu",
+            "initializer": {"kind": "random_normal", "stddev": 10},
+        },
+        "training": {"epochs": 5, "optimizer": {"kind": "sgd", "learning_rate": 1.0}},
+    }
+    result = run_experiment(spec_of(payload)).result
+    assert result["diverged"] is True
+    assert {"diverged", "exploding"} <= set(result["diagnosis"]["verdicts"])
+    assert result["diagnosis"]["evidence"]["diverged"]["first_non_finite_epoch"] is not None
+    text = dumps_result(result)
+    parsed = json.loads(text, parse_constant=lambda token: pytest.fail(f"{token} in JSON"))
+    assert None in parsed["history"]["loss"]
+
+
+def test_other_models_train() -> None:
+    payload = {
+        "dataset": {"kind": "iris", "validation_split": 0.2},
+        "model": {
+            "hidden_layers": [16, 16, 16],
+            "activation": ["relu", "gelu", "selu"],
+            "batch_norm": True,
+            "residual": True,
+            "initializer": {"kind": "he_normal"},
+        },
+        "training": {"epochs": 30, "batch_size": 16, "optimizer": {"kind": "adam"}, "clipnorm": 1},
+    }
+    result = run_experiment(spec_of(payload)).result
+    assert result["metrics"]["after"]["accuracy"] > 0.8
+    assert [layer["units"] for layer in result["layers"]] == [16, 16, 16, 3]
+    assert result["layers"][-1]["activation"] == "softmax"
+    assert result["boundary"] is None and result["dataset"]["points"]["projection"] == "pca"
+    assert result["series"]["hidden_1"]["activation"]["saturated"] is None
+    assert result["series"]["hidden_1"]["activation"]["dead"] is not None
+
+
+class StopAfter(TrainingHook):
+    def __init__(self, epochs: int) -> None:
+        self.epochs, self.seen = epochs, []
+
+    def on_epoch_end(self, epoch: int, epochs: int, logs: Any) -> None:
+        self.seen.append((epoch, epochs, logs["loss"]))
+        if epoch == self.epochs:
+            raise TrainingCancelled
+
+
+def test_hooks_see_every_epoch_and_can_cancel() -> None:
+    hook = StopAfter(3)
+    with pytest.raises(TrainingCancelled):
+        run_experiment(spec_of({"training": {"epochs": 10}}), [hook])
+    assert [(epoch, total) for epoch, total, _ in hook.seen] == [(1, 10), (2, 10), (3, 10)]
+    assert all(isinstance(loss, float) for _, _, loss in hook.seen)

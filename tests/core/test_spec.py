@@ -1,0 +1,140 @@
+"""The experiment spec: defaults are the tutorial, every limit is refused by name."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from core.spec import (
+    Activation,
+    CaptureEvery,
+    DatasetKind,
+    ExperimentSpec,
+    InitializerKind,
+    Limits,
+    OptimizerKind,
+    SpecLimitError,
+    layer_widths,
+    parameter_count,
+)
+
+
+def error_of(payload: dict[str, Any]) -> str:
+    """The validation message for a payload that must be refused."""
+    with pytest.raises(ValidationError) as caught:
+        ExperimentSpec.model_validate(payload)
+    return str(caught.value)
+
+
+def test_empty_spec_is_the_tutorial() -> None:
+    spec = ExperimentSpec.model_validate({})
+    assert spec.dataset.kind is DatasetKind.CIRCLES
+    assert (spec.dataset.n_samples, spec.dataset.factor, spec.dataset.noise) == (1000, 0.5, 0.1)
+    assert spec.dataset.validation_split == 0
+    assert not spec.dataset.standardized  # the tutorial trains on raw make_circles output
+    assert spec.model.hidden_layers == [5, 5, 5, 5, 5]
+    assert spec.model.activations == [Activation.SIGMOID] * 5
+    assert spec.model.initializer.kind is InitializerKind.RANDOM_NORMAL
+    assert (spec.model.initializer.mean, spec.model.initializer.stddev) == (0.0, 1.0)
+    assert spec.training.optimizer.kind is OptimizerKind.RMSPROP
+    assert spec.training.optimizer.learning_rate is None  # Keras' default, 0.001
+    assert (spec.training.epochs, spec.training.batch_size) == (100, 32)
+    assert spec.capture.every is CaptureEvery.EPOCH
+    assert layer_widths(spec) == [2, 5, 5, 5, 5, 5, 1]
+    assert parameter_count(spec) == 15 + 4 * 30 + 6
+
+
+def test_seed_is_drawn_once_and_recorded() -> None:
+    first, second = ExperimentSpec(), ExperimentSpec()
+    assert first.seed != second.seed
+    again = ExperimentSpec.model_validate_json(json.dumps(first.to_json_dict()))
+    assert again == first
+
+
+def test_real_datasets_are_standardized_by_convention() -> None:
+    spec = ExperimentSpec.model_validate({"dataset": {"kind": "digits"}})
+    assert spec.dataset.standardized
+    assert layer_widths(spec) == [64, 5, 5, 5, 5, 5, 10]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "limit"),
+    [
+        ({"training": {"epochs": Limits.EPOCHS + 1}}, "training.epochs", str(Limits.EPOCHS)),
+        ({"training": {"epochs": 0}}, "training.epochs", "greater than or equal to 1"),
+        ({"dataset": {"n_samples": Limits.SAMPLES + 1}}, "dataset.n_samples", "20000"),
+        ({"model": {"hidden_layers": [5] * 33}}, "model.hidden_layers", "at most 32"),
+        ({"model": {"hidden_layers": [513]}}, "model.hidden_layers.0", "512"),
+        ({"model": {"hidden_layers": []}}, "model.hidden_layers", "at least 1"),
+        ({"capture": {"histogram_bins": 1000}}, "capture.histogram_bins", "200"),
+        ({"training": {"batch_size": 0}}, "training.batch_size", "greater than or equal to 1"),
+        ({"model": {"activation": "softplus"}}, "model.activation", "sigmoid"),
+        ({"model": {"initializer": {"kind": "random_normal", "stddev": 0}}}, "stddev", "greater"),
+        ({"dataset": {"kind": "mnist"}}, "dataset.kind", "circles"),
+        ({"training": {"optimizer": {"learning_rate": -1}}}, "learning_rate", "greater than 0"),
+        ({"device": "tpu"}, "device", "'cpu' or 'gpu'"),
+        ({"seed": -1}, "seed", "greater than or equal to 0"),
+    ],
+)
+def test_bad_values_name_field_and_limit(payload: dict[str, Any], field: str, limit: str) -> None:
+    message = error_of(payload)
+    assert field in message
+    assert limit in message
+
+
+def test_unknown_fields_are_refused() -> None:
+    assert "Extra inputs are not permitted" in error_of({"modle": {}})
+    assert "dataset.sampels" in error_of({"dataset": {"sampels": 10}})
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"model": {"hidden_layers": [512] * 8}}, "model.hidden_layers"),
+        ({"training": {"batch_size": 2000}}, "training.batch_size"),
+        ({"training": {"epochs": 1000}, "dataset": {"n_samples": 20000}}, "training.epochs"),
+        ({"capture": {"every": "step"}, "training": {"epochs": 1000}}, "capture.every"),
+        ({"capture": {"raw": True}, "model": {"hidden_layers": [400] * 5}}, "capture.raw"),
+        ({"model": {"residual": True, "hidden_layers": [4, 8, 4]}}, "model.residual"),
+        ({"model": {"activation": ["tanh", "relu"]}}, "activation"),
+        ({"training": {"clipnorm": 1, "clipvalue": 1}}, "clipnorm"),
+    ],
+)
+def test_limits_spanning_fields_name_the_field(payload: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        ExperimentSpec.model_validate(payload)
+    message = str(caught.value)
+    assert field in message
+    context = caught.value.errors()[0].get("ctx", {})
+    if isinstance(context.get("error"), SpecLimitError):
+        assert context["error"].field == field
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    layers=st.lists(st.integers(1, 64), min_size=1, max_size=6),
+    epochs=st.integers(1, 200),
+    batch=st.integers(1, 256),
+    samples=st.integers(8, 2000),
+)
+def test_valid_specs_round_trip_and_respect_limits(
+    layers: list[int], epochs: int, batch: int, samples: int
+) -> None:
+    payload = {
+        "model": {"hidden_layers": layers},
+        "training": {"epochs": epochs, "batch_size": batch},
+        "dataset": {"n_samples": samples},
+    }
+    try:
+        spec = ExperimentSpec.model_validate(payload)
+    except ValidationError as error:
+        # Only the cross-field limits may refuse these in-range values.
+        assert "batch_size" in str(error) and batch > samples
+        return
+    assert ExperimentSpec.model_validate(spec.to_json_dict()) == spec
+    assert parameter_count(spec) <= Limits.PARAMETERS
