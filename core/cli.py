@@ -21,34 +21,44 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from core import serve
 from core.hooks import TrainingHook
 from core.spec import ExperimentSpec
 
 
 class ProgressBar(TrainingHook):
-    """A one-line progress bar with the latest loss and accuracy."""
+    """A progress bar with the latest loss and accuracy.
+
+    On a terminal it redraws one line every epoch; into a file or pipe it
+    writes a line every tenth of the run instead.
+    """
 
     def __init__(self, stream: IO[str], width: int = 30) -> None:
         self.stream = stream
         self.width = width
+        self.redraw = stream.isatty()
         self.started = time.perf_counter()
 
     def on_train_begin(self, epochs: int) -> None:
         self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, epochs: int, logs: Mapping[str, float | None]) -> None:
+        if not self.redraw and epoch % max(1, epochs // 10) and epoch != epochs:
+            return
         filled = round(self.width * epoch / epochs)
         bar = "#" * filled + "." * (self.width - filled)
         elapsed = time.perf_counter() - self.started
-        self.stream.write(
-            f"\r[{bar}] {epoch}/{epochs}  loss {_number(logs.get('loss'))}"
+        line = (
+            f"[{bar}] {epoch}/{epochs}  loss {_number(logs.get('loss'))}"
             f"  accuracy {_number(logs.get('accuracy'))}  {elapsed:.1f}s"
         )
+        self.stream.write(f"\r{line}" if self.redraw else f"{line}\n")
         self.stream.flush()
 
     def on_train_end(self, logs: Mapping[str, float | None]) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
+        if self.redraw:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def _number(value: float | None) -> str:
@@ -127,13 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int, help="override training.epochs")
     run.add_argument("--seed", type=int, help="override the seed")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
-    run.set_defaults(handler=run_command)
+    run.set_defaults(func=run_command)
+    serve.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.handler(args)
+    code: int = args.func(args)
     return code
 
 
