@@ -26,14 +26,14 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-from core import graph_cache  # noqa: E402
-from core.datasets import load_dataset  # noqa: E402
-from core.engine import run_experiment  # noqa: E402
-from core.spec import ExperimentSpec  # noqa: E402
+from core import graph_cache
+from core.datasets import load_dataset
+from core.engine import run_experiment
+from core.spec import ExperimentSpec
 
 SEED = 1
 
