@@ -29,17 +29,21 @@ class Services:
     renderer: PlotRenderer
 
 
-def get_services(request: Request) -> Services:
+# Async, though they only read app state: FastAPI runs a plain `def` dependency in a
+# worker thread, which would cost more than the whole Redis round trip of a request.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def get_store(request: Request) -> AsyncJobStore:
-    return get_services(request).store
+async def get_store(request: Request) -> AsyncJobStore:
+    services: Services = request.app.state.services
+    return services.store
 
 
-def get_settings_of_app(request: Request) -> Settings:
-    return get_services(request).settings
+async def get_settings_of_app(request: Request) -> Settings:
+    services: Services = request.app.state.services
+    return services.settings
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

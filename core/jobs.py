@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 
 class JobStatus(StrEnum):
     """Where a job is in its life: queued -> running -> one of the three finished states."""
@@ -175,7 +177,8 @@ def _text(fields: Mapping[bytes, bytes], name: bytes) -> str | None:
 
 def _json(fields: Mapping[bytes, bytes], name: bytes) -> Any:
     value = fields.get(name)
-    return None if value is None else json.loads(value)
+    # orjson: reading records is the API's hottest path, and it parses 3-4x faster.
+    return None if value is None else orjson.loads(value)
 
 
 def _time(fields: Mapping[bytes, bytes], name: bytes) -> float | None:
