@@ -37,6 +37,7 @@ from matplotlib.colors import (
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 Result = Mapping[str, Any]
 T = TypeVar("T")
@@ -57,7 +58,7 @@ PLOT_DESCRIPTIONS: Mapping[str, str] = {
     "weights": "mean and S.D. of each layer's kernel weights over epochs (the tutorial's plot)",
     "gradients": "mean and S.D. (log scale) of each layer's kernel gradients, and the loss",
     "gradient_flow": "heatmap of log10 kernel gradient norm, layer by capture point",
-    "activations": "fraction of saturated or dead units per layer on the probe batch",
+    "activations": "saturated or dead units, and activation mean and S.D., per layer",
     "histograms": "distribution of each layer's kernel gradients at the snapshot epochs",
     "boundary": "the trained network's decision surface with the data on top (2-D data)",
 }
@@ -118,8 +119,9 @@ class PlotSizeError(ValueError):
 # process-wide. `Figure.draw` holds a class-wide lock for them, but text is
 # also measured outside `draw` (layout engines, legends, tight bounding boxes)
 # and nothing promises more. Building and drawing is Python holding the GIL
-# anyway, so one module lock around a whole render costs almost no throughput
-# and makes concurrent renders safe and byte-identical to serial ones.
+# anyway (two threads without the lock were no faster than with it), so one
+# module lock around a whole render costs no throughput and makes concurrent
+# renders safe and byte-identical to serial ones.
 _RENDER_LOCK = threading.Lock()
 
 
@@ -307,7 +309,8 @@ def _capture_epochs(result: Result) -> tuple[np.ndarray, str]:
         return epochs, "epoch"
     steps = _values(capture.get("step"))
     unique, inverse, counts = np.unique(epochs, return_inverse=True, return_counts=True)
-    first_step = np.array([steps[epochs == epoch].min() for epoch in unique])
+    first_step = np.full(unique.size, np.inf)
+    np.minimum.at(first_step, inverse, steps)
     rank = steps - first_step[inverse]
     return epochs - 1 + (rank + 1) / counts[inverse], "epoch (captured every step)"
 
@@ -318,7 +321,8 @@ def _series_x(x: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _span_x(ax: Axes, x: np.ndarray) -> None:
-    """Show the whole run on x, so a diverged run shows where its numbers stop."""
+    """Show the whole run of epochs on x, so a diverged run shows where its numbers stop."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     finite = x[np.isfinite(x)]
     if finite.size > 1 and finite.max() > finite.min():
         pad = 0.02 * float(finite.max() - finite.min())
@@ -373,8 +377,11 @@ def _style_colorbar(colorbar: Colorbar, label: str, style: _Style) -> None:
 
 
 def _panels(figure: Figure, count: int, style: _Style) -> list[Axes]:
-    """`count` panels sharing x: side by side in landscape, stacked in portrait."""
-    rows, cols = (1, count) if style.landscape else (count, 1)
+    """`count` panels sharing x: side by side in landscape, stacked in portrait, 2 x 2 for 4."""
+    if count == 4:
+        rows, cols = 2, 2
+    else:
+        rows, cols = (1, count) if style.landscape else (count, 1)
     grid = figure.subplots(rows, cols, sharex=True, squeeze=False)
     return list(grid.ravel())
 
@@ -477,7 +484,7 @@ def _scatter_classes(
     ax: Axes, x: np.ndarray, labels: np.ndarray, classes: int, style: _Style, *, edge: bool = False
 ) -> None:
     colors = _class_colors(classes)
-    size = float(np.clip(4000 / max(len(labels), 1), 2, 24)) * style.scale**2
+    size = float(np.clip(6000 / max(len(labels), 1), 3, 24)) * style.scale**2
     for label in np.unique(labels):
         chosen = labels == label
         ax.scatter(
@@ -526,34 +533,63 @@ def _draw_gradients(figure: Figure, result: Result, style: _Style) -> None:
     names = [name for name in _layer_names(result) if name in gradients]
     colors = _layer_colors(_layer_names(result))
     mean_ax, std_ax, loss_ax = _panels(figure, 3, style)
-
     means = {name: gradients[name].get("mean") for name in names}
-    drawn = _plot_layer_lines(mean_ax, x, means, colors, style)
-    drawn_anywhere = set(drawn)
-    _style_axes(mean_ax, style, title="mean of kernel gradients", xlabel="epoch", ylabel="mean")
-    if drawn:
-        mean_ax.axhline(0.0, color="#888888", linewidth=style.pt(0.6))
-    else:
-        _note(mean_ax, "no finite values", style)
-
-    stds = {name: _positive(_values(gradients[name].get("std"))) for name in names}
-    drawn = _plot_layer_lines(std_ax, x, stds, colors, style)
-    drawn_anywhere |= drawn
-    _style_axes(std_ax, style, title="S.D. of kernel gradients", xlabel="epoch", ylabel="S.D.")
-    if drawn:
-        std_ax.set_yscale("log")
-    else:
-        _note(std_ax, "no positive finite values", style)
-
+    stds = {name: _values(gradients[name].get("std")) for name in names}
+    drawn = _draw_gradient_means(mean_ax, x, means, colors, style)
+    drawn |= _draw_gradient_spread(std_ax, x, stds, colors, style)
     loss = _values(tutorial.get("loss") or (result.get("history") or {}).get("loss"))
-    _style_axes(loss_ax, style, title="training loss", xlabel="epoch", ylabel="loss")
-    if _has_finite(loss):
-        loss_ax.plot(_series_x(x, loss), loss, color="#222222", linewidth=style.line)
-    else:
-        _note(loss_ax, "no finite loss", style)
-    _span_x(loss_ax, x)
-    _layer_legend(figure, names, drawn_anywhere, colors, style)
+    _draw_loss(loss_ax, x, loss, style)
+    _layer_legend(figure, names, drawn, colors, style)
     _suptitle(figure, result, "Gradients per layer over epochs", style)
+
+
+def _draw_gradient_means(
+    ax: Axes, x: np.ndarray, means: Mapping[str, Any], colors: Mapping[str, Color], style: _Style
+) -> set[str]:
+    drawn = _plot_layer_lines(ax, x, means, colors, style)
+    _style_axes(ax, style, title="mean of kernel gradients", xlabel="epoch", ylabel="mean")
+    if drawn:
+        ax.axhline(0.0, color="#888888", linewidth=style.pt(0.6))
+    else:
+        _note(ax, "no finite values", style)
+    return drawn
+
+
+def _draw_gradient_spread(
+    ax: Axes,
+    x: np.ndarray,
+    stds: Mapping[str, np.ndarray],
+    colors: Mapping[str, Color],
+    style: _Style,
+) -> set[str]:
+    """S.D. on a log axis, where vanishing shows as layers decades apart."""
+    positive = {name: _positive(values) for name, values in stds.items()}
+    drawn = _plot_layer_lines(ax, x, positive, colors, style)
+    _style_axes(ax, style, title="S.D. of kernel gradients", xlabel="epoch", ylabel="S.D.")
+    if not drawn:
+        _note(ax, "no positive finite values", style)
+        return drawn
+    ax.set_yscale("log")
+    if any((values == 0).any() for values in stds.values()):
+        # Zero gradients (dead units) leave gaps on a log axis: say so.
+        ax.text(
+            0.02,
+            0.02,
+            "zeros not shown (log scale)",
+            transform=ax.transAxes,
+            fontsize=style.small,
+            color="#555555",
+        )
+    return drawn
+
+
+def _draw_loss(ax: Axes, x: np.ndarray, loss: np.ndarray, style: _Style) -> None:
+    _style_axes(ax, style, title="training loss", xlabel="epoch", ylabel="loss")
+    if _has_finite(loss):
+        ax.plot(_series_x(x, loss), loss, color="#222222", linewidth=style.line)
+    else:
+        _note(ax, "no finite loss", style)
+    _span_x(ax, x)
 
 
 def _positive(values: np.ndarray) -> np.ndarray:
@@ -665,7 +701,8 @@ def _draw_gradient_flow(figure: Figure, result: Result, style: _Style) -> None:
             ),
         )
         colorbar = figure.colorbar(image, ax=ax)
-        _style_colorbar(colorbar, "log10 ‖∇W‖ (grey: not finite)", style)
+        _style_colorbar(colorbar, "log10 ‖∇W‖ (grey: zero or not finite)", style)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_yticks(range(len(names)), names, fontsize=style.small)
     _suptitle(figure, result, "Gradient flow", style)
 
@@ -695,29 +732,27 @@ def _draw_activations(figure: Figure, result: Result, style: _Style) -> None:
     activations = {name: result["series"][name]["activation"] for name in names}
     saturated = [name for name in names if activations[name].get("saturated") is not None]
     dead = [name for name in names if activations[name].get("dead") is not None]
-    neither = [name for name in names if name not in saturated and name not in dead]
+    # Saturation and death exist for some activations only; every layer has
+    # a mean and a spread, and a spread that shrinks with depth is the signal dying.
     panels = [
-        (key, title, chosen)
-        for key, title, chosen in (
-            ("saturated", "saturated units", saturated),
-            ("dead", "dead units", dead),
-            ("mean", "activation mean ± S.D.", neither),
+        (key, title, ylabel, chosen)
+        for key, title, ylabel, chosen in (
+            ("saturated", "saturated units", "fraction of units saturated", saturated),
+            ("dead", "dead units", "fraction of units dead", dead),
+            ("mean", "activation mean", "mean", names),
+            ("std", "activation S.D.", "S.D.", names),
         )
         if chosen
     ]
     x, xlabel = _capture_epochs(result)
     colors = _layer_colors(_layer_names(result))
     drawn_anywhere: set[str] = set()
-    for ax, (key, title, chosen) in zip(_panels(figure, len(panels), style), panels, strict=True):
-        if key == "mean":
-            bands = {name: activations[name] for name in chosen}
-            drawn = _plot_mean_bands(ax, x, bands, colors, style)
-            ylabel = "activation"
-        else:
-            series = {name: activations[name][key] for name in chosen}
-            drawn = _plot_layer_lines(ax, x, series, colors, style)
+    axes = _panels(figure, len(panels), style)
+    for ax, (key, title, ylabel, chosen) in zip(axes, panels, strict=True):
+        series = {name: activations[name].get(key) for name in chosen}
+        drawn = _plot_layer_lines(ax, x, series, colors, style)
+        if key in ("saturated", "dead"):
             ax.set_ylim(-0.03, 1.03)
-            ylabel = f"fraction of units {key}"
         _style_axes(ax, style, title=title, xlabel=xlabel, ylabel=ylabel)
         if not drawn:
             _note(ax, "no finite values", style)
@@ -734,27 +769,6 @@ def _activation_layers(result: Result) -> list[str]:
         for name in _layer_names(result)
         if isinstance((series.get(name) or {}).get("activation"), Mapping)
     ]
-
-
-def _plot_mean_bands(
-    ax: Axes,
-    x: np.ndarray,
-    activations: Mapping[str, Any],
-    colors: Mapping[str, Color],
-    style: _Style,
-) -> set[str]:
-    """Mean line and a ±S.D. band per layer; the names of the layers drawn."""
-    drawn: set[str] = set()
-    for name, activation in activations.items():
-        mean, std = _values(activation.get("mean")), _values(activation.get("std"))
-        if not _has_finite(mean):
-            continue
-        line_x = _series_x(x, mean)
-        ax.plot(line_x, mean, color=colors[name], linewidth=style.line)
-        if std.size == mean.size:
-            ax.fill_between(line_x, mean - std, mean + std, color=colors[name], alpha=0.15)
-        drawn.add(name)
-    return drawn
 
 
 # ------------------------------------------------------------------------- histograms
@@ -775,12 +789,15 @@ def _draw_histograms(figure: Figure, result: Result, style: _Style) -> None:
             ax.set_axis_off()
             continue
         name = names[index]
-        drawn = _plot_snapshots(ax, histograms[name]["gradients"], snapshot_colors, style)
-        _style_axes(ax, style, title=name)
+        widest = _plot_snapshots(ax, histograms[name]["gradients"], snapshot_colors, style)
+        # Each panel has its own x scale; the title gives it at a glance, so
+        # layers whose gradients vanish stand out without reading tick labels.
+        scale = "" if widest is None else f"  (|g| ≤ {widest:.1g})"
+        _style_axes(ax, style, title=name + scale)
         ax.title.set_color(layer_colors.get(name, "#222222"))
         # Few x ticks: the panels are small and gradient values have long labels.
         ax.locator_params(axis="x", nbins=4)
-        if not drawn:
+        if widest is None:
             _note(ax, "no finite histogram", style)
     handles = [Line2D([], [], color=color, linewidth=style.pt(1.8)) for color in snapshot_colors]
     # Right of the grid, so that it does not collide with the shared x label.
@@ -818,9 +835,13 @@ def _grid_columns(count: int, style: _Style) -> int:
 
 def _plot_snapshots(
     ax: Axes, snapshots: Sequence[Any], colors: Sequence[Color], style: _Style
-) -> bool:
-    """One step line per snapshot, as the fraction of entries in each bin."""
-    drawn = False
+) -> float | None:
+    """One step line per snapshot, as the fraction of entries in each bin.
+
+    Returns the largest |edge| drawn (the panel's gradient scale), None when
+    no snapshot was finite.
+    """
+    widest: float | None = None
     for snapshot, color in zip(snapshots, colors, strict=False):
         edges, counts = _values(snapshot.get("edges")), _values(snapshot.get("counts"))
         total = np.nansum(counts)
@@ -828,8 +849,8 @@ def _plot_snapshots(
         if not finite or total <= 0 or edges.size != counts.size + 1:
             continue
         ax.stairs(counts / total, edges, color=color, linewidth=style.pt(1.3))
-        drawn = True
-    return drawn
+        widest = max(widest or 0.0, float(np.abs(edges).max()))
+    return widest
 
 
 # --------------------------------------------------------------------------- boundary
@@ -860,8 +881,9 @@ def _draw_boundary(figure: Figure, result: Result, style: _Style) -> None:
         if x.shape[1] == 2:
             _scatter_classes(ax, x, labels, classes, style, edge=True)
             ax.legend(fontsize=style.small, title="class", title_fontsize=style.small)
-    ax.set_xlim(float(grid_x[0]), float(grid_x[-1]))
-    ax.set_ylim(float(grid_y[0]), float(grid_y[-1]))
+    if np.isfinite(grid_x).all() and np.isfinite(grid_y).all():
+        ax.set_xlim(float(grid_x[0]), float(grid_x[-1]))
+        ax.set_ylim(float(grid_y[0]), float(grid_y[-1]))
     ax.set_aspect("equal", adjustable="box")  # circles should look round
     _style_axes(ax, style, title=_boundary_title(result), xlabel="feature 1", ylabel="feature 2")
     ax.grid(False)
@@ -888,7 +910,9 @@ def _binary_surface(
         ax.contour(
             grid_x, grid_y, surface, levels=[0.5], colors="#222222", linewidths=style.pt(1.2)
         )
-    colorbar = figure.colorbar(filled, ax=ax)
+    # An inset, not a layout slot: it follows the axes that equal aspect
+    # shrinks, instead of staying at the edge of the space the axes had.
+    colorbar = figure.colorbar(filled, cax=ax.inset_axes((1.03, 0.0, 0.035, 1.0)))
     _style_colorbar(colorbar, "predicted probability of class 1", style)
 
 

@@ -266,8 +266,8 @@ def test_tutorial_panels_name_each_layer_in_one_color_per_layer(result: dict[str
     assert sorted(colors) == sorted(LAYERS)
     assert len(set(colors.values())) == len(LAYERS)
     assert labelled_lines(gradients) == colors
-    hidden = {name: colors[name] for name in ("hidden_1", "hidden_2")}
-    assert {k: v for k, v in labelled_lines(activations).items() if k in hidden} == hidden
+    hidden = {name: colors[name] for name in ("hidden_1", "hidden_2", "hidden_3")}
+    assert labelled_lines(activations) == hidden
 
 
 def test_weights_plot_spans_every_epoch_including_before_training(
@@ -284,11 +284,15 @@ def test_activation_panels_follow_each_layers_measure(result: dict[str, Any]) ->
     # hidden_1 is sigmoid (saturation), hidden_2 relu (dead units), hidden_3 linear (neither).
     figure = build_figure("activations", result)
     titles = [ax.get_title() for ax in figure.axes]
-    assert titles == ["saturated units", "dead units", "activation mean ± S.D."]
-    saturated, dead, mean = figure.axes
+    assert titles == ["saturated units", "dead units", "activation mean", "activation S.D."]
+    saturated, dead, mean, std = figure.axes
     assert [line.get_label() for line in saturated.get_lines()] == ["hidden_1"]
     assert [line.get_label() for line in dead.get_lines()] == ["hidden_2"]
-    assert len(mean.get_lines()) == 1 and len(mean.collections) == 1  # line and S.D. band
+    hidden = ["hidden_1", "hidden_2", "hidden_3"]
+    assert [line.get_label() for line in mean.get_lines()] == hidden
+    assert [line.get_label() for line in std.get_lines()] == hidden
+    ydata = np.asarray(std.get_lines()[2].get_ydata(), dtype=np.float64)
+    np.testing.assert_allclose(ydata, result["series"]["hidden_3"]["activation"]["std"])
     assert saturated.get_ylim() == pytest.approx((-0.03, 1.03))
     assert legend_labels(figure) == ["hidden_1", "hidden_2", "hidden_3"]  # no output
 
@@ -299,7 +303,7 @@ def test_step_capture_is_plotted_in_fractional_epochs() -> None:
     x = xdata(figure.axes[0].get_lines()[0])
     np.testing.assert_allclose(x[:5], [0.25, 0.5, 0.75, 1.0, 1.25])
     assert x[-1] == pytest.approx(10.0)
-    assert figure.axes[0].get_xlabel() == "epoch (captured every step)"
+    assert figure.axes[-1].get_xlabel() == "epoch (captured every step)"
     flow = build_figure("gradient_flow", stepped)
     assert heatmap(flow).shape == (4, 40)
     left, right, _, _ = flow.axes[0].get_images()[0].get_extent()
@@ -333,7 +337,11 @@ def test_histograms_are_small_multiples_by_layer_with_a_legend_by_epoch(
 ) -> None:
     figure = build_figure("histograms", result)
     panels = [ax for ax in figure.axes if ax.axison]
-    assert [ax.get_title() for ax in panels] == LAYERS
+    titles = [ax.get_title() for ax in panels]
+    assert [title.split()[0] for title in titles] == LAYERS
+    # Each title gives its panel's gradient scale; the sample's shrink 10x per layer.
+    scales = [float(title.split("≤")[1].strip(" )")) for title in titles]
+    assert scales == sorted(scales) and scales[-1] > 100 * scales[0]
     epochs = result["histograms"]["epochs"]
     assert legend_labels(figure) == [str(epoch) for epoch in epochs]
     assert all(len(ax.patches) == len(epochs) for ax in panels)  # one step line per snapshot
@@ -342,7 +350,7 @@ def test_histograms_are_small_multiples_by_layer_with_a_legend_by_epoch(
 def test_a_deep_network_gets_a_readable_grid_and_a_layer_colorbar() -> None:
     deep = make_result(activations=["tanh"] * 20, epochs=4)
     histograms = build_figure("histograms", deep)
-    titles = [ax.get_title() for ax in histograms.axes if ax.axison]
+    titles = [ax.get_title().split()[0] for ax in histograms.axes if ax.axison]
     assert len(titles) == 12 and titles[0] == "hidden_1" and titles[-1] == "output"
     assert "12 of 21 layers" in histograms.get_suptitle()
     gradients = build_figure("gradients", deep)
@@ -370,7 +378,7 @@ def test_binary_boundary_draws_probability_and_the_half_contour(result: dict[str
     levels = [list(c.levels) for c in ax.collections if hasattr(c, "levels")]
     assert [0.5] in levels  # the decision boundary itself
     assert "accuracy 0.900" in ax.get_title()
-    assert "class 1" in figure.axes[1].get_ylabel()  # colorbar
+    assert "class 1" in ax.child_axes[0].get_ylabel()  # the colorbar, inset beside the axes
 
 
 def test_multiclass_boundary_renders_one_region_per_class() -> None:
@@ -427,3 +435,17 @@ def test_an_all_null_series_renders_an_empty_panel_with_a_note(result: dict[str,
 def test_importing_plots_does_not_import_tensorflow() -> None:
     code = "import sys, core.plots; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_stacked_panels_label_the_shared_x_axis_once(result: dict[str, Any]) -> None:
+    portrait = build_figure("gradients", result, width=600, height=1000)
+    assert [ax.get_xlabel() for ax in portrait.axes] == ["", "", "epoch"]
+    landscape = build_figure("gradients", result)
+    assert [ax.get_xlabel() for ax in landscape.axes] == ["epoch"] * 3
+
+
+def test_zero_gradient_spread_is_called_out_on_the_log_axis(result: dict[str, Any]) -> None:
+    dead = copy.deepcopy(result)
+    dead["tutorial"]["gradients"]["hidden_1"]["std"][3:] = [0.0] * 7
+    assert "zeros not shown" in all_text(build_figure("gradients", dead))
+    assert "zeros not shown" not in all_text(build_figure("gradients", result))
