@@ -32,7 +32,8 @@ class TrainingTask(Task):
         """
         job_id = (kwargs or {}).get("job_id") or (args[0] if args else task_id)
         if isinstance(exc, TimeLimitExceeded):
-            hard_limit = _time_limits(self.request)[0] or get_settings().job_time_limit
+            # Celery raises it with the limit that struck.
+            hard_limit = exc.args[0] if exc.args else get_settings().job_time_limit
             error_type = "TimeLimitExceeded"
             message = (
                 f"the job ran past the hard time limit of {hard_limit:g} s "
@@ -51,15 +52,16 @@ class TrainingTask(Task):
 def train(self: Task, job_id: str) -> str | None:
     """Train job `job_id` (its spec is in the job store) and record the outcome."""
     hostname = self.request.hostname or socket.gethostname()
-    soft_limit = _time_limits(self.request)[1]
-    status = run_training_job(job_id, hostname=hostname, soft_time_limit=soft_limit)
+    status = run_training_job(
+        job_id, hostname=hostname, soft_time_limit=_soft_time_limit(self.request)
+    )
     return None if status is None else status.value
 
 
-def _time_limits(request: Any) -> tuple[float | None, float | None]:
-    """(hard, soft) limits a message asked for; None where the deployment's apply."""
+def _soft_time_limit(request: Any) -> float | None:
+    """The soft limit the message asked for; None where the deployment's applies."""
     limits = getattr(request, "timelimit", None) or (None, None)
-    return limits[0], limits[1]
+    return limits[1]
 
 
 @worker_process_init.connect

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from celery.exceptions import TimeLimitExceeded
 
 from core.jobs import FINISHED, JobStatus, WorkerInfo
 from core.keys import Keys
@@ -128,6 +129,29 @@ def test_a_job_out_of_deliveries_is_failed_with_the_reason(
     assert record.status is JobStatus.FAILED
     assert record.error is not None and record.error["type"] == "TooManyDeliveries"
     assert record.deliveries == limit + 1
+
+
+def test_the_hard_time_limit_fails_the_job_from_the_main_process(
+    deployment: Deployment,
+) -> None:
+    # A run stuck in native code misses the soft limit; at the hard one (armed when
+    # the soft one fires) Celery kills the pool process and calls on_failure in the
+    # main process. Called here as Celery calls it.
+    from worker.tasks import train
+
+    job_id = deployment.create(QUICK_SPEC)
+    deployment.store.mark_running(
+        job_id, worker=WorkerInfo("stuck@host", "cpu", "CPU", ""), max_deliveries=3
+    )
+
+    train.on_failure(TimeLimitExceeded(1860), job_id, (), {"job_id": job_id}, None)
+
+    record = deployment.store.get(job_id)
+    assert record is not None and record.status is JobStatus.FAILED
+    assert record.error == {
+        "type": "TimeLimitExceeded",
+        "message": "the job ran past the hard time limit of 1860 s and its process was killed",
+    }
 
 
 @pytest.mark.parametrize("module", ["worker.celery_app", "worker.tasks"])
