@@ -28,7 +28,6 @@ def create_app() -> Celery:
         # every core, and each process would hold its own copy of the graphs.
         worker_concurrency=1,
         worker_disable_rate_limits=True,
-        worker_hijack_root_logger=True,
     )
     add_device_option(app)
     connect_heartbeat()

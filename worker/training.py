@@ -64,7 +64,8 @@ def run_training_job(
         return JobStatus.FAILED
     except Exception as error:
         logger.exception("job %s failed", job_id)
-        store.mark_failed(job_id, error_type=type(error).__name__, message=str(error))
+        message = str(error) or type(error).__name__
+        store.mark_failed(job_id, error_type=type(error).__name__, message=message)
         return JobStatus.FAILED
 
 
@@ -110,14 +111,26 @@ def render_default_plots(job_id: str, result: Mapping[str, Any]) -> dict[str, by
     return plots
 
 
-@functools.cache
-def prepare_device() -> None:
-    """Once per process, before the first run: GPU memory growth on a gpu worker."""
-    from core import engine
+_device_lock = threading.Lock()
+_device_ready = False
 
-    if worker_device() is Device.GPU:
-        engine.configure_gpu_memory_growth()
-    logger.info("training on %s", engine.device_info())
+
+def prepare_device() -> None:
+    """Once per process, before the first run: GPU memory growth on a gpu worker.
+
+    The warm-up thread and a first job may both get here; TensorFlow refuses
+    to change a GPU's settings once it is in use, so only one of them acts.
+    """
+    global _device_ready
+    with _device_lock:
+        if _device_ready:
+            return
+        from core import engine
+
+        if worker_device() is Device.GPU:
+            engine.configure_gpu_memory_growth()
+        logger.info("training on %s", engine.device_info())
+        _device_ready = True
 
 
 def start_warm_up() -> threading.Thread:

@@ -32,7 +32,7 @@ def test_a_job_runs_to_succeeded_with_its_plots_stored(
     assert record.worker is not None
     assert record.worker["hostname"] == worker_process.hostname
     assert record.worker["device"] == "cpu"
-    assert record.worker["device_name"] == "CPU"
+    assert record.worker["device_name"]  # "CPU", or the processor's name
     assert record.worker["tensorflow"]
     assert record.deliveries == 1
     assert record.summary is not None and record.summary["loss"] is not None
