@@ -23,16 +23,6 @@ from tests.conftest import ROOT, free_port, wait_for
 START_SECONDS = 120.0
 JOB_SECONDS = 180.0
 
-# The CLI's wiring, in small: a parser with `serve` registered on it.
-RUN_SERVE = """
-import argparse, sys
-from core import serve
-parser = argparse.ArgumentParser(prog="gradwatch")
-serve.register(parser.add_subparsers(required=True))
-args = parser.parse_args()
-sys.exit(args.func(args))
-"""
-
 
 def test_register_adds_the_serve_subcommand(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
@@ -80,8 +70,8 @@ def test_serve_runs_a_job_and_ctrl_c_stops_everything_it_started(tmp_path: Path)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
-    command = [sys.executable, "-c", RUN_SERVE, "serve", "--port", str(port)]
-    command += ["--data-dir", str(tmp_path)]
+    command = [sys.executable, "-m", "core.cli", "serve", "--port", str(port)]
+    command += ["--data-dir", str(tmp_path)]  # `gradwatch serve`, as the console script runs it
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, start_new_session=True
     )
