@@ -65,6 +65,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import redis
 import redis.asyncio
+import redis.exceptions
 
 from core.jobs import (
     ErrorInfo,
@@ -77,6 +78,7 @@ from core.jobs import (
     new_job_id,
 )
 from core.keys import Keys, plot_etag_field
+from core.redis_multiplex import MultiplexedRedis
 from core.settings import Settings
 from core.spec import ExperimentSpec, Limits
 
@@ -455,6 +457,7 @@ class Plan(Generic[T]):
     args: Sequence[str | bytes | int | float] = ()
     commands: Sequence[Sequence[str | bytes | int | float]] = ()
     atomic: bool = False
+    blocking: bool = False  # holds its connection while Redis waits (XREAD BLOCK)
 
 
 def _after(first: Plan[Any], outcome: T | Plan[T]) -> Plan[T]:
@@ -462,12 +465,15 @@ def _after(first: Plan[Any], outcome: T | Plan[T]) -> Plan[T]:
     return dataclasses.replace(first, decode=lambda _: outcome)
 
 
-def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
+def _mapping(reply: Mapping[bytes, bytes] | Sequence[bytes]) -> Mapping[bytes, bytes]:
+    """A hash reply as a mapping: redis-py parses one into a dict, a raw RESP2 reply is flat."""
+    if isinstance(reply, Mapping):
+        return reply
+    return dict(zip(reply[::2], reply[1::2], strict=True))
 
 
 def _record(fields: Mapping[bytes, bytes] | Sequence[bytes]) -> JobRecord | None:
-    mapping = fields if isinstance(fields, Mapping) else _pairs(fields)
+    mapping = _mapping(fields)
     return JobRecord.from_fields(mapping) if mapping else None
 
 
@@ -796,12 +802,15 @@ class JobPlans:
             if not reply[0]:
                 return []
             _, entries = reply[0][0]
-            return [
-                JobEvent(entry_id.decode(), data[b"type"].decode(), data[b"data"].decode())
-                for entry_id, data in entries
-            ]
+            events = []
+            for entry_id, data in entries:
+                fields = _mapping(data)
+                events.append(
+                    JobEvent(entry_id.decode(), fields[b"type"].decode(), fields[b"data"].decode())
+                )
+            return events
 
-        return Plan(decode, commands=[command])
+        return Plan(decode, commands=[command], blocking=block_ms is not None)
 
     # ------------------------------------------------------------------ workers
 
@@ -837,7 +846,7 @@ class JobPlans:
         def decode(reply: list[Any]) -> MetricsSnapshot:
             counts = dict(zip(JobStatus, reply, strict=False))
             depths = dict(zip(queues, reply[len(JobStatus) :], strict=False))
-            return MetricsSnapshot(counts, depths, _durations(reply[-1]))
+            return MetricsSnapshot(counts, depths, _durations(_mapping(reply[-1])))
 
         return _after(self.prune_expired(), Plan(decode, commands=commands, atomic=True))
 
@@ -884,6 +893,10 @@ def _async(
     operation.__name__ = build.__name__
     operation.__doc__ = build.__doc__
     return operation
+
+
+def _sha1(source: str) -> str:
+    return hashlib.sha1(source.encode()).hexdigest()
 
 
 def plans_from_settings(settings: Settings) -> JobPlans:
@@ -953,20 +966,32 @@ class JobStore:
 
 
 class AsyncJobStore:
-    """The job store over a redis.asyncio client (the API)."""
+    """The job store for asyncio (the API).
 
-    def __init__(self, client: redis.asyncio.Redis, plans: JobPlans) -> None:
+    Commands share one auto-pipelined connection (`MultiplexedRedis`); only blocking
+    reads (an event stream waiting for its next entry) take a pooled redis.asyncio
+    connection of their own.
+    """
+
+    def __init__(
+        self, client: redis.asyncio.Redis, plans: JobPlans, multiplexed: MultiplexedRedis
+    ) -> None:
         self.client = client
+        self.multiplexed = multiplexed
         self.plans = plans
-        self._scripts = {script.name: client.register_script(script.source) for script in SCRIPTS}
+        self._sha = {script.name: _sha1(script.source) for script in SCRIPTS}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AsyncJobStore:
         """A store on `settings.redis_url` for `settings.namespace`."""
-        client = redis.asyncio.Redis.from_url(settings.redis_url)
-        return cls(client, plans_from_settings(settings))
+        return cls(
+            redis.asyncio.Redis.from_url(settings.redis_url),
+            plans_from_settings(settings),
+            MultiplexedRedis.from_url(settings.redis_url),
+        )
 
     async def close(self) -> None:
+        await self.multiplexed.close()
         await self.client.aclose()
 
     async def _run(self, plan: Plan[T]) -> T:
@@ -978,13 +1003,23 @@ class AsyncJobStore:
 
     async def _send(self, plan: Plan[Any]) -> Any:
         if plan.script is not None:
-            return await self._scripts[plan.script.name](keys=plan.keys, args=plan.args)
-        if len(plan.commands) == 1 and not plan.atomic:
+            return await self._eval(plan.script, plan.keys, plan.args)
+        if plan.blocking:
             return [await self.client.execute_command(*plan.commands[0])]
-        pipeline = self.client.pipeline(transaction=plan.atomic)
-        for command in plan.commands:
-            pipeline.execute_command(*command)
-        return await pipeline.execute()
+        return await self.multiplexed.execute_many(plan.commands, atomic=plan.atomic)
+
+    async def _eval(
+        self, script: LuaScript, keys: Sequence[str], args: Sequence[str | bytes | int | float]
+    ) -> Any:
+        try:
+            return await self.multiplexed.execute(
+                "EVALSHA", self._sha[script.name], len(keys), *keys, *args
+            )
+        except redis.exceptions.NoScriptError:  # a restarted or flushed Redis
+            await self.multiplexed.execute("SCRIPT", "LOAD", script.source)
+            return await self.multiplexed.execute(
+                "EVALSHA", self._sha[script.name], len(keys), *keys, *args
+            )
 
     create = _async(JobPlans.create)
     get = _async(JobPlans.get)

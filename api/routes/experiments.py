@@ -9,10 +9,10 @@ from typing import Annotated
 
 import anyio.to_thread
 import orjson
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 from starlette.responses import Response
 
-from api.deps import IdempotencyKey, JobId, ServicesDep, StoreDep
+from api.deps import IdempotencyKey, JobId, ServicesDep, StoreDep, services_of
 from api.errors import Problem, job_not_finished, job_not_found
 from api.responses import IMMUTABLE, FastJSONResponse
 from api.schemas import JobPublic, JobsPage, problem_responses
@@ -121,8 +121,9 @@ async def list_experiments(
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=problem_responses(404))
-async def read_experiment(job_id: JobId, store: StoreDep) -> Response:
+async def read_experiment(job_id: JobId, request: Request) -> Response:
     """One job's record: status, progress, worker, summary."""
+    store = services_of(request).store  # the hottest route: no dependency to resolve
     record = await store.get(job_id) if is_job_id(job_id) else None
     if record is None:
         raise job_not_found(job_id)

@@ -14,7 +14,7 @@ import orjson
 from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response
 
-from api.deps import ExistingJob, JobId, ServicesDep
+from api.deps import ExistingJob, JobId, ServicesDep, services_of
 from api.errors import Problem, job_not_finished, job_not_found
 from api.responses import IMMUTABLE, FastJSONResponse
 from api.schemas import PlotList, problem_responses
@@ -87,13 +87,14 @@ async def _available(services: ServicesDep, job_id: str) -> list[str]:
 async def read_plot(
     job_id: JobId,
     name: PlotName,
-    services: ServicesDep,
+    request: Request,
     width: Width = None,
     height: Height = None,
     dpi: Dpi = None,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """A plot as PNG, optionally at another width, height and dpi; ETag and 304 supported."""
+    services = services_of(request)  # a hot route: no dependency to resolve
     if not is_job_id(job_id):
         raise job_not_found(job_id)
     if name not in PLOT_NAMES:

@@ -12,6 +12,7 @@ import redis.asyncio
 
 from core.jobs import JobRecord, JobStatus, Summary, WorkerInfo, is_job_id, new_job_id
 from core.keys import plot_field
+from core.redis_multiplex import MultiplexedRedis
 from core.settings import Settings
 from core.spec import ExperimentSpec, Limits
 from core.store import (
@@ -503,7 +504,11 @@ async def test_async_store_reads_what_the_sync_store_wrote(
 ) -> None:
     job_id = running(isolated_store).id
     isolated_store.set_progress(job_id, epoch=1, epochs=3)
-    store = AsyncJobStore(redis.asyncio.Redis.from_url(settings.redis_url), isolated_store.plans)
+    store = AsyncJobStore(
+        redis.asyncio.Redis.from_url(settings.redis_url),
+        isolated_store.plans,
+        MultiplexedRedis.from_url(settings.redis_url),
+    )
     try:
         assert await store.get(job_id) == isolated_store.get(job_id)
         assert await store.set_progress(job_id, epoch=2, epochs=3)
@@ -512,6 +517,14 @@ async def test_async_store_reads_what_the_sync_store_wrote(
         outcome = await store.request_cancel(job_id)
         assert outcome is not None and outcome.record.cancel_requested
         assert await store.ping()
+        page = await store.list_jobs()
+        assert [record.id for record in page.items] == [job_id]
+        snapshot = await store.metrics(queues=["cpu"])
+        assert snapshot.jobs_by_status[JobStatus.RUNNING] == 1
+        assert await store.is_cancel_requested(job_id)
+        assert await store.mark_cancelled(job_id)
+        events = await store.read_events(job_id)  # without blocking: on the shared connection
+        assert events[-1].type == "state" and final_events(isolated_store, job_id) == ["cancelled"]
     finally:
         await store.close()
 
