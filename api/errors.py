@@ -25,6 +25,7 @@ from http import HTTPStatus
 from typing import Any
 
 import orjson
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -183,6 +184,18 @@ async def _on_end_of_stream(request: Request, error: Exception) -> Response:
     return Response(status_code=204)
 
 
+async def _on_redis_down(request: Request, error: Exception) -> Response:
+    logger.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, error)
+    problem = Problem(
+        503,
+        "Store unavailable",
+        "the job store (Redis) did not answer; try again shortly",
+        kind="store-unavailable",
+        headers={"Retry-After": "5"},
+    )
+    return problem_response(problem, request.url.path)
+
+
 async def _on_unexpected(request: Request, error: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     problem = Problem(500, "Internal Server Error", "the error was logged", kind="internal")
@@ -195,4 +208,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(EndOfStream, _on_end_of_stream)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(HTTPException, _on_http)
+    app.add_exception_handler(redis.ConnectionError, _on_redis_down)
+    app.add_exception_handler(redis.TimeoutError, _on_redis_down)
     app.add_exception_handler(Exception, _on_unexpected)

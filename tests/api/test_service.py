@@ -8,10 +8,12 @@ import sys
 import httpx
 import pytest
 
+from api.main import create_app
 from core.presets import PRESETS
+from core.settings import Settings
 from core.spec import ExperimentSpec
 from tests.api.conftest import UNTRAINED
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 
 def test_healthz(client: httpx.Client) -> None:
@@ -96,3 +98,23 @@ def test_the_api_never_imports_tensorflow(module: str) -> None:
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.anyio
+async def test_an_unreachable_store_is_a_503_problem_not_a_500() -> None:
+    settings = Settings(namespace="gwtest-down", redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            record = await client.get("/v1/experiments/01ARZ3NDEKTSV4RRFFQ69G5FAV")
+            ready = await client.get("/readyz")
+
+    assert record.status_code == 503 and record.headers["retry-after"]
+    assert record.headers["content-type"] == "application/problem+json"
+    assert ready.status_code == 503 and ready.json()["redis"] is False
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
