@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,18 +80,26 @@ def _train(store: JobStore, job_id: str, hostname: str) -> JobStatus | None:
         logger.info("job %s not run: unknown, finished, cancelled or out of deliveries", job_id)
         return None
     spec = ExperimentSpec.model_validate(record.spec)
+    started = time.perf_counter()
     output = engine.run_experiment(spec, hooks=[JobProgressHook(store, job_id)])
+    trained = time.perf_counter()
+    plots = render_default_plots(job_id, output.result)
+    drawn = time.perf_counter()
     stored = store.mark_succeeded(
         job_id,
         summary=Summary.from_result(output.result),
         result_json=dumps_result(output.result),
-        plots=render_default_plots(job_id, output.result),
+        plots=plots,
         arrays=output.arrays,
     )
     if not stored:
         # A cancel or delete won the race with the finish; the store kept that.
         logger.info("job %s finished training but was no longer running", job_id)
         return None
+    logger.info(
+        "job %s succeeded: training %.3f s, %d PNGs %.3f s, storing %.3f s",
+        job_id, trained - started, len(plots), drawn - trained, time.perf_counter() - drawn,
+    )  # fmt: skip
     return JobStatus.SUCCEEDED
 
 
