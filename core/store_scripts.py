@@ -1,0 +1,268 @@
+"""The job store's Lua scripts: every state change of a job, each one atomic.
+
+Job scripts share a prelude: KEYS are the job's keys then the indexes (see
+`JobPlans._job_keys` in core.store), ARGV[1..3] the job id, the TTL applied
+when it finishes and the event stream's cap. Times come from Redis' own clock
+(TIME), so workers and API processes on several machines agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Job duration histogram buckets (seconds); the Lua scripts count into them.
+DURATION_BUCKETS: tuple[float, ...] = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+_CLOCK = """
+local function now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function stamp(t) return string.format('%.6f', t) end
+"""
+
+_BUCKETS = f"""
+local BUCKETS = {{{", ".join(f"{bound:g}" for bound in DURATION_BUCKETS)}}}
+local LABELS = {{{", ".join(f"'{bound:g}'" for bound in DURATION_BUCKETS)}}}
+"""
+
+# Every job script gets KEYS laid out by `JobPlans._job_keys` and ARGV[1..3] = id, ttl, cap.
+_JOB_PRELUDE = (
+    _CLOCK
+    + _BUCKETS
+    + """
+local record, result, arrays, plots, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local jobs, expiry, durations = KEYS[6], KEYS[7], KEYS[8]
+local by_status = {queued = KEYS[9], running = KEYS[10], succeeded = KEYS[11],
+                   failed = KEYS[12], cancelled = KEYS[13]}
+local id, ttl, cap = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+
+local function emit(kind, data)
+  redis.call('XADD', events, 'MAXLEN', '~', cap, '*', 'type', kind, 'data', data)
+end
+
+local function set_status(from, to)
+  redis.call('HSET', record, 'status', to)
+  if from then redis.call('ZREM', by_status[from], id) end
+  redis.call('ZADD', by_status[to], 0, id)
+end
+
+local function observe(status, seconds)
+  local label = '+Inf'
+  for i, bound in ipairs(BUCKETS) do
+    if seconds <= bound then label = LABELS[i]; break end
+  end
+  redis.call('HINCRBY', durations, status .. ':' .. label, 1)
+  redis.call('HINCRBY', durations, status .. ':count', 1)
+  redis.call('HINCRBYFLOAT', durations, status .. ':sum', seconds)
+end
+
+-- Finishing: status, time, duration, final event, then every key of the job expires
+-- together and the expiry index says when, so index entries can be pruned later.
+local function finish(from, to, event)
+  local t = now()
+  set_status(from, to)
+  redis.call('HSET', record, 'finished_at', stamp(t))
+  local started = redis.call('HGET', record, 'started_at')
+  if started then observe(to, t - tonumber(started)) end
+  emit('state', event)
+  for _, key in ipairs({record, result, arrays, plots, events}) do
+    redis.call('EXPIRE', key, ttl)
+  end
+  redis.call('ZADD', expiry, t + ttl, id)
+end
+
+local finished = {succeeded = true, failed = true, cancelled = true}
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LuaScript:
+    """A named Lua script; executors load it once and call it by SHA."""
+
+    name: str
+    source: str
+
+
+def _job_script(name: str, body: str) -> LuaScript:
+    return LuaScript(name, _JOB_PRELUDE + body)
+
+
+CREATE = _job_script(
+    "create",
+    """
+-- ARGV[4] queue, [5] spec JSON, [6] epochs, [7] idempotency value or '',
+-- [8] idempotency ttl, [9] '1' to replace a stale idempotency entry; KEYS[14] its key
+if ARGV[7] ~= '' then
+  if ARGV[9] ~= '1' then
+    local previous = redis.call('GET', KEYS[14])
+    if previous then return {'replay', previous} end
+  end
+  redis.call('SET', KEYS[14], ARGV[7], 'EX', ARGV[8])
+end
+redis.call('HSET', record, 'id', id, 'status', 'queued', 'queue', ARGV[4],
+           'created_at', stamp(now()), 'spec', ARGV[5], 'epoch', 0, 'epochs', ARGV[6],
+           'deliveries', 0, 'cancel_requested', 0)
+redis.call('ZADD', jobs, 0, id)
+set_status(nil, 'queued')
+emit('state', '{"status":"queued"}')
+return {'created', redis.call('HGETALL', record)}
+""",
+)
+
+MARK_RUNNING = _job_script(
+    "mark_running",
+    """
+-- ARGV[4] worker JSON, [5] max deliveries
+if redis.call('EXISTS', record) == 0 then return {'missing'} end
+local status = redis.call('HGET', record, 'status')
+if finished[status] then return {'finished'} end
+local deliveries = redis.call('HINCRBY', record, 'deliveries', 1)
+if redis.call('HGET', record, 'cancel_requested') == '1' then
+  finish(status, 'cancelled', '{"status":"cancelled"}')
+  return {'cancelled'}
+end
+if deliveries > tonumber(ARGV[5]) then
+  local error = '{"type":"TooManyDeliveries","message":"delivered ' .. deliveries
+    .. ' times, over the limit of ' .. ARGV[5] .. ': the job may be killing its worker"}'
+  redis.call('HSET', record, 'error', error)
+  finish(status, 'failed', '{"status":"failed","error":' .. error .. '}')
+  return {'failed'}
+end
+redis.call('HSET', record, 'started_at', stamp(now()), 'worker', ARGV[4], 'epoch', 0)
+set_status(status, 'running')
+emit('state', '{"status":"running","delivery":' .. deliveries .. ',"worker":' .. ARGV[4] .. '}')
+return {'running', redis.call('HGETALL', record)}
+""",
+)
+
+SET_PROGRESS = _job_script(
+    "set_progress",
+    """
+-- ARGV[4] epoch, [5] epochs, [6] event JSON. Returns 0: stop, 1: go on, 2: cancel asked.
+local state = redis.call('HMGET', record, 'status', 'cancel_requested')
+if state[1] ~= 'running' then return 0 end
+redis.call('HSET', record, 'epoch', ARGV[4], 'epochs', ARGV[5])
+emit('progress', ARGV[6])
+if state[2] == '1' then return 2 end
+return 1
+""",
+)
+
+MARK_SUCCEEDED = _job_script(
+    "mark_succeeded",
+    """
+-- ARGV[4] summary JSON, [5] result JSON, [6] arrays or '', [7] plot names JSON,
+-- [8] event JSON, [9..] plot hash field/value pairs
+if redis.call('HGET', record, 'status') ~= 'running' then return 0 end
+redis.call('SET', result, ARGV[5])
+if ARGV[6] ~= '' then redis.call('SET', arrays, ARGV[6]) end
+if #ARGV > 8 then redis.call('HSET', plots, unpack(ARGV, 9)) end
+redis.call('HSET', record, 'summary', ARGV[4], 'plots', ARGV[7])
+finish('running', 'succeeded', ARGV[8])
+return 1
+""",
+)
+
+MARK_STOPPED = _job_script(
+    "mark_stopped",
+    """
+-- ARGV[4] 'failed' or 'cancelled', [5] error JSON or '', [6] event JSON
+local status = redis.call('HGET', record, 'status')
+if status ~= 'queued' and status ~= 'running' then return 0 end
+if ARGV[5] ~= '' then redis.call('HSET', record, 'error', ARGV[5]) end
+finish(status, ARGV[4], ARGV[6])
+return 1
+""",
+)
+
+REQUEST_CANCEL = _job_script(
+    "request_cancel",
+    """
+if redis.call('EXISTS', record) == 0 then return {'missing'} end
+local status = redis.call('HGET', record, 'status')
+if status == 'queued' then
+  finish('queued', 'cancelled', '{"status":"cancelled"}')
+elseif status == 'running' and redis.call('HGET', record, 'cancel_requested') ~= '1' then
+  redis.call('HSET', record, 'cancel_requested', 1)
+  emit('cancel_requested', '{"status":"running","cancel_requested":true}')
+end
+return {status, redis.call('HGETALL', record)}
+""",
+)
+
+DELETE = _job_script(
+    "delete",
+    """
+local existed = redis.call('EXISTS', record)
+redis.call('DEL', record, result, arrays, plots, events)
+redis.call('ZREM', jobs, id)
+redis.call('ZREM', expiry, id)
+for _, key in pairs(by_status) do redis.call('ZREM', key, id) end
+return existed
+""",
+)
+
+PRUNE = LuaScript(
+    "prune",
+    _CLOCK
+    + """
+-- KEYS[1] all jobs, [2] expiry, [3..] status indexes; ARGV[1] limit.
+-- An id whose expiry time has passed has no keys left: drop it from every index.
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now(), 'LIMIT', 0, ARGV[1])
+for _, id in ipairs(ids) do
+  for i = 1, #KEYS do redis.call('ZREM', KEYS[i], id) end
+end
+return #ids
+""",
+)
+
+PUT_PLOT = LuaScript(
+    "put_plot",
+    """
+-- KEYS[1] record, [2] plots; ARGV[1] field, [2] png, [3] etag field, [4] etag, [5] max fields.
+-- Cache only for a finished job (its record has a TTL), and expire with it.
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then return 0 end
+if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[5]) then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ttl)
+return 1
+""",
+)
+
+HEARTBEAT = LuaScript(
+    "heartbeat",
+    _CLOCK
+    + """
+-- KEYS[1] workers of a queue; ARGV[1] hostname, [2] seconds to keep old beats
+local t = now()
+redis.call('ZADD', KEYS[1], t, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t - tonumber(ARGV[2]))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+""",
+)
+
+LIVE_WORKERS = LuaScript(
+    "live_workers",
+    _CLOCK
+    + """
+-- KEYS[1] workers of a queue; ARGV[1] seconds
+return redis.call('ZRANGEBYSCORE', KEYS[1], now() - tonumber(ARGV[1]), '+inf')
+""",
+)
+
+SCRIPTS: tuple[LuaScript, ...] = (
+    CREATE,
+    MARK_RUNNING,
+    SET_PROGRESS,
+    MARK_SUCCEEDED,
+    MARK_STOPPED,
+    REQUEST_CANCEL,
+    DELETE,
+    PRUNE,
+    PUT_PLOT,
+    HEARTBEAT,
+    LIVE_WORKERS,
+)
