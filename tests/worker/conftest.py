@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -193,8 +192,3 @@ def loads_tensorflow(pid: int) -> bool:
     """True when process `pid` has TensorFlow's native library mapped."""
     with open(f"/proc/{pid}/maps") as maps:
         return any("libtensorflow" in line for line in maps)
-
-
-def settle(seconds: float) -> None:
-    """A short, bounded pause where a test must let something *not* happen."""
-    time.sleep(seconds)
