@@ -773,6 +773,8 @@ class AsyncJobStore:
             return await self._eval(plan.script, plan.keys, plan.args)
         if plan.blocking:
             return [await self.client.execute_command(*plan.commands[0])]
+        if len(plan.commands) == 1 and not plan.atomic:
+            return [await self.multiplexed.execute(*plan.commands[0])]
         return await self.multiplexed.execute_many(plan.commands, atomic=plan.atomic)
 
     async def _eval(
