@@ -14,7 +14,7 @@ import orjson
 from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response
 
-from api.deps import ExistingJob, JobId, ServicesDep, services_of
+from api.deps import ExistingJob, JobId, Services, ServicesDep, services_of
 from api.errors import Problem, job_not_finished, job_not_found
 from api.responses import IMMUTABLE, FastJSONResponse
 from api.schemas import PlotList, problem_responses
@@ -67,7 +67,7 @@ async def list_plots(job: ExistingJob, request: Request, services: ServicesDep) 
     return FastJSONResponse({"items": items})
 
 
-async def _available(services: ServicesDep, job_id: str) -> list[str]:
+async def _available(services: Services, job_id: str) -> list[str]:
     """Plot names from the result itself, when the worker stored none."""
     stored = await services.store.get_result(job_id)
     if stored.content is None:
@@ -98,9 +98,8 @@ async def read_plot(
     if not is_job_id(job_id):
         raise job_not_found(job_id)
     if name not in PLOT_NAMES:
-        raise Problem(
-            404, "Plot not found", f"no plot {name!r}; choose one of {', '.join(PLOT_NAMES)}"
-        )
+        detail = f"no plot {name!r}; choose one of {', '.join(PLOT_NAMES)}"
+        raise Problem(404, "Plot not found", detail, kind="plot-not-found")
     size = (width or PlotSize.WIDTH, height or PlotSize.HEIGHT, dpi or PlotSize.DPI)
     # The default size is the one the worker rendered when the job ended.
     field = plot_field(name, None if size == DEFAULT_SIZE else size)
@@ -116,13 +115,17 @@ async def read_plot(
         raise job_not_found(job_id)
     if plot.status is not JobStatus.SUCCEEDED:
         raise job_not_finished(job_id, plot.status.value, "plots")
+    if plot.names and name not in plot.names:
+        # The worker rendered every plot the result has numbers for: no need to parse it.
+        detail = f"plot {name!r} is not available for experiment {job_id}"
+        raise Problem(404, "Plot not available", detail, kind="plot-unavailable")
     png = await _render(services, job_id, name, size, field)
     etag = await store.put_plot(job_id, field=field, png=png) or png_etag(png)
     return _png(png, etag)
 
 
 async def _render(
-    services: ServicesDep, job_id: str, name: str, size: tuple[int, int, int], field: str
+    services: Services, job_id: str, name: str, size: tuple[int, int, int], field: str
 ) -> bytes:
     stored = await services.store.get_result(job_id)
     if stored.content is None:  # expired or deleted meanwhile

@@ -104,7 +104,8 @@ def test_other_sizes_render_on_demand_and_are_cached(
     client: httpx.Client, finished_job: FinishedJob
 ) -> None:
     samples = pytest.importorskip("tests.core.result_samples")
-    job = finished_job(plots={"weights": b"w"}, result_json=dumps_result(samples.make_result()))
+    # A job whose worker stored no PNGs: every plot and size renders on demand.
+    job = finished_job(plots={}, result_json=dumps_result(samples.make_result()))
     url = f"/v1/experiments/{job.id}/plots/gradients.png"
     small = {"width": 400, "height": 300, "dpi": 80}
 
@@ -113,6 +114,13 @@ def test_other_sizes_render_on_demand_and_are_cached(
     assert png_size(first.content) == (400, 300)
     again = client.get(url, params=small, headers={"If-None-Match": first.headers["etag"]})
     assert again.status_code == 304
-    # A default-size plot the worker did not store is rendered too.
     default = client.get(url)
     assert png_size(default.content) == (PlotSize.WIDTH, PlotSize.HEIGHT)
+
+
+def test_a_plot_the_result_has_no_numbers_for_is_404(
+    client: httpx.Client, finished_job: FinishedJob
+) -> None:
+    job = finished_job(plots={"weights": b"w", "gradients": b"g"})
+    body = problem(client.get(f"/v1/experiments/{job.id}/plots/boundary.png"), 404)
+    assert body["type"].endswith("plot-unavailable")
