@@ -169,6 +169,17 @@ async def _on_problem(request: Request, error: Exception) -> Response:
 
 async def _on_validation(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip()
+    body_errors = any(item.get("loc", ("",))[0] == "body" for item in error.errors())
+    if body_errors and media_type and not media_type.endswith(("/json", "+json")):
+        # e.g. `curl -d '{...}'` without -H: its form content type hid the JSON.
+        problem = Problem(
+            415,
+            "Unsupported Media Type",
+            f"send the spec as JSON with Content-Type: application/json, not {media_type}",
+            kind="unsupported-media-type",
+        )
+        return problem_response(problem, request.url.path)
     return problem_response(validation_problem(error), request.url.path)
 
 

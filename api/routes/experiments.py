@@ -12,7 +12,7 @@ import orjson
 from fastapi import APIRouter, Body, Query, Request
 from starlette.responses import Response
 
-from api.deps import IdempotencyKey, JobId, ServicesDep, StoreDep, services_of
+from api.deps import IdempotencyKey, JobId, Services, ServicesDep, StoreDep, services_of
 from api.errors import Problem, job_not_finished, job_not_found
 from api.responses import IMMUTABLE, FastJSONResponse
 from api.schemas import JobPublic, JobsPage, problem_responses
@@ -83,7 +83,7 @@ async def create_experiment(
     return FastJSONResponse(record.to_public(), status_code=202, headers=headers)
 
 
-async def _enqueue(services: ServicesDep, record: JobRecord) -> None:
+async def _enqueue(services: Services, record: JobRecord) -> None:
     send = partial(send_training, services.celery, job_id=record.id, queue=record.queue)
     try:
         await anyio.to_thread.run_sync(send)

@@ -105,6 +105,15 @@ def test_malformed_json_is_a_400(client: httpx.Client) -> None:
     assert problem(response, 400)["type"].endswith("bad-json")
 
 
+def test_a_spec_sent_as_a_form_is_a_415(client: httpx.Client) -> None:
+    response = client.post(
+        "/v1/experiments",
+        content=b'{"training": {"epochs": 2}}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert "application/json" in problem(response, 415)["detail"]
+
+
 def test_an_oversized_body_is_refused_before_parsing(client: httpx.Client) -> None:
     response = client.post(
         "/v1/experiments",
