@@ -125,7 +125,9 @@ _device_ready = False
 
 
 def prepare_device() -> None:
-    """Once per process, before the first run: GPU memory growth on a gpu worker.
+    """Once per process, before the first run: GPU memory growth on a gpu worker,
+    and XLA compiles in the background (a pool process lives across jobs, so a
+    shape's second job trains on the XLA graph its first one paid for).
 
     The warm-up thread and a first job may both get here; TensorFlow refuses
     to change a GPU's settings once it is in use, so only one of them acts.
@@ -134,10 +136,11 @@ def prepare_device() -> None:
     with _device_lock:
         if _device_ready:
             return
-        from core import engine
+        from core import engine, graph_cache
 
         if worker_device() is Device.GPU:
             engine.configure_gpu_memory_growth()
+        graph_cache.enable_background_compile()
         logger.info("training on %s", engine.device_info())
         _device_ready = True
 
