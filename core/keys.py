@@ -17,6 +17,13 @@ Layout, for namespace `gradwatch` and job `01J...`:
     gradwatch:jobs:status:<status>    sorted set: the ids with that status, same order
     gradwatch:jobs:expiry             sorted set: finished id -> when its keys expire
     gradwatch:idempotency:<sha256>    string: "<job id> <request fingerprint>"
+    gradwatch:study:01J...            hash: a study record (its children are ordinary jobs)
+    gradwatch:study:01J...:seen       hash: child id -> the child status its events last told
+    gradwatch:study:01J...:series     string: the numbers its plots are drawn from (JSON)
+    gradwatch:study:01J...:plots      hash: PNGs and ETags, laid out like a job's
+    gradwatch:study:01J...:events     stream: children's state changes and the study's
+    gradwatch:studies                 sorted set: every study id, one score, ordered by id
+    gradwatch:studies:expiry          sorted set: finished study id -> when its keys expire
     gradwatch:workers:<queue>         sorted set: worker hostname -> last heartbeat
     gradwatch:metrics:durations       hash: job duration histogram counters
     gradwatch:celery:...              Celery's own broker keys (its global_keyprefix)
@@ -43,6 +50,21 @@ class JobKeys:
         return (self.record, self.result, self.arrays, self.plots, self.events)
 
 
+@dataclass(frozen=True, slots=True)
+class StudyKeys:
+    """The keys one study owns; they are created, expired and deleted together."""
+
+    record: str
+    seen: str
+    series: str
+    plots: str
+    events: str
+
+    def all(self) -> tuple[str, str, str, str, str]:
+        """Every key of the study, in field order."""
+        return (self.record, self.seen, self.series, self.plots, self.events)
+
+
 class Keys:
     """Key names for one namespace."""
 
@@ -52,6 +74,8 @@ class Keys:
         self.jobs = f"{namespace}:jobs"
         self.expiry = f"{namespace}:jobs:expiry"
         self.durations = f"{namespace}:metrics:durations"
+        self.studies = f"{namespace}:studies"
+        self.studies_expiry = f"{namespace}:studies:expiry"
         # Celery prefixes every broker key with this (kombu's global_keyprefix).
         self.celery_prefix = f"{namespace}:celery:"
 
@@ -62,6 +86,17 @@ class Keys:
             record=record,
             result=f"{record}:result",
             arrays=f"{record}:arrays",
+            plots=f"{record}:plots",
+            events=f"{record}:events",
+        )
+
+    def study(self, study_id: str) -> StudyKeys:
+        """The keys of study `study_id`."""
+        record = f"{self._prefix}study:{study_id}"
+        return StudyKeys(
+            record=record,
+            seen=f"{record}:seen",
+            series=f"{record}:series",
             plots=f"{record}:plots",
             events=f"{record}:events",
         )
