@@ -46,16 +46,6 @@ async def get_settings_of_app(request: Request) -> Settings:
     return services.settings
 
 
-def services_of(request: Request) -> Services:
-    """The services, read without dependency injection.
-
-    For the hottest routes only (GET record, GET PNG): resolving a sub-dependency is
-    about a tenth of such a request's CPU time.
-    """
-    services: Services = request.app.state.services
-    return services
-
-
 ServicesDep = Annotated[Services, Depends(get_services)]
 StoreDep = Annotated[AsyncJobStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings_of_app)]

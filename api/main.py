@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api.deps import Services
 from api.errors import install_error_handlers
+from api.hot_reads import HotReads
 from api.limits import BodySizeLimit
 from api.rendering import PlotRenderer
 from api.routes import events, experiments, health, plots, presets
@@ -65,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Innermost first: CORS wraps everything, the hot reads included.
+    app.add_middleware(HotReads)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(
         CORSMiddleware,

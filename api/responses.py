@@ -1,4 +1,4 @@
-"""Response classes for routes that build their documents themselves."""
+"""Responses built the same way by the routes and by the hot read path (api.hot_reads)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from typing import Any
 
 import orjson
 from starlette.responses import Response
+
+from core.jobs import JobRecord
 
 # Content that never changes for its URL: a finished job's result and plots.
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -18,3 +20,33 @@ class FastJSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+def record_response(record: JobRecord) -> Response:
+    """A job's record as JSON."""
+    return FastJSONResponse(record.to_public())
+
+
+def png_headers(etag: str) -> dict[str, str]:
+    """Headers of a stored plot: it never changes for its URL, and any page may embed it."""
+    return {
+        "ETag": etag,
+        "Cache-Control": IMMUTABLE,
+        # Lets pages that isolate themselves (COEP) embed the image too.
+        "Cross-Origin-Resource-Policy": "cross-origin",
+    }
+
+
+def png_response(png: bytes, etag: str) -> Response:
+    return Response(png, media_type="image/png", headers=png_headers(etag))
+
+
+def not_modified(etag: str) -> Response:
+    return Response(status_code=304, headers=png_headers(etag))
+
+
+def etag_matches(header: str, etag: str) -> bool:
+    """If-None-Match semantics: `*`, or any listed tag equal to `etag` (weak comparison)."""
+    if header.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))

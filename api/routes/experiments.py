@@ -9,12 +9,12 @@ from typing import Annotated
 
 import anyio.to_thread
 import orjson
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Query
 from starlette.responses import Response
 
-from api.deps import IdempotencyKey, JobId, Services, ServicesDep, StoreDep, services_of
+from api.deps import IdempotencyKey, JobId, Services, ServicesDep, StoreDep
 from api.errors import Problem, job_not_finished, job_not_found
-from api.responses import IMMUTABLE, FastJSONResponse
+from api.responses import IMMUTABLE, FastJSONResponse, record_response
 from api.schemas import JobPublic, JobsPage, problem_responses
 from core.jobs import JobRecord, JobStatus, is_job_id
 from core.queue import send_training
@@ -121,13 +121,13 @@ async def list_experiments(
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=problem_responses(404))
-async def read_experiment(job_id: JobId, request: Request) -> Response:
+async def read_experiment(job_id: JobId, store: StoreDep) -> Response:
     """One job's record: status, progress, worker, summary."""
-    store = services_of(request).store  # the hottest route: no dependency to resolve
+    # A found record is usually answered before this route, by api.hot_reads.
     record = await store.get(job_id) if is_job_id(job_id) else None
     if record is None:
         raise job_not_found(job_id)
-    return FastJSONResponse(record.to_public())
+    return record_response(record)
 
 
 @router.get(

@@ -14,9 +14,14 @@ import orjson
 from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response
 
-from api.deps import ExistingJob, JobId, Services, ServicesDep, services_of
+from api.deps import ExistingJob, JobId, Services, ServicesDep
 from api.errors import Problem, job_not_finished, job_not_found
-from api.responses import IMMUTABLE, FastJSONResponse
+from api.responses import (
+    FastJSONResponse,
+    etag_matches,
+    not_modified,
+    png_response,
+)
 from api.schemas import PlotList, problem_responses
 from core.jobs import JobStatus, is_job_id
 from core.keys import plot_field
@@ -87,14 +92,14 @@ async def _available(services: Services, job_id: str) -> list[str]:
 async def read_plot(
     job_id: JobId,
     name: PlotName,
-    request: Request,
+    services: ServicesDep,
     width: Width = None,
     height: Height = None,
     dpi: Dpi = None,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """A plot as PNG, optionally at another width, height and dpi; ETag and 304 supported."""
-    services = services_of(request)  # a hot route: no dependency to resolve
+    # A stored default-size PNG is usually answered before this route, by api.hot_reads.
     if not is_job_id(job_id):
         raise job_not_found(job_id)
     if name not in PLOT_NAMES:
@@ -107,10 +112,10 @@ async def read_plot(
     if if_none_match is not None:
         cached = await store.get_plot(job_id, field=field, body=False)
         if cached.etag is not None and etag_matches(if_none_match, cached.etag):
-            return Response(status_code=304, headers=_png_headers(cached.etag))
+            return not_modified(cached.etag)
     plot = await store.get_plot(job_id, field=field)
     if plot.png is not None and plot.etag is not None:
-        return _png(plot.png, plot.etag)
+        return png_response(plot.png, plot.etag)
     if plot.status is None:
         raise job_not_found(job_id)
     if plot.status is not JobStatus.SUCCEEDED:
@@ -121,7 +126,7 @@ async def read_plot(
         raise Problem(404, "Plot not available", detail, kind="plot-unavailable")
     png = await _render(services, job_id, name, size, field)
     etag = await store.put_plot(job_id, field=field, png=png) or png_etag(png)
-    return _png(png, etag)
+    return png_response(png, etag)
 
 
 async def _render(
@@ -140,23 +145,3 @@ async def _render(
         return await services.renderer.render(f"{job_id}/{field}", draw)
     except PlotUnavailableError as error:
         raise Problem(404, "Plot not available", str(error), kind="plot-unavailable") from error
-
-
-def etag_matches(header: str, etag: str) -> bool:
-    """If-None-Match semantics: `*`, or any listed tag equal to `etag` (weak comparison)."""
-    if header.strip() == "*":
-        return True
-    return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
-
-
-def _png_headers(etag: str) -> dict[str, str]:
-    return {
-        "ETag": etag,
-        "Cache-Control": IMMUTABLE,
-        # Lets pages that isolate themselves (COEP) embed the image too.
-        "Cross-Origin-Resource-Policy": "cross-origin",
-    }
-
-
-def _png(png: bytes, etag: str) -> Response:
-    return Response(png, media_type="image/png", headers=_png_headers(etag))
