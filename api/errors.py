@@ -92,12 +92,13 @@ def job_not_found(job_id: str) -> Problem:
     )
 
 
-def job_not_finished(job_id: str, status: str, what: str) -> Problem:
+def job_not_succeeded(job_id: str, status: str, what: str) -> Problem:
+    """409 for the result or plots of a job that has not succeeded (yet, or at all)."""
     return Problem(
         409,
-        "Experiment not finished",
-        f"experiment {job_id} is {status}; its {what} exists once it has succeeded",
-        kind="not-finished",
+        "Experiment has not succeeded",
+        f"experiment {job_id} is {status}, and only a succeeded experiment has {what}",
+        kind="not-succeeded",
         job_status=status,
     )
 

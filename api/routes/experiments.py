@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Query
 from starlette.responses import Response
 
 from api.deps import IdempotencyKey, JobId, Services, ServicesDep, StoreDep
-from api.errors import Problem, job_not_finished, job_not_found
+from api.errors import Problem, job_not_found, job_not_succeeded
 from api.responses import IMMUTABLE, FastJSONResponse, record_response
 from api.schemas import JobPublic, JobsPage, problem_responses
 from core.jobs import JobRecord, JobStatus, is_job_id
@@ -144,7 +144,7 @@ async def read_result(job_id: JobId, store: StoreDep) -> Response:
     if stored is None or stored.status is None:
         raise job_not_found(job_id)
     if stored.content is None:
-        raise job_not_finished(job_id, stored.status.value, "result")
+        raise job_not_succeeded(job_id, stored.status.value, "a result")
     return Response(
         stored.content, media_type="application/json", headers={"Cache-Control": IMMUTABLE}
     )
@@ -165,7 +165,7 @@ async def read_arrays(job_id: JobId, store: StoreDep) -> Response:
         raise job_not_found(job_id)
     if stored.content is None:
         if stored.status is not JobStatus.SUCCEEDED:
-            raise job_not_finished(job_id, stored.status.value, "arrays.npz")
+            raise job_not_succeeded(job_id, stored.status.value, "an arrays.npz")
         raise Problem(
             404,
             "No arrays",

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response
 
 from api.deps import ExistingJob, JobId, Services, ServicesDep
-from api.errors import Problem, job_not_finished, job_not_found
+from api.errors import Problem, job_not_found, job_not_succeeded
 from api.responses import (
     FastJSONResponse,
     etag_matches,
@@ -59,7 +59,7 @@ DEFAULT_SIZE = (PlotSize.WIDTH, PlotSize.HEIGHT, PlotSize.DPI)
 async def list_plots(job: ExistingJob, request: Request, services: ServicesDep) -> Response:
     """The plots of a succeeded experiment, with their URLs."""
     if job.status is not JobStatus.SUCCEEDED:
-        raise job_not_finished(job.id, job.status.value, "plots")
+        raise job_not_succeeded(job.id, job.status.value, "plots")
     names = list(job.plots) or await _available(services, job.id)
     items = [
         {
@@ -119,7 +119,7 @@ async def read_plot(
     if plot.status is None:
         raise job_not_found(job_id)
     if plot.status is not JobStatus.SUCCEEDED:
-        raise job_not_finished(job_id, plot.status.value, "plots")
+        raise job_not_succeeded(job_id, plot.status.value, "plots")
     if plot.names and name not in plot.names:
         # The worker rendered every plot the result has numbers for: no need to parse it.
         detail = f"plot {name!r} is not available for experiment {job_id}"
