@@ -1,0 +1,737 @@
+"""Studies in the Redis store: a record beside its children, its state derived from theirs.
+
+A study's children are ordinary jobs (core.store). The study record keeps
+their ids; its progress and status are read from their records, never
+counted separately, so nothing a worker does (or fails to do) can leave the
+two out of step. Every read of an unfinished study is one Lua script
+(`RECONCILE`) that reads every child atomically and, in the same step, adds
+to the study's event stream each child state change not yet told there (a
+`seen` hash remembers what was told), so every reader sees the same events
+in the same order, each once.
+
+When a read finds every child finished, the reader seals the study (`SEAL`):
+status, summary, final child states and the final `state` event in one
+step, once (a second sealer finds it sealed and changes nothing). The
+summary is a pure function of the children's final records, so whichever
+process seals (the worker that ran the last child, or an API process on the
+first read after it) stores the same one, and a sealer that dies before
+sealing loses nothing: the next read seals. Sealing starts the study's TTL.
+
+`StudyStore` and `AsyncStudyStore` extend the job stores (same executors,
+same connections) with the study operations:
+
+    create_study(*, plan: StudyPlan, children: [job id], plots) -> StudyRecord
+    get_study(study_id) -> StudyRecord | None          (reconciles; seals when complete)
+    list_studies(*, limit=50, cursor=None) -> StudyPage (stored records, newest first)
+    cancel_study(study_id) -> StudyCancel | None        (study flag, then every child)
+    delete_study(study_id) -> list[str] | None          (study keys, then every child)
+    get_study_plot(study_id, *, field, body=True) -> StoredPlot
+    put_study_plot(study_id, *, field, png) -> str | None
+    get_study_series(study_id) -> bytes | None
+    put_study_series(study_id, *, series_json) -> bool
+    read_study_events(study_id, *, after="0", block_ms=None, count=100) -> list[JobEvent]
+
+Example:
+    >>> store = StudyStore.from_settings(get_settings())
+    >>> record = store.get_study(study_id)
+    >>> record.status, record.progress["succeeded"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import orjson
+import redis
+import redis.asyncio
+
+from core.jobs import JobStatus, dumps_compact, iso_time, new_job_id
+from core.keys import Keys, plot_etag_field
+from core.redis_multiplex import MultiplexedRedis
+from core.settings import Settings
+from core.store import (
+    AsyncJobStore,
+    JobEvent,
+    JobStore,
+    Plan,
+    StoredPlot,
+    decode_cursor,
+    encode_cursor,
+    plans_from_settings,
+    png_etag,
+)
+from core.store_scripts import PRUNE, PUT_PLOT, LuaScript
+from core.studies import MAX_CHILDREN, ChildOutcome, StudyPlan, study_status, summarize
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+# Two state changes per child (running, finished) and the study's own: every event of
+# the largest study fits, so a client resuming with Last-Event-ID never misses one.
+STUDY_EVENTS_MAXLEN = 2 * MAX_CHILDREN + 20
+# PNGs (sizes x plots) cached per study, as for a job.
+MAX_CACHED_STUDY_PLOTS = 64
+CHILD_FIELDS = ("status", "epoch", "epochs", "started_at", "finished_at", "summary")
+
+# ----------------------------------------------------------------------- scripts
+
+_PRELUDE = """
+local function now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local finished = {succeeded = true, failed = true, cancelled = true, missing = true}
+local function emit(events, cap, kind, data)
+  redis.call('XADD', events, 'MAXLEN', '~', cap, '*', 'type', kind, 'data', data)
+end
+"""
+
+CREATE_STUDY = LuaScript(
+    "create_study",
+    _PRELUDE
+    + """
+-- KEYS[1] record, [2] events, [3] studies index; ARGV[1] id, [2] cap, [3..] field/value pairs
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'status', 'queued', 'created_at',
+           string.format('%.6f', now()), 'cancel_requested', 0, unpack(ARGV, 3))
+redis.call('ZADD', KEYS[3], 0, ARGV[1])
+emit(KEYS[2], ARGV[2], 'state', '{"status":"queued"}')
+return redis.call('HGETALL', KEYS[1])
+""",
+)
+
+RECONCILE = LuaScript(
+    "reconcile_study",
+    _PRELUDE
+    + """
+-- KEYS[1] record, [2] seen, [3] events, [4..] child records; ARGV[1] cap, [2..] child ids.
+-- Reads every child, tells the events each state change not yet told, moves a queued
+-- study to running once a child has left the queue. Replies the study's status, then
+-- per child its CHILD_FIELDS (status 'missing' when its record is gone).
+local record, seen, events, cap = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
+local status = redis.call('HGET', record, 'status')
+if not status then return {'missing'} end
+if finished[status] then return {status} end
+local n = #KEYS - 3
+local states, told, done = {}, {}, 0
+for i = 1, n do
+  local f = redis.call('HMGET', KEYS[3 + i], 'status', 'epoch', 'epochs', 'started_at',
+                       'finished_at', 'summary')
+  if not f[1] then f[1] = 'missing' end
+  states[i] = f
+  told[i] = redis.call('HGET', seen, ARGV[1 + i])
+  if told[i] and finished[told[i]] then done = done + 1 end
+end
+local started = false
+for i = 1, n do
+  local s = states[i][1]
+  if s ~= 'queued' then started = true end
+  if s ~= 'queued' and s ~= told[i] then
+    if finished[s] then done = done + 1 end
+    redis.call('HSET', seen, ARGV[1 + i], s)
+    local data = '{"child":"' .. ARGV[1 + i] .. '","index":' .. (i - 1) .. ',"status":"' .. s
+      .. '","finished":' .. done .. ',"children":' .. n
+    if s == 'succeeded' and states[i][6] then data = data .. ',"summary":' .. states[i][6] end
+    emit(events, cap, 'child', data .. '}')
+  end
+end
+if status == 'queued' and started then
+  status = 'running'
+  redis.call('HSET', record, 'status', status)
+  emit(events, cap, 'state', '{"status":"running"}')
+end
+local reply = {status}
+for i = 1, n do reply[i + 1] = states[i] end
+return reply
+""",
+)
+
+SEAL = LuaScript(
+    "seal_study",
+    _PRELUDE
+    + """
+-- KEYS[1] record, [2] seen, [3] series, [4] plots, [5] events, [6] studies expiry;
+-- ARGV[1] id, [2] ttl, [3] cap, [4] status, [5] event JSON, [6..] field/value pairs.
+-- Once: a sealed (or deleted) study is left as it is.
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or finished[status] then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[4], unpack(ARGV, 6))
+emit(KEYS[5], ARGV[3], 'state', ARGV[5])
+for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ARGV[2]) end
+redis.call('ZADD', KEYS[6], now() + tonumber(ARGV[2]), ARGV[1])
+return 1
+""",
+)
+
+CANCEL_STUDY = LuaScript(
+    "cancel_study",
+    _PRELUDE
+    + """
+-- KEYS[1] record, [2] events; ARGV[1] cap. Replies the status and the children (JSON).
+local state = redis.call('HMGET', KEYS[1], 'status', 'children', 'cancel_requested')
+if not state[1] then return {'missing'} end
+if not finished[state[1]] and state[3] ~= '1' then
+  redis.call('HSET', KEYS[1], 'cancel_requested', 1)
+  emit(KEYS[2], ARGV[1], 'cancel_requested', '{"cancel_requested":true}')
+end
+return {state[1], state[2]}
+""",
+)
+
+DELETE_STUDY = LuaScript(
+    "delete_study",
+    """
+-- KEYS[1..5] the study's keys, [6] studies index, [7] expiry; ARGV[1] id.
+-- Replies its children (JSON), or nil when it was unknown.
+local children = redis.call('HGET', KEYS[1], 'children')
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('ZREM', KEYS[6], ARGV[1])
+redis.call('ZREM', KEYS[7], ARGV[1])
+return children
+""",
+)
+
+PUT_SERIES = LuaScript(
+    "put_study_series",
+    """
+-- KEYS[1] record, [2] series; ARGV[1] JSON. Once, for a sealed study, expiring with it.
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then return 0 end
+if redis.call('SET', KEYS[2], ARGV[1], 'PX', ttl, 'NX') then return 1 end
+return 0
+""",
+)
+
+STUDY_SCRIPTS: tuple[LuaScript, ...] = (
+    CREATE_STUDY,
+    RECONCILE,
+    SEAL,
+    CANCEL_STUDY,
+    DELETE_STUDY,
+    PUT_SERIES,
+)
+
+# ------------------------------------------------------------------------ records
+
+
+@dataclass(frozen=True, slots=True)
+class ChildState:
+    """One child as its study shows it; `status` is "missing" when its record is gone."""
+
+    id: str
+    status: str
+    epoch: int = 0
+    epochs: int = 0
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "status": self.status, "epoch": self.epoch, "epochs": self.epochs}
+
+
+def _progress(children: Sequence[ChildState]) -> dict[str, int]:
+    counts = {status: 0 for status in (*(s.value for s in JobStatus), "missing")}
+    for child in children:
+        counts[child.status] += 1
+    return {
+        "children": len(children),
+        **counts,
+        "finished": len(children) - counts["queued"] - counts["running"],
+        "epoch": sum(child.epoch for child in children),
+        "epochs": sum(child.epochs for child in children),
+    }
+
+
+def _json(fields: Mapping[bytes, bytes], name: bytes) -> Any:
+    value = fields.get(name)
+    return None if value is None else orjson.loads(value)
+
+
+def _time(fields: Mapping[bytes, bytes], name: bytes) -> float | None:
+    value = fields.get(name)
+    return float(value) if value else None
+
+
+@dataclass(frozen=True, slots=True)
+class StudyRecord:
+    """A study as stored, with its children's states (read live until it is sealed)."""
+
+    id: str
+    status: JobStatus
+    created_at: float
+    request: dict[str, Any]
+    configs: list[dict[str, Any]]
+    children: tuple[ChildState, ...]
+    seeds: int
+    plots: tuple[str, ...] = ()
+    cancel_requested: bool = False
+    started_at: float | None = None
+    finished_at: float | None = None
+    summary: dict[str, Any] | None = None
+
+    @classmethod
+    def from_fields(
+        cls, fields: Mapping[bytes, bytes], live: Sequence[ChildState] | None = None
+    ) -> StudyRecord:
+        """From the record hash; `live` children states replace the stored ones."""
+        ids = _json(fields, b"children") or []
+        stored = _json(fields, b"child_states")
+        if live is not None:
+            children = tuple(live)
+        elif stored is not None:
+            children = tuple(ChildState(**state) for state in stored)
+        else:
+            children = tuple(ChildState(child_id, "queued") for child_id in ids)
+        return cls(
+            id=fields[b"id"].decode(),
+            status=JobStatus(fields[b"status"].decode()),
+            created_at=float(fields[b"created_at"]),
+            request=_json(fields, b"request") or {},
+            configs=_json(fields, b"configs") or [],
+            children=children,
+            seeds=int(fields.get(b"seeds", 1)),
+            plots=tuple(_json(fields, b"plots") or ()),
+            cancel_requested=fields.get(b"cancel_requested") == b"1",
+            started_at=_time(fields, b"started_at"),
+            finished_at=_time(fields, b"finished_at"),
+            summary=_json(fields, b"summary"),
+        )
+
+    @property
+    def child_ids(self) -> list[str]:
+        return [child.id for child in self.children]
+
+    @property
+    def progress(self) -> dict[str, int]:
+        return _progress(self.children)
+
+    def to_public(self) -> dict[str, Any]:
+        """The study as the HTTP API shows it."""
+        configs = [
+            {
+                **config,
+                "children": [
+                    child.to_json_dict()
+                    for child in self.children[
+                        config["index"] * self.seeds : (config["index"] + 1) * self.seeds
+                    ]
+                ],
+            }
+            for config in self.configs
+        ]
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "name": self.request.get("name"),
+            "preset": self.request.get("preset"),
+            "created_at": iso_time(self.created_at),
+            "started_at": iso_time(self.started_at),
+            "finished_at": iso_time(self.finished_at),
+            "progress": self.progress,
+            "cancel_requested": self.cancel_requested,
+            "axes": self.request.get("axes", {}),
+            "seeds": self.seeds,
+            "seed": self.request.get("seed"),
+            "configs": configs,
+            "summary": self.summary,
+            "plots": list(self.plots) if self.status.finished else [],
+            "base": self.request.get("base", {}),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StudyPage:
+    """A page of studies, newest first; `next_cursor` None on the last page."""
+
+    items: list[StudyRecord]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StudyCancel:
+    """What a study cancel found: its status before, and its children to cancel."""
+
+    before: JobStatus
+    children: list[str]
+
+
+def _hash(reply: Any) -> Mapping[bytes, bytes]:
+    if isinstance(reply, Mapping):
+        return reply
+    return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
+def _number(value: bytes | None) -> float | None:
+    return float(value) if value else None
+
+
+# -------------------------------------------------------------------------- plans
+
+
+class StudyPlans:
+    """Every study operation as a pure function from arguments to a `Plan`."""
+
+    def __init__(self, keys: Keys, *, ttl_seconds: int) -> None:
+        self.keys = keys
+        self.ttl_seconds = ttl_seconds
+
+    def create_study(
+        self, *, plan: StudyPlan, children: Sequence[str], plots: Sequence[str]
+    ) -> Plan[StudyRecord]:
+        """A queued study over the (already created) jobs `children`, in `plan`'s order."""
+        study_id = new_job_id()
+        keys = self.keys.study(study_id)
+        fields: dict[str, str | int] = {
+            "request": dumps_compact(plan.request),
+            "configs": dumps_compact([config.to_json_dict() for config in plan.configs]),
+            "children": dumps_compact(list(children)),
+            "seeds": plan.seeds,
+            "plots": dumps_compact(list(plots)),
+        }
+        args: list[str | int] = [study_id, STUDY_EVENTS_MAXLEN]
+        for name, value in fields.items():
+            args += [name, value]
+        return Plan(
+            lambda reply: StudyRecord.from_fields(_hash(reply)),
+            script=CREATE_STUDY,
+            keys=[keys.record, keys.events, self.keys.studies],
+            args=args,
+        )
+
+    def get_study(self, study_id: str) -> Plan[StudyRecord | None]:
+        """The study; an unfinished one reconciled with its children, sealed when complete."""
+        record = self.keys.study(study_id).record
+
+        def decode(reply: list[Any]) -> StudyRecord | Plan[StudyRecord | None] | None:
+            fields = _hash(reply[0])
+            if not fields:
+                return None
+            status = JobStatus(fields[b"status"].decode())
+            if status.finished:
+                return StudyRecord.from_fields(fields)
+            return self._reconcile(study_id, fields)
+
+        return Plan(decode, commands=[("HGETALL", record)])
+
+    def _reconcile(self, study_id: str, fields: Mapping[bytes, bytes]) -> Plan[StudyRecord | None]:
+        keys = self.keys.study(study_id)
+        ids: list[str] = _json(fields, b"children") or []
+
+        def decode(reply: list[Any]) -> StudyRecord | Plan[StudyRecord | None] | None:
+            status = reply[0].decode()
+            if status == "missing":
+                return None
+            if len(reply) == 1:  # sealed meanwhile: read it again
+                return self.get_study(study_id)
+            states = [
+                _child_state(child_id, row) for child_id, row in zip(ids, reply[1:], strict=True)
+            ]
+            live = {**fields, b"status": status.encode()}
+            record = StudyRecord.from_fields(live, [state for state, _ in states])
+            if all(state.status not in ("queued", "running") for state, _ in states):
+                return self._seal(record, [row for _, row in states])
+            return dataclasses.replace(record, started_at=_started(states))
+
+        child_keys = [self.keys.job(child_id).record for child_id in ids]
+        return Plan(
+            decode,
+            script=RECONCILE,
+            keys=[keys.record, keys.seen, keys.events, *child_keys],
+            args=[STUDY_EVENTS_MAXLEN, *ids],
+        )
+
+    def _seal(self, record: StudyRecord, rows: Sequence[Sequence[Any]]) -> Plan[StudyRecord | None]:
+        """Finish `record`, whose children have all finished: status, summary, final states."""
+        keys = self.keys.study(record.id)
+        outcomes = [
+            ChildOutcome(
+                child.id,
+                None if child.status == "missing" else JobStatus(child.status),
+                orjson.loads(row[5]) if row[5] else None,
+            )
+            for child, row in zip(record.children, rows, strict=True)
+        ]
+        status = study_status(outcomes)
+        summary = summarize(record.configs, record.seeds, outcomes)
+        started = [value for row in rows if (value := _number(row[3])) is not None]
+        ended = [value for row in rows if (value := _number(row[4])) is not None]
+        fields: dict[str, str] = {
+            "summary": dumps_compact(summary),
+            "child_states": dumps_compact([child.to_json_dict() for child in record.children]),
+        }
+        if started:
+            fields["started_at"] = f"{min(started):.6f}"
+        if ended:
+            fields["finished_at"] = f"{max(ended):.6f}"
+        event = dumps_compact({"status": status.value, "progress": record.progress})
+        args: list[str | int] = [record.id, self.ttl_seconds, STUDY_EVENTS_MAXLEN, status.value]
+        args.append(event)
+        for name, text in fields.items():
+            args += [name, text]
+        return Plan(
+            lambda _: self.get_study(record.id),
+            script=SEAL,
+            keys=[*keys.all(), self.keys.studies_expiry],
+            args=args,
+        )
+
+    def list_studies(self, *, limit: int = 50, cursor: str | None = None) -> Plan[StudyPage]:
+        """Studies newest first, `limit` per page from `cursor`, as stored (not reconciled)."""
+        upper = "+" if cursor is None else "(" + decode_cursor(cursor)
+        command = ("ZREVRANGEBYLEX", self.keys.studies, upper, "-", "LIMIT", 0, limit + 1)
+
+        def page(reply: list[Any]) -> StudyPage | Plan[StudyPage]:
+            ids = [member.decode() for member in reply[0][:limit]]
+            next_cursor = encode_cursor(ids[-1]) if len(reply[0]) > limit else None
+            if not ids:
+                return StudyPage([], None)
+
+            def records(replies: list[Any]) -> StudyPage | Plan[StudyPage]:
+                found = [StudyRecord.from_fields(_hash(r)) for r in replies if _hash(r)]
+                result = StudyPage(found, next_cursor)
+                if len(found) == len(ids):
+                    return result
+                # Some studies expired: drop them from the index, then answer.
+                return _then(self.prune_expired_studies(), result)
+
+            commands = [("HGETALL", self.keys.study(study_id).record) for study_id in ids]
+            return Plan(records, commands=commands)
+
+        return Plan(page, commands=[command])
+
+    def prune_expired_studies(self, *, limit: int = 1000) -> Plan[int]:
+        """Drop up to `limit` expired studies from the index; the count dropped."""
+        keys = [self.keys.studies, self.keys.studies_expiry]
+        return Plan(int, script=PRUNE, keys=keys, args=[limit])
+
+    def cancel_study(self, study_id: str) -> Plan[StudyCancel | None]:
+        """Flag the study cancelled (once); its children, for the caller to cancel each."""
+        keys = self.keys.study(study_id)
+
+        def decode(reply: list[Any]) -> StudyCancel | None:
+            if reply[0] == b"missing":
+                return None
+            return StudyCancel(JobStatus(reply[0].decode()), json.loads(reply[1] or b"[]"))
+
+        return Plan(
+            decode,
+            script=CANCEL_STUDY,
+            keys=[keys.record, keys.events],
+            args=[STUDY_EVENTS_MAXLEN],
+        )
+
+    def delete_study(self, study_id: str) -> Plan[list[str] | None]:
+        """Remove the study's keys; its children (for the caller to delete), None if unknown."""
+        keys = [*self.keys.study(study_id).all(), self.keys.studies, self.keys.studies_expiry]
+        return Plan(
+            lambda reply: None if reply is None else json.loads(reply),
+            script=DELETE_STUDY,
+            keys=keys,
+            args=[study_id],
+        )
+
+    def get_study_plot(self, study_id: str, *, field: str, body: bool = True) -> Plan[StoredPlot]:
+        """A stored PNG (only its ETag when not `body`); on a miss, the study's status."""
+        keys = self.keys.study(study_id)
+        fields = [plot_etag_field(field), field] if body else [plot_etag_field(field)]
+
+        def decode(reply: list[Any]) -> StoredPlot | Plan[StoredPlot]:
+            etag, *png = reply[0]
+            if etag is not None:
+                return StoredPlot(etag=etag.decode(), png=png[0] if png else None)
+            return Plan(miss, commands=[("HMGET", keys.record, "status", "plots")])
+
+        def miss(reply: list[Any]) -> StoredPlot:
+            status, names = reply[0]
+            return StoredPlot(
+                status=None if status is None else JobStatus(status.decode()),
+                names=tuple(json.loads(names)) if names else (),
+            )
+
+        return Plan(decode, commands=[("HMGET", keys.plots, *fields)])
+
+    def put_study_plot(self, study_id: str, *, field: str, png: bytes) -> Plan[str | None]:
+        """Cache a rendered PNG beside a finished study; its ETag, or None if not cached."""
+        keys = self.keys.study(study_id)
+        etag = png_etag(png)
+        args: list[str | bytes | int] = [
+            field,
+            png,
+            plot_etag_field(field),
+            etag,
+            2 * MAX_CACHED_STUDY_PLOTS,
+        ]
+        return Plan(
+            lambda reply: etag if reply == 1 else None,
+            script=PUT_PLOT,
+            keys=[keys.record, keys.plots],
+            args=args,
+        )
+
+    def get_study_series(self, study_id: str) -> Plan[bytes | None]:
+        """The numbers the study's plots are drawn from (JSON), once stored."""
+        return Plan(lambda reply: reply[0], commands=[("GET", self.keys.study(study_id).series)])
+
+    def put_study_series(self, study_id: str, *, series_json: str) -> Plan[bool]:
+        """Store the plot numbers of a finished study, once (expiring with it).
+
+        False when they were stored already or the study is not finished: the
+        process that stores them first is the one that draws the default plots.
+        """
+        keys = self.keys.study(study_id)
+        return Plan(
+            lambda reply: reply == 1,
+            script=PUT_SERIES,
+            keys=[keys.record, keys.series],
+            args=[series_json],
+        )
+
+    def read_study_events(
+        self, study_id: str, *, after: str = "0", block_ms: int | None = None, count: int = 100
+    ) -> Plan[list[JobEvent]]:
+        """Events after stream id `after`, waiting up to `block_ms` for the first one."""
+        command: list[str | int] = ["XREAD", "COUNT", count]
+        if block_ms is not None:
+            command += ["BLOCK", block_ms]
+        command += ["STREAMS", self.keys.study(study_id).events, after]
+
+        def decode(reply: list[Any]) -> list[JobEvent]:
+            if not reply[0]:
+                return []
+            _, entries = reply[0][0]
+            events = []
+            for entry_id, data in entries:
+                item = _hash(data)
+                events.append(
+                    JobEvent(entry_id.decode(), item[b"type"].decode(), item[b"data"].decode())
+                )
+            return events
+
+        return Plan(decode, commands=[command], blocking=block_ms is not None)
+
+
+def _then(first: Plan[Any], outcome: T | Plan[T]) -> Plan[T]:
+    """`first` run for its effect, then `outcome`: a value, or the next plan."""
+    return dataclasses.replace(first, decode=lambda _: outcome)
+
+
+def _child_state(child_id: str, row: Sequence[Any]) -> tuple[ChildState, Sequence[Any]]:
+    status = row[0].decode() if isinstance(row[0], bytes) else str(row[0])
+    epoch = int(row[1]) if row[1] else 0
+    epochs = int(row[2]) if row[2] else 0
+    return ChildState(child_id, status, epoch, epochs), row
+
+
+def _started(states: Sequence[tuple[ChildState, Sequence[Any]]]) -> float | None:
+    times = [value for _, row in states if (value := _number(row[3])) is not None]
+    return min(times) if times else None
+
+
+def study_plans_from_settings(settings: Settings) -> StudyPlans:
+    """The study plans for `settings`' namespace; a study lives as long as a job."""
+    return StudyPlans(Keys(settings.namespace), ttl_seconds=settings.job_ttl_seconds)
+
+
+# ---------------------------------------------------------------------- executors
+
+
+def _sync(
+    build: Callable[Concatenate[StudyPlans, P], Plan[T]],
+) -> Callable[Concatenate[StudyStore, P], T]:
+    def operation(self: StudyStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._run(build(self.study_plans, *args, **kwargs))
+
+    operation.__name__ = build.__name__
+    operation.__doc__ = build.__doc__
+    return operation
+
+
+def _async(
+    build: Callable[Concatenate[StudyPlans, P], Plan[T]],
+) -> Callable[Concatenate[AsyncStudyStore, P], Coroutine[Any, Any, T]]:
+    async def operation(self: AsyncStudyStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run(build(self.study_plans, *args, **kwargs))
+
+    operation.__name__ = build.__name__
+    operation.__doc__ = build.__doc__
+    return operation
+
+
+class StudyStore(JobStore):
+    """The job store plus studies, over a blocking redis-py client (worker, tests)."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        super().__init__(client, plans_from_settings(settings))
+        self.study_plans = study_plans_from_settings(settings)
+        for script in STUDY_SCRIPTS:
+            self._scripts[script.name] = client.register_script(script.source)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StudyStore:
+        """A store on `settings.redis_url` for `settings.namespace`."""
+        return cls(redis.Redis.from_url(settings.redis_url), settings)
+
+    def cancel(self, study_id: str) -> StudyCancel | None:
+        """Cancel the study: flag it, then cancel every child still queued or running."""
+        outcome = self.cancel_study(study_id)
+        if outcome is not None and not outcome.before.finished:
+            for child_id in outcome.children:
+                self.request_cancel(child_id)
+        return outcome
+
+    def delete_with_children(self, study_id: str) -> bool:
+        """Delete the study and every child (a running child stops after its epoch)."""
+        children = self.delete_study(study_id)
+        for child_id in children or ():
+            self.delete(child_id)
+        return children is not None
+
+    create_study = _sync(StudyPlans.create_study)
+    get_study = _sync(StudyPlans.get_study)
+    list_studies = _sync(StudyPlans.list_studies)
+    cancel_study = _sync(StudyPlans.cancel_study)
+    delete_study = _sync(StudyPlans.delete_study)
+    get_study_plot = _sync(StudyPlans.get_study_plot)
+    put_study_plot = _sync(StudyPlans.put_study_plot)
+    get_study_series = _sync(StudyPlans.get_study_series)
+    put_study_series = _sync(StudyPlans.put_study_series)
+    read_study_events = _sync(StudyPlans.read_study_events)
+    prune_expired_studies = _sync(StudyPlans.prune_expired_studies)
+
+
+class AsyncStudyStore(AsyncJobStore):
+    """The async job store plus studies (the API), on the same connections as a job store."""
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        multiplexed: MultiplexedRedis,
+        settings: Settings,
+    ) -> None:
+        super().__init__(client, plans_from_settings(settings), multiplexed)
+        self.study_plans = study_plans_from_settings(settings)
+        for script in STUDY_SCRIPTS:
+            self._sha[script.name] = _sha1(script.source)
+
+    @classmethod
+    def sharing(cls, store: AsyncJobStore, settings: Settings) -> AsyncStudyStore:
+        """A study store on `store`'s connections (closing either closes both)."""
+        return cls(store.client, store.multiplexed, settings)
+
+    create_study = _async(StudyPlans.create_study)
+    get_study = _async(StudyPlans.get_study)
+    list_studies = _async(StudyPlans.list_studies)
+    cancel_study = _async(StudyPlans.cancel_study)
+    delete_study = _async(StudyPlans.delete_study)
+    get_study_plot = _async(StudyPlans.get_study_plot)
+    put_study_plot = _async(StudyPlans.put_study_plot)
+    get_study_series = _async(StudyPlans.get_study_series)
+    put_study_series = _async(StudyPlans.put_study_series)
+    read_study_events = _async(StudyPlans.read_study_events)
+    prune_expired_studies = _async(StudyPlans.prune_expired_studies)
+
+
+def _sha1(source: str) -> str:
+    return hashlib.sha1(source.encode()).hexdigest()
