@@ -107,7 +107,6 @@ def job_not_succeeded(job_id: str, status: str, what: str) -> Problem:
 
 _PARAM_LOCATIONS = {"body", "query", "path", "header", "cookie"}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")  # a field or header, not a union tag
-_FIELD_PREFIX = re.compile(r"^([a-z_][a-z0-9_.]*): (.+)$", re.DOTALL)
 
 
 def _field_path(loc: Sequence[str | int]) -> str:
@@ -129,10 +128,6 @@ def field_error(error: Mapping[str, Any]) -> dict[str, str]:
         return {"field": cause.field, "reason": cause.message}
     field = _field_path(error.get("loc", ()))
     reason = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-    # Validators spanning a section name their field first ("activation: ...").
-    if match := _FIELD_PREFIX.match(reason):
-        field = f"{field}.{match[1]}" if field else match[1]
-        reason = match[2]
     return {"field": field or "body", "reason": reason}
 
 

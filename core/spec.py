@@ -184,7 +184,7 @@ class InitializerSpec(_Section):
     @model_validator(mode="after")
     def _uniform_range(self) -> Self:
         if self.minval >= self.maxval:
-            raise ValueError("minval must be below maxval")
+            raise SpecLimitError("model.initializer.minval", "must be below maxval")
         return self
 
 
@@ -210,9 +210,10 @@ class ModelSpec(_Section):
     @model_validator(mode="after")
     def _one_activation_per_layer(self) -> Self:
         if isinstance(self.activation, list) and len(self.activation) != len(self.hidden_layers):
-            raise ValueError(
-                f"activation: a list must name one activation per hidden layer "
-                f"({len(self.hidden_layers)}), got {len(self.activation)}"
+            raise SpecLimitError(
+                "model.activation",
+                f"a list must name one activation per hidden layer "
+                f"({len(self.hidden_layers)}), got {len(self.activation)}",
             )
         return self
 
@@ -261,7 +262,7 @@ class TrainingSpec(_Section):
     @model_validator(mode="after")
     def _one_clipping(self) -> Self:
         if self.clipnorm is not None and self.clipvalue is not None:
-            raise ValueError("clipnorm and clipvalue: set at most one")
+            raise SpecLimitError("training.clipnorm", "set at most one of clipnorm and clipvalue")
         return self
 
 

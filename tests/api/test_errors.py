@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from api.errors import field_errors
-from core.spec import SpecLimitError
+from core.spec import ExperimentSpec, SpecLimitError
 
 
 def error(loc: tuple[Any, ...], msg: str, **ctx: Any) -> dict[str, Any]:
@@ -33,9 +36,12 @@ def test_spec_limit_errors_name_their_own_field() -> None:
     assert field_errors(errors) == [{"field": "training.epochs", "reason": "too many steps"}]
 
 
-def test_section_validators_naming_a_field_are_attributed_to_it() -> None:
-    errors = [error(("body", "model"), "Value error, activation: one per layer")]
-    assert field_errors(errors) == [{"field": "model.activation", "reason": "one per layer"}]
+def test_section_validators_name_their_field() -> None:
+    with pytest.raises(ValidationError) as caught:
+        ExperimentSpec.model_validate({"model": {"activation": ["tanh"], "hidden_layers": [3, 3]}})
+    [problem] = field_errors(caught.value.errors())
+    assert problem["field"] == "model.activation"
+    assert problem["reason"].startswith("a list must name one activation per hidden layer")
 
 
 def test_errors_on_the_whole_body_name_the_body() -> None:

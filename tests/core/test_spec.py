@@ -101,8 +101,9 @@ def test_unknown_fields_are_refused() -> None:
         ({"capture": {"every": "step"}, "training": {"epochs": 1000}}, "capture.every"),
         ({"capture": {"raw": True}, "model": {"hidden_layers": [400] * 5}}, "capture.raw"),
         ({"model": {"residual": True, "hidden_layers": [4, 8, 4]}}, "model.residual"),
-        ({"model": {"activation": ["tanh", "relu"]}}, "activation"),
-        ({"training": {"clipnorm": 1, "clipvalue": 1}}, "clipnorm"),
+        ({"model": {"activation": ["tanh", "relu"]}}, "model.activation"),
+        ({"training": {"clipnorm": 1, "clipvalue": 1}}, "training.clipnorm"),
+        ({"model": {"initializer": {"minval": 1, "maxval": 0}}}, "model.initializer.minval"),
     ],
 )
 def test_limits_spanning_fields_name_the_field(payload: dict[str, Any], field: str) -> None:
@@ -133,8 +134,10 @@ def test_valid_specs_round_trip_and_respect_limits(
     try:
         spec = ExperimentSpec.model_validate(payload)
     except ValidationError as error:
-        # Only the cross-field limits may refuse these in-range values.
-        assert "batch_size" in str(error) and batch > samples
+        # Only the limits spanning fields may refuse these in-range values.
+        cause = error.errors()[0]["ctx"]["error"]
+        assert isinstance(cause, SpecLimitError)
+        assert cause.field in {"training.batch_size", "training.epochs"}
         return
     assert ExperimentSpec.model_validate(spec.to_json_dict()) == spec
     assert parameter_count(spec) <= Limits.PARAMETERS
