@@ -4,9 +4,10 @@ Both sides build their `celery.Celery` from `celery_config(settings)`, so the
 broker, serializer and transport options cannot drift apart. The API enqueues
 by task name and never imports the worker (nor TensorFlow).
 
-The one task:
+The tasks:
 
     gradwatch.train(job_id: str)   # kwargs={"job_id": ...}; the spec is read from the job store
+    gradwatch.train_study_child(job_id: str, study_id: str)   # a study's child (core.study_store)
 
 Example:
     >>> app = Celery("gradwatch-api")
@@ -25,6 +26,7 @@ from core.settings import Settings
 from core.spec import Device
 
 TRAIN_TASK = "gradwatch.train"
+STUDY_CHILD_TASK = "gradwatch.train_study_child"
 
 # Unacknowledged messages are redelivered after this many seconds; it must exceed
 # the longest job, or a healthy long job would be delivered twice.
@@ -69,3 +71,17 @@ def make_celery(settings: Settings, main: str = "gradwatch") -> Celery:
 def send_training(app: Celery, *, job_id: str, queue: str) -> None:
     """Enqueue the training of job `job_id` on `queue`; the Celery task id is the job id."""
     app.send_task(TRAIN_TASK, kwargs={"job_id": job_id}, queue=queue, task_id=job_id)
+
+
+def send_study_training(app: Celery, *, job_id: str, study_id: str, queue: str) -> None:
+    """Enqueue job `job_id`, a child of study `study_id`, on `queue`.
+
+    The worker trains it like any job, then brings the study up to date (sealing
+    it and drawing its plots when this child was the last to finish).
+    """
+    app.send_task(
+        STUDY_CHILD_TASK,
+        kwargs={"job_id": job_id, "study_id": study_id},
+        queue=queue,
+        task_id=job_id,
+    )

@@ -41,16 +41,22 @@ def job_store() -> JobStore:
 
 
 def run_training_job(
-    job_id: str, *, hostname: str, soft_time_limit: float | None = None
+    job_id: str,
+    *,
+    hostname: str,
+    soft_time_limit: float | None = None,
+    default_plots: bool = True,
 ) -> JobStatus | None:
     """Train job `job_id` and record how it ended; None when it was not to run.
 
     `soft_time_limit` is the limit Celery enforces on this run (for the message
-    when it strikes); the deployment's setting when None.
+    when it strikes); the deployment's setting when None. Without
+    `default_plots` no PNG is drawn when it ends (a study's children: their
+    plots are drawn on first request, and the study draws its own).
     """
     store = job_store()
     try:
-        return _train(store, job_id, hostname)
+        return _train(store, job_id, hostname, default_plots)
     except TrainingCancelled:
         store.mark_cancelled(job_id)
         return JobStatus.CANCELLED
@@ -70,7 +76,7 @@ def run_training_job(
         return JobStatus.FAILED
 
 
-def _train(store: JobStore, job_id: str, hostname: str) -> JobStatus | None:
+def _train(store: JobStore, job_id: str, hostname: str, default_plots: bool) -> JobStatus | None:
     from core import engine  # TensorFlow: only here, in the pool process
 
     prepare_device()
@@ -83,7 +89,7 @@ def _train(store: JobStore, job_id: str, hostname: str) -> JobStatus | None:
     started = time.perf_counter()
     output = engine.run_experiment(spec, hooks=[JobProgressHook(store, job_id)])
     trained = time.perf_counter()
-    plots = render_default_plots(job_id, output.result)
+    plots = render_default_plots(job_id, output.result) if default_plots else {}
     drawn = time.perf_counter()
     stored = store.mark_succeeded(
         job_id,
