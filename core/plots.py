@@ -968,3 +968,19 @@ _MISSING_DATA: dict[str, str] = {
     "histograms": "histograms were not captured",
     "boundary": "the decision surface is drawn for 2-D datasets only",
 }
+
+
+# ------------------------------------------------------------ for other plot modules
+
+
+def render_figure(build: Callable[[], Figure]) -> bytes:
+    """PNG bytes of the figure `build` returns, built and drawn under this module's lock.
+
+    For plot modules beside this one (core.study_plots): matplotlib's text
+    state is process-wide, so every render in a process takes the same lock.
+    """
+    with _RENDER_LOCK:
+        figure = build()
+        buffer = io.BytesIO()
+        FigureCanvasAgg(figure).print_png(buffer, metadata={"Software": None})
+    return buffer.getvalue()

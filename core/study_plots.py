@@ -1,0 +1,561 @@
+"""Plots of a study: its configurations side by side, drawn from the study's series.
+
+`study_series` reduces the children's results to the few numbers the plots
+need (per configuration, aggregated over seeds); the series is stored with
+the study, so any size can be drawn later without reading the children
+again. `render_study_plot` draws one plot from a series, with matplotlib's
+object API on an Agg canvas, as a PNG of exactly the asked pixel size.
+
+    depth           per-layer gradient S.D. and norm against depth, one line per
+                    configuration, in the first epoch (from initialization) and the
+                    last: Glorot & Bengio's view of where gradients vanish
+    curves          loss and accuracy over epochs, one line per configuration,
+                    the band spanning its seeds
+    gradient_flow   each configuration's log10 gradient norm, layer by epoch, one
+                    heatmap each on one color scale
+    boundary        each configuration's decision surface, side by side (2-D data)
+
+Example:
+    >>> series = study_series(configs, seeds, results)
+    >>> png = render_study_plot("depth", series, width=900, height=600, dpi=100)
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.colors import LinearSegmentedColormap, Normalize, to_hex
+from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.lines import Line2D
+
+from core.plots import (
+    HEATMAP_COLORMAP,
+    MISSING_COLOR,
+    PlotSize,
+    check_plot_size,
+    figure_inches,
+    render_figure,
+)
+from core.spec import ExperimentSpec, dataset_shape
+
+STUDY_PLOT_NAMES: tuple[str, ...] = ("depth", "curves", "gradient_flow", "boundary")
+
+STUDY_PLOT_DESCRIPTIONS: Mapping[str, str] = {
+    "depth": "per-layer gradient S.D. and norm against depth, one line per configuration, "
+    "in the first and the last epoch (Glorot & Bengio's view)",
+    "curves": "loss and accuracy over epochs, one line per configuration, bands over seeds",
+    "gradient_flow": "each configuration's log10 kernel gradient norm, layer by epoch",
+    "boundary": "each configuration's decision surface side by side (2-D data)",
+}
+
+SERIES_VERSION = 1
+MAX_PANELS = 16  # heatmaps or surfaces in one figure; past this they are unreadable
+MAX_BOUNDARY_POINTS = 300  # data points drawn over each surface
+
+
+class UnknownStudyPlotError(KeyError):
+    """A plot name that is not one of `STUDY_PLOT_NAMES`."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown plot {name!r}; choose one of {', '.join(STUDY_PLOT_NAMES)}")
+        self.name = name
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class StudyPlotUnavailableError(ValueError):
+    """A known plot that this study has no numbers for."""
+
+    def __init__(self, name: str) -> None:
+        reasons = {
+            "depth": "no child captured gradients",
+            "curves": "no child finished training",
+            "gradient_flow": "no child captured gradients",
+            "boundary": "decision surfaces are drawn for 2-D datasets only",
+        }
+        super().__init__(f"plot {name!r} is not available for this study: {reasons[name]}")
+        self.name = name
+
+
+# ------------------------------------------------------------------------- series
+
+
+def _floats(values: Any) -> np.ndarray:
+    if values is None:
+        return np.array([], dtype=np.float64)
+    return np.asarray(values, dtype=np.float64)
+
+
+def _json_list(values: np.ndarray) -> list[Any]:
+    """Floats for JSON, every non-finite value as None."""
+    out: list[Any] = values.tolist()
+    if values.ndim == 1:
+        return [v if math.isfinite(v) else None for v in out]
+    return [_json_list(row) for row in values]
+
+
+def _stack(rows: Sequence[np.ndarray]) -> np.ndarray:
+    """Rows of unequal length as one array, padded with NaN (a diverged run stops early)."""
+    width = max((row.size for row in rows), default=0)
+    out = np.full((len(rows), width), np.nan)
+    for index, row in enumerate(rows):
+        out[index, : row.size] = row
+    return out
+
+
+def _nan_stat(stat: Callable[..., np.ndarray], values: np.ndarray) -> np.ndarray:
+    """`stat` over seeds; an all-NaN column is NaN, which is the right answer there."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return stat(values, axis=0)
+
+
+def _log10(values: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), np.nan)
+
+
+def _kernel_layers(result: Mapping[str, Any]) -> list[str]:
+    series = result.get("series") or {}
+    names = [str(layer["name"]) for layer in result.get("layers") or [] if "name" in layer]
+    return [
+        name
+        for name in names or list(series)
+        if ((series.get(name) or {}).get("kernel") or {}).get("grad_norm") is not None
+    ]
+
+
+@dataclass
+class _ConfigRuns:
+    """The succeeded runs of one configuration, reduced to what the plots draw."""
+
+    loss: list[np.ndarray]
+    accuracy: list[np.ndarray]
+    layers: list[str] | None = None
+    std_first: list[np.ndarray] | None = None
+    std_last: list[np.ndarray] | None = None
+    norm_first: list[np.ndarray] | None = None
+    norm_last: list[np.ndarray] | None = None
+    flow_x: list[float] | None = None
+    flow: list[np.ndarray] | None = None
+    boundary: dict[str, Any] | None = None
+    first_epoch: int | None = None
+    last_epoch: int | None = None
+
+    def add(self, result: Mapping[str, Any]) -> None:
+        history = result.get("history") or {}
+        self.loss.append(_floats(history.get("loss")))
+        self.accuracy.append(_floats(history.get("accuracy")))
+        self._add_gradients(result)
+        if self.boundary is None and result.get("boundary"):
+            self.boundary = _boundary(result)
+
+    def _add_gradients(self, result: Mapping[str, Any]) -> None:
+        names = _kernel_layers(result)
+        if not names or (self.layers is not None and names != self.layers):
+            return
+        kernels = [result["series"][name]["kernel"] for name in names]
+        stds = _stack([_floats(k.get("grad_std")) for k in kernels])
+        norms = _stack([_floats(k.get("grad_norm")) for k in kernels])
+        if stds.size == 0 or norms.size == 0:
+            return
+        if self.layers is None:
+            self.layers = names
+            self.std_first, self.std_last, self.norm_first, self.norm_last = [], [], [], []
+            self.flow = []
+            epochs = _floats((result.get("capture") or {}).get("epoch"))
+            self.flow_x = epochs.tolist() if epochs.size == norms.shape[1] else None
+            self.first_epoch = int(epochs[0]) if epochs.size else 1
+            self.last_epoch = int(epochs[-1]) if epochs.size else norms.shape[1]
+        assert self.std_first is not None and self.std_last is not None
+        assert self.norm_first is not None and self.norm_last is not None
+        assert self.flow is not None
+        self.std_first.append(stds[:, 0])
+        self.std_last.append(stds[:, -1])
+        self.norm_first.append(norms[:, 0])
+        self.norm_last.append(norms[:, -1])
+        self.flow.append(_log10(norms))
+
+    def to_json_dict(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "index": config["index"],
+            "label": config["label"],
+            "runs": len(self.loss),
+            "curves": {"loss": _band(self.loss), "accuracy": _band(self.accuracy)},
+            "depth": None,
+            "flow": None,
+            "boundary": self.boundary,
+        }
+        if self.layers is not None and self.flow:
+            entry["depth"] = {
+                "layers": self.layers,
+                "first_epoch": self.first_epoch,
+                "last_epoch": self.last_epoch,
+                "std_first": _geometric(self.std_first),
+                "std_last": _geometric(self.std_last),
+                "norm_first": _geometric(self.norm_first),
+                "norm_last": _geometric(self.norm_last),
+            }
+            flows = self.flow
+            width = min(flow.shape[1] for flow in flows)
+            mean = _nan_stat(np.nanmean, np.stack([flow[:, :width] for flow in flows]))
+            entry["flow"] = {
+                "layers": self.layers,
+                "x": (self.flow_x or list(range(1, width + 1)))[:width],
+                "log10_norm": _json_list(mean),
+            }
+        return entry
+
+
+def _band(runs: Sequence[np.ndarray]) -> dict[str, list[Any]]:
+    """Per epoch: mean, min and max over seeds (a run that stopped early drops out)."""
+    values = _stack(runs)
+    if values.size == 0:
+        return {"mean": [], "min": [], "max": []}
+    return {
+        "mean": _json_list(_nan_stat(np.nanmean, values)),
+        "min": _json_list(_nan_stat(np.nanmin, values)),
+        "max": _json_list(_nan_stat(np.nanmax, values)),
+    }
+
+
+def _geometric(runs: Sequence[np.ndarray] | None) -> list[Any]:
+    """Per layer, the geometric mean over seeds: gradients spread over decades."""
+    logs = _log10(np.stack(list(runs or [])))
+    return _json_list(10.0 ** _nan_stat(np.nanmean, logs))
+
+
+def _boundary(result: Mapping[str, Any]) -> dict[str, Any]:
+    boundary = result["boundary"]
+    points = (result.get("dataset") or {}).get("points") or {}
+    x = points.get("x") or []
+    y = points.get("y") or []
+    keep: list[int] = []
+    if points.get("projection", "raw") == "raw" and x and len(x[0]) == 2:
+        step = max(1, math.ceil(len(x) / MAX_BOUNDARY_POINTS))
+        keep = list(range(0, len(x), step))
+    after = (result.get("metrics") or {}).get("after") or {}
+    # Probabilities to 4 decimals: the surface is drawn in 10 bands, and the series
+    # of a large study stays a few MB.
+    z = np.round(_floats([[math.nan if v is None else v for v in row] for row in boundary["z"]]), 4)
+    return {
+        "x": boundary["x"],
+        "y": boundary["y"],
+        "z": _json_list(z),
+        "classes": int(boundary.get("classes") or 2),
+        "accuracy": after.get("accuracy"),
+        "points": {"x": [x[i] for i in keep], "y": [y[i] for i in keep]},
+    }
+
+
+def study_series(
+    configs: Sequence[Mapping[str, Any]],
+    seeds: int,
+    results: Iterable[Mapping[str, Any] | None],
+) -> dict[str, Any]:
+    """The numbers the study's plots draw, from its children's results in child order.
+
+    `results` may be a generator (each result is reduced, then dropped); None
+    stands for a child that did not succeed.
+    """
+    runs = [_ConfigRuns([], []) for _ in configs]
+    for child, result in enumerate(results):
+        if result is not None:
+            runs[child // seeds].add(result)
+    return {
+        "version": SERIES_VERSION,
+        "configs": [runs[index].to_json_dict(config) for index, config in enumerate(configs)],
+    }
+
+
+def planned_study_plots(specs: Sequence[ExperimentSpec]) -> list[str]:
+    """The plots a study of these child specs will have, if its children succeed."""
+    gradients = any(spec.capture.gradients for spec in specs)
+    planar = any(dataset_shape(spec.dataset)[1] == 2 for spec in specs)
+    has = {"depth": gradients, "curves": True, "gradient_flow": gradients, "boundary": planar}
+    return [name for name in STUDY_PLOT_NAMES if has[name]]
+
+
+def available_study_plots(series: Mapping[str, Any]) -> list[str]:
+    """The plots this series has numbers for, in `STUDY_PLOT_NAMES` order."""
+    return [name for name in STUDY_PLOT_NAMES if _HAS_DATA[name](series)]
+
+
+# ------------------------------------------------------------------------- render
+
+
+@dataclass(frozen=True)
+class _Style:
+    """Font and line sizes in points, shrunk with a figure smaller than full size."""
+
+    scale: float
+    landscape: bool
+
+    @classmethod
+    def for_size(cls, width: int, height: int, dpi: int) -> _Style:
+        short_pt = min(width, height) / dpi * 72
+        return cls(scale=min(1.0, short_pt / 400.0), landscape=width >= height)
+
+    def pt(self, size: float) -> float:
+        return size * self.scale
+
+
+def render_study_plot(
+    name: str,
+    series: Mapping[str, Any],
+    *,
+    width: int = PlotSize.WIDTH,
+    height: int = PlotSize.HEIGHT,
+    dpi: int = PlotSize.DPI,
+) -> bytes:
+    """A PNG of study plot `name`, exactly `width` x `height` pixels.
+
+    Raises:
+        UnknownStudyPlotError (a KeyError): `name` is not in `STUDY_PLOT_NAMES`.
+        PlotSizeError (a ValueError): a size is outside `PlotSize`.
+        StudyPlotUnavailableError (a ValueError): the series lacks the plot's numbers.
+    """
+    if name not in _DRAWERS:
+        raise UnknownStudyPlotError(name)
+    check_plot_size(width=width, height=height, dpi=dpi)
+    if not _HAS_DATA[name](series):
+        raise StudyPlotUnavailableError(name)
+
+    def build() -> Figure:
+        style = _Style.for_size(width, height, dpi)
+        pad = style.pt(4.0) / 72  # inches
+        figure = Figure(
+            figsize=(figure_inches(width, dpi), figure_inches(height, dpi)),
+            dpi=dpi,
+            layout=ConstrainedLayoutEngine(w_pad=pad, h_pad=pad),
+        )
+        _DRAWERS[name](figure, series, style)
+        return figure
+
+    return render_figure(build)
+
+
+def _config_colors(count: int) -> list[str]:
+    """Distinct colors per configuration: tab10, tab20, then a sampled colormap."""
+    if count <= 10:
+        cmap = matplotlib.colormaps["tab10"]
+        return [to_hex(cmap(i)) for i in range(count)]
+    if count <= 20:
+        cmap = matplotlib.colormaps["tab20"]
+        return [to_hex(cmap(i)) for i in range(count)]
+    cmap = matplotlib.colormaps["turbo"]
+    return [to_hex(cmap(p)) for p in np.linspace(0.05, 0.95, count)]
+
+
+def _style_axes(ax: Axes, style: _Style, title: str, xlabel: str = "", ylabel: str = "") -> None:
+    ax.set_title(title, fontsize=style.pt(10.0), pad=style.pt(4.0))
+    ax.set_xlabel(xlabel, fontsize=style.pt(9.0), labelpad=style.pt(2.0))
+    ax.set_ylabel(ylabel, fontsize=style.pt(9.0), labelpad=style.pt(2.0))
+    ax.tick_params(which="both", labelsize=style.pt(8.0), width=style.pt(0.8), pad=style.pt(2.0))
+    ax.tick_params(which="major", length=style.pt(3.5))
+    ax.tick_params(which="minor", length=style.pt(2.0))
+    for spine in ax.spines.values():
+        spine.set_linewidth(style.pt(0.8))
+    ax.grid(True, color="#e6e6e6", linewidth=style.pt(0.6))
+    ax.set_axisbelow(True)
+
+
+def _note(ax: Axes, text: str, style: _Style) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center",
+            fontsize=style.pt(9.0), color="#555555", wrap=True)  # fmt: skip
+
+
+def _suptitle(figure: Figure, title: str, shown: int, total: int, style: _Style) -> None:
+    if shown < total:
+        title += f" (first {shown} of {total} configurations)"
+    figure.suptitle(title, fontsize=style.pt(11.0))
+
+
+def _config_legend(
+    figure: Figure, configs: Sequence[Mapping[str, Any]], colors: Sequence[str], style: _Style
+) -> None:
+    handles = [Line2D([], [], color=color, linewidth=style.pt(2.0)) for color in colors]
+    labels = [str(config["label"]) for config in configs]
+    longest = max((len(label) for label in labels), default=1)
+    width_pt = figure.get_figwidth() * 72
+    columns = max(1, int(width_pt // (style.pt(8.0) * (5.0 + 0.6 * longest))))
+    figure.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=min(len(handles), columns),
+        fontsize=style.pt(8.0),
+        frameon=False,
+    )
+
+
+def _finite(values: Any) -> np.ndarray:
+    return _floats([math.nan if v is None else v for v in values or []])
+
+
+# ----------------------------------------------------------------------- drawers
+
+
+def _draw_depth(figure: Figure, series: Mapping[str, Any], style: _Style) -> None:
+    configs = [c for c in series["configs"] if c.get("depth")]
+    colors = _config_colors(len(configs))
+    axes = figure.subplots(2, 2, sharex=True, sharey="row", squeeze=False)
+    panels = (
+        ("std_first", "std_last", "kernel gradient S.D."),
+        ("norm_first", "norm_last", "kernel gradient norm"),
+    )
+    widest: list[str] = []
+    for row, (first, last, ylabel) in enumerate(panels):
+        for column, key in enumerate((first, last)):
+            ax = axes[row][column]
+            for config, color in zip(configs, colors, strict=True):
+                depth = config["depth"]
+                values = _finite(depth[key])
+                x = np.arange(1, values.size + 1)
+                ax.plot(x, np.where(values > 0, values, np.nan), color=color, marker="o",
+                        markersize=style.pt(3.5), linewidth=style.pt(1.6))  # fmt: skip
+                if len(depth["layers"]) > len(widest):
+                    widest = list(depth["layers"])
+            ax.set_yscale("log")
+            epoch = "first" if column == 0 else "last"
+            _style_axes(ax, style, f"{ylabel}, {epoch} epoch", ylabel="" if column else ylabel)
+    for ax in axes[1]:
+        ax.set_xlabel("layer (input side to output)", fontsize=style.pt(9.0))
+        if len(widest) <= 12:
+            ax.set_xticks(range(1, len(widest) + 1), widest, rotation=30, ha="right")
+    _suptitle(figure, "Gradients by depth", len(configs), len(configs), style)
+    _config_legend(figure, configs, colors, style)
+
+
+def _draw_curves(figure: Figure, series: Mapping[str, Any], style: _Style) -> None:
+    configs = [c for c in series["configs"] if c["curves"]["loss"]["mean"]]
+    colors = _config_colors(len(configs))
+    rows, cols = (1, 2) if style.landscape else (2, 1)
+    axes = figure.subplots(rows, cols, sharex=True, squeeze=False).ravel()
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for config, color in zip(configs, colors, strict=True):
+            band = config["curves"][metric]
+            mean = _finite(band["mean"])
+            epochs = np.arange(1, mean.size + 1)
+            ax.plot(epochs, mean, color=color, linewidth=style.pt(1.6))
+            if config["runs"] > 1:
+                ax.fill_between(epochs, _finite(band["min"]), _finite(band["max"]),
+                                color=color, alpha=0.18, linewidth=0)  # fmt: skip
+        band_note = " (band: min to max over seeds)" if _seeded(configs) else ""
+        title = f"training {metric}{band_note}"
+        _style_axes(ax, style, title, xlabel="epoch", ylabel=metric)
+    _suptitle(figure, "Learning curves", len(configs), len(configs), style)
+    _config_legend(figure, configs, colors, style)
+
+
+def _seeded(configs: Sequence[Mapping[str, Any]]) -> bool:
+    return any(config["runs"] > 1 for config in configs)
+
+
+def _grid(figure: Figure, count: int, style: _Style) -> list[Axes]:
+    width, height = figure.get_size_inches()
+    columns = max(1, min(count, round(math.sqrt(count * width / height))))
+    rows = math.ceil(count / columns)
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    return list(axes[:count])
+
+
+def _draw_flow(figure: Figure, series: Mapping[str, Any], style: _Style) -> None:
+    every = [c for c in series["configs"] if c.get("flow")]
+    configs = every[:MAX_PANELS]
+    grids = [np.ma.masked_invalid(_stack([_finite(r) for r in c["flow"]["log10_norm"]]))
+             for c in configs]  # fmt: skip
+    finite = [g.compressed() for g in grids if g.count()]
+    low = float(min(v.min() for v in finite)) if finite else 0.0
+    high = float(max(v.max() for v in finite)) if finite else 1.0
+    norm = Normalize(vmin=low, vmax=high if high > low else low + 1.0)
+    cmap = matplotlib.colormaps[HEATMAP_COLORMAP].with_extremes(bad=MISSING_COLOR)
+    image = None
+    axes = _grid(figure, len(configs), style)
+    for ax, config, grid in zip(axes, configs, grids, strict=True):
+        flow = config["flow"]
+        x = _floats(flow["x"])
+        left, right = (x[0] - 0.5, x[-1] + 0.5) if x.size else (0.5, 1.5)
+        image = ax.imshow(grid, aspect="auto", cmap=cmap, norm=norm, interpolation="nearest",
+                          extent=(left, right, len(flow["layers"]) - 0.5, -0.5))  # fmt: skip
+        _style_axes(ax, style, str(config["label"]), xlabel="epoch")
+        ax.grid(False)
+        if len(flow["layers"]) <= 12:
+            ax.set_yticks(range(len(flow["layers"])), flow["layers"], fontsize=style.pt(7.0))
+    if image is not None:
+        colorbar = figure.colorbar(image, ax=axes, shrink=0.9)
+        colorbar.set_label("log10 ‖∇W‖ (grey: zero or not finite)", fontsize=style.pt(9.0))
+        colorbar.ax.tick_params(labelsize=style.pt(8.0))
+    _suptitle(figure, "Gradient flow", len(configs), len(every), style)
+
+
+def _draw_boundary(figure: Figure, series: Mapping[str, Any], style: _Style) -> None:
+    every = [c for c in series["configs"] if c.get("boundary")]
+    configs = every[:MAX_PANELS]
+    axes = _grid(figure, len(configs), style)
+    class_cmap = matplotlib.colormaps["tab10"]
+    two = LinearSegmentedColormap.from_list(
+        "gradwatch_study_two_classes", [to_hex(class_cmap(0)), "#ffffff", to_hex(class_cmap(1))]
+    )
+    for ax, config in zip(axes, configs, strict=True):
+        boundary = config["boundary"]
+        gx, gy = _finite(boundary["x"]), _finite(boundary["y"])
+        z = _floats([[math.nan if v is None else v for v in row] for row in boundary["z"]])
+        if z.ndim == 3:  # per-class probabilities: the predicted class
+            z = np.where(np.isfinite(z).all(axis=2), np.nanargmax(np.nan_to_num(z), axis=2), np.nan)
+            classes = int(boundary["classes"])
+            ax.contourf(gx, gy, np.ma.masked_invalid(z), levels=np.arange(classes + 1) - 0.5,
+                        cmap=matplotlib.colormaps["tab10"], alpha=0.35)  # fmt: skip
+        elif np.isfinite(z).any():
+            surface = np.ma.masked_invalid(z)
+            ax.contourf(gx, gy, surface, levels=np.linspace(0, 1, 11), cmap=two, alpha=0.55)
+            if surface.min() < 0.5 < surface.max():
+                ax.contour(gx, gy, surface, levels=[0.5], colors="#222222",
+                           linewidths=style.pt(1.0))  # fmt: skip
+        else:
+            _note(ax, "no finite predictions", style)
+        points = boundary.get("points") or {}
+        if points.get("x"):
+            xy = _floats(points["x"])
+            labels = np.asarray(points["y"], dtype=np.int64)
+            ax.scatter(xy[:, 0], xy[:, 1], c=[class_cmap(int(k) % 10) for k in labels],
+                       s=style.pt(6.0), linewidths=style.pt(0.3), edgecolors="white")  # fmt: skip
+        accuracy = boundary.get("accuracy")
+        title = str(config["label"])
+        if isinstance(accuracy, int | float):
+            title += f"\naccuracy {accuracy:.3f}"
+        _style_axes(ax, style, title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+        if gx.size and gy.size:
+            ax.set_xlim(float(gx[0]), float(gx[-1]))
+            ax.set_ylim(float(gy[0]), float(gy[-1]))
+        ax.set_aspect("equal", adjustable="box")
+    _suptitle(figure, "Decision surfaces (first seed)", len(configs), len(every), style)
+
+
+_DRAWERS: dict[str, Callable[[Figure, Mapping[str, Any], _Style], None]] = {
+    "depth": _draw_depth,
+    "curves": _draw_curves,
+    "gradient_flow": _draw_flow,
+    "boundary": _draw_boundary,
+}
+
+_HAS_DATA: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    "depth": lambda s: any(c.get("depth") for c in s.get("configs", [])),
+    "curves": lambda s: any(c["curves"]["loss"]["mean"] for c in s.get("configs", [])),
+    "gradient_flow": lambda s: any(c.get("flow") for c in s.get("configs", [])),
+    "boundary": lambda s: any(c.get("boundary") for c in s.get("configs", [])),
+}

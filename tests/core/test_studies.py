@@ -1,0 +1,442 @@
+"""Studies without a worker: validation, expansion, summary, CSV, plots, and the store on Redis."""
+
+from __future__ import annotations
+
+import csv
+import io
+import struct
+from typing import Any
+
+import pytest
+import redis
+
+from core.jobs import JobStatus, Summary, WorkerInfo
+from core.plots import PlotSizeError
+from core.presets import STUDY_PRESETS
+from core.settings import Settings
+from core.studies import (
+    MAX_CHILDREN,
+    ChildOutcome,
+    StudyError,
+    StudyRequest,
+    expand_study,
+    parse_study,
+    study_status,
+    summarize,
+    summary_csv,
+)
+from core.study_plots import (
+    STUDY_PLOT_NAMES,
+    StudyPlotUnavailableError,
+    UnknownStudyPlotError,
+    available_study_plots,
+    planned_study_plots,
+    render_study_plot,
+    study_series,
+)
+from core.study_store import StudyStore
+from tests.core.result_samples import make_diverged_result, make_result
+
+WORKER = WorkerInfo(hostname="fake@test", device="cpu", device_name="CPU", tensorflow="0")
+
+
+def expand(body: dict[str, Any]) -> Any:
+    return expand_study(StudyRequest.model_validate(body))
+
+
+def errors_of(body: dict[str, Any]) -> list[dict[str, str]]:
+    with pytest.raises(StudyError) as raised:
+        expand(body)
+    return raised.value.errors
+
+
+# ------------------------------------------------------------------- expansion
+
+
+def test_the_tutorial_preset_is_sigmoid_tanh_relu_on_the_tutorial_network() -> None:
+    plan = expand({"preset": "tutorial"})
+    assert [c.model.activation.value for c in plan.children] == ["sigmoid", "tanh", "relu"]
+    for child in plan.children:
+        assert child.model.hidden_layers == [5, 5, 5, 5, 5]
+        assert child.model.initializer.kind.value == "random_normal"
+        assert child.model.initializer.stddev == 1.0
+        assert child.training.epochs == 100 and child.dataset.n_samples == 1000
+    assert [c.label for c in plan.configs] == [
+        "activation=sigmoid",
+        "activation=tanh",
+        "activation=relu",
+    ]
+    assert plan.request["preset"] == "tutorial"
+
+
+def test_every_preset_expands_within_the_limit() -> None:
+    sizes = {p.name: len(expand({"preset": p.name}).children) for p in STUDY_PRESETS}
+    assert sizes == {"tutorial": 3, "initializers": 9, "fixes": 4}
+
+
+def test_a_preset_keeps_the_seeds_asked_for() -> None:
+    plan = expand({"preset": "tutorial", "seeds": 2, "name": "mine"})
+    assert len(plan.children) == 6
+    assert plan.children[0].name == "mine: activation=sigmoid, seed 1/2"
+
+
+def test_seeds_run_in_order_and_are_shared_by_every_configuration() -> None:
+    plan = expand(
+        {
+            "base": {"seed": 40, "training": {"epochs": 2}},
+            "axes": {"model.activation": ["relu", "tanh"], "training.batch_size": [16, 64]},
+            "seeds": 3,
+        }
+    )
+    assert len(plan.configs) == 4 and len(plan.children) == 12
+    assert [c.seed for c in plan.children] == [40, 41, 42] * 4
+    assert plan.configs[1].values == {"model.activation": "relu", "training.batch_size": 64}
+    assert plan.config_of(5) == 1
+    assert plan.children[5].training.batch_size == 64
+    assert plan.request["seed"] == 40 and "seed" not in plan.request["base"]
+
+
+def test_a_study_without_a_seed_draws_one_and_records_it() -> None:
+    plan = expand({"axes": {"model.activation": ["relu"]}, "seeds": 2})
+    seed = plan.request["seed"]
+    assert [c.seed for c in plan.children] == [seed, seed + 1]
+
+
+def test_a_section_can_be_an_axis() -> None:
+    plan = expand(
+        {"axes": {"model.initializer": [{"kind": "he_normal"}, {"kind": "glorot_uniform"}]}}
+    )
+    assert [c.label for c in plan.configs] == [
+        "initializer=he_normal",
+        "initializer=glorot_uniform",
+    ]
+    assert plan.children[0].model.initializer.kind.value == "he_normal"
+
+
+# ------------------------------------------------------------------ validation
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "reason"),
+    [
+        ({"axes": {"model.activ": ["relu"]}}, "axes.model.activ", "no field 'activ'"),
+        ({"axes": {"modle.activation": ["relu"]}}, "axes.modle.activation", "no field"),
+        ({"axes": {"training.epochs.x": [1]}}, "axes.training.epochs.x", "has no fields"),
+        ({"axes": {"seed": [1, 2]}}, "axes.seed", "seeds"),
+        ({"axes": {"model.activation": ["relu", "bogus"]}}, "axes.model.activation[1]", "sigmoid"),
+        ({"axes": {"training.epochs": [5, 0]}}, "axes.training.epochs[1]", "greater than"),
+        (
+            {"axes": {"model.initializer": [{"kind": "nope"}]}},
+            "axes.model.initializer[0].kind",
+            "glorot_uniform",
+        ),
+        (
+            {"axes": {"dataset.n_samples": [10]}},
+            "axes.dataset.n_samples[0]",
+            "training.batch_size",
+        ),
+        ({"axes": {"model.activation": ["relu", "relu"]}}, "axes.model.activation", "twice"),
+        (
+            {"axes": {"model.initializer": [{}], "model.initializer.kind": ["zeros"]}},
+            "axes.model.initializer.kind",
+            "overlaps",
+        ),
+        (
+            {
+                "axes": {
+                    "training.epochs": list(range(1, 10)),
+                    "training.batch_size": [*range(8, 16)],
+                }
+            },
+            "axes",
+            "9 x 8 = 72 configurations exceed the limit of 64",
+        ),
+        (
+            {"axes": {"training.epochs": [1, 2, 3, 4, 5]}, "seeds": 13},
+            "seeds",
+            "65 experiments exceed the limit of 64",
+        ),
+        ({"base": {"training": {"epochs": 0}}}, "base.training.epochs", "greater than"),
+        ({"base": {"seed": -1}}, "base.seed", "integer"),
+        ({"preset": "nope"}, "preset", "tutorial"),
+        ({"preset": "tutorial", "axes": {"model.activation": ["relu"]}}, "preset", "either"),
+    ],
+)
+def test_a_bad_study_names_the_field(body: dict[str, Any], field: str, reason: str) -> None:
+    errors = errors_of(body)
+    assert errors[0]["field"] == field, errors
+    assert reason in errors[0]["reason"] or reason == "either", errors
+
+
+def test_a_combination_of_valid_values_can_still_be_refused() -> None:
+    body = {
+        "base": {"model": {"residual": True}},
+        "axes": {"model.hidden_layers": [[5, 5], [4, 4]], "model.batch_norm": [False]},
+    }
+    assert expand(body).children  # each is valid with the base
+    errors = errors_of({**body, "axes": {"model.hidden_layers": [[5, 5], [3, 4]]}})
+    assert errors[0]["field"] == "axes.model.hidden_layers[1]"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"seeds": 0}, "seeds"),
+        ({"seeds": "many"}, "seeds"),
+        ({"axes": {"model.activation": []}}, "axes.model.activation"),
+        ({"axes": {"training.epochs": list(range(1, 66))}}, "axes.training.epochs"),
+        ({"axes": {"model.activation": "relu"}}, "axes.model.activation"),
+        ({"grid": {}}, "grid"),
+        ([1, 2], "body"),
+    ],
+)
+def test_a_badly_shaped_request_names_the_field(body: Any, field: str) -> None:
+    with pytest.raises(StudyError) as raised:
+        parse_study(body)
+    assert raised.value.errors[0]["field"] == field, raised.value.errors
+
+
+def test_the_largest_grid_is_allowed() -> None:
+    plan = expand({"axes": {"training.epochs": list(range(1, 17))}, "seeds": 4})
+    assert len(plan.children) == MAX_CHILDREN
+
+
+# --------------------------------------------------------------------- summary
+
+
+def _summary(loss: float, accuracy: float, *verdicts: str) -> dict[str, Any]:
+    return Summary(loss=loss, accuracy=accuracy, verdicts=verdicts).to_json_dict()
+
+
+CONFIGS = [
+    {"index": 0, "label": "activation=sigmoid", "values": {"model.activation": "sigmoid"}},
+    {"index": 1, "label": "activation=relu", "values": {"model.activation": "relu"}},
+]
+
+
+def test_the_summary_has_one_row_per_config_with_mean_and_spread() -> None:
+    outcomes = [
+        ChildOutcome("a", JobStatus.SUCCEEDED, _summary(0.6, 0.5, "vanishing")),
+        ChildOutcome("b", JobStatus.SUCCEEDED, _summary(0.7, 0.6, "vanishing")),
+        ChildOutcome("c", JobStatus.SUCCEEDED, _summary(0.1, 0.9)),
+        ChildOutcome("d", JobStatus.FAILED),
+    ]
+    rows = summarize(CONFIGS, 2, outcomes)["rows"]
+    assert [row["label"] for row in rows] == ["activation=sigmoid", "activation=relu"]
+    sigmoid, relu = rows
+    assert sigmoid["loss"]["mean"] == pytest.approx(0.65)
+    assert sigmoid["loss"]["std"] == pytest.approx(0.0707107, rel=1e-5)
+    assert (sigmoid["accuracy"]["min"], sigmoid["accuracy"]["max"]) == (0.5, 0.6)
+    assert sigmoid["verdicts"] == {"vanishing": 2} and sigmoid["children"] == ["a", "b"]
+    assert relu["succeeded"] == 1 and relu["failed"] == 1
+    assert relu["accuracy"] == {"n": 1, "mean": 0.9, "std": None, "min": 0.9, "max": 0.9}
+
+
+def test_a_study_is_cancelled_failed_or_succeeded_by_its_children() -> None:
+    ok = ChildOutcome("a", JobStatus.SUCCEEDED, _summary(0.1, 0.9))
+    assert study_status([ok, ok]) is JobStatus.SUCCEEDED
+    assert study_status([ok, ChildOutcome("b", None)]) is JobStatus.FAILED
+    assert study_status([ok, ChildOutcome("b", JobStatus.FAILED)]) is JobStatus.FAILED
+    cancelled = ChildOutcome("c", JobStatus.CANCELLED)
+    assert study_status([ChildOutcome("b", JobStatus.FAILED), cancelled]) is JobStatus.CANCELLED
+
+
+def test_the_csv_has_a_column_per_axis_and_a_line_per_config() -> None:
+    outcomes = [
+        ChildOutcome("a", JobStatus.SUCCEEDED, _summary(0.6, 0.5, "vanishing", "saturated")),
+        ChildOutcome("b", JobStatus.SUCCEEDED, _summary(0.1, 0.9)),
+    ]
+    text = summary_csv(summarize(CONFIGS, 1, outcomes), ["model.activation"])
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [row["model.activation"] for row in rows] == ["sigmoid", "relu"]
+    assert float(rows[0]["accuracy_mean"]) == 0.5 and rows[0]["accuracy_std"] == ""
+    assert rows[0]["verdicts"] == "saturated:1;vanishing:1"
+    assert rows[1]["succeeded"] == "1" and rows[1]["seeds"] == "1"
+
+
+# ----------------------------------------------------------------------- plots
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = struct.unpack(">II", png[16:24])
+    return width, height
+
+
+@pytest.fixture(scope="module")
+def series() -> dict[str, Any]:
+    results = [
+        make_result(activations=("sigmoid",) * 3, epochs=6, seed=1),
+        make_result(activations=("sigmoid",) * 3, epochs=6, seed=2),
+        make_result(activations=("relu",) * 3, epochs=6, seed=3),
+        None,  # a child that failed
+    ]
+    return study_series(CONFIGS, 2, results)
+
+
+def test_the_series_aggregates_seeds_per_config(series: dict[str, Any]) -> None:
+    sigmoid, relu = series["configs"]
+    assert (sigmoid["runs"], relu["runs"]) == (2, 1)
+    assert len(sigmoid["curves"]["loss"]["mean"]) == 6
+    assert sigmoid["depth"]["layers"] == ["hidden_1", "hidden_2", "hidden_3", "output"]
+    assert len(sigmoid["flow"]["log10_norm"]) == 4
+    band = sigmoid["curves"]["loss"]
+    assert all(lo <= hi for lo, hi in zip(band["min"], band["max"], strict=True))
+    assert available_study_plots(series) == list(STUDY_PLOT_NAMES)
+
+
+@pytest.mark.parametrize("name", STUDY_PLOT_NAMES)
+@pytest.mark.parametrize("size", [(900, 600, 100), (320, 240, 72), (1201, 801, 150)])
+def test_every_study_plot_is_a_png_of_the_asked_size(
+    series: dict[str, Any], name: str, size: tuple[int, int, int]
+) -> None:
+    width, height, dpi = size
+    png = render_study_plot(name, series, width=width, height=height, dpi=dpi)
+    assert _png_size(png) == (width, height)
+
+
+def test_study_plots_are_deterministic(series: dict[str, Any]) -> None:
+    assert render_study_plot("curves", series) == render_study_plot("curves", series)
+
+
+def test_study_plot_errors_name_the_problem(series: dict[str, Any]) -> None:
+    with pytest.raises(UnknownStudyPlotError):
+        render_study_plot("weights", series)
+    with pytest.raises(PlotSizeError, match="width"):
+        render_study_plot("curves", series, width=10)
+    empty = study_series(CONFIGS, 1, [None, None])
+    assert available_study_plots(empty) == []
+    with pytest.raises(StudyPlotUnavailableError):
+        render_study_plot("curves", empty)
+
+
+def test_a_diverged_child_is_drawn_up_to_where_it_stopped() -> None:
+    series = study_series(CONFIGS, 1, [make_diverged_result(), make_result(epochs=6)])
+    for name in available_study_plots(series):
+        assert _png_size(render_study_plot(name, series, width=400, height=300)) == (400, 300)
+
+
+def test_planned_plots_follow_the_specs() -> None:
+    plan = expand({"preset": "tutorial"})
+    assert planned_study_plots(plan.children) == list(STUDY_PLOT_NAMES)
+    iris = expand({"base": {"dataset": {"kind": "iris"}, "capture": {"gradients": False}}})
+    assert planned_study_plots(iris.children) == ["curves"]
+
+
+# ----------------------------------------------------------------------- store
+
+
+@pytest.fixture
+def study_store(settings: Settings, redis_client: redis.Redis) -> StudyStore:
+    """A study store on a namespace of its own (keys deleted with the session's)."""
+    own = settings.model_copy(update={"namespace": f"{settings.namespace}-studies"})
+    return StudyStore(redis_client, own)
+
+
+def _new_study(store: StudyStore, seeds: int = 1) -> tuple[str, list[str]]:
+    plan = expand(
+        {
+            "base": {"seed": 1, "training": {"epochs": 2}},
+            "axes": {"model.activation": ["relu", "tanh"]},
+        }
+        | {"seeds": seeds}
+    )
+    children = [store.create(spec=spec, queue="nowhere").record.id for spec in plan.children]
+    record = store.create_study(plan=plan, children=children, plots=["curves"])
+    assert record.status is JobStatus.QUEUED
+    return record.id, children
+
+
+def _succeed(store: StudyStore, job_id: str, accuracy: float) -> None:
+    assert store.mark_running(job_id, worker=WORKER, max_deliveries=3) is not None
+    summary = Summary(loss=1 - accuracy, accuracy=accuracy, verdicts=("vanishing",))
+    assert store.mark_succeeded(job_id, summary=summary, result_json="{}", plots={})
+
+
+def _events(store: StudyStore, study_id: str) -> list[tuple[str, dict[str, Any]]]:
+    import json
+
+    return [(e.type, json.loads(e.data)) for e in store.read_study_events(study_id)]
+
+
+def test_a_study_follows_its_children_and_seals_once(study_store: StudyStore) -> None:
+    study_id, children = _new_study(study_store, seeds=2)
+    assert study_store.mark_running(children[0], worker=WORKER, max_deliveries=3)
+    record = study_store.get_study(study_id)
+    assert record is not None and record.status is JobStatus.RUNNING
+    assert record.progress["running"] == 1 and record.progress["queued"] == 3
+    assert record.started_at is not None
+    for index, child in enumerate(children):
+        if index:
+            assert study_store.mark_running(child, worker=WORKER, max_deliveries=3)
+        summary = Summary(loss=0.5, accuracy=0.5 + 0.1 * index)
+        assert study_store.mark_succeeded(child, summary=summary, result_json="{}", plots={})
+    record = study_store.get_study(study_id)
+    assert record is not None and record.status is JobStatus.SUCCEEDED
+    assert record.summary is not None and len(record.summary["rows"]) == 2
+    assert record.summary["rows"][1]["accuracy"]["mean"] == pytest.approx(0.75)
+    assert record.finished_at is not None and record.finished_at >= record.started_at  # type: ignore[operator]
+    assert study_store.get_study(study_id) == record  # sealed: read as stored
+    events = _events(study_store, study_id)
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["state", "child", "state", "child", "child", "child", "child", "state"]
+    finished = [data for kind, data in events if kind == "child" and data["status"] == "succeeded"]
+    assert [data["finished"] for data in finished] == [1, 2, 3, 4]
+    assert events[-1][1]["status"] == "succeeded"
+
+
+def test_a_child_that_vanished_fails_the_study(study_store: StudyStore) -> None:
+    study_id, children = _new_study(study_store)
+    _succeed(study_store, children[0], 0.9)
+    assert study_store.delete(children[1])
+    record = study_store.get_study(study_id)
+    assert record is not None and record.status is JobStatus.FAILED
+    assert [child.status for child in record.children] == ["succeeded", "missing"]
+
+
+def test_cancel_flags_the_study_and_returns_its_children(study_store: StudyStore) -> None:
+    study_id, children = _new_study(study_store)
+    assert study_store.mark_running(children[0], worker=WORKER, max_deliveries=3)
+    outcome = study_store.cancel(study_id)
+    assert outcome is not None and outcome.children == children
+    record = study_store.get_study(study_id)
+    assert record is not None and record.cancel_requested
+    assert record.status is JobStatus.RUNNING  # the running child stops after its epoch
+    assert [child.status for child in record.children] == ["running", "cancelled"]
+    assert study_store.mark_cancelled(children[0])
+    record = study_store.get_study(study_id)
+    assert record is not None and record.status is JobStatus.CANCELLED
+    assert study_store.cancel_study("01" + "0" * 24) is None
+
+
+def test_delete_removes_the_study_and_its_children(study_store: StudyStore) -> None:
+    study_id, children = _new_study(study_store)
+    assert study_store.delete_with_children(study_id)
+    assert study_store.get_study(study_id) is None
+    assert all(study_store.get(child) is None for child in children)
+    assert not study_store.delete_with_children(study_id)
+
+
+def test_series_and_plots_are_stored_once_the_study_is_sealed(study_store: StudyStore) -> None:
+    study_id, children = _new_study(study_store)
+    assert not study_store.put_study_series(study_id, series_json="{}")  # not finished
+    assert study_store.put_study_plot(study_id, field="curves", png=b"png") is None
+    for child in children:
+        _succeed(study_store, child, 0.8)
+    assert study_store.get_study(study_id) is not None
+    assert study_store.put_study_series(study_id, series_json='{"a":1}')
+    assert not study_store.put_study_series(study_id, series_json='{"a":2}')  # first one kept
+    assert study_store.get_study_series(study_id) == b'{"a":1}'
+    etag = study_store.put_study_plot(study_id, field="curves", png=b"png")
+    stored = study_store.get_study_plot(study_id, field="curves")
+    assert stored.etag == etag and stored.png == b"png"
+    miss = study_store.get_study_plot(study_id, field="depth")
+    assert miss.png is None and miss.status is JobStatus.SUCCEEDED
+
+
+def test_studies_list_newest_first_with_a_cursor(study_store: StudyStore) -> None:
+    made = [_new_study(study_store)[0] for _ in range(3)]
+    page = study_store.list_studies(limit=2)
+    assert [r.id for r in page.items] == made[::-1][:2] and page.next_cursor
+    rest = study_store.list_studies(limit=2, cursor=page.next_cursor)
+    assert made[0] in [r.id for r in rest.items]
