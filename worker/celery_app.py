@@ -23,7 +23,7 @@ def create_app() -> Celery:
     """The worker's Celery app for the settings in the environment."""
     app = make_celery(get_settings(), main="gradwatch")
     app.conf.update(
-        include=["worker.tasks"],
+        include=["worker.tasks", "worker.studies"],
         # One pool process per worker: TensorFlow already spreads one job over
         # every core, and each process would hold its own copy of the graphs.
         worker_concurrency=1,

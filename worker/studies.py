@@ -1,0 +1,48 @@
+"""The Celery task for a study's child: train it like any job, then update its study.
+
+A child trains exactly as `gradwatch.train` would train it, except that it
+draws no PNGs when it ends (its plots are drawn on first request; the study
+draws its own). Then, whatever the child's outcome, the worker brings the
+study up to date (core.study_finish): the worker that ran the last child
+seals the study and draws its default plots, so the first fetch is instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import socket
+
+from celery import Task
+
+from core.queue import STUDY_CHILD_TASK
+from core.settings import get_settings
+from core.study_finish import finish_study
+from core.study_store import StudyStore
+from worker.celery_app import app
+from worker.tasks import TrainingTask
+from worker.training import run_training_job
+
+logger = logging.getLogger(__name__)
+
+
+@functools.cache
+def study_store() -> StudyStore:
+    """This process's study store, made on first use (after the fork, in a pool process)."""
+    return StudyStore.from_settings(get_settings())
+
+
+@app.task(name=STUDY_CHILD_TASK, bind=True, base=TrainingTask)
+def train_study_child(self: Task, job_id: str, study_id: str) -> str | None:
+    """Train job `job_id`, a child of study `study_id`, then bring the study up to date."""
+    hostname = self.request.hostname or socket.gethostname()
+    limits = getattr(self.request, "timelimit", None) or (None, None)
+    status = run_training_job(
+        job_id, hostname=hostname, soft_time_limit=limits[1], default_plots=False
+    )
+    try:
+        finish_study(study_store(), study_id)
+    except Exception:
+        # The child's outcome is stored; the study catches up on its next read.
+        logger.exception("study %s: could not be brought up to date after job %s", study_id, job_id)
+    return None if status is None else status.value
