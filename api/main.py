@@ -20,7 +20,7 @@ from api.errors import install_error_handlers
 from api.hot_reads import HotReads
 from api.limits import BodySizeLimit
 from api.rendering import PlotRenderer
-from api.routes import events, experiments, health, plots, presets
+from api.routes import events, experiments, health, plots, presets, studies
 from core.queue import make_celery
 from core.settings import Settings, get_settings
 from core.store import AsyncJobStore
@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["ETag", "Location", "Idempotent-Replayed"],
         max_age=3600,
     )
-    for module in (experiments, plots, events, presets):
+    for module in (experiments, plots, events, presets, studies):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(health.router)
     return app

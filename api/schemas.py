@@ -87,6 +87,7 @@ class PresetPublic(BaseModel):
 
 class PresetList(BaseModel):
     items: list[PresetPublic]
+    studies: list[StudyPresetPublic] = Field(description="comparison studies (POST /v1/studies)")
 
 
 class FieldError(BaseModel):
@@ -124,3 +125,101 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+# --------------------------------------------------------------------------- studies
+
+
+class StudyChild(BaseModel):
+    id: str = Field(description="the child experiment's id (GET /v1/experiments/{id})")
+    status: str = Field(description="a job status, or missing once its record is gone")
+    epoch: int
+    epochs: int
+
+
+class StudyConfigPublic(BaseModel):
+    index: int
+    label: str = Field(examples=["activation=relu"])
+    values: dict[str, Any] = Field(description="axis path -> this configuration's value")
+    children: list[StudyChild] = Field(description="one experiment per seed")
+
+
+class StudyProgress(BaseModel):
+    children: int
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    missing: int = Field(description="children whose records were deleted or expired")
+    finished: int
+    epoch: int = Field(description="epochs trained so far, over every child")
+    epochs: int
+
+
+class StudyStat(BaseModel):
+    n: int = Field(description="finite values over the configuration's succeeded seeds")
+    mean: float | None
+    std: float | None = Field(description="sample S.D. over seeds (null below 2 values)")
+    min: float | None
+    max: float | None
+
+
+class StudyRow(BaseModel):
+    config: int
+    label: str
+    values: dict[str, Any]
+    seeds: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    loss: StudyStat = Field(description="training loss after the last epoch")
+    accuracy: StudyStat = Field(description="training accuracy after the last epoch")
+    diverged: int
+    verdicts: dict[str, int] = Field(description="diagnosis -> seeds that got it")
+    children: list[str]
+
+
+class StudySummary(BaseModel):
+    """One row per configuration: final loss and accuracy as mean and spread over seeds."""
+
+    id: str
+    status: JobStatus
+    axes: list[str]
+    seeds: int
+    rows: list[StudyRow]
+
+
+class StudyPublic(BaseModel):
+    """A comparison study as clients see it."""
+
+    id: str
+    status: JobStatus
+    name: str | None
+    preset: str | None
+    created_at: datetime
+    started_at: datetime | None = Field(description="when its first child started")
+    finished_at: datetime | None = Field(description="when its last child finished")
+    progress: StudyProgress
+    cancel_requested: bool
+    axes: dict[str, list[Any]]
+    seeds: int
+    seed: int = Field(description="the first seed; seed number k runs with seed + k")
+    configs: list[StudyConfigPublic]
+    summary: dict[str, Any] | None = Field(description="{rows: [...]} once finished")
+    plots: list[str] = Field(description="the study's plots, once finished")
+    base: dict[str, Any] = Field(description="the base spec the axes vary")
+
+
+class StudiesPage(BaseModel):
+    """Studies newest first; pass `next_cursor` as `cursor` for the next page (null: no more)."""
+
+    items: list[StudyPublic]
+    next_cursor: str | None
+
+
+class StudyPresetPublic(BaseModel):
+    name: str
+    title: str
+    description: str
+    study: dict[str, Any] = Field(description="a body to POST to /v1/studies as it is")

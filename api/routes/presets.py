@@ -1,4 +1,4 @@
-"""Presets: the tutorial's experiments as ready specs."""
+"""Presets: the tutorial's experiments as ready specs, and its comparisons as ready studies."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from api.responses import FastJSONResponse
 from api.schemas import PresetList
-from core.presets import PRESETS
+from core.presets import PRESETS, STUDY_PRESETS
 
 router = APIRouter(prefix="/presets", tags=["presets"])
 
@@ -15,11 +15,19 @@ _BODY = {
     "items": [
         {"name": p.name, "title": p.title, "description": p.description, "spec": p.spec}
         for p in PRESETS
-    ]
+    ],
+    "studies": [
+        {"name": p.name, "title": p.title, "description": p.description, "study": p.study}
+        for p in STUDY_PRESETS
+    ],
 }
 
 
 @router.get("", response_model=PresetList)
 async def list_presets() -> Response:
-    """The tutorial's networks (and their Glorot-initialised fixes); POST any `spec` as it is."""
+    """The tutorial's networks and its comparisons, ready to POST.
+
+    POST an item's `spec` to /v1/experiments as it is; a study's `study` to
+    /v1/studies, or just `{"preset": name}`.
+    """
     return FastJSONResponse(_BODY)
