@@ -8,8 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
+from core.settings import Settings
 from core.study_plots import STUDY_PLOT_NAMES
+from core.study_store import StudyStore
 from tests.api.conftest import problem
 from tests.api.test_events import sse_events
 from tests.api.test_plots import ORIGIN, png_size
@@ -78,6 +81,22 @@ def test_a_small_study_completes_with_ordinary_children(
         assert record["progress"] == {"epoch": 3, "epochs": 3}
     seeds = [client.get(f"/v1/experiments/{c['id']}").json()["spec"]["seed"] for c in children]
     assert seeds == [5, 6, 5, 6]
+
+
+def test_the_worker_that_ends_the_study_draws_its_plots(
+    small_study: dict[str, Any], settings: Settings, redis_client: redis.Redis
+) -> None:
+    studies = StudyStore(redis_client, settings)
+
+    def drawn() -> bool:
+        return all(
+            studies.get_study_plot(small_study["id"], field=name, body=False).etag is not None
+            for name in STUDY_PLOT_NAMES
+        )
+
+    # No plot has been asked for yet: only the worker can have drawn them.
+    wait_for(drawn, timeout=60.0, what="the worker to draw the study's default plots")
+    assert studies.get_study_series(small_study["id"]) is not None
 
 
 def test_the_summary_has_one_row_per_config_with_mean_and_spread(
