@@ -2,6 +2,7 @@
 
     gradwatch run [SPEC.json] --out DIR    train one experiment here, write its files
     gradwatch serve                        start the whole service on this machine
+    gradwatch keys new [--owner NAME]      make an API key and its GRADWATCH_API_KEYS entry
 
 `run` takes the spec from a file (`-` for standard input; none means the
 tutorial's default), trains it in this process with a progress bar, writes
@@ -21,7 +22,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from core import serve
+from core import api_keys, serve
 from core.hooks import TrainingHook
 from core.spec import ExperimentSpec
 
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=run_command)
     serve.register(commands)
+    api_keys.register(commands)
     return parser
 
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import orjson
 
+from core.api_keys import ANONYMOUS
+
 
 class JobStatus(StrEnum):
     """Where a job is in its life: queued -> running -> one of the three finished states."""
@@ -213,6 +215,7 @@ class JobRecord:
     summary: dict[str, Any] | None = None
     cancel_requested: bool = False
     plots: tuple[str, ...] = field(default=())
+    owner: str = ANONYMOUS  # whose API key made it (never shown: clients see only their own)
 
     @classmethod
     def from_fields(cls, fields: Mapping[bytes, bytes]) -> JobRecord:
@@ -233,6 +236,7 @@ class JobRecord:
             summary=_json(fields, b"summary"),
             cancel_requested=fields.get(b"cancel_requested") == b"1",
             plots=tuple(_json(fields, b"plots") or ()),
+            owner=_text(fields, b"owner") or ANONYMOUS,
         )
 
     @property

@@ -16,6 +16,12 @@ Layout, for namespace `gradwatch` and job `01J...`:
                                       (ids sort by creation time)
     gradwatch:jobs:status:<status>    sorted set: the ids with that status, same order
     gradwatch:jobs:expiry             sorted set: finished id -> when its keys expire
+    gradwatch:jobs:owner:<owner>      sorted set: the owner's job ids, same order; and
+    gradwatch:jobs:status:<s>:owner:<owner>   the owner's ids with status <s> (its queued
+                                      and running counts are its active jobs)
+    gradwatch:jobs:owners             hash: job id -> owner, so that ids whose records
+                                      expired can leave their owner's indexes
+    gradwatch:submissions:<owner>     sorted set: the owner's submissions in the last minute
     gradwatch:idempotency:<sha256>    string: "<job id> <request fingerprint>"
     gradwatch:study:01J...            hash: a study record (its children are ordinary jobs)
     gradwatch:study:01J...:seen       hash: child id -> the child status its events last told
@@ -33,6 +39,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+
+from core.api_keys import ANONYMOUS
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +82,7 @@ class Keys:
         self.jobs = f"{namespace}:jobs"
         self.expiry = f"{namespace}:jobs:expiry"
         self.durations = f"{namespace}:metrics:durations"
+        self.job_owners = f"{namespace}:jobs:owners"
         self.studies = f"{namespace}:studies"
         self.studies_expiry = f"{namespace}:studies:expiry"
         # Celery prefixes every broker key with this (kombu's global_keyprefix).
@@ -105,10 +114,16 @@ class Keys:
         """The index of jobs whose status is `status`."""
         return f"{self._prefix}jobs:status:{status}"
 
-    def idempotency(self, key: str) -> str:
-        """Where an Idempotency-Key's job id lives; hashed so any header value makes a short key."""
-        digest = hashlib.sha256(key.encode()).hexdigest()
+    def idempotency(self, key: str, owner: str = ANONYMOUS) -> str:
+        """Where an owner's Idempotency-Key's job id lives; hashed so any header value makes
+        a short key, and scoped to the owner so no two owners' keys meet."""
+        scoped = key if owner == ANONYMOUS else f"{owner}\n{key}"
+        digest = hashlib.sha256(scoped.encode()).hexdigest()
         return f"{self._prefix}idempotency:{digest}"
+
+    def submissions(self, owner: str) -> str:
+        """The owner's recent submissions (time -> request id), for its rate limit."""
+        return f"{self._prefix}submissions:{owner}"
 
     def worker_heartbeats(self, queue: str) -> str:
         """Hostname -> time of last heartbeat, for the workers consuming `queue`."""
@@ -121,6 +136,16 @@ class Keys:
     def pattern(self) -> str:
         """A SCAN pattern matching every key of the namespace (tests and tooling only)."""
         return f"{self._prefix}*"
+
+
+def owned(index: str, owner: str) -> str:
+    """The owner's part of index `index` (e.g. `Keys.jobs`, `Keys.jobs_with_status(s)`).
+
+    The job scripts (core.store_scripts) derive these names the same way, from the
+    declared index and the job's owner, because the worker's transitions do not know
+    a job's owner: the store runs on one Redis, not a cluster.
+    """
+    return f"{index}:owner:{owner}"
 
 
 def plot_field(name: str, size: tuple[int, int, int] | None = None) -> str:

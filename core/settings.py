@@ -6,11 +6,15 @@ deployments set. Defaults are safe for development on one machine.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.api_keys import parse_key_entry
+from core.share_links import MIN_SECRET_LENGTH
 from core.spec import Device
 
 
@@ -29,13 +33,48 @@ class Settings(BaseSettings):
     job_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
     # An Idempotency-Key names its job for this long after the first request.
     idempotency_ttl_seconds: int = Field(24 * 3600, ge=60)
-    # Origins allowed to call the API from a browser (JSON list in the environment);
-    # plots and records carry no secrets, so any origin may embed them by default.
-    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    # Origins allowed to call the API from a browser (JSON list in the environment).
+    # Unset: any origin in open mode; none with API keys, so no page can spend a key
+    # it holds across origins (signed plot links load from anywhere all the same).
+    cors_origins: list[str] | None = None
+    # API keys as `[owner=]sha256:<hex>` entries, a JSON list or separated by commas
+    # (`gradwatch keys new` makes one). None: open mode, every client is "anonymous".
+    api_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    # Signs plot share links (HMAC-SHA256). Required with API keys; in open mode each
+    # API process draws one at start, and its links die with it.
+    share_secret: SecretStr | None = Field(None, min_length=MIN_SECRET_LENGTH)
+    # Per owner, with API keys: requests that submit work per minute (sliding window),
+    # and jobs queued or running at once.
+    submissions_per_minute: int = Field(60, ge=1, le=1_000_000)
+    max_active_jobs: int = Field(100, ge=1, le=1_000_000)
     job_soft_time_limit: int = Field(1800, ge=10)
     job_time_limit: int = Field(1860, ge=15)
     max_deliveries: int = Field(3, ge=1, le=20)
     data_dir: str = "var"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_api_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if isinstance(value, list | tuple):
+            value = tuple(str(item).strip() for item in value if str(item).strip())
+            for entry in value:
+                parse_key_entry(entry)  # a ValueError naming what is wrong
+        return value
+
+    @property
+    def auth_mode(self) -> str:
+        """The auth mode: `keys` when API keys are configured, else `open`."""
+        return "keys" if self.api_keys else "open"
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        """Browser origins allowed to call the API (see cors_origins)."""
+        if self.cors_origins is not None:
+            return self.cors_origins
+        return [] if self.api_keys else ["*"]
 
     def queue_for(self, device: Device) -> str:
         """The Celery queue that trains on `device`: `cpu` or `gpu` in the default namespace."""

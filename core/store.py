@@ -12,11 +12,15 @@ several machines agree.
 
 Operations (`store.<name>`; job_id positional, everything else keyword-only):
 
-    create(*, spec, queue, idempotency_key=None, fingerprint="") -> Created
-        A queued job (record + indexes + "queued" event); with an Idempotency-Key a
-        repeat returns the first job (Created.new False); raises IdempotencyKeyReused
-        when the key comes back with another request fingerprint.
+    create(*, spec, queue, idempotency_key=None, fingerprint="", owner=ANONYMOUS,
+           max_active=0) -> Created
+        A queued job of `owner` (record + indexes + "queued" event); with an
+        Idempotency-Key (scoped to the owner) a repeat returns the first job (Created.new
+        False); raises IdempotencyKeyReused when the key comes back with another request
+        fingerprint, and TooManyActiveJobs when the owner already has `max_active` jobs
+        queued or running (0: no limit).
     get(job_id) -> JobRecord | None
+    owner_of(job_id) -> str | None          The job's owner; None for an unknown job.
     mark_running(job_id, *, worker: WorkerInfo, max_deliveries: int) -> JobRecord | None
         Counts a delivery. None when the job must not run: unknown, finished, cancel
         requested (now cancelled) or delivered more than max_deliveries times (now
@@ -35,7 +39,10 @@ Operations (`store.<name>`; job_id positional, everything else keyword-only):
         Queued: cancelled now. Running: cancel_requested set, the worker stops after the
         epoch. Finished: unchanged. None for an unknown job.
     delete(job_id) -> bool
-    list_jobs(*, status=None, limit=50, cursor=None) -> JobPage     (newest first)
+    list_jobs(*, status=None, limit=50, cursor=None, owner=None) -> JobPage
+        Newest first; with `owner`, only that owner's jobs (from its own indexes).
+    admit(owner, *, jobs=1, per_minute, max_active, window=60) -> Refusal | None
+        Counts a submission of `owner` adding `jobs` jobs, or says which limit refuses it.
     get_result(job_id) / get_arrays(job_id) -> Stored
     get_plot(job_id, *, field, body=True) -> StoredPlot
     put_plot(job_id, *, field, png) -> str | None                   (caches a rendered size)
@@ -69,6 +76,7 @@ import redis
 import redis.asyncio
 import redis.exceptions
 
+from core.api_keys import ANONYMOUS
 from core.jobs import (
     ErrorInfo,
     JobRecord,
@@ -79,11 +87,12 @@ from core.jobs import (
     is_job_id,
     new_job_id,
 )
-from core.keys import Keys, plot_etag_field
+from core.keys import Keys, owned, plot_etag_field
 from core.redis_multiplex import MultiplexedRedis
 from core.settings import Settings
 from core.spec import ExperimentSpec, Limits
 from core.store_scripts import (
+    ADMIT,
     CREATE,
     DELETE,
     DURATION_BUCKETS,
@@ -92,7 +101,7 @@ from core.store_scripts import (
     MARK_RUNNING,
     MARK_STOPPED,
     MARK_SUCCEEDED,
-    PRUNE,
+    PRUNE_OWNED,
     PUT_PLOT,
     REQUEST_CANCEL,
     SCRIPTS,
@@ -110,6 +119,8 @@ EVENTS_MAXLEN = Limits.EPOCHS + 100
 HEARTBEAT_WINDOW = 30
 # Heartbeats older than this are dropped from the set.
 HEARTBEAT_KEEP = 24 * 3600
+# What Retry-After says to an owner at its limit of active jobs: about one short job.
+ACTIVE_LIMIT_RETRY_AFTER = 10.0
 # PNGs (sizes x plots, the default ones included) cached per job: bounds Redis memory
 # whatever sizes clients ask for.
 MAX_CACHED_PLOTS = 64
@@ -127,6 +138,23 @@ class IdempotencyKeyReused(Exception):  # noqa: N818 - reads as the event it rep
 
 class InvalidCursor(ValueError):  # noqa: N818
     """A list cursor this store did not hand out."""
+
+
+class TooManyActiveJobs(Exception):  # noqa: N818 - reads as the event it reports
+    """The owner already has as many jobs queued or running as it may."""
+
+    def __init__(self, active: int) -> None:
+        super().__init__(f"{active} jobs already queued or running")
+        self.active = active
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why `admit` refused a submission: the limit (a Settings field name) and the wait."""
+
+    limit: str  # "max_active_jobs" or "submissions_per_minute"
+    retry_after: float  # seconds; a hint for max_active_jobs, exact for the rate
+    active: int | None = None  # the owner's queued and running jobs, for max_active_jobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +313,7 @@ class JobPlans:
             self.keys.expiry,
             self.keys.durations,
             *self._status_keys,
+            self.keys.job_owners,
         ]
 
     def _job_args(self, job_id: str, *extra: str | bytes | int) -> list[str | bytes | int]:
@@ -299,37 +328,35 @@ class JobPlans:
         queue: str,
         idempotency_key: str | None = None,
         fingerprint: str = "",
+        owner: str = ANONYMOUS,
+        max_active: int = 0,
     ) -> Plan[Created]:
-        """A queued job for `spec` on `queue`, or the one an Idempotency-Key already made.
+        """A queued job of `owner` for `spec` on `queue`, or the one an Idempotency-Key made.
 
         `fingerprint` identifies the request behind an Idempotency-Key: the same key
-        with another fingerprint raises IdempotencyKeyReused.
+        with another fingerprint raises IdempotencyKeyReused. With `max_active` > 0,
+        raises TooManyActiveJobs when the owner already has that many queued or running.
         """
-        return self._create(spec, queue, idempotency_key, fingerprint, replace_stale=False)
+        request = _CreateRequest(spec, queue, idempotency_key, fingerprint, owner, max_active)
+        return self._create(request, replace_stale=False)
 
-    def _create(
-        self,
-        spec: ExperimentSpec,
-        queue: str,
-        idempotency_key: str | None,
-        fingerprint: str,
-        *,
-        replace_stale: bool,
-    ) -> Plan[Created]:
+    def _create(self, request: _CreateRequest, *, replace_stale: bool) -> Plan[Created]:
         new_id = new_job_id()
         keys = self._job_keys(new_id)
         idempotency = ""
-        if idempotency_key is not None:
-            keys.append(self.keys.idempotency(idempotency_key))
-            idempotency = f"{new_id} {fingerprint}"
+        if request.idempotency_key is not None:
+            keys.append(self.keys.idempotency(request.idempotency_key, request.owner))
+            idempotency = f"{new_id} {request.fingerprint}"
         args = self._job_args(
             new_id,
-            queue,
-            dumps_compact(spec.to_json_dict()),
-            spec.training.epochs,
+            request.queue,
+            dumps_compact(request.spec.to_json_dict()),
+            request.spec.training.epochs,
             idempotency,
             self.idempotency_ttl_seconds,
             "1" if replace_stale else "0",
+            request.owner,
+            request.max_active,
         )
 
         def decode(reply: list[Any]) -> Created | Plan[Created]:
@@ -337,29 +364,59 @@ class JobPlans:
                 record = _record(reply[1])
                 assert record is not None
                 return Created(record, new=True)
+            if reply[0] == b"limited":
+                raise TooManyActiveJobs(int(reply[1]))
             previous_id, _, previous_fingerprint = reply[1].decode().partition(" ")
-            if previous_fingerprint != fingerprint:
+            if previous_fingerprint != request.fingerprint:
                 raise IdempotencyKeyReused(previous_id)
-            return self._replayed(previous_id, spec, queue, idempotency_key, fingerprint)
+            return self._replayed(previous_id, request)
 
         return Plan(decode, script=CREATE, keys=keys, args=args)
 
-    def _replayed(
-        self,
-        job_id: str,
-        spec: ExperimentSpec,
-        queue: str,
-        idempotency_key: str | None,
-        fingerprint: str,
-    ) -> Plan[Created]:
+    def _replayed(self, job_id: str, request: _CreateRequest) -> Plan[Created]:
         def decode(reply: list[Any]) -> Created | Plan[Created]:
             record = _record(reply[0])
             if record is not None:
                 return Created(record, new=False)
             # The first job was deleted or has expired: the key now names a new one.
-            return self._create(spec, queue, idempotency_key, fingerprint, replace_stale=True)
+            return self._create(request, replace_stale=True)
 
         return Plan(decode, commands=[("HGETALL", self.keys.job(job_id).record)])
+
+    def owner_of(self, job_id: str) -> Plan[str | None]:
+        """The owner of `job_id`, or None for an unknown (or expired) job."""
+        return owner_of_record(self.keys.job(job_id).record)
+
+    def admit(
+        self,
+        owner: str,
+        *,
+        jobs: int = 1,
+        per_minute: int,
+        max_active: int,
+        window: float = 60.0,
+    ) -> Plan[Refusal | None]:
+        """Count a submission of `owner` that adds `jobs` jobs; a Refusal when a limit says no.
+
+        Refused when the owner's queued and running jobs plus `jobs` would pass
+        `max_active`, or when it already made `per_minute` submissions in the last
+        `window` seconds (a sliding window; a refused one is not counted).
+        """
+        keys = [
+            self.keys.submissions(owner),
+            owned(self.keys.jobs_with_status(JobStatus.QUEUED), owner),
+            owned(self.keys.jobs_with_status(JobStatus.RUNNING), owner),
+        ]
+        args: list[str | int | float] = [new_job_id(), per_minute, window, max_active, jobs]
+
+        def decode(reply: list[Any]) -> Refusal | None:
+            if reply[0] == b"active":
+                return Refusal("max_active_jobs", ACTIVE_LIMIT_RETRY_AFTER, int(reply[1]))
+            if reply[0] == b"rate":
+                return Refusal("submissions_per_minute", max(float(reply[1]), 0.001))
+            return None
+
+        return Plan(decode, script=ADMIT, keys=keys, args=args)
 
     def get(self, job_id: str) -> Plan[JobRecord | None]:
         """The record of `job_id`, or None."""
@@ -467,15 +524,22 @@ class JobPlans:
     # ------------------------------------------------------------------ listing
 
     def list_jobs(
-        self, *, status: JobStatus | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        owner: str | None = None,
     ) -> Plan[JobPage]:
-        """Jobs newest first, optionally of one status, `limit` per page from `cursor`.
+        """Jobs newest first, optionally of one status and owner, `limit` per page from `cursor`.
 
         Ids sort by creation time and every index member has the same score, so a
         page is a lexicographic range below the cursor's id: stable under inserts.
         A page may hold fewer than `limit` jobs when some expired meanwhile.
         """
         index = self.keys.jobs if status is None else self.keys.jobs_with_status(status)
+        if owner is not None:
+            index = owned(index, owner)
         upper = "+" if cursor is None else "(" + decode_cursor(cursor)
         command = ("ZREVRANGEBYLEX", index, upper, "-", "LIMIT", 0, limit + 1)
         return Plan(lambda reply: self._page(reply[0], limit), commands=[command])
@@ -498,9 +562,9 @@ class JobPlans:
         return Plan(decode, commands=commands)
 
     def prune_expired(self, *, limit: int = 1000) -> Plan[int]:
-        """Drop up to `limit` expired jobs from the indexes; the count dropped."""
-        keys = [self.keys.jobs, self.keys.expiry, *self._status_keys]
-        return Plan(int, script=PRUNE, keys=keys, args=[limit])
+        """Drop up to `limit` expired jobs from the indexes (their owners' too); the count."""
+        keys = [self.keys.job_owners, self.keys.expiry, self.keys.jobs, *self._status_keys]
+        return Plan(int, script=PRUNE_OWNED, keys=keys, args=[limit])
 
     # ----------------------------------------------------------- stored content
 
@@ -622,6 +686,33 @@ class JobPlans:
         return Plan(lambda reply: bool(reply[0]), commands=[("PING",)])
 
 
+@dataclass(frozen=True, slots=True)
+class _CreateRequest:
+    """What `create` was asked, kept for a replay that has to create after all."""
+
+    spec: ExperimentSpec
+    queue: str
+    idempotency_key: str | None
+    fingerprint: str
+    owner: str
+    max_active: int
+
+
+def owner_of_record(record_key: str) -> Plan[str | None]:
+    """The owner of the job or study whose record hash is `record_key`; None when it is gone.
+
+    A record from before owners were kept belongs to the anonymous owner.
+    """
+
+    def decode(reply: list[Any]) -> str | None:
+        record_id, owner = reply[0]
+        if record_id is None:
+            return None
+        return ANONYMOUS if owner is None else str(owner.decode())
+
+    return Plan(decode, commands=[("HMGET", record_key, "id", "owner")])
+
+
 def _durations(fields: Mapping[bytes, bytes]) -> dict[JobStatus, DurationStats]:
     labels = [f"{bound:g}" for bound in DURATION_BUCKETS] + ["+Inf"]
     histograms = {}
@@ -710,6 +801,8 @@ class JobStore:
 
     create = _sync(JobPlans.create)
     get = _sync(JobPlans.get)
+    owner_of = _sync(JobPlans.owner_of)
+    admit = _sync(JobPlans.admit)
     mark_running = _sync(JobPlans.mark_running)
     set_progress = _sync(JobPlans.set_progress)
     is_cancel_requested = _sync(JobPlans.is_cancel_requested)
@@ -792,6 +885,8 @@ class AsyncJobStore:
 
     create = _async(JobPlans.create)
     get = _async(JobPlans.get)
+    owner_of = _async(JobPlans.owner_of)
+    admit = _async(JobPlans.admit)
     mark_running = _async(JobPlans.mark_running)
     set_progress = _async(JobPlans.set_progress)
     is_cancel_requested = _async(JobPlans.is_cancel_requested)

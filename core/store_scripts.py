@@ -35,7 +35,12 @@ local record, result, arrays, plots, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local jobs, expiry, durations = KEYS[6], KEYS[7], KEYS[8]
 local by_status = {queued = KEYS[9], running = KEYS[10], succeeded = KEYS[11],
                    failed = KEYS[12], cancelled = KEYS[13]}
+local owners = KEYS[14]
 local id, ttl, cap = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+
+-- An owner's part of an index (core.keys.owned): derived here, as the worker's
+-- transitions do not know the job's owner; the owners hash does.
+local function owned(index, owner) return index .. ':owner:' .. owner end
 
 local function emit(kind, data)
   redis.call('XADD', events, 'MAXLEN', '~', cap, '*', 'type', kind, 'data', data)
@@ -45,6 +50,17 @@ local function set_status(from, to)
   redis.call('HSET', record, 'status', to)
   if from then redis.call('ZREM', by_status[from], id) end
   redis.call('ZADD', by_status[to], 0, id)
+  local owner = redis.call('HGET', owners, id)
+  if owner then
+    if from then redis.call('ZREM', owned(by_status[from], owner), id) end
+    redis.call('ZADD', owned(by_status[to], owner), 0, id)
+  end
+end
+
+-- The owner's queued and running jobs: what its max_active_jobs limit counts.
+local function active_jobs(owner)
+  return redis.call('ZCARD', owned(by_status.queued, owner))
+    + redis.call('ZCARD', owned(by_status.running, owner))
 end
 
 local function observe(status, seconds)
@@ -93,18 +109,24 @@ CREATE = _job_script(
     "create",
     """
 -- ARGV[4] queue, [5] spec JSON, [6] epochs, [7] idempotency value or '',
--- [8] idempotency ttl, [9] '1' to replace a stale idempotency entry; KEYS[14] its key
-if ARGV[7] ~= '' then
-  if ARGV[9] ~= '1' then
-    local previous = redis.call('GET', KEYS[14])
-    if previous then return {'replay', previous} end
-  end
-  redis.call('SET', KEYS[14], ARGV[7], 'EX', ARGV[8])
+-- [8] idempotency ttl, [9] '1' to replace a stale idempotency entry; KEYS[15] its key;
+-- ARGV[10] owner, [11] the owner's limit of active jobs (0: none)
+local owner, limit = ARGV[10], tonumber(ARGV[11])
+if ARGV[7] ~= '' and ARGV[9] ~= '1' then
+  local previous = redis.call('GET', KEYS[15])
+  if previous then return {'replay', previous} end
 end
+if limit > 0 then
+  local active = active_jobs(owner)
+  if active >= limit then return {'limited', active} end
+end
+if ARGV[7] ~= '' then redis.call('SET', KEYS[15], ARGV[7], 'EX', ARGV[8]) end
 redis.call('HSET', record, 'id', id, 'status', 'queued', 'queue', ARGV[4],
            'created_at', stamp(now()), 'spec', ARGV[5], 'epoch', 0, 'epochs', ARGV[6],
-           'deliveries', 0, 'cancel_requested', 0)
+           'deliveries', 0, 'cancel_requested', 0, 'owner', owner)
+redis.call('HSET', owners, id, owner)
 redis.call('ZADD', jobs, 0, id)
+redis.call('ZADD', owned(jobs, owner), 0, id)
 set_status(nil, 'queued')
 emit('state', '{"status":"queued"}')
 return {'created', redis.call('HGETALL', record)}
@@ -200,6 +222,12 @@ redis.call('DEL', record, result, arrays, plots, events)
 redis.call('ZREM', jobs, id)
 redis.call('ZREM', expiry, id)
 for _, key in pairs(by_status) do redis.call('ZREM', key, id) end
+local owner = redis.call('HGET', owners, id)
+if owner then
+  redis.call('ZREM', owned(jobs, owner), id)
+  for _, key in pairs(by_status) do redis.call('ZREM', owned(key, owner), id) end
+  redis.call('HDEL', owners, id)
+end
 return existed
 """,
 )
@@ -215,6 +243,49 @@ for _, id in ipairs(ids) do
   for i = 1, #KEYS do redis.call('ZREM', KEYS[i], id) end
 end
 return #ids
+""",
+)
+
+PRUNE_OWNED = LuaScript(
+    "prune_owned",
+    _CLOCK
+    + """
+-- KEYS[1] owners (id -> owner), [2] expiry, [3..] indexes; ARGV[1] limit.
+-- Like PRUNE, and each id also leaves its owner's part of every index (core.keys.owned).
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now(), 'LIMIT', 0, ARGV[1])
+for _, id in ipairs(ids) do
+  local owner = redis.call('HGET', KEYS[1], id)
+  redis.call('ZREM', KEYS[2], id)
+  for i = 3, #KEYS do
+    redis.call('ZREM', KEYS[i], id)
+    if owner then redis.call('ZREM', KEYS[i] .. ':owner:' .. owner, id) end
+  end
+  redis.call('HDEL', KEYS[1], id)
+end
+return #ids
+""",
+)
+
+ADMIT = LuaScript(
+    "admit",
+    _CLOCK
+    + """
+-- KEYS[1] the owner's submissions (sorted set: time -> request id), [2] its queued index,
+-- [3] its running index; ARGV[1] request id, [2] submissions allowed per window,
+-- [3] window seconds, [4] jobs allowed queued or running, [5] jobs this request adds.
+-- Replies {'ok'}, {'active', active jobs} or {'rate', seconds until the window has room}.
+-- A refused request is not counted: a client that waits as told gets in.
+local t, window = now(), tonumber(ARGV[3])
+local active = redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3])
+if active + tonumber(ARGV[5]) > tonumber(ARGV[4]) then return {'active', active} end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t - window)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {'rate', string.format('%.3f', tonumber(oldest[2]) + window - t)}
+end
+redis.call('ZADD', KEYS[1], t, ARGV[1])
+redis.call('EXPIRE', KEYS[1], math.ceil(window) + 1)
+return {'ok'}
 """,
 )
 
@@ -262,6 +333,8 @@ SCRIPTS: tuple[LuaScript, ...] = (
     REQUEST_CANCEL,
     DELETE,
     PRUNE,
+    PRUNE_OWNED,
+    ADMIT,
     PUT_PLOT,
     HEARTBEAT,
     LIVE_WORKERS,
