@@ -1,0 +1,149 @@
+"""Render time of the default plots for real tutorial results, per plot and in total.
+
+A worker renders every available plot at the default size when a job ends,
+so this is the plots' share of a job's time. The results come from the
+engine in this process: the tutorial (100 epochs, capture every epoch) and
+the same run capturing every step (3,200 points per series). Each plot is
+rendered once to warm up, then `--repeat` times; a plot's time is its
+minimum over the repetitions (the machine is shared: the minimum is the
+least disturbed), and the total is the sum of those minimums.
+
+Run:
+
+    .venv/bin/python benchmarks/plots.py [--repeat 9] [--seed 1]
+    .venv/bin/python benchmarks/plots.py --against HEAD~3   # before/after, same run
+    .venv/bin/python benchmarks/plots.py --result out/result.json  # a stored result
+
+`--against REV` also times `core/plots.py` as of git revision REV, rendering
+the same results alternately with the current one, so both see the same load.
+
+Target (issue 3): all default plots of the tutorial in <= 0.35 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import core.plots  # noqa: E402
+from core.plots import PlotSize  # noqa: E402
+
+Result = dict[str, Any]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=9, help="timed renders per plot (default 9)")
+    parser.add_argument("--seed", type=int, default=1, help="the runs' seed (default 1)")
+    parser.add_argument(
+        "--result", action="append", type=Path, help="time this result.json instead (repeatable)"
+    )
+    parser.add_argument(
+        "--against", metavar="REV", help="also time core/plots.py as of git revision REV"
+    )
+    parser.add_argument("--save", type=Path, help="also write the results' JSON into this folder")
+    args = parser.parse_args(argv)
+    results = load_results(args.result) if args.result else run_tutorials(args.seed)
+    if args.save:
+        save_results(results, args.save)
+    modules = {"current": core.plots}
+    if args.against:
+        modules[args.against] = load_revision(args.against)
+    size = f"{PlotSize.WIDTH}x{PlotSize.HEIGHT} at {PlotSize.DPI} dpi"
+    for label, result in results.items():
+        names = core.plots.available_plots(result)
+        print(f"\n{label}: {len(names)} plots, {size}, ms (min of {args.repeat})")
+        report(names, time_renders(modules, result, names, args.repeat))
+    return 0
+
+
+def run_tutorials(seed: int) -> dict[str, Result]:
+    """The tutorial from the engine, capturing every epoch and every step (warm graphs)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from core.engine import run_experiment
+    from core.spec import ExperimentSpec
+
+    results: dict[str, Result] = {}
+    for label, capture in (("tutorial", {}), ("tutorial, capture every step", {"every": "step"})):
+        spec = ExperimentSpec.model_validate({"seed": seed, "capture": capture})
+        started = time.perf_counter()
+        results[label] = run_experiment(spec).result
+        print(f"{label}: trained in {time.perf_counter() - started:.2f} s", file=sys.stderr)
+    return results
+
+
+def load_results(paths: Sequence[Path]) -> dict[str, Result]:
+    return {str(path): json.loads(path.read_text()) for path in paths}
+
+
+def save_results(results: dict[str, Result], folder: Path) -> None:
+    from core.result import dumps_result
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, result in enumerate(results.values()):
+        (folder / f"result-{index}.json").write_text(dumps_result(result))
+
+
+def load_revision(revision: str) -> ModuleType:
+    """core/plots.py as of `revision`, imported under another name."""
+    source = subprocess.run(
+        ["git", "show", f"{revision}:core/plots.py"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    folder = Path(tempfile.mkdtemp(prefix="gradwatch-plots-"))
+    path = folder / "plots_at_revision.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("plots_at_revision", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    return module
+
+
+def time_renders(
+    modules: dict[str, ModuleType], result: Result, names: list[str], repeat: int
+) -> dict[str, dict[str, float]]:
+    """Seconds per module and plot: the minimum of `repeat` renders, after one to warm up.
+
+    The modules take turns within each repetition, so both see the same load.
+    """
+    best = {label: {name: float("inf") for name in names} for label in modules}
+    for repetition in range(repeat + 1):
+        for label, module in modules.items():
+            for name in names:
+                started = time.perf_counter()
+                module.render_plot(name, result)
+                elapsed = time.perf_counter() - started
+                if repetition > 0:
+                    best[label][name] = min(best[label][name], elapsed)
+    return best
+
+
+def report(names: list[str], timings: dict[str, dict[str, float]]) -> None:
+    labels = list(timings)
+    print(f"  {'plot':<15}" + "".join(f"{label:>12}" for label in labels))
+    for name in names:
+        print(f"  {name:<15}" + "".join(f"{timings[label][name] * 1000:12.1f}" for label in labels))
+    totals = [sum(timings[label].values()) * 1000 for label in labels]
+    print(f"  {'total':<15}" + "".join(f"{total:12.1f}" for total in totals))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
