@@ -6,6 +6,11 @@ demand long after the run. Rendering uses matplotlib's object API on an Agg
 canvas (no pyplot, no rcParams changes) and returns PNG bytes of exactly the
 asked pixel size; the same result and size always give the same bytes.
 
+A worker renders every plot when a job ends, so rendering is kept fast: the
+panels sit in fixed margins measured once (`core.plot_layout`) rather than
+under a layout engine, ticks have explicit counts and plain-text labels, and
+the canvas reuses its renderer and rasterized text (`core.plot_canvas`).
+
 Example:
     >>> names = available_plots(result)
     >>> png = render_plot("gradients", result, width=900, height=600, dpi=100)
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,9 +41,13 @@ from matplotlib.colors import (
     to_hex,
 )
 from matplotlib.figure import Figure
-from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
+from matplotlib.markers import TICKLEFT, MarkerStyle
+from matplotlib.text import Text
+from matplotlib.ticker import LogFormatterSciNotation, LogLocator, MaxNLocator, NullLocator
+
+from core.plot_canvas import render_png, shared_renderer
+from core.plot_layout import Frame, arrange
 
 Result = Mapping[str, Any]
 T = TypeVar("T")
@@ -115,13 +125,12 @@ class PlotSizeError(ValueError):
 
 
 # Matplotlib documents itself as not thread-safe: its font cache (FT2Font
-# objects) and mathtext parser (used for every log-scale tick label) are
-# process-wide. `Figure.draw` holds a class-wide lock for them, but text is
-# also measured outside `draw` (layout engines, legends, tight bounding boxes)
-# and nothing promises more. Building and drawing is Python holding the GIL
+# objects) is process-wide, and so are the renderer and rasterized text that
+# `core.plot_canvas` keeps between renders. Text is also measured outside
+# `draw` (the layout, legends). Building and drawing is Python holding the GIL
 # anyway (two threads without the lock were no faster than with it), so one
-# module lock around a whole render costs no throughput and makes concurrent
-# renders safe and byte-identical to serial ones.
+# module lock around a whole build and draw costs no throughput and makes
+# concurrent renders safe and byte-identical to serial ones.
 _RENDER_LOCK = threading.Lock()
 
 
@@ -146,13 +155,9 @@ def render_plot(
         PlotUnavailableError (a ValueError): the result lacks the plot's numbers.
     """
     with _RENDER_LOCK:
-        figure = build_figure(name, result, width=width, height=height, dpi=dpi)
-        buffer = io.BytesIO()
-        # print_png, not savefig: savefig would read rcParams such as
-        # savefig.bbox="tight", which changes the pixel size. No "Software"
-        # entry keeps the bytes independent of the matplotlib version string.
-        FigureCanvasAgg(figure).print_png(buffer, metadata={"Software": None})
-    return buffer.getvalue()
+        # Not savefig: it would read rcParams such as savefig.bbox="tight",
+        # which changes the pixel size.
+        return render_png(_build_figure(name, result, width=width, height=height, dpi=dpi))
 
 
 def build_figure(
@@ -167,21 +172,28 @@ def build_figure(
 
     Draw it from one thread at a time; `render_plot` is the thread-safe entry.
     """
+    with _RENDER_LOCK:
+        figure = _build_figure(name, result, width=width, height=height, dpi=dpi)
+    # Its own canvas, so that drawing it later never touches the shared renderer.
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _build_figure(name: str, result: Result, *, width: int, height: int, dpi: int) -> Figure:
+    """`build_figure` for a caller that holds `_RENDER_LOCK`."""
     if name not in _DRAWERS:
         raise UnknownPlotError(name)
     check_plot_size(width=width, height=height, dpi=dpi)
     if not _HAS_DATA[name](result):
         raise PlotUnavailableError(name)
     style = _Style.for_size(width, height, dpi)
-    # Explicit pads (in inches) rather than rcParams, scaled like everything else.
-    pad = style.pt(4.0) / 72
-    figure = Figure(
-        figsize=(figure_inches(width, dpi), figure_inches(height, dpi)),
-        dpi=dpi,
-        layout=ConstrainedLayoutEngine(w_pad=pad, h_pad=pad, wspace=0.03, hspace=0.03),
-    )
-    _DRAWERS[name](figure, result, style)
+    figure = Figure(figsize=(figure_inches(width, dpi), figure_inches(height, dpi)), dpi=dpi)
+    frame = _DRAWERS[name](figure, result, style)
     _label_bottom_row_only(figure)
+    # Text is measured with the renderer that will draw it, so the measures
+    # are cached for the draw (and for the next figure of this size).
+    renderer = shared_renderer(width, height, dpi)
+    arrange(figure, frame, renderer, pad=style.pt(4.0), gap=style.pt(4.0))
     return figure
 
 
@@ -238,13 +250,14 @@ class _Style:
 
     scale: float
     width_pt: float
+    height_pt: float
     landscape: bool
 
     @classmethod
     def for_size(cls, width: int, height: int, dpi: int) -> _Style:
         width_pt, height_pt = width / dpi * 72, height / dpi * 72
         scale = min(1.0, min(width_pt, height_pt) / cls.FULL_SIZE_PT)
-        return cls(scale=scale, width_pt=width_pt, landscape=width >= height)
+        return cls(scale=scale, width_pt=width_pt, height_pt=height_pt, landscape=width >= height)
 
     def pt(self, size: float) -> float:
         """A size in points at full scale, scaled for this figure."""
@@ -320,9 +333,9 @@ def _series_x(x: np.ndarray, values: np.ndarray) -> np.ndarray:
     return x if x.size == values.size else np.arange(1, values.size + 1, dtype=np.float64)
 
 
-def _span_x(ax: Axes, x: np.ndarray) -> None:
+def _span_x(ax: Axes, x: np.ndarray, style: _Style) -> None:
     """Show the whole run of epochs on x, so a diverged run shows where its numbers stop."""
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(_locator(ax, "x", style, integer=True))
     finite = x[np.isfinite(x)]
     if finite.size > 1 and finite.max() > finite.min():
         pad = 0.02 * float(finite.max() - finite.min())
@@ -349,23 +362,147 @@ def _note(ax: Axes, text: str, style: _Style) -> None:
 
 
 def _style_axes(ax: Axes, style: _Style, *, title: str, xlabel: str = "", ylabel: str = "") -> None:
-    ax.set_title(title, fontsize=style.title, pad=style.pt(5.0))
+    # An explicit y keeps matplotlib from measuring the x axis at every draw
+    # to lift the title over top tick labels, which these plots never have.
+    ax.set_title(title, fontsize=style.title, pad=style.pt(5.0), y=1.0)
     ax.set_xlabel(xlabel, fontsize=style.text, labelpad=style.pt(3.0))
     ax.set_ylabel(ylabel, fontsize=style.text, labelpad=style.pt(3.0))
     _style_ticks(ax, style)
+    ax.xaxis.set_major_locator(_locator(ax, "x", style))
+    ax.yaxis.set_major_locator(_locator(ax, "y", style))
     ax.grid(True, color="#e6e6e6", linewidth=style.pt(0.6))
     ax.set_axisbelow(True)
 
 
-def _style_ticks(ax: Axes, style: _Style) -> None:
+def _locator(
+    ax: Axes, axis: Literal["x", "y"], style: _Style, *, integer: bool = False
+) -> MaxNLocator:
+    """Round-number ticks, as many as the panel's share of the figure has room for.
+
+    The count comes from the figure's size and grid, never from the Axes'
+    current size, so the tick labels measured for the layout are the ones drawn.
+    """
+    rows, cols = _grid_shape(ax)
+    if axis == "x":  # labels side by side: one per ~4 label heights
+        bins = style.width_pt / cols / (4.0 * style.small)
+    else:
+        bins = style.height_pt / rows / (5.0 * style.small)
+    return _InViewLocator(
+        nbins=max(2, min(int(bins), 9)), steps=[1, 2, 2.5, 5, 10], integer=integer
+    )
+
+
+class _InViewLocator(MaxNLocator):
+    """MaxNLocator without the ticks just past the view, which are never drawn.
+
+    matplotlib builds a tick (two lines and two labels) for every location a
+    locator returns, and MaxNLocator returns one more on each side of the view.
+    """
+
+    def __call__(self) -> Sequence[float]:
+        return _in_view(self.axis, super().__call__())
+
+
+class _InViewLogLocator(LogLocator):
+    """LogLocator without the decades past the view (see `_InViewLocator`)."""
+
+    def __call__(self) -> Sequence[float]:
+        return _in_view(self.axis, super().__call__())
+
+
+def _in_view(axis: Any, locations: Sequence[float]) -> list[float]:
+    low, high = sorted(axis.get_view_interval())
+    slack = 1e-9 * (high - low)
+    return [loc for loc in locations if low - slack <= loc <= high + slack]
+
+
+def _grid_shape(ax: Axes) -> tuple[int, int]:
+    spec = ax.get_subplotspec()
+    return (1, 1) if spec is None else spec.get_gridspec().get_geometry()
+
+
+def _log_y(ax: Axes, style: _Style) -> None:
+    """A log y axis: a label per decade, and unlabelled ticks at 2..9 of each.
+
+    Call it once the data is plotted. A decade spans several tick marks but
+    matplotlib makes each minor tick a full tick (lines and labels), most of
+    a log panel's cost; when no minor tick needs a label they are drawn as
+    one line of tick markers instead, which looks the same.
+    """
+    ax.set_yscale("log")
+    rows, _ = _grid_shape(ax)
+    numticks = max(3, min(int(style.height_pt / rows / (4.0 * style.small)), 9))
+    ax.yaxis.set_major_locator(_InViewLogLocator(numticks=numticks))
+    ax.yaxis.set_major_formatter(_PlainLogFormatter())
+    minor = LogLocator(subs="auto", numticks=numticks)
+    low, high = sorted(ax.get_ylim())
+    if math.log10(high / low) < 1.0:
+        # Within about a decade some minor ticks carry labels (2 times 10⁻³): real ticks.
+        ax.yaxis.set_minor_locator(minor)
+        ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False))
+        _style_ticks(ax, style, minor=True)
+        return
+    ax.yaxis.set_minor_locator(NullLocator())
+    marks = [value for value in minor.tick_values(low, high) if low <= value <= high]
+    ax.set_ylim(low, high)  # the marks are not data: keep them out of autoscaling
+    ax.add_line(
+        Line2D(
+            np.zeros(len(marks)),
+            marks,
+            transform=ax.get_yaxis_transform(),
+            linestyle="none",
+            marker=MarkerStyle(TICKLEFT),
+            markersize=style.pt(2.0),
+            markeredgewidth=style.pt(0.8),
+            color=matplotlib.rcParams["ytick.color"],
+            clip_on=False,
+        )
+    )
+
+
+_SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+_MATHTEXT_LABEL = re.compile(r"\$\\mathdefault\{(.*)\}\$")
+_MATHTEXT_POWER = re.compile(r"\^\{(-?\d+)\}")
+
+
+class _PlainLogFormatter(LogFormatterSciNotation):
+    """Log tick labels as plain text with Unicode superscripts, such as 10⁻³.
+
+    matplotlib's own labels are mathtext, which runs a TeX-like parser for
+    every label on every figure; Unicode superscripts look the same in
+    DejaVu Sans and draw like any other text.
+    """
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        label = super().__call__(x, pos)
+        math = _MATHTEXT_LABEL.fullmatch(label)
+        if math is None:
+            return label
+        body = math.group(1).replace("\\times", "\N{MULTIPLICATION SIGN}")
+        return _MATHTEXT_POWER.sub(lambda power: power.group(1).translate(_SUPERSCRIPTS), body)
+
+
+def _style_ticks(ax: Axes, style: _Style, *, minor: bool = False) -> None:
+    """Tick sizes for this figure; `minor` only where minor ticks are drawn.
+
+    Styling minor ticks makes matplotlib build one (a tick costs about as much
+    as a line and two texts), so axes without minor ticks leave them alone.
+    """
     ax.tick_params(
-        which="both",
+        which="major",
         labelsize=style.small,
         width=style.pt(0.8),
         pad=style.pt(3.0),
+        length=style.pt(3.5),
     )
-    ax.tick_params(which="major", length=style.pt(3.5))
-    ax.tick_params(which="minor", length=style.pt(2.0))
+    if minor:
+        ax.tick_params(
+            which="minor",
+            labelsize=style.small,
+            width=style.pt(0.8),
+            pad=style.pt(3.0),
+            length=style.pt(2.0),
+        )
     for spine in ax.spines.values():
         spine.set_linewidth(style.pt(0.8))
 
@@ -386,7 +523,7 @@ def _panels(figure: Figure, count: int, style: _Style) -> list[Axes]:
     return list(grid.ravel())
 
 
-def _suptitle(figure: Figure, result: Result, title: str, style: _Style) -> None:
+def _suptitle(figure: Figure, result: Result, title: str, style: _Style) -> Text:
     about = _run_label(result)
     if result.get("diverged"):
         about += " — diverged: gaps are non-finite values"
@@ -394,7 +531,7 @@ def _suptitle(figure: Figure, result: Result, title: str, style: _Style) -> None
     # ~0.5 em per character: wrap rather than run off a narrow figure.
     if len(text) * 0.5 * style.title > 0.95 * style.width_pt:
         text = f"{title}\n{about}"
-    figure.suptitle(text, fontsize=style.title)
+    return figure.suptitle(text, fontsize=style.title)
 
 
 def _run_label(result: Result) -> str:
@@ -422,18 +559,18 @@ def _legend(
     title: str,
     *,
     right: bool = False,
-) -> None:
+) -> Frame:
     """One legend for the whole figure, below in landscape and right of it in portrait."""
     if not handles:
-        return
-    loc: Literal["outside lower center", "outside right center"]
+        return Frame()
+    loc: Literal["lower center", "center right"]
     if style.landscape and not right:
         # An entry is a handle, padding and column spacing (~5.5 em), ~0.6 em per character.
         entry_pt = style.small * (5.5 + 0.6 * max(len(label) for label in labels))
-        loc, ncols = "outside lower center", max(1, int(style.width_pt // entry_pt))
+        loc, ncols = "lower center", max(1, int(style.width_pt // entry_pt))
     else:
-        loc, ncols = "outside right center", math.ceil(len(handles) / 16)
-    figure.legend(
+        loc, ncols = "center right", math.ceil(len(handles) / 16)
+    legend = figure.legend(
         handles,
         labels,
         loc=loc,
@@ -442,7 +579,9 @@ def _legend(
         title=title,
         title_fontsize=style.small,
         frameon=False,
+        borderaxespad=0.0,  # the layout keeps it off the edge
     )
+    return Frame(bottom=legend) if loc == "lower center" else Frame(right=legend)
 
 
 def _layer_handles(
@@ -454,7 +593,7 @@ def _layer_handles(
 # ---------------------------------------------------------------------------- dataset
 
 
-def _draw_dataset(figure: Figure, result: Result, style: _Style) -> None:
+def _draw_dataset(figure: Figure, result: Result, style: _Style) -> Frame:
     dataset = result["dataset"]
     points = dataset["points"]
     x = _values(points["x"]).reshape(len(points["x"]), -1)
@@ -472,7 +611,7 @@ def _draw_dataset(figure: Figure, result: Result, style: _Style) -> None:
     if not pca:
         ax.set_aspect("equal", adjustable="datalim")
     ax.legend(fontsize=style.small, title="class", title_fontsize=style.small, markerscale=2)
-    figure.suptitle(f"Dataset — {_run_label(result)}", fontsize=style.title)
+    return Frame(title=figure.suptitle(f"Dataset — {_run_label(result)}", fontsize=style.title))
 
 
 def _class_count(result: Result, labels: np.ndarray) -> int:
@@ -502,7 +641,7 @@ def _scatter_classes(
 # ---------------------------------------------------------------------------- tutorial
 
 
-def _draw_weights(figure: Figure, result: Result, style: _Style) -> None:
+def _draw_weights(figure: Figure, result: Result, style: _Style) -> Frame:
     tutorial = result["tutorial"]
     weights = tutorial["weights"]
     x = _values(tutorial.get("epochs"))
@@ -520,12 +659,13 @@ def _draw_weights(figure: Figure, result: Result, style: _Style) -> None:
         if not drawn:
             _note(ax, "no finite values", style)
         drawn_anywhere |= drawn
-    _span_x(mean_ax, x)
-    _layer_legend(figure, names, drawn_anywhere, colors, style)
-    _suptitle(figure, result, "Weights per layer over epochs", style)
+    _span_x(mean_ax, x, style)
+    frame = _layer_legend(figure, names, drawn_anywhere, colors, style)
+    frame.title = _suptitle(figure, result, "Weights per layer over epochs", style)
+    return frame
 
 
-def _draw_gradients(figure: Figure, result: Result, style: _Style) -> None:
+def _draw_gradients(figure: Figure, result: Result, style: _Style) -> Frame:
     tutorial = result["tutorial"]
     gradients = tutorial.get("gradients") or {}
     epochs = _values(tutorial.get("epochs"))
@@ -539,8 +679,9 @@ def _draw_gradients(figure: Figure, result: Result, style: _Style) -> None:
     drawn |= _draw_gradient_spread(std_ax, x, stds, colors, style)
     loss = _values(tutorial.get("loss") or (result.get("history") or {}).get("loss"))
     _draw_loss(loss_ax, x, loss, style)
-    _layer_legend(figure, names, drawn, colors, style)
-    _suptitle(figure, result, "Gradients per layer over epochs", style)
+    frame = _layer_legend(figure, names, drawn, colors, style)
+    frame.title = _suptitle(figure, result, "Gradients per layer over epochs", style)
+    return frame
 
 
 def _draw_gradient_means(
@@ -569,7 +710,7 @@ def _draw_gradient_spread(
     if not drawn:
         _note(ax, "no positive finite values", style)
         return drawn
-    ax.set_yscale("log")
+    _log_y(ax, style)
     if any((values == 0).any() for values in stds.values()):
         # Zero gradients (dead units) leave gaps on a log axis: say so.
         ax.text(
@@ -589,7 +730,7 @@ def _draw_loss(ax: Axes, x: np.ndarray, loss: np.ndarray, style: _Style) -> None
         ax.plot(_series_x(x, loss), loss, color="#222222", linewidth=style.line)
     else:
         _note(ax, "no finite loss", style)
-    _span_x(ax, x)
+    _span_x(ax, x, style)
 
 
 def _positive(values: np.ndarray) -> np.ndarray:
@@ -635,43 +776,44 @@ def _layer_legend(
     drawn: set[str],
     colors: Mapping[str, Color],
     style: _Style,
-) -> None:
+) -> Frame:
     """The figure's legend by layer; a layer with nothing to draw says so.
 
     Past `MAX_LAYER_LEGEND` layers a legend would crowd out the plot, so a
     colorbar keyed by layer (the same colors) stands in for it.
     """
     if len(names) > MAX_LAYER_LEGEND:
-        _layer_colorbar(figure, names, colors, style)
-        return
+        return _layer_colorbar(figure, names, colors, style)
     labels = [name if name in drawn else f"{name} (no finite values)" for name in names]
-    _legend(figure, _layer_handles(colors, names, style), labels, style, "layer")
+    return _legend(figure, _layer_handles(colors, names, style), labels, style, "layer")
 
 
 def _layer_colorbar(
     figure: Figure, names: Sequence[str], colors: Mapping[str, Color], style: _Style
-) -> None:
+) -> Frame:
+    """A bar of the layer colors under the panels (right of them in portrait)."""
     mappable = ScalarMappable(
         norm=BoundaryNorm(np.arange(len(names) + 1) - 0.5, len(names)),
         cmap=ListedColormap([colors[name] for name in names]),
     )
     ticked = _spread_pick(list(range(len(names))), 8)
+    cax = figure.add_axes((0.0, 0.0, 1.0, 1.0))  # placed by the layout
     colorbar = figure.colorbar(
         mappable,
-        ax=figure.axes,
-        location="bottom" if style.landscape else "right",
+        cax=cax,
+        orientation="horizontal" if style.landscape else "vertical",
         ticks=ticked,
-        fraction=0.04,
-        aspect=40,
     )
     colorbar.set_ticklabels([names[index] for index in ticked])
     _style_colorbar(colorbar, "layer", style)
+    bar = style.pt(8.0)
+    return Frame(bottom=cax, bar=bar) if style.landscape else Frame(right=cax, bar=bar)
 
 
 # ---------------------------------------------------------------------- gradient flow
 
 
-def _draw_gradient_flow(figure: Figure, result: Result, style: _Style) -> None:
+def _draw_gradient_flow(figure: Figure, result: Result, style: _Style) -> Frame:
     names = _gradient_layers(result)
     x, xlabel = _capture_epochs(result)
     series = result["series"]
@@ -685,6 +827,7 @@ def _draw_gradient_flow(figure: Figure, result: Result, style: _Style) -> None:
     ax = figure.subplots()
     _style_axes(ax, style, title="log10 of each layer's kernel gradient norm", xlabel=xlabel)
     ax.grid(False)
+    frame = Frame(title=_suptitle(figure, result, "Gradient flow", style))
     if logs.count() == 0:
         _note(ax, "no finite gradient norms", style)
     else:
@@ -700,11 +843,14 @@ def _draw_gradient_flow(figure: Figure, result: Result, style: _Style) -> None:
                 -0.5,
             ),
         )
-        colorbar = figure.colorbar(image, ax=ax)
+        cax = figure.add_axes((0.0, 0.0, 1.0, 1.0))  # placed by the layout
+        colorbar = figure.colorbar(image, cax=cax)
+        colorbar.locator = _locator(ax, "y", style)
         _style_colorbar(colorbar, "log10 ‖∇W‖ (grey: zero or not finite)", style)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(_locator(ax, "x", style, integer=True))
+        frame.right, frame.bar, frame.bar_gap = cax, style.pt(14.0), style.pt(18.0)
     ax.set_yticks(range(len(names)), names, fontsize=style.small)
-    _suptitle(figure, result, "Gradient flow", style)
+    return frame
 
 
 def _gradient_layers(result: Result) -> list[str]:
@@ -727,7 +873,7 @@ def _column_extent(x: np.ndarray) -> tuple[float, float]:
 # ------------------------------------------------------------------------ activations
 
 
-def _draw_activations(figure: Figure, result: Result, style: _Style) -> None:
+def _draw_activations(figure: Figure, result: Result, style: _Style) -> Frame:
     names = _activation_layers(result)
     activations = {name: result["series"][name]["activation"] for name in names}
     saturated = [name for name in names if activations[name].get("saturated") is not None]
@@ -757,9 +903,10 @@ def _draw_activations(figure: Figure, result: Result, style: _Style) -> None:
         if not drawn:
             _note(ax, "no finite values", style)
         drawn_anywhere |= drawn
-        _span_x(ax, x)
-    _layer_legend(figure, names, drawn_anywhere, colors, style)
-    _suptitle(figure, result, "Activations on the probe batch", style)
+        _span_x(ax, x, style)
+    frame = _layer_legend(figure, names, drawn_anywhere, colors, style)
+    frame.title = _suptitle(figure, result, "Activations on the probe batch", style)
+    return frame
 
 
 def _activation_layers(result: Result) -> list[str]:
@@ -774,7 +921,7 @@ def _activation_layers(result: Result) -> list[str]:
 # ------------------------------------------------------------------------- histograms
 
 
-def _draw_histograms(figure: Figure, result: Result, style: _Style) -> None:
+def _draw_histograms(figure: Figure, result: Result, style: _Style) -> Frame:
     histograms = result["histograms"]
     all_names = _histogram_layers(result)
     names = _spread_pick(all_names, MAX_HISTOGRAM_PANELS)
@@ -801,13 +948,14 @@ def _draw_histograms(figure: Figure, result: Result, style: _Style) -> None:
             _note(ax, "no finite histogram", style)
     handles = [Line2D([], [], color=color, linewidth=style.pt(1.8)) for color in snapshot_colors]
     # Right of the grid, so that it does not collide with the shared x label.
-    _legend(figure, handles, [f"{epoch}" for epoch in epochs], style, "epoch", right=True)
-    figure.supxlabel("kernel gradient", fontsize=style.text)
-    figure.supylabel("fraction of entries per bin", fontsize=style.text)
+    frame = _legend(figure, handles, [f"{epoch}" for epoch in epochs], style, "epoch", right=True)
+    frame.xlabel = figure.supxlabel("kernel gradient", fontsize=style.text)
+    frame.ylabel = figure.supylabel("fraction of entries per bin", fontsize=style.text)
     title = "Kernel gradient distributions at snapshot epochs"
     if len(names) < len(all_names):
         title += f" ({len(names)} of {len(all_names)} layers)"
-    _suptitle(figure, result, title, style)
+    frame.title = _suptitle(figure, result, title, style)
+    return frame
 
 
 def _spread_pick(names: Sequence[T], most: int) -> list[T]:
@@ -848,15 +996,31 @@ def _plot_snapshots(
         finite = np.isfinite(edges).all() and np.isfinite(counts).all()
         if not finite or total <= 0 or edges.size != counts.size + 1:
             continue
-        ax.stairs(counts / total, edges, color=color, linewidth=style.pt(1.3))
+        ax.add_line(_step_outline(edges, counts / total, color, style))
         widest = max(widest or 0.0, float(np.abs(edges).max()))
+    ax.autoscale_view()  # add_line, unlike plot, leaves the view limits to the caller
     return widest
+
+
+def _step_outline(edges: np.ndarray, heights: np.ndarray, color: Color, style: _Style) -> Line2D:
+    """A histogram's outline from 0 up and back down, as `Axes.stairs` draws it.
+
+    A plain line: `stairs` makes a patch, and adding a patch walks its path
+    segment by segment for the data limits, most of a histogram panel's cost.
+    """
+    x = np.repeat(edges, 2)
+    y = np.concatenate([[0.0], np.repeat(heights, 2), [0.0]])
+    line = Line2D(
+        x, y, color=color, linewidth=style.pt(1.3), solid_joinstyle="miter", solid_capstyle="butt"
+    )
+    line.sticky_edges.y.append(0.0)  # the bars stand on the axis, no margin under them
+    return line
 
 
 # --------------------------------------------------------------------------- boundary
 
 
-def _draw_boundary(figure: Figure, result: Result, style: _Style) -> None:
+def _draw_boundary(figure: Figure, result: Result, style: _Style) -> Frame:
     boundary = result["boundary"]
     grid_x, grid_y = _values(boundary["x"]), _values(boundary["y"])
     surface = _values(boundary["z"])
@@ -887,7 +1051,7 @@ def _draw_boundary(figure: Figure, result: Result, style: _Style) -> None:
     ax.set_aspect("equal", adjustable="box")  # circles should look round
     _style_axes(ax, style, title=_boundary_title(result), xlabel="feature 1", ylabel="feature 2")
     ax.grid(False)
-    _suptitle(figure, result, "Decision surface", style)
+    return Frame(title=_suptitle(figure, result, "Decision surface", style))
 
 
 def _binary_surface(
@@ -939,7 +1103,7 @@ def _has_tutorial(key: str) -> Callable[[Result], bool]:
     return check
 
 
-_DRAWERS: dict[str, Callable[[Figure, Result, _Style], None]] = {
+_DRAWERS: dict[str, Callable[[Figure, Result, _Style], Frame]] = {
     "dataset": _draw_dataset,
     "weights": _draw_weights,
     "gradients": _draw_gradients,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import io
+import itertools
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -18,6 +21,7 @@ from matplotlib.text import Text
 from matplotlib.transforms import Affine2D, Bbox, TransformedBbox
 from PIL import Image
 
+from core import plot_canvas
 from core.plots import (
     MISSING_COLOR,
     PLOT_NAMES,
@@ -151,6 +155,31 @@ def test_every_plot_is_a_png_of_the_asked_size(
     assert len(np.unique(packed)) > 20  # something was drawn, not a blank canvas
 
 
+@pytest.mark.parametrize("name", PLOT_NAMES)
+@pytest.mark.parametrize(("width", "height", "dpi"), SIZES)
+def test_every_plot_keeps_its_panels_and_text_inside_the_figure_and_apart(
+    result: dict[str, Any], name: str, width: int, height: int, dpi: int
+) -> None:
+    figure = build_figure(name, result, width=width, height=height, dpi=dpi)
+    canvas = figure.canvas
+    assert isinstance(canvas, FigureCanvasAgg)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    # Each panel with everything around it: ticks, labels, title, insets, legends.
+    boxes = [ax.get_tightbbox(renderer) for ax in figure.axes if ax.axison]
+    boxes += [legend.get_window_extent(renderer) for legend in figure.legends]
+    boxes += [text.get_window_extent(renderer) for text in figure.texts if text.get_text()]
+    for box in boxes:
+        assert box is not None
+        assert box.x0 >= -1 and box.y0 >= -1, (name, box)
+        assert box.x1 <= width + 1 and box.y1 <= height + 1, (name, box)
+    for one, other in itertools.combinations(boxes, 2):
+        assert one is not None and other is not None
+        overlap_x = min(one.x1, other.x1) - max(one.x0, other.x0)
+        overlap_y = min(one.y1, other.y1) - max(one.y0, other.y0)
+        assert overlap_x <= 1 or overlap_y <= 1, (name, one, other)
+
+
 @pytest.mark.parametrize(
     ("name", "width", "height", "dpi"),
     [
@@ -230,6 +259,19 @@ def test_rendering_is_deterministic_and_follows_the_numbers(result: dict[str, An
     changed = copy.deepcopy(result)
     changed["timing"]["seconds"] = 99.0
     assert render_plot("weights", changed) == first
+
+
+def test_rendering_does_not_depend_on_what_was_rendered_before(result: dict[str, Any]) -> None:
+    first = {name: render_plot(name, result) for name in PLOT_NAMES}
+    # Renderers and rasterized text are kept between renders: start afresh,
+    # then render in another order with other sizes in between.
+    plot_canvas._renderers.clear()
+    plot_canvas._coverage.clear()
+    plot_canvas._colored.clear()
+    plot_canvas._font_heights.clear()
+    for name in reversed(PLOT_NAMES):
+        render_plot(name, result, width=480, height=320, dpi=60)
+        assert render_plot(name, result) == first[name]
 
 
 def test_concurrent_rendering_gives_the_bytes_of_serial_rendering(
@@ -344,7 +386,13 @@ def test_histograms_are_small_multiples_by_layer_with_a_legend_by_epoch(
     assert scales == sorted(scales) and scales[-1] > 100 * scales[0]
     epochs = result["histograms"]["epochs"]
     assert legend_labels(figure) == [str(epoch) for epoch in epochs]
-    assert all(len(ax.patches) == len(epochs) for ax in panels)  # one step line per snapshot
+    for ax in panels:
+        outlines = ax.get_lines()
+        assert len(outlines) == len(epochs)  # one step line per snapshot
+        for outline in outlines:
+            heights = np.asarray(outline.get_ydata(), dtype=np.float64)
+            assert heights[0] == heights[-1] == 0.0  # up from the axis and back down
+            assert heights[1::2].sum() == pytest.approx(1.0)  # fractions of the entries
 
 
 def test_a_deep_network_gets_a_readable_grid_and_a_layer_colorbar() -> None:
@@ -442,6 +490,18 @@ def test_stacked_panels_label_the_shared_x_axis_once(result: dict[str, Any]) -> 
     assert [ax.get_xlabel() for ax in portrait.axes] == ["", "", "epoch"]
     landscape = build_figure("gradients", result)
     assert [ax.get_xlabel() for ax in landscape.axes] == ["epoch"] * 3
+
+
+def test_log_axis_labels_are_plain_text_powers_of_ten(result: dict[str, Any]) -> None:
+    figure = build_figure("gradients", result)
+    spread = figure.axes[1]
+    labels = [label.get_text() for label in spread.get_yticklabels() if label.get_text()]
+    assert len(labels) >= 2
+    # Unicode superscripts rather than mathtext, which parses every label.
+    assert all(re.fullmatch("10⁻?[⁰¹²³⁴⁵⁶⁷⁸⁹]+", label) for label in labels), labels
+    low, high = spread.get_ylim()
+    ticks = spread.yaxis.get_majorticklocs()
+    assert all(low <= tick <= high for tick in ticks)  # no ticks built past the view
 
 
 def test_zero_gradient_spread_is_called_out_on_the_log_axis(result: dict[str, Any]) -> None:
