@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Path, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from api.access import Access, unauthorized
 from api.errors import job_not_found
 from api.rendering import PlotRenderer
+from core.api_keys import ANONYMOUS
 from core.jobs import JobRecord, is_job_id
 from core.settings import Settings
 from core.store import AsyncJobStore
@@ -27,6 +30,7 @@ class Services:
     store: AsyncJobStore
     celery: Celery
     renderer: PlotRenderer
+    access: Access
 
 
 # Async, though they only read app state: FastAPI runs a plain `def` dependency in a
@@ -65,10 +69,60 @@ IdempotencyKey = Annotated[
 ]
 
 
-async def get_existing_job(job_id: JobId, store: StoreDep) -> JobRecord:
-    """The job's record, or a 404 problem."""
-    record = await store.get(job_id) if is_job_id(job_id) else None
-    if record is None:
+# ------------------------------------------------------------------------- access
+
+# Both declared as security schemes, so /docs has an Authorize button; neither errors
+# by itself: the owner dependencies decide, and in open mode need neither.
+_bearer = HTTPBearer(
+    auto_error=False, description="an API key as `Authorization: Bearer <key>` (keys mode)"
+)
+_api_key = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="an API key, instead of Authorization"
+)
+
+
+async def get_optional_owner(
+    services: ServicesDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    api_key: Annotated[str | None, Security(_api_key)],
+) -> str | None:
+    """The owner the request acts for; None without a valid key in keys mode."""
+    if services.access.open:
+        return ANONYMOUS
+    key = bearer.credentials if bearer is not None else api_key
+    return services.access.keyring.owner_of(key)
+
+
+OptionalOwner = Annotated[str | None, Depends(get_optional_owner)]
+
+
+async def get_owner(owner: OptionalOwner) -> str:
+    """The owner the request acts for; a 401 problem without a valid key in keys mode."""
+    if owner is None:
+        raise unauthorized()
+    return owner
+
+
+OwnerDep = Annotated[str, Depends(get_owner)]
+
+
+async def get_owned_job_id(job_id: JobId, owner: OwnerDep, services: ServicesDep) -> str:
+    """The id, when the caller may see that job; a 404 problem (the same for another
+    owner's job as for an unknown one) otherwise. Open mode skips the lookup."""
+    if not is_job_id(job_id):
+        raise job_not_found(job_id)
+    if not services.access.open and await services.store.owner_of(job_id) != owner:
+        raise job_not_found(job_id)
+    return job_id
+
+
+OwnedJobId = Annotated[str, Depends(get_owned_job_id)]
+
+
+async def get_existing_job(job_id: JobId, services: ServicesDep, owner: OwnerDep) -> JobRecord:
+    """The job's record, when the caller may see it, or a 404 problem."""
+    record = await services.store.get(job_id) if is_job_id(job_id) else None
+    if record is None or not services.access.may_see(owner, record.owner):
         raise job_not_found(job_id)
     return record
 

@@ -11,10 +11,13 @@ PNG (200, or 304 for a matching If-None-Match), for a GET without a query string
 Anything else (an unknown id, a size to render, a Redis error, any other route)
 goes on to the FastAPI routes, which remain the one place that validates,
 documents and reports errors. Both build their responses with api.responses.
+With API keys, only a request whose key owns the job is answered here; one
+without a valid key, or for another owner's job, goes on to the routes too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from starlette.responses import Response
@@ -53,30 +56,50 @@ class HotReads:
         if not path.startswith("/v1/experiments/"):
             return None
         services: Services = scope["app"].state.services
+        headers = _headers(scope)
+        access = services.access
+        owner = access.owner_for(headers.get(b"authorization"), headers.get(b"x-api-key"))
+        if owner is None:
+            return None
         if match := _RECORD.match(path):
             record = await services.store.get(match[1])
-            return None if record is None else record_response(record)
+            if record is None or not access.may_see(owner, record.owner):
+                return None
+            return record_response(record)
         if (match := _PLOT.match(path)) and match[2] in _NAMES:
-            return await self._plot(services, match[1], match[2], _if_none_match(scope))
+            if not access.open:
+                return await self._owned_plot(services, owner, match[1], match[2], headers)
+            return await self._plot(services, match[1], match[2], headers.get(b"if-none-match"))
         return None
+
+    async def _owned_plot(
+        self, services: Services, owner: str, job_id: str, name: str, headers: dict[bytes, str]
+    ) -> Response | None:
+        # Both reads leave on one round trip of the multiplexed connection.
+        job_owner, response = await asyncio.gather(
+            services.store.owner_of(job_id),
+            self._plot(services, job_id, name, headers.get(b"if-none-match")),
+        )
+        return response if job_owner == owner else None
 
     @staticmethod
     async def _plot(
         services: Services, job_id: str, name: str, if_none_match: str | None
     ) -> Response | None:
+        cache_control = services.access.immutable
         if if_none_match is not None:
             cached = await services.store.get_plot(job_id, field=plot_field(name), body=False)
             if cached.etag is not None and etag_matches(if_none_match, cached.etag):
-                return not_modified(cached.etag)
+                return not_modified(cached.etag, cache_control)
         plot = await services.store.get_plot(job_id, field=plot_field(name))
         if plot.png is None or plot.etag is None:
             return None
-        return png_response(plot.png, plot.etag)
+        return png_response(plot.png, plot.etag, cache_control)
 
 
-def _if_none_match(scope: Scope) -> str | None:
-    for key, value in scope["headers"]:
-        if key == b"if-none-match":
-            header: str = value.decode("latin-1")
-            return header
-    return None
+_WANTED = frozenset({b"authorization", b"x-api-key", b"if-none-match"})
+
+
+def _headers(scope: Scope) -> dict[bytes, str]:
+    """The request headers the hot reads look at."""
+    return {key: value.decode("latin-1") for key, value in scope["headers"] if key in _WANTED}

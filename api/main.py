@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api.access import Access
 from api.deps import Services
 from api.errors import install_error_handlers
 from api.hot_reads import HotReads
@@ -42,12 +43,15 @@ fetch `/result` and the PNGs under `/plots`. Errors are `application/problem+jso
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API for `settings` (default: read from the environment)."""
     settings = settings or get_settings()
+    # Here, not at the first request: unsafe settings stop the API from starting at all.
+    access = Access.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        access.log_mode()
         store = AsyncJobStore.from_settings(settings)
         celery = make_celery(settings, main="gradwatch-api")
-        app.state.services = Services(settings, store, celery, PlotRenderer())
+        app.state.services = Services(settings, store, celery, PlotRenderer(), access)
         # Everything imported so far (FastAPI, pydantic, matplotlib) lives as long as the
         # process: moving it out of the collector's sight keeps full collections, which
         # otherwise walk it all, from stalling requests for tens of milliseconds.
@@ -71,10 +75,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(
         CORSMiddleware,
-        allow_origins=settings.cors_origins,
+        # With API keys, none unless configured: see Settings.cors_origins.
+        allow_origins=settings.allowed_origins,
         allow_methods=["GET", "POST", "DELETE"],
-        allow_headers=["Content-Type", "Idempotency-Key", "Last-Event-ID", "If-None-Match"],
-        expose_headers=["ETag", "Location", "Idempotent-Replayed"],
+        allow_headers=[
+            "Content-Type",
+            "Idempotency-Key",
+            "Last-Event-ID",
+            "If-None-Match",
+            "Authorization",
+            "X-API-Key",
+        ],
+        expose_headers=["ETag", "Location", "Idempotent-Replayed", "Retry-After"],
         max_age=3600,
     )
     for module in (experiments, plots, events, presets, studies):

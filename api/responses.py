@@ -27,22 +27,22 @@ def record_response(record: JobRecord) -> Response:
     return FastJSONResponse(record.to_public())
 
 
-def png_headers(etag: str) -> dict[str, str]:
+def png_headers(etag: str, cache_control: str = IMMUTABLE) -> dict[str, str]:
     """Headers of a stored plot: it never changes for its URL, and any page may embed it."""
     return {
         "ETag": etag,
-        "Cache-Control": IMMUTABLE,
+        "Cache-Control": cache_control,
         # Lets pages that isolate themselves (COEP) embed the image too.
         "Cross-Origin-Resource-Policy": "cross-origin",
     }
 
 
-def png_response(png: bytes, etag: str) -> Response:
-    return Response(png, media_type="image/png", headers=png_headers(etag))
+def png_response(png: bytes, etag: str, cache_control: str = IMMUTABLE) -> Response:
+    return Response(png, media_type="image/png", headers=png_headers(etag, cache_control))
 
 
-def not_modified(etag: str) -> Response:
-    return Response(status_code=304, headers=png_headers(etag))
+def not_modified(etag: str, cache_control: str = IMMUTABLE) -> Response:
+    return Response(status_code=304, headers=png_headers(etag, cache_control))
 
 
 def etag_matches(header: str, etag: str) -> bool:

@@ -78,6 +78,14 @@ class PlotList(BaseModel):
     items: list[PlotLink]
 
 
+class ShareLink(BaseModel):
+    """A signed link to one plot at one size: no API key needed until it expires."""
+
+    url: str = Field(description="the PNG, with `expires` and `sig` query parameters")
+    expires: int = Field(description="when the link stops working (Unix seconds)")
+    expires_at: datetime
+
+
 class PresetPublic(BaseModel):
     name: str
     title: str
@@ -112,6 +120,7 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     status: str = Field(description="ready, or unavailable when Redis does not answer")
+    auth: str = Field(description="open (no API keys: every client sees every job) or keys")
     redis: bool
     workers: dict[str, list[str]] = Field(description="queue -> hostnames of live workers")
 

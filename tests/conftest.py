@@ -9,6 +9,7 @@ both are started once per session and waited for by polling, never by sleeping.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import secrets
@@ -25,6 +26,7 @@ import httpx
 import pytest
 import redis
 
+from core.api_keys import key_entry, new_api_key
 from core.keys import Keys
 from core.settings import Settings, get_settings
 from core.spec import Device
@@ -140,7 +142,62 @@ class Server:
 
 @pytest.fixture(scope="session")
 def api_server(service_env: dict[str, str], redis_client: redis.Redis) -> Iterator[Server]:
-    """`uvicorn api.main:app` on a free loopback port, ready once /healthz answers."""
+    """`uvicorn api.main:app` in open mode (no API keys), ready once /healthz answers."""
+    with serve_api(service_env) as server:
+        yield server
+
+
+@dataclass(frozen=True)
+class KeysServer(Server):
+    """An API server with API keys: `keys` maps a name to a key it accepts.
+
+    alice and alice2 are two keys of owner alice (as during a rotation); bob is another
+    owner; carol's and dave's keys have no owner name, so each is an owner of its own,
+    new to Redis with every call of `keys_env`.
+    """
+
+    keys: dict[str, str]
+    share_secret: str
+
+    def client_of(self, name: str) -> httpx.Client:
+        """A client sending `name`'s key as a bearer token."""
+        headers = {"Authorization": f"Bearer {self.keys[name]}"}
+        return httpx.Client(base_url=self.url, timeout=30.0, headers=headers)
+
+
+def keys_env(service_env: dict[str, str], **limits: int) -> tuple[dict[str, str], dict[str, str]]:
+    """The environment of an API server with fresh keys (and `limits` settings), and the keys.
+
+    The share secret is the environment's GRADWATCH_SHARE_SECRET.
+    """
+    keys = {name: new_api_key() for name in ("alice", "alice2", "bob", "carol", "dave")}
+    entries = [
+        key_entry(keys["alice"], "alice"),
+        key_entry(keys["alice2"], "alice"),
+        key_entry(keys["bob"], "bob"),
+        key_entry(keys["carol"]),
+        key_entry(keys["dave"]),
+    ]
+    env = {
+        **service_env,
+        "GRADWATCH_API_KEYS": ",".join(entries),
+        "GRADWATCH_SHARE_SECRET": secrets.token_urlsafe(32),
+        **{f"GRADWATCH_{name.upper()}": str(value) for name, value in limits.items()},
+    }
+    return env, keys
+
+
+@pytest.fixture(scope="session")
+def keys_server(service_env: dict[str, str], redis_client: redis.Redis) -> Iterator[KeysServer]:
+    """`uvicorn api.main:app` with API keys and a share secret; limits too high to meet."""
+    env, keys = keys_env(service_env, submissions_per_minute=100_000, max_active_jobs=100_000)
+    with serve_api(env) as server:
+        yield KeysServer(server.url, server.process, keys, env["GRADWATCH_SHARE_SECRET"])
+
+
+@contextlib.contextmanager
+def serve_api(env: dict[str, str]) -> Iterator[Server]:
+    """`uvicorn api.main:app` with `env` on a free loopback port, ready once /healthz answers."""
     port = free_port()
     command = [
         sys.executable,
@@ -152,7 +209,7 @@ def api_server(service_env: dict[str, str], redis_client: redis.Redis) -> Iterat
         "--no-access-log",
         "--log-level=warning",
     ]
-    process = subprocess.Popen(command, cwd=ROOT, env=service_env)
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
     server = Server(f"http://127.0.0.1:{port}", process)
 
     def healthy() -> bool:

@@ -12,14 +12,29 @@ import orjson
 from fastapi import APIRouter, Body, Query
 from starlette.responses import Response
 
-from api.deps import IdempotencyKey, JobId, Services, ServicesDep, StoreDep
+from api.access import limit_refused
+from api.deps import (
+    IdempotencyKey,
+    JobId,
+    OwnedJobId,
+    OwnerDep,
+    Services,
+    ServicesDep,
+    StoreDep,
+)
 from api.errors import Problem, job_not_found, job_not_succeeded
-from api.responses import IMMUTABLE, FastJSONResponse, record_response
+from api.responses import FastJSONResponse, record_response
 from api.schemas import JobPublic, JobsPage, problem_responses
 from core.jobs import JobRecord, JobStatus, is_job_id
 from core.queue import send_training
 from core.spec import ExperimentSpec
-from core.store import IdempotencyKeyReused, InvalidCursor
+from core.store import (
+    ACTIVE_LIMIT_RETRY_AFTER,
+    IdempotencyKeyReused,
+    InvalidCursor,
+    Refusal,
+    TooManyActiveJobs,
+)
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 
@@ -55,17 +70,33 @@ def fingerprint(spec: ExperimentSpec) -> str:
     "",
     status_code=202,
     response_model=JobPublic,
-    responses=problem_responses(400, 413, 422, 503),
+    responses=problem_responses(400, 401, 413, 422, 429, 503),
 )
 async def create_experiment(
-    services: ServicesDep, spec: SpecBody, idempotency_key: IdempotencyKey = None
+    services: ServicesDep, spec: SpecBody, owner: OwnerDep, idempotency_key: IdempotencyKey = None
 ) -> Response:
     """Queue an experiment: 202, its record and Location; Idempotency-Key makes it repeatable."""
     queue = services.settings.queue_for(spec.device)
+    access = services.access
+    if not access.open:
+        refusal = await services.store.admit(
+            owner, per_minute=access.submissions_per_minute, max_active=access.max_active_jobs
+        )
+        if refusal is not None:
+            raise limit_refused(refusal, access)
     try:
         created = await services.store.create(
-            spec=spec, queue=queue, idempotency_key=idempotency_key, fingerprint=fingerprint(spec)
+            spec=spec,
+            queue=queue,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint(spec),
+            owner=owner,
+            # Checked again as the job is made: concurrent submissions cannot pass it together.
+            max_active=0 if access.open else access.max_active_jobs,
         )
+    except TooManyActiveJobs as error:
+        refusal = Refusal("max_active_jobs", ACTIVE_LIMIT_RETRY_AFTER, error.active)
+        raise limit_refused(refusal, access) from error
     except IdempotencyKeyReused as error:
         raise Problem(
             422,
@@ -95,18 +126,20 @@ async def _enqueue(services: Services, record: JobRecord) -> None:
         raise Problem(503, "Queue unavailable", message, kind="queue-unavailable") from error
 
 
-@router.get("", response_model=JobsPage, responses=problem_responses(422))
+@router.get("", response_model=JobsPage, responses=problem_responses(401, 422))
 async def list_experiments(
-    store: StoreDep,
+    services: ServicesDep,
+    owner: OwnerDep,
     status: Annotated[JobStatus | None, Query(description="only jobs with this status")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="jobs per page")] = 50,
     cursor: Annotated[
         str | None, Query(max_length=64, description="next_cursor of the previous page")
     ] = None,
 ) -> Response:
-    """Jobs, newest first, one page at a time."""
+    """Jobs, newest first, one page at a time (with API keys, the key owner's only)."""
+    mine = None if services.access.open else owner
     try:
-        page = await store.list_jobs(status=status, limit=limit, cursor=cursor)
+        page = await services.store.list_jobs(status=status, limit=limit, cursor=cursor, owner=mine)
     except InvalidCursor as error:
         reason = "not a cursor this API handed out"
         raise Problem(
@@ -120,12 +153,12 @@ async def list_experiments(
     return FastJSONResponse({"items": items, "next_cursor": page.next_cursor})
 
 
-@router.get("/{job_id}", response_model=JobPublic, responses=problem_responses(404))
-async def read_experiment(job_id: JobId, store: StoreDep) -> Response:
+@router.get("/{job_id}", response_model=JobPublic, responses=problem_responses(401, 404))
+async def read_experiment(job_id: JobId, services: ServicesDep, owner: OwnerDep) -> Response:
     """One job's record: status, progress, worker, summary."""
     # A found record is usually answered before this route, by api.hot_reads.
-    record = await store.get(job_id) if is_job_id(job_id) else None
-    if record is None:
+    record = await services.store.get(job_id) if is_job_id(job_id) else None
+    if record is None or not services.access.may_see(owner, record.owner):
         raise job_not_found(job_id)
     return record_response(record)
 
@@ -135,18 +168,20 @@ async def read_experiment(job_id: JobId, store: StoreDep) -> Response:
     response_class=Response,
     responses={
         200: {"content": {"application/json": {}}, "description": "result.json (core.result)"},
-        **problem_responses(404, 409),
+        **problem_responses(401, 404, 409),
     },
 )
-async def read_result(job_id: JobId, store: StoreDep) -> Response:
+async def read_result(job_id: OwnedJobId, services: ServicesDep) -> Response:
     """The full result: every captured series, metrics and diagnosis (409 until it succeeded)."""
-    stored = await store.get_result(job_id) if is_job_id(job_id) else None
-    if stored is None or stored.status is None:
+    stored = await services.store.get_result(job_id)
+    if stored.status is None:
         raise job_not_found(job_id)
     if stored.content is None:
         raise job_not_succeeded(job_id, stored.status.value, "a result")
     return Response(
-        stored.content, media_type="application/json", headers={"Cache-Control": IMMUTABLE}
+        stored.content,
+        media_type="application/json",
+        headers={"Cache-Control": services.access.immutable},
     )
 
 
@@ -155,13 +190,13 @@ async def read_result(job_id: JobId, store: StoreDep) -> Response:
     response_class=Response,
     responses={
         200: {"content": {"application/octet-stream": {}}, "description": "NumPy .npz"},
-        **problem_responses(404, 409),
+        **problem_responses(401, 404, 409),
     },
 )
-async def read_arrays(job_id: JobId, store: StoreDep) -> Response:
+async def read_arrays(job_id: OwnedJobId, services: ServicesDep) -> Response:
     """The raw captured tensors as a NumPy .npz (when the spec asked for capture.raw)."""
-    stored = await store.get_arrays(job_id) if is_job_id(job_id) else None
-    if stored is None or stored.status is None:
+    stored = await services.store.get_arrays(job_id)
+    if stored.status is None:
         raise job_not_found(job_id)
     if stored.content is None:
         if stored.status is not JobStatus.SUCCEEDED:
@@ -176,7 +211,7 @@ async def read_arrays(job_id: JobId, store: StoreDep) -> Response:
         stored.content,
         media_type="application/octet-stream",
         headers={
-            "Cache-Control": IMMUTABLE,
+            "Cache-Control": services.access.immutable,
             "Content-Disposition": f'attachment; filename="{job_id}.npz"',
         },
     )
@@ -185,11 +220,11 @@ async def read_arrays(job_id: JobId, store: StoreDep) -> Response:
 @router.post(
     "/{job_id}/cancel",
     response_model=JobPublic,
-    responses={202: {"model": JobPublic}, **problem_responses(404, 409)},
+    responses={202: {"model": JobPublic}, **problem_responses(401, 404, 409)},
 )
-async def cancel_experiment(job_id: JobId, store: StoreDep) -> Response:
+async def cancel_experiment(job_id: OwnedJobId, store: StoreDep) -> Response:
     """Cancel: a queued job at once (200), a running one after its current epoch (202)."""
-    outcome = await store.request_cancel(job_id) if is_job_id(job_id) else None
+    outcome = await store.request_cancel(job_id)
     if outcome is None:
         raise job_not_found(job_id)
     if outcome.before in (JobStatus.SUCCEEDED, JobStatus.FAILED):
@@ -204,9 +239,9 @@ async def cancel_experiment(job_id: JobId, store: StoreDep) -> Response:
     return FastJSONResponse(outcome.record.to_public(), status_code=status_code)
 
 
-@router.delete("/{job_id}", status_code=204, responses=problem_responses(404))
-async def delete_experiment(job_id: JobId, store: StoreDep) -> Response:
+@router.delete("/{job_id}", status_code=204, responses=problem_responses(401, 404))
+async def delete_experiment(job_id: OwnedJobId, store: StoreDep) -> Response:
     """Delete the job and everything stored for it; a running job stops after its epoch."""
-    if not (is_job_id(job_id) and await store.delete(job_id)):
+    if not await store.delete(job_id):
         raise job_not_found(job_id)
     return Response(status_code=204)

@@ -35,8 +35,12 @@ async def healthz() -> Response:
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(services: ServicesDep) -> Response:
-    """Redis answers (else 503); lists the live workers of each queue from their heartbeats."""
+    """Redis answers (else 503); lists the live workers of each queue from their heartbeats.
+
+    `auth` says whether API keys guard the jobs (`keys`) or every client sees all (`open`).
+    """
     store = services.store
+    auth = services.access.mode
     try:
         with anyio.fail_after(PROBE_TIMEOUT):
             await store.ping()
@@ -44,9 +48,9 @@ async def readyz(services: ServicesDep) -> Response:
                 queue: await store.live_workers(queue=queue) for queue in queues(services.settings)
             }
     except (redis.RedisError, OSError, TimeoutError):
-        body = {"status": "unavailable", "redis": False, "workers": {}}
+        body = {"status": "unavailable", "auth": auth, "redis": False, "workers": {}}
         return FastJSONResponse(body, status_code=503)
-    return FastJSONResponse({"status": "ready", "redis": True, "workers": workers})
+    return FastJSONResponse({"status": "ready", "auth": auth, "redis": True, "workers": workers})
 
 
 @router.get(

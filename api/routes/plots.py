@@ -4,17 +4,22 @@ A PNG never changes for its URL (a job id, a plot, a size), so it carries a
 strong ETag and a year-long immutable Cache-Control, and any origin may load
 it. The default size was rendered by the worker when the job ended; other
 sizes are rendered on first request, off the event loop, and cached in Redis.
+
+With API keys, a PNG needs its owner's key, or a share link: `POST .../share`
+signs one (api.access) that any page can embed until it expires.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response
 
-from api.deps import ExistingJob, JobId, Services, ServicesDep
+from api.access import SHARE_DEFAULT_SECONDS, SHARE_MAX_SECONDS, SHARE_MIN_SECONDS, unauthorized
+from api.deps import ExistingJob, JobId, OptionalOwner, OwnedJobId, Services, ServicesDep
 from api.errors import Problem, job_not_found, job_not_succeeded
 from api.responses import (
     FastJSONResponse,
@@ -22,8 +27,8 @@ from api.responses import (
     not_modified,
     png_response,
 )
-from api.schemas import PlotList, problem_responses
-from core.jobs import JobStatus, is_job_id
+from api.schemas import PlotList, ShareLink, problem_responses
+from core.jobs import JobStatus, is_job_id, iso_time
 from core.keys import plot_field
 from core.plots import (
     PLOT_DESCRIPTIONS,
@@ -33,6 +38,7 @@ from core.plots import (
     available_plots,
     render_plot,
 )
+from core.share_links import PlotGrant
 from core.store import png_etag
 
 router = APIRouter(prefix="/experiments", tags=["plots"])
@@ -51,6 +57,18 @@ Dpi = Annotated[
     Query(ge=PlotSize.MIN_DPI, le=PlotSize.MAX_DPI, description=f"dots per inch, {PlotSize.DPI}"),
 ]
 IfNoneMatch = Annotated[str | None, Header(alias="If-None-Match", max_length=1024)]
+Expires = Annotated[
+    int | None, Query(ge=0, le=2**40, description="a share link's expiry (Unix seconds)")
+]
+Signature = Annotated[str | None, Query(max_length=64, description="a share link's signature")]
+ExpiresIn = Annotated[
+    int,
+    Query(
+        ge=SHARE_MIN_SECONDS,
+        le=SHARE_MAX_SECONDS,
+        description="seconds the link works (at most 90 days)",
+    ),
+]
 
 DEFAULT_SIZE = (PlotSize.WIDTH, PlotSize.HEIGHT, PlotSize.DPI)
 
@@ -86,36 +104,77 @@ async def _available(services: Services, job_id: str) -> list[str]:
     responses={
         200: {"content": {"image/png": {}}, "description": "the PNG"},
         304: {"description": "If-None-Match matched: not modified"},
-        **problem_responses(404, 409, 422),
+        **problem_responses(401, 403, 404, 409, 422),
     },
 )
 async def read_plot(
     job_id: JobId,
     name: PlotName,
     services: ServicesDep,
+    owner: OptionalOwner,
     width: Width = None,
     height: Height = None,
     dpi: Dpi = None,
     if_none_match: IfNoneMatch = None,
+    expires: Expires = None,
+    sig: Signature = None,
 ) -> Response:
-    """A plot as PNG, optionally at another width, height and dpi; ETag and 304 supported."""
+    """A plot as PNG, optionally at another width, height and dpi; ETag and 304 supported.
+
+    With `expires` and `sig` (a share link), no API key is needed; a bad or expired
+    signature is a 403.
+    """
     # A stored default-size PNG is usually answered before this route, by api.hot_reads.
     if not is_job_id(job_id):
         raise job_not_found(job_id)
+    check_plot_name(name)
+    size = (width or PlotSize.WIDTH, height or PlotSize.HEIGHT, dpi or PlotSize.DPI)
+    if expires is not None or sig is not None:
+        grant = PlotGrant("experiment", job_id, name, size, expires or 0)
+        cache_control = services.access.check_share(grant, sig)
+        headers = {"Access-Control-Allow-Origin": "*"}  # a link works from any page
+    else:
+        cache_control = await _check_owner(services, owner, job_id)
+        headers = {}
+    response = await _plot(services, job_id, name, size, if_none_match, cache_control)
+    response.headers.update(headers)
+    return response
+
+
+def check_plot_name(name: str) -> None:
     if name not in PLOT_NAMES:
         detail = f"no plot {name!r}; choose one of {', '.join(PLOT_NAMES)}"
         raise Problem(404, "Plot not found", detail, kind="plot-not-found")
-    size = (width or PlotSize.WIDTH, height or PlotSize.HEIGHT, dpi or PlotSize.DPI)
+
+
+async def _check_owner(services: Services, owner: str | None, job_id: str) -> str:
+    """The Cache-Control for a plot the caller may see; a 401 or 404 problem otherwise."""
+    access = services.access
+    if owner is None:
+        raise unauthorized()
+    if not access.open and await services.store.owner_of(job_id) != owner:
+        raise job_not_found(job_id)
+    return access.immutable
+
+
+async def _plot(
+    services: Services,
+    job_id: str,
+    name: str,
+    size: tuple[int, int, int],
+    if_none_match: str | None,
+    cache_control: str,
+) -> Response:
     # The default size is the one the worker rendered when the job ended.
     field = plot_field(name, None if size == DEFAULT_SIZE else size)
     store = services.store
     if if_none_match is not None:
         cached = await store.get_plot(job_id, field=field, body=False)
         if cached.etag is not None and etag_matches(if_none_match, cached.etag):
-            return not_modified(cached.etag)
+            return not_modified(cached.etag, cache_control)
     plot = await store.get_plot(job_id, field=field)
     if plot.png is not None and plot.etag is not None:
-        return png_response(plot.png, plot.etag)
+        return png_response(plot.png, plot.etag, cache_control)
     if plot.status is None:
         raise job_not_found(job_id)
     if plot.status is not JobStatus.SUCCEEDED:
@@ -126,7 +185,35 @@ async def read_plot(
         raise Problem(404, "Plot not available", detail, kind="plot-unavailable")
     png = await _render(services, job_id, name, size, field)
     etag = await store.put_plot(job_id, field=field, png=png) or png_etag(png)
-    return png_response(png, etag)
+    return png_response(png, etag, cache_control)
+
+
+@router.post(
+    "/{job_id}/plots/{name}/share",
+    response_model=ShareLink,
+    responses=problem_responses(401, 404, 422),
+)
+async def share_plot(
+    job_id: OwnedJobId,
+    name: PlotName,
+    request: Request,
+    services: ServicesDep,
+    width: Width = None,
+    height: Height = None,
+    dpi: Dpi = None,
+    expires_in: ExpiresIn = SHARE_DEFAULT_SECONDS,
+) -> Response:
+    """A signed link to the plot at this size, for an `<img>` anywhere: no key, until it expires."""
+    check_plot_name(name)
+    size = (width or PlotSize.WIDTH, height or PlotSize.HEIGHT, dpi or PlotSize.DPI)
+    expires = int(time.time()) + expires_in
+    grant = PlotGrant("experiment", job_id, name, size, expires)
+    asked = {"width": width, "height": height, "dpi": dpi}
+    query = services.access.share_query(
+        grant, {key: value for key, value in asked.items() if value is not None}
+    )
+    url = f"{request.url_for('read_plot', job_id=job_id, name=name)}?{query}"
+    return FastJSONResponse({"url": url, "expires": expires, "expires_at": iso_time(expires)})
 
 
 async def _render(

@@ -26,6 +26,10 @@ json_values = st.recursive(
     max_leaves=12,
 )
 specs = st.dictionaries(st.sampled_from(SECTIONS), json_values, max_size=4)
+# What a client can put in a URL at all: no surrogates (not encodable), no separators.
+URL_CHARACTERS = st.characters(
+    min_codepoint=32, exclude_categories=["Cs"], exclude_characters="/?#\x7f"
+)
 FUZZ = settings(
     max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -57,12 +61,10 @@ def test_random_bytes_never_500(client: httpx.Client, body: bytes) -> None:
 
 @FUZZ
 @given(
-    job_id=st.text(
-        st.characters(min_codepoint=32, exclude_characters="/?#\x7f"), min_size=1, max_size=40
-    ),
+    job_id=st.text(URL_CHARACTERS, min_size=1, max_size=40),
     query=st.dictionaries(
-        st.sampled_from(["width", "height", "dpi", "limit", "cursor", "status"]),
-        st.text(max_size=12),
+        st.sampled_from(["width", "height", "dpi", "limit", "cursor", "status", "expires", "sig"]),
+        st.text(URL_CHARACTERS, max_size=12),
         max_size=3,
     ),
 )

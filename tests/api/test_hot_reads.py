@@ -9,6 +9,7 @@ import httpx
 import pytest
 from celery import Celery
 
+from api.access import Access
 from api.deps import Services
 from api.hot_reads import HotReads
 from api.rendering import PlotRenderer
@@ -75,7 +76,9 @@ class Downstream:
 async def hot(settings: Settings) -> Any:
     store = AsyncJobStore.from_settings(settings)
     downstream = Downstream()
-    services = Services(settings, store, Celery("unused"), PlotRenderer())
+    services = Services(
+        settings, store, Celery("unused"), PlotRenderer(), Access.from_settings(settings)
+    )
     middleware = HotReads(downstream)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
