@@ -31,6 +31,10 @@ Layout, for namespace `gradwatch` and job `01J...`:
     gradwatch:studies                 sorted set: every study id, one score, ordered by id
     gradwatch:studies:expiry          sorted set: finished study id -> when its keys expire
     gradwatch:workers:<queue>         sorted set: worker hostname -> last heartbeat
+    gradwatch:worker:<hostname>:jobs  string: "<time> <job id>...", the jobs the worker ran
+                                      at its last heartbeat (the reaper's evidence)
+    gradwatch:jobs:requeues           sorted set: "<job id> <dispatch>" -> when a reaper
+                                      re-queued it, until its message is confirmed sent
     gradwatch:metrics:durations       hash: job duration histogram counters
     gradwatch:celery:...              Celery's own broker keys (its global_keyprefix)
 """
@@ -83,6 +87,7 @@ class Keys:
         self.expiry = f"{namespace}:jobs:expiry"
         self.durations = f"{namespace}:metrics:durations"
         self.job_owners = f"{namespace}:jobs:owners"
+        self.requeues = f"{namespace}:jobs:requeues"
         self.studies = f"{namespace}:studies"
         self.studies_expiry = f"{namespace}:studies:expiry"
         # Celery prefixes every broker key with this (kombu's global_keyprefix).
@@ -128,6 +133,10 @@ class Keys:
     def worker_heartbeats(self, queue: str) -> str:
         """Hostname -> time of last heartbeat, for the workers consuming `queue`."""
         return f"{self._prefix}workers:{queue}"
+
+    def worker_jobs(self, hostname: str) -> str:
+        """The jobs worker `hostname` was running at its last heartbeat, and when."""
+        return f"{self._prefix}worker:{hostname}:jobs"
 
     def celery_queue(self, queue: str) -> str:
         """The Redis list holding `queue`'s waiting Celery messages (its depth is its LLEN)."""

@@ -9,6 +9,9 @@ The tasks:
     gradwatch.train(job_id: str)   # kwargs={"job_id": ...}; the spec is read from the job store
     gradwatch.train_study_child(job_id: str, study_id: str)   # a study's child (core.study_store)
 
+A job whose worker was lost is sent again by a reaper (worker.reaper) with
+`send_again`: the same task and kwargs, its dispatch number in a message header.
+
 Example:
     >>> app = Celery("gradwatch-api")
     >>> app.conf.update(celery_config(get_settings()))
@@ -17,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery
@@ -28,6 +32,10 @@ from core.spec import Device
 TRAIN_TASK = "gradwatch.train"
 STUDY_CHILD_TASK = "gradwatch.train_study_child"
 
+# A task sent again by a reaper names its dispatch in this message header (kwargs stay
+# as first sent, so every task's signature still fits); absent means 0, the first send.
+DISPATCH_HEADER = "gradwatch_dispatch"
+
 # Unacknowledged messages are redelivered after this many seconds; it must exceed
 # the longest job, or a healthy long job would be delivered twice.
 MIN_VISIBILITY_TIMEOUT = 3600
@@ -38,6 +46,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.redis_url,
         "broker_connection_retry_on_startup": True,
+        # A worker rides out a Redis outage of any length, reconnecting by itself.
+        "broker_connection_max_retries": None,
         "broker_transport_options": {
             "global_keyprefix": Keys(settings.namespace).celery_prefix,
             "visibility_timeout": max(MIN_VISIBILITY_TIMEOUT, 2 * settings.job_time_limit),
@@ -84,4 +94,20 @@ def send_study_training(app: Celery, *, job_id: str, study_id: str, queue: str) 
         kwargs={"job_id": job_id, "study_id": study_id},
         queue=queue,
         task_id=job_id,
+    )
+
+
+def send_again(
+    app: Celery, *, job_id: str, queue: str, dispatch: int, task: Mapping[str, Any] | None
+) -> None:
+    """Send job `job_id` to `queue` again, as dispatch `dispatch`.
+
+    `task` is the name and kwargs the job was started with, as its worker recorded
+    them (a study's child keeps its study); without it, plain training.
+    """
+    name, kwargs = TRAIN_TASK, {"job_id": job_id}
+    if task:
+        name, kwargs = str(task["name"]), dict(task["kwargs"])
+    app.send_task(
+        name, kwargs=kwargs, queue=queue, task_id=job_id, headers={DISPATCH_HEADER: dispatch}
     )

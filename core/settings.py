@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.api_keys import parse_key_entry
@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     job_soft_time_limit: int = Field(1800, ge=10)
     job_time_limit: int = Field(1860, ge=15)
     max_deliveries: int = Field(3, ge=1, le=20)
+    # Workers beat this often; one silent for `worker_silent_seconds` is lost, and every
+    # worker's reaper (each `reap_interval_seconds`) re-queues or fails what it was running.
+    heartbeat_seconds: float = Field(5.0, gt=0, le=60)
+    worker_silent_seconds: float = Field(30.0, gt=0, le=3600)
+    reap_interval_seconds: float = Field(10.0, gt=0, le=600)
     data_dir: str = "var"
 
     @field_validator("api_keys", mode="before")
@@ -63,6 +68,14 @@ class Settings(BaseSettings):
             for entry in value:
                 parse_key_entry(entry)  # a ValueError naming what is wrong
         return value
+
+    @model_validator(mode="after")
+    def _silence_outlasts_heartbeats(self) -> Self:
+        # A worker must miss several beats before it counts as lost, or a slow beat
+        # would hand a healthy worker's job to another.
+        if self.worker_silent_seconds < 3 * self.heartbeat_seconds:
+            raise ValueError("worker_silent_seconds must be at least 3 x heartbeat_seconds")
+        return self
 
     @property
     def auth_mode(self) -> str:

@@ -21,10 +21,15 @@ Operations (`store.<name>`; job_id positional, everything else keyword-only):
         queued or running (0: no limit).
     get(job_id) -> JobRecord | None
     owner_of(job_id) -> str | None          The job's owner; None for an unknown job.
-    mark_running(job_id, *, worker: WorkerInfo, max_deliveries: int) -> JobRecord | None
+    mark_running(job_id, *, worker: WorkerInfo, max_deliveries: int, dispatch=None,
+                 task=None) -> JobRecord | None
         Counts a delivery. None when the job must not run: unknown, finished, cancel
-        requested (now cancelled) or delivered more than max_deliveries times (now
-        failed with error type TooManyDeliveries).
+        requested (now cancelled), delivered more than max_deliveries times (now
+        failed with error type TooManyDeliveries), or the message is of an older
+        dispatch than the job's (a reaper re-queued it since). The record's
+        `deliveries` is the delivery's fencing token: set_progress, mark_succeeded,
+        mark_failed and mark_cancelled take it as `delivery=` and refuse to write for a
+        delivery that is no longer the job's latest.
     set_progress(job_id, *, epoch, epochs, metrics=None) -> bool
         Records progress and emits a progress event. False when training should stop:
         the job is no longer running (cancelled, deleted, finished) or a cancel was asked.
@@ -50,6 +55,13 @@ Operations (`store.<name>`; job_id positional, everything else keyword-only):
     record_heartbeat(*, queue, hostname) -> None
     forget_worker(*, queue, hostname) -> None
     live_workers(*, queue, within_seconds=HEARTBEAT_WINDOW) -> list[str]
+    record_worker_jobs(*, hostname, job_ids) -> None     (each heartbeat: what it runs)
+    running_jobs(*, limit=1000) -> list[JobRecord]
+    requeue_lost(job_id, *, queue, hostname, delivery, silent_seconds, max_deliveries)
+        -> Requeue       A reaper's atomic claim on a job whose worker is lost.
+    unsent_requeues(*, limit=100) -> [(job_id, dispatch)]
+    redispatch(job_id, *, dispatch, unconfirmed_seconds) -> Requeue
+    confirm_requeue(job_id, *, dispatch) -> None
     prune_expired(*, limit=1000) -> int
     metrics(*, queues) -> MetricsSnapshot
     ping() -> bool
@@ -70,6 +82,7 @@ import json
 import math
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import redis
@@ -103,7 +116,10 @@ from core.store_scripts import (
     MARK_SUCCEEDED,
     PRUNE_OWNED,
     PUT_PLOT,
+    RECORD_WORKER_JOBS,
+    REDISPATCH,
     REQUEST_CANCEL,
+    REQUEUE_LOST,
     SCRIPTS,
     SET_PROGRESS,
     LuaScript,
@@ -155,6 +171,39 @@ class Refusal:
     limit: str  # "max_active_jobs" or "submissions_per_minute"
     retry_after: float  # seconds; a hint for max_active_jobs, exact for the rate
     active: int | None = None  # the owner's queued and running jobs, for max_active_jobs
+
+
+@dataclass(frozen=True, slots=True)
+class Requeue:
+    """What a reaper's claim on a job did: `action` is requeued, failed, cancelled or skip.
+
+    For "requeued": the new `dispatch` number, the `task` to send again (name and
+    kwargs, as the worker that started the job recorded it; None if it did not),
+    its `queue`, and the `reason` the job was lost.
+    """
+
+    job_id: str
+    action: str
+    dispatch: int = 0
+    task: dict[str, Any] | None = None
+    queue: str = ""
+    reason: str = ""
+
+
+def _requeue(job_id: str, reply: list[Any]) -> Requeue:
+    action = reply[0].decode()
+    if action == "requeued":
+        _, dispatch, task, queue, reason = reply
+        return Requeue(
+            job_id,
+            action,
+            dispatch=int(dispatch),
+            task=json.loads(task) if task else None,
+            queue=queue.decode(),
+            reason=reason.decode(),
+        )
+    reason = reply[1].decode() if len(reply) > 1 else ""
+    return Requeue(job_id, action, reason=reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +337,11 @@ def decode_cursor(cursor: str) -> str:
     if not is_job_id(job_id):
         raise InvalidCursor("cursor: not one this API handed out")
     return job_id
+
+
+def _optional(number: int | None) -> str | int:
+    """A number for a script argument that may be absent ('': not given)."""
+    return "" if number is None else number
 
 
 def _progress_event(epoch: int, epochs: int, metrics: Mapping[str, float | None] | None) -> str:
@@ -425,10 +479,28 @@ class JobPlans:
         )
 
     def mark_running(
-        self, job_id: str, *, worker: WorkerInfo, max_deliveries: int
+        self,
+        job_id: str,
+        *,
+        worker: WorkerInfo,
+        max_deliveries: int,
+        dispatch: int | None = None,
+        task: Mapping[str, Any] | None = None,
     ) -> Plan[JobRecord | None]:
-        """Start (or restart, on redelivery) `job_id`; None when it must not run."""
-        args = self._job_args(job_id, dumps_compact(worker.to_json_dict()), max_deliveries)
+        """Start (or restart, on redelivery) `job_id`; None when it must not run.
+
+        `dispatch` is the one the Celery message belongs to: a message of an earlier
+        dispatch (one a reaper has since re-queued) is refused. `task` (name and
+        kwargs, JSON) is kept so that a reaper can send the job again the same way.
+        The record's `deliveries` is this delivery's fencing token for the writes below.
+        """
+        args = self._job_args(
+            job_id,
+            dumps_compact(worker.to_json_dict()),
+            max_deliveries,
+            _optional(dispatch),
+            "" if task is None else dumps_compact(dict(task)),
+        )
 
         def decode(reply: list[Any]) -> JobRecord | None:
             return _record(reply[1]) if reply[0] == b"running" else None
@@ -442,10 +514,14 @@ class JobPlans:
         epoch: int,
         epochs: int,
         metrics: Mapping[str, float | None] | None = None,
+        delivery: int | None = None,
     ) -> Plan[bool]:
-        """Record epoch `epoch` of `epochs` done; False when training should stop."""
+        """Record epoch `epoch` of `epochs` done; False when training should stop.
+
+        With `delivery` (the fencing token), False also once the job was delivered again.
+        """
         event = _progress_event(epoch, epochs, metrics)
-        args = self._job_args(job_id, epoch, epochs, event)
+        args = self._job_args(job_id, epoch, epochs, event, _optional(delivery))
         return Plan(
             lambda reply: reply == 1, script=SET_PROGRESS, keys=self._job_keys(job_id), args=args
         )
@@ -468,8 +544,12 @@ class JobPlans:
         result_json: str,
         plots: Mapping[str, bytes],
         arrays: bytes | None = None,
+        delivery: int | None = None,
     ) -> Plan[bool]:
-        """Store the result, arrays and default-size plots, and finish the job as succeeded."""
+        """Store the result, arrays and default-size plots, and finish the job as succeeded.
+
+        False (nothing stored) unless the job is running, as delivery `delivery` if given.
+        """
         summary_json = dumps_compact(summary.to_json_dict())
         plot_args: list[str | bytes | int] = []
         for name, png in plots.items():
@@ -481,24 +561,48 @@ class JobPlans:
             arrays or b"",
             dumps_compact(list(plots)),
             f'{{"status":"succeeded","summary":{summary_json}}}',
+            _optional(delivery),
             *plot_args,
         )
         return Plan(
             lambda reply: reply == 1, script=MARK_SUCCEEDED, keys=self._job_keys(job_id), args=args
         )
 
-    def mark_failed(self, job_id: str, *, error_type: str, message: str) -> Plan[bool]:
-        """Finish a queued or running job as failed with an error type and message."""
+    def mark_failed(
+        self,
+        job_id: str,
+        *,
+        error_type: str,
+        message: str,
+        delivery: int | None = None,
+        dispatch: int | None = None,
+    ) -> Plan[bool]:
+        """Finish a queued or running job as failed with an error type and message.
+
+        With `delivery`, only while that delivery runs it; with `dispatch`, only while
+        the job belongs to that dispatch (see mark_running).
+        """
         error = dumps_compact(ErrorInfo(error_type, message).to_json_dict())
         event = f'{{"status":"failed","error":{error}}}'
-        return self._stop(job_id, JobStatus.FAILED, error, event)
+        return self._stop(job_id, JobStatus.FAILED, error, event, delivery, dispatch)
 
-    def mark_cancelled(self, job_id: str) -> Plan[bool]:
-        """Finish a queued or running job as cancelled."""
-        return self._stop(job_id, JobStatus.CANCELLED, "", '{"status":"cancelled"}')
+    def mark_cancelled(self, job_id: str, *, delivery: int | None = None) -> Plan[bool]:
+        """Finish a queued or running job as cancelled (as mark_failed for `delivery`)."""
+        event = '{"status":"cancelled"}'
+        return self._stop(job_id, JobStatus.CANCELLED, "", event, delivery, None)
 
-    def _stop(self, job_id: str, status: JobStatus, error: str, event: str) -> Plan[bool]:
-        args = self._job_args(job_id, status.value, error, event)
+    def _stop(
+        self,
+        job_id: str,
+        status: JobStatus,
+        error: str,
+        event: str,
+        delivery: int | None,
+        dispatch: int | None,
+    ) -> Plan[bool]:
+        args = self._job_args(
+            job_id, status.value, error, event, _optional(delivery), _optional(dispatch)
+        )
         return Plan(
             lambda reply: reply == 1, script=MARK_STOPPED, keys=self._job_keys(job_id), args=args
         )
@@ -666,6 +770,77 @@ class JobPlans:
             args=[within_seconds],
         )
 
+    # -------------------------------------------------------------- worker loss
+
+    def record_worker_jobs(self, *, hostname: str, job_ids: Sequence[str]) -> Plan[None]:
+        """Note the jobs worker `hostname` runs now (each heartbeat): the reaper's evidence."""
+        keys = [self.keys.worker_jobs(hostname)]
+        args: list[str | int] = [" ".join(job_ids), HEARTBEAT_KEEP]
+        return Plan(lambda _: None, script=RECORD_WORKER_JOBS, keys=keys, args=args)
+
+    def running_jobs(self, *, limit: int = 1000) -> Plan[list[JobRecord]]:
+        """Up to `limit` running jobs, oldest id first: what a reaper looks over."""
+        index = self.keys.jobs_with_status(JobStatus.RUNNING)
+
+        def records(reply: list[Any]) -> list[JobRecord] | Plan[list[JobRecord]]:
+            ids = [member.decode() for member in reply[0]]
+            if not ids:
+                return []
+            commands = [("HGETALL", self.keys.job(job_id).record) for job_id in ids]
+            return Plan(
+                lambda replies: [r for r in map(_record, replies) if r is not None],
+                commands=commands,
+            )
+
+        return Plan(records, commands=[("ZRANGE", index, 0, limit - 1)])
+
+    def requeue_lost(
+        self,
+        job_id: str,
+        *,
+        queue: str,
+        hostname: str,
+        delivery: int,
+        silent_seconds: float,
+        max_deliveries: int,
+    ) -> Plan[Requeue]:
+        """Re-queue (or fail, past `max_deliveries`) delivery `delivery` of a running job
+        whose worker `hostname` is lost: silent for `silent_seconds`, or beating without it.
+
+        Atomic, so of several reapers one acts; the others (and a job that is fine) get
+        action "skip". After "requeued", send the task, then `confirm_requeue`.
+        """
+        keys = [
+            *self._job_keys(job_id),
+            self.keys.worker_heartbeats(queue),
+            self.keys.worker_jobs(hostname),
+            self.keys.requeues,
+        ]
+        args = self._job_args(job_id, hostname, delivery, f"{silent_seconds:g}", max_deliveries)
+        return Plan(partial(_requeue, job_id), script=REQUEUE_LOST, keys=keys, args=args)
+
+    def unsent_requeues(self, *, limit: int = 100) -> Plan[list[tuple[str, int]]]:
+        """(job id, dispatch) of re-queues not yet confirmed sent, oldest first."""
+
+        def decode(reply: list[Any]) -> list[tuple[str, int]]:
+            entries = [member.decode().partition(" ") for member in reply[0]]
+            return [(job_id, int(dispatch)) for job_id, _, dispatch in entries]
+
+        return Plan(decode, commands=[("ZRANGE", self.keys.requeues, 0, limit - 1)])
+
+    def redispatch(
+        self, job_id: str, *, dispatch: int, unconfirmed_seconds: float
+    ) -> Plan[Requeue]:
+        """Dispatch again a re-queue of `job_id` left unconfirmed for `unconfirmed_seconds`."""
+        keys = [*self._job_keys(job_id), self.keys.requeues]
+        args = self._job_args(job_id, f"{job_id} {dispatch}", f"{unconfirmed_seconds:g}")
+        return Plan(partial(_requeue, job_id), script=REDISPATCH, keys=keys, args=args)
+
+    def confirm_requeue(self, job_id: str, *, dispatch: int) -> Plan[None]:
+        """The re-queued task of `job_id` (`dispatch`) was sent."""
+        command = ("ZREM", self.keys.requeues, f"{job_id} {dispatch}")
+        return Plan(lambda _: None, commands=[command])
+
     # ------------------------------------------------------------------ metrics
 
     def metrics(self, *, queues: Sequence[str]) -> Plan[MetricsSnapshot]:
@@ -821,6 +996,12 @@ class JobStore:
     record_heartbeat = _sync(JobPlans.record_heartbeat)
     forget_worker = _sync(JobPlans.forget_worker)
     live_workers = _sync(JobPlans.live_workers)
+    record_worker_jobs = _sync(JobPlans.record_worker_jobs)
+    running_jobs = _sync(JobPlans.running_jobs)
+    requeue_lost = _sync(JobPlans.requeue_lost)
+    unsent_requeues = _sync(JobPlans.unsent_requeues)
+    redispatch = _sync(JobPlans.redispatch)
+    confirm_requeue = _sync(JobPlans.confirm_requeue)
     metrics = _sync(JobPlans.metrics)
     ping = _sync(JobPlans.ping)
 
@@ -905,5 +1086,11 @@ class AsyncJobStore:
     record_heartbeat = _async(JobPlans.record_heartbeat)
     forget_worker = _async(JobPlans.forget_worker)
     live_workers = _async(JobPlans.live_workers)
+    record_worker_jobs = _async(JobPlans.record_worker_jobs)
+    running_jobs = _async(JobPlans.running_jobs)
+    requeue_lost = _async(JobPlans.requeue_lost)
+    unsent_requeues = _async(JobPlans.unsent_requeues)
+    redispatch = _async(JobPlans.redispatch)
+    confirm_requeue = _async(JobPlans.confirm_requeue)
     metrics = _async(JobPlans.metrics)
     ping = _async(JobPlans.ping)

@@ -89,6 +89,19 @@ local function finish(from, to, event)
 end
 
 local finished = {succeeded = true, failed = true, cancelled = true}
+
+-- Fencing: a worker writes with the delivery number mark_running gave it ('' when the
+-- caller is not a delivery). Once the job was delivered again, the earlier delivery's
+-- writes are refused: a worker thought lost that comes back must not overwrite.
+local function current(delivery)
+  return delivery == '' or redis.call('HGET', record, 'deliveries') == delivery
+end
+
+-- A Celery message names the dispatch it belongs to (0: the API's first send); a reaper's
+-- re-queue starts a new one, after which the older messages may not start the job.
+local function dispatched(dispatch)
+  return dispatch == '' or (redis.call('HGET', record, 'dispatch') or '0') == dispatch
+end
 """
 )
 
@@ -136,10 +149,12 @@ return {'created', redis.call('HGETALL', record)}
 MARK_RUNNING = _job_script(
     "mark_running",
     """
--- ARGV[4] worker JSON, [5] max deliveries
+-- ARGV[4] worker JSON, [5] max deliveries, [6] the message's dispatch or '',
+-- [7] the task JSON to re-send it with, or ''
 if redis.call('EXISTS', record) == 0 then return {'missing'} end
 local status = redis.call('HGET', record, 'status')
 if finished[status] then return {'finished'} end
+if not dispatched(ARGV[6]) then return {'stale'} end
 local deliveries = redis.call('HINCRBY', record, 'deliveries', 1)
 if redis.call('HGET', record, 'cancel_requested') == '1' then
   finish(status, 'cancelled', '{"status":"cancelled"}')
@@ -153,6 +168,7 @@ if deliveries > tonumber(ARGV[5]) then
   return {'failed'}
 end
 redis.call('HSET', record, 'started_at', stamp(now()), 'worker', ARGV[4], 'epoch', 0)
+if ARGV[7] ~= '' then redis.call('HSET', record, 'task', ARGV[7]) end
 set_status(status, 'running')
 emit('state', '{"status":"running","delivery":' .. deliveries .. ',"worker":' .. ARGV[4] .. '}')
 return {'running', redis.call('HGETALL', record)}
@@ -162,9 +178,10 @@ return {'running', redis.call('HGETALL', record)}
 SET_PROGRESS = _job_script(
     "set_progress",
     """
--- ARGV[4] epoch, [5] epochs, [6] event JSON. Returns 0: stop, 1: go on, 2: cancel asked.
+-- ARGV[4] epoch, [5] epochs, [6] event JSON, [7] delivery or ''.
+-- Returns 0: stop, 1: go on, 2: cancel asked.
 local state = redis.call('HMGET', record, 'status', 'cancel_requested')
-if state[1] ~= 'running' then return 0 end
+if state[1] ~= 'running' or not current(ARGV[7]) then return 0 end
 redis.call('HSET', record, 'epoch', ARGV[4], 'epochs', ARGV[5])
 emit('progress', ARGV[6])
 if state[2] == '1' then return 2 end
@@ -176,11 +193,11 @@ MARK_SUCCEEDED = _job_script(
     "mark_succeeded",
     """
 -- ARGV[4] summary JSON, [5] result JSON, [6] arrays or '', [7] plot names JSON,
--- [8] event JSON, [9..] plot hash field/value pairs
-if redis.call('HGET', record, 'status') ~= 'running' then return 0 end
+-- [8] event JSON, [9] delivery or '', [10..] plot hash field/value pairs
+if redis.call('HGET', record, 'status') ~= 'running' or not current(ARGV[9]) then return 0 end
 redis.call('SET', result, ARGV[5])
 if ARGV[6] ~= '' then redis.call('SET', arrays, ARGV[6]) end
-if #ARGV > 8 then redis.call('HSET', plots, unpack(ARGV, 9)) end
+if #ARGV > 9 then redis.call('HSET', plots, unpack(ARGV, 10)) end
 redis.call('HSET', record, 'summary', ARGV[4], 'plots', ARGV[7])
 finish('running', 'succeeded', ARGV[8])
 return 1
@@ -190,9 +207,12 @@ return 1
 MARK_STOPPED = _job_script(
     "mark_stopped",
     """
--- ARGV[4] 'failed' or 'cancelled', [5] error JSON or '', [6] event JSON
+-- ARGV[4] 'failed' or 'cancelled', [5] error JSON or '', [6] event JSON,
+-- [7] delivery or '' (given: only that running delivery may stop it), [8] dispatch or ''
 local status = redis.call('HGET', record, 'status')
 if status ~= 'queued' and status ~= 'running' then return 0 end
+if ARGV[7] ~= '' and (status ~= 'running' or not current(ARGV[7])) then return 0 end
+if not dispatched(ARGV[8]) then return 0 end
 if ARGV[5] ~= '' then redis.call('HSET', record, 'error', ARGV[5]) end
 finish(status, ARGV[4], ARGV[6])
 return 1
@@ -324,6 +344,103 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], now() - tonumber(ARGV[1]), '+inf')
 """,
 )
 
+# ------------------------------------------------------------------ worker loss
+
+RECORD_WORKER_JOBS = LuaScript(
+    "record_worker_jobs",
+    _CLOCK
+    + """
+-- KEYS[1] the worker's jobs key; ARGV[1] its job ids, space-separated, [2] seconds to keep
+redis.call('SET', KEYS[1], stamp(now()) .. ' ' .. ARGV[1], 'EX', ARGV[2])
+""",
+)
+
+# What the reaper's scripts reply: {'requeued', dispatch, task JSON, queue, reason},
+# {'failed', reason}, {'cancelled'} or {'skip'} (nothing to do, or another reaper did it).
+_REQUEUE = """
+local function requeue(reason, requeues)
+  local dispatch = redis.call('HINCRBY', record, 'dispatch', 1)
+  local t = now()
+  redis.call('HSET', record, 'requeued_at', stamp(t))
+  redis.call('ZADD', requeues, t, id .. ' ' .. dispatch)
+  emit('state', cjson.encode({status = 'queued', requeued = true, dispatch = dispatch,
+                              reason = reason}))
+  return {'requeued', dispatch, redis.call('HGET', record, 'task') or '',
+          redis.call('HGET', record, 'queue'), reason}
+end
+"""
+
+REQUEUE_LOST = _job_script(
+    "requeue_lost",
+    _REQUEUE
+    + """
+-- KEYS[15] heartbeats of the job's queue, [16] its worker's jobs key, [17] requeues;
+-- ARGV[4] worker hostname, [5] delivery, [6] silent seconds, [7] max deliveries.
+-- A running job is lost when its worker has not beaten for `silent` seconds, or beats
+-- but its last report (taken well after the job started) no longer lists the job.
+-- Re-checked here, atomically, so of several reapers exactly one acts.
+local state = redis.call('HMGET', record, 'status', 'deliveries', 'started_at', 'worker',
+                         'cancel_requested')
+if state[1] ~= 'running' or state[2] ~= ARGV[5] or not state[3] or not state[4] then
+  return {'skip'}
+end
+local host, silent, t = ARGV[4], tonumber(ARGV[6]), now()
+local started = tonumber(state[3])
+if cjson.decode(state[4]).hostname ~= host or t - started < silent then return {'skip'} end
+local reason
+local beat = redis.call('ZSCORE', KEYS[15], host)
+if not beat then
+  reason = 'its worker ' .. host .. ' sent no heartbeat'
+elseif t - tonumber(beat) > silent then
+  reason = string.format('its worker %s went silent (no heartbeat for %.0f s)', host,
+                         t - tonumber(beat))
+else
+  local report = redis.call('GET', KEYS[16])
+  if not report then return {'skip'} end
+  local at, holds = nil, false
+  for word in string.gmatch(report, '%S+') do
+    if at == nil then at = tonumber(word) elseif word == id then holds = true end
+  end
+  if holds or at < started + silent / 2 then return {'skip'} end
+  reason = 'its worker ' .. host .. ' was no longer running it'
+end
+if state[5] == '1' then
+  finish('running', 'cancelled', '{"status":"cancelled"}')
+  return {'cancelled'}
+end
+local deliveries = tonumber(state[2])
+if deliveries >= tonumber(ARGV[7]) then
+  local error = cjson.encode({type = 'TooManyDeliveries', message = string.format(
+    'delivered %d time%s, the limit, and %s: the job may be killing its worker',
+    deliveries, deliveries == 1 and '' or 's', reason)})
+  redis.call('HSET', record, 'error', error)
+  finish('running', 'failed', '{"status":"failed","error":' .. error .. '}')
+  return {'failed', reason}
+end
+set_status('running', 'queued')
+return requeue(reason, KEYS[17])
+""",
+)
+
+REDISPATCH = _job_script(
+    "redispatch",
+    _REQUEUE
+    + """
+-- KEYS[15] requeues; ARGV[4] its entry "<id> <dispatch>", [5] seconds unconfirmed.
+-- A re-queue whose message was never confirmed sent (its reaper died, or Redis went
+-- away between the two) is dispatched anew: the new number voids the old message,
+-- had it gone out after all.
+local since = redis.call('ZSCORE', KEYS[15], ARGV[4])
+if not since or now() - tonumber(since) < tonumber(ARGV[5]) then return {'skip'} end
+redis.call('ZREM', KEYS[15], ARGV[4])
+local dispatch = string.match(ARGV[4], ' (%d+)$')
+if redis.call('HGET', record, 'status') ~= 'queued' or not dispatched(dispatch) then
+  return {'skip'}
+end
+return requeue('its re-queued message was not confirmed sent', KEYS[15])
+""",
+)
+
 SCRIPTS: tuple[LuaScript, ...] = (
     CREATE,
     MARK_RUNNING,
@@ -338,4 +455,7 @@ SCRIPTS: tuple[LuaScript, ...] = (
     PUT_PLOT,
     HEARTBEAT,
     LIVE_WORKERS,
+    RECORD_WORKER_JOBS,
+    REQUEUE_LOST,
+    REDISPATCH,
 )

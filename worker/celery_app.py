@@ -17,6 +17,7 @@ from core.queue import make_celery
 from core.settings import get_settings
 from worker.device import add_device_option
 from worker.heartbeat import connect_heartbeat
+from worker.reaper import connect_reaper
 
 
 def create_app() -> Celery:
@@ -31,6 +32,7 @@ def create_app() -> Celery:
     )
     add_device_option(app)
     connect_heartbeat()
+    connect_reaper()
     return app
 
 

@@ -1,10 +1,11 @@
-"""Worker heartbeats into the job store, so /readyz can count live workers per queue.
+"""Worker heartbeats into the job store, so /readyz can count live workers per queue
+and reapers (worker.reaper) can tell a lost worker's jobs.
 
 A daemon thread in the worker's main process (not in a pool process) records
-a heartbeat for each queue the worker consumes, every `HEARTBEAT_SECONDS`. It
-runs beside the pool, so a long job does not silence it, and it stops with the
-worker (leaving the live set). A worker killed outright simply stops beating
-and ages out of it.
+a heartbeat for each queue the worker consumes, every `Settings.heartbeat_seconds`
+(5 s), with the ids of the jobs the worker is running. It runs beside the pool,
+so a long job does not silence it, and it stops with the worker (leaving the
+live set). A worker killed outright simply stops beating and ages out of it.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
+from celery.worker import state
 
 from core.settings import get_settings
 from core.store import JobStore
-
-HEARTBEAT_SECONDS = 5.0
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +27,13 @@ logger = logging.getLogger(__name__)
 class Heartbeat:
     """Records `hostname` as live on `queues` until stopped."""
 
-    def __init__(self, store: JobStore, hostname: str, queues: Sequence[str]) -> None:
+    def __init__(
+        self, store: JobStore, hostname: str, queues: Sequence[str], *, seconds: float = 5.0
+    ) -> None:
         self.store = store
         self.hostname = hostname
         self.queues = tuple(queues)
+        self.seconds = seconds
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gradwatch-heartbeat", daemon=True)
 
@@ -40,7 +43,7 @@ class Heartbeat:
     def stop(self) -> None:
         """Stop beating and leave the live set at once (a clean shutdown)."""
         self._stopped.set()
-        self._thread.join(timeout=HEARTBEAT_SECONDS)
+        self._thread.join(timeout=self.seconds)
         for queue in self.queues:
             try:
                 self.store.forget_worker(queue=queue, hostname=self.hostname)
@@ -49,7 +52,9 @@ class Heartbeat:
         self.store.close()
 
     def beat(self) -> None:
-        """Record one heartbeat on every queue."""
+        """Record one heartbeat on every queue, and the jobs the worker runs."""
+        # Jobs first: a reaper trusts the job list only when the beat that follows is fresh.
+        self.store.record_worker_jobs(hostname=self.hostname, job_ids=running_job_ids())
         for queue in self.queues:
             self.store.record_heartbeat(queue=queue, hostname=self.hostname)
 
@@ -59,8 +64,18 @@ class Heartbeat:
                 self.beat()
             except Exception:  # a Redis blip must not end the heartbeat for good
                 logger.warning("heartbeat failed; retrying", exc_info=True)
-            if self._stopped.wait(HEARTBEAT_SECONDS):
+            if self._stopped.wait(self.seconds):
                 return
+
+
+def running_job_ids() -> list[str]:
+    """Ids of the jobs this worker runs now (a Celery task's id is its job's id).
+
+    Celery adds a request when a pool process accepts it, before the job is marked
+    running, and drops it after the job is finished in the store.
+    """
+    # tuple() copies the set in one step under the GIL, while the consumer changes it.
+    return sorted(request.id for request in tuple(state.active_requests))
 
 
 _current: list[Heartbeat] = []
@@ -73,11 +88,13 @@ def connect_heartbeat() -> None:
 
 
 def _start(sender: Any, **_: Any) -> None:
+    settings = get_settings()
     queues = sorted(sender.app.amqp.queues.consume_from)
-    heartbeat = Heartbeat(JobStore.from_settings(get_settings()), sender.hostname, queues)
+    store = JobStore.from_settings(settings)
+    heartbeat = Heartbeat(store, sender.hostname, queues, seconds=settings.heartbeat_seconds)
     heartbeat.start()
     _current.append(heartbeat)
-    logger.info("heartbeat every %.0f s on %s", HEARTBEAT_SECONDS, ", ".join(queues))
+    logger.info("heartbeat every %g s on %s", settings.heartbeat_seconds, ", ".join(queues))
 
 
 def _stop(**_: Any) -> None:

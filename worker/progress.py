@@ -12,18 +12,22 @@ class JobProgressHook(TrainingHook):
     """After each epoch: record progress (record and event stream), then stop if cancelled.
 
     One Redis round trip per epoch: `set_progress` records the epoch and answers
-    whether training should go on (False once a cancel was asked, or the job was
-    deleted or finished elsewhere).
+    whether training should go on (False once a cancel was asked, the job was
+    deleted or finished elsewhere, or delivered again: `delivery` is this run's
+    fencing token).
 
     Example:
         >>> run_experiment(spec, hooks=[JobProgressHook(store, job_id)])
     """
 
-    def __init__(self, store: JobStore, job_id: str) -> None:
+    def __init__(self, store: JobStore, job_id: str, *, delivery: int | None = None) -> None:
         self.store = store
         self.job_id = job_id
+        self.delivery = delivery
 
     def on_epoch_end(self, epoch: int, epochs: int, logs: Mapping[str, float | None]) -> None:
-        go_on = self.store.set_progress(self.job_id, epoch=epoch, epochs=epochs, metrics=logs)
+        go_on = self.store.set_progress(
+            self.job_id, epoch=epoch, epochs=epochs, metrics=logs, delivery=self.delivery
+        )
         if not go_on:
             raise TrainingCancelled(f"job {self.job_id} stopped after epoch {epoch}/{epochs}")

@@ -6,6 +6,7 @@ import logging
 import socket
 from typing import Any
 
+import redis
 from celery import Task
 from celery.exceptions import TimeLimitExceeded
 from celery.signals import worker_process_init
@@ -31,6 +32,11 @@ class TrainingTask(Task):
         worker's main process; the job must still end with a reason.
         """
         job_id = (kwargs or {}).get("job_id") or (args[0] if args else task_id)
+        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+            # The store was unreachable: the job stays running in its record until a
+            # reaper, seeing this worker no longer runs it, re-queues it.
+            logger.warning("job %s: the job store was unreachable: %s", job_id, exc)
+            return
         if isinstance(exc, TimeLimitExceeded):
             # Celery raises it with the limit that struck.
             hard_limit = exc.args[0] if exc.args else get_settings().job_time_limit

@@ -8,7 +8,10 @@ compiled graphs for every later job of the process.
 Every way a job can end is written to the store: succeeded (summary, result,
 arrays and the default-size PNGs in one atomic step), cancelled between
 epochs, failed with the exception's type and message (the traceback goes to
-the log, not to clients), or failed at the soft time limit.
+the log, not to clients), or failed at the soft time limit. Every write names
+this delivery (worker.delivery), so a delivery the job has moved on from
+changes nothing. A job that loses the store mid-run (Redis went away) is left
+running in the record: a reaper re-queues it once this worker no longer lists it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from core.hooks import TrainingCancelled
@@ -28,6 +32,7 @@ from core.result import dumps_result
 from core.settings import get_settings
 from core.spec import Device, ExperimentSpec
 from core.store import JobStore
+from worker.delivery import JobDelivery
 from worker.device import worker_device
 from worker.progress import JobProgressHook
 
@@ -55,39 +60,64 @@ def run_training_job(
     plots are drawn on first request, and the study draws its own).
     """
     store = job_store()
+    delivery = JobDelivery.of_current_task(job_id)
     try:
-        return _train(store, job_id, hostname, default_plots)
+        return _train(store, delivery, hostname, default_plots)
     except TrainingCancelled:
-        store.mark_cancelled(job_id)
-        return JobStatus.CANCELLED
+        cancelled = store.mark_cancelled(job_id, delivery=delivery.token)
+        return JobStatus.CANCELLED if cancelled else None
     except SoftTimeLimitExceeded:
         limit = soft_time_limit or get_settings().job_soft_time_limit
         logger.warning("job %s stopped at the soft time limit (%s s)", job_id, limit)
-        store.mark_failed(
-            job_id,
-            error_type="TimeLimitExceeded",
-            message=f"the job ran longer than the time limit of {limit:g} s and was stopped",
-        )
-        return JobStatus.FAILED
+        message = f"the job ran longer than the time limit of {limit:g} s and was stopped"
+        return _fail(store, delivery, "TimeLimitExceeded", message)
+    except (redis.ConnectionError, redis.TimeoutError):
+        logger.warning("job %s lost the job store; a reaper will re-queue it", job_id)
+        return None
     except Exception as error:
         logger.exception("job %s failed", job_id)
-        message = str(error) or type(error).__name__
-        store.mark_failed(job_id, error_type=type(error).__name__, message=message)
-        return JobStatus.FAILED
+        return _fail(store, delivery, type(error).__name__, str(error) or type(error).__name__)
 
 
-def _train(store: JobStore, job_id: str, hostname: str, default_plots: bool) -> JobStatus | None:
+def _fail(
+    store: JobStore, delivery: JobDelivery, error_type: str, message: str
+) -> JobStatus | None:
+    failed = store.mark_failed(
+        delivery.job_id,
+        error_type=error_type,
+        message=message,
+        delivery=delivery.token,
+        dispatch=delivery.dispatch,
+    )
+    return JobStatus.FAILED if failed else None
+
+
+def _train(
+    store: JobStore, delivery: JobDelivery, hostname: str, default_plots: bool
+) -> JobStatus | None:
     from core import engine  # TensorFlow: only here, in the pool process
 
+    job_id = delivery.job_id
     prepare_device()
     worker = WorkerInfo.from_device_info(hostname, engine.device_info())
-    record = store.mark_running(job_id, worker=worker, max_deliveries=get_settings().max_deliveries)
+    record = store.mark_running(
+        job_id,
+        worker=worker,
+        max_deliveries=get_settings().max_deliveries,
+        dispatch=delivery.dispatch,
+        task=delivery.task,
+    )
     if record is None:
-        logger.info("job %s not run: unknown, finished, cancelled or out of deliveries", job_id)
+        logger.info(
+            "job %s not run: unknown, finished, cancelled, out of deliveries or re-queued "
+            "since this message (dispatch %s)", job_id, delivery.dispatch,
+        )  # fmt: skip
         return None
+    delivery.token = record.deliveries
     spec = ExperimentSpec.model_validate(record.spec)
     started = time.perf_counter()
-    output = engine.run_experiment(spec, hooks=[JobProgressHook(store, job_id)])
+    hook = JobProgressHook(store, job_id, delivery=delivery.token)
+    output = engine.run_experiment(spec, hooks=[hook])
     trained = time.perf_counter()
     plots = render_default_plots(job_id, output.result) if default_plots else {}
     drawn = time.perf_counter()
@@ -97,9 +127,11 @@ def _train(store: JobStore, job_id: str, hostname: str, default_plots: bool) -> 
         result_json=dumps_result(output.result),
         plots=plots,
         arrays=output.arrays,
+        delivery=delivery.token,
     )
     if not stored:
-        # A cancel or delete won the race with the finish; the store kept that.
+        # A cancel or delete won the race with the finish, or the job was delivered
+        # again meanwhile: the store kept that.
         logger.info("job %s finished training but was no longer running", job_id)
         return None
     logger.info(

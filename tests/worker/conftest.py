@@ -144,9 +144,9 @@ def start_prefork_worker(
     """Start `celery -A worker.celery_app worker --device cpu` (prefork) for a namespace."""
     started: list[PreforkWorker] = []
 
-    def start(settings: Settings, **environment: str) -> PreforkWorker:
+    def start(settings: Settings, *, hostname: str = "", **environment: str) -> PreforkWorker:
         deployment = make_deployment(settings, redis_client)
-        hostname = f"{settings.namespace}@prefork"
+        hostname = hostname or f"{settings.namespace}@prefork"
         env = {**service_env, "GRADWATCH_NAMESPACE": settings.namespace, **environment}
         command = [
             sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",

@@ -1,0 +1,225 @@
+"""Worker loss in the store: fencing tokens, dispatches, and the reaper's atomic claims."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from core.jobs import JobRecord, JobStatus, Summary, WorkerInfo
+from core.spec import ExperimentSpec
+from core.store import JobStore, Requeue
+
+LOST = WorkerInfo(hostname="lost@test", device="cpu", device_name="CPU", tensorflow="2")
+OTHER = WorkerInfo(hostname="other@test", device="cpu", device_name="CPU", tensorflow="2")
+TASK = {"name": "gradwatch.train", "kwargs": {"job_id": "set below"}}
+SUMMARY = Summary(loss=0.5, accuracy=0.5)
+
+
+def started(store: JobStore, *, worker: WorkerInfo = LOST, dispatch: int = 0) -> JobRecord:
+    spec = ExperimentSpec.model_validate({"seed": 1, "training": {"epochs": 3}})
+    job_id = store.create(spec=spec, queue="cpu").record.id
+    task = {**TASK, "kwargs": {"job_id": job_id}}
+    record = store.mark_running(
+        job_id, worker=worker, max_deliveries=3, dispatch=dispatch, task=task
+    )
+    assert record is not None
+    return record
+
+
+def reap(store: JobStore, record: JobRecord, *, silent: float = 0.0, limit: int = 3) -> Requeue:
+    assert record.worker is not None
+    return store.requeue_lost(
+        record.id,
+        queue=record.queue,
+        hostname=record.worker["hostname"],
+        delivery=record.deliveries,
+        silent_seconds=silent,
+        max_deliveries=limit,
+    )
+
+
+def current(store: JobStore, job_id: str) -> JobRecord:
+    record = store.get(job_id)
+    assert record is not None
+    return record
+
+
+def test_a_stale_delivery_cannot_write_once_the_job_was_delivered_again(
+    isolated_store: JobStore,
+) -> None:
+    first = started(isolated_store)
+    second = isolated_store.mark_running(first.id, worker=OTHER, max_deliveries=3, dispatch=0)
+    assert second is not None and (first.deliveries, second.deliveries) == (1, 2)
+
+    stale = first.deliveries
+    assert not isolated_store.set_progress(first.id, epoch=1, epochs=3, delivery=stale)
+    assert not isolated_store.mark_succeeded(
+        first.id, summary=SUMMARY, result_json="{}", plots={}, delivery=stale
+    )
+    assert not isolated_store.mark_failed(first.id, error_type="X", message="x", delivery=stale)
+    assert not isolated_store.mark_cancelled(first.id, delivery=stale)
+    record = current(isolated_store, first.id)
+    assert record.status is JobStatus.RUNNING and record.epoch == 0
+    assert record.worker == OTHER.to_json_dict()
+
+    assert isolated_store.set_progress(first.id, epoch=1, epochs=3, delivery=2)
+    assert isolated_store.mark_succeeded(
+        first.id, summary=SUMMARY, result_json="{}", plots={}, delivery=2
+    )
+    assert current(isolated_store, first.id).status is JobStatus.SUCCEEDED
+
+
+def test_a_job_whose_worker_sent_no_heartbeat_is_requeued_with_its_task(
+    isolated_store: JobStore,
+) -> None:
+    record = started(isolated_store)
+
+    outcome = reap(isolated_store, record)
+
+    assert outcome.action == "requeued" and outcome.dispatch == 1
+    assert outcome.task == {"name": "gradwatch.train", "kwargs": {"job_id": record.id}}
+    assert outcome.queue == "cpu" and "lost@test sent no heartbeat" in outcome.reason
+    after = current(isolated_store, record.id)
+    assert after.status is JobStatus.QUEUED and after.deliveries == 1
+    [event] = [e for e in isolated_store.read_events(record.id) if "requeued" in e.data]
+    assert json.loads(event.data) == {
+        "status": "queued",
+        "requeued": True,
+        "dispatch": 1,
+        "reason": outcome.reason,
+    }
+    assert isolated_store.unsent_requeues() == [(record.id, 1)]
+    isolated_store.confirm_requeue(record.id, dispatch=1)
+    assert isolated_store.unsent_requeues() == []
+    # A second round finds nothing to do.
+    assert reap(isolated_store, record).action == "skip"
+
+
+def test_a_message_of_an_older_dispatch_no_longer_starts_the_job(
+    isolated_store: JobStore,
+) -> None:
+    record = started(isolated_store)
+    reap(isolated_store, record)
+
+    # The first message, restored by Celery after its visibility timeout.
+    assert isolated_store.mark_running(record.id, worker=LOST, max_deliveries=3, dispatch=0) is None
+    assert current(isolated_store, record.id).status is JobStatus.QUEUED
+    again = isolated_store.mark_running(record.id, worker=OTHER, max_deliveries=3, dispatch=1)
+    assert again is not None and again.deliveries == 2
+    # The old delivery, come back from a partition, may not fail or cancel it either.
+    assert not isolated_store.mark_failed(record.id, error_type="X", message="x", dispatch=0)
+    assert not isolated_store.mark_cancelled(record.id, delivery=1)
+    assert current(isolated_store, record.id).status is JobStatus.RUNNING
+
+
+def test_a_job_on_a_live_worker_that_lists_it_is_left_alone(isolated_store: JobStore) -> None:
+    record = started(isolated_store)
+    time.sleep(0.5)
+    isolated_store.record_worker_jobs(hostname="lost@test", job_ids=["x", record.id])
+    isolated_store.record_heartbeat(queue="cpu", hostname="lost@test")
+
+    assert reap(isolated_store, record, silent=0.4).action == "skip"
+    assert current(isolated_store, record.id).status is JobStatus.RUNNING
+
+
+def test_a_live_worker_that_no_longer_lists_the_job_has_lost_it(
+    isolated_store: JobStore,
+) -> None:
+    record = started(isolated_store)
+    # A report taken as the job started may predate it: it proves nothing yet.
+    isolated_store.record_worker_jobs(hostname="lost@test", job_ids=[])
+    time.sleep(0.5)
+    isolated_store.record_heartbeat(queue="cpu", hostname="lost@test")
+    assert reap(isolated_store, record, silent=0.4).action == "skip"
+
+    isolated_store.record_worker_jobs(hostname="lost@test", job_ids=[])
+    outcome = reap(isolated_store, record, silent=0.4)
+
+    assert outcome.action == "requeued"
+    assert outcome.reason == "its worker lost@test was no longer running it"
+
+
+def test_a_job_is_not_reaped_before_a_silence_period_has_passed(
+    isolated_store: JobStore,
+) -> None:
+    record = started(isolated_store)
+
+    assert reap(isolated_store, record, silent=30).action == "skip"
+
+
+def test_a_job_lost_on_its_last_delivery_fails_with_the_reason(
+    isolated_store: JobStore,
+) -> None:
+    record = started(isolated_store)
+
+    outcome = reap(isolated_store, record, limit=1)
+
+    assert outcome.action == "failed"
+    after = current(isolated_store, record.id)
+    assert after.status is JobStatus.FAILED and after.error is not None
+    assert after.error["type"] == "TooManyDeliveries"
+    assert after.error["message"] == (
+        "delivered 1 time, the limit, and its worker lost@test sent no heartbeat: "
+        "the job may be killing its worker"
+    )
+
+
+def test_a_lost_job_with_a_cancel_asked_is_cancelled(isolated_store: JobStore) -> None:
+    record = started(isolated_store)
+    isolated_store.request_cancel(record.id)
+
+    assert reap(isolated_store, record).action == "cancelled"
+    assert current(isolated_store, record.id).status is JobStatus.CANCELLED
+
+
+def test_of_many_reapers_at_once_exactly_one_requeues(isolated_store: JobStore) -> None:
+    record = started(isolated_store)
+    outcomes: list[Requeue] = []
+    barrier = threading.Barrier(8)
+
+    def claim() -> None:
+        barrier.wait()
+        outcomes.append(reap(isolated_store, record))
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcome.action for outcome in outcomes) == ["requeued"] + ["skip"] * 7
+    assert isolated_store.unsent_requeues() == [(record.id, 1)]
+
+
+def test_an_unconfirmed_requeue_is_dispatched_anew_voiding_the_first(
+    isolated_store: JobStore,
+) -> None:
+    record = started(isolated_store)
+    reap(isolated_store, record)
+    # Not yet overdue: left for the reaper that claimed it.
+    assert isolated_store.redispatch(record.id, dispatch=1, unconfirmed_seconds=30).action == (
+        "skip"
+    )
+
+    outcome = isolated_store.redispatch(record.id, dispatch=1, unconfirmed_seconds=0)
+
+    assert outcome.action == "requeued" and outcome.dispatch == 2
+    assert outcome.reason == "its re-queued message was not confirmed sent"
+    assert isolated_store.unsent_requeues() == [(record.id, 2)]
+    assert (
+        isolated_store.mark_running(record.id, worker=OTHER, max_deliveries=3, dispatch=1) is None
+    )
+    isolated_store.confirm_requeue(record.id, dispatch=2)
+    assert isolated_store.unsent_requeues() == []
+
+
+def test_a_requeue_of_a_job_that_started_since_is_dropped(isolated_store: JobStore) -> None:
+    record = started(isolated_store)
+    reap(isolated_store, record)
+    isolated_store.mark_running(record.id, worker=OTHER, max_deliveries=3, dispatch=1)
+
+    assert isolated_store.redispatch(record.id, dispatch=1, unconfirmed_seconds=0).action == (
+        "skip"
+    )
+    assert isolated_store.unsent_requeues() == []

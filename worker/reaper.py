@@ -1,0 +1,151 @@
+"""The reaper: every worker re-queues, or fails, the jobs of workers that were lost.
+
+A daemon thread in each worker's main process looks over the running jobs
+every `Settings.reap_interval_seconds` (10 s). A job is lost when the worker
+its record names has sent no heartbeat for `worker_silent_seconds` (30 s: a
+worker SIGKILLed, out of memory, its machine gone), or still beats but no
+longer lists the job (its pool process died, or the task was dropped while
+Redis was away). Each lost job is claimed in one atomic script, so when many
+workers reap at once exactly one acts: it goes back to `queued` as a new
+dispatch and its task is sent again, or, once it has been delivered
+`max_deliveries` times, it fails with the reason (a job that kills its worker
+every time). No separate process is needed: `gradwatch serve` and every
+deployment that runs a worker reap.
+
+A re-queue is written before its message is sent; the message is confirmed
+after. One left unconfirmed (the reaper died in between, or Redis went away)
+is dispatched anew by any reaper a silence period later: the new dispatch
+number voids the first message, had it gone out after all.
+
+Right after Redis comes back every heartbeat looks old, so a reaper acts only
+once it has reached Redis for a full silence period itself.
+
+Example:
+    >>> reaper = Reaper(JobStore.from_settings(settings), make_celery(settings), settings)
+    >>> reaper.reap()   # one round; the thread calls it every reap_interval_seconds
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
+
+from core.jobs import JobRecord
+from core.queue import make_celery, send_again
+from core.settings import Settings, get_settings
+from core.store import JobStore, Requeue
+
+logger = logging.getLogger(__name__)
+
+
+class Reaper:
+    """Re-queues or fails the jobs of lost workers, one round per `reap()`."""
+
+    def __init__(self, store: JobStore, celery: Celery, settings: Settings) -> None:
+        self.store = store
+        self.celery = celery
+        self.silent_seconds = settings.worker_silent_seconds
+        self.interval = settings.reap_interval_seconds
+        self.max_deliveries = settings.max_deliveries
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gradwatch-reaper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=self.interval)
+        self.store.close()
+        self.celery.close()
+
+    def reap(self) -> list[Requeue]:
+        """One round: claim every lost job, send the re-queued ones; what was done."""
+        done = [self._claim(record) for record in self.store.running_jobs()]
+        for job_id, dispatch in self.store.unsent_requeues():
+            done.append(
+                self.store.redispatch(
+                    job_id, dispatch=dispatch, unconfirmed_seconds=self.silent_seconds
+                )
+            )
+        acted = [outcome for outcome in done if outcome.action != "skip"]
+        for outcome in acted:
+            self._report(outcome)
+            if outcome.action == "requeued":
+                self._send(outcome)
+        return acted
+
+    def _claim(self, record: JobRecord) -> Requeue:
+        return self.store.requeue_lost(
+            record.id,
+            queue=record.queue,
+            hostname=str((record.worker or {}).get("hostname", "")),
+            delivery=record.deliveries,
+            silent_seconds=self.silent_seconds,
+            max_deliveries=self.max_deliveries,
+        )
+
+    def _send(self, outcome: Requeue) -> None:
+        send_again(
+            self.celery,
+            job_id=outcome.job_id,
+            queue=outcome.queue,
+            dispatch=outcome.dispatch,
+            task=outcome.task,
+        )
+        self.store.confirm_requeue(outcome.job_id, dispatch=outcome.dispatch)
+
+    @staticmethod
+    def _report(outcome: Requeue) -> None:
+        logger.warning(
+            "job %s %s%s: %s",
+            outcome.job_id,
+            outcome.action,
+            f" (dispatch {outcome.dispatch})" if outcome.action == "requeued" else "",
+            outcome.reason or "a cancel was asked",
+        )
+
+    def _run(self) -> None:
+        reachable_since: float | None = None
+        while not self._stopped.wait(self.interval):
+            try:
+                if reachable_since is None:
+                    self.store.ping()
+                    reachable_since = time.monotonic()
+                if time.monotonic() - reachable_since >= self.silent_seconds:
+                    self.reap()
+            except Exception:  # Redis away: try again, and wait a silence period once back
+                logger.warning("reaper round failed; retrying", exc_info=True)
+                reachable_since = None
+
+
+_current: list[Reaper] = []
+
+
+def connect_reaper() -> None:
+    """Reap from worker start to worker shutdown."""
+    worker_ready.connect(_start, weak=False)
+    worker_shutdown.connect(_stop, weak=False)
+
+
+def _start(**_: Any) -> None:
+    settings = get_settings()
+    celery = make_celery(settings, main="gradwatch-reaper")
+    reaper = Reaper(JobStore.from_settings(settings), celery, settings)
+    reaper.start()
+    _current.append(reaper)
+    logger.info(
+        "reaping every %g s: jobs of workers silent for %g s",
+        settings.reap_interval_seconds,
+        settings.worker_silent_seconds,
+    )
+
+
+def _stop(**_: Any) -> None:
+    while _current:
+        _current.pop().stop()
