@@ -1,15 +1,17 @@
-"""What happens to a study when one of its children ends: update, seal, draw.
+"""What happens to a study when one of its children ends: update, draw, seal.
 
 The worker calls `finish_study` after each child it ran, whatever the
-child's outcome. Reading the study reconciles it with its children and
-seals it when every child has finished (see core.study_store). The process
-that then stores the study's series first (a `SET NX`) draws the default
-plots, so two workers finishing the last children together do not both
-draw; if that process dies first, the API draws each plot on its first
-request instead, from the same numbers, to the same bytes.
+child's outcome. Reading the study reconciles it with its children. When
+every child has finished, the first worker to claim the study reads the
+children's results once, reduces them to the study's series, draws the
+default plots and seals the study with its summary, series and PNGs in one
+atomic step: a client that sees the study finished can fetch every default
+plot at once, as for an experiment. A reader seals a complete study itself
+(without plots, drawn later on request) when its last child finished more
+than `SEAL_GRACE_SECONDS` ago: a worker that dies while drawing loses nothing.
 
 Example:
-    >>> record = finish_study(StudyStore.from_settings(get_settings()), study_id)
+    >>> record = finish_study(StudyStore.from_settings(get_settings()), study_id, by=host)
 """
 
 from __future__ import annotations
@@ -21,31 +23,33 @@ from typing import Any
 import orjson
 
 from core.jobs import JobStatus, dumps_compact
-from core.keys import plot_field
 from core.study_plots import available_study_plots, render_study_plot, study_series
 from core.study_store import StudyRecord, StudyStore
 
 logger = logging.getLogger(__name__)
 
 
-def finish_study(store: StudyStore, study_id: str) -> StudyRecord | None:
-    """Bring the study up to date; once complete, store its series and default PNGs."""
-    record = store.get_study(study_id)
-    if record is None or not record.status.finished:
+def finish_study(store: StudyStore, study_id: str, *, by: str) -> StudyRecord | None:
+    """Bring the study up to date; once complete, draw its plots and seal it (`by`: who)."""
+    record = store.get_study(study_id, seal_after=None)
+    if record is None or record.status.finished or not record.complete:
         return record
-    if store.get_study_series(study_id) is not None:
-        return record  # another process has it, or had it (the plots follow the series)
+    if not store.claim_study_drawing(study_id, by=by):
+        return record  # another worker draws it
     series = load_series(store, record)
-    if not store.put_study_series(study_id, series_json=dumps_compact(series)):
-        return record
+    plots = draw_default_plots(study_id, series)
+    return store.seal_study(study_id, series_json=dumps_compact(series), plots=plots)
+
+
+def draw_default_plots(study_id: str, series: Mapping[str, Any]) -> dict[str, bytes]:
+    """Every plot the series supports, at the default size; one that fails is left out."""
+    plots: dict[str, bytes] = {}
     for name in available_study_plots(series):
         try:
-            png = render_study_plot(name, series)
-        except Exception:  # the numbers stand; the API can draw it on demand
+            plots[name] = render_study_plot(name, series)
+        except Exception:  # the numbers stand; the API can still draw it on request
             logger.exception("study %s: plot %s could not be drawn", study_id, name)
-            continue
-        store.put_study_plot(study_id, field=plot_field(name), png=png)
-    return record
+    return plots
 
 
 def load_series(store: StudyStore, record: StudyRecord) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -50,8 +50,9 @@ import orjson
 import redis
 import redis.asyncio
 
+from core.api_keys import ANONYMOUS
 from core.jobs import JobStatus, dumps_compact, iso_time, new_job_id
-from core.keys import Keys, plot_etag_field
+from core.keys import Keys, owned, plot_etag_field, plot_field
 from core.redis_multiplex import MultiplexedRedis
 from core.settings import Settings
 from core.store import (
@@ -65,7 +66,7 @@ from core.store import (
     plans_from_settings,
     png_etag,
 )
-from core.store_scripts import PRUNE, PUT_PLOT, LuaScript
+from core.store_scripts import PUT_PLOT, LuaScript
 from core.studies import MAX_CHILDREN, ChildOutcome, StudyPlan, study_status, summarize
 
 T = TypeVar("T")
@@ -74,6 +75,10 @@ P = ParamSpec("P")
 # Two state changes per child (running, finished) and the study's own: every event of
 # the largest study fits, so a client resuming with Last-Event-ID never misses one.
 STUDY_EVENTS_MAXLEN = 2 * MAX_CHILDREN + 20
+# A complete study waits this long for the worker drawing its plots before a reader
+# seals it without them (they are then drawn on request): a worker that dies drawing
+# leaves a study that finishes anyway.
+SEAL_GRACE_SECONDS = 15.0
 # PNGs (sizes x plots) cached per study, as for a job.
 MAX_CACHED_STUDY_PLOTS = 64
 CHILD_FIELDS = ("status", "epoch", "epochs", "started_at", "finished_at", "summary")
@@ -95,10 +100,12 @@ CREATE_STUDY = LuaScript(
     "create_study",
     _PRELUDE
     + """
--- KEYS[1] record, [2] events, [3] studies index; ARGV[1] id, [2] cap, [3..] field/value pairs
+-- KEYS[1] record, [2] events, [3] studies index, [4] the owner's; ARGV[1] id, [2] cap,
+-- [3..] field/value pairs
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'status', 'queued', 'created_at',
            string.format('%.6f', now()), 'cancel_requested', 0, unpack(ARGV, 3))
 redis.call('ZADD', KEYS[3], 0, ARGV[1])
+redis.call('ZADD', KEYS[4], 0, ARGV[1])
 emit(KEYS[2], ARGV[2], 'state', '{"status":"queued"}')
 return redis.call('HGETALL', KEYS[1])
 """,
@@ -110,8 +117,8 @@ RECONCILE = LuaScript(
     + """
 -- KEYS[1] record, [2] seen, [3] events, [4..] child records; ARGV[1] cap, [2..] child ids.
 -- Reads every child, tells the events each state change not yet told, moves a queued
--- study to running once a child has left the queue. Replies the study's status, then
--- per child its CHILD_FIELDS (status 'missing' when its record is gone).
+-- study to running once a child has left the queue. Replies the study's status, the
+-- server's time, then per child its CHILD_FIELDS (status 'missing' once it is gone).
 local record, seen, events, cap = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
 local status = redis.call('HGET', record, 'status')
 if not status then return {'missing'} end
@@ -144,8 +151,8 @@ if status == 'queued' and started then
   redis.call('HSET', record, 'status', status)
   emit(events, cap, 'state', '{"status":"running"}')
 end
-local reply = {status}
-for i = 1, n do reply[i + 1] = states[i] end
+local reply = {status, string.format('%.6f', now())}
+for i = 1, n do reply[i + 2] = states[i] end
 return reply
 """,
 )
@@ -155,15 +162,37 @@ SEAL = LuaScript(
     _PRELUDE
     + """
 -- KEYS[1] record, [2] seen, [3] series, [4] plots, [5] events, [6] studies expiry;
--- ARGV[1] id, [2] ttl, [3] cap, [4] status, [5] event JSON, [6..] field/value pairs.
--- Once: a sealed (or deleted) study is left as it is.
+-- ARGV[1] id, [2] ttl, [3] cap, [4] status, [5] event JSON, [6] series JSON or '',
+-- [7] n, [8 .. 7+n] record field/value pairs, [8+n ..] plot field/value pairs.
+-- Seals once: a sealed study keeps its status and summary, but still takes the series
+-- and PNGs (once each) from a worker that drew them after a reader sealed it.
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status or finished[status] then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[4], unpack(ARGV, 6))
-emit(KEYS[5], ARGV[3], 'state', ARGV[5])
-for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ARGV[2]) end
-redis.call('ZADD', KEYS[6], now() + tonumber(ARGV[2]), ARGV[1])
-return 1
+if not status then return 0 end
+local n, sealed = tonumber(ARGV[7]), 0
+if not finished[status] then
+  redis.call('HSET', KEYS[1], 'status', ARGV[4])
+  if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 8, 7 + n)) end
+  if ARGV[6] ~= '' then redis.call('SET', KEYS[3], ARGV[6]) end
+  if #ARGV > 7 + n then redis.call('HSET', KEYS[4], unpack(ARGV, 8 + n)) end
+  emit(KEYS[5], ARGV[3], 'state', ARGV[5])
+  for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ARGV[2]) end
+  redis.call('ZADD', KEYS[6], now() + tonumber(ARGV[2]), ARGV[1])
+  return 1
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then return 0 end
+if ARGV[6] ~= '' then redis.call('SET', KEYS[3], ARGV[6], 'PX', ttl, 'NX') end
+if #ARGV > 7 + n then
+  local plots = {}
+  for i = 8 + n, #ARGV, 2 do
+    if redis.call('HEXISTS', KEYS[4], ARGV[i]) == 0 then
+      plots[#plots + 1] = ARGV[i]; plots[#plots + 1] = ARGV[i + 1]
+    end
+  end
+  if #plots > 0 then redis.call('HSET', KEYS[4], unpack(plots)) end
+  redis.call('PEXPIRE', KEYS[4], ttl)
+end
+return 0
 """,
 )
 
@@ -182,15 +211,25 @@ return {state[1], state[2]}
 """,
 )
 
+CLAIM_DRAWING = LuaScript(
+    "claim_study_drawing",
+    _PRELUDE
+    + """
+-- KEYS[1] record; ARGV[1] who. 1 for the first claim on an unsealed study, else 0.
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or finished[status] then return 0 end
+return redis.call('HSETNX', KEYS[1], 'drawing', ARGV[1])
+""",
+)
+
 DELETE_STUDY = LuaScript(
     "delete_study",
     """
--- KEYS[1..5] the study's keys, [6] studies index, [7] expiry; ARGV[1] id.
--- Replies its children (JSON), or nil when it was unknown.
+-- KEYS[1..5] the study's keys, [6] studies index, [7] expiry, [8] the owner's index;
+-- ARGV[1] id. Replies its children (JSON), or nil when it was unknown.
 local children = redis.call('HGET', KEYS[1], 'children')
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
-redis.call('ZREM', KEYS[6], ARGV[1])
-redis.call('ZREM', KEYS[7], ARGV[1])
+for i = 6, 8 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 return children
 """,
 )
@@ -211,6 +250,7 @@ STUDY_SCRIPTS: tuple[LuaScript, ...] = (
     RECONCILE,
     SEAL,
     CANCEL_STUDY,
+    CLAIM_DRAWING,
     DELETE_STUDY,
     PUT_SERIES,
 )
@@ -265,6 +305,7 @@ class StudyRecord:
     configs: list[dict[str, Any]]
     children: tuple[ChildState, ...]
     seeds: int
+    owner: str = ANONYMOUS  # whose API key made it (never shown)
     plots: tuple[str, ...] = ()
     cancel_requested: bool = False
     started_at: float | None = None
@@ -292,6 +333,7 @@ class StudyRecord:
             configs=_json(fields, b"configs") or [],
             children=children,
             seeds=int(fields.get(b"seeds", 1)),
+            owner=fields.get(b"owner", ANONYMOUS.encode()).decode(),
             plots=tuple(_json(fields, b"plots") or ()),
             cancel_requested=fields.get(b"cancel_requested") == b"1",
             started_at=_time(fields, b"started_at"),
@@ -302,6 +344,11 @@ class StudyRecord:
     @property
     def child_ids(self) -> list[str]:
         return [child.id for child in self.children]
+
+    @property
+    def complete(self) -> bool:
+        """True once every child has finished (the study itself may not be sealed yet)."""
+        return all(child.status not in ("queued", "running") for child in self.children)
 
     @property
     def progress(self) -> dict[str, int]:
@@ -378,12 +425,18 @@ class StudyPlans:
         self.ttl_seconds = ttl_seconds
 
     def create_study(
-        self, *, plan: StudyPlan, children: Sequence[str], plots: Sequence[str]
+        self,
+        *,
+        plan: StudyPlan,
+        children: Sequence[str],
+        plots: Sequence[str],
+        owner: str = ANONYMOUS,
     ) -> Plan[StudyRecord]:
-        """A queued study over the (already created) jobs `children`, in `plan`'s order."""
+        """A queued study of `owner` over the (already created) jobs `children`, in order."""
         study_id = new_job_id()
         keys = self.keys.study(study_id)
         fields: dict[str, str | int] = {
+            "owner": owner,
             "request": dumps_compact(plan.request),
             "configs": dumps_compact([config.to_json_dict() for config in plan.configs]),
             "children": dumps_compact(list(children)),
@@ -396,26 +449,60 @@ class StudyPlans:
         return Plan(
             lambda reply: StudyRecord.from_fields(_hash(reply)),
             script=CREATE_STUDY,
-            keys=[keys.record, keys.events, self.keys.studies],
+            keys=[keys.record, keys.events, self.keys.studies, owned(self.keys.studies, owner)],
             args=args,
         )
 
-    def get_study(self, study_id: str) -> Plan[StudyRecord | None]:
-        """The study; an unfinished one reconciled with its children, sealed when complete."""
+    def get_study(
+        self, study_id: str, *, seal_after: float | None = SEAL_GRACE_SECONDS
+    ) -> Plan[StudyRecord | None]:
+        """The study; an unsealed one reconciled with its children.
+
+        A complete study (every child finished) is sealed when no child
+        succeeded (there is nothing to draw) or when its last child finished
+        `seal_after` seconds ago or more: until then the worker that ran that
+        child is drawing its plots and seals it with them. None never seals.
+        """
+        return self._read(study_id, _Sealing(seal_after))
+
+    def seal_study(
+        self, study_id: str, *, series_json: str, plots: Mapping[str, bytes]
+    ) -> Plan[StudyRecord | None]:
+        """Seal a complete study with its plot series and default PNGs (`name` -> PNG).
+
+        A study a reader sealed meanwhile keeps its summary and still takes the
+        series and PNGs; an incomplete one is left as it is.
+        """
+        return self._read(study_id, _Sealing(0.0, series_json, dict(plots)))
+
+    def claim_study_drawing(self, study_id: str, *, by: str) -> Plan[bool]:
+        """True for the first claim to draw an unsealed study's plots (a worker's)."""
+        return Plan(
+            lambda reply: reply == 1,
+            script=CLAIM_DRAWING,
+            keys=[self.keys.study(study_id).record],
+            args=[by],
+        )
+
+    def _read(self, study_id: str, sealing: _Sealing) -> Plan[StudyRecord | None]:
         record = self.keys.study(study_id).record
 
         def decode(reply: list[Any]) -> StudyRecord | Plan[StudyRecord | None] | None:
             fields = _hash(reply[0])
             if not fields:
                 return None
-            status = JobStatus(fields[b"status"].decode())
-            if status.finished:
-                return StudyRecord.from_fields(fields)
-            return self._reconcile(study_id, fields)
+            study = StudyRecord.from_fields(fields)
+            if not study.status.finished:
+                return self._reconcile(study_id, fields, sealing)
+            if sealing.drawn:  # sealed by a reader: still keep what the worker drew
+                return self._seal(study, (), sealing)
+            return study
 
         return Plan(decode, commands=[("HGETALL", record)])
 
-    def _reconcile(self, study_id: str, fields: Mapping[bytes, bytes]) -> Plan[StudyRecord | None]:
+    def _reconcile(
+        self, study_id: str, fields: Mapping[bytes, bytes], sealing: _Sealing
+    ) -> Plan[StudyRecord | None]:
         keys = self.keys.study(study_id)
         ids: list[str] = _json(fields, b"children") or []
 
@@ -424,15 +511,16 @@ class StudyPlans:
             if status == "missing":
                 return None
             if len(reply) == 1:  # sealed meanwhile: read it again
-                return self.get_study(study_id)
-            states = [
-                _child_state(child_id, row) for child_id, row in zip(ids, reply[1:], strict=True)
-            ]
+                return self._read(study_id, sealing)
+            now = float(reply[1])
+            rows = list(zip(ids, reply[2:], strict=True))
+            states = [_child_state(child_id, row) for child_id, row in rows]
             live = {**fields, b"status": status.encode()}
-            record = StudyRecord.from_fields(live, [state for state, _ in states])
-            if all(state.status not in ("queued", "running") for state, _ in states):
-                return self._seal(record, [row for _, row in states])
-            return dataclasses.replace(record, started_at=_started(states))
+            record = StudyRecord.from_fields(live, states)
+            record = dataclasses.replace(record, started_at=_earliest(row for _, row in rows))
+            if record.complete and sealing.seals(record, [row for _, row in rows], now):
+                return self._seal(record, [row for _, row in rows], sealing)
+            return record
 
         child_keys = [self.keys.job(child_id).record for child_id in ids]
         return Plan(
@@ -442,9 +530,43 @@ class StudyPlans:
             args=[STUDY_EVENTS_MAXLEN, *ids],
         )
 
-    def _seal(self, record: StudyRecord, rows: Sequence[Sequence[Any]]) -> Plan[StudyRecord | None]:
-        """Finish `record`, whose children have all finished: status, summary, final states."""
+    def _seal(
+        self, record: StudyRecord, rows: Sequence[Sequence[Any]], sealing: _Sealing
+    ) -> Plan[StudyRecord | None]:
+        """Finish `record`, whose children have all finished (`rows`: their CHILD_FIELDS);
+        with no rows, only store the series and PNGs of a study already sealed."""
         keys = self.keys.study(record.id)
+        fields: dict[str, str] = {}
+        status, event = record.status, ""
+        if rows:
+            status, fields = self._final_fields(record, rows)
+            event = dumps_compact({"status": status.value, "progress": record.progress})
+        pairs: list[str | bytes] = []
+        for name, text in fields.items():
+            pairs += [name, text]
+        for name, png in sealing.plots.items():
+            pairs += [plot_field(name), png, plot_etag_field(plot_field(name)), png_etag(png)]
+        args: list[str | bytes | int] = [
+            record.id,
+            self.ttl_seconds,
+            STUDY_EVENTS_MAXLEN,
+            status.value,
+            event,
+            sealing.series_json,
+            2 * len(fields),
+            *pairs,
+        ]
+        return Plan(
+            lambda _: self._read(record.id, _Sealing(None)),
+            script=SEAL,
+            keys=[*keys.all(), self.keys.studies_expiry],
+            args=args,
+        )
+
+    def _final_fields(
+        self, record: StudyRecord, rows: Sequence[Sequence[Any]]
+    ) -> tuple[JobStatus, dict[str, str]]:
+        """The sealed study's status and record fields, from its children's final rows."""
         outcomes = [
             ChildOutcome(
                 child.id,
@@ -453,34 +575,24 @@ class StudyPlans:
             )
             for child, row in zip(record.children, rows, strict=True)
         ]
-        status = study_status(outcomes)
-        summary = summarize(record.configs, record.seeds, outcomes)
-        started = [value for row in rows if (value := _number(row[3])) is not None]
-        ended = [value for row in rows if (value := _number(row[4])) is not None]
-        fields: dict[str, str] = {
-            "summary": dumps_compact(summary),
+        fields = {
+            "summary": dumps_compact(summarize(record.configs, record.seeds, outcomes)),
             "child_states": dumps_compact([child.to_json_dict() for child in record.children]),
         }
-        if started:
-            fields["started_at"] = f"{min(started):.6f}"
-        if ended:
-            fields["finished_at"] = f"{max(ended):.6f}"
-        event = dumps_compact({"status": status.value, "progress": record.progress})
-        args: list[str | int] = [record.id, self.ttl_seconds, STUDY_EVENTS_MAXLEN, status.value]
-        args.append(event)
-        for name, text in fields.items():
-            args += [name, text]
-        return Plan(
-            lambda _: self.get_study(record.id),
-            script=SEAL,
-            keys=[*keys.all(), self.keys.studies_expiry],
-            args=args,
-        )
+        if (started := _earliest(rows)) is not None:
+            fields["started_at"] = f"{started:.6f}"
+        if (ended := _latest(rows)) is not None:
+            fields["finished_at"] = f"{ended:.6f}"
+        return study_status(outcomes), fields
 
-    def list_studies(self, *, limit: int = 50, cursor: str | None = None) -> Plan[StudyPage]:
-        """Studies newest first, `limit` per page from `cursor`, as stored (not reconciled)."""
+    def list_studies(
+        self, *, limit: int = 50, cursor: str | None = None, owner: str | None = None
+    ) -> Plan[StudyPage]:
+        """Studies newest first (of one owner, or all), `limit` per page from `cursor`,
+        as stored: an unsealed one may be behind its children (read it for the news)."""
+        index = self.keys.studies if owner is None else owned(self.keys.studies, owner)
         upper = "+" if cursor is None else "(" + decode_cursor(cursor)
-        command = ("ZREVRANGEBYLEX", self.keys.studies, upper, "-", "LIMIT", 0, limit + 1)
+        command = ("ZREVRANGEBYLEX", index, upper, "-", "LIMIT", 0, limit + 1)
 
         def page(reply: list[Any]) -> StudyPage | Plan[StudyPage]:
             ids = [member.decode() for member in reply[0][:limit]]
@@ -489,22 +601,26 @@ class StudyPlans:
                 return StudyPage([], None)
 
             def records(replies: list[Any]) -> StudyPage | Plan[StudyPage]:
-                found = [StudyRecord.from_fields(_hash(r)) for r in replies if _hash(r)]
-                result = StudyPage(found, next_cursor)
-                if len(found) == len(ids):
+                found = {
+                    i: StudyRecord.from_fields(_hash(r))
+                    for i, r in zip(ids, replies, strict=True)
+                    if _hash(r)
+                }
+                result = StudyPage(list(found.values()), next_cursor)
+                gone = [study_id for study_id in ids if study_id not in found]
+                if not gone:
                     return result
-                # Some studies expired: drop them from the index, then answer.
-                return _then(self.prune_expired_studies(), result)
+                # Expired (or deleted meanwhile): drop them from the indexes, then answer.
+                drop = [
+                    ("ZREM", key, *gone)
+                    for key in {index, self.keys.studies, self.keys.studies_expiry}
+                ]
+                return Plan(lambda _: result, commands=drop)
 
             commands = [("HGETALL", self.keys.study(study_id).record) for study_id in ids]
             return Plan(records, commands=commands)
 
         return Plan(page, commands=[command])
-
-    def prune_expired_studies(self, *, limit: int = 1000) -> Plan[int]:
-        """Drop up to `limit` expired studies from the index; the count dropped."""
-        keys = [self.keys.studies, self.keys.studies_expiry]
-        return Plan(int, script=PRUNE, keys=keys, args=[limit])
 
     def cancel_study(self, study_id: str) -> Plan[StudyCancel | None]:
         """Flag the study cancelled (once); its children, for the caller to cancel each."""
@@ -524,12 +640,26 @@ class StudyPlans:
 
     def delete_study(self, study_id: str) -> Plan[list[str] | None]:
         """Remove the study's keys; its children (for the caller to delete), None if unknown."""
-        keys = [*self.keys.study(study_id).all(), self.keys.studies, self.keys.studies_expiry]
+        keys = self.keys.study(study_id)
+
+        def delete(reply: list[Any]) -> Plan[list[str] | None]:
+            owner = reply[0].decode() if reply[0] else ANONYMOUS
+            indexes = [self.keys.studies, self.keys.studies_expiry, owned(self.keys.studies, owner)]
+            return Plan(
+                lambda found: None if found is None else json.loads(found),
+                script=DELETE_STUDY,
+                keys=[*keys.all(), *indexes],
+                args=[study_id],
+            )
+
+        return Plan(delete, commands=[("HGET", keys.record, "owner")])
+
+    def study_owner(self, study_id: str) -> Plan[str | None]:
+        """Whose API key made the study; None for an unknown study."""
+        record = self.keys.study(study_id).record
         return Plan(
-            lambda reply: None if reply is None else json.loads(reply),
-            script=DELETE_STUDY,
-            keys=keys,
-            args=[study_id],
+            lambda reply: None if reply[0] is None else reply[0].decode(),
+            commands=[("HGET", record, "owner")],
         )
 
     def get_study_plot(self, study_id: str, *, field: str, body: bool = True) -> Plan[StoredPlot]:
@@ -612,21 +742,45 @@ class StudyPlans:
         return Plan(decode, commands=[command], blocking=block_ms is not None)
 
 
-def _then(first: Plan[Any], outcome: T | Plan[T]) -> Plan[T]:
-    """`first` run for its effect, then `outcome`: a value, or the next plan."""
-    return dataclasses.replace(first, decode=lambda _: outcome)
-
-
-def _child_state(child_id: str, row: Sequence[Any]) -> tuple[ChildState, Sequence[Any]]:
+def _child_state(child_id: str, row: Sequence[Any]) -> ChildState:
     status = row[0].decode() if isinstance(row[0], bytes) else str(row[0])
     epoch = int(row[1]) if row[1] else 0
     epochs = int(row[2]) if row[2] else 0
-    return ChildState(child_id, status, epoch, epochs), row
+    return ChildState(child_id, status, epoch, epochs)
 
 
-def _started(states: Sequence[tuple[ChildState, Sequence[Any]]]) -> float | None:
-    times = [value for _, row in states if (value := _number(row[3])) is not None]
+def _earliest(rows: Iterable[Sequence[Any]]) -> float | None:
+    """When the first child started (rows are CHILD_FIELDS)."""
+    times = [value for row in rows if (value := _number(row[3])) is not None]
     return min(times) if times else None
+
+
+def _latest(rows: Iterable[Sequence[Any]]) -> float | None:
+    """When the last child finished."""
+    times = [value for row in rows if (value := _number(row[4])) is not None]
+    return max(times) if times else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Sealing:
+    """How a read treats a complete study: seal after `seal_after` seconds (None: never),
+    with the series and PNGs a worker drew (`drawn`)."""
+
+    seal_after: float | None
+    series_json: str = ""
+    plots: dict[str, bytes] = dataclasses.field(default_factory=dict)
+
+    @property
+    def drawn(self) -> bool:
+        return bool(self.series_json)
+
+    def seals(self, record: StudyRecord, rows: Sequence[Sequence[Any]], now: float) -> bool:
+        if self.seal_after is None:
+            return False
+        if self.drawn or record.progress["succeeded"] == 0:
+            return True  # nothing (more) to draw
+        last = _latest(rows)
+        return last is None or now - last >= self.seal_after
 
 
 def study_plans_from_settings(settings: Settings) -> StudyPlans:
@@ -698,7 +852,9 @@ class StudyStore(JobStore):
     get_study_series = _sync(StudyPlans.get_study_series)
     put_study_series = _sync(StudyPlans.put_study_series)
     read_study_events = _sync(StudyPlans.read_study_events)
-    prune_expired_studies = _sync(StudyPlans.prune_expired_studies)
+    claim_study_drawing = _sync(StudyPlans.claim_study_drawing)
+    study_owner = _sync(StudyPlans.study_owner)
+    seal_study = _sync(StudyPlans.seal_study)
 
 
 class AsyncStudyStore(AsyncJobStore):
@@ -730,7 +886,9 @@ class AsyncStudyStore(AsyncJobStore):
     get_study_series = _async(StudyPlans.get_study_series)
     put_study_series = _async(StudyPlans.put_study_series)
     read_study_events = _async(StudyPlans.read_study_events)
-    prune_expired_studies = _async(StudyPlans.prune_expired_studies)
+    claim_study_drawing = _async(StudyPlans.claim_study_drawing)
+    study_owner = _async(StudyPlans.study_owner)
+    seal_study = _async(StudyPlans.seal_study)
 
 
 def _sha1(source: str) -> str:

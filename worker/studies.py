@@ -4,7 +4,8 @@ A child trains exactly as `gradwatch.train` would train it, except that it
 draws no PNGs when it ends (its plots are drawn on first request; the study
 draws its own). Then, whatever the child's outcome, the worker brings the
 study up to date (core.study_finish): the worker that ran the last child
-seals the study and draws its default plots, so the first fetch is instant.
+draws the study's default plots and seals it with them, so the first fetch
+is instant.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def train_study_child(self: Task, job_id: str, study_id: str) -> str | None:
         job_id, hostname=hostname, soft_time_limit=limits[1], default_plots=False
     )
     try:
-        finish_study(study_store(), study_id)
+        finish_study(study_store(), study_id, by=hostname)
     except Exception:
         # The child's outcome is stored; the study catches up on its next read.
         logger.exception("study %s: could not be brought up to date after job %s", study_id, job_id)

@@ -371,7 +371,7 @@ def test_a_study_follows_its_children_and_seals_once(study_store: StudyStore) ->
             assert study_store.mark_running(child, worker=WORKER, max_deliveries=3)
         summary = Summary(loss=0.5, accuracy=0.5 + 0.1 * index)
         assert study_store.mark_succeeded(child, summary=summary, result_json="{}", plots={})
-    record = study_store.get_study(study_id)
+    record = study_store.get_study(study_id, seal_after=0)
     assert record is not None and record.status is JobStatus.SUCCEEDED
     assert record.summary is not None and len(record.summary["rows"]) == 2
     assert record.summary["rows"][1]["accuracy"]["mean"] == pytest.approx(0.75)
@@ -389,7 +389,7 @@ def test_a_child_that_vanished_fails_the_study(study_store: StudyStore) -> None:
     study_id, children = _new_study(study_store)
     _succeed(study_store, children[0], 0.9)
     assert study_store.delete(children[1])
-    record = study_store.get_study(study_id)
+    record = study_store.get_study(study_id, seal_after=0)
     assert record is not None and record.status is JobStatus.FAILED
     assert [child.status for child in record.children] == ["succeeded", "missing"]
 
@@ -404,7 +404,7 @@ def test_cancel_flags_the_study_and_returns_its_children(study_store: StudyStore
     assert record.status is JobStatus.RUNNING  # the running child stops after its epoch
     assert [child.status for child in record.children] == ["running", "cancelled"]
     assert study_store.mark_cancelled(children[0])
-    record = study_store.get_study(study_id)
+    record = study_store.get_study(study_id)  # nothing succeeded: nothing to draw, sealed now
     assert record is not None and record.status is JobStatus.CANCELLED
     assert study_store.cancel_study("01" + "0" * 24) is None
 
@@ -417,13 +417,49 @@ def test_delete_removes_the_study_and_its_children(study_store: StudyStore) -> N
     assert not study_store.delete_with_children(study_id)
 
 
+def test_a_complete_study_waits_for_its_drawing_worker_then_seals_with_plots(
+    study_store: StudyStore,
+) -> None:
+    study_id, children = _new_study(study_store)
+    for child in children:
+        _succeed(study_store, child, 0.8)
+    waiting = study_store.get_study(study_id)  # within the grace: the worker is drawing
+    assert waiting is not None and waiting.complete and waiting.status is JobStatus.RUNNING
+    assert study_store.claim_study_drawing(study_id, by="worker-1")
+    assert not study_store.claim_study_drawing(study_id, by="worker-2")
+    sealed = study_store.seal_study(study_id, series_json='{"a":1}', plots={"curves": b"png1"})
+    assert sealed is not None and sealed.status is JobStatus.SUCCEEDED
+    assert sealed.summary is not None and len(sealed.summary["rows"]) == 2
+    assert study_store.get_study_series(study_id) == b'{"a":1}'
+    assert study_store.get_study_plot(study_id, field="curves").png == b"png1"
+    assert [kind for kind, _ in _events(study_store, study_id)][-1] == "state"
+    assert not study_store.claim_study_drawing(study_id, by="worker-3")  # sealed
+
+
+def test_a_reader_seals_when_the_drawing_worker_is_late_and_the_plots_still_land(
+    study_store: StudyStore,
+) -> None:
+    study_id, children = _new_study(study_store)
+    for child in children:
+        _succeed(study_store, child, 0.8)
+    assert study_store.claim_study_drawing(study_id, by="worker-1")
+    sealed = study_store.get_study(study_id, seal_after=0)  # the grace has passed
+    assert sealed is not None and sealed.status is JobStatus.SUCCEEDED
+    late = study_store.seal_study(study_id, series_json='{"a":1}', plots={"depth": b"png"})
+    assert late == sealed  # summary and status kept
+    assert study_store.get_study_plot(study_id, field="depth").png == b"png"
+    assert study_store.get_study_series(study_id) == b'{"a":1}'
+    states = [data["status"] for kind, data in _events(study_store, study_id) if kind == "state"]
+    assert states.count("succeeded") == 1
+
+
 def test_series_and_plots_are_stored_once_the_study_is_sealed(study_store: StudyStore) -> None:
     study_id, children = _new_study(study_store)
     assert not study_store.put_study_series(study_id, series_json="{}")  # not finished
     assert study_store.put_study_plot(study_id, field="curves", png=b"png") is None
     for child in children:
         _succeed(study_store, child, 0.8)
-    assert study_store.get_study(study_id) is not None
+    assert study_store.get_study(study_id, seal_after=0) is not None
     assert study_store.put_study_series(study_id, series_json='{"a":1}')
     assert not study_store.put_study_series(study_id, series_json='{"a":2}')  # first one kept
     assert study_store.get_study_series(study_id) == b'{"a":1}'
@@ -432,6 +468,17 @@ def test_series_and_plots_are_stored_once_the_study_is_sealed(study_store: Study
     assert stored.etag == etag and stored.png == b"png"
     miss = study_store.get_study_plot(study_id, field="depth")
     assert miss.png is None and miss.status is JobStatus.SUCCEEDED
+
+
+def test_a_study_is_listed_for_its_owner(study_store: StudyStore) -> None:
+    plan = expand({"base": {"seed": 1}, "axes": {"model.activation": ["relu"]}})
+    child = study_store.create(spec=plan.children[0], queue="nowhere", owner="erin").record.id
+    made = study_store.create_study(plan=plan, children=[child], plots=[], owner="erin")
+    assert made.owner == "erin" and study_store.study_owner(made.id) == "erin"
+    assert [r.id for r in study_store.list_studies(owner="erin").items] == [made.id]
+    assert study_store.list_studies(owner="frank").items == []
+    assert study_store.delete_with_children(made.id)
+    assert study_store.list_studies(owner="erin").items == []
 
 
 def test_studies_list_newest_first_with_a_cursor(study_store: StudyStore) -> None:
