@@ -24,15 +24,10 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
 
-from api.deps import Services, ServicesDep
+from api.access import limit_refused
+from api.deps import OwnerDep, Services, ServicesDep
 from api.errors import EndOfStream, Problem
-from api.responses import (
-    IMMUTABLE,
-    FastJSONResponse,
-    etag_matches,
-    not_modified,
-    png_response,
-)
+from api.responses import FastJSONResponse, etag_matches, not_modified, png_response
 from api.routes.events import LastEventId, is_final
 from api.routes.plots import DEFAULT_SIZE, Dpi, Height, IfNoneMatch, Width
 from api.schemas import PlotList, StudiesPage, StudyPublic, StudySummary, problem_responses
@@ -40,7 +35,7 @@ from core.jobs import JobStatus, dumps_compact, is_job_id
 from core.keys import plot_field
 from core.plots import PlotSize
 from core.queue import send_study_training
-from core.store import AsyncJobStore, InvalidCursor, png_etag
+from core.store import AsyncJobStore, InvalidCursor, Refusal, TooManyActiveJobs, png_etag
 from core.studies import StudyError, StudyPlan, expand_study, parse_study, summary_csv
 from core.study_plots import (
     STUDY_PLOT_DESCRIPTIONS,
@@ -57,6 +52,8 @@ router = APIRouter(prefix="/studies", tags=["studies"])
 logger = logging.getLogger(__name__)
 
 MAX_PAGE = 200
+# What a study refused at the active-jobs limit suggests waiting, as for an experiment.
+ACTIVE_LIMIT_RETRY_AFTER = 10.0
 # How long an event stream waits for its next event before reading the children itself.
 POLL_MS = 500
 _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
@@ -126,10 +123,13 @@ def study_not_finished(record: StudyRecord, what: str) -> Problem:
     )
 
 
-async def get_existing_study(study_id: StudyId, studies: StudyStoreDep) -> StudyRecord:
-    """The study, brought up to date with its children, or a 404 problem."""
+async def get_existing_study(
+    study_id: StudyId, studies: StudyStoreDep, services: ServicesDep, owner: OwnerDep
+) -> StudyRecord:
+    """The study, brought up to date with its children, when the caller may see it; else
+    a 404 problem (the same for another owner's study as for an unknown one)."""
     record = await studies.get_study(study_id) if is_job_id(study_id) else None
-    if record is None:
+    if record is None or not services.access.may_see(owner, record.owner):
         raise study_not_found(study_id)
     return record
 
@@ -148,28 +148,65 @@ def location(study_id: str) -> str:
     "",
     status_code=202,
     response_model=StudyPublic,
-    responses=problem_responses(400, 413, 415, 422, 503),
+    responses=problem_responses(400, 401, 413, 415, 422, 429, 503),
 )
-async def create_study(services: ServicesDep, studies: StudyStoreDep, body: StudyBody) -> Response:
+async def create_study(
+    services: ServicesDep, studies: StudyStoreDep, owner: OwnerDep, body: StudyBody
+) -> Response:
     """Queue a study: one experiment per configuration and seed; 202, the study, Location."""
     plan = _plan(body)
-    created = await asyncio.gather(
-        *(
-            studies.create(spec=spec, queue=services.settings.queue_for(spec.device))
-            for spec in plan.children
+    access = services.access
+    if not access.open:
+        refusal = await studies.admit(
+            owner,
+            jobs=len(plan.children),
+            per_minute=access.submissions_per_minute,
+            max_active=access.max_active_jobs,
         )
-    )
-    children = [(item.record.id, item.record.queue) for item in created]
+        if refusal is not None:
+            raise limit_refused(refusal, access)
+    children = await _create_children(services, studies, plan, owner)
     record = await studies.create_study(
         plan=plan,
         children=[child_id for child_id, _ in children],
         plots=planned_study_plots(plan.children),
+        owner=owner,
     )
     await _enqueue(services, studies, record.id, children)
     record = await studies.get_study(record.id) or record
     return FastJSONResponse(
         record.to_public(), status_code=202, headers={"Location": location(record.id)}
     )
+
+
+async def _create_children(
+    services: Services, studies: AsyncStudyStore, plan: StudyPlan, owner: str
+) -> list[tuple[str, str]]:
+    """(id, queue) of a new queued job per child spec; all or none (429 past the limit)."""
+    access = services.access
+    results = await asyncio.gather(
+        *(
+            studies.create(
+                spec=spec,
+                queue=services.settings.queue_for(spec.device),
+                owner=owner,
+                # Checked as each job is made: concurrent submissions cannot pass it together.
+                max_active=0 if access.open else access.max_active_jobs,
+            )
+            for spec in plan.children
+        ),
+        return_exceptions=True,
+    )
+    made = [(r.record.id, r.record.queue) for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    if not refused:
+        return made
+    await asyncio.gather(*(studies.delete(child_id) for child_id, _ in made))
+    error = refused[0]
+    if isinstance(error, TooManyActiveJobs):
+        refusal = Refusal("max_active_jobs", ACTIVE_LIMIT_RETRY_AFTER, error.active)
+        raise limit_refused(refusal, access) from error
+    raise error
 
 
 def _plan(body: Mapping[str, Any]) -> StudyPlan:
@@ -211,14 +248,17 @@ async def _enqueue(
 @router.get("", response_model=StudiesPage, responses=problem_responses(422))
 async def list_studies(
     studies: StudyStoreDep,
+    services: ServicesDep,
+    owner: OwnerDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="studies per page")] = 50,
     cursor: Annotated[
         str | None, Query(max_length=64, description="next_cursor of the previous page")
     ] = None,
 ) -> Response:
-    """Studies, newest first, one page at a time."""
+    """Studies, newest first, one page at a time (with API keys, the key owner's only)."""
+    mine = None if services.access.open else owner
     try:
-        page = await studies.list_studies(limit=limit, cursor=cursor)
+        page = await studies.list_studies(limit=limit, cursor=cursor, owner=mine)
     except InvalidCursor as error:
         reason = "not a cursor this API handed out"
         raise Problem(
@@ -249,9 +289,10 @@ async def read_study(study: ExistingStudy) -> Response:
     response_model=StudyPublic,
     responses={202: {"model": StudyPublic}, **problem_responses(404, 409)},
 )
-async def cancel_study(study_id: StudyId, studies: StudyStoreDep) -> Response:
+async def cancel_study(study: ExistingStudy, studies: StudyStoreDep) -> Response:
     """Cancel: queued children at once, running ones after their epoch (202 while any runs)."""
-    outcome = await studies.cancel_study(study_id) if is_job_id(study_id) else None
+    study_id = study.id
+    outcome = await studies.cancel_study(study_id)
     if outcome is None:
         raise study_not_found(study_id)
     if outcome.before in (JobStatus.SUCCEEDED, JobStatus.FAILED):
@@ -271,11 +312,11 @@ async def cancel_study(study_id: StudyId, studies: StudyStoreDep) -> Response:
 
 
 @router.delete("/{study_id}", status_code=204, responses=problem_responses(404))
-async def delete_study(study_id: StudyId, studies: StudyStoreDep) -> Response:
+async def delete_study(study: ExistingStudy, studies: StudyStoreDep) -> Response:
     """Delete the study and all its experiments; running ones stop after their epoch."""
-    children = await studies.delete_study(study_id) if is_job_id(study_id) else None
+    children = await studies.delete_study(study.id)
     if children is None:
-        raise study_not_found(study_id)
+        raise study_not_found(study.id)
     await asyncio.gather(*(studies.delete(child_id) for child_id in children))
     return Response(status_code=204)
 
@@ -298,9 +339,10 @@ def _summary_document(study: StudyRecord) -> dict[str, Any]:
 @router.get(
     "/{study_id}/summary", response_model=StudySummary, responses=problem_responses(404, 409)
 )
-async def read_summary(study: ExistingStudy) -> Response:
+async def read_summary(study: ExistingStudy, services: ServicesDep) -> Response:
     """One row per configuration: axis values, final loss and accuracy over seeds, verdicts."""
-    return FastJSONResponse(_summary_document(study), headers={"Cache-Control": IMMUTABLE})
+    headers = {"Cache-Control": services.access.immutable}
+    return FastJSONResponse(_summary_document(study), headers=headers)
 
 
 @router.get(
@@ -311,14 +353,14 @@ async def read_summary(study: ExistingStudy) -> Response:
         **problem_responses(404, 409),
     },
 )
-async def read_summary_csv(study: ExistingStudy) -> Response:
+async def read_summary_csv(study: ExistingStudy, services: ServicesDep) -> Response:
     """The summary as CSV: a column per axis, mean/std/min/max of loss and accuracy."""
     document = _summary_document(study)
     return Response(
         summary_csv(document, document["axes"]),
         media_type="text/csv; charset=utf-8",
         headers={
-            "Cache-Control": IMMUTABLE,
+            "Cache-Control": services.access.immutable,
             "Content-Disposition": f'attachment; filename="study-{study.id}.csv"',
         },
     )
@@ -408,13 +450,17 @@ async def read_study_plot(
     name: Annotated[str, Path(description=f"one of: {', '.join(STUDY_PLOT_NAMES)}")],
     services: ServicesDep,
     studies: StudyStoreDep,
+    owner: OwnerDep,
     width: Width = None,
     height: Height = None,
     dpi: Dpi = None,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """A study plot as PNG, optionally at another width, height and dpi; ETag and 304."""
+    access = services.access
     if not is_job_id(study_id):
+        raise study_not_found(study_id)
+    if not access.open and await studies.study_owner(study_id) != owner:
         raise study_not_found(study_id)
     if name not in STUDY_PLOT_NAMES:
         choices = ", ".join(STUDY_PLOT_NAMES)
@@ -424,10 +470,10 @@ async def read_study_plot(
     if if_none_match is not None:
         cached = await studies.get_study_plot(study_id, field=field, body=False)
         if cached.etag is not None and etag_matches(if_none_match, cached.etag):
-            return not_modified(cached.etag)
+            return not_modified(cached.etag, access.immutable)
     plot = await studies.get_study_plot(study_id, field=field)
     if plot.png is not None and plot.etag is not None:
-        return png_response(plot.png, plot.etag)
+        return png_response(plot.png, plot.etag, access.immutable)
     study = await studies.get_study(study_id)  # brings a stale status up to date
     if study is None:
         raise study_not_found(study_id)
@@ -436,7 +482,7 @@ async def read_study_plot(
     png = await _render(services, studies, study, name, size, field)
     etag = await studies.put_study_plot(study_id, field=field, png=png)
     # Not cached (the cache is full): the bytes still have a stable tag.
-    return png_response(png, etag or png_etag(png))
+    return png_response(png, etag or png_etag(png), access.immutable)
 
 
 async def _render(

@@ -16,7 +16,7 @@ from core.study_store import StudyStore
 from tests.api.conftest import problem
 from tests.api.test_events import sse_events
 from tests.api.test_plots import ORIGIN, png_size
-from tests.conftest import Server, Worker, wait_for
+from tests.conftest import KeysServer, Server, Worker, keys_env, serve_api, wait_for
 
 STUDY_SECONDS = 240.0  # a fresh worker loads TensorFlow and compiles each architecture
 # Four short children: two activations, two seeds, 3 epochs on 200 points.
@@ -83,19 +83,13 @@ def test_a_small_study_completes_with_ordinary_children(
     assert seeds == [5, 6, 5, 6]
 
 
-def test_the_worker_that_ends_the_study_draws_its_plots(
+def test_the_study_ends_with_its_plots_drawn_by_the_worker(
     small_study: dict[str, Any], settings: Settings, redis_client: redis.Redis
 ) -> None:
+    # No plot has been asked for yet: the worker drew them, and sealed the study with them.
     studies = StudyStore(redis_client, settings)
-
-    def drawn() -> bool:
-        return all(
-            studies.get_study_plot(small_study["id"], field=name, body=False).etag is not None
-            for name in STUDY_PLOT_NAMES
-        )
-
-    # No plot has been asked for yet: only the worker can have drawn them.
-    wait_for(drawn, timeout=60.0, what="the worker to draw the study's default plots")
+    for name in STUDY_PLOT_NAMES:
+        assert studies.get_study_plot(small_study["id"], field=name, body=False).etag, name
     assert studies.get_study_series(small_study["id"]) is not None
 
 
@@ -266,19 +260,19 @@ def test_a_study_sent_as_a_form_is_a_415(client: httpx.Client) -> None:
     problem(response, 415)
 
 
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [
-        ("GET", "/v1/studies/{id}"),
-        ("GET", "/v1/studies/{id}/summary"),
-        ("GET", "/v1/studies/{id}/summary.csv"),
-        ("GET", "/v1/studies/{id}/events"),
-        ("GET", "/v1/studies/{id}/plots"),
-        ("GET", "/v1/studies/{id}/plots/curves.png"),
-        ("POST", "/v1/studies/{id}/cancel"),
-        ("DELETE", "/v1/studies/{id}"),
-    ],
-)
+STUDY_ROUTES = [
+    ("GET", "/v1/studies/{id}"),
+    ("GET", "/v1/studies/{id}/summary"),
+    ("GET", "/v1/studies/{id}/summary.csv"),
+    ("GET", "/v1/studies/{id}/events"),
+    ("GET", "/v1/studies/{id}/plots"),
+    ("GET", "/v1/studies/{id}/plots/curves.png"),
+    ("POST", "/v1/studies/{id}/cancel"),
+    ("DELETE", "/v1/studies/{id}"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), STUDY_ROUTES)
 @pytest.mark.parametrize("study_id", [UNKNOWN, "not-an-id"])
 def test_an_unknown_study_is_a_404(
     client: httpx.Client, method: str, path: str, study_id: str
@@ -292,3 +286,42 @@ def test_presets_list_the_studies(client: httpx.Client) -> None:
     assert [study["name"] for study in studies] == ["tutorial", "initializers", "fixes"]
     tutorial = studies[0]["study"]
     assert tutorial["axes"] == {"model.activation": ["sigmoid", "tanh", "relu"]}
+
+
+# ------------------------------------------------------------------------ owners
+
+
+def test_a_study_and_its_children_belong_to_the_key_owner(keys_server: KeysServer) -> None:
+    with keys_server.client_of("alice") as alice, keys_server.client_of("bob") as bob:
+        study = post_study(alice, UNTRAINED)
+        children = [c["id"] for config in study["configs"] for c in config["children"]]
+        assert alice.get(f"/v1/studies/{study['id']}").status_code == 200
+        for child in children:
+            assert alice.get(f"/v1/experiments/{child}").status_code == 200
+            problem(bob.get(f"/v1/experiments/{child}"), 404)
+        for method, path in STUDY_ROUTES:
+            problem(bob.request(method, path.format(id=study["id"])), 404)
+        assert study["id"] not in [s["id"] for s in bob.get("/v1/studies").json()["items"]]
+        assert study["id"] in [s["id"] for s in alice.get("/v1/studies").json()["items"]]
+        with keys_server.client() as anybody:
+            problem(anybody.get(f"/v1/studies/{study['id']}"), 401)
+            problem(anybody.post("/v1/studies", json=UNTRAINED), 401)
+        assert alice.delete(f"/v1/studies/{study['id']}").status_code == 204
+
+
+def test_a_study_past_the_active_jobs_limit_is_a_429_and_leaves_nothing(
+    service_env: dict[str, str], redis_client: redis.Redis
+) -> None:
+    env, keys = keys_env(service_env, submissions_per_minute=100, max_active_jobs=3)
+    with (
+        serve_api(env) as server,
+        httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {keys['carol']}"}, timeout=30.0
+        ) as carol,
+    ):
+        body = {**UNTRAINED, "seeds": 2}  # 4 experiments
+        document = problem(carol.post("/v1/studies", json=body), 429)
+        assert document["limit"] == "max_active_jobs" and document["limit_value"] == 3
+        assert carol.get("/v1/experiments").json()["items"] == []
+        assert carol.get("/v1/studies").json()["items"] == []
+        assert carol.post("/v1/studies", json=UNTRAINED).status_code == 202  # 2 fit
