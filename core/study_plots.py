@@ -35,6 +35,7 @@ from matplotlib.colors import LinearSegmentedColormap, Normalize, to_hex
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from core.plots import (
     HEATMAP_COLORMAP,
@@ -398,6 +399,27 @@ def _config_legend(
     )
 
 
+_SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def _power_of_ten(value: float, _: Any = None) -> str:
+    """`10⁻³`: plain text, since matplotlib's mathtext labels cost most of a log plot's time."""
+    if value <= 0 or not math.isfinite(value):
+        return ""
+    exponent = math.log10(value)
+    if abs(exponent - round(exponent)) > 1e-9:
+        return ""
+    return "10" + str(round(exponent)).translate(_SUPERSCRIPTS)
+
+
+def _log_y(ax: Axes) -> None:
+    """A log y axis labelled at powers of ten, without minor ticks."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10.0, numticks=8))
+    ax.yaxis.set_major_formatter(FuncFormatter(_power_of_ten))
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
 def _finite(values: Any) -> np.ndarray:
     return _floats([math.nan if v is None else v for v in values or []])
 
@@ -425,7 +447,7 @@ def _draw_depth(figure: Figure, series: Mapping[str, Any], style: _Style) -> Non
                         markersize=style.pt(3.5), linewidth=style.pt(1.6))  # fmt: skip
                 if len(depth["layers"]) > len(widest):
                     widest = list(depth["layers"])
-            ax.set_yscale("log")
+            _log_y(ax)
             epoch = "first" if column == 0 else "last"
             _style_axes(ax, style, f"{ylabel}, {epoch} epoch", ylabel="" if column else ylabel)
     for ax in axes[1]:
