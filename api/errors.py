@@ -82,6 +82,18 @@ def problem_response(problem: Problem, instance: str) -> Response:
     )
 
 
+class ProblemWhileReading(HTTPException):
+    """A problem met while the body arrives, raised from the body stream.
+
+    An HTTPException, because FastAPI passes only those through when it reads a
+    body (anything else becomes its own 400).
+    """
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.status, problem.detail)
+        self.problem = problem
+
+
 class EndOfStream(Exception):  # noqa: N818 - the event it reports
     """A client resumed an event stream past its end: 204 tells EventSource to stop."""
 
@@ -179,6 +191,11 @@ async def _on_validation(request: Request, error: Exception) -> Response:
     return problem_response(validation_problem(error), request.url.path)
 
 
+async def _on_problem_while_reading(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ProblemWhileReading)
+    return problem_response(error.problem, request.url.path)
+
+
 async def _on_http(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     title = HTTPStatus(error.status_code).phrase
@@ -214,6 +231,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(EndOfStream, _on_end_of_stream)
     app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(ProblemWhileReading, _on_problem_while_reading)
     app.add_exception_handler(HTTPException, _on_http)
     app.add_exception_handler(redis.ConnectionError, _on_redis_down)
     app.add_exception_handler(redis.TimeoutError, _on_redis_down)

@@ -9,10 +9,9 @@ as it arrives and refused once it passes the limit.
 from __future__ import annotations
 
 from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import Problem, problem_response
+from api.errors import Problem, ProblemWhileReading, problem_response
 
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
@@ -46,7 +45,7 @@ class BodySizeLimit:
                 if received > self.max_bytes:
                     # FastAPI re-raises an HTTPException met while reading the body,
                     # so the app's handler turns it into a problem document.
-                    raise HTTPException(413, self._problem().detail)
+                    raise ProblemWhileReading(self._problem())
             return message
 
         await self.app(scope, receive_within_limit, send)

@@ -1,0 +1,165 @@
+"""Properties of the spec model over specs drawn across and beyond every limit.
+
+Whatever a client sends, validation either accepts a spec that keeps every
+limit and survives a JSON round trip, or refuses it with a ValidationError
+whose every entry names a field: one the client sent, or one of the spec's own
+(a default that a limit spanning fields blames, such as the batch size of a
+tiny dataset). It never raises anything else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from core.spec import (
+    CaptureEvery,
+    ExperimentSpec,
+    Limits,
+    SpecLimitError,
+    parameter_count,
+    steps_per_epoch,
+)
+
+PROPERTIES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def around(limit: int, low: int = 0) -> st.SearchStrategy[int]:
+    """Integers on both sides of a limit, its edges drawn often."""
+    return st.one_of(
+        st.sampled_from([low - 1, low, limit, limit + 1]), st.integers(low - 1, limit + 1)
+    )
+
+
+sections = st.fixed_dictionaries(
+    {},
+    optional={
+        "dataset": st.fixed_dictionaries(
+            {},
+            optional={
+                "kind": st.sampled_from(["circles", "spiral", "blobs", "digits", "iris", "x"]),
+                "n_samples": around(Limits.SAMPLES, 8),
+                "classes": around(Limits.CLASSES, 2),
+                "centers": around(Limits.CENTERS, 2),
+                "validation_split": st.floats(-0.1, 0.6),
+            },
+        ),
+        "model": st.fixed_dictionaries(
+            {},
+            optional={
+                "hidden_layers": st.lists(
+                    around(Limits.WIDTH, 1), min_size=0, max_size=Limits.HIDDEN_LAYERS + 1
+                ),
+                "activation": st.sampled_from(["sigmoid", "tanh", "relu", "nope"]),
+                "residual": st.booleans(),
+            },
+        ),
+        "training": st.fixed_dictionaries(
+            {},
+            optional={
+                "epochs": around(Limits.EPOCHS, 1),
+                "batch_size": around(Limits.BATCH_SIZE, 1),
+                "clipnorm": st.none() | st.floats(0, 10),
+            },
+        ),
+        "capture": st.fixed_dictionaries(
+            {},
+            optional={
+                "every": st.sampled_from(["epoch", "step"]),
+                "raw": st.booleans(),
+                "histogram_bins": around(Limits.HISTOGRAM_BINS, 2),
+                "histogram_snapshots": around(Limits.HISTOGRAM_SNAPSHOTS, 2),
+            },
+        ),
+        "seed": around(Limits.SEED),
+        "name": st.text(max_size=Limits.NAME_LENGTH + 2),
+        "device": st.sampled_from(["cpu", "gpu", "tpu"]),
+    },
+)
+
+
+def sent(payload: dict[str, Any], path: str) -> bool:
+    """True when the dotted `path` (indices as .N) starts at a key the client sent."""
+    node: Any = payload
+    for part in path.split(".")[:2]:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit():
+            node = node[int(part)] if int(part) < len(node) else None
+        else:
+            return False
+    return True
+
+
+def in_model(path: str) -> bool:
+    """True when the dotted `path` is a field of the spec model (indices as .N)."""
+    model: Any = ExperimentSpec
+    for part in path.split("."):
+        fields = getattr(model, "model_fields", None)
+        if fields is None:
+            return part.isdigit()  # an index into a list field
+        if part not in fields:
+            return False
+        model = fields[part].annotation
+    return True
+
+
+def blamed_fields(error: ValidationError) -> list[str]:
+    fields = []
+    for item in error.errors():
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, SpecLimitError):
+            fields.append(cause.field)
+        else:
+            fields.append(".".join(str(part) for part in item["loc"] if not _is_tag(part)))
+    return fields
+
+
+def _is_tag(part: Any) -> bool:
+    """A pydantic union member tag such as `list[...]` or `str-enum[...]`."""
+    return isinstance(part, str) and "[" in part
+
+
+@PROPERTIES
+@given(payload=sections)
+def test_a_spec_is_accepted_within_every_limit_or_refused_by_field(payload: dict[str, Any]) -> None:
+    try:
+        spec = ExperimentSpec.model_validate(payload)
+    except ValidationError as error:
+        for field in blamed_fields(error):
+            assert field and (sent(payload, field) or in_model(field)), (field, payload)
+        return
+
+    assert ExperimentSpec.model_validate_json(spec.model_dump_json()) == spec
+    assert parameter_count(spec) <= Limits.PARAMETERS
+    steps = spec.training.epochs * steps_per_epoch(spec)
+    assert steps <= Limits.STEPS
+    if spec.capture.every is CaptureEvery.STEP:
+        assert steps <= Limits.STEP_CAPTURE_POINTS
+    assert len(spec.model.hidden_layers) <= Limits.HIDDEN_LAYERS
+    assert all(1 <= width <= Limits.WIDTH for width in spec.model.hidden_layers)
+
+
+@PROPERTIES
+@given(
+    section=st.sampled_from(["", "dataset", "model", "training", "capture"]),
+    key=st.text(st.characters(categories=["Ll"]), min_size=1, max_size=12),
+)
+def test_an_unknown_key_anywhere_is_refused_by_its_path(section: str, key: str) -> None:
+    known = set(ExperimentSpec.model_fields)
+    if section:
+        annotation = ExperimentSpec.model_fields[section].annotation
+        known = set(getattr(annotation, "model_fields", {}))
+    if key in known:
+        return
+    payload: dict[str, Any] = {section: {key: 1}} if section else {key: 1}
+    try:
+        ExperimentSpec.model_validate(payload)
+    except ValidationError as error:
+        path = f"{section}.{key}" if section else key
+        assert path in blamed_fields(error)
+    else:
+        raise AssertionError(f"accepted an unknown key: {payload}")
