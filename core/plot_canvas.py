@@ -29,7 +29,7 @@ from matplotlib.font_manager import FontProperties, findfont, get_font
 
 MAX_RENDERERS = 4  # a 3200 x 2400 renderer holds 30 MB: keep the sizes in use, not every size
 MAX_TEXT_IMAGES = 4096  # a few kB each; the plots of one run draw a few hundred strings
-PNG_COMPRESSION = 3  # zlib level: higher levels shrink plots by a few % for twice the time
+PNG_COMPRESSION = 1  # zlib level: higher levels shrink plots by 5-15% for up to twice the time
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _METERS_PER_INCH = 0.0254
 

@@ -23,7 +23,7 @@ from matplotlib.backend_bases import RendererBase
 from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 from matplotlib.text import Text
-from matplotlib.transforms import Bbox
+from matplotlib.transforms import Bbox, ScaledTranslation
 
 MIN_PANEL_FRACTION = 0.1  # a panel never shrinks below this share of the figure, whatever the text
 
@@ -155,6 +155,7 @@ def _outside(ax: Axes, renderer: RendererBase) -> tuple[float, float, float, flo
     """Pixels that an Axes' decorations reach past its left, right, bottom and top."""
     box = ax.get_window_extent(renderer)
     tight = ax.get_tightbbox(renderer, bbox_extra_artists=ax.child_axes, for_layout_only=True)
+    _pin_axis_labels(ax, box)
     if tight is None:
         return 0.0, 0.0, 0.0, 0.0
     return (
@@ -163,6 +164,35 @@ def _outside(ax: Axes, renderer: RendererBase) -> tuple[float, float, float, flo
         max(0.0, box.y0 - tight.y0),
         max(0.0, tight.y1 - box.y1),
     )
+
+
+def _pin_axis_labels(ax: Axes, box: Bbox) -> None:
+    """Keep each axis label where matplotlib just put it, relative to its side of the Axes.
+
+    matplotlib places an axis label past the tick labels by measuring them
+    again at every draw; they no longer change once measured here (ticks
+    have explicit counts), so the label keeps its offset from the spine.
+    Not for Axes that adjust their data limits to an aspect ratio at draw
+    time: their tick labels may still change.
+    """
+    if ax.get_aspect() != "auto" and ax.get_adjustable() == "datalim":
+        return
+    figure = ax.get_figure(root=True)
+    assert figure is not None
+    for axis in (ax.xaxis, ax.yaxis):
+        label = axis.label
+        if not label.get_visible() or not label.get_text():
+            continue
+        x, y = label.get_transform().transform(label.get_position())
+        far = axis.get_label_position() in ("top", "right")
+        if axis is ax.yaxis:
+            inches = (x - (box.x1 if far else box.x0)) / figure.dpi
+            anchor, shift = (float(far), 0.5), (inches, 0.0)
+        else:
+            inches = (y - (box.y1 if far else box.y0)) / figure.dpi
+            anchor, shift = (0.5, float(far)), (0.0, inches)
+        offset = ScaledTranslation(*shift, figure.dpi_scale_trans)
+        axis.set_label_coords(*anchor, transform=ax.transAxes + offset)
 
 
 def _place_panels(

@@ -416,6 +416,13 @@ def _in_view(axis: Any, locations: Sequence[float]) -> list[float]:
     return [loc for loc in locations if low - slack <= loc <= high + slack]
 
 
+def _cell_width(ax: Axes) -> float:
+    """Pixels across the panel's grid cell, an upper bound of its width."""
+    figure = ax.get_figure(root=True)
+    assert figure is not None
+    return float(figure.bbox.width) / _grid_shape(ax)[1]
+
+
 def _grid_shape(ax: Axes) -> tuple[int, int]:
     spec = ax.get_subplotspec()
     return (1, 1) if spec is None else spec.get_gridspec().get_geometry()
@@ -752,7 +759,10 @@ def _plot_layer_lines(
         if not _has_finite(values):
             continue
         line_x = _series_x(x, values)
-        ax.plot(line_x, values, color=colors[name], linewidth=style.line, label=name)
+        # A pixel column never needs more than the lowest and the highest of
+        # the points it covers, and a panel is narrower than its grid cell.
+        shown_x, shown = _envelope(line_x, values, round(_cell_width(ax)))
+        ax.plot(shown_x, shown, color=colors[name], linewidth=style.line, label=name)
         # A line draws nothing for a value with gaps on both sides: mark it.
         lonely = _isolated(values)
         if lonely.any():
@@ -761,6 +771,25 @@ def _plot_layer_lines(
             )
         drawn.add(name)
     return drawn
+
+
+def _envelope(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most two points per bucket of neighbours: each bucket's lowest and highest, in order.
+
+    Drawn at a bucket per pixel it looks the same as every point, for a
+    fraction of the drawing. A series with gaps (non-finite values) is kept
+    whole, so that its gaps stay where they are.
+    """
+    if y.size <= 2 * buckets or not np.isfinite(y).all():
+        return x, y
+    size = math.ceil(y.size / buckets)
+    count = math.ceil(y.size / size)
+    padded = np.concatenate([y, np.full(count * size - y.size, y[-1])]).reshape(count, size)
+    lowest, highest = padded.argmin(axis=1), padded.argmax(axis=1)
+    offsets = np.arange(count)[:, None] * size
+    picks = offsets + np.sort(np.stack([lowest, highest], axis=1), axis=1)
+    keep = np.unique(np.concatenate([[0], picks.ravel(), [y.size - 1]]).clip(0, y.size - 1))
+    return x[keep], y[keep]
 
 
 def _isolated(values: np.ndarray) -> np.ndarray:
@@ -833,7 +862,10 @@ def _draw_gradient_flow(figure: Figure, result: Result, style: _Style) -> Frame:
     else:
         cmap = matplotlib.colormaps[HEATMAP_COLORMAP].with_extremes(bad=MISSING_COLOR)
         image = ax.imshow(
-            logs,
+            # The panel is narrower than the figure: more columns than that
+            # only make the resampler average them, at a cost that grows
+            # with their number.
+            _bin_columns(logs, round(figure.bbox.width)),
             aspect="auto",
             cmap=cmap,
             interpolation="antialiased",
@@ -851,6 +883,23 @@ def _draw_gradient_flow(figure: Figure, result: Result, style: _Style) -> Frame:
         frame.right, frame.bar, frame.bar_gap = cax, style.pt(14.0), style.pt(18.0)
     ax.set_yticks(range(len(names)), names, fontsize=style.small)
     return frame
+
+
+def _bin_columns(values: np.ma.MaskedArray, most: int) -> np.ma.MaskedArray:
+    """The means of runs of neighbouring columns, at most `most` of them.
+
+    Runs differ by at most one column in length, so a column moves by under
+    one original column's width; a run with no value stays masked.
+    """
+    columns = values.shape[1]
+    if columns <= most:
+        return values
+    starts = np.linspace(0, columns, most + 1).astype(int)[:-1]
+    present = ~np.ma.getmaskarray(values)
+    totals = np.add.reduceat(np.where(present, values.filled(0.0), 0.0), starts, axis=1)
+    counts = np.add.reduceat(present.astype(np.int64), starts, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.ma.masked_where(counts == 0, totals / counts)
 
 
 def _gradient_layers(result: Result) -> list[str]:

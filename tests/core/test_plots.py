@@ -352,6 +352,28 @@ def test_step_capture_is_plotted_in_fractional_epochs() -> None:
     assert (left, right) == pytest.approx((0.125, 10.125))
 
 
+def test_a_series_longer_than_its_panel_is_wide_keeps_each_pixels_extremes() -> None:
+    stepped = make_result(every="step", epochs=100, steps_per_epoch=32)  # 3,200 points
+    figure = build_figure("activations", stepped, width=900, height=600, dpi=100)
+    mean_panel = figure.axes[2]
+    line = mean_panel.get_lines()[0]
+    values = np.asarray(stepped["series"]["hidden_1"]["activation"]["mean"], dtype=np.float64)
+    x, y = xdata(line), np.asarray(line.get_ydata(), dtype=np.float64)
+    assert len(x) <= 2 * 450 + 2  # two points per pixel column of the panels' half
+    assert (np.diff(x) > 0).all()  # in order, each point one of the series'
+    assert (x[0], x[-1]) == pytest.approx((1 / 32, 100.0))  # the whole run
+    assert (y.min(), y.max()) == (values.min(), values.max())
+    positions = np.rint(x * 32).astype(int) - 1
+    np.testing.assert_array_equal(y, values[positions])
+
+
+def test_a_series_with_gaps_is_drawn_whole() -> None:
+    stepped = make_result(every="step", epochs=100, steps_per_epoch=32)
+    stepped["series"]["hidden_1"]["activation"]["mean"][1000:1010] = [None] * 10
+    figure = build_figure("activations", stepped, width=900, height=600, dpi=100)
+    assert xdata(figure.axes[2].get_lines()[0]).size == 3200
+
+
 def test_gradient_flow_is_a_layer_by_capture_heatmap_of_log_norms(
     result: dict[str, Any],
 ) -> None:
@@ -361,6 +383,22 @@ def test_gradient_flow_is_a_layer_by_capture_heatmap_of_log_norms(
     assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == LAYERS
     assert len(figure.axes) == 2  # the heatmap and its colorbar
     assert "log10" in figure.axes[1].get_ylabel()
+
+
+def test_a_heatmap_longer_than_the_figure_is_wide_shows_means_of_neighbours() -> None:
+    stepped = make_result(every="step", epochs=100, steps_per_epoch=32)  # 3,200 columns
+    flow = build_figure("gradient_flow", stepped, width=640, height=480, dpi=80)
+    shown = heatmap(flow)
+    assert shown.shape == (4, 640)
+    norms = np.array([stepped["series"][name]["kernel"]["grad_norm"] for name in LAYERS])
+    logs = np.log10(norms)
+    starts = np.linspace(0, 3200, 641).astype(int)
+    for column in (0, 321, 639):
+        run = logs[:, starts[column] : starts[column + 1]]
+        np.testing.assert_allclose(shown[:, column], run.mean(axis=1))
+    # The columns still span the run: from half a step before the first to after the last.
+    left, right, _, _ = flow.axes[0].get_images()[0].get_extent()
+    assert (left, right) == pytest.approx((1 / 64, 100 + 1 / 64))
 
 
 def test_gradient_flow_shows_missing_values_in_grey(
