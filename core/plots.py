@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import io
 import math
 import re
 import threading
@@ -1190,10 +1189,8 @@ def render_figure(build: Callable[[], Figure]) -> bytes:
     """PNG bytes of the figure `build` returns, built and drawn under this module's lock.
 
     For plot modules beside this one (core.study_plots): matplotlib's text
-    state is process-wide, so every render in a process takes the same lock.
+    state is process-wide, so every render in a process takes the same lock;
+    and they draw on the same text-caching canvas as this module's plots.
     """
     with _RENDER_LOCK:
-        figure = build()
-        buffer = io.BytesIO()
-        FigureCanvasAgg(figure).print_png(buffer, metadata={"Software": None})
-    return buffer.getvalue()
+        return render_png(build())

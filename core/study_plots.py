@@ -484,8 +484,16 @@ def _seeded(configs: Sequence[Mapping[str, Any]]) -> bool:
 
 
 def _grid(figure: Figure, count: int, style: _Style) -> list[Axes]:
+    """`count` panels in the grid that leaves fewest cells empty, then whose panels are
+    closest to a landscape 7:5."""
     width, height = figure.get_size_inches()
-    columns = max(1, min(count, round(math.sqrt(count * width / height))))
+
+    def cost(columns: int) -> tuple[int, float]:
+        rows = math.ceil(count / columns)
+        aspect = (width / columns) / (height / rows)
+        return rows * columns - count, abs(math.log(aspect / 1.4))
+
+    columns = min(range(1, count + 1), key=cost)
     rows = math.ceil(count / columns)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for ax in axes[count:]:
