@@ -11,8 +11,9 @@ signs one (api.access) that any page can embed until it expires.
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Header, Path, Query, Request
@@ -71,6 +72,8 @@ ExpiresIn = Annotated[
 ]
 
 DEFAULT_SIZE = (PlotSize.WIDTH, PlotSize.HEIGHT, PlotSize.DPI)
+# Added to a PNG answered for a share link: it works from any page, script or <img>.
+SIGNED_HEADERS = {"Access-Control-Allow-Origin": "*"}
 
 
 @router.get("/{job_id}/plots", response_model=PlotList, responses=problem_responses(404, 409))
@@ -132,7 +135,7 @@ async def read_plot(
     if expires is not None or sig is not None:
         grant = PlotGrant("experiment", job_id, name, size, expires or 0)
         cache_control = services.access.check_share(grant, sig)
-        headers = {"Access-Control-Allow-Origin": "*"}  # a link works from any page
+        headers = SIGNED_HEADERS
     else:
         cache_control = await _check_owner(services, owner, job_id)
         headers = {}
@@ -205,15 +208,29 @@ async def share_plot(
 ) -> Response:
     """A signed link to the plot at this size, for an `<img>` anywhere: no key, until it expires."""
     check_plot_name(name)
-    size = (width or PlotSize.WIDTH, height or PlotSize.HEIGHT, dpi or PlotSize.DPI)
+    grant = PlotGrant("experiment", job_id, name, size_of(width, height, dpi), 0)
+    url = request.url_for("read_plot", job_id=job_id, name=name)
+    link = share_link(services, grant, str(url), expires_in, width=width, height=height, dpi=dpi)
+    return FastJSONResponse(link)
+
+
+def size_of(width: int | None, height: int | None, dpi: int | None) -> tuple[int, int, int]:
+    """The size a plot is drawn at: the defaults where none was asked."""
+    return (width or PlotSize.WIDTH, height or PlotSize.HEIGHT, dpi or PlotSize.DPI)
+
+
+def share_link(
+    services: Services, grant: PlotGrant, url: str, expires_in: int, **asked: int | None
+) -> dict[str, Any]:
+    """A ShareLink document: `url` signed for `grant` from now for `expires_in` seconds.
+
+    `asked` are the size parameters the client gave, repeated in the link's query.
+    """
     expires = int(time.time()) + expires_in
-    grant = PlotGrant("experiment", job_id, name, size, expires)
-    asked = {"width": width, "height": height, "dpi": dpi}
-    query = services.access.share_query(
-        grant, {key: value for key, value in asked.items() if value is not None}
-    )
-    url = f"{request.url_for('read_plot', job_id=job_id, name=name)}?{query}"
-    return FastJSONResponse({"url": url, "expires": expires, "expires_at": iso_time(expires)})
+    grant = dataclasses.replace(grant, expires=expires)
+    sizes = {key: value for key, value in asked.items() if value is not None}
+    query = services.access.share_query(grant, sizes)
+    return {"url": f"{url}?{query}", "expires": expires, "expires_at": iso_time(expires)}
 
 
 async def _render(

@@ -24,17 +24,36 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
 
-from api.access import limit_refused
-from api.deps import OwnerDep, Services, ServicesDep
+from api.access import SHARE_DEFAULT_SECONDS, limit_refused, unauthorized
+from api.deps import OptionalOwner, OwnerDep, Services, ServicesDep
 from api.errors import EndOfStream, Problem
 from api.responses import FastJSONResponse, etag_matches, not_modified, png_response
 from api.routes.events import LastEventId, is_final
-from api.routes.plots import DEFAULT_SIZE, Dpi, Height, IfNoneMatch, Width
-from api.schemas import PlotList, StudiesPage, StudyPublic, StudySummary, problem_responses
+from api.routes.plots import (
+    DEFAULT_SIZE,
+    SIGNED_HEADERS,
+    Dpi,
+    Expires,
+    ExpiresIn,
+    Height,
+    IfNoneMatch,
+    Signature,
+    Width,
+    share_link,
+    size_of,
+)
+from api.schemas import (
+    PlotList,
+    ShareLink,
+    StudiesPage,
+    StudyPublic,
+    StudySummary,
+    problem_responses,
+)
 from core.jobs import JobStatus, dumps_compact, is_job_id
 from core.keys import plot_field
-from core.plots import PlotSize
 from core.queue import send_study_training
+from core.share_links import PlotGrant
 from core.store import AsyncJobStore, InvalidCursor, Refusal, TooManyActiveJobs, png_etag
 from core.studies import StudyError, StudyPlan, expand_study, parse_study, summary_csv
 from core.study_plots import (
@@ -62,6 +81,7 @@ StudyId = Annotated[
     str,
     Path(description="the study's id (a ULID)", examples=["01JD8X3Q7R5M2N4P6T8V0W2Y4Z"]),
 ]
+StudyPlotName = Annotated[str, Path(description=f"one of: {', '.join(STUDY_PLOT_NAMES)}")]
 StudyBody = Annotated[
     dict[str, Any],
     Body(
@@ -442,38 +462,72 @@ async def list_study_plots(study: ExistingStudy, request: Request) -> Response:
     responses={
         200: {"content": {"image/png": {}}, "description": "the PNG"},
         304: {"description": "If-None-Match matched: not modified"},
-        **problem_responses(404, 409, 422),
+        **problem_responses(401, 403, 404, 409, 422),
     },
 )
 async def read_study_plot(
     study_id: StudyId,
-    name: Annotated[str, Path(description=f"one of: {', '.join(STUDY_PLOT_NAMES)}")],
+    name: StudyPlotName,
     services: ServicesDep,
     studies: StudyStoreDep,
-    owner: OwnerDep,
+    owner: OptionalOwner,
     width: Width = None,
     height: Height = None,
     dpi: Dpi = None,
     if_none_match: IfNoneMatch = None,
+    expires: Expires = None,
+    sig: Signature = None,
 ) -> Response:
-    """A study plot as PNG, optionally at another width, height and dpi; ETag and 304."""
+    """A study plot as PNG, optionally at another width, height and dpi; ETag and 304.
+
+    With `expires` and `sig` (a share link), no API key is needed; a bad or expired
+    signature is a 403.
+    """
     access = services.access
     if not is_job_id(study_id):
         raise study_not_found(study_id)
-    if not access.open and await studies.study_owner(study_id) != owner:
-        raise study_not_found(study_id)
+    check_study_plot_name(name)
+    size = size_of(width, height, dpi)
+    if expires is not None or sig is not None:
+        grant = PlotGrant("study", study_id, name, size, expires or 0)
+        cache_control = access.check_share(grant, sig)
+    else:
+        if owner is None:
+            raise unauthorized()
+        if not access.open and await studies.study_owner(study_id) != owner:
+            raise study_not_found(study_id)
+        cache_control = access.immutable
+    response = await _study_plot(
+        services, studies, study_id, name, size, if_none_match, cache_control
+    )
+    if expires is not None or sig is not None:
+        response.headers.update(SIGNED_HEADERS)
+    return response
+
+
+def check_study_plot_name(name: str) -> None:
     if name not in STUDY_PLOT_NAMES:
         choices = ", ".join(STUDY_PLOT_NAMES)
         raise Problem(404, "Plot not found", f"no study plot {name!r}; choose one of {choices}")
-    size = (width or PlotSize.WIDTH, height or PlotSize.HEIGHT, dpi or PlotSize.DPI)
+
+
+async def _study_plot(
+    services: Services,
+    studies: AsyncStudyStore,
+    study_id: str,
+    name: str,
+    size: tuple[int, int, int],
+    if_none_match: str | None,
+    cache_control: str,
+) -> Response:
     field = plot_field(name, None if size == DEFAULT_SIZE else size)
     if if_none_match is not None:
         cached = await studies.get_study_plot(study_id, field=field, body=False)
         if cached.etag is not None and etag_matches(if_none_match, cached.etag):
-            return not_modified(cached.etag, access.immutable)
+            return not_modified(cached.etag, cache_control)
     plot = await studies.get_study_plot(study_id, field=field)
     if plot.png is not None and plot.etag is not None:
-        return png_response(plot.png, plot.etag, access.immutable)
+        return png_response(plot.png, plot.etag, cache_control)
     study = await studies.get_study(study_id)  # brings a stale status up to date
     if study is None:
         raise study_not_found(study_id)
@@ -482,7 +536,31 @@ async def read_study_plot(
     png = await _render(services, studies, study, name, size, field)
     etag = await studies.put_study_plot(study_id, field=field, png=png)
     # Not cached (the cache is full): the bytes still have a stable tag.
-    return png_response(png, etag or png_etag(png), access.immutable)
+    return png_response(png, etag or png_etag(png), cache_control)
+
+
+@router.post(
+    "/{study_id}/plots/{name}/share",
+    response_model=ShareLink,
+    responses=problem_responses(401, 404, 422),
+)
+async def share_study_plot(
+    study: ExistingStudy,
+    name: StudyPlotName,
+    request: Request,
+    services: ServicesDep,
+    width: Width = None,
+    height: Height = None,
+    dpi: Dpi = None,
+    expires_in: ExpiresIn = SHARE_DEFAULT_SECONDS,
+) -> Response:
+    """A signed link to the study plot at this size, for an `<img>` anywhere: no key, until
+    it expires."""
+    check_study_plot_name(name)
+    grant = PlotGrant("study", study.id, name, size_of(width, height, dpi), 0)
+    url = request.url_for("read_study_plot", study_id=study.id, name=name)
+    link = share_link(services, grant, str(url), expires_in, width=width, height=height, dpi=dpi)
+    return FastJSONResponse(link)
 
 
 async def _render(

@@ -372,6 +372,31 @@ def test_share_links_work_in_open_mode_too(client: httpx.Client, store: JobStore
     assert client.get(link["url"]).content == PNG
 
 
+STUDY: dict[str, Any] = {  # left queued: no test worker consumes the gpu queue
+    "base": {"seed": 1, "device": "gpu", "training": {"epochs": 2}},
+    "axes": {"model.activation": ["tanh", "relu"]},
+}
+
+
+def test_study_plots_have_share_links_too(
+    alice: httpx.Client, bob: httpx.Client, anybody: httpx.Client
+) -> None:
+    study = alice.post("/v1/studies", json=STUDY).json()["id"]
+    share_path = f"/v1/studies/{study}/plots/curves/share"
+
+    problem(bob.post(share_path), 404)
+    problem(anybody.get(f"/v1/studies/{study}/plots/curves.png"), 401)
+    link = alice.post(share_path, params={"width": 400}).json()
+
+    # The link lets anyone in: the study is not finished, so that is what it hears.
+    assert problem(anybody.get(link["url"]), 409)["type"].endswith("not-finished")
+    query = parse_qs(urlsplit(link["url"]).query)
+    assert query["width"] == ["400"]
+    signed = f"expires={query['expires'][0]}&sig={query['sig'][0]}&width=400"
+    problem(anybody.get(f"/v1/studies/{study}/plots/depth.png?{signed}"), 403)
+    assert alice.delete(f"/v1/studies/{study}").status_code == 204
+
+
 # ----------------------------------------------------------------------- CORS
 
 
