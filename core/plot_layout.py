@@ -26,6 +26,7 @@ from matplotlib.text import Text
 from matplotlib.transforms import Bbox, ScaledTranslation
 
 MIN_PANEL_FRACTION = 0.1  # a panel never shrinks below this share of the figure, whatever the text
+TITLE_GAP = 2.0  # the gap under the figure's title, in gaps
 
 
 @dataclass
@@ -88,7 +89,9 @@ def arrange(
     edges = _Edges(pad_px, pad_px, pad_px, pad_px)
     if frame.title is not None:
         _place_title(figure, frame.title, pad_px)
-        edges.top += _extent(frame.title, renderer).height + gap_px
+        # A wider gap under the figure's title, so it does not read as the
+        # top panel's title.
+        edges.top += _extent(frame.title, renderer).height + TITLE_GAP * gap_px
     bottom_at = edges.bottom
     bar_gap = gap_px + frame.bar_gap * to_pixels
     edges.bottom += _band(figure, frame.bottom, frame.bar, "bottom", renderer, gap_px, bar_gap)

@@ -192,7 +192,7 @@ def _build_figure(name: str, result: Result, *, width: int, height: int, dpi: in
     # Text is measured with the renderer that will draw it, so the measures
     # are cached for the draw (and for the next figure of this size).
     renderer = shared_renderer(width, height, dpi)
-    arrange(figure, frame, renderer, pad=style.pt(4.0), gap=style.pt(4.0))
+    arrange(figure, frame, renderer, pad=style.pt(4.0), gap=style.pt(5.0))
     return figure
 
 
