@@ -108,3 +108,9 @@ def test_keys_hash_reads_the_key_from_stdin(
     monkeypatch.setattr("sys.stdin", io.StringIO("gw_abc\n"))
     assert main(["keys", "hash", "--owner", "ci"]) == 0
     assert capsys.readouterr().out.strip() == key_entry("gw_abc", "ci")
+
+
+def test_a_share_secret_must_be_long() -> None:
+    with pytest.raises(ValueError, match="share_secret"):
+        Settings(share_secret="too-short")
+    assert Settings(share_secret="s" * 32).share_secret is not None
