@@ -86,7 +86,7 @@ def test_idempotency_key_with_another_body_is_a_422(client: httpx.Client) -> Non
         ({"training": {"batch_size": 2000}}, "training.batch_size"),
         ({"training": {"epochs": 1000, "batch_size": 1}}, "training.epochs"),
         ({"model": {"hidden_layers": [512] * 8}}, "model.hidden_layers"),
-        ({"training": {"clipnorm": 1, "clipvalue": 1}}, "training"),
+        ({"training": {"clipnorm": 1, "clipvalue": 1}}, "training.clipnorm"),
         ([], "body"),
     ],
 )
