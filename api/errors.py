@@ -208,16 +208,20 @@ async def _on_end_of_stream(request: Request, error: Exception) -> Response:
     return Response(status_code=204)
 
 
-async def _on_redis_down(request: Request, error: Exception) -> Response:
-    logger.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, error)
-    problem = Problem(
+def store_unavailable() -> Problem:
+    """503 with Retry-After: Redis did not answer (down, restarting, or not answering)."""
+    return Problem(
         503,
         "Store unavailable",
         "the job store (Redis) did not answer; try again shortly",
         kind="store-unavailable",
         headers={"Retry-After": "5"},
     )
-    return problem_response(problem, request.url.path)
+
+
+async def _on_redis_down(request: Request, error: Exception) -> Response:
+    logger.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, error)
+    return problem_response(store_unavailable(), request.url.path)
 
 
 async def _on_unexpected(request: Request, error: Exception) -> Response:

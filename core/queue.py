@@ -51,6 +51,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": {
             "global_keyprefix": Keys(settings.namespace).celery_prefix,
             "visibility_timeout": max(MIN_VISIBILITY_TIMEOUT, 2 * settings.job_time_limit),
+            # A broker that stops answering without closing the connection must not
+            # hold a publish (an API request) or a worker forever; BRPOP waits 1 s.
+            "socket_timeout": 10,
+            "socket_connect_timeout": 5,
         },
         # The job store, not Celery's result backend, is the truth about a job.
         "task_ignore_result": True,

@@ -27,10 +27,15 @@ from typing import Any, cast
 import hiredis
 from redis.connection import parse_url
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Arg = str | bytes | int | float
 
 CONNECT_TIMEOUT = 5.0
+# A Redis that holds the connection but stops answering (paused, or a network that
+# drops packets) must not hold requests forever: once commands have waited this long
+# with no reply at all, they fail with TimeoutError and the connection is dropped.
+COMMAND_TIMEOUT = 5.0
 
 
 def _pack(args: Sequence[Arg]) -> bytes:
@@ -46,7 +51,12 @@ def _error(reply: ResponseError) -> ResponseError:
 
 
 class _Protocol(asyncio.Protocol):
-    """Writes batched per loop turn; replies matched to waiters in order."""
+    """Writes batched per loop turn; replies matched to waiters in order.
+
+    A watchdog, armed while replies are awaited, fails the connection when the
+    server has answered nothing for COMMAND_TIMEOUT (one timer per wait, not per
+    command: the hot path stays as cheap as it was).
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -54,6 +64,8 @@ class _Protocol(asyncio.Protocol):
         self._waiters: deque[asyncio.Future[Any]] = deque()
         self._outgoing: list[bytes] = []
         self._transport: asyncio.Transport | None = None
+        self._answered_at = 0.0  # the last reply, or when replies began to be awaited
+        self._watchdog: asyncio.TimerHandle | None = None
         self.lost: Exception | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -68,8 +80,25 @@ class _Protocol(asyncio.Protocol):
             self._loop.call_soon(self._flush)
         self._outgoing.extend(packed)
         futures = [self._loop.create_future() for _ in packed]
+        if not self._waiters:
+            self._answered_at = self._loop.time()
         self._waiters.extend(futures)
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_later(COMMAND_TIMEOUT, self._check_answering)
         return futures
+
+    def _check_answering(self) -> None:
+        """Fail every waiter, and the connection, when Redis stopped answering."""
+        self._watchdog = None
+        if not self._waiters:
+            return
+        silent = self._loop.time() - self._answered_at
+        if silent < COMMAND_TIMEOUT:
+            self._watchdog = self._loop.call_later(COMMAND_TIMEOUT - silent, self._check_answering)
+            return
+        self.lost = RedisTimeoutError(f"Redis did not answer for {silent:.1f} s")
+        self._fail_waiters(self.lost)
+        self.close()
 
     def _flush(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
@@ -77,6 +106,7 @@ class _Protocol(asyncio.Protocol):
         self._outgoing = []
 
     def data_received(self, data: bytes) -> None:
+        self._answered_at = self._loop.time()
         self._reader.feed(data)
         while (reply := self._reader.gets()) is not False:
             waiter = self._waiters.popleft()
@@ -88,11 +118,17 @@ class _Protocol(asyncio.Protocol):
                 waiter.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = exc or ConnectionError("closed by the server")
+        self.lost = self.lost or exc or ConnectionError("closed by the server")
+        self._fail_waiters(ConnectionError(f"Redis connection lost: {self.lost}"))
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    def _fail_waiters(self, error: Exception) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_exception(ConnectionError(f"Redis connection lost: {self.lost}"))
+                waiter.set_exception(error)
 
     def close(self) -> None:
         if self._transport is not None:

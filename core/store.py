@@ -137,6 +137,11 @@ HEARTBEAT_WINDOW = 30
 HEARTBEAT_KEEP = 24 * 3600
 # What Retry-After says to an owner at its limit of active jobs: about one short job.
 ACTIVE_LIMIT_RETRY_AFTER = 10.0
+# A Redis that stops answering (paused, or a network dropping packets) must not hold a
+# worker's heartbeat or job, nor an API request, forever; blocking reads wait at most
+# a few seconds (XREAD BLOCK), well within this.
+SOCKET_CONNECT_TIMEOUT = 5.0
+SOCKET_TIMEOUT = 30.0
 # PNGs (sizes x plots, the default ones included) cached per job: bounds Redis memory
 # whatever sizes clients ask for.
 MAX_CACHED_PLOTS = 64
@@ -952,7 +957,14 @@ class JobStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> JobStore:
         """A store on `settings.redis_url` for `settings.namespace`."""
-        return cls(redis.Redis.from_url(settings.redis_url), plans_from_settings(settings))
+        return cls(
+            redis.Redis.from_url(
+                settings.redis_url,
+                socket_connect_timeout=SOCKET_CONNECT_TIMEOUT,
+                socket_timeout=SOCKET_TIMEOUT,
+            ),
+            plans_from_settings(settings),
+        )
 
     def close(self) -> None:
         self.client.close()
@@ -1026,7 +1038,11 @@ class AsyncJobStore:
     def from_settings(cls, settings: Settings) -> AsyncJobStore:
         """A store on `settings.redis_url` for `settings.namespace`."""
         return cls(
-            redis.asyncio.Redis.from_url(settings.redis_url),
+            redis.asyncio.Redis.from_url(
+                settings.redis_url,
+                socket_connect_timeout=SOCKET_CONNECT_TIMEOUT,
+                socket_timeout=SOCKET_TIMEOUT,
+            ),
             plans_from_settings(settings),
             MultiplexedRedis.from_url(settings.redis_url),
         )

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import redis
 from celery.signals import worker_ready, worker_shutdown
 from celery.worker import state
 
@@ -62,8 +63,11 @@ class Heartbeat:
         while True:
             try:
                 self.beat()
-            except Exception:  # a Redis blip must not end the heartbeat for good
-                logger.warning("heartbeat failed; retrying", exc_info=True)
+            except (redis.ConnectionError, redis.TimeoutError) as error:
+                # A Redis outage must not end the heartbeat for good.
+                logger.warning("heartbeat: the job store is unreachable (%s); retrying", error)
+            except Exception:
+                logger.exception("heartbeat failed; retrying")
             if self._stopped.wait(self.seconds):
                 return
 

@@ -32,6 +32,7 @@ import threading
 import time
 from typing import Any
 
+import redis
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
@@ -119,8 +120,12 @@ class Reaper:
                     reachable_since = time.monotonic()
                 if time.monotonic() - reachable_since >= self.silent_seconds:
                     self.reap()
-            except Exception:  # Redis away: try again, and wait a silence period once back
-                logger.warning("reaper round failed; retrying", exc_info=True)
+            except (redis.ConnectionError, redis.TimeoutError) as error:
+                # Redis away: try again, and wait a silence period once it is back.
+                logger.warning("reaper: the job store is unreachable (%s); retrying", error)
+                reachable_since = None
+            except Exception:
+                logger.exception("reaper round failed; retrying")
                 reachable_since = None
 
 
