@@ -1,0 +1,150 @@
+"""The service's processes for the reliability and load scripts: workers, the API, Redis keys.
+
+Each worker is production-shaped (`--device cpu`, prefork, one pool process) and
+runs in its own process group, so a script can SIGKILL it whole as a crash
+would. Logs go to files under a folder the script names, one per process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.keys import Keys
+from core.settings import Settings
+from core.spec import Device
+from core.store import JobStore
+
+ROOT = Path(__file__).resolve().parent.parent
+START_SECONDS = 180.0
+
+
+@dataclass
+class Process:
+    """A started process, its name and its log file."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (a worker with its pool process)."""
+        if self.alive():
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self, grace: float = 30.0) -> None:
+        """SIGTERM (a worker's warm shutdown), SIGKILL after `grace` seconds."""
+        if self.alive():
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        # Nothing of the group may outlive it (a pool process, say).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a process serving `settings`' namespace."""
+    return {
+        **os.environ,
+        "REDIS_URL": settings.redis_url,
+        "GRADWATCH_NAMESPACE": settings.namespace,
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+
+
+def start(name: str, argv: list[str], env: dict[str, str], logs: Path) -> Process:
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"{name}.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return Process(name, process, log)
+
+
+def start_worker(env: dict[str, str], hostname: str, logs: Path) -> Process:
+    """A CPU worker named `hostname` (Celery's node name)."""
+    argv = [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+        "--device", "cpu", "--concurrency", "1", "-n", hostname, "--loglevel", "INFO",
+        "--without-mingle", "--without-gossip",
+    ]  # fmt: skip
+    return start(hostname.partition("@")[0], argv, env, logs)
+
+
+def start_api(env: dict[str, str], port: int, logs: Path) -> Process:
+    argv = [
+        sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
+        "--port", str(port), "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    return start("api", argv, env, logs)
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def wait_for_worker(store: JobStore, settings: Settings, worker: Process, hostname: str) -> None:
+    """Return once `hostname` has sent a heartbeat on the cpu queue."""
+    queue = settings.queue_for(Device.CPU)
+
+    def beating() -> bool:
+        if not worker.alive():
+            raise RuntimeError(f"worker {hostname} exited; see {worker.log}")
+        return hostname in store.live_workers(queue=queue)
+
+    wait_until(beating, timeout=START_SECONDS, what=f"worker {hostname}")
+
+
+def wait_for_api(url: str, api: Process) -> None:
+    def healthy() -> bool:
+        if not api.alive():
+            raise RuntimeError(f"the API exited; see {api.log}")
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(healthy, timeout=START_SECONDS, what="the API")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def delete_namespace(settings: Settings) -> None:
+    """Delete every key of the script's own namespace."""
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        keys = list(client.scan_iter(match=Keys(settings.namespace).pattern(), count=1000))
+        for start_at in range(0, len(keys), 1000):
+            client.delete(*keys[start_at : start_at + 1000])
+    finally:
+        client.close()
