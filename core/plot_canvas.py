@@ -19,7 +19,8 @@ import math
 import struct
 import zlib
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from matplotlib.backend_bases import GraphicsContextBase
@@ -28,7 +29,12 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties, findfont, get_font
 
 MAX_RENDERERS = 4  # a 3200 x 2400 renderer holds 30 MB: keep the sizes in use, not every size
-MAX_TEXT_IMAGES = 4096  # a few kB each; the plots of one run draw a few hundred strings
+# Bytes of rasterized text kept, least recently used dropped first. The plots
+# of a run at the default size draw a few hundred strings of a few kB each;
+# the budget keeps requests for many sizes from growing the process.
+TEXT_COVERAGE_BYTES = 16 * 2**20
+TEXT_IMAGE_BYTES = 32 * 2**20
+FONT_HEIGHT_ENTRIES = 1024
 PNG_COMPRESSION = 1  # zlib level: higher levels shrink plots by 5-15% for up to twice the time
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _METERS_PER_INCH = 0.0254
@@ -47,11 +53,65 @@ class _TextImage:
         self.top = top
 
 
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class _LeastRecentlyUsed(Generic[K, V]):
+    """A cache that drops its least recently used entries once they weigh over `budget`."""
+
+    def __init__(self, budget: int, weigh: Callable[[V], int]) -> None:
+        self._entries: OrderedDict[K, V] = OrderedDict()
+        self._budget = budget
+        self._weigh = weigh
+        self._weight = 0
+
+    def get(self, key: K, make: Callable[[], V]) -> V:
+        """The value for `key`, made by `make()` and kept on a miss."""
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        value = self._entries[key] = make()
+        self._weight += self._weigh(value)
+        while self._weight > self._budget and len(self._entries) > 1:
+            _, dropped = self._entries.popitem(last=False)
+            self._weight -= self._weigh(dropped)
+        return value
+
+    def keys(self) -> list[K]:
+        return list(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._weight = 0
+
+
+def _image_bytes(image: _TextImage | None) -> int:
+    return 64 if image is None else 64 + image.pixels.nbytes
+
+
 # (string, font, angle, dpi, antialiased) -> its coverage, None when it draws nothing
-_coverage: OrderedDict[tuple[Any, ...], _TextImage | None] = OrderedDict()
-# the same key and a color -> the image in that color
-_colored: OrderedDict[tuple[Any, ...], _TextImage] = OrderedDict()
-_font_heights: dict[tuple[FontProperties, float], FontHeights] = {}
+_coverage: _LeastRecentlyUsed[tuple[Any, ...], _TextImage | None] = _LeastRecentlyUsed(
+    TEXT_COVERAGE_BYTES, _image_bytes
+)
+# (that key, a color) -> the image in that color
+_colored: _LeastRecentlyUsed[tuple[Any, ...], _TextImage | None] = _LeastRecentlyUsed(
+    TEXT_IMAGE_BYTES, _image_bytes
+)
+_font_heights: _LeastRecentlyUsed[tuple[FontProperties, float], FontHeights] = _LeastRecentlyUsed(
+    FONT_HEIGHT_ENTRIES, lambda _: 1
+)
+
+
+_renderers: OrderedDict[tuple[int, int, float], TextCachingRenderer] = OrderedDict()
+
+
+def clear_caches() -> None:
+    """Forget every kept renderer and rasterized string, as in a fresh process."""
+    _renderers.clear()
+    _coverage.clear()
+    _colored.clear()
+    _font_heights.clear()
 
 
 class TextCachingRenderer(RendererAgg):
@@ -97,21 +157,15 @@ class TextCachingRenderer(RendererAgg):
         reading the font's tables again for every layout of every text; the
         values are the ones `Text._get_layout` computes without it.
         """
-        key = (prop.copy(), float(self.dpi))
-        heights = _font_heights.get(key)
-        if heights is None:
-            heights = _font_heights[key] = _font_height_metrics(prop, self.dpi)
-        return heights
+        dpi = float(self.dpi)
+        return _font_heights.get((prop.copy(), dpi), lambda: _font_height_metrics(prop, dpi))
 
     def _text_image(self, key: tuple[Any, ...], rgba: tuple[float, ...]) -> _TextImage | None:
-        colored = _colored.get((key, rgba))
-        if colored is not None:
-            _colored.move_to_end((key, rgba))
-            return colored
-        coverage = _remember(_coverage, key, lambda: self._rasterize(*key))
-        if coverage is None:
-            return None
-        return _remember(_colored, (key, rgba), lambda: _in_color(coverage, rgba))
+        def colored() -> _TextImage | None:
+            coverage = _coverage.get(key, lambda: self._rasterize(*key))
+            return None if coverage is None else _in_color(coverage, rgba)
+
+        return _colored.get((key, rgba), colored)
 
     def _rasterize(
         self, s: str, prop: FontProperties, angle: float, dpi: float, antialiased: bool
@@ -135,17 +189,6 @@ class TextCachingRenderer(RendererAgg):
             return None  # blanks only
         coverage = alpha[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
         return _TextImage(coverage.copy(), int(cols[0]) - half, int(rows[0]) - half)
-
-
-def _remember(cache: OrderedDict[Any, Any], key: Any, make: Any) -> Any:
-    """`cache[key]`, made by `make()` on a miss; least recently used entries go first."""
-    if key in cache:
-        cache.move_to_end(key)
-        return cache[key]
-    value = cache[key] = make()
-    if len(cache) > MAX_TEXT_IMAGES:
-        cache.popitem(last=False)
-    return value
 
 
 def _in_color(coverage: _TextImage, rgba: tuple[float, ...]) -> _TextImage:
@@ -187,9 +230,6 @@ def _has_shaping_options(mtext: Any) -> bool:
     features = getattr(mtext, "get_fontfeatures", lambda: None)()
     language = getattr(mtext, "get_language", lambda: None)()
     return bool(features) or bool(language)
-
-
-_renderers: OrderedDict[tuple[int, int, float], TextCachingRenderer] = OrderedDict()
 
 
 def shared_renderer(width: int, height: int, dpi: float) -> TextCachingRenderer:

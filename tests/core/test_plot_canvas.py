@@ -24,10 +24,7 @@ from core.plot_canvas import (
 
 def forget_everything() -> None:
     """Empty every cache, as in a fresh process."""
-    plot_canvas._coverage.clear()
-    plot_canvas._colored.clear()
-    plot_canvas._font_heights.clear()
-    plot_canvas._renderers.clear()
+    plot_canvas.clear_caches()
 
 
 def text_figure() -> Figure:
@@ -80,9 +77,9 @@ def test_text_draws_the_same_whether_or_not_it_was_cached() -> None:
 def test_each_string_is_rasterized_once_per_font_and_angle() -> None:
     forget_everything()
     render_png(text_figure())
-    cached = set(plot_canvas._coverage)
+    cached = set(plot_canvas._coverage.keys())
     render_png(text_figure())
-    assert set(plot_canvas._coverage) == cached
+    assert set(plot_canvas._coverage.keys()) == cached
     strings = {key[0] for key in cached}
     # Plain text at 0 and 90 degrees is cached; mathtext, a tilt and alpha are not.
     assert {"epoch 100", "hidden_1 (no finite values)", "S.D."} <= strings
@@ -181,6 +178,17 @@ def test_render_png_is_the_figure_at_its_pixel_size() -> None:
     figure = Figure(figsize=(2.01, 1.51), dpi=100)
     figure.text(0.5, 0.5, "x")
     assert decode(render_png(figure)).shape == (151, 201, 4)
+
+
+def test_text_caches_keep_to_their_budget_dropping_the_least_recently_used() -> None:
+    cache: plot_canvas._LeastRecentlyUsed[str, bytes] = plot_canvas._LeastRecentlyUsed(10, len)
+    cache.get("a", lambda: b"aaaa")
+    cache.get("b", lambda: b"bbbb")
+    assert cache.get("a", lambda: b"new!") == b"aaaa"  # a hit; "a" is now the most recent
+    cache.get("c", lambda: b"cccc")  # 12 bytes: "b" goes
+    assert cache.keys() == ["a", "c"]
+    cache.get("huge", lambda: b"x" * 50)  # over budget alone: kept, everything else goes
+    assert cache.keys() == ["huge"]
 
 
 def test_font_properties_key_the_cache_by_value() -> None:

@@ -265,10 +265,7 @@ def test_rendering_does_not_depend_on_what_was_rendered_before(result: dict[str,
     first = {name: render_plot(name, result) for name in PLOT_NAMES}
     # Renderers and rasterized text are kept between renders: start afresh,
     # then render in another order with other sizes in between.
-    plot_canvas._renderers.clear()
-    plot_canvas._coverage.clear()
-    plot_canvas._colored.clear()
-    plot_canvas._font_heights.clear()
+    plot_canvas.clear_caches()
     for name in reversed(PLOT_NAMES):
         render_plot(name, result, width=480, height=320, dpi=60)
         assert render_plot(name, result) == first[name]
