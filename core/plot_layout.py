@@ -10,7 +10,9 @@ title on top, a legend or colorbar under or right of the panels, labels
 shared by all panels) each get a band at the figure's edge.
 
 Tick locators must not depend on the Axes' size (give them explicit bin
-counts): the tick labels are measured before the final size is known.
+counts): the tick labels are measured before the final size is known, and
+each axis label is then pinned at its measured offset from the spine, so
+drawing does not measure the tick labels again to place it.
 """
 
 from __future__ import annotations

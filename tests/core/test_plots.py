@@ -539,6 +539,19 @@ def test_log_axis_labels_are_plain_text_powers_of_ten(result: dict[str, Any]) ->
     assert all(low <= tick <= high for tick in ticks)  # no ticks built past the view
 
 
+def test_a_log_axis_within_one_decade_labels_its_minor_ticks_in_plain_text(
+    result: dict[str, Any],
+) -> None:
+    narrow = copy.deepcopy(result)
+    for stats in narrow["tutorial"]["gradients"].values():
+        stats["std"] = [0.002 + 0.0005 * index for index in range(len(stats["std"]))]
+    spread = build_figure("gradients", narrow).axes[1]
+    labels = [label.get_text() for label in spread.get_yticklabels(minor=True)]
+    times = "\N{MULTIPLICATION SIGN}"
+    assert {f"2{times}10⁻³", f"3{times}10⁻³", f"4{times}10⁻³"} <= set(labels)
+    assert not any("$" in label for label in labels)
+
+
 def test_zero_gradient_spread_is_called_out_on_the_log_axis(result: dict[str, Any]) -> None:
     dead = copy.deepcopy(result)
     dead["tutorial"]["gradients"]["hidden_1"]["std"][3:] = [0.0] * 7
