@@ -1,0 +1,323 @@
+"""Comparison studies through the service: the tutorial study, and one worker against two.
+
+Starts, side by side, one deployment per worker count: an API (uvicorn) and
+that many production-shaped workers (prefork, one pool process each, the
+command the worker tests use), each on a namespace of its own. It warms the
+workers up (studies of the tutorial's three architectures until every child
+trains on the XLA graph the workers compile in the background), then times,
+each run going through every deployment in turn so that a change in the
+machine's load falls on all of them alike (idle workers take no CPU):
+
+  - the `tutorial` preset (3 children): POST to the study's final state (its
+    summary and default plots stored in one step), and POST to the summary
+    and all four PNGs in the client's hands;
+  - a 12-child study (the tutorial with 4 seeds): POST to the final state,
+    and how many children ran at once (their seconds of work per second).
+
+The workers share this machine's cores with each other (and with anything
+else running), so the speed-up says how well children overlap on one
+machine, not how a second machine would scale.
+
+Run (needs Redis at REDIS_URL, default 127.0.0.1:6379; deletes its keys after):
+
+    .venv/bin/python benchmarks/studies.py [--runs 3] [--workers 1 2] [--threads N]
+
+`--threads N` gives each worker N TensorFlow threads (TF_NUM_INTRAOP_THREADS and
+TF_NUM_INTEROP_THREADS); by default TensorFlow uses every core in each worker.
+
+Targets (issue 5): the tutorial study done in <= 3 s on warm workers; two
+workers ~1.8x one on the 12-child study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.keys import Keys  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from core.spec import Device  # noqa: E402
+
+START_SECONDS = 180.0
+STUDY_SECONDS = 600.0
+TUTORIAL: dict[str, Any] = {"preset": "tutorial"}
+TWELVE: dict[str, Any] = {"preset": "tutorial", "seeds": 4}
+PLOTS = ("depth", "curves", "gradient_flow", "boundary")
+LOG_DIR = Path(os.environ.get("TMPDIR", "/tmp"))
+
+
+@dataclass
+class Figures:
+    """Seconds per timed run, for one worker count."""
+
+    workers: int
+    tutorial_sealed: list[float] = field(default_factory=list)
+    tutorial_complete: list[float] = field(default_factory=list)
+    twelve_sealed: list[float] = field(default_factory=list)
+    parallelism: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Deployment:
+    """An API and its workers on a namespace of their own."""
+
+    settings: Settings
+    client: httpx.Client
+    processes: list[subprocess.Popen[bytes]]
+    figures: Figures
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="timed studies of each kind")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads per worker")
+    args = parser.parse_args(argv)
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    deployments: list[Deployment] = []
+    try:
+        for count in args.workers:
+            namespace = f"gwbenchstudy{os.getpid()}w{count}"
+            settings = Settings(namespace=namespace, redis_url=redis_url)
+            deployments.append(start(settings, count, args.threads))
+        for deployment in deployments:
+            wait_until_ready(deployment)
+            warm_up(deployment)
+        time_interleaved(deployments, args.runs)
+    finally:
+        for deployment in deployments:
+            deployment.client.close()
+            for process in reversed(deployment.processes):
+                stop(process)
+            delete_namespace(deployment.settings)
+    report([d.figures for d in deployments], args.runs, args.threads)
+    return 0
+
+
+def start(settings: Settings, count: int, threads: int) -> Deployment:
+    """The API and `count` workers for `settings`' namespace (not yet ready)."""
+    env = {
+        **os.environ,
+        "REDIS_URL": settings.redis_url,
+        "GRADWATCH_NAMESPACE": settings.namespace,
+        "PYTHONPATH": str(ROOT),
+    }
+    if threads:
+        env |= {"TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": str(threads)}
+    port = free_port()
+    processes = [start_worker(env, f"w{count}-{number}") for number in range(count)]
+    processes.append(start_api(env, port))
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60.0)
+    return Deployment(settings, client, processes, Figures(count))
+
+
+def time_interleaved(deployments: Sequence[Deployment], runs: int) -> None:
+    """Each run times every deployment in turn, so a change in the machine's load
+    (other processes) falls on all of them alike; idle workers take no CPU."""
+    for run in range(runs):
+        print(f"run {run + 1} of {runs}", flush=True)
+        for deployment in deployments:
+            figures = deployment.figures
+            print(f" {figures.workers} worker(s):", flush=True)
+            sealed, complete = run_study(deployment.client, TUTORIAL, fetch_plots=True)
+            figures.tutorial_sealed.append(sealed)
+            figures.tutorial_complete.append(complete)
+            sealed, _ = run_study(deployment.client, TWELVE, fetch_plots=False)
+            figures.twelve_sealed.append(sealed)
+            figures.parallelism.append(last_parallelism(deployment.client))
+
+
+def warm_up(deployment: Deployment, most: int = 20) -> None:
+    """Run 12-child studies until, twice running, every child trained on XLA.
+
+    A warm worker has seen each architecture: its first child of one loads
+    TensorFlow (once) and trains on the plain graph while XLA compiles behind.
+    """
+    client, workers = deployment.client, deployment.figures.workers
+    print(f"{workers} worker(s): warm-up studies (TensorFlow, graphs, XLA)...", flush=True)
+    in_a_row = 0
+    for _ in range(most):
+        study_id = post(client, TWELVE)
+        record = wait_until_finished(client, study_id)
+        children = [c["id"] for config in record["configs"] for c in config["children"]]
+        xla = [
+            client.get(f"/v1/experiments/{child}/result").json()["timing"]["xla"]
+            for child in children
+        ]
+        in_a_row = in_a_row + 1 if all(xla) else 0
+        if in_a_row == 2:
+            return
+        time.sleep(2.0)  # let background compiles finish rather than compete
+    raise SystemExit(f"the workers did not all train on XLA within {most} warm-up studies")
+
+
+def last_parallelism(client: httpx.Client) -> float:
+    """Children's seconds of work per second of the newest study: how many ran at once."""
+    study = client.get("/v1/studies", params={"limit": 1}).json()["items"][0]
+    busy = 0.0
+    for config in study["configs"]:
+        for child in config["children"]:
+            record = client.get(f"/v1/experiments/{child['id']}").json()
+            busy += _seconds(record["finished_at"]) - _seconds(record["started_at"])
+    return busy / (_seconds(study["finished_at"]) - _seconds(study["started_at"]))
+
+
+def _seconds(stamp: str) -> float:
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def post(client: httpx.Client, body: dict[str, Any]) -> str:
+    response = client.post("/v1/studies", json=body)
+    if response.status_code != 202:
+        raise SystemExit(f"POST /v1/studies answered {response.status_code}: {response.text}")
+    study_id: str = response.json()["id"]
+    return study_id
+
+
+def wait_until_finished(client: httpx.Client, study_id: str) -> dict[str, Any]:
+    """Follow the study's event stream to its final state; the record, checked succeeded."""
+    url = f"/v1/studies/{study_id}/events"
+    with client.stream("GET", url, timeout=STUDY_SECONDS) as stream:
+        for _ in stream.iter_lines():
+            pass  # the stream ends right after the final state event
+    record: dict[str, Any] = client.get(f"/v1/studies/{study_id}").json()
+    if record["status"] != "succeeded":
+        raise SystemExit(f"study {study_id} ended {record['status']}: {record['progress']}")
+    return record
+
+
+def run_study(
+    client: httpx.Client, body: dict[str, Any], *, fetch_plots: bool
+) -> tuple[float, float]:
+    """(seconds to the final state, seconds until the summary and plots are fetched)."""
+    started = time.perf_counter()
+    study_id = post(client, body)
+    record = wait_until_finished(client, study_id)
+    sealed = time.perf_counter() - started
+    client.get(f"/v1/studies/{study_id}/summary").raise_for_status()
+    if fetch_plots:
+        for name in PLOTS:
+            client.get(f"/v1/studies/{study_id}/plots/{name}.png").raise_for_status()
+    complete = time.perf_counter() - started
+    children = record["progress"]["children"]
+    print(
+        f"  study of {children:2d}: final state {sealed:6.3f} s"
+        + (f", summary and {len(PLOTS)} PNGs fetched {complete:6.3f} s" if fetch_plots else ""),
+        flush=True,
+    )
+    return sealed, complete
+
+
+def start_worker(env: dict[str, str], number: str) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+        "--device", "cpu", "--concurrency", "1", "--loglevel", "INFO",
+        "--without-mingle", "--without-gossip", "-n", f"bench{os.getpid()}-{number}@%h",
+    ]  # fmt: skip
+    log = LOG_DIR / f"gradwatch-bench-study-worker-{number}.log"
+    with log.open("w") as out:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def start_api(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
+        "--port", str(port), "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    return subprocess.Popen(command, cwd=ROOT, env=env)
+
+
+def wait_until_ready(deployment: Deployment) -> None:
+    queue = deployment.settings.queue_for(Device.CPU)
+    workers = deployment.figures.workers
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        if any(process.poll() is not None for process in deployment.processes):
+            raise SystemExit("a worker or the API exited while starting")
+        try:
+            ready = deployment.client.get("/readyz").json()
+            if len(ready.get("workers", {}).get(queue, [])) >= workers:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("the service did not get ready")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def delete_namespace(settings: Settings) -> None:
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = list(client.scan_iter(match=Keys(settings.namespace).pattern(), count=1000))
+    for start in range(0, len(keys), 1000):
+        client.delete(*keys[start : start + 1000])
+    client.close()
+
+
+# ------------------------------------------------------------------------ report
+
+
+def report(results: Sequence[Figures], runs: int, threads: int) -> None:
+    print()
+    each = f"{threads} TensorFlow thread(s) each" if threads else "TensorFlow's default threads"
+    print(f"comparison studies, warm workers ({each}), {runs} runs each: median (best); "
+          f"load average {' '.join(f'{load:.2f}' for load in os.getloadavg())}")  # fmt: skip
+    rows = [
+        ("tutorial (3 children): final state", "tutorial_sealed"),
+        ("tutorial: summary + 4 PNGs fetched", "tutorial_complete"),
+        ("12 children: final state", "twelve_sealed"),
+    ]
+    print(f"  {'':<40}" + "".join(f"{f'{f.workers} worker(s)':>22}" for f in results))
+    for label, name in rows:
+        cells = [getattr(figures, name) for figures in results]
+        print(
+            f"  {label:<40}"
+            + "".join(f"{statistics.median(c):>11.3f} s ({min(c):.3f})" for c in cells)
+        )
+    print(
+        f"  {'12 children: children running at once':<40}"
+        + "".join(f"{statistics.median(f.parallelism):>22.2f}" for f in results)
+    )
+    by_count = {figures.workers: figures for figures in results}
+    if 1 in by_count and 2 in by_count:
+        one = statistics.median(by_count[1].twelve_sealed)
+        two = statistics.median(by_count[2].twelve_sealed)
+        print(f"  speed-up of 2 workers over 1 on 12 children: {one / two:.2f}x (target ~1.8x)")
+    best = min(statistics.median(figures.tutorial_complete) for figures in results)
+    verdict = "met" if best <= 3.0 else "NOT met"
+    print(f"  tutorial study <= 3 s (summary and plots in hand): {verdict}")
+    print(f"  worker logs: {LOG_DIR}/gradwatch-bench-study-worker-*.log")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
