@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 
 from core.jobs import FINISHED, JobRecord, JobStatus
+from core.keys import Keys
+from core.queue import celery_config, make_celery
 from core.settings import Settings
 from tests.conftest import wait_for
 from tests.worker.conftest import JOB_SECONDS, Deployment, PreforkWorker
@@ -93,6 +95,16 @@ def wait_for_record(
     return found[0]
 
 
+def restore_unacked_messages(settings: Settings) -> None:
+    """What a Celery client does once the visibility timeout has passed, done now."""
+    expired = make_celery(settings)
+    options = celery_config(settings)["broker_transport_options"]
+    expired.conf.broker_transport_options = {**options, "visibility_timeout": 0}
+    with expired.connection_for_write() as connection:
+        connection.default_channel.qos.restore_visible(num=10)
+    expired.close()
+
+
 def requeue_events(deployment: Deployment, job_id: str) -> list[dict[str, Any]]:
     events = deployment.store.read_events(job_id, count=1000)
     return [json.loads(e.data) for e in events if e.type == "state" and "requeued" in e.data]
@@ -131,6 +143,21 @@ def test_a_job_whose_worker_is_killed_completes_on_another(workers: Workers) -> 
     assert requeued["dispatch"] == 1
     assert requeued["reason"].startswith(f"its worker {doomed.hostname} went silent")
     assert deployment.store.unsent_requeues() == []
+
+    # An hour on, kombu restores the killed worker's unacked message: a no-op now.
+    keys = Keys(workers.settings.namespace)
+    client = deployment.store.client
+    assert client.hlen(keys.celery_prefix + "unacked") == 1
+    restore_unacked_messages(workers.settings)
+    wait_for(
+        lambda: (
+            client.llen(keys.celery_queue(deployment.queue)) == 0
+            and client.hlen(keys.celery_prefix + "unacked") == 0
+        ),
+        timeout=30,
+        what="the restored message to be consumed",
+    )
+    assert deployment.store.get(job_id) == record
     workers.add()  # back to two
 
 
