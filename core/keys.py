@@ -29,6 +29,7 @@ Layout, for namespace `gradwatch` and job `01J...`:
     gradwatch:study:01J...:plots      hash: PNGs and ETags, laid out like a job's
     gradwatch:study:01J...:events     stream: children's state changes and the study's
     gradwatch:studies                 sorted set: every study id, one score, ordered by id
+    gradwatch:studies:owner:<owner>   the owner's study ids, same order (`owned(studies, owner)`)
     gradwatch:studies:expiry          sorted set: finished study id -> when its keys expire
     gradwatch:workers:<queue>         sorted set: worker hostname -> last heartbeat
     gradwatch:worker:<hostname>:jobs  string: "<time> <job id>...", the jobs the worker ran
