@@ -189,7 +189,7 @@ def start_redis(redis_dir: Path, port: int, log_dir: Path) -> Child:
         "--port", str(port),
         "--dir", str(redis_dir),
         "--appendonly", "yes",
-        "--appendfsync", "everysec",
+        "--appendfsync", "always",  # on disk before answered: nothing accepted is lost
         "--save", "",  # the append-only file is the persistence; no RDB snapshots
         "--daemonize", "no",
         "--protected-mode", "yes",

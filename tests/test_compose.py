@@ -56,7 +56,7 @@ def test_redis_persists_to_an_append_only_file_on_a_volume(
     redis = services["redis"]
     command = redis["command"]
     assert option(command, "--appendonly") == "yes"
-    assert option(command, "--appendfsync") == "everysec"
+    assert option(command, "--appendfsync") == "always"
     volume = redis["volumes"][0].split(":")
     assert volume[1] == "/data" and volume[0] in compose["volumes"]
     assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
