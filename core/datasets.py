@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn import datasets as sk
 
-from core.spec import DatasetKind, DatasetSpec
+from core.spec import DatasetKind, DatasetSpec, dataset_shape
 
 Arrays = tuple[np.ndarray, np.ndarray]
 
@@ -47,11 +47,17 @@ def load_dataset(spec: DatasetSpec, *, seed: int) -> Dataset:
     rng = np.random.default_rng(seed)
     x, y = _load_arrays(spec, rng)
     x, y = x.astype(np.float32), y.astype(np.int32)
+    # The spec's own class count, not the labels': it sized the output layer.
+    _, _, n_classes = dataset_shape(spec)
     n_val = round(len(y) * spec.validation_split)
     if n_val:
         order = rng.permutation(len(y))
         x, y = x[order], y[order]
-    x_train, y_train, x_val, y_val = x[n_val:], y[n_val:], x[:n_val], y[:n_val]
+        validation = _stratified(y, n_val, n_classes)
+    else:
+        validation = np.zeros(len(y), dtype=bool)
+    x_train, y_train = x[~validation], y[~validation]
+    x_val, y_val = x[validation], y[validation]
     if spec.standardized:
         # Statistics from the training part only, so validation stays unseen.
         mean = x_train.mean(axis=0)
@@ -64,8 +70,28 @@ def load_dataset(spec: DatasetSpec, *, seed: int) -> Dataset:
         y_train=y_train,
         x_val=np.ascontiguousarray(x_val, dtype=np.float32),
         y_val=y_val,
-        n_classes=int(y.max()) + 1,
+        n_classes=n_classes,
     )
+
+
+def _stratified(y: np.ndarray, n_val: int, n_classes: int) -> np.ndarray:
+    """A mask of exactly `n_val` rows for validation, each class in proportion.
+
+    Every class gives its share (largest remainders round up), taken from its
+    first rows in the already shuffled order. A class of two or more keeps at
+    least one training row, so training never loses a class to the split
+    (at most half the rows go to validation).
+    """
+    n = len(y)
+    counts = np.bincount(y, minlength=n_classes)
+    take, remainder = np.divmod(counts * n_val, n)  # integers: the total is exact
+    extra = n_val - int(take.sum())
+    take[np.argsort(-remainder, kind="stable")[:extra]] += 1
+    by_class = np.argsort(y, kind="stable")
+    rank = np.empty(n, dtype=np.int64)  # each row's place among its class's rows
+    rank[by_class] = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+    mask: np.ndarray = rank < take[y]
+    return mask
 
 
 def _load_arrays(spec: DatasetSpec, rng: np.random.Generator) -> Arrays:
@@ -84,10 +110,18 @@ def _moons(spec: DatasetSpec, state: int) -> Arrays:
 
 
 def _xor(spec: DatasetSpec, state: int) -> Arrays:
-    """Uniform points in [-1, 1]^2, labelled by the sign of x0 * x1, then jittered."""
+    """Uniform points in [-1, 1]^2, labelled by the sign of x0 * x1, then jittered.
+
+    Half the points (one more for an odd count) are drawn in each label's two
+    quadrants rather than labelled after the draw, so even the smallest set
+    has both classes.
+    """
     rng = np.random.default_rng(state)
-    x = rng.uniform(-1.0, 1.0, size=(spec.n_samples, 2))
-    y = (x[:, 0] * x[:, 1] > 0).astype(np.int32)
+    n = spec.n_samples
+    y = rng.permutation(np.arange(n) % 2).astype(np.int32)
+    first = rng.choice([-1.0, 1.0], size=n)
+    signs = np.column_stack([first, np.where(y == 1, first, -first)])
+    x = rng.uniform(0.0, 1.0, size=(n, 2)) * signs
     return x + rng.normal(0.0, spec.noise, size=x.shape), y
 
 

@@ -385,6 +385,15 @@ def steps_per_epoch(spec: ExperimentSpec) -> int:
 
 def check_limits(spec: ExperimentSpec) -> None:
     """Refuse sizes that span fields; each message names the field and the limit."""
+    samples, _, classes = dataset_shape(spec.dataset)
+    if spec.dataset.generated and samples < 2 * classes:
+        # Fewer and a generator fails (gaussian) or leaves a class out, and the
+        # network's output would not be as wide as the classes it was promised.
+        raise SpecLimitError(
+            "dataset.n_samples",
+            f"{samples} samples are fewer than 2 for each of {classes} classes; "
+            f"send at least {2 * classes}",
+        )
     n_train, _ = split_sizes(spec.dataset)
     if n_train < 2:
         raise SpecLimitError("dataset.validation_split", "leaves fewer than 2 training samples")

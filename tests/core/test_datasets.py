@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -59,3 +61,53 @@ def test_standardized_from_training_part_only() -> None:
 def test_standardize_can_be_switched_off() -> None:
     data = load_dataset(DatasetSpec(kind=DatasetKind.IRIS, standardize=False), seed=1)
     assert data.x_train.max() > 5  # raw centimetres
+
+
+# Generated sets at the fewest samples the spec allows: two per class.
+EDGE_SPECS = [
+    {"kind": "gaussian", "n_samples": 40, "classes": 20},
+    {"kind": "spiral", "n_samples": 40, "classes": 20, "validation_split": 0.5},
+    {"kind": "blobs", "n_samples": 8, "centers": 4, "validation_split": 0.5},
+    {"kind": "blobs", "n_samples": 41, "centers": 20, "validation_split": 0.5},
+    {"kind": "xor", "n_samples": 8},
+    {"kind": "xor", "n_samples": 9, "validation_split": 0.5},
+    {"kind": "circles", "n_samples": 8, "validation_split": 0.5},
+    {"kind": "moons", "n_samples": 8, "validation_split": 0.5},
+]
+
+
+@pytest.mark.parametrize("fields", EDGE_SPECS, ids=lambda fields: str(sorted(fields.items())))
+@pytest.mark.parametrize("seed", [1, 15, 99])
+def test_the_smallest_sets_keep_every_class_in_training(fields: dict[str, Any], seed: int) -> None:
+    spec = DatasetSpec.model_validate(fields)
+    data = load_dataset(spec, seed=seed)
+    samples, features, classes = dataset_shape(spec)
+    assert data.n_classes == classes  # from the spec, whatever labels were drawn
+    assert data.x_train.shape == (len(data.y_train), features)
+    assert data.x_val.shape == (len(data.y_val), features)
+    assert len(data.y_train) + len(data.y_val) == samples
+    assert len(data.y_val) == round(samples * spec.validation_split)
+    assert set(np.unique(data.y_train)) == set(range(classes))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_xor_has_balanced_classes_at_any_size(seed: int) -> None:
+    for n in (8, 9, 10, 101):
+        labels = load_dataset(DatasetSpec(kind=DatasetKind.XOR, n_samples=n), seed=seed).y_train
+        assert sorted(np.bincount(labels, minlength=2)) == [n // 2, n - n // 2]
+
+
+def test_xor_labels_are_the_quadrants_before_the_jitter() -> None:
+    data = load_dataset(DatasetSpec(kind=DatasetKind.XOR, n_samples=400, noise=0.0), seed=3)
+    x, y = data.x_train, data.y_train
+    np.testing.assert_array_equal(y, (x[:, 0] * x[:, 1] > 0).astype(np.int32))
+    assert np.abs(x).max() <= 1.0
+
+
+def test_validation_takes_each_class_in_proportion() -> None:
+    spec = DatasetSpec(kind=DatasetKind.BLOBS, n_samples=300, centers=3, validation_split=0.2)
+    data = load_dataset(spec, seed=5)
+    assert np.bincount(data.y_val).tolist() == [20, 20, 20]
+    assert np.bincount(data.y_train).tolist() == [80, 80, 80]
+    # Both parts stay shuffled: no run of one class in the training order.
+    assert len(np.unique(data.y_train[:20])) > 1

@@ -141,3 +141,23 @@ def test_valid_specs_round_trip_and_respect_limits(
         return
     assert ExperimentSpec.model_validate(spec.to_json_dict()) == spec
     assert parameter_count(spec) <= Limits.PARAMETERS
+
+
+@pytest.mark.parametrize(
+    ("dataset", "least"),
+    [
+        ({"kind": "gaussian", "n_samples": 10, "classes": 20}, 40),
+        ({"kind": "spiral", "n_samples": 39, "classes": 20}, 40),
+        ({"kind": "blobs", "n_samples": 11, "centers": 6}, 12),
+    ],
+)
+def test_generated_sets_need_two_samples_per_class(dataset: dict[str, Any], least: int) -> None:
+    payload = {"dataset": dataset, "training": {"batch_size": 8}}
+    with pytest.raises(ValidationError) as caught:
+        ExperimentSpec.model_validate(payload)
+    cause = caught.value.errors()[0]["ctx"]["error"]
+    assert isinstance(cause, SpecLimitError)
+    assert cause.field == "dataset.n_samples"
+    assert f"at least {least}" in cause.message
+    enough = {**dataset, "n_samples": least}
+    assert ExperimentSpec.model_validate({**payload, "dataset": enough}).dataset.n_samples == least

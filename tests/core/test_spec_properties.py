@@ -11,16 +11,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from core.datasets import load_dataset
 from core.spec import (
     CaptureEvery,
     ExperimentSpec,
     Limits,
     SpecLimitError,
+    dataset_shape,
+    layer_widths,
     parameter_count,
+    split_sizes,
     steps_per_epoch,
 )
 
@@ -40,11 +45,14 @@ sections = st.fixed_dictionaries(
         "dataset": st.fixed_dictionaries(
             {},
             optional={
-                "kind": st.sampled_from(["circles", "spiral", "blobs", "digits", "iris", "x"]),
-                "n_samples": around(Limits.SAMPLES, 8),
+                "kind": st.sampled_from(
+                    [*("circles", "moons", "xor", "gaussian", "spiral", "blobs"), "digits", "x"]
+                ),
+                # Small sets too, where a class can go missing.
+                "n_samples": around(Limits.SAMPLES, 8) | st.integers(8, 64),
                 "classes": around(Limits.CLASSES, 2),
                 "centers": around(Limits.CENTERS, 2),
-                "validation_split": st.floats(-0.1, 0.6),
+                "validation_split": st.floats(-0.1, 0.6) | st.sampled_from([0.0, 0.5]),
             },
         ),
         "model": st.fixed_dictionaries(
@@ -61,7 +69,7 @@ sections = st.fixed_dictionaries(
             {},
             optional={
                 "epochs": around(Limits.EPOCHS, 1),
-                "batch_size": around(Limits.BATCH_SIZE, 1),
+                "batch_size": around(Limits.BATCH_SIZE, 1) | st.integers(1, 16),
                 "clipnorm": st.none() | st.floats(0, 10),
             },
         ),
@@ -141,6 +149,20 @@ def test_a_spec_is_accepted_within_every_limit_or_refused_by_field(payload: dict
         assert steps <= Limits.STEP_CAPTURE_POINTS
     assert len(spec.model.hidden_layers) <= Limits.HIDDEN_LAYERS
     assert all(1 <= width <= Limits.WIDTH for width in spec.model.hidden_layers)
+    assert_loads_as_promised(spec)
+
+
+def assert_loads_as_promised(spec: ExperimentSpec) -> None:
+    """The data loads (scikit-learn only) with the shape and classes the limits assumed."""
+    data = load_dataset(spec.dataset, seed=spec.seed)
+    _, features, classes = dataset_shape(spec.dataset)
+    n_train, n_val = split_sizes(spec.dataset)
+    assert data.x_train.shape == (n_train, features)
+    assert data.x_val.shape == (n_val, features)
+    assert data.n_classes == classes
+    assert layer_widths(spec)[-1] == (1 if classes == 2 else classes)
+    # Every class the output layer has a unit for is in the training part.
+    assert set(np.unique(data.y_train)) == set(range(classes))
 
 
 @PROPERTIES
@@ -163,3 +185,30 @@ def test_an_unknown_key_anywhere_is_refused_by_its_path(section: str, key: str) 
         assert path in blamed_fields(error)
     else:
         raise AssertionError(f"accepted an unknown key: {payload}")
+
+
+datasets = st.fixed_dictionaries(
+    {
+        "kind": st.sampled_from(
+            ["circles", "moons", "xor", "gaussian", "spiral", "blobs", "digits", "iris", "wine"]
+        ),
+        "n_samples": st.integers(8, 64) | around(Limits.SAMPLES, 8),
+        "classes": st.integers(2, Limits.CLASSES),
+        "centers": st.integers(2, Limits.CENTERS),
+        "validation_split": st.sampled_from([0.0, 0.5]) | st.floats(0.0, 0.5),
+    }
+)
+
+
+@PROPERTIES
+@given(dataset=datasets, seed=st.integers(0, Limits.SEED))
+def test_every_accepted_dataset_loads_with_the_classes_it_promised(
+    dataset: dict[str, Any], seed: int
+) -> None:
+    payload = {"seed": seed, "dataset": dataset, "training": {"epochs": 1, "batch_size": 1}}
+    try:
+        spec = ExperimentSpec.model_validate(payload)
+    except ValidationError as error:
+        assert set(blamed_fields(error)) <= {"dataset.n_samples", "dataset.validation_split"}
+        return
+    assert_loads_as_promised(spec)
