@@ -29,16 +29,23 @@ class Limits:
     """
 
     SAMPLES = 20_000
-    FEATURES = 64
     HIDDEN_LAYERS = 32
     WIDTH = 512
     PARAMETERS = 1_000_000
     EPOCHS = 1_000
     BATCH_SIZE = 4_096
     STEPS = 200_000  # epochs x batches per epoch
+    # Sample-passes x parameters (epochs x training samples x parameters), the
+    # arithmetic of a run: a dense net costs about 6 float operations per
+    # parameter and sample (2 forward, 4 back), so 2e11 is ~1.2e12 operations,
+    # a minute or two of a small worker's 2 cores at the 10-20 GFLOP/s small
+    # matrix products reach, plus the capture. The tutorial is 100 x 1000 x
+    # 141 = 1.4e7; digits through three 512-wide layers for 100 epochs, 1e11.
+    WORK = 200_000_000_000
     STEP_CAPTURE_POINTS = 20_000  # capture points when capturing every step
     HISTOGRAM_BINS = 200
     HISTOGRAM_SNAPSHOTS = 20
+    PROBE_SIZE = 4_096  # samples in the activation probe, forward-passed at each capture point
     RAW_VALUES = 20_000_000  # float32 values in arrays.npz (80 MB)
     NAME_LENGTH = 200
     CLASSES = 20
@@ -290,7 +297,7 @@ class CaptureSpec(_Section):
     histograms: bool = True
     histogram_bins: int = Field(30, ge=2, le=Limits.HISTOGRAM_BINS)
     histogram_snapshots: int = Field(5, ge=2, le=Limits.HISTOGRAM_SNAPSHOTS)
-    probe_size: int = Field(256, ge=1, le=4096)
+    probe_size: int = Field(256, ge=1, le=Limits.PROBE_SIZE)
     raw: bool = False
 
 
@@ -413,6 +420,14 @@ def check_limits(spec: ExperimentSpec) -> None:
         raise SpecLimitError(
             "training.epochs",
             f"{steps:,} optimizer steps (epochs x batches) exceed the limit of {Limits.STEPS:,}",
+        )
+    work = spec.training.epochs * n_train * params
+    if work > Limits.WORK:
+        raise SpecLimitError(
+            "training.epochs",
+            f"{spec.training.epochs:,} epochs x {n_train:,} training samples x {params:,} "
+            f"parameters = {work:.3g} sample-parameter passes exceed the limit of "
+            f"{Limits.WORK:.3g}; train fewer epochs, on fewer samples or a smaller network",
         )
     if spec.capture.every is CaptureEvery.STEP and steps > Limits.STEP_CAPTURE_POINTS:
         raise SpecLimitError(

@@ -72,6 +72,7 @@ def test_real_datasets_are_standardized_by_convention() -> None:
         ({"model": {"hidden_layers": [513]}}, "model.hidden_layers.0", "512"),
         ({"model": {"hidden_layers": []}}, "model.hidden_layers", "at least 1"),
         ({"capture": {"histogram_bins": 1000}}, "capture.histogram_bins", "200"),
+        ({"capture": {"probe_size": Limits.PROBE_SIZE + 1}}, "capture.probe_size", "4096"),
         ({"training": {"batch_size": 0}}, "training.batch_size", "greater than or equal to 1"),
         ({"model": {"activation": "softplus"}}, "model.activation", "sigmoid"),
         ({"model": {"initializer": {"kind": "random_normal", "stddev": 0}}}, "stddev", "greater"),
@@ -161,3 +162,34 @@ def test_generated_sets_need_two_samples_per_class(dataset: dict[str, Any], leas
     assert f"at least {least}" in cause.message
     enough = {**dataset, "n_samples": least}
     assert ExperimentSpec.model_validate({**payload, "dataset": enough}).dataset.n_samples == least
+
+
+EVERY_LIMIT = {
+    "dataset": {"n_samples": Limits.SAMPLES},
+    "model": {"hidden_layers": [Limits.WIDTH] * 4},
+    "training": {"epochs": Limits.EPOCHS, "batch_size": Limits.BATCH_SIZE},
+}
+
+
+def test_a_spec_at_every_limit_is_refused_for_its_total_work() -> None:
+    with pytest.raises(ValidationError) as caught:
+        ExperimentSpec.model_validate(EVERY_LIMIT)
+    cause = caught.value.errors()[0]["ctx"]["error"]
+    assert isinstance(cause, SpecLimitError)
+    assert cause.field == "training.epochs"
+    # epochs x samples x parameters, each named, and the limit
+    assert "1,000 epochs x 20,000 training samples x 790,017 parameters" in cause.message
+    assert "1.58e+13" in cause.message and f"{Limits.WORK:.3g}" in cause.message
+
+
+def test_work_is_epochs_times_training_samples_times_parameters() -> None:
+    # digits through three 512-wide layers: 100 x 1797 x 563,722 ~ 1e11 fits
+    wide = {"dataset": {"kind": "digits"}, "model": {"hidden_layers": [512] * 3}}
+    spec = ExperimentSpec.model_validate(wide)
+    work = spec.training.epochs * 1797 * parameter_count(spec)
+    assert work < Limits.WORK < 2 * work
+    # twice the epochs is over; the same with a validation part is under again
+    twice = {**wide, "training": {"epochs": 200}}
+    assert "training.epochs" in error_of(twice)
+    held_out = {**twice, "dataset": {"kind": "digits", "validation_split": 0.5}}
+    assert ExperimentSpec.model_validate(held_out).training.epochs == 200

@@ -80,6 +80,7 @@ sections = st.fixed_dictionaries(
                 "raw": st.booleans(),
                 "histogram_bins": around(Limits.HISTOGRAM_BINS, 2),
                 "histogram_snapshots": around(Limits.HISTOGRAM_SNAPSHOTS, 2),
+                "probe_size": around(Limits.PROBE_SIZE, 1),
             },
         ),
         "seed": around(Limits.SEED),
@@ -145,6 +146,9 @@ def test_a_spec_is_accepted_within_every_limit_or_refused_by_field(payload: dict
     assert parameter_count(spec) <= Limits.PARAMETERS
     steps = spec.training.epochs * steps_per_epoch(spec)
     assert steps <= Limits.STEPS
+    n_train, _ = split_sizes(spec.dataset)
+    assert spec.training.epochs * n_train * parameter_count(spec) <= Limits.WORK
+    assert spec.capture.probe_size <= Limits.PROBE_SIZE
     if spec.capture.every is CaptureEvery.STEP:
         assert steps <= Limits.STEP_CAPTURE_POINTS
     assert len(spec.model.hidden_layers) <= Limits.HIDDEN_LAYERS
