@@ -13,10 +13,11 @@ Example:
 
 from __future__ import annotations
 
-import platform
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -283,7 +284,25 @@ def device_info() -> dict[str, str]:
         details = tf.config.experimental.get_device_details(gpus[0])
         name = str(details.get("device_name", gpus[0].name))
         return {"kind": "gpu", "name": name, "tensorflow": tf.__version__}
-    return {"kind": "cpu", "name": platform.processor() or "CPU", "tensorflow": tf.__version__}
+    return {"kind": "cpu", "name": cpu_name(), "tensorflow": tf.__version__}
+
+
+def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """`CPU (<model name>)` where /proc/cpuinfo names the model, else `CPU`.
+
+    `platform.processor()` is the machine type ("x86_64") on most Linux hosts,
+    and many ARM kernels list no model name at all.
+    """
+    try:
+        with cpuinfo.open(encoding="utf-8", errors="replace") as lines:
+            for line in itertools.islice(lines, 64):  # the first processor's block
+                key, _, value = line.partition(":")
+                model = " ".join(value.split())
+                if key.strip() == "model name" and model:
+                    return f"CPU ({model})"
+    except OSError:
+        pass
+    return "CPU"
 
 
 def configure_gpu_memory_growth() -> None:

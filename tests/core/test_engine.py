@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from core.engine import run_experiment
+from core.engine import cpu_name, device_info, run_experiment
 from core.hooks import TrainingCancelled, TrainingHook
 from core.result import dumps_result
 from core.spec import ExperimentSpec
@@ -265,3 +266,29 @@ def test_hooks_see_every_epoch_and_can_cancel() -> None:
         run_experiment(spec_of({"training": {"epochs": 10}}), [hook])
     assert [(epoch, total) for epoch, total, _ in hook.seen] == [(1, 10), (2, 10), (3, 10)]
     assert all(isinstance(loss, float) for _, _, loss in hook.seen)
+
+
+def test_the_cpu_is_named_by_its_model_or_plainly_cpu(tmp_path: Path) -> None:
+    intel = tmp_path / "intel"
+    intel.write_text(
+        "processor\t: 0\nvendor_id\t: GenuineIntel\n"
+        "model name\t: Intel(R) Xeon(R)  CPU @ 2.20GHz\nflags\t\t: fpu vme\n\n"
+        "processor\t: 1\nmodel name\t: something else\n"
+    )
+    assert cpu_name(intel) == "CPU (Intel(R) Xeon(R) CPU @ 2.20GHz)"
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nBogoMIPS\t: 50.00\nCPU part\t: 0xd0c\n")
+    assert cpu_name(arm) == "CPU"
+    blank = tmp_path / "blank"
+    blank.write_text("model name\t:   \n")
+    assert cpu_name(blank) == "CPU"
+    assert cpu_name(tmp_path / "missing") == "CPU"
+
+
+def test_the_device_record_says_cpu_not_the_machine_type() -> None:
+    device = device_info()
+    if device["kind"] == "cpu":
+        assert device["name"] == cpu_name()
+        assert device["name"].startswith("CPU")
+        assert device["name"] not in {"x86_64", "aarch64"}
+    assert set(device) == {"kind", "name", "tensorflow"}
