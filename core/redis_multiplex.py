@@ -6,8 +6,11 @@ Here all coroutines share one connection (as StackExchange.Redis and redis-rs'
 multiplexed connection do): commands issued in the same event-loop turn leave in
 one write, replies are parsed by hiredis as they arrive and handed back in order.
 
-Replies are raw RESP2 values (bytes, int, lists); an error reply raises
-`redis.exceptions.ResponseError` (`NoScriptError` for NOSCRIPT). Never send a
+Replies are raw RESP2 values (bytes, int, lists); an error reply raises the
+exception redis-py raises for it (`NoScriptError` for NOSCRIPT, `BusyLoadingError`
+for LOADING, `ReadOnlyError`, `OutOfMemoryError`, ... else `ResponseError`), its
+message kept whole. `is_unavailable_reply` tells the replies that mean Redis cannot
+serve commands for now from those that mean a command is wrong. Never send a
 blocking command (BLPOP, XREAD BLOCK, ...) here: it would stall every command
 queued behind it; use an ordinary pooled client for those.
 
@@ -21,12 +24,24 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import hiredis
 from redis.connection import parse_url
-from redis.exceptions import ConnectionError, NoScriptError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    ConnectionError,
+    ExecAbortError,
+    MasterDownError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Arg = str | bytes | int | float
@@ -44,10 +59,73 @@ def _pack(args: Sequence[Arg]) -> bytes:
     return packed
 
 
-def _error(reply: ResponseError) -> ResponseError:
+# Error replies meaning Redis cannot serve the command now, though it will again
+# without anyone changing the request: a restarted Redis replaying its data (LOADING),
+# a script running too long (BUSY), failing to persist (MISCONF), a replica after a
+# failover (READONLY) or cut off from its master (MASTERDOWN), out of memory (OOM),
+# a cluster moving slots (TRYAGAIN). Callers answer them like an unreachable Redis.
+UNAVAILABLE_REPLIES = frozenset(
+    {"LOADING", "BUSY", "MISCONF", "READONLY", "OOM", "MASTERDOWN", "TRYAGAIN"}
+)
+
+# The exceptions redis-py raises for these error codes (redis._parsers.base), so a
+# caller catches the same types from either client.
+_ERRORS: dict[str, Callable[[str], RedisError]] = {
+    "NOSCRIPT": NoScriptError,
+    "LOADING": BusyLoadingError,
+    "READONLY": ReadOnlyError,
+    "OOM": OutOfMemoryError,
+    "EXECABORT": ExecAbortError,
+    "MASTERDOWN": MasterDownError,
+    "TRYAGAIN": TryAgainError,
+    "WRONGPASS": AuthenticationError,
+    "NOAUTH": AuthenticationError,
+}
+# redis-py keeps these types whatever their message (it strips the code from it).
+_UNAVAILABLE_TYPES = (
+    BusyLoadingError,
+    ReadOnlyError,
+    OutOfMemoryError,
+    MasterDownError,
+    TryAgainError,
+)
+
+
+def _error_code(error: BaseException) -> str:
+    """The code of a Redis error reply (`LOADING`, `ERR`, ...): its message's first word."""
+    # redis-py (>= 6) records it apart, having cut it from the message.
+    code = getattr(error, "status_code", None)
+    return code if isinstance(code, str) and code else str(error).partition(" ")[0]
+
+
+def is_unavailable_reply(error: BaseException) -> bool:
+    """True for an error reply of UNAVAILABLE_REPLIES, from this client or from redis-py's.
+
+    Example:
+        >>> is_unavailable_reply(ResponseError("BUSY Redis is busy running a script."))
+        True
+        >>> is_unavailable_reply(ResponseError("BUSYGROUP Consumer Group name already exists"))
+        False
+    """
+    if isinstance(error, _UNAVAILABLE_TYPES):
+        return True
+    return isinstance(error, ResponseError) and _error_code(error) in UNAVAILABLE_REPLIES
+
+
+def _error(reply: ResponseError) -> RedisError:
     """The redis-py exception for an error reply, so callers can catch the usual types."""
     message = str(reply)
-    return NoScriptError(message) if message.startswith("NOSCRIPT") else reply
+    if message.startswith("ERR max number of clients reached"):
+        return ConnectionError(message)  # as redis-py; the server closes the connection too
+    kind = _ERRORS.get(message.partition(" ")[0])
+    return reply if kind is None else kind(message)
+
+
+def _raise_first_error(replies: Sequence[Any]) -> None:
+    """Raise the first exception among gathered replies (a MULTI refused comes first)."""
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            raise reply
 
 
 class _Protocol(asyncio.Protocol):
@@ -191,6 +269,7 @@ class MultiplexedRedis:
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
         host, port, path = self._address
+        protocol: _Protocol | None = None
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 if path is not None:
@@ -201,10 +280,19 @@ class MultiplexedRedis:
                         lambda: _Protocol(loop), host, port, ssl=context
                     )
                 if self._setup:
-                    await asyncio.gather(*protocol.send(self._setup))
-        except (OSError, TimeoutError) as error:
-            where = path or f"{host}:{port}"
-            raise ConnectionError(f"cannot reach Redis at {where}: {error}") from error
+                    replies = await asyncio.gather(
+                        *protocol.send(self._setup), return_exceptions=True
+                    )
+                    _raise_first_error(replies)
+        except BaseException as error:
+            # A connection whose AUTH or SELECT failed (a wrong password, a BUSY
+            # Redis) is of no use: close it, or every retry would leave one open.
+            if protocol is not None:
+                protocol.close()
+            if isinstance(error, OSError | TimeoutError):
+                where = path or f"{host}:{port}"
+                raise ConnectionError(f"cannot reach Redis at {where}: {error}") from error
+            raise
         return protocol
 
     async def execute(self, *args: Arg) -> Any:
@@ -220,9 +308,7 @@ class MultiplexedRedis:
             packed = [_pack(("MULTI",)), *packed, _pack(("EXEC",))]
         protocol = await self._connected()
         replies = await asyncio.gather(*protocol.send(packed), return_exceptions=True)
-        for reply in replies:
-            if isinstance(reply, BaseException):
-                raise reply
+        _raise_first_error(replies)
         results = cast(list[Any], replies[-1] if atomic else replies)
         for result in results:  # errors inside EXEC's array are values, not replies
             if isinstance(result, ResponseError):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import hiredis
 import pytest
 import redis
+from redis._parsers.base import BaseParser
 from redis.exceptions import NoScriptError, ResponseError
 
-from core.redis_multiplex import MultiplexedRedis
+from core.redis_multiplex import MultiplexedRedis, is_unavailable_reply
 from core.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -91,3 +93,105 @@ async def test_it_reconnects_after_losing_the_connection(
 
     assert await asyncio.wait_for(answers(), timeout=5) == b"before"
     assert await multiplexed.execute("CLIENT", "ID") != client_id
+
+
+# ------------------------------------------------ replies meaning "not now"
+
+UNAVAILABLE = [
+    "LOADING Redis is loading the dataset in memory",
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+    "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist",
+    "READONLY You can't write against a read only replica.",
+    "OOM command not allowed when used memory > 'maxmemory'.",
+    "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+    "TRYAGAIN Multiple keys request during rehashing of slot",
+]
+WRONG = [
+    "ERR unknown command 'NOPE'",
+    "WRONGTYPE Operation against a key holding the wrong kind of value",
+    "BUSYGROUP Consumer Group name already exists",
+    "BUSYKEY Target key name already exists.",
+    "NOSCRIPT No matching script. Please use EVAL.",
+]
+
+
+class RefusingRedis:
+    """A fake Redis answering every command with one error reply; counts open connections."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply = f"-{reply}\r\n".encode()
+        self.open = 0
+        self.opened = 0
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open += 1
+        self.opened += 1
+        commands = hiredis.Reader()
+        try:
+            while data := await reader.read(4096):
+                commands.feed(data)
+                while commands.gets() is not False:
+                    writer.write(self.reply)
+        finally:
+            self.open -= 1
+            writer.close()
+
+
+@pytest.mark.parametrize("reply", UNAVAILABLE)
+async def test_replies_meaning_not_now_raise_what_redis_py_raises(reply: str) -> None:
+    async with RefusingRedis(reply) as port:
+        client = MultiplexedRedis(port=port)
+        with pytest.raises(redis.RedisError) as single:
+            await client.execute("GET", "a")
+        with pytest.raises(redis.RedisError) as atomic:
+            await client.execute_many([("SET", "a", "1"), ("GET", "a")], atomic=True)
+        await client.close()
+
+    from_redis_py = BaseParser.parse_error(reply)
+    for caught in (single.value, atomic.value):
+        assert is_unavailable_reply(caught)
+        assert type(caught) is type(from_redis_py)  # e.g. LOADING: BusyLoadingError
+        assert str(caught) == reply  # the code kept in the message
+    assert is_unavailable_reply(from_redis_py)
+
+
+@pytest.mark.parametrize("reply", WRONG)
+async def test_other_error_replies_are_not_unavailability(reply: str) -> None:
+    async with RefusingRedis(reply) as port:
+        client = MultiplexedRedis(port=port)
+        with pytest.raises(ResponseError) as caught:
+            await client.execute("GET", "a")
+        await client.close()
+
+    assert not is_unavailable_reply(caught.value)
+    assert not is_unavailable_reply(BaseParser.parse_error(reply))
+    assert type(caught.value) is type(BaseParser.parse_error(reply))
+
+
+async def test_a_refused_select_closes_its_connection_and_the_next_call_tries_again() -> None:
+    refusing = RefusingRedis(UNAVAILABLE[1])  # BUSY: SELECT is refused too
+    async with refusing as port:
+        client = MultiplexedRedis(port=port, db=3)
+        for _ in range(3):
+            with pytest.raises(ResponseError) as caught:
+                await client.execute("GET", "a")
+            assert is_unavailable_reply(caught.value)
+
+        async def all_closed() -> None:
+            while refusing.open:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(all_closed(), timeout=5)
+        await client.close()
+
+    assert refusing.opened == 3  # one try per call, none left open
