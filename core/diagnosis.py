@@ -12,8 +12,11 @@ Thresholds (module constants, reported with every diagnosis):
 - `exploding`: that ratio is over `EXPLODING_RATIO` (1000), or some layer's
   kernel gradient norm exceeds `EXPLODING_NORM`, or the run diverged with
   gradients past that norm.
-- `dead_units`: some ReLU-family layer ends with at least `DEAD_FRACTION`
-  of its units silent on every probe sample.
+- `dead_units`: some relu layer ends with at least `DEAD_FRACTION` of its
+  units at or below zero on every probe sample: they pass no gradient, so
+  they never recover. The rest of the ReLU family (leaky_relu, elu, selu,
+  gelu, swish) still passes a gradient below zero; the same fraction of such
+  layers is reported as evidence (`negative_units`), never as a verdict.
 - `saturated`: some sigmoid/tanh/softsign layer spends the last tenth of the
   run with at least `SATURATED_FRACTION` of its activations where the slope
   is under a tenth of its maximum.
@@ -77,6 +80,9 @@ def diagnose(result: Mapping[str, Any]) -> dict[str, Any]:
         evidence["dead_units"] = dead
         if max(dead.values()) >= DEAD_FRACTION:
             verdicts.append("dead_units")
+    negative = _final_fractions(series, "negative")
+    if negative:
+        evidence["negative_units"] = negative
     saturated = _final_fractions(series, "saturated")
     if saturated:
         evidence["saturated"] = saturated

@@ -67,7 +67,7 @@ PLOT_DESCRIPTIONS: Mapping[str, str] = {
     "weights": "mean and S.D. of each layer's kernel weights over epochs (the tutorial's plot)",
     "gradients": "mean and S.D. (log scale) of each layer's kernel gradients, and the loss",
     "gradient_flow": "heatmap of log10 kernel gradient norm, layer by capture point",
-    "activations": "saturated or dead units, and activation mean and S.D., per layer",
+    "activations": "saturated, dead or always-negative units, and activation mean and S.D.",
     "histograms": "distribution of each layer's kernel gradients at the snapshot epochs",
     "boundary": "the trained network's decision surface with the data on top (2-D data)",
 }
@@ -926,13 +926,16 @@ def _draw_activations(figure: Figure, result: Result, style: _Style) -> Frame:
     activations = {name: result["series"][name]["activation"] for name in names}
     saturated = [name for name in names if activations[name].get("saturated") is not None]
     dead = [name for name in names if activations[name].get("dead") is not None]
-    # Saturation and death exist for some activations only; every layer has
-    # a mean and a spread, and a spread that shrinks with depth is the signal dying.
+    negative = [name for name in names if activations[name].get("negative") is not None]
+    # Saturation and death exist for some activations only (units that are
+    # negative everywhere still pass a gradient past relu); every layer has a
+    # mean and a spread, and a spread that shrinks with depth is the signal dying.
     panels = [
         (key, title, ylabel, chosen)
         for key, title, ylabel, chosen in (
             ("saturated", "saturated units", "fraction of units saturated", saturated),
             ("dead", "dead units", "fraction of units dead", dead),
+            ("negative", "units negative on every sample", "fraction of units", negative),
             ("mean", "activation mean", "mean", names),
             ("std", "activation S.D.", "S.D.", names),
         )
@@ -945,7 +948,7 @@ def _draw_activations(figure: Figure, result: Result, style: _Style) -> Frame:
     for ax, (key, title, ylabel, chosen) in zip(axes, panels, strict=True):
         series = {name: activations[name].get(key) for name in chosen}
         drawn = _plot_layer_lines(ax, x, series, colors, style)
-        if key in ("saturated", "dead"):
+        if key in ("saturated", "dead", "negative"):
             ax.set_ylim(-0.03, 1.03)
         _style_axes(ax, style, title=title, xlabel=xlabel, ylabel=ylabel)
         if not drawn:

@@ -33,7 +33,7 @@ _TENSOR_STATS = (
 )
 _GRAD_MAX = _TENSOR_STATS.index("grad_max_abs")
 _WEIGHTS = slice(0, 4)
-_ACTIVATION_STATS = ("mean", "std", "saturated", "dead")
+_ACTIVATION_STATS = ("mean", "std", "saturated", "dead", "negative")
 
 
 def snapshot_epochs(epochs: int, count: int) -> list[int]:
@@ -58,9 +58,11 @@ class Recorder:
     capture: CaptureSpec
     epochs: int
     initial_weight_stats: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
-    initial_activation_stats: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    initial_activation_stats: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, len(_ACTIVATION_STATS)))
+    )
     _points: list[np.ndarray] = field(default_factory=list)  # (k, variables, 9) per epoch
-    _activation_points: list[np.ndarray] = field(default_factory=list)  # (k, hidden, 4)
+    _activation_points: list[np.ndarray] = field(default_factory=list)  # (k, hidden, 5)
     _point_epoch: list[int] = field(default_factory=list)
     _point_step: list[int] = field(default_factory=list)
     _first_step: list[np.ndarray] = field(default_factory=list)  # (variables, 9) per epoch
@@ -239,6 +241,6 @@ def _activation_series(rows: np.ndarray) -> dict[str, list[float | None] | None]
     out: dict[str, list[float | None] | None] = {}
     for k, stat in enumerate(_ACTIVATION_STATS):
         column = rows[:, k]
-        # saturated/dead are NaN in every row where the activation has no such notion
+        # saturated/dead/negative are NaN in every row where the activation has no such notion
         out[stat] = None if k >= 2 and np.isnan(column).all() else finite_list(column)
     return out

@@ -21,7 +21,8 @@ Layout of `result.json` (all numbers plain floats; a non-finite number is `null`
                      "grad_norm": [...], "grad_max_abs": [...], "update_ratio": [...]},
           "bias": {... same keys ...},
           "activation": {"mean": [...], "std": [...],
-                         "saturated": [...] | null, "dead": [...] | null}
+                         "saturated": [...] | null, "dead": [...] | null,
+                         "negative": [...] | null}   # see "Activation fractions"
         }, ...                             # "output" has no "activation"
       },
       "initial": {"hidden_1": {"kernel": {weight stats and activation of the
@@ -44,6 +45,14 @@ Layout of `result.json` (all numbers plain floats; a non-finite number is `null`
       "device": {"name": "CPU", "tensorflow": "2.21.0"},
       "timing": {"seconds": s, "compile_seconds": c, "cached_graph": bool}
     }
+
+Activation fractions, on the probe batch; each is null where it does not apply:
+- `saturated` (sigmoid, tanh, softsign): unit-sample pairs where the slope is
+  under a tenth of the activation's steepest.
+- `dead` (relu): units at or below zero on every probe sample; they pass no
+  signal and no gradient, so they never recover.
+- `negative` (leaky_relu, elu, selu, gelu, swish): the same fraction for the
+  rest of the ReLU family, whose units still pass a reduced gradient below zero.
 """
 
 from __future__ import annotations

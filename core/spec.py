@@ -145,6 +145,10 @@ class Activation(StrEnum):
 
 
 BOUNDED_ACTIVATIONS = frozenset({Activation.SIGMOID, Activation.TANH, Activation.SOFTSIGN})
+# Activations that pass neither signal nor gradient where the pre-activation is
+# <= 0: a unit that is there on every input is dead.
+DYING_ACTIVATIONS = frozenset({Activation.RELU})
+# Rectifier-like activations; all but relu still pass some gradient below zero.
 RELU_FAMILY = frozenset(
     {
         Activation.RELU,

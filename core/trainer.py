@@ -26,6 +26,7 @@ import tensorflow as tf
 from core.network import Architecture, Network
 from core.spec import (
     BOUNDED_ACTIVATIONS,
+    DYING_ACTIVATIONS,
     RELU_FAMILY,
     Activation,
     InitializerSpec,
@@ -45,7 +46,7 @@ TENSOR_STATS = (
     "update_ratio",
 )
 WEIGHT_STATS = TENSOR_STATS[:4]
-ACTIVATION_STATS = ("mean", "std", "saturated", "dead")
+ACTIVATION_STATS = ("mean", "std", "saturated", "dead", "negative")
 
 # A unit is saturated where its activation's slope is under this fraction of
 # the activation's steepest slope: gradients through it are cut tenfold.
@@ -394,12 +395,15 @@ def _moments(w: tf.Tensor) -> tf.Tensor:
 
 
 def _activation_stats(z: tf.Tensor, a: tf.Tensor, kind: Activation) -> tf.Tensor:
-    """Mean, S.D., saturated fraction and dead fraction of one layer on the probe.
+    """Mean, S.D., saturated, dead and negative fractions of one layer on the probe.
 
     Saturated (bounded activations only): the fraction of unit-sample pairs
-    whose slope is under `SATURATION_SLOPE` of the steepest. Dead (ReLU
-    family only): the fraction of units whose pre-activation is <= 0 on every
-    probe sample. Either is NaN (null) where it does not apply.
+    whose slope is under `SATURATION_SLOPE` of the steepest. Dead (relu
+    only): the fraction of units whose pre-activation is <= 0 on every probe
+    sample, so that they pass no signal and no gradient. Negative (the rest of
+    the ReLU family: leaky_relu, elu, selu, gelu, swish): the same fraction,
+    for units that still pass a reduced signal and gradient below zero. Each
+    is NaN (null) where it does not apply.
     """
     nan = tf.constant(math.nan, tf.float32)
     saturated = nan
@@ -407,10 +411,10 @@ def _activation_stats(z: tf.Tensor, a: tf.Tensor, kind: Activation) -> tf.Tensor
         saturated = tf.reduce_mean(
             tf.cast(_relative_slope(z, a, kind) < SATURATION_SLOPE, tf.float32)
         )
-    dead = nan
-    if kind in RELU_FAMILY:
-        dead = tf.reduce_mean(tf.cast(tf.reduce_all(z <= 0, axis=0), tf.float32))
-    return tf.stack([tf.reduce_mean(a), tf.math.reduce_std(a), saturated, dead])
+    below = tf.reduce_mean(tf.cast(tf.reduce_all(z <= 0, axis=0), tf.float32))
+    dead = below if kind in DYING_ACTIVATIONS else nan
+    negative = below if kind in RELU_FAMILY - DYING_ACTIVATIONS else nan
+    return tf.stack([tf.reduce_mean(a), tf.math.reduce_std(a), saturated, dead, negative])
 
 
 def _relative_slope(z: tf.Tensor, a: tf.Tensor, kind: Activation) -> tf.Tensor:

@@ -22,7 +22,8 @@ STAT_KEYS = (
     "update_ratio",
 )
 SATURATING = {"sigmoid", "tanh"}
-RELU_FAMILY = {"relu", "leaky_relu"}
+DYING = {"relu"}
+LEAKY = {"leaky_relu", "elu", "selu", "gelu", "swish"}
 
 
 def make_result(
@@ -177,7 +178,8 @@ def _activation(kind: str, rng: np.random.Generator, points: int) -> dict[str, A
         "mean": list(rng.normal(0.5, 0.05, points)),
         "std": list(rng.uniform(0.1, 0.2, points)),
         "saturated": list(fraction) if kind in SATURATING else None,
-        "dead": list(fraction / 2) if kind in RELU_FAMILY else None,
+        "dead": list(fraction / 2) if kind in DYING else None,
+        "negative": list(fraction / 3) if kind in LEAKY else None,
     }
 
 

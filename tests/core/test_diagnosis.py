@@ -77,3 +77,16 @@ def test_dead_and_saturated_layers_are_named() -> None:
     assert set(diagnosis["verdicts"]) == {"dead_units", "saturated"}
     assert diagnosis["evidence"]["dead_units"] == {"hidden_1": DEAD_FRACTION}
     assert diagnosis["evidence"]["saturated"] == {"hidden_2": 0.9}
+
+
+def test_units_negative_past_relu_are_evidence_not_dead() -> None:
+    # leaky_relu, elu, selu, gelu and swish pass a gradient below zero: not dead.
+    norms = {"hidden_1": [8**0.5] * 10, "hidden_2": [4.0] * 10, "output": [2.0] * 10}
+    activation = {
+        "hidden_1": {"saturated": None, "dead": None, "negative": [1.0] * 10},
+        "hidden_2": {"saturated": None, "dead": [0.1] * 10, "negative": None},
+    }
+    diagnosis = diagnose(result_with(norms, activation=activation))
+    assert diagnosis["verdicts"] == ["healthy"]
+    assert diagnosis["evidence"]["negative_units"] == {"hidden_1": 1.0}
+    assert diagnosis["evidence"]["dead_units"] == {"hidden_2": 0.1}

@@ -13,8 +13,10 @@ import pytest
 
 from core.engine import cpu_name, device_info, run_experiment
 from core.hooks import TrainingCancelled, TrainingHook
+from core.network import _ACTIVATIONS
 from core.result import dumps_result
-from core.spec import ExperimentSpec
+from core.spec import Activation, ExperimentSpec
+from core.trainer import ACTIVATION_STATS, _activation_stats
 
 SMALL = {
     "dataset": {"kind": "moons", "n_samples": 24, "noise": 0.2},
@@ -246,8 +248,11 @@ def test_other_models_train() -> None:
     assert [layer["units"] for layer in result["layers"]] == [16, 16, 16, 3]
     assert result["layers"][-1]["activation"] == "softmax"
     assert result["boundary"] is None and result["dataset"]["points"]["projection"] == "pca"
-    assert result["series"]["hidden_1"]["activation"]["saturated"] is None
-    assert result["series"]["hidden_1"]["activation"]["dead"] is not None
+    relu, gelu, selu = (result["series"][f"hidden_{i}"]["activation"] for i in (1, 2, 3))
+    assert relu["saturated"] is None and relu["negative"] is None
+    assert relu["dead"] is not None
+    for leaky in (gelu, selu):  # they pass a gradient below zero: never dead
+        assert leaky["dead"] is None and leaky["negative"] is not None
 
 
 class StopAfter(TrainingHook):
@@ -292,3 +297,30 @@ def test_the_device_record_says_cpu_not_the_machine_type() -> None:
         assert device["name"].startswith("CPU")
         assert device["name"] not in {"x86_64", "aarch64"}
     assert set(device) == {"kind", "name", "tensorflow"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "dead", "negative"),
+    [
+        ("relu", 0.5, None),
+        ("leaky_relu", None, 0.5),
+        ("elu", None, 0.5),
+        ("selu", None, 0.5),
+        ("gelu", None, 0.5),
+        ("swish", None, 0.5),
+        ("tanh", None, None),
+    ],
+)
+def test_only_relu_units_below_zero_everywhere_are_dead(
+    kind: str, dead: float | None, negative: float | None
+) -> None:
+    # unit 0 is below zero on every sample, unit 1 on one sample of three
+    z = np.array([[-1.0, 2.0], [-0.5, -3.0], [0.0, 1.0]], dtype=np.float32)
+    activation = Activation(kind)
+    stats = _activation_stats(z, _ACTIVATIONS[activation](z), activation).numpy()
+    by_name = dict(zip(ACTIVATION_STATS, stats.tolist(), strict=True))
+    for name, want in (("dead", dead), ("negative", negative)):
+        if want is None:
+            assert np.isnan(by_name[name]), name
+        else:
+            assert by_name[name] == want, name

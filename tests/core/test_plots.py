@@ -336,6 +336,23 @@ def test_activation_panels_follow_each_layers_measure(result: dict[str, Any]) ->
     assert legend_labels(figure) == ["hidden_1", "hidden_2", "hidden_3"]  # no output
 
 
+def test_units_negative_everywhere_past_relu_get_their_own_panel() -> None:
+    # relu units below zero are dead; gelu and leaky_relu units still pass a gradient.
+    result = make_result(activations=("relu", "gelu", "leaky_relu"))
+    figure = build_figure("activations", result)
+    titles = [ax.get_title() for ax in figure.axes]
+    assert titles == [
+        "dead units",
+        "units negative on every sample",
+        "activation mean",
+        "activation S.D.",
+    ]
+    dead, negative = figure.axes[:2]
+    assert [line.get_label() for line in dead.get_lines()] == ["hidden_1"]
+    assert [line.get_label() for line in negative.get_lines()] == ["hidden_2", "hidden_3"]
+    assert negative.get_ylim() == pytest.approx((-0.03, 1.03))
+
+
 def test_step_capture_is_plotted_in_fractional_epochs() -> None:
     stepped = make_result(every="step", epochs=10, steps_per_epoch=4)
     figure = build_figure("activations", stepped)
