@@ -1,0 +1,404 @@
+"""Several runs of one architecture trained side by side in one compiled graph.
+
+A study's children often differ only in what a compiled graph does not depend
+on: the seed (so the data, its order and the starting weights) and the kernel
+initializer. `EnsembleTrainer` trains M such runs at once: every weight gains
+a leading member axis, each member's batch goes through a batched matmul, and
+the loss is the sum of the members' losses, so each member's gradient is its
+own. The optimizers gradwatch offers work element by element (clipping by
+value too), so one optimizer over the stacked weights steps each member as
+it would step alone; clipping by norm spans a whole tensor, so runs that use
+it are never grouped (`core.ensemble_groups`).
+
+Per step, the graph computes every member's weight, gradient and update
+statistics and, per epoch, its activations on its own probe batch, exactly
+as `core.trainer.CompiledTrainer` does for one run; `train_epoch` hands back
+one `EpochArrays` per member, so the engine records each member as a run of
+its own. Small networks leave a CPU mostly idle between ops, so M members
+cost little more than one.
+
+This module imports TensorFlow; only the engine imports it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from core.network import _ACTIVATIONS, kernel_initializer
+from core.spec import InitializerSpec
+from core.trainer import (
+    ACTIVATION_STATS,
+    TENSOR_STATS,
+    EpochArrays,
+    TrainerKey,
+    _activation_stats,
+    _make_optimizer,
+)
+
+# Keras' BatchNormalization defaults, which the single-run network uses.
+_BN_MOMENTUM = 0.99
+_BN_EPSILON = 1e-3
+
+
+class EnsembleTrainer:
+    """`members` networks of `key`'s architecture, trained together.
+
+    Example:
+        >>> trainer = EnsembleTrainer(key, members=4, jit=False)
+        >>> trainer.reset([init] * 4, seeds=[1, 2, 3, 4], learning_rate=1e-3)
+        >>> per_member = trainer.train_epoch(x, y, probe, batch_size=32)  # x: (4, n, f)
+    """
+
+    def __init__(self, key: TrainerKey, members: int, *, jit: bool) -> None:
+        if key.clipnorm is not None:
+            raise ValueError("clipping by norm spans a whole tensor: train such runs alone")
+        if key.raw:
+            raise ValueError("raw capture keeps every tensor: train such runs alone")
+        self.key = key
+        self.members = members
+        self.jit = jit
+        architecture = key.architecture
+        self._binary = architecture.widths[-1] == 1
+        self._activation_fns = [_ACTIVATIONS[a] for a in architecture.activations]
+        self._skips = architecture.skips()
+        self.kernels: list[keras.Variable] = []
+        self.biases: list[keras.Variable] = []
+        for name, fan_in, units in zip(
+            architecture.layer_names, architecture.widths[:-1], architecture.widths[1:], strict=True
+        ):
+            self.kernels.append(_variable(f"{name}/kernel", (members, fan_in, units)))
+            self.biases.append(_variable(f"{name}/bias", (members, units)))
+        self.norms: list[_StackedNorm | None] = [
+            _StackedNorm(name, members, units) if architecture.batch_norm else None
+            for name, units in zip(
+                architecture.layer_names[:-1], architecture.hidden_widths, strict=True
+            )
+        ]
+        self.optimizer = _make_optimizer(key)
+        self.optimizer.build(self.trainable_variables)
+        self._optimizer_start = [np.array(v.numpy()) for v in self.optimizer.variables]
+        self._epoch_fn = tf.function(self._train_epoch, jit_compile=jit, autograph=False)
+        self._evaluate_fn = tf.function(self._evaluate, autograph=False)
+        self._predict_fn = tf.function(self._predict, autograph=False)
+
+    @property
+    def captured_variables(self) -> list[keras.Variable]:
+        """Kernel and bias of every dense layer, in layer order (as for one run)."""
+        return [v for pair in zip(self.kernels, self.biases, strict=True) for v in pair]
+
+    @property
+    def trainable_variables(self) -> list[keras.Variable]:
+        norms = [v for norm in self.norms if norm is not None for v in (norm.gamma, norm.beta)]
+        return self.captured_variables + norms
+
+    # ------------------------------------------------------------------ Python API
+
+    def reset(
+        self,
+        initializers: Sequence[InitializerSpec],
+        *,
+        seeds: Sequence[int],
+        learning_rate: float,
+    ) -> None:
+        """Start new runs: member i gets fresh weights from `initializers[i]` and `seeds[i]`.
+
+        Each member's kernels are drawn exactly as `core.network.Network.initialize`
+        draws a single run's, so a member starts where that run alone would.
+        """
+        if len(initializers) != self.members or len(seeds) != self.members:
+            raise ValueError(f"need {self.members} initializers and seeds")
+        for index, kernel in enumerate(self.kernels):
+            shape = tuple(kernel.shape[1:])
+            kernel.assign(
+                np.stack(
+                    [
+                        np.asarray(kernel_initializer(init, seed=seed + index)(shape), np.float32)
+                        for init, seed in zip(initializers, seeds, strict=True)
+                    ]
+                )
+            )
+        for bias in self.biases:
+            bias.assign(np.zeros(bias.shape, np.float32))
+        for norm in self.norms:
+            if norm is not None:
+                norm.reset()
+        for variable, start in zip(self.optimizer.variables, self._optimizer_start, strict=True):
+            variable.assign(start)
+        self.optimizer.learning_rate = learning_rate
+
+    def train_epoch(
+        self, x: np.ndarray, y: np.ndarray, probe: np.ndarray, *, batch_size: int
+    ) -> list[EpochArrays]:
+        """One epoch of every member: x (M, n, f) and y (M, n) in each member's order."""
+        out = self._epoch_fn(x, y, probe, batch_size)
+        fetched = {
+            name: value.numpy()
+            for name, value in out.items()
+            if name not in {"first_gradients", "step_activation_stats"}
+        }
+        step_activations = out["step_activation_stats"].numpy() if self.key.step_capture else None
+        first = [g.numpy() for g in out["first_gradients"]]
+        return [
+            EpochArrays(
+                start_loss=float(fetched["start_loss"][m]),
+                start_accuracy=float(fetched["start_accuracy"][m]),
+                start_activation_stats=fetched["start_activation_stats"][m],
+                step_stats=fetched["step_stats"][:, m],
+                step_loss=fetched["step_loss"][:, m],
+                step_accuracy=fetched["step_accuracy"][:, m],
+                step_size=fetched["step_size"],
+                end_weight_stats=fetched["end_weight_stats"][m],
+                end_activation_stats=fetched["end_activation_stats"][m],
+                step_activation_stats=(
+                    None if step_activations is None else step_activations[:, m]
+                ),
+                first_gradients=[g[m] for g in first],
+                step_weights=None,
+                step_gradients=None,
+            )
+            for m in range(self.members)
+        ]
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> list[tuple[float, float]]:
+        """Each member's loss and accuracy on its own (x[m], y[m]), in inference mode."""
+        loss, accuracy = self._evaluate_fn(x, y)
+        return [(float(a), float(b)) for a, b in zip(loss.numpy(), accuracy.numpy(), strict=True)]
+
+    def weights(self) -> list[list[np.ndarray]]:
+        """Per member, its kernels and biases in layer order."""
+        values = [np.array(v.numpy()) for v in self.captured_variables]
+        return [[value[m] for value in values] for m in range(self.members)]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities of every member on the same x (n, f): (M, n) or (M, n, classes)."""
+        stacked = np.broadcast_to(x, (self.members, *x.shape))
+        return np.asarray(self._predict_fn(np.ascontiguousarray(stacked)))
+
+    # ------------------------------------------------------------------ graph code
+
+    def _forward(
+        self, x: tf.Tensor, *, training: bool, mask: tf.Tensor | None = None
+    ) -> tuple[tf.Tensor, list[tf.Tensor], list[tf.Tensor]]:
+        """Logits (M, b, out) and each hidden layer's pre-activation and activation."""
+        pre_activations, activations = [], []
+        h = x
+        for i, activation in enumerate(self._activation_fns):
+            z = tf.matmul(h, self.kernels[i]) + self.biases[i][:, None, :]
+            norm = self.norms[i]
+            if norm is not None:
+                z = norm(z, training=training, mask=mask)
+            a = activation(z)
+            pre_activations.append(z)
+            activations.append(a)
+            h = a + h if self._skips[i] else a
+        logits = tf.matmul(h, self.kernels[-1]) + self.biases[-1][:, None, :]
+        return logits, pre_activations, activations
+
+    def _loss_and_accuracy(
+        self, y: tf.Tensor, logits: tf.Tensor, mask: tf.Tensor | None = None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Per member (M,): mean loss and accuracy over the rows where `mask` is 1."""
+        if self._binary:
+            logit = logits[..., 0]
+            loss = tf.nn.sigmoid_cross_entropy_with_logits(
+                labels=tf.cast(y, logit.dtype), logits=logit
+            )
+            hits = tf.equal(tf.cast(logit > 0, y.dtype), y)
+        else:
+            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+            hits = tf.equal(tf.argmax(logits, axis=-1, output_type=y.dtype), y)
+        hits = tf.cast(hits, tf.float32)
+        if mask is None:
+            return tf.reduce_mean(loss, axis=1), tf.reduce_mean(hits, axis=1)
+        count = tf.reduce_sum(mask)
+        return (
+            tf.reduce_sum(loss * mask, axis=1) / count,
+            tf.reduce_sum(hits * mask, axis=1) / count,
+        )
+
+    def _step(self, x: tf.Tensor, y: tf.Tensor, mask: tf.Tensor) -> dict[str, Any]:
+        variables = self.trainable_variables
+        captured = self.captured_variables
+        before = [tf.identity(v.value) for v in captured]
+        with tf.GradientTape() as tape:
+            logits, _, _ = self._forward(x, training=True, mask=mask)
+            loss, accuracy = self._loss_and_accuracy(y, logits, mask)
+            # Members share no weights: the sum's gradient is each member's own.
+            total = tf.reduce_sum(loss)
+        gradients = tape.gradient(total, variables)
+        self.optimizer.apply(gradients, variables)
+        captured_gradients = gradients[: len(captured)]
+        stats = _step_stats(before, captured_gradients, [v.value for v in captured])
+        return {
+            "stats": stats,
+            "loss": loss,
+            "accuracy": accuracy,
+            "size": tf.reduce_sum(mask),
+            "gradients": captured_gradients,
+        }
+
+    def _train_epoch(
+        self, x: tf.Tensor, y: tf.Tensor, probe: tf.Tensor, batch_size: int
+    ) -> dict[str, Any]:
+        members, n, features = (int(d) for d in x.shape)
+        steps = -(-n // batch_size)
+        padding = steps * batch_size - n
+        x = tf.pad(x, [[0, 0], [0, padding], [0, 0]])
+        y = tf.pad(y, [[0, 0], [0, padding]])
+        mask = tf.concat([tf.ones([n]), tf.zeros([padding])], axis=0)
+        captured = self.captured_variables
+        start_loss, start_accuracy = self._evaluate(x[:, :n], y[:, :n])
+        start_activations = self._probe(probe)
+        hidden = len(self.key.architecture.hidden_widths)
+
+        def array(shape: tuple[int, ...]) -> tf.TensorArray:
+            return tf.TensorArray(tf.float32, size=steps, element_shape=shape)
+
+        arrays: dict[str, tf.TensorArray] = {
+            "stats": array((members, len(captured), len(TENSOR_STATS))),
+            "loss": array((members,)),
+            "accuracy": array((members,)),
+            "size": array(()),
+        }
+        if self.key.step_capture:
+            arrays["activations"] = array((members, hidden, len(ACTIVATION_STATS)))
+
+        def body(i: tf.Tensor, arrays: dict[str, Any], first: list[tf.Tensor]) -> Any:
+            start = i * batch_size
+            step = self._step(
+                tf.slice(x, [0, start, 0], [members, batch_size, features]),
+                tf.slice(y, [0, start], [members, batch_size]),
+                tf.slice(mask, [start], [batch_size]),
+            )
+            first = [
+                tf.where(i == 0, g, kept) for g, kept in zip(step["gradients"], first, strict=True)
+            ]
+            out = {name: arrays[name].write(i, step[name]) for name in ("stats", "loss")}
+            out |= {name: arrays[name].write(i, step[name]) for name in ("accuracy", "size")}
+            if "activations" in arrays:
+                out["activations"] = arrays["activations"].write(i, self._probe(probe))
+            return i + 1, out, first
+
+        _, arrays, first_gradients = tf.while_loop(
+            lambda i, *_: i < steps,
+            body,
+            (tf.constant(0), arrays, [tf.zeros_like(v.value) for v in captured]),
+            maximum_iterations=steps,
+        )
+        stacked = {name: ta.stack() for name, ta in arrays.items()}
+        return {
+            "start_loss": start_loss,
+            "start_accuracy": start_accuracy,
+            "start_activation_stats": start_activations,
+            "step_stats": stacked["stats"],  # (steps, M, variables, 9)
+            "step_loss": stacked["loss"],  # (steps, M)
+            "step_accuracy": stacked["accuracy"],
+            "step_size": stacked["size"],  # (steps,)
+            "step_activation_stats": stacked.get("activations", tf.zeros(())),
+            "end_weight_stats": tf.stack(
+                [_member_moments(v.value) for v in captured], axis=1
+            ),  # (M, variables, 4)
+            "end_activation_stats": self._probe(probe),
+            "first_gradients": first_gradients,
+        }
+
+    def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        logits, _, _ = self._forward(x, training=False)
+        return self._loss_and_accuracy(y, logits)
+
+    def _probe(self, probe: tf.Tensor) -> tf.Tensor:
+        """(M, hidden, 4): each member's activation statistics on its own probe batch."""
+        _, pre_activations, activations = self._forward(probe, training=False)
+        kinds = self.key.architecture.activations
+        return tf.stack(
+            [
+                tf.stack(
+                    [
+                        _activation_stats(z[m], a[m], kind)
+                        for z, a, kind in zip(pre_activations, activations, kinds, strict=True)
+                    ]
+                )
+                for m in range(self.members)
+            ]
+        )
+
+    def _predict(self, x: tf.Tensor) -> tf.Tensor:
+        logits, _, _ = self._forward(x, training=False)
+        return tf.sigmoid(logits[..., 0]) if self._binary else tf.nn.softmax(logits)
+
+
+class _StackedNorm:
+    """Batch normalization of every member's units, each with its own moments and scale."""
+
+    def __init__(self, name: str, members: int, units: int) -> None:
+        shape = (members, units)
+        self.gamma = _variable(f"{name}_bn/gamma", shape)
+        self.beta = _variable(f"{name}_bn/beta", shape)
+        self.moving_mean = _variable(f"{name}_bn/moving_mean", shape, trainable=False)
+        self.moving_variance = _variable(f"{name}_bn/moving_variance", shape, trainable=False)
+        self.reset()
+
+    def reset(self) -> None:
+        for variable, value in (
+            (self.gamma, 1.0),
+            (self.beta, 0.0),
+            (self.moving_mean, 0.0),
+            (self.moving_variance, 1.0),
+        ):
+            variable.assign(np.full(variable.shape, value, np.float32))
+
+    def __call__(self, z: tf.Tensor, *, training: bool, mask: tf.Tensor | None) -> tf.Tensor:
+        """z (M, b, units); `mask` (b,) keeps padding rows out of the batch moments."""
+        if training:
+            weights = tf.ones_like(z[0, :, :1]) if mask is None else mask[:, None]
+            count = tf.reduce_sum(weights)
+            mean = tf.reduce_sum(z * weights, axis=1) / count
+            variance = tf.reduce_sum(tf.square(z - mean[:, None]) * weights, axis=1) / count
+            self.moving_mean.assign(self.moving_mean * _BN_MOMENTUM + mean * (1 - _BN_MOMENTUM))
+            self.moving_variance.assign(
+                self.moving_variance * _BN_MOMENTUM + variance * (1 - _BN_MOMENTUM)
+            )
+        else:
+            mean, variance = self.moving_mean.value, self.moving_variance.value
+        scale = self.gamma * tf.math.rsqrt(variance + _BN_EPSILON)
+        return (z - mean[:, None]) * scale[:, None] + self.beta[:, None]
+
+
+def _variable(path: str, shape: tuple[int, ...], *, trainable: bool = True) -> keras.Variable:
+    # Keras names may not hold '/': `hidden_1/kernel` becomes `hidden_1_kernel`.
+    return keras.Variable(
+        np.zeros(shape, np.float32), trainable=trainable, name=path.replace("/", "_")
+    )
+
+
+def _member_moments(w: tf.Tensor) -> tf.Tensor:
+    """(M, 4): mean, S.D., L2 norm and max |value| of each member's slice of `w`."""
+    axes = list(range(1, len(w.shape)))
+    return tf.stack(
+        [
+            tf.reduce_mean(w, axis=axes),
+            tf.math.reduce_std(w, axis=axes),
+            tf.sqrt(tf.reduce_sum(tf.square(w), axis=axes)),
+            tf.reduce_max(tf.abs(w), axis=axes),
+        ],
+        axis=1,
+    )
+
+
+def _step_stats(
+    before: list[tf.Tensor], gradients: list[tf.Tensor], after: list[tf.Tensor]
+) -> tf.Tensor:
+    """(M, variables, 9): as `core.trainer._VariableStats.step`, for every member."""
+    weights = tf.stack([_member_moments(t) for t in before], axis=1)
+    grads = tf.stack([_member_moments(g) for g in gradients], axis=1)
+    updates = tf.stack([_member_moments(a - b) for a, b in zip(after, before, strict=True)], axis=1)
+    w_norm, update_norm = weights[..., 2], updates[..., 2]
+    safe = tf.where(w_norm > 0, w_norm, 1.0)
+    ratio = tf.where(w_norm > 0, update_norm / safe, math.nan)
+    return tf.concat([weights, grads, ratio[..., None]], axis=-1)
