@@ -1,0 +1,56 @@
+"""Which children share a graph: only runs that differ in seed, name or initializer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.ensemble_groups import MAX_MEMBERS, ensemble_groups, ensemble_key
+from core.spec import ExperimentSpec
+
+
+def spec(**sections: Any) -> ExperimentSpec:
+    return ExperimentSpec.model_validate({"seed": 1, **sections})
+
+
+def test_seeds_names_and_initializers_share_a_graph() -> None:
+    first = spec(name="a", model={"initializer": {"kind": "glorot_uniform"}})
+    second = spec(seed=2, name="b", model={"initializer": {"kind": "random_normal", "stddev": 3}})
+    assert ensemble_key(first) == ensemble_key(second) is not None
+
+
+def test_anything_the_graph_depends_on_keeps_runs_apart() -> None:
+    base = ensemble_key(spec())
+    for other in (
+        spec(model={"activation": "tanh"}),
+        spec(model={"hidden_layers": [5, 5]}),
+        spec(model={"batch_norm": True}),
+        spec(training={"optimizer": {"kind": "adam"}}),
+        spec(training={"optimizer": {"learning_rate": 0.01}}),
+        spec(training={"batch_size": 16}),
+        spec(training={"epochs": 50}),
+        spec(dataset={"noise": 0.2}),
+        spec(capture={"every": "step", "histogram_bins": 10}),
+        spec(device="gpu"),
+    ):
+        assert ensemble_key(other) not in (None, base), other
+
+
+def test_runs_clipped_by_norm_or_capturing_raw_train_alone() -> None:
+    assert ensemble_key(spec(training={"clipnorm": 1.0})) is None
+    assert ensemble_key(spec(training={"clipvalue": 1.0})) is not None
+    assert ensemble_key(spec(capture={"raw": True})) is None
+    alone = [spec(training={"clipnorm": 1.0}), spec(seed=2, training={"clipnorm": 1.0})]
+    assert ensemble_groups(alone) == [[0], [1]]
+
+
+def test_groups_keep_the_order_of_their_first_member_and_their_size_bound() -> None:
+    activations = ["sigmoid", "tanh", "relu"]
+    specs = [
+        spec(seed=seed, model={"activation": activation})
+        for seed in range(1, 5)
+        for activation in activations
+    ]
+    assert ensemble_groups(specs) == [[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8, 11]]
+    many = [spec(seed=seed) for seed in range(1, 2 * MAX_MEMBERS + 2)]
+    sizes = [len(group) for group in ensemble_groups(many)]
+    assert sizes == [MAX_MEMBERS, MAX_MEMBERS, 1]
