@@ -22,6 +22,11 @@ Thresholds (module constants, reported with every diagnosis):
   is under a tenth of its maximum.
 - `diverged`: the loss, a weight or a gradient stopped being finite.
 
+A verdict whose numbers were not captured (`capture.gradients` or
+`capture.activations` off) is not given either way: `evidence.not_judged`
+names it and says why, e.g. `{"vanishing": "gradients were not captured"}`.
+`diverged` needs only the loss, so it is always judged.
+
 RMS (norm / sqrt(size)) rather than the norm compares layers of different
 sizes fairly: a 2x5 kernel and a 5x1 kernel have different norms for the same
 per-weight gradient.
@@ -41,6 +46,9 @@ EXPLODING_NORM = 1e3
 DEAD_FRACTION = 0.5
 SATURATED_FRACTION = 0.5
 FINAL_SHARE = 0.1  # the share of capture points that counts as "the end"
+
+NO_GRADIENTS = "gradients were not captured"
+NO_ACTIVATIONS = "activations were not captured"
 
 THRESHOLDS = {
     "vanishing_ratio": VANISHING_RATIO,
@@ -63,18 +71,48 @@ def diagnose(result: Mapping[str, Any]) -> dict[str, Any]:
         verdicts.append("diverged")
         evidence["diverged"] = diverged
 
+    not_judged: dict[str, str] = {}
     flow = _gradient_flow(series, sizes)
     evidence["gradient_flow"] = flow
-    ratio = flow["first_to_last_rms_ratio"]
-    if ratio is not None and ratio < VANISHING_RATIO:
-        verdicts.append("vanishing")
-    if (
-        (ratio is not None and ratio > EXPLODING_RATIO)
-        or (flow["max_grad_norm"] is not None and flow["max_grad_norm"] > EXPLODING_NORM)
-        or (diverged is not None and diverged["gradients_blew_up"])
-    ):
-        verdicts.append("exploding")
+    if not _has_gradients(series):
+        not_judged |= {"vanishing": NO_GRADIENTS, "exploding": NO_GRADIENTS}
+    else:
+        ratio = flow["first_to_last_rms_ratio"]
+        if ratio is not None and ratio < VANISHING_RATIO:
+            verdicts.append("vanishing")
+        if (
+            (ratio is not None and ratio > EXPLODING_RATIO)
+            or (flow["max_grad_norm"] is not None and flow["max_grad_norm"] > EXPLODING_NORM)
+            or (diverged is not None and diverged["gradients_blew_up"])
+        ):
+            verdicts.append("exploding")
 
+    if not _has_activations(series):
+        not_judged |= {"dead_units": NO_ACTIVATIONS, "saturated": NO_ACTIVATIONS}
+    else:
+        verdicts += _activation_verdicts(series, evidence)
+    evidence["not_judged"] = not_judged
+
+    return {"verdicts": verdicts or ["healthy"], "evidence": evidence, "thresholds": THRESHOLDS}
+
+
+def _has_gradients(series: Mapping[str, Any]) -> bool:
+    return any(_stat(layer, "kernel", "grad_norm") is not None for layer in series.values())
+
+
+def _has_activations(series: Mapping[str, Any]) -> bool:
+    return any(isinstance(layer.get("activation"), Mapping) for layer in series.values())
+
+
+def _stat(layer: Mapping[str, Any], part: str, stat: str) -> Sequence[float | None] | None:
+    """A layer's series of `stat` for `part`, None where it was not captured."""
+    values: Sequence[float | None] | None = (layer.get(part) or {}).get(stat)
+    return values
+
+
+def _activation_verdicts(series: Mapping[str, Any], evidence: dict[str, Any]) -> list[str]:
+    """`dead_units` and `saturated`, with their fractions added to `evidence`."""
+    verdicts = []
     dead = _final_fractions(series, "dead")
     if dead:
         evidence["dead_units"] = dead
@@ -88,8 +126,7 @@ def diagnose(result: Mapping[str, Any]) -> dict[str, Any]:
         evidence["saturated"] = saturated
         if max(saturated.values()) >= SATURATED_FRACTION:
             verdicts.append("saturated")
-
-    return {"verdicts": verdicts or ["healthy"], "evidence": evidence, "thresholds": THRESHOLDS}
+    return verdicts
 
 
 def _finite(values: Sequence[float | None] | None) -> np.ndarray:
@@ -100,26 +137,29 @@ def _finite(values: Sequence[float | None] | None) -> np.ndarray:
 def _divergence(result: Mapping[str, Any]) -> dict[str, Any] | None:
     losses = result["history"].get("loss", [])
     bad_loss = [i + 1 for i, value in enumerate(losses) if value is None]
+    # Whichever of weights and gradients were captured; the loss alone suffices.
     bad_tensors = sorted(
         name
         for name, layer in result["series"].items()
         for part in ("kernel", "bias")
         for stat in ("weight_norm", "grad_norm")
-        if any(v is None for v in layer[part][stat])
+        if any(v is None for v in _stat(layer, part, stat) or [])
     )
     if not bad_loss and not bad_tensors:
         return None
     sizes = [
-        _finite(layer["kernel"][stat])
+        _finite(_stat(layer, "kernel", stat))
         for layer in result["series"].values()
         for stat in ("grad_norm", "grad_max_abs")
     ]
     largest = max((float(n.max()) for n in sizes if n.size), default=None)
+    blew_up = largest is not None and largest > EXPLODING_NORM
     return {
         "first_non_finite_epoch": bad_loss[0] if bad_loss else None,
         "layers_with_non_finite_values": sorted(set(bad_tensors)),
         "largest_finite_gradient": largest,
-        "gradients_blew_up": largest is not None and largest > EXPLODING_NORM,
+        # unknown (null) when gradients were not captured
+        "gradients_blew_up": blew_up if _has_gradients(result["series"]) else None,
     }
 
 
@@ -128,11 +168,8 @@ def _gradient_flow(series: Mapping[str, Any], layers: Mapping[str, Any]) -> dict
     rms: dict[str, float | None] = {}
     max_norm = 0.0
     for name, layer in series.items():
-        norms = np.array(
-            [np.nan if v is None else v for v in layer["kernel"]["grad_norm"]], dtype=np.float64
-        )
+        finite = _finite(_stat(layer, "kernel", "grad_norm"))
         kernel_size = _kernel_size(layers[name])
-        finite = norms[np.isfinite(norms)]
         rms[name] = float(np.median(finite) / math.sqrt(kernel_size)) if finite.size else None
         if finite.size:
             max_norm = max(max_norm, float(finite.max()))

@@ -56,17 +56,19 @@ def run_experiment(spec: ExperimentSpec, hooks: Sequence[TrainingHook] = ()) -> 
         n_features=data.n_features,
         n_outputs=1 if data.n_classes == 2 else data.n_classes,
     )
+    capture = spec.capture
     key = trainer_key(
         architecture,
         spec.training,
-        step_capture=spec.capture.every is CaptureEvery.STEP,
-        raw=spec.capture.raw,
+        step_capture=capture.every is CaptureEvery.STEP,
+        raw=capture.raw,
+        activations=capture.activations,
     )
     shapes = Shapes(
         samples=len(data.y_train),
         features=data.n_features,
         batch_size=spec.training.batch_size,
-        probe=min(spec.capture.probe_size, len(data.y_train)),
+        probe=min(capture.probe_size, len(data.y_train)) if capture.activations else 0,
         validation=len(data.y_val),
     )
     optimizer = spec.training.optimizer
@@ -95,9 +97,12 @@ class _Run:
 
     def __init__(self, spec: ExperimentSpec, data: Dataset, trainer: CompiledTrainer) -> None:
         self.spec, self.data, self.trainer = spec, data, trainer
-        # One generator, drawn in a fixed order, makes the run repeatable.
+        # One generator, drawn in a fixed order, makes the run repeatable; the
+        # probe is drawn even when unused, so every switch trains the same numbers.
         self.rng = np.random.default_rng(spec.seed)
         probe_index = self.rng.permutation(len(data.y_train))[: spec.capture.probe_size]
+        if not spec.capture.activations:
+            probe_index = probe_index[:0]
         self.probe = data.x_train[np.sort(probe_index)]
         self.layer_names = trainer.key.architecture.layer_names
         self.variable_names = [f"{n}/{p}" for n in self.layer_names for p in ("kernel", "bias")]
@@ -109,9 +114,10 @@ class _Run:
         self.before: dict[str, dict[str, float | None]] = {}
         if self.data.has_validation:
             self.before["validation"] = self._metrics(self.data.x_val, self.data.y_val)
+        capture = spec.capture
         self.snapshots = (
-            set(snapshot_epochs(spec.training.epochs, spec.capture.histogram_snapshots))
-            if spec.capture.histograms
+            set(snapshot_epochs(spec.training.epochs, capture.histogram_snapshots))
+            if capture.histograms and (capture.weights or capture.gradients)
             else set()
         )
         self.diverged_at: int | None = None
@@ -128,11 +134,12 @@ class _Run:
 
     def train(self, hooks: Sequence[TrainingHook]) -> None:
         epochs = self.spec.training.epochs
-        epoch_raw = self.spec.capture.raw and self.spec.capture.every is CaptureEvery.EPOCH
+        capture = self.spec.capture
+        epoch_raw = capture.raw and capture.every is CaptureEvery.EPOCH
         for epoch in range(1, epochs + 1):
             order = self.rng.permutation(len(self.data.y_train))
             keep_start = epoch in self.snapshots or epoch_raw
-            start_weights = self.trainer.weights() if keep_start else []
+            start_weights = self.trainer.weights() if keep_start and capture.weights else None
             arrays = self.trainer.train_epoch(
                 self.data.x_train[order],
                 self.data.y_train[order],
@@ -146,18 +153,22 @@ class _Run:
                     "accuracy": finite_or_none(arrays.start_accuracy),
                 }
             if keep_start:
-                gradients = [np.asarray(g) for g in arrays.first_gradients]
+                gradients = (
+                    [np.asarray(g) for g in arrays.first_gradients] if capture.gradients else None
+                )
                 if epoch in self.snapshots:
                     self.recorder.add_histograms(epoch, start_weights, gradients)
                 if epoch_raw:
                     self.recorder.add_raw(
                         self.variable_names,
-                        [w[None] for w in start_weights],
-                        [g[None] for g in gradients],
+                        None if start_weights is None else [w[None] for w in start_weights],
+                        None if gradients is None else [g[None] for g in gradients],
                     )
             if arrays.step_weights is not None and arrays.step_gradients is not None:
                 self.recorder.add_raw(
-                    self.variable_names, arrays.step_weights, arrays.step_gradients
+                    self.variable_names,
+                    arrays.step_weights if capture.weights else None,
+                    arrays.step_gradients if capture.gradients else None,
                 )
             if self.data.has_validation:
                 val = self._metrics(self.data.x_val, self.data.y_val)

@@ -76,7 +76,12 @@ def _xla_mode() -> str:
 
 
 def trainer_key(
-    architecture: Architecture, training: TrainingSpec, *, step_capture: bool, raw: bool
+    architecture: Architecture,
+    training: TrainingSpec,
+    *,
+    step_capture: bool,
+    raw: bool,
+    activations: bool = True,
 ) -> TrainerKey:
     optimizer = training.optimizer
     return TrainerKey(
@@ -88,6 +93,7 @@ def trainer_key(
         clipvalue=training.clipvalue,
         step_capture=step_capture,
         raw=raw,
+        activations=activations,
     )
 
 

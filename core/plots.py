@@ -1180,7 +1180,7 @@ _MISSING_DATA: dict[str, str] = {
     "gradients": "gradients were not captured",
     "gradient_flow": "gradients were not captured",
     "activations": "activations were not captured",
-    "histograms": "histograms were not captured",
+    "histograms": "gradient histograms were not captured",
     "boundary": "the decision surface is drawn for 2-D datasets only",
 }
 

@@ -2,6 +2,8 @@
 
 NumPy only: the compiled loop hands over one bundle per epoch, the recorder
 keeps what the spec asked for and lays it out as core/result.py describes.
+A capture switch that is off (`capture.weights`, `gradients`, `activations`)
+leaves its statistics out of every part of the result, not just the series.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ _TENSOR_STATS = (
 )
 _GRAD_MAX = _TENSOR_STATS.index("grad_max_abs")
 _WEIGHTS = slice(0, 4)
+# Which switch keeps each statistic. The update ratio |w_after - w_before| /
+# |w_before| is made of weights alone (the optimizer's step, not the gradient:
+# RMSprop and Adam rescale it), so it goes with them.
+_KEPT_BY = {stat: "gradients" if stat.startswith("grad_") else "weights" for stat in _TENSOR_STATS}
 _ACTIVATION_STATS = ("mean", "std", "saturated", "dead", "negative")
 
 
@@ -77,6 +83,14 @@ class Recorder:
     def step_capture(self) -> bool:
         return self.capture.every == "step"
 
+    def _kept_stats(self) -> list[tuple[int, str]]:
+        """(column, name) of the tensor statistics the capture switches keep."""
+        return [
+            (k, stat)
+            for k, stat in enumerate(_TENSOR_STATS)
+            if getattr(self.capture, _KEPT_BY[stat])
+        ]
+
     @property
     def epochs_done(self) -> int:
         return len(self._end_weights)
@@ -89,18 +103,22 @@ class Recorder:
         steps = len(stats)
         if epoch == 1:
             self.initial_weight_stats = stats[0][:, _WEIGHTS]
-            self.initial_activation_stats = arrays.start_activation_stats
+            if arrays.start_activation_stats is not None:
+                self.initial_activation_stats = arrays.start_activation_stats
         self._first_step.append(stats[0])
         self._end_weights.append(arrays.end_weight_stats)
         if self.step_capture:
-            assert arrays.step_activation_stats is not None
             self._points.append(stats)
-            self._activation_points.append(arrays.step_activation_stats)
+            if self.capture.activations:
+                assert arrays.step_activation_stats is not None
+                self._activation_points.append(arrays.step_activation_stats)
             self._point_step.extend(range(self._steps_done, self._steps_done + steps))
             self._point_epoch.extend([epoch] * steps)
         else:
             self._points.append(_epoch_point(stats, arrays.end_weight_stats)[None])
-            self._activation_points.append(arrays.end_activation_stats[None])
+            if self.capture.activations:
+                assert arrays.end_activation_stats is not None
+                self._activation_points.append(arrays.end_activation_stats[None])
             self._point_step.append(self._steps_done + steps - 1)
             self._point_epoch.append(epoch)
         self._steps_done += steps
@@ -117,36 +135,52 @@ class Recorder:
         self.history.setdefault("val_accuracy", []).append(metrics["accuracy"])
 
     def add_histograms(
-        self, epoch: int, weights: list[np.ndarray], gradients: list[np.ndarray]
+        self,
+        epoch: int,
+        weights: list[np.ndarray] | None,
+        gradients: list[np.ndarray] | None,
     ) -> None:
-        """Histograms of each layer's kernel weights and gradients at the first step of `epoch`."""
+        """Histograms of each layer's kernel weights and gradients at the first step of `epoch`.
+
+        `None` for a part the capture leaves out.
+        """
         bins = self.capture.histogram_bins
         self._histogram_epochs.append(epoch)
-        for name, w, g in zip(self.layer_names, weights[0::2], gradients[0::2], strict=True):
-            layer = self._histograms.setdefault(name, {"weights": [], "gradients": []})
-            layer["weights"].append(histogram(w, bins))
-            layer["gradients"].append(histogram(g, bins))
+        for part, tensors in (("weights", weights), ("gradients", gradients)):
+            if tensors is None:
+                continue
+            for name, kernel in zip(self.layer_names, tensors[0::2], strict=True):
+                layer = self._histograms.setdefault(name, {})
+                layer.setdefault(part, []).append(histogram(kernel, bins))
 
     def add_raw(
-        self, variable_names: list[str], weights: list[np.ndarray], grads: list[np.ndarray]
+        self,
+        variable_names: list[str],
+        weights: list[np.ndarray] | None,
+        grads: list[np.ndarray] | None,
     ) -> None:
-        """Raw tensors at one or more capture points, each stacked on a leading axis."""
-        for name, w, g in zip(variable_names, weights, grads, strict=True):
-            self._raw.setdefault(f"{name}/weights", []).append(w.astype(np.float32))
-            self._raw.setdefault(f"{name}/gradients", []).append(g.astype(np.float32))
+        """Raw tensors at one or more capture points, each stacked on a leading axis.
+
+        `None` for a part the capture leaves out.
+        """
+        for part, tensors in (("weights", weights), ("gradients", grads)):
+            if tensors is None:
+                continue
+            for name, tensor in zip(variable_names, tensors, strict=True):
+                self._raw.setdefault(f"{name}/{part}", []).append(tensor.astype(np.float32))
 
     # -------------------------------------------------------------------- results
 
     def series(self) -> dict[str, Any]:
         points = np.concatenate(self._points) if self._points else np.zeros((0, 0, 9))
         acts = np.concatenate(self._activation_points) if self._activation_points else None
+        kept = self._kept_stats()
         out: dict[str, Any] = {}
         for index, name in enumerate(self.layer_names):
             layer: dict[str, Any] = {}
             for part, column in (("kernel", 2 * index), ("bias", 2 * index + 1)):
-                layer[part] = {
-                    stat: finite_list(points[:, column, k]) for k, stat in enumerate(_TENSOR_STATS)
-                }
+                if kept:
+                    layer[part] = {stat: finite_list(points[:, column, k]) for k, stat in kept}
             if acts is not None and index < acts.shape[1]:
                 layer["activation"] = _activation_series(acts[:, index])
             out[name] = layer
@@ -163,13 +197,15 @@ class Recorder:
     def initial(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for index, name in enumerate(self.layer_names):
-            layer: dict[str, Any] = {
-                part: {
-                    stat: finite_or_none(self.initial_weight_stats[column, k])
-                    for k, stat in enumerate(_TENSOR_STATS[_WEIGHTS])
+            layer: dict[str, Any] = {}
+            if self.capture.weights:
+                layer = {
+                    part: {
+                        stat: finite_or_none(self.initial_weight_stats[column, k])
+                        for k, stat in enumerate(_TENSOR_STATS[_WEIGHTS])
+                    }
+                    for part, column in (("kernel", 2 * index), ("bias", 2 * index + 1))
                 }
-                for part, column in (("kernel", 2 * index), ("bias", 2 * index + 1))
-            }
             if index < len(self.initial_activation_stats):
                 row = self.initial_activation_stats[index]
                 layer["activation"] = {
@@ -196,22 +232,21 @@ class Recorder:
             }
         return {
             "epochs": list(range(self.epochs_done + 1)),
-            "weights": weights,
-            "gradients": gradients,
+            **({"weights": weights} if self.capture.weights else {}),
+            **({"gradients": gradients} if self.capture.gradients else {}),
             "loss": list(self.history.get("loss", [])),
         }
 
     def histograms(self) -> dict[str, Any] | None:
-        if not self._histogram_epochs:
+        if not self._histograms:
             return None
         return {
             "epochs": self._histogram_epochs,
             "bins": self.capture.histogram_bins,
         } | self._histograms
 
-    def raw_npz(self, extra: dict[str, np.ndarray]) -> bytes | None:
-        if not self._raw:
-            return None
+    def raw_npz(self, extra: dict[str, np.ndarray]) -> bytes:
+        """arrays.npz: the raw tensors captured (none with weights and gradients off), `extra`."""
         arrays = {name: np.concatenate(parts) for name, parts in self._raw.items()} | extra
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]

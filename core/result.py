@@ -39,12 +39,30 @@ Layout of `result.json` (all numbers plain floats; a non-finite number is `null`
       "metrics": {"before": {"loss": l, "accuracy": a}, "after": {...},
                   "validation_before": ..., "validation_after": ...},
       "boundary": {"x": [R], "y": [R], "z": [[R] x R], "classes": C} | null,
-      "diagnosis": {"verdicts": ["vanishing", ...], "evidence": {...},
-                    "thresholds": {...}},
+      "diagnosis": {"verdicts": ["vanishing", ...],
+                    "evidence": {..., "not_judged": {"vanishing": "why", ...}},
+                    "thresholds": {...}},     # see core/diagnosis.py
       "diverged": false,
       "device": {"name": "CPU", "tensorflow": "2.21.0"},
       "timing": {"seconds": s, "compile_seconds": c, "cached_graph": bool}
     }
+
+Capture switches (`spec.capture`): what a switch turns off is absent, not null,
+wherever it would be; training is the same, so every other number is too.
+- `weights` off: the `weight_*` statistics and `update_ratio` (|w_after -
+  w_before| / |w_before|, made of weights alone) leave `series`, the kernel
+  and bias leave `initial`, and `tutorial.weights`, every histogram's
+  `weights` and the raw `*/weights` arrays are absent.
+- `gradients` off: the `grad_*` statistics leave `series`; `tutorial.gradients`,
+  every histogram's `gradients` and the raw `*/gradients` arrays are absent.
+  The diagnosis gives neither `vanishing` nor `exploding` and lists them under
+  `evidence.not_judged`; `evidence.gradient_flow` holds nulls.
+- `activations` off: no layer has `activation` in `series` or `initial` (the
+  probe batch is never forward-passed); `dead_units` and `saturated` are not
+  judged.
+- With weights and gradients both off, `series` layers and `initial` layers
+  are empty objects and `histograms` is null.
+A plot drawn from absent numbers is unavailable (core/plots.py says which).
 
 Activation fractions, on the probe batch; each is null where it does not apply:
 - `saturated` (sigmoid, tanh, softsign): unit-sample pairs where the slope is

@@ -292,6 +292,21 @@ class CaptureSpec(_Section):
     epoch's per-step gradient statistics averaged); `every="step"` records
     every optimizer step. `raw` also exports the tensors themselves
     (`arrays.npz`) for small models.
+
+    The switches leave their numbers out of every part of the result (see
+    core/result.py); training itself is the same, so the loss is too:
+    - `weights`: weight statistics and the update ratio (|step| / |weights|,
+      made of weights alone), the initial weights, the tutorial's weights,
+      weight histograms and raw weights.
+    - `gradients`: gradient statistics, the tutorial's gradients, gradient
+      histograms and raw gradients; the diagnosis then does not judge
+      `vanishing` or `exploding` (it says so under `not_judged`).
+    - `activations`: activation statistics on the probe batch, which is then
+      not forward-passed at all; the diagnosis does not judge `dead_units` or
+      `saturated`.
+    - `histograms`: the histogram snapshots of whichever of weights and
+      gradients are captured (none when both are off).
+    `diverged` is judged from the loss whatever is captured.
     """
 
     every: CaptureEvery = CaptureEvery.EPOCH
@@ -441,12 +456,13 @@ def check_limits(spec: ExperimentSpec) -> None:
         )
     if spec.capture.raw:
         points = steps if spec.capture.every is CaptureEvery.STEP else spec.training.epochs
-        values = 2 * points * params
+        kinds = int(spec.capture.weights) + int(spec.capture.gradients)
+        values = kinds * points * params
         if values > Limits.RAW_VALUES:
             raise SpecLimitError(
                 "capture.raw",
-                f"{values:,} raw values (2 x capture points x parameters) exceed the limit "
-                f"of {Limits.RAW_VALUES:,}",
+                f"{values:,} raw values ({kinds} x capture points x parameters) exceed the "
+                f"limit of {Limits.RAW_VALUES:,}",
             )
     widths = spec.model.hidden_layers
     if spec.model.residual and not any(a == b for a, b in itertools.pairwise(widths)):

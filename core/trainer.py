@@ -65,6 +65,9 @@ class TrainerKey:
     clipvalue: float | None
     step_capture: bool
     raw: bool
+    # Whether the graph forward-passes the probe batch for activation
+    # statistics; without them it skips those passes altogether.
+    activations: bool = True
 
 
 @dataclass
@@ -73,14 +76,14 @@ class EpochArrays:
 
     start_loss: float  # on the whole epoch's data, before its first step
     start_accuracy: float
-    start_activation_stats: np.ndarray  # (hidden, len(ACTIVATION_STATS)) before the first step
+    start_activation_stats: np.ndarray | None  # (hidden, len(ACTIVATION_STATS)) before step 1
     step_stats: np.ndarray  # (steps, variables, len(TENSOR_STATS)), weights before each step
     step_loss: np.ndarray  # (steps,)
     step_accuracy: np.ndarray  # (steps,)
     step_size: np.ndarray  # (steps,) samples in each batch
     end_weight_stats: np.ndarray  # (variables, len(WEIGHT_STATS)) after the last step
-    end_activation_stats: np.ndarray  # (hidden, len(ACTIVATION_STATS)) on the probe, at the end
-    step_activation_stats: np.ndarray | None  # (steps, hidden, 4) when capturing every step
+    end_activation_stats: np.ndarray | None  # (hidden, len(ACTIVATION_STATS)) after the last step
+    step_activation_stats: np.ndarray | None  # (steps, hidden, 5) when capturing every step
     first_gradients: list[tf.Tensor]  # per variable, at the epoch's first step
     step_weights: list[np.ndarray] | None  # raw: per variable (steps, *shape), before each step
     step_gradients: list[np.ndarray] | None  # raw: per variable (steps, *shape)
@@ -151,18 +154,19 @@ class CompiledTrainer:
         """Run one epoch over (x, y) in the given order, `batch_size` samples a step."""
         out = self._epoch_fn(x, y, probe, batch_size)
         raw = self.key.raw and self.key.step_capture
+        probed = self.key.activations
         return EpochArrays(
             start_loss=float(out["start_loss"]),
             start_accuracy=float(out["start_accuracy"]),
-            start_activation_stats=out["start_activation_stats"].numpy(),
+            start_activation_stats=out["start_activation_stats"].numpy() if probed else None,
             step_stats=out["step_stats"].numpy(),
             step_loss=out["step_loss"].numpy(),
             step_accuracy=out["step_accuracy"].numpy(),
             step_size=out["step_size"].numpy(),
             end_weight_stats=out["end_weight_stats"].numpy(),
-            end_activation_stats=out["end_activation_stats"].numpy(),
+            end_activation_stats=out["end_activation_stats"].numpy() if probed else None,
             step_activation_stats=(
-                out["step_activation_stats"].numpy() if self.key.step_capture else None
+                out["step_activation_stats"].numpy() if self.key.step_capture and probed else None
             ),
             first_gradients=out["first_gradients"],
             step_weights=[t.numpy() for t in out["step_weights"]] if raw else None,
@@ -235,7 +239,8 @@ class CompiledTrainer:
         mask = tf.concat([tf.ones([n]), tf.zeros([padding])], axis=0)
         captured = self.network.captured_variables
         start_loss, start_accuracy = self._evaluate(x[:n], y[:n])
-        start_activations = self._probe(probe)
+        probed = self.key.activations
+        start_activations = self._probe(probe) if probed else None
 
         def body(i: tf.Tensor, arrays: dict[str, Any], first: list[tf.Tensor]) -> Any:
             start = i * batch_size
@@ -261,21 +266,23 @@ class CompiledTrainer:
         )
 
         stacked = {name: ta.stack() for name, ta in arrays.items() if not isinstance(ta, list)}
-        return {
+        out = {
             "start_loss": start_loss,
             "start_accuracy": start_accuracy,
-            "start_activation_stats": start_activations,
             "step_stats": stacked["stats"],
             "step_loss": stacked["loss"],
             "step_accuracy": stacked["accuracy"],
             "step_size": stacked["size"],
-            "step_activation_stats": stacked.get("activations", tf.zeros(())),
             "end_weight_stats": self._stats.weights([v.value for v in captured]),
-            "end_activation_stats": self._probe(probe),
             "first_gradients": first_gradients,
             "step_weights": [ta.stack() for ta in arrays.get("weights", [])],
             "step_gradients": [ta.stack() for ta in arrays.get("gradients", [])],
         }
+        if probed:
+            out["start_activation_stats"] = start_activations
+            out["end_activation_stats"] = self._probe(probe)
+            out["step_activation_stats"] = stacked.get("activations", tf.zeros(()))
+        return out
 
     def _epoch_arrays(self, *, steps: int) -> dict[str, Any]:
         """TensorArrays, one slot per step, for everything a step records."""
@@ -292,7 +299,8 @@ class CompiledTrainer:
             "size": array(()),
         }
         if self.key.step_capture:
-            arrays["activations"] = array((hidden, len(ACTIVATION_STATS)))
+            if self.key.activations:
+                arrays["activations"] = array((hidden, len(ACTIVATION_STATS)))
             if self.key.raw:
                 arrays["weights"] = [array(tuple(v.shape)) for v in captured]
                 arrays["gradients"] = [array(tuple(v.shape)) for v in captured]

@@ -90,3 +90,37 @@ def test_units_negative_past_relu_are_evidence_not_dead() -> None:
     assert diagnosis["verdicts"] == ["healthy"]
     assert diagnosis["evidence"]["negative_units"] == {"hidden_1": 1.0}
     assert diagnosis["evidence"]["dead_units"] == {"hidden_2": 0.1}
+
+
+def without(result: dict[str, Any], *, kernel_stats: frozenset[str]) -> dict[str, Any]:
+    """`result` with the given stats dropped from every kernel and bias, and no activations."""
+    for layer in result["series"].values():
+        layer.pop("activation", None)
+        for part in ("kernel", "bias"):
+            for stat in kernel_stats:
+                layer[part].pop(stat, None)
+    return result
+
+
+def test_verdicts_without_their_numbers_are_not_judged_but_the_loss_still_diverges() -> None:
+    norms = {"hidden_1": [1e-9, 1e9, None], "hidden_2": [1.0] * 3, "output": [2.0] * 3}
+    result = without(
+        result_with(norms, loss=[0.7, 5.0, None]),
+        kernel_stats=frozenset({"grad_norm", "grad_max_abs"}),
+    )
+    diagnosis = diagnose(result)
+    assert diagnosis["verdicts"] == ["diverged"]  # not vanishing, nor exploding
+    assert diagnosis["evidence"]["not_judged"] == {
+        "vanishing": "gradients were not captured",
+        "exploding": "gradients were not captured",
+        "dead_units": "activations were not captured",
+        "saturated": "activations were not captured",
+    }
+    assert diagnosis["evidence"]["diverged"]["first_non_finite_epoch"] == 3
+    assert diagnosis["evidence"]["diverged"]["gradients_blew_up"] is None
+    assert diagnosis["evidence"]["gradient_flow"]["first_to_last_rms_ratio"] is None
+
+
+def test_everything_captured_leaves_nothing_unjudged() -> None:
+    norms = {"hidden_1": [8**0.5] * 5, "hidden_2": [4.0] * 5, "output": [2.0] * 5}
+    assert diagnose(result_with(norms))["evidence"]["not_judged"] == {}
