@@ -54,7 +54,9 @@ Operations (`store.<name>`; job_id positional, everything else keyword-only):
     read_events(job_id, *, after="0", block_ms=None, count=100) -> list[JobEvent]
     record_heartbeat(*, queue, hostname) -> None
     forget_worker(*, queue, hostname) -> None
-    live_workers(*, queue, within_seconds=HEARTBEAT_WINDOW) -> list[str]
+    live_workers(*, queue, within_seconds=None) -> list[str]
+        Workers that beat within `within_seconds` (default: the deployment's
+        worker_silent_seconds, past which a reaper counts a worker as lost).
     record_worker_jobs(*, hostname, job_ids) -> None     (each heartbeat: what it runs)
     running_jobs(*, limit=1000) -> list[JobRecord]
     requeue_lost(job_id, *, queue, hostname, delivery, silent_seconds, max_deliveries)
@@ -131,8 +133,9 @@ P = ParamSpec("P")
 # A stream entry per epoch plus a few state changes: the cap keeps every event of the
 # longest allowed run, so a client resuming with Last-Event-ID never misses one.
 EVENTS_MAXLEN = Limits.EPOCHS + 100
-# A worker that beat within this many seconds is live.
-HEARTBEAT_WINDOW = 30
+# A worker that beat within this many seconds is live, unless the settings say otherwise
+# (`Settings.worker_silent_seconds`: the silence after which a reaper counts it lost).
+LIVE_WORKER_SECONDS = 30.0
 # Heartbeats older than this are dropped from the set.
 HEARTBEAT_KEEP = 24 * 3600
 # What Retry-After says to an owner at its limit of active jobs: about one short job.
@@ -359,10 +362,18 @@ def _progress_event(epoch: int, epochs: int, metrics: Mapping[str, float | None]
 class JobPlans:
     """Every store operation as a pure function from arguments to a `Plan`."""
 
-    def __init__(self, keys: Keys, *, job_ttl_seconds: int, idempotency_ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        keys: Keys,
+        *,
+        job_ttl_seconds: int,
+        idempotency_ttl_seconds: int,
+        live_worker_seconds: float = LIVE_WORKER_SECONDS,
+    ) -> None:
         self.keys = keys
         self.job_ttl_seconds = job_ttl_seconds
         self.idempotency_ttl_seconds = idempotency_ttl_seconds
+        self.live_worker_seconds = live_worker_seconds
         self._status_keys = tuple(keys.jobs_with_status(status) for status in JobStatus)
 
     def _job_keys(self, job_id: str) -> list[str]:
@@ -764,15 +775,16 @@ class JobPlans:
         command = ("ZREM", self.keys.worker_heartbeats(queue), hostname)
         return Plan(lambda _: None, commands=[command])
 
-    def live_workers(
-        self, *, queue: str, within_seconds: int = HEARTBEAT_WINDOW
-    ) -> Plan[list[str]]:
-        """Hostnames that beat on `queue` within the last `within_seconds`."""
+    def live_workers(self, *, queue: str, within_seconds: float | None = None) -> Plan[list[str]]:
+        """Hostnames that beat on `queue` within the last `within_seconds` (default: the
+        silence after which a reaper counts a worker as lost, so /readyz and the reapers
+        agree on which workers are alive)."""
+        seconds = self.live_worker_seconds if within_seconds is None else within_seconds
         return Plan(
             lambda reply: sorted(name.decode() for name in reply),
             script=LIVE_WORKERS,
             keys=[self.keys.worker_heartbeats(queue)],
-            args=[within_seconds],
+            args=[f"{seconds:g}"],
         )
 
     # -------------------------------------------------------------- worker loss
@@ -938,11 +950,12 @@ def _sha1(source: str) -> str:
 
 
 def plans_from_settings(settings: Settings) -> JobPlans:
-    """The plans for `settings`' namespace and TTLs."""
+    """The plans for `settings`' namespace, TTLs and live-worker window."""
     return JobPlans(
         Keys(settings.namespace),
         job_ttl_seconds=settings.job_ttl_seconds,
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+        live_worker_seconds=settings.worker_silent_seconds,
     )
 
 

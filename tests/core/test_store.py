@@ -25,6 +25,7 @@ from core.store import (
     JobStore,
     decode_cursor,
     encode_cursor,
+    plans_from_settings,
 )
 
 WORKER = WorkerInfo(hostname="w1@test", device="cpu", device_name="CPU", tensorflow="2.21.0")
@@ -474,6 +475,24 @@ def test_heartbeats_list_live_workers(isolated_store: JobStore) -> None:
     isolated_store.forget_worker(queue="cpu", hostname="w1@a")
     assert isolated_store.live_workers(queue="cpu") == ["w2@b"]
     assert isolated_store.live_workers(queue="nowhere") == []
+
+
+def test_a_worker_is_live_for_the_settings_silence_period(
+    isolated_store: JobStore, settings: Settings
+) -> None:
+    # Heartbeats up to 60 s apart are allowed: the window follows worker_silent_seconds,
+    # the silence after which a reaper counts the worker lost, not a fixed 30 s.
+    patient = settings.model_copy(
+        update={"namespace": isolated_store.plans.keys.namespace, "worker_silent_seconds": 180.0}
+    )
+    store = JobStore(isolated_store.client, plans_from_settings(patient))
+    heartbeats = store.plans.keys.worker_heartbeats("cpu")
+    now = float(store.client.time()[0])  # type: ignore[index]  # redis-py's sync|async type
+    store.client.zadd(heartbeats, {"slow@a": now - 100, "gone@b": now - 200})
+
+    assert store.live_workers(queue="cpu") == ["slow@a"]
+    assert isolated_store.live_workers(queue="cpu") == []  # the default 30 s
+    assert store.live_workers(queue="cpu", within_seconds=300) == ["gone@b", "slow@a"]
 
 
 # --------------------------------------------------------------------- metrics
