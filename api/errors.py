@@ -31,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from core.redis_multiplex import is_unavailable_reply
 from core.spec import SpecLimitError
 
 PROBLEM_JSON = "application/problem+json"
@@ -209,23 +210,43 @@ async def _on_end_of_stream(request: Request, error: Exception) -> Response:
 
 
 def store_unavailable() -> Problem:
-    """503 with Retry-After: Redis did not answer (down, restarting, or not answering)."""
+    """503 with Retry-After: Redis is down, restarting, not answering, or answering
+    that it cannot serve commands for now (LOADING, BUSY, READONLY, ...)."""
     return Problem(
         503,
         "Store unavailable",
-        "the job store (Redis) did not answer; try again shortly",
+        "the job store (Redis) is not serving requests right now; try again shortly",
         kind="store-unavailable",
         headers={"Retry-After": "5"},
     )
 
 
+def is_store_unavailable(error: BaseException) -> bool:
+    """True when `error` means Redis cannot serve now, not that a request was wrong:
+    unreachable, not answering, or an error reply of UNAVAILABLE_REPLIES."""
+    unreachable = isinstance(error, redis.ConnectionError | redis.TimeoutError)
+    return unreachable or is_unavailable_reply(error)
+
+
 async def _on_redis_down(request: Request, error: Exception) -> Response:
-    logger.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, error)
+    logger.warning(
+        "Redis unavailable on %s %s: %s: %s",
+        request.method,
+        request.url.path,
+        type(error).__name__,
+        error,
+    )
     return problem_response(store_unavailable(), request.url.path)
 
 
+async def _on_redis_reply(request: Request, error: Exception) -> Response:
+    if is_unavailable_reply(error):
+        return await _on_redis_down(request, error)
+    return await _on_unexpected(request, error)
+
+
 async def _on_unexpected(request: Request, error: Exception) -> Response:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
     problem = Problem(500, "Internal Server Error", "the error was logged", kind="internal")
     return problem_response(problem, request.url.path)
 
@@ -239,4 +260,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _on_http)
     app.add_exception_handler(redis.ConnectionError, _on_redis_down)
     app.add_exception_handler(redis.TimeoutError, _on_redis_down)
+    # LOADING, BUSY, READONLY, ... are error replies: a 503 like an outage, any other a 500.
+    app.add_exception_handler(redis.ResponseError, _on_redis_reply)
     app.add_exception_handler(Exception, _on_unexpected)

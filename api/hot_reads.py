@@ -8,7 +8,8 @@ second with a low tail.
 
 Only the plain success is answered here: a stored record, or a stored default-size
 PNG (200, or 304 for a matching If-None-Match), for a GET without a query string,
-and Redis being unreachable (the same 503 the routes give, without asking again).
+and Redis being unreachable or refusing to serve for now (LOADING, BUSY, ...: the
+same 503 the routes give, without asking again).
 Anything else (an unknown id, a size to render, any other route) goes on to the
 FastAPI routes, which remain the one place that validates, documents and reports
 errors. Both build their responses with api.responses.
@@ -21,12 +22,11 @@ from __future__ import annotations
 import asyncio
 import re
 
-import redis
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.deps import Services
-from api.errors import problem_response, store_unavailable
+from api.errors import is_store_unavailable, problem_response, store_unavailable
 from api.responses import etag_matches, not_modified, png_response, record_response
 from core.keys import plot_field
 from core.plots import PLOT_NAMES
@@ -47,11 +47,13 @@ class HotReads:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
             try:
                 response = await self._answer(scope)
-            except (redis.ConnectionError, redis.TimeoutError):
-                # Asking again through the route would only wait as long once more.
-                response = problem_response(store_unavailable(), scope["path"])
-            except Exception:  # the route will say so properly
-                response = None
+            except Exception as error:
+                if is_store_unavailable(error):
+                    # Asking again through the route would only wait as long, or be
+                    # refused the same way (LOADING, BUSY, ...), once more.
+                    response = problem_response(store_unavailable(), scope["path"])
+                else:  # the route will say so properly
+                    response = None
             if response is not None:
                 await response(scope, receive, send)
                 return

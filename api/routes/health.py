@@ -12,6 +12,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from starlette.responses import Response
 
 from api.deps import ServicesDep
+from api.errors import store_unavailable
 from api.responses import FastJSONResponse
 from api.schemas import Health, Readiness
 from core.settings import Settings
@@ -49,7 +50,7 @@ async def readyz(services: ServicesDep) -> Response:
             }
     except (redis.RedisError, OSError, TimeoutError):
         body = {"status": "unavailable", "auth": auth, "redis": False, "workers": {}}
-        return FastJSONResponse(body, status_code=503)
+        return FastJSONResponse(body, status_code=503, headers=dict(store_unavailable().headers))
     return FastJSONResponse({"status": "ready", "auth": auth, "redis": True, "workers": workers})
 
 
