@@ -358,13 +358,14 @@ redis.call('SET', KEYS[1], stamp(now()) .. ' ' .. ARGV[1], 'EX', ARGV[2])
 # What the reaper's scripts reply: {'requeued', dispatch, task JSON, queue, reason},
 # {'failed', reason}, {'cancelled'} or {'skip'} (nothing to do, or another reaper did it).
 _REQUEUE = """
-local function requeue(reason, requeues)
+-- `last_worker`: the hostname of the lost run's worker, told in the event (or nil).
+local function requeue(reason, requeues, last_worker)
   local dispatch = redis.call('HINCRBY', record, 'dispatch', 1)
   local t = now()
   redis.call('HSET', record, 'requeued_at', stamp(t))
   redis.call('ZADD', requeues, t, id .. ' ' .. dispatch)
   emit('state', cjson.encode({status = 'queued', requeued = true, dispatch = dispatch,
-                              reason = reason}))
+                              reason = reason, last_worker = last_worker}))
   return {'requeued', dispatch, redis.call('HGET', record, 'task') or '',
           redis.call('HGET', record, 'queue'), reason}
 end
@@ -418,7 +419,11 @@ if deliveries >= tonumber(ARGV[7]) then
   return {'failed', reason}
 end
 set_status('running', 'queued')
-return requeue(reason, KEYS[17])
+-- Queued again, the record shows no run: the lost one's worker is told in the event, and
+-- kept (last_worker) for its late word that the run was interrupted.
+redis.call('HDEL', record, 'started_at', 'worker')
+redis.call('HSET', record, 'epoch', 0, 'last_worker', host)
+return requeue(reason, KEYS[17], host)
 """,
 )
 

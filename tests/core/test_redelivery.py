@@ -74,6 +74,7 @@ def test_a_job_whose_worker_sent_no_heartbeat_is_requeued_with_its_task(
     isolated_store: JobStore,
 ) -> None:
     record = started(isolated_store)
+    assert isolated_store.set_progress(record.id, epoch=2, epochs=3, delivery=1)
 
     outcome = reap(isolated_store, record)
 
@@ -82,12 +83,16 @@ def test_a_job_whose_worker_sent_no_heartbeat_is_requeued_with_its_task(
     assert outcome.queue == "cpu" and "lost@test sent no heartbeat" in outcome.reason
     after = current(isolated_store, record.id)
     assert after.status is JobStatus.QUEUED and after.deliveries == 1
+    # Queued again, it shows no run; the event names the lost run's worker.
+    assert (after.worker, after.started_at, after.epoch) == (None, None, 0)
+    assert after.to_public()["worker"] is None and after.to_public()["started_at"] is None
     [event] = [e for e in isolated_store.read_events(record.id) if "requeued" in e.data]
     assert json.loads(event.data) == {
         "status": "queued",
         "requeued": True,
         "dispatch": 1,
         "reason": outcome.reason,
+        "last_worker": "lost@test",
     }
     assert isolated_store.unsent_requeues() == [(record.id, 1)]
     isolated_store.confirm_requeue(record.id, dispatch=1)
