@@ -408,9 +408,10 @@ class JobPlans:
         raises TooManyActiveJobs when the owner already has that many queued or running.
         """
         request = _CreateRequest(spec, queue, idempotency_key, fingerprint, owner, max_active)
-        return self._create(request, replace_stale=False)
+        return self._create(request, stale="")
 
-    def _create(self, request: _CreateRequest, *, replace_stale: bool) -> Plan[Created]:
+    def _create(self, request: _CreateRequest, *, stale: str) -> Plan[Created]:
+        """Create, or replay; `stale` is the idempotency value of a job found gone."""
         new_id = new_job_id()
         keys = self._job_keys(new_id)
         idempotency = ""
@@ -424,7 +425,7 @@ class JobPlans:
             request.spec.training.epochs,
             idempotency,
             self.idempotency_ttl_seconds,
-            "1" if replace_stale else "0",
+            stale,
             request.owner,
             request.max_active,
         )
@@ -436,20 +437,25 @@ class JobPlans:
                 return Created(record, new=True)
             if reply[0] == b"limited":
                 raise TooManyActiveJobs(int(reply[1]))
-            previous_id, _, previous_fingerprint = reply[1].decode().partition(" ")
+            previous = reply[1].decode()
+            previous_id, _, previous_fingerprint = previous.partition(" ")
             if previous_fingerprint != request.fingerprint:
                 raise IdempotencyKeyReused(previous_id)
-            return self._replayed(previous_id, request)
+            return self._replayed(previous, request)
 
         return Plan(decode, script=CREATE, keys=keys, args=args)
 
-    def _replayed(self, job_id: str, request: _CreateRequest) -> Plan[Created]:
+    def _replayed(self, value: str, request: _CreateRequest) -> Plan[Created]:
+        """The job the idempotency value `value` ("<job id> <fingerprint>") names."""
+        job_id = value.partition(" ")[0]
+
         def decode(reply: list[Any]) -> Created | Plan[Created]:
             record = _record(reply[0])
             if record is not None:
                 return Created(record, new=False)
-            # The first job was deleted or has expired: the key now names a new one.
-            return self._create(request, replace_stale=True)
+            # The first job was deleted or has expired: the key now names a new one,
+            # unless a concurrent replay got there first (then that one is replayed).
+            return self._create(request, stale=value)
 
         return Plan(decode, commands=[("HGETALL", self.keys.job(job_id).record)])
 

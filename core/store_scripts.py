@@ -122,12 +122,14 @@ CREATE = _job_script(
     "create",
     """
 -- ARGV[4] queue, [5] spec JSON, [6] epochs, [7] idempotency value or '',
--- [8] idempotency ttl, [9] '1' to replace a stale idempotency entry; KEYS[15] its key;
--- ARGV[10] owner, [11] the owner's limit of active jobs (0: none)
+-- [8] idempotency ttl, [9] the stale idempotency value this replaces, or ''; KEYS[15]
+-- its key; ARGV[10] owner, [11] the owner's limit of active jobs (0: none)
 local owner, limit = ARGV[10], tonumber(ARGV[11])
-if ARGV[7] ~= '' and ARGV[9] ~= '1' then
+if ARGV[7] ~= '' then
+  -- A replay whose first job is gone replaces only the value it found: of two such
+  -- replays at once, the second finds the first one's new job here, and replays it.
   local previous = redis.call('GET', KEYS[15])
-  if previous then return {'replay', previous} end
+  if previous and previous ~= ARGV[9] then return {'replay', previous} end
 end
 if limit > 0 then
   local active = active_jobs(owner)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import TypeVar
 
 import pytest
 import redis
@@ -19,14 +20,18 @@ from core.store import (
     EVENTS_MAXLEN,
     MAX_CACHED_PLOTS,
     AsyncJobStore,
+    Created,
     IdempotencyKeyReused,
     InvalidCursor,
     JobPlans,
     JobStore,
+    Plan,
     decode_cursor,
     encode_cursor,
     plans_from_settings,
 )
+
+T = TypeVar("T")
 
 WORKER = WorkerInfo(hostname="w1@test", device="cpu", device_name="CPU", tensorflow="2.21.0")
 SUMMARY = Summary(loss=0.25, accuracy=0.9, verdicts=("vanishing",), diverged=False)
@@ -133,6 +138,52 @@ def test_idempotency_key_of_a_deleted_job_makes_a_new_one(isolated_store: JobSto
 
     again = isolated_store.create(spec=spec(), queue="cpu", idempotency_key="k", fingerprint="a")
     assert again.new and again.record.id != first.record.id
+
+
+def step(store: JobStore, plan: Plan[T]) -> T | Plan[T]:
+    """One round trip of `plan`: its result, or the plan of the next round trip."""
+    return plan.decode(store._send(plan))
+
+
+def test_two_replays_of_a_gone_job_at_once_make_one_job(isolated_store: JobStore) -> None:
+    first = isolated_store.create(spec=spec(), queue="cpu", idempotency_key="k", fingerprint="a")
+    assert isolated_store.delete(first.record.id)
+    plans = [
+        isolated_store.plans.create(spec=spec(), queue="cpu", idempotency_key="k", fingerprint="a")
+        for _ in range(2)
+    ]
+    # Both find the key, then both find its job gone, before either creates anew.
+    for _ in range(2):
+        plans = [step(isolated_store, plan) for plan in plans]  # type: ignore[misc]
+    assert all(isinstance(plan, Plan) for plan in plans)
+
+    one = isolated_store._run(plans[0])
+    other = isolated_store._run(plans[1])
+
+    assert one.new and not other.new and other.record.id == one.record.id
+    assert [job.id for job in isolated_store.list_jobs().items] == [one.record.id]
+
+
+def test_many_replays_of_a_gone_job_at_once_make_one_job(isolated_store: JobStore) -> None:
+    first = isolated_store.create(spec=spec(), queue="cpu", idempotency_key="k", fingerprint="a")
+    assert isolated_store.delete(first.record.id)
+    barrier = threading.Barrier(8)
+    made: list[Created] = []
+
+    def replay() -> None:
+        barrier.wait()
+        made.append(
+            isolated_store.create(spec=spec(), queue="cpu", idempotency_key="k", fingerprint="a")
+        )
+
+    threads = [threading.Thread(target=replay) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(created.new for created in made) == 1
+    assert len({created.record.id for created in made}) == 1
 
 
 # ------------------------------------------------------------------- running
