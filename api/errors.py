@@ -30,6 +30,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.redis_multiplex import is_unavailable_reply
 from core.spec import SpecLimitError
@@ -249,6 +250,43 @@ async def _on_unexpected(request: Request, error: Exception) -> Response:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
     problem = Problem(500, "Internal Server Error", "the error was logged", kind="internal")
     return problem_response(problem, request.url.path)
+
+
+class UnexpectedErrors:
+    """ASGI middleware answering an error no handler took with the generic 500 problem.
+
+    Starlette runs the `Exception` handler outside every middleware, so its 500 would
+    leave without the CORS headers and a browser would report a CORS failure instead
+    of the problem document. api.main installs this just inside CORSMiddleware: the
+    500 then carries the headers any other response of the app would. An error after
+    the response has started is raised on: the server can only drop the connection.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as error:
+            if started:
+                raise
+            request = Request(scope)
+            if is_store_unavailable(error):
+                response = await _on_redis_down(request, error)
+            else:
+                response = await _on_unexpected(request, error)
+            await response(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:

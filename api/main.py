@@ -17,7 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api.access import Access
 from api.deps import Services
-from api.errors import install_error_handlers
+from api.errors import UnexpectedErrors, install_error_handlers
 from api.hot_reads import HotReads
 from api.limits import BodySizeLimit
 from api.rendering import PlotRenderer
@@ -70,9 +70,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    # Innermost first: CORS wraps everything, the hot reads included.
+    # Innermost first: CORS wraps everything, the hot reads and unexpected 500s included.
     app.add_middleware(HotReads)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(UnexpectedErrors)
     app.add_middleware(
         CORSMiddleware,
         # With API keys, none unless configured: see Settings.cors_origins.
