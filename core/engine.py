@@ -31,7 +31,7 @@ from core.network import Architecture, layer_parameter_counts
 from core.recorder import Recorder, snapshot_epochs
 from core.result import RESULT_VERSION, finite_list, finite_or_none
 from core.spec import CaptureEvery, ExperimentSpec, steps_per_epoch
-from core.trainer import CompiledTrainer, default_learning_rate
+from core.trainer import CompiledTrainer, EpochArrays, default_learning_rate
 
 DATASET_POINTS = 2000  # points kept in the result for the dataset plot
 
@@ -136,6 +136,7 @@ class _Run:
         epochs = self.spec.training.epochs
         capture = self.spec.capture
         epoch_raw = capture.raw and capture.every is CaptureEvery.EPOCH
+        last: tuple[int, EpochArrays] | None = None
         for epoch in range(1, epochs + 1):
             order = self.rng.permutation(len(self.data.y_train))
             keep_start = epoch in self.snapshots or epoch_raw
@@ -147,6 +148,7 @@ class _Run:
                 batch_size=self.spec.training.batch_size,
             )
             logs = self.recorder.add_epoch(epoch, arrays)
+            last = epoch, arrays
             if epoch == 1:
                 self.before["train"] = {
                     "loss": finite_or_none(arrays.start_loss),
@@ -180,6 +182,20 @@ class _Run:
                 # Once the loss is not finite every later number is NaN too.
                 self.diverged_at = epoch
                 break
+        if self.snapshots and last is not None:
+            self._final_snapshot(*last)
+
+    def _final_snapshot(self, epoch: int, arrays: EpochArrays) -> None:
+        """Histograms of the trained network (or where a diverged run stopped): the
+        weights after the last step run, and that step's gradient."""
+        capture = self.spec.capture
+        gradients = arrays.last_gradients if capture.gradients else None
+        self.recorder.add_histograms(
+            epoch,
+            self.trainer.weights() if capture.weights else None,
+            None if gradients is None else [np.asarray(g) for g in gradients],
+            at="end",
+        )
 
     def result(self, architecture: Architecture, *, seconds: float, reused: bool) -> dict[str, Any]:
         after = self._evaluate()

@@ -999,7 +999,8 @@ def _draw_histograms(figure: Figure, result: Result, style: _Style) -> Frame:
             _note(ax, "no finite histogram", style)
     handles = [Line2D([], [], color=color, linewidth=style.pt(1.8)) for color in snapshot_colors]
     # Right of the grid, so that it does not collide with the shared x label.
-    frame = _legend(figure, handles, [f"{epoch}" for epoch in epochs], style, "epoch", right=True)
+    labels = _snapshot_labels(histograms)
+    frame = _legend(figure, handles, labels, style, "epoch", right=True)
     frame.xlabel = figure.supxlabel("kernel gradient", fontsize=style.text)
     frame.ylabel = figure.supylabel("fraction of entries per bin", fontsize=style.text)
     title = "Kernel gradient distributions at snapshot epochs"
@@ -1007,6 +1008,17 @@ def _draw_histograms(figure: Figure, result: Result, style: _Style) -> Frame:
         title += f" ({len(names)} of {len(all_names)} layers)"
     frame.title = _suptitle(figure, result, title, style)
     return frame
+
+
+def _snapshot_labels(histograms: Mapping[str, Any]) -> list[str]:
+    """The epoch of each snapshot; the one after training's last step says "end of"."""
+    epochs = list(histograms.get("epochs") or [])
+    at = list(histograms.get("at") or [])
+    at += ["start"] * (len(epochs) - len(at))
+    return [
+        f"end of {epoch}" if when == "end" else f"{epoch}"
+        for epoch, when in zip(epochs, at, strict=False)
+    ]
 
 
 def _spread_pick(names: Sequence[T], most: int) -> list[T]:

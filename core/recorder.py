@@ -43,8 +43,13 @@ _ACTIVATION_STATS = ("mean", "std", "saturated", "dead", "negative")
 
 
 def snapshot_epochs(epochs: int, count: int) -> list[int]:
-    """The epochs whose first step is kept for histograms: the first, the last, evenly between."""
-    return sorted({round(e) for e in np.linspace(1, epochs, min(count, epochs))})
+    """The epochs whose first step is a histogram snapshot: 1 and evenly on towards the last.
+
+    They are `count - 1` of the `count` evenly spaced from the first epoch to
+    the last (fewer in a short run, where they would repeat): the last of
+    the `count` is the snapshot at the end of training, after the last step.
+    """
+    return sorted({round(e) for e in np.linspace(1, epochs, count)[:-1]})
 
 
 def histogram(values: np.ndarray, bins: int) -> dict[str, list[float | None] | list[int]]:
@@ -75,6 +80,7 @@ class Recorder:
     _end_weights: list[np.ndarray] = field(default_factory=list)  # (variables, 4) per epoch
     history: dict[str, list[float | None]] = field(default_factory=dict)
     _histogram_epochs: list[int] = field(default_factory=list)
+    _histogram_at: list[str] = field(default_factory=list)
     _histograms: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     _raw: dict[str, list[np.ndarray]] = field(default_factory=dict)
     _steps_done: int = 0
@@ -139,13 +145,18 @@ class Recorder:
         epoch: int,
         weights: list[np.ndarray] | None,
         gradients: list[np.ndarray] | None,
+        *,
+        at: str = "start",
     ) -> None:
-        """Histograms of each layer's kernel weights and gradients at the first step of `epoch`.
+        """Histograms of each layer's kernel weights and gradients in epoch `epoch`.
 
-        `None` for a part the capture leaves out.
+        At the "start": the weights before its first step and that step's
+        gradient. At the "end": the weights after its last step and that
+        step's gradient. `None` for a part the capture leaves out.
         """
         bins = self.capture.histogram_bins
         self._histogram_epochs.append(epoch)
+        self._histogram_at.append(at)
         for part, tensors in (("weights", weights), ("gradients", gradients)):
             if tensors is None:
                 continue
@@ -242,6 +253,7 @@ class Recorder:
             return None
         return {
             "epochs": self._histogram_epochs,
+            "at": self._histogram_at,
             "bins": self.capture.histogram_bins,
         } | self._histograms
 

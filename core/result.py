@@ -31,9 +31,9 @@ Layout of `result.json` (all numbers plain floats; a non-finite number is `null`
                    "weights": {"hidden_1": {"mean": [E+1], "std": [E+1]}, ...},
                    "gradients": {"hidden_1": {"mean": [E], "std": [E]}, ...},
                    "loss": [E]},
-      "histograms": {"epochs": [...S], "bins": B,
+      "histograms": {"epochs": [...S], "at": ["start", ..., "end"], "bins": B,
                      "hidden_1": {"weights": [{"edges": [B+1], "counts": [B]}, ...S],
-                                  "gradients": [...S]}, ...},
+                                  "gradients": [...S]}, ...} | null,  # see "Snapshots"
       "history": {"epoch": [1..E], "loss": [...], "accuracy": [...],
                   "val_loss": [...] | absent, "val_accuracy": [...] | absent},
       "metrics": {"before": {"loss": l, "accuracy": a}, "after": {...},
@@ -46,6 +46,17 @@ Layout of `result.json` (all numbers plain floats; a non-finite number is `null`
       "device": {"name": "CPU", "tensorflow": "2.21.0"},
       "timing": {"seconds": s, "compile_seconds": c, "cached_graph": bool}
     }
+
+Snapshots (`histograms`; kernels only, over a range symmetric about zero out
+to the largest finite |value|): snapshot i was taken in epoch `epochs[i]` (1-based):
+- `at[i] == "start"`: the weights before that epoch's first optimizer step
+  (after `epochs[i] - 1` epochs; epoch 1's are the untrained network) and the
+  gradient of that first step. These are epoch 1 and then evenly spaced
+  epochs, `capture.histogram_snapshots - 1` of them (fewer in a short run).
+- `at[i] == "end"`, always the last snapshot: the weights after the last step
+  of the last epoch run (the trained network, or where a diverged run stopped)
+  and the gradient of that last step.
+A diverged run has the start snapshots it reached and its end.
 
 Capture switches (`spec.capture`): what a switch turns off is absent, not null,
 wherever it would be; training is the same, so every other number is too.

@@ -87,6 +87,7 @@ class EpochArrays:
     first_gradients: list[tf.Tensor]  # per variable, at the epoch's first step
     step_weights: list[np.ndarray] | None  # raw: per variable (steps, *shape), before each step
     step_gradients: list[np.ndarray] | None  # raw: per variable (steps, *shape)
+    last_gradients: list[tf.Tensor] | None = None  # per variable, at the epoch's last step
 
 
 def default_learning_rate(kind: OptimizerKind) -> float:
@@ -169,6 +170,7 @@ class CompiledTrainer:
                 out["step_activation_stats"].numpy() if self.key.step_capture and probed else None
             ),
             first_gradients=out["first_gradients"],
+            last_gradients=out["last_gradients"],
             step_weights=[t.numpy() for t in out["step_weights"]] if raw else None,
             step_gradients=[t.numpy() for t in out["step_gradients"]] if raw else None,
         )
@@ -242,7 +244,9 @@ class CompiledTrainer:
         probed = self.key.activations
         start_activations = self._probe(probe) if probed else None
 
-        def body(i: tf.Tensor, arrays: dict[str, Any], first: list[tf.Tensor]) -> Any:
+        def body(
+            i: tf.Tensor, arrays: dict[str, Any], first: list[tf.Tensor], _: list[tf.Tensor]
+        ) -> Any:
             start = i * batch_size
             step = self._step(
                 tf.slice(x, [start, 0], [batch_size, features]),
@@ -252,16 +256,13 @@ class CompiledTrainer:
             first = [
                 tf.where(i == 0, g, kept) for g, kept in zip(step["gradients"], first, strict=True)
             ]
-            return i + 1, self._record(arrays, i, step, probe), first
+            return i + 1, self._record(arrays, i, step, probe), first, step["gradients"]
 
-        _, arrays, first_gradients = tf.while_loop(
+        zeros = [tf.zeros_like(v.value) for v in captured]
+        _, arrays, first_gradients, last_gradients = tf.while_loop(
             lambda i, *_: i < steps,
             body,
-            (
-                tf.constant(0),
-                self._epoch_arrays(steps=steps),
-                [tf.zeros_like(v.value) for v in captured],
-            ),
+            (tf.constant(0), self._epoch_arrays(steps=steps), zeros, zeros),
             maximum_iterations=steps,
         )
 
@@ -275,6 +276,7 @@ class CompiledTrainer:
             "step_size": stacked["size"],
             "end_weight_stats": self._stats.weights([v.value for v in captured]),
             "first_gradients": first_gradients,
+            "last_gradients": last_gradients,
             "step_weights": [ta.stack() for ta in arrays.get("weights", [])],
             "step_gradients": [ta.stack() for ta in arrays.get("gradients", [])],
         }

@@ -59,7 +59,7 @@ def make_result(
         if every == "step"
         else [(epoch - 1) * steps_per_epoch for epoch in capture_epoch]
     )
-    snapshots = list(histogram_epochs or np.linspace(0, epochs, 5).round().astype(int))
+    snapshots = list(histogram_epochs or np.linspace(1, epochs, 5).round().astype(int))
     depth = len(names)
     result: dict[str, Any] = {
         "version": RESULT_VERSION,
@@ -82,7 +82,11 @@ def make_result(
         },
         "initial": {},
         "tutorial": _tutorial(rng, names, epochs),
-        "histograms": {"epochs": snapshots, "bins": bins}
+        "histograms": {
+            "epochs": snapshots,
+            "at": ["start"] * (len(snapshots) - 1) + ["end"],
+            "bins": bins,
+        }
         | {
             name: _histograms(rng, len(snapshots), bins, 10.0 ** -(depth - 1 - i))
             for i, name in enumerate(names)

@@ -324,3 +324,54 @@ def test_only_relu_units_below_zero_everywhere_are_dead(
             assert np.isnan(by_name[name]), name
         else:
             assert by_name[name] == want, name
+
+
+def kernel_max_abs(histogram: dict[str, Any]) -> float:
+    """A histogram's range is symmetric about zero, out to the largest |value|."""
+    return float(histogram["edges"][-1])
+
+
+def test_histogram_snapshots_end_with_the_trained_network() -> None:
+    payload = {**SMALL, "training": {"epochs": 5, "batch_size": 8}}
+    output = run_experiment(spec_of(payload))  # raw tensors before every step
+    arrays, histograms = load_npz(output.arrays), output.result["histograms"]
+    # capturing every epoch records the weights after each epoch's last step
+    by_epoch = run_experiment(spec_of({**payload, "capture": {"every": "epoch"}})).result
+    assert by_epoch["histograms"] == histograms
+    # 5 snapshots: the first step of epochs 1, 2, 3 and 4, then after the last step of 5
+    assert histograms["epochs"] == [1, 2, 3, 4, 5]
+    assert histograms["at"] == ["start"] * 4 + ["end"]
+    steps = 3  # 24 samples in batches of 8
+    for layer in ("hidden_1", "output"):
+        weights = histograms[layer]["weights"]
+        gradients = histograms[layer]["gradients"]
+        raw_w = arrays[f"{layer}/kernel/weights"]  # before each step
+        raw_g = arrays[f"{layer}/kernel/gradients"]
+        for index, epoch in enumerate([1, 2, 3, 4]):
+            first = (epoch - 1) * steps
+            assert kernel_max_abs(weights[index]) == pytest.approx(np.abs(raw_w[first]).max())
+            assert kernel_max_abs(gradients[index]) == pytest.approx(np.abs(raw_g[first]).max())
+        # the end: the weights after training, and the gradient of the last step
+        trained = by_epoch["series"][layer]["kernel"]["weight_max_abs"][-1]
+        assert kernel_max_abs(weights[-1]) == pytest.approx(trained, rel=1e-6)
+        assert kernel_max_abs(weights[-1]) != pytest.approx(np.abs(raw_w[-1]).max(), rel=1e-6)
+        assert kernel_max_abs(gradients[-1]) == pytest.approx(np.abs(raw_g[-1]).max())
+        assert sum(weights[-1]["counts"]) == raw_w[-1].size
+
+
+def test_a_diverged_run_still_ends_its_histograms_where_it_stopped() -> None:
+    payload = {
+        "model": {
+            "hidden_layers": [32] * 10,
+            "activation": "relu",
+            "initializer": {"kind": "random_normal", "stddev": 10},
+        },
+        "training": {"epochs": 50, "optimizer": {"kind": "sgd", "learning_rate": 1.0}},
+    }
+    result = run_experiment(spec_of(payload)).result
+    stopped = result["diverged_at_epoch"]
+    assert stopped is not None and stopped < 12  # before the second start snapshot
+    histograms = result["histograms"]
+    assert histograms["epochs"] == [1, stopped]
+    assert histograms["at"] == ["start", "end"]
+    assert all(len(histograms[layer["name"]]["weights"]) == 2 for layer in result["layers"])

@@ -437,7 +437,8 @@ def test_histograms_are_small_multiples_by_layer_with_a_legend_by_epoch(
     scales = [float(title.split("≤")[1].strip(" )")) for title in titles]
     assert scales == sorted(scales) and scales[-1] > 100 * scales[0]
     epochs = result["histograms"]["epochs"]
-    assert legend_labels(figure) == [str(epoch) for epoch in epochs]
+    # the last snapshot is the trained network, after the last epoch's last step
+    assert legend_labels(figure) == [str(epoch) for epoch in epochs[:-1]] + [f"end of {epochs[-1]}"]
     for ax in panels:
         outlines = ax.get_lines()
         assert len(outlines) == len(epochs)  # one step line per snapshot
