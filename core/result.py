@@ -1,6 +1,7 @@
 """The result of one run: the JSON every plot and client reads.
 
-Layout of `result.json` (all numbers plain floats; a non-finite number is `null`):
+Layout of `result.json` (all numbers plain floats; a non-finite number is `null`;
+E is the number of epochs run, `epochs_run`):
 
     {
       "version": 1,
@@ -8,7 +9,8 @@ Layout of `result.json` (all numbers plain floats; a non-finite number is `null`
       "seed": 1234,
       "dataset": {"kind": "circles", "n_train": 1000, "n_validation": 0,
                   "n_features": 2, "n_classes": 2,
-                  "points": {"x": [[x0, x1], ...], "y": [0, 1, ...],
+                  "standardized": false,   # features scaled by the training part's mean/S.D.
+                  "points": {"x": [[x0, x1], ...], "y": [0, 1, ...],   # <= 2000 of them
                              "projection": "raw" | "pca"}},
       "layers": [{"name": "hidden_1", "units": 5, "activation": "sigmoid",
                   "parameters": 15}, ..., {"name": "output", ...}],
@@ -25,9 +27,11 @@ Layout of `result.json` (all numbers plain floats; a non-finite number is `null`
                          "negative": [...] | null}   # see "Activation fractions"
         }, ...                             # "output" has no "activation"
       },
-      "initial": {"hidden_1": {"kernel": {weight stats and activation of the
-                  untrained net, one number each}, ...}},
-      "tutorial": {"epochs": [0..E] ,
+      "initial": {"hidden_1": {"kernel": {"weight_mean": w, "weight_std": w,
+                                          "weight_norm": w, "weight_max_abs": w},
+                               "bias": {...},
+                               "activation": {"mean": m, ...}}, ...},  # untrained net
+      "tutorial": {"epochs": [0..E],
                    "weights": {"hidden_1": {"mean": [E+1], "std": [E+1]}, ...},
                    "gradients": {"hidden_1": {"mean": [E], "std": [E]}, ...},
                    "loss": [E]},
@@ -37,15 +41,38 @@ Layout of `result.json` (all numbers plain floats; a non-finite number is `null`
       "history": {"epoch": [1..E], "loss": [...], "accuracy": [...],
                   "val_loss": [...] | absent, "val_accuracy": [...] | absent},
       "metrics": {"before": {"loss": l, "accuracy": a}, "after": {...},
-                  "validation_before": ..., "validation_after": ...},
+                  "validation_before": ... | absent, "validation_after": ... | absent},
       "boundary": {"x": [R], "y": [R], "z": [[R] x R], "classes": C} | null,
+      "epochs_run": E,                     # under training.epochs when it diverged
+      "diverged_at_epoch": k | null,       # the epoch whose loss stopped being finite
       "diagnosis": {"verdicts": ["vanishing", ...],
                     "evidence": {..., "not_judged": {"vanishing": "why", ...}},
                     "thresholds": {...}},     # see core/diagnosis.py
       "diverged": false,
-      "device": {"name": "CPU", "tensorflow": "2.21.0"},
-      "timing": {"seconds": s, "compile_seconds": c, "cached_graph": bool}
+      "device": {"kind": "cpu" | "gpu",
+                 "name": "CPU (<model name>)" | "CPU" | "<the GPU's name>",
+                 "tensorflow": "2.21.0"},
+      "timing": {"seconds": s,             # loading the data to the end of training
+                 "graph_reused": bool,     # its compiled graphs came from this process's cache
+                 "xla": bool}              # the epoch graph was XLA-compiled
     }
+
+What a capture point holds (`series`, `capture`):
+- `every == "epoch"`: one point per epoch, at its last step: the weights
+  after that step; the gradient statistics averaged over the epoch's steps
+  (`grad_max_abs`: the largest finite one); the update ratio averaged over
+  the steps where it is defined; activations on the probe after the step.
+- `every == "step"`: one point per optimizer step: the weights before the
+  step and its gradient, its update ratio, activations after it.
+The update ratio |w_after - w_before| / |w_before| is null where |w_before|
+is zero (biases before their first step).
+
+`tutorial` is the tutorial's own view: kernel weights before training and
+after each epoch, kernel gradients at each epoch's first step, the loss per
+epoch (its steps' losses averaged by batch size). `metrics.before` is the untrained network
+on the training part; `after`, the trained one, in inference mode.
+`boundary.z` holds P(class 1) for two classes, else the most likely class,
+on an R x R grid over the (2-D) data.
 
 Snapshots (`histograms`; kernels only, over a range symmetric about zero out
 to the largest finite |value|): snapshot i was taken in epoch `epochs[i]` (1-based):

@@ -1,10 +1,11 @@
 """A compiled training loop that captures per-layer statistics inside the graph.
 
 One call of `CompiledTrainer.train_epoch` runs a whole epoch as a single
-XLA-compiled TensorFlow function: every optimizer step computes its weight,
-gradient and update statistics in the graph and writes them to a
-TensorArray, so nothing is pulled to Python per step. Python sees one
-bundle of arrays per epoch, which is where hooks run.
+TensorFlow graph function, XLA-compiled when the trainer is built with
+`jit=True` (core/graph_cache.py chooses when that pays): every optimizer step
+computes its weight, gradient and update statistics in the graph and writes
+them to a TensorArray, so nothing is pulled to Python per step. Python sees
+one bundle of arrays per epoch, which is where hooks run.
 
 A trainer holds its variables; `reset` gives them a new run's starting
 values, so a process that trains many runs of one architecture compiles its
