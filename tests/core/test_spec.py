@@ -193,3 +193,12 @@ def test_work_is_epochs_times_training_samples_times_parameters() -> None:
     assert "training.epochs" in error_of(twice)
     held_out = {**twice, "dataset": {"kind": "digits", "validation_split": 0.5}}
     assert ExperimentSpec.model_validate(held_out).training.epochs == 200
+
+
+@pytest.mark.parametrize("left_out", ["weights", "gradients"])
+def test_raw_values_count_only_the_tensors_captured(left_out: str) -> None:
+    # 124,251 parameters x 100 epochs: 24.9M values for both kinds, 12.4M for one
+    payload: dict[str, Any] = {"model": {"hidden_layers": [350, 350]}, "capture": {"raw": True}}
+    assert "capture.raw" in error_of(payload)
+    one_kind = {**payload, "capture": {"raw": True, left_out: False}}
+    assert parameter_count(ExperimentSpec.model_validate(one_kind)) == 124_251
