@@ -6,7 +6,7 @@ A route's signature then reads like a sentence:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from celery import Celery
@@ -15,7 +15,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from api.access import Access, unauthorized
 from api.errors import job_not_found
-from api.rendering import PlotRenderer
+from api.rendering import PlotIndex, PlotRenderer
 from core.api_keys import ANONYMOUS
 from core.jobs import JobRecord, is_job_id
 from core.settings import Settings
@@ -31,6 +31,7 @@ class Services:
     celery: Celery
     renderer: PlotRenderer
     access: Access
+    plot_index: PlotIndex = field(default_factory=PlotIndex)
 
 
 # Async, though they only read app state: FastAPI runs a plain `def` dependency in a

@@ -10,9 +10,10 @@ Only the plain success is answered here: a stored record, or a stored default-si
 PNG (200, or 304 for a matching If-None-Match), for a GET without a query string,
 and Redis being unreachable or refusing to serve for now (LOADING, BUSY, ...: the
 same 503 the routes give, without asking again).
-Anything else (an unknown id, a size to render, any other route) goes on to the
-FastAPI routes, which remain the one place that validates, documents and reports
-errors. Both build their responses with api.responses.
+Anything else (an unknown id, a size or a plot to render, a PNG the store did not
+keep, any other route) goes on to the FastAPI routes, which remain the one place
+that validates, documents and reports errors. Both build their responses with
+api.responses.
 With API keys, only a request whose key owns the job is answered here; one
 without a valid key, or for another owner's job, goes on to the routes too.
 """
@@ -97,7 +98,9 @@ class HotReads:
         cache_control = services.access.immutable
         if if_none_match is not None:
             cached = await services.store.get_plot(job_id, field=plot_field(name), body=False)
-            if cached.etag is not None and etag_matches(if_none_match, cached.etag):
+            if cached.etag is None:  # not stored: the route renders it, or knows its ETag
+                return None
+            if etag_matches(if_none_match, cached.etag):
                 return not_modified(cached.etag, cache_control)
         plot = await services.store.get_plot(job_id, field=plot_field(name))
         if plot.png is None or plot.etag is None:

@@ -1,4 +1,4 @@
-"""Plots rendered on demand, off the event loop.
+"""Plots rendered on demand, off the event loop, and which plots a result can give.
 
 Rendering a PNG takes tens to hundreds of milliseconds of CPU in matplotlib:
 it runs in worker threads, at most `concurrency` at once, and concurrent
@@ -8,6 +8,7 @@ requests for the same plot and size share one render.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable
 
 import anyio
@@ -35,3 +36,27 @@ class PlotRenderer:
         self._inflight.pop(key, None)
         if not task.cancelled():
             task.exception()  # retrieved here, so an unawaited failure is not logged twice
+
+
+class PlotIndex:
+    """Which plots each succeeded job's result has numbers for, remembered per process.
+
+    A finished job's result never changes, so the answer stays true; the oldest
+    entries are forgotten past `size` jobs.
+    """
+
+    def __init__(self, *, size: int = 4096) -> None:
+        self._size = size
+        self._names: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+
+    def get(self, job_id: str) -> tuple[str, ...] | None:
+        names = self._names.get(job_id)
+        if names is not None:
+            self._names.move_to_end(job_id)
+        return names
+
+    def remember(self, job_id: str, names: tuple[str, ...]) -> None:
+        self._names[job_id] = names
+        self._names.move_to_end(job_id)
+        while len(self._names) > self._size:
+            self._names.popitem(last=False)

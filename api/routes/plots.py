@@ -3,7 +3,9 @@
 A PNG never changes for its URL (a job id, a plot, a size), so it carries a
 strong ETag and a year-long immutable Cache-Control, and any origin may load
 it. The default size was rendered by the worker when the job ended; other
-sizes are rendered on first request, off the event loop, and cached in Redis.
+sizes, and any plot the worker failed to draw that the result has the numbers
+for, are rendered on first request, off the event loop (api.rendering), and
+cached in Redis.
 
 With API keys, a PNG needs its owner's key, or a share link: `POST .../share`
 signs one (api.access) that any page can embed until it expires.
@@ -15,6 +17,7 @@ import dataclasses
 import time
 from typing import Annotated, Any
 
+import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response
@@ -81,24 +84,37 @@ async def list_plots(job: ExistingJob, request: Request, services: ServicesDep) 
     """The plots of a succeeded experiment, with their URLs."""
     if job.status is not JobStatus.SUCCEEDED:
         raise job_not_succeeded(job.id, job.status.value, "plots")
-    names = list(job.plots) or await _available(services, job.id)
+    names = set(job.plots)
+    if not names.issuperset(PLOT_NAMES):  # a plot the worker did not draw may still be drawn
+        names.update(await _available(services, job.id) or ())
     items = [
         {
             "name": name,
             "description": PLOT_DESCRIPTIONS.get(name, ""),
             "url": str(request.url_for("read_plot", job_id=job.id, name=name)),
         }
-        for name in names
+        for name in PLOT_NAMES
+        if name in names
     ]
     return FastJSONResponse({"items": items})
 
 
-async def _available(services: Services, job_id: str) -> list[str]:
-    """Plot names from the result itself, when the worker stored none."""
+async def _available(services: Services, job_id: str) -> tuple[str, ...] | None:
+    """The plots a succeeded job's result has the numbers for; None without a result."""
+    names = services.plot_index.get(job_id)
+    if names is not None:
+        return names
     stored = await services.store.get_result(job_id)
-    if stored.content is None:
-        return []
-    return available_plots(orjson.loads(stored.content))
+    if stored.content is None:  # expired or deleted meanwhile
+        return None
+    content = stored.content
+
+    def read() -> tuple[str, ...]:
+        return tuple(available_plots(orjson.loads(content)))
+
+    names = await anyio.to_thread.run_sync(read)  # a result can be megabytes of JSON
+    services.plot_index.remember(job_id, names)
+    return names
 
 
 @router.get(
@@ -171,24 +187,33 @@ async def _plot(
     # The default size is the one the worker rendered when the job ended.
     field = plot_field(name, None if size == DEFAULT_SIZE else size)
     store = services.store
-    if if_none_match is not None:
-        cached = await store.get_plot(job_id, field=field, body=False)
-        if cached.etag is not None and etag_matches(if_none_match, cached.etag):
-            return not_modified(cached.etag, cache_control)
-    plot = await store.get_plot(job_id, field=field)
+    # With If-None-Match, only the stored ETag first: a match needs no PNG.
+    plot = await store.get_plot(job_id, field=field, body=if_none_match is None)
+    if plot.etag is not None and plot.png is None:
+        if if_none_match is not None and etag_matches(if_none_match, plot.etag):
+            return not_modified(plot.etag, cache_control)
+        plot = await store.get_plot(job_id, field=field)
     if plot.png is not None and plot.etag is not None:
         return png_response(plot.png, plot.etag, cache_control)
+    # Not stored: the miss brought the job's status and the plots the worker drew.
     if plot.status is None:
         raise job_not_found(job_id)
     if plot.status is not JobStatus.SUCCEEDED:
         raise job_not_succeeded(job_id, plot.status.value, "plots")
-    if plot.names and name not in plot.names:
-        # The worker rendered every plot the result has numbers for: no need to parse it.
-        detail = f"plot {name!r} is not available for experiment {job_id}"
-        raise Problem(404, "Plot not available", detail, kind="plot-unavailable")
-    png = await _render(services, job_id, name, size, field)
+    if name not in plot.names:  # the worker may have failed to draw it: can the API?
+        available = await _available(services, job_id)
+        if available is None:
+            raise job_not_found(job_id)
+        if name not in available:
+            raise plot_unavailable(job_id, name)
+    png = await _render(services, job_id, name, size, f"{job_id}/{field}")
     etag = await store.put_plot(job_id, field=field, png=png) or png_etag(png)
     return png_response(png, etag, cache_control)
+
+
+def plot_unavailable(job_id: str, name: str) -> Problem:
+    detail = f"plot {name!r} is not available for experiment {job_id}"
+    return Problem(404, "Plot not available", detail, kind="plot-unavailable")
 
 
 @router.post(
@@ -234,7 +259,7 @@ def share_link(
 
 
 async def _render(
-    services: Services, job_id: str, name: str, size: tuple[int, int, int], field: str
+    services: Services, job_id: str, name: str, size: tuple[int, int, int], key: str
 ) -> bytes:
     stored = await services.store.get_result(job_id)
     if stored.content is None:  # expired or deleted meanwhile
@@ -246,6 +271,6 @@ async def _render(
         return render_plot(name, orjson.loads(content), width=width, height=height, dpi=dpi)
 
     try:
-        return await services.renderer.render(f"{job_id}/{field}", draw)
+        return await services.renderer.render(key, draw)
     except PlotUnavailableError as error:
         raise Problem(404, "Plot not available", str(error), kind="plot-unavailable") from error

@@ -7,7 +7,7 @@ import struct
 import httpx
 import pytest
 
-from core.plots import PlotSize
+from core.plots import PlotSize, available_plots
 from core.result import dumps_result
 from tests.api.conftest import UNTRAINED, FinishedJob, problem
 
@@ -123,4 +123,39 @@ def test_a_plot_the_result_has_no_numbers_for_is_404(
 ) -> None:
     job = finished_job(plots={"weights": b"w", "gradients": b"g"})
     body = problem(client.get(f"/v1/experiments/{job.id}/plots/boundary.png"), 404)
+    assert body["type"].endswith("plot-unavailable")
+
+
+def test_a_plot_the_worker_failed_to_draw_is_listed_and_drawn_on_demand(
+    client: httpx.Client, finished_job: FinishedJob
+) -> None:
+    samples = pytest.importorskip("tests.core.result_samples")
+    result = samples.make_result()
+    # The worker drew the weights only: every other plot failed when the job ended.
+    job = finished_job(plots={"weights": b"\x89PNG-weights"}, result_json=dumps_result(result))
+    url = f"/v1/experiments/{job.id}/plots/gradients.png"
+
+    items = client.get(f"/v1/experiments/{job.id}/plots").json()["items"]
+    drawn = client.get(url)
+    again = client.get(url)
+
+    assert [item["name"] for item in items] == available_plots(result)
+    assert drawn.status_code == 200, drawn.text
+    assert png_size(drawn.content) == (PlotSize.WIDTH, PlotSize.HEIGHT)
+    assert (again.content, again.headers["etag"]) == (drawn.content, drawn.headers["etag"])
+    assert client.get(url, headers={"If-None-Match": drawn.headers["etag"]}).status_code == 304
+
+
+def test_a_plot_the_result_has_no_numbers_for_is_not_listed(
+    client: httpx.Client, finished_job: FinishedJob
+) -> None:
+    samples = pytest.importorskip("tests.core.result_samples")
+    result = samples.make_result(n_features=3)  # no decision surface past 2-D data
+    job = finished_job(plots={}, result_json=dumps_result(result))
+
+    items = client.get(f"/v1/experiments/{job.id}/plots").json()["items"]
+    body = problem(client.get(f"/v1/experiments/{job.id}/plots/boundary.png"), 404)
+
+    assert "boundary" not in [item["name"] for item in items]
+    assert len(items) == len(available_plots(result)) > 0
     assert body["type"].endswith("plot-unavailable")
