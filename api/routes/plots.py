@@ -5,7 +5,8 @@ strong ETag and a year-long immutable Cache-Control, and any origin may load
 it. The default size was rendered by the worker when the job ended; other
 sizes, and any plot the worker failed to draw that the result has the numbers
 for, are rendered on first request, off the event loop (api.rendering), and
-cached in Redis.
+cached in Redis. Past the job's cache (core.store.MAX_CACHED_PLOTS) a render is
+not kept, but its ETag is known without rendering, so If-None-Match still gives 304.
 
 With API keys, a PNG needs its owner's key, or a share link: `POST .../share`
 signs one (api.access) that any page can embed until it expires.
@@ -25,6 +26,7 @@ from starlette.responses import Response
 from api.access import SHARE_DEFAULT_SECONDS, SHARE_MAX_SECONDS, SHARE_MIN_SECONDS, unauthorized
 from api.deps import ExistingJob, JobId, OptionalOwner, OwnedJobId, Services, ServicesDep
 from api.errors import Problem, job_not_found, job_not_succeeded
+from api.rendering import render_etag
 from api.responses import (
     FastJSONResponse,
     etag_matches,
@@ -43,7 +45,6 @@ from core.plots import (
     render_plot,
 )
 from core.share_links import PlotGrant
-from core.store import png_etag
 
 router = APIRouter(prefix="/experiments", tags=["plots"])
 
@@ -206,9 +207,15 @@ async def _plot(
             raise job_not_found(job_id)
         if name not in available:
             raise plot_unavailable(job_id, name)
-    png = await _render(services, job_id, name, size, f"{job_id}/{field}")
-    etag = await store.put_plot(job_id, field=field, png=png) or png_etag(png)
-    return png_response(png, etag, cache_control)
+    key = f"{job_id}/{field}"
+    etag = render_etag(key)
+    if if_none_match is not None and etag_matches(if_none_match, etag):
+        return not_modified(etag, cache_control)  # drawn before, and not kept: the same bytes
+    png = await _render(services, job_id, name, size, key)
+    # Cached under the hash of its bytes while the job's cache has room; else not kept,
+    # and named by the render ETag, which the next If-None-Match is checked against.
+    stored_etag = await store.put_plot(job_id, field=field, png=png)
+    return png_response(png, stored_etag or etag, cache_control)
 
 
 def plot_unavailable(job_id: str, name: str) -> Problem:

@@ -6,9 +6,12 @@ import struct
 
 import httpx
 import pytest
+import redis
 
+from core.keys import Keys, plot_field
 from core.plots import PlotSize, available_plots
 from core.result import dumps_result
+from core.store import MAX_CACHED_PLOTS
 from tests.api.conftest import UNTRAINED, FinishedJob, problem
 
 ORIGIN = "https://notebook.example"
@@ -159,3 +162,27 @@ def test_a_plot_the_result_has_no_numbers_for_is_not_listed(
     assert "boundary" not in [item["name"] for item in items]
     assert len(items) == len(available_plots(result)) > 0
     assert body["type"].endswith("plot-unavailable")
+
+
+def test_past_the_jobs_plot_cache_a_render_keeps_its_etag_and_answers_304(
+    client: httpx.Client, finished_job: FinishedJob, redis_client: redis.Redis, namespace: str
+) -> None:
+    samples = pytest.importorskip("tests.core.result_samples")
+    job = finished_job(plots={}, result_json=dumps_result(samples.make_result()))
+    plots_key = Keys(namespace).job(job.id).plots
+    # Sizes other clients asked for fill the job's cache.
+    filler = {f"weights@{160 + index}x120@50": b"png" for index in range(MAX_CACHED_PLOTS)}
+    redis_client.hset(plots_key, mapping={**filler, **{f"{f}#etag": '"x"' for f in filler}})
+    url = f"/v1/experiments/{job.id}/plots/gradients.png"
+    small = {"width": 400, "height": 300, "dpi": 80}
+
+    first = client.get(url, params=small)
+    second = client.get(url, params=small)
+    cached = client.get(url, params=small, headers={"If-None-Match": first.headers["etag"]})
+
+    assert first.status_code == second.status_code == 200, first.text
+    assert not redis_client.hexists(plots_key, plot_field("gradients", (400, 300, 80)))
+    assert (second.content, second.headers["etag"]) == (first.content, first.headers["etag"])
+    assert cached.status_code == 304 and cached.headers["etag"] == first.headers["etag"]
+    assert "immutable" in cached.headers["cache-control"]
+    assert client.get(url, params=small, headers={"If-None-Match": '"stale"'}).status_code == 200
