@@ -17,6 +17,11 @@ from core.api_keys import parse_key_entry
 from core.share_links import MIN_SECRET_LENGTH
 from core.spec import Device
 
+# The hard time limit comes at least this long after the soft one.
+HARD_LIMIT_MARGIN = 5
+# Heartbeats a worker misses before it counts as lost.
+SILENT_BEATS = 3
+
 
 class Settings(BaseSettings):
     """The service's configuration."""
@@ -70,11 +75,29 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _silence_outlasts_heartbeats(self) -> Self:
-        # A worker must miss several beats before it counts as lost, or a slow beat
-        # would hand a healthy worker's job to another.
-        if self.worker_silent_seconds < 3 * self.heartbeat_seconds:
-            raise ValueError("worker_silent_seconds must be at least 3 x heartbeat_seconds")
+    def _fit_together(self) -> Self:
+        """Refuse settings that each pass alone but contradict each other, naming them all."""
+        problems = []
+        if self.job_time_limit < self.job_soft_time_limit + HARD_LIMIT_MARGIN:
+            # The soft limit stops the job and records why; the hard one kills its
+            # process, and a job killed first would end with no reason of its own.
+            problems.append(
+                f"GRADWATCH_JOB_TIME_LIMIT ({self.job_time_limit} s) must be at least "
+                f"{HARD_LIMIT_MARGIN} s more than GRADWATCH_JOB_SOFT_TIME_LIMIT "
+                f"({self.job_soft_time_limit} s): at the soft limit a job stops and says "
+                "why, at the hard limit its process is killed"
+            )
+        if self.worker_silent_seconds < SILENT_BEATS * self.heartbeat_seconds:
+            # A worker must miss several beats before it counts as lost, or a slow beat
+            # would hand a healthy worker's job to another.
+            problems.append(
+                f"GRADWATCH_WORKER_SILENT_SECONDS ({self.worker_silent_seconds:g}) must be at "
+                f"least {SILENT_BEATS} x GRADWATCH_HEARTBEAT_SECONDS "
+                f"({self.heartbeat_seconds:g}): a worker counts as lost only after missing "
+                "several heartbeats"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property
