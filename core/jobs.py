@@ -83,6 +83,23 @@ def is_job_id(value: str) -> bool:
     return _JOB_ID.match(value) is not None
 
 
+# ------------------------------------------------------------------------ tasks
+
+# The Celery tasks that train a job (worker.tasks, worker.studies); core.queue sends them.
+TRAIN_TASK = "gradwatch.train"
+STUDY_CHILD_TASK = "gradwatch.train_study_child"
+
+
+def training_task(job_id: str) -> dict[str, Any]:
+    """The task (name and kwargs) that trains job `job_id`, as its record keeps it."""
+    return {"name": TRAIN_TASK, "kwargs": {"job_id": job_id}}
+
+
+def study_child_task(job_id: str, study_id: str) -> dict[str, Any]:
+    """The task that trains job `job_id`, a child of study `study_id`, then updates the study."""
+    return {"name": STUDY_CHILD_TASK, "kwargs": {"job_id": job_id, "study_id": study_id}}
+
+
 # ------------------------------------------------------------------ record parts
 
 
@@ -216,6 +233,9 @@ class JobRecord:
     cancel_requested: bool = False
     plots: tuple[str, ...] = field(default=())
     owner: str = ANONYMOUS  # whose API key made it (never shown: clients see only their own)
+    # Which dispatch of the job its messages must belong to (0: the first send; a reaper's
+    # re-queue starts the next). Not shown: it is the store's fencing, not the client's.
+    dispatch: int = 0
 
     @classmethod
     def from_fields(cls, fields: Mapping[bytes, bytes]) -> JobRecord:
@@ -237,6 +257,7 @@ class JobRecord:
             cancel_requested=fields.get(b"cancel_requested") == b"1",
             plots=tuple(_json(fields, b"plots") or ()),
             owner=_text(fields, b"owner") or ANONYMOUS,
+            dispatch=int(fields.get(b"dispatch", 0)),
         )
 
     @property

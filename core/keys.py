@@ -34,8 +34,9 @@ Layout, for namespace `gradwatch` and job `01J...`:
     gradwatch:workers:<queue>         sorted set: worker hostname -> last heartbeat
     gradwatch:worker:<hostname>:jobs  string: "<time> <job id>...", the jobs the worker ran
                                       at its last heartbeat (the reaper's evidence)
-    gradwatch:jobs:requeues           sorted set: "<job id> <dispatch>" -> when a reaper
-                                      re-queued it, until its message is confirmed sent
+    gradwatch:jobs:outbox             sorted set: "<job id> <dispatch>" -> when the job was
+                                      created or re-queued, until its message is confirmed
+                                      sent (a reaper sends what stays unconfirmed)
     gradwatch:metrics:durations       hash: job duration histogram counters
     gradwatch:celery:...              Celery's own broker keys (its global_keyprefix)
 """
@@ -88,7 +89,7 @@ class Keys:
         self.expiry = f"{namespace}:jobs:expiry"
         self.durations = f"{namespace}:metrics:durations"
         self.job_owners = f"{namespace}:jobs:owners"
-        self.requeues = f"{namespace}:jobs:requeues"
+        self.outbox = f"{namespace}:jobs:outbox"
         self.studies = f"{namespace}:studies"
         self.studies_expiry = f"{namespace}:studies:expiry"
         # Celery prefixes every broker key with this (kombu's global_keyprefix).

@@ -9,13 +9,17 @@ The tasks:
     gradwatch.train(job_id: str)   # kwargs={"job_id": ...}; the spec is read from the job store
     gradwatch.train_study_child(job_id: str, study_id: str)   # a study's child (core.study_store)
 
-A job whose worker was lost is sent again by a reaper (worker.reaper) with
-`send_again`: the same task and kwargs, its dispatch number in a message header.
+Every message is sent with `send_dispatch`: the task and kwargs the job's record
+keeps, its dispatch number in a message header. The job store puts each dispatch
+in an outbox as it makes it (core.store); the sender confirms it once sent, and
+a reaper (worker.reaper) sends anew, as the next dispatch, what stays
+unconfirmed: a job the API stored but could not send, or whose API process died
+in between, still runs.
 
 Example:
     >>> app = Celery("gradwatch-api")
     >>> app.conf.update(celery_config(get_settings()))
-    >>> send_training(app, job_id="01J...", queue="cpu")
+    >>> send_dispatch(app, job_id="01J...", queue="cpu", dispatch=0, task=training_task(...))
 """
 
 from __future__ import annotations
@@ -25,15 +29,13 @@ from typing import Any
 
 from celery import Celery
 
+from core.jobs import STUDY_CHILD_TASK, TRAIN_TASK
 from core.keys import Keys
 from core.settings import Settings
 from core.spec import Device
 
-TRAIN_TASK = "gradwatch.train"
-STUDY_CHILD_TASK = "gradwatch.train_study_child"
-
-# A task sent again by a reaper names its dispatch in this message header (kwargs stay
-# as first sent, so every task's signature still fits); absent means 0, the first send.
+# A message names its dispatch in this header (kwargs stay as first sent, so every task's
+# signature still fits); absent means 0, the first send.
 DISPATCH_HEADER = "gradwatch_dispatch"
 
 # Unacknowledged messages are redelivered after this many seconds; it must exceed
@@ -101,13 +103,13 @@ def send_study_training(app: Celery, *, job_id: str, study_id: str, queue: str) 
     )
 
 
-def send_again(
+def send_dispatch(
     app: Celery, *, job_id: str, queue: str, dispatch: int, task: Mapping[str, Any] | None
 ) -> None:
-    """Send job `job_id` to `queue` again, as dispatch `dispatch`.
+    """Send dispatch `dispatch` of job `job_id` to `queue`.
 
-    `task` is the name and kwargs the job was started with, as its worker recorded
-    them (a study's child keeps its study); without it, plain training.
+    `task` is the name and kwargs the job's record keeps (`core.jobs.training_task`,
+    or `study_child_task`: a study's child keeps its study); without it, plain training.
     """
     name, kwargs = TRAIN_TASK, {"job_id": job_id}
     if task:

@@ -14,11 +14,12 @@ Operations (`store.<name>`; job_id positional, everything else keyword-only):
 
     create(*, spec, queue, idempotency_key=None, fingerprint="", owner=ANONYMOUS,
            max_active=0) -> Created
-        A queued job of `owner` (record + indexes + "queued" event); with an
-        Idempotency-Key (scoped to the owner) a repeat returns the first job (Created.new
-        False); raises IdempotencyKeyReused when the key comes back with another request
-        fingerprint, and TooManyActiveJobs when the owner already has `max_active` jobs
-        queued or running (0: no limit).
+        A queued job of `owner` (record + indexes + "queued" event), its first dispatch
+        in the outbox: send its task, then `confirm_dispatch(id, dispatch=0)`; a reaper
+        sends what stays unconfirmed. With an Idempotency-Key (scoped to the owner) a
+        repeat returns the first job (Created.new False); raises IdempotencyKeyReused
+        when the key comes back with another request fingerprint, and TooManyActiveJobs
+        when the owner already has `max_active` jobs queued or running (0: no limit).
     get(job_id) -> JobRecord | None
     owner_of(job_id) -> str | None          The job's owner; None for an unknown job.
     mark_running(job_id, *, worker: WorkerInfo, max_deliveries: int, dispatch=None,
@@ -61,9 +62,10 @@ Operations (`store.<name>`; job_id positional, everything else keyword-only):
     running_jobs(*, limit=1000) -> list[JobRecord]
     requeue_lost(job_id, *, queue, hostname, delivery, silent_seconds, max_deliveries)
         -> Requeue       A reaper's atomic claim on a job whose worker is lost.
-    unsent_requeues(*, limit=100) -> [(job_id, dispatch)]
-    redispatch(job_id, *, dispatch, unconfirmed_seconds) -> Requeue
-    confirm_requeue(job_id, *, dispatch) -> None
+    unsent_dispatches(*, older_than=0, limit=100) -> [(job_id, dispatch)]
+        The outbox: dispatches (first sends and re-queues) not confirmed sent.
+    redispatch(job_id, *, dispatch, unconfirmed_seconds, reason=None) -> Requeue
+    confirm_dispatch(job_id, *, dispatch) -> None
     prune_expired(*, limit=1000) -> int
     metrics(*, queues) -> MetricsSnapshot
     ping() -> bool
@@ -101,6 +103,7 @@ from core.jobs import (
     dumps_compact,
     is_job_id,
     new_job_id,
+    training_task,
 )
 from core.keys import Keys, owned, plot_etag_field
 from core.redis_multiplex import MultiplexedRedis
@@ -124,6 +127,7 @@ from core.store_scripts import (
     REQUEUE_LOST,
     SCRIPTS,
     SET_PROGRESS,
+    UNSENT,
     LuaScript,
 )
 
@@ -185,9 +189,9 @@ class Refusal:
 class Requeue:
     """What a reaper's claim on a job did: `action` is requeued, failed, cancelled or skip.
 
-    For "requeued": the new `dispatch` number, the `task` to send again (name and
-    kwargs, as the worker that started the job recorded it; None if it did not),
-    its `queue`, and the `reason` the job was lost.
+    For "requeued": the new `dispatch` number, the `task` to send (name and kwargs,
+    as the record keeps it; None for a record from before it kept one), its `queue`,
+    and the `reason` it is dispatched anew.
     """
 
     job_id: str
@@ -413,7 +417,7 @@ class JobPlans:
     def _create(self, request: _CreateRequest, *, stale: str) -> Plan[Created]:
         """Create, or replay; `stale` is the idempotency value of a job found gone."""
         new_id = new_job_id()
-        keys = self._job_keys(new_id)
+        keys = [*self._job_keys(new_id), self.keys.outbox]
         idempotency = ""
         if request.idempotency_key is not None:
             keys.append(self.keys.idempotency(request.idempotency_key, request.owner))
@@ -428,6 +432,7 @@ class JobPlans:
             stale,
             request.owner,
             request.max_active,
+            dumps_compact(training_task(new_id)),
         )
 
         def decode(reply: list[Any]) -> Created | Plan[Created]:
@@ -831,37 +836,48 @@ class JobPlans:
         whose worker `hostname` is lost: silent for `silent_seconds`, or beating without it.
 
         Atomic, so of several reapers one acts; the others (and a job that is fine) get
-        action "skip". After "requeued", send the task, then `confirm_requeue`.
+        action "skip". After "requeued", send the task, then `confirm_dispatch`.
         """
         keys = [
             *self._job_keys(job_id),
             self.keys.worker_heartbeats(queue),
             self.keys.worker_jobs(hostname),
-            self.keys.requeues,
+            self.keys.outbox,
         ]
         args = self._job_args(job_id, hostname, delivery, f"{silent_seconds:g}", max_deliveries)
         return Plan(partial(_requeue, job_id), script=REQUEUE_LOST, keys=keys, args=args)
 
-    def unsent_requeues(self, *, limit: int = 100) -> Plan[list[tuple[str, int]]]:
-        """(job id, dispatch) of re-queues not yet confirmed sent, oldest first."""
+    def unsent_dispatches(
+        self, *, older_than: float = 0.0, limit: int = 100
+    ) -> Plan[list[tuple[str, int]]]:
+        """(job id, dispatch) of the outbox's entries unconfirmed for over `older_than`
+        seconds, oldest first: first sends and re-queues whose message was not confirmed."""
 
-        def decode(reply: list[Any]) -> list[tuple[str, int]]:
-            entries = [member.decode().partition(" ") for member in reply[0]]
+        def decode(reply: list[bytes]) -> list[tuple[str, int]]:
+            entries = [member.decode().partition(" ") for member in reply]
             return [(job_id, int(dispatch)) for job_id, _, dispatch in entries]
 
-        return Plan(decode, commands=[("ZRANGE", self.keys.requeues, 0, limit - 1)])
+        return Plan(decode, script=UNSENT, keys=[self.keys.outbox], args=[f"{older_than:g}", limit])
 
     def redispatch(
-        self, job_id: str, *, dispatch: int, unconfirmed_seconds: float
+        self,
+        job_id: str,
+        *,
+        dispatch: int,
+        unconfirmed_seconds: float,
+        reason: str | None = None,
     ) -> Plan[Requeue]:
-        """Dispatch again a re-queue of `job_id` left unconfirmed for `unconfirmed_seconds`."""
-        keys = [*self._job_keys(job_id), self.keys.requeues]
-        args = self._job_args(job_id, f"{job_id} {dispatch}", f"{unconfirmed_seconds:g}")
+        """Dispatch `job_id` anew when its dispatch `dispatch` is still queued and in the
+        outbox, unconfirmed for `unconfirmed_seconds`; `reason` is what the event tells."""
+        keys = [*self._job_keys(job_id), self.keys.outbox]
+        args = self._job_args(
+            job_id, f"{job_id} {dispatch}", f"{unconfirmed_seconds:g}", reason or ""
+        )
         return Plan(partial(_requeue, job_id), script=REDISPATCH, keys=keys, args=args)
 
-    def confirm_requeue(self, job_id: str, *, dispatch: int) -> Plan[None]:
-        """The re-queued task of `job_id` (`dispatch`) was sent."""
-        command = ("ZREM", self.keys.requeues, f"{job_id} {dispatch}")
+    def confirm_dispatch(self, job_id: str, *, dispatch: int) -> Plan[None]:
+        """The message of `job_id`'s dispatch `dispatch` was sent: it leaves the outbox."""
+        command = ("ZREM", self.keys.outbox, f"{job_id} {dispatch}")
         return Plan(lambda _: None, commands=[command])
 
     # ------------------------------------------------------------------ metrics
@@ -1030,9 +1046,9 @@ class JobStore:
     record_worker_jobs = _sync(JobPlans.record_worker_jobs)
     running_jobs = _sync(JobPlans.running_jobs)
     requeue_lost = _sync(JobPlans.requeue_lost)
-    unsent_requeues = _sync(JobPlans.unsent_requeues)
+    unsent_dispatches = _sync(JobPlans.unsent_dispatches)
     redispatch = _sync(JobPlans.redispatch)
-    confirm_requeue = _sync(JobPlans.confirm_requeue)
+    confirm_dispatch = _sync(JobPlans.confirm_dispatch)
     metrics = _sync(JobPlans.metrics)
     ping = _sync(JobPlans.ping)
 
@@ -1124,8 +1140,8 @@ class AsyncJobStore:
     record_worker_jobs = _async(JobPlans.record_worker_jobs)
     running_jobs = _async(JobPlans.running_jobs)
     requeue_lost = _async(JobPlans.requeue_lost)
-    unsent_requeues = _async(JobPlans.unsent_requeues)
+    unsent_dispatches = _async(JobPlans.unsent_dispatches)
     redispatch = _async(JobPlans.redispatch)
-    confirm_requeue = _async(JobPlans.confirm_requeue)
+    confirm_dispatch = _async(JobPlans.confirm_dispatch)
     metrics = _async(JobPlans.metrics)
     ping = _async(JobPlans.ping)

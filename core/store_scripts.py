@@ -106,6 +106,30 @@ end
 )
 
 
+# A new queued job, whole: its record (with the task that trains it, at dispatch 0),
+# owner, indexes, "queued" event, and its first dispatch in the outbox, where it stays
+# until its sender confirms the message went out (a reaper sends it if none does).
+# Shared by CREATE and a study's creation (core.study_store), whose preludes differ:
+# it needs only their `now()`. `at` holds the keys record, events, jobs, queued (the
+# status index), owners and outbox; `job` the fields id, queue, spec, epochs, owner, task.
+NEW_JOB = """
+local function new_job(at, job, cap, t)
+  redis.call('HSET', at.record, 'id', job.id, 'status', 'queued', 'queue', job.queue,
+             'created_at', string.format('%.6f', t), 'spec', job.spec, 'epoch', 0,
+             'epochs', job.epochs, 'deliveries', 0, 'dispatch', 0, 'cancel_requested', 0,
+             'owner', job.owner, 'task', job.task)
+  redis.call('HSET', at.owners, job.id, job.owner)
+  for _, index in ipairs({at.jobs, at.queued}) do
+    redis.call('ZADD', index, 0, job.id)
+    redis.call('ZADD', index .. ':owner:' .. job.owner, 0, job.id)
+  end
+  redis.call('XADD', at.events, 'MAXLEN', '~', cap, '*', 'type', 'state',
+             'data', '{"status":"queued"}')
+  redis.call('ZADD', at.outbox, t, job.id .. ' 0')
+end
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class LuaScript:
     """A named Lua script; executors load it once and call it by SHA."""
@@ -120,30 +144,29 @@ def _job_script(name: str, body: str) -> LuaScript:
 
 CREATE = _job_script(
     "create",
-    """
+    NEW_JOB
+    + """
 -- ARGV[4] queue, [5] spec JSON, [6] epochs, [7] idempotency value or '',
--- [8] idempotency ttl, [9] the stale idempotency value this replaces, or ''; KEYS[15]
--- its key; ARGV[10] owner, [11] the owner's limit of active jobs (0: none)
+-- [8] idempotency ttl, [9] the stale idempotency value this replaces, or '', [10] owner,
+-- [11] the owner's limit of active jobs (0: none), [12] the task JSON;
+-- KEYS[15] the outbox, [16] the idempotency key (when ARGV[7] is given)
 local owner, limit = ARGV[10], tonumber(ARGV[11])
 if ARGV[7] ~= '' then
   -- A replay whose first job is gone replaces only the value it found: of two such
   -- replays at once, the second finds the first one's new job here, and replays it.
-  local previous = redis.call('GET', KEYS[15])
+  local previous = redis.call('GET', KEYS[16])
   if previous and previous ~= ARGV[9] then return {'replay', previous} end
 end
 if limit > 0 then
   local active = active_jobs(owner)
   if active >= limit then return {'limited', active} end
 end
-if ARGV[7] ~= '' then redis.call('SET', KEYS[15], ARGV[7], 'EX', ARGV[8]) end
-redis.call('HSET', record, 'id', id, 'status', 'queued', 'queue', ARGV[4],
-           'created_at', stamp(now()), 'spec', ARGV[5], 'epoch', 0, 'epochs', ARGV[6],
-           'deliveries', 0, 'cancel_requested', 0, 'owner', owner)
-redis.call('HSET', owners, id, owner)
-redis.call('ZADD', jobs, 0, id)
-redis.call('ZADD', owned(jobs, owner), 0, id)
-set_status(nil, 'queued')
-emit('state', '{"status":"queued"}')
+if ARGV[7] ~= '' then redis.call('SET', KEYS[16], ARGV[7], 'EX', ARGV[8]) end
+new_job({record = record, events = events, jobs = jobs, queued = by_status.queued,
+         owners = owners, outbox = KEYS[15]},
+        {id = id, queue = ARGV[4], spec = ARGV[5], epochs = ARGV[6], owner = owner,
+         task = ARGV[12]},
+        cap, now())
 return {'created', redis.call('HGETALL', record)}
 """,
 )
@@ -361,11 +384,11 @@ redis.call('SET', KEYS[1], stamp(now()) .. ' ' .. ARGV[1], 'EX', ARGV[2])
 # {'failed', reason}, {'cancelled'} or {'skip'} (nothing to do, or another reaper did it).
 _REQUEUE = """
 -- `last_worker`: the hostname of the lost run's worker, told in the event (or nil).
-local function requeue(reason, requeues, last_worker)
+local function requeue(reason, outbox, last_worker)
   local dispatch = redis.call('HINCRBY', record, 'dispatch', 1)
   local t = now()
   redis.call('HSET', record, 'requeued_at', stamp(t))
-  redis.call('ZADD', requeues, t, id .. ' ' .. dispatch)
+  redis.call('ZADD', outbox, t, id .. ' ' .. dispatch)
   emit('state', cjson.encode({status = 'queued', requeued = true, dispatch = dispatch,
                               reason = reason, last_worker = last_worker}))
   return {'requeued', dispatch, redis.call('HGET', record, 'task') or '',
@@ -377,7 +400,7 @@ REQUEUE_LOST = _job_script(
     "requeue_lost",
     _REQUEUE
     + """
--- KEYS[15] heartbeats of the job's queue, [16] its worker's jobs key, [17] requeues;
+-- KEYS[15] heartbeats of the job's queue, [16] its worker's jobs key, [17] the outbox;
 -- ARGV[4] worker hostname, [5] delivery, [6] silent seconds, [7] max deliveries.
 -- A running job is lost when its worker has not beaten for `silent` seconds, or beats
 -- but its last report (taken well after the job started) no longer lists the job.
@@ -433,10 +456,11 @@ REDISPATCH = _job_script(
     "redispatch",
     _REQUEUE
     + """
--- KEYS[15] requeues; ARGV[4] its entry "<id> <dispatch>", [5] seconds unconfirmed.
--- A re-queue whose message was never confirmed sent (its reaper died, or Redis went
--- away between the two) is dispatched anew: the new number voids the old message,
--- had it gone out after all.
+-- KEYS[15] the outbox; ARGV[4] its entry "<id> <dispatch>", [5] seconds unconfirmed,
+-- [6] the reason to tell, or '' for the usual one.
+-- A dispatch whose message was never confirmed sent (the API could not reach the queue,
+-- or its process, or a reaper, died between the two) is dispatched anew: the new number
+-- voids the old message, had it gone out after all.
 local since = redis.call('ZSCORE', KEYS[15], ARGV[4])
 if not since or now() - tonumber(since) < tonumber(ARGV[5]) then return {'skip'} end
 redis.call('ZREM', KEYS[15], ARGV[4])
@@ -444,7 +468,22 @@ local dispatch = string.match(ARGV[4], ' (%d+)$')
 if redis.call('HGET', record, 'status') ~= 'queued' or not dispatched(dispatch) then
   return {'skip'}
 end
-return requeue('its re-queued message was not confirmed sent', KEYS[15])
+local reason = ARGV[6]
+if reason == '' then
+  reason = dispatch == '0' and 'its message was not confirmed sent'
+    or 'its re-queued message was not confirmed sent'
+end
+return requeue(reason, KEYS[15])
+""",
+)
+
+UNSENT = LuaScript(
+    "unsent",
+    _CLOCK
+    + """
+-- KEYS[1] the outbox; ARGV[1] seconds, [2] limit: the entries unconfirmed for longer
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now() - tonumber(ARGV[1]),
+                  'LIMIT', 0, ARGV[2])
 """,
 )
 
@@ -465,4 +504,5 @@ SCRIPTS: tuple[LuaScript, ...] = (
     RECORD_WORKER_JOBS,
     REQUEUE_LOST,
     REDISPATCH,
+    UNSENT,
 )

@@ -1,4 +1,5 @@
-"""The reaper: every worker re-queues, or fails, the jobs of workers that were lost.
+"""The reaper: every worker re-queues, or fails, the jobs of workers that were lost, and
+sends the jobs whose message was never confirmed sent.
 
 A daemon thread in each worker's main process looks over the running jobs
 every `Settings.reap_interval_seconds` (10 s). A job is lost when the worker
@@ -12,10 +13,11 @@ dispatch and its task is sent again, or, once it has been delivered
 every time). No separate process is needed: `gradwatch serve` and every
 deployment that runs a worker reap.
 
-A re-queue is written before its message is sent; the message is confirmed
-after. One left unconfirmed (the reaper died in between, or Redis went away)
-is dispatched anew by any reaper a silence period later: the new dispatch
-number voids the first message, had it gone out after all.
+Every dispatch, the API's first one of a new job as much as a re-queue, is
+written to the store's outbox before its message is sent, and confirmed after.
+One left unconfirmed for a silence period (the API could not reach the queue,
+or its process or a reaper died in between) is dispatched anew by any reaper:
+the new dispatch number voids the first message, had it gone out after all.
 
 Right after Redis comes back every heartbeat looks old, so a reaper acts only
 once it has reached Redis for a full silence period itself.
@@ -37,7 +39,7 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
 from core.jobs import JobRecord
-from core.queue import make_celery, send_again
+from core.queue import make_celery, send_dispatch
 from core.settings import Settings, get_settings
 from core.store import JobStore, Requeue
 
@@ -68,7 +70,7 @@ class Reaper:
     def reap(self) -> list[Requeue]:
         """One round: claim every lost job, send the re-queued ones; what was done."""
         done = [self._claim(record) for record in self.store.running_jobs()]
-        for job_id, dispatch in self.store.unsent_requeues():
+        for job_id, dispatch in self.store.unsent_dispatches(older_than=self.silent_seconds):
             done.append(
                 self.store.redispatch(
                     job_id, dispatch=dispatch, unconfirmed_seconds=self.silent_seconds
@@ -92,14 +94,14 @@ class Reaper:
         )
 
     def _send(self, outcome: Requeue) -> None:
-        send_again(
+        send_dispatch(
             self.celery,
             job_id=outcome.job_id,
             queue=outcome.queue,
             dispatch=outcome.dispatch,
             task=outcome.task,
         )
-        self.store.confirm_requeue(outcome.job_id, dispatch=outcome.dispatch)
+        self.store.confirm_dispatch(outcome.job_id, dispatch=outcome.dispatch)
 
     @staticmethod
     def _report(outcome: Requeue) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+from collections.abc import Sequence
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio.to_thread
 import orjson
+import redis
 from fastapi import APIRouter, Body, Query
 from starlette.responses import Response
 
@@ -25,8 +28,8 @@ from api.deps import (
 from api.errors import Problem, job_not_found, job_not_succeeded
 from api.responses import FastJSONResponse, record_response
 from api.schemas import JobPublic, JobsPage, problem_responses
-from core.jobs import JobRecord, JobStatus, is_job_id
-from core.queue import send_training
+from core.jobs import JobRecord, JobStatus, is_job_id, training_task
+from core.queue import send_dispatch
 from core.spec import ExperimentSpec
 from core.store import (
     ACTIVE_LIMIT_RETRY_AFTER,
@@ -106,24 +109,77 @@ async def create_experiment(
             errors=[{"field": "Idempotency-Key", "reason": "already used with another body"}],
         ) from error
     record = created.record
-    if created.new:
-        await _enqueue(services, record)
     headers = {"Location": location(record.id)}
-    if not created.new:
+    if created.new:
+        await send_new_jobs(services, [(record.id, record.queue, training_task(record.id))])
+    else:
         headers["Idempotent-Replayed"] = "true"
+        if record.status is JobStatus.QUEUED:
+            await _resend_unconfirmed(services, record)
     return FastJSONResponse(record.to_public(), status_code=202, headers=headers)
 
 
-async def _enqueue(services: Services, record: JobRecord) -> None:
-    send = partial(send_training, services.celery, job_id=record.id, queue=record.queue)
+async def send_new_jobs(
+    services: Services, jobs: Sequence[tuple[str, str, dict[str, Any]]]
+) -> None:
+    """Send the first message of each new (job id, queue, task), and confirm each one sent.
+
+    The store holds every new job in its outbox until confirmed, so a send that fails
+    (the queue unreachable) loses nothing: the job stays queued and a reaper sends it a
+    silence period on. The client is answered 202 all the same, since the job is
+    accepted and runs once the queue is back; the error goes to the log, not to it.
+    """
+
+    def send() -> list[str]:
+        sent: list[str] = []
+        for job_id, queue, task in jobs:
+            try:
+                send_dispatch(services.celery, job_id=job_id, queue=queue, dispatch=0, task=task)
+            except Exception:
+                logger.exception(
+                    "could not send job %s (and %d more): a reaper sends them once the queue "
+                    "answers", job_id, len(jobs) - len(sent) - 1,
+                )  # fmt: skip
+                break  # the others would wait out the same timeouts
+            sent.append(job_id)
+        return sent
+
+    sent = await anyio.to_thread.run_sync(send)
+    try:
+        await asyncio.gather(
+            *(services.store.confirm_dispatch(job_id, dispatch=0) for job_id in sent)
+        )
+    except (redis.RedisError, OSError):
+        # Sent, but still in the outbox: a reaper finds them started, or dispatches anew.
+        logger.warning("could not confirm the messages of %d jobs sent", len(sent))
+
+
+async def _resend_unconfirmed(services: Services, record: JobRecord) -> None:
+    """A retry of a job whose message was never confirmed sent (the first request's send
+    failed, or its process died before it): dispatch it anew now, rather than in a
+    reaper's silence period. The new dispatch voids the first message, had it gone out."""
+    outcome = await services.store.redispatch(
+        record.id,
+        dispatch=record.dispatch,
+        unconfirmed_seconds=0,
+        reason="an Idempotency-Key retry found its message not confirmed sent",
+    )
+    if outcome.action != "requeued":
+        return
+    send = partial(
+        send_dispatch,
+        services.celery,
+        job_id=record.id,
+        queue=outcome.queue,
+        dispatch=outcome.dispatch,
+        task=outcome.task,
+    )
     try:
         await anyio.to_thread.run_sync(send)
-    except Exception as error:
-        # A record nobody will ever run would sit queued forever: say so and fail it.
-        logger.exception("could not enqueue job %s", record.id)
-        message = f"could not enqueue the job: {error}"
-        await services.store.mark_failed(record.id, error_type="EnqueueError", message=message)
-        raise Problem(503, "Queue unavailable", message, kind="queue-unavailable") from error
+    except Exception:
+        logger.exception("could not send job %s again: a reaper sends it", record.id)
+        return
+    await services.store.confirm_dispatch(record.id, dispatch=outcome.dispatch)
 
 
 @router.get("", response_model=JobsPage, responses=problem_responses(401, 422))

@@ -251,6 +251,9 @@ async def _enqueue(
 
     try:
         await anyio.to_thread.run_sync(send)
+        await asyncio.gather(
+            *(studies.confirm_dispatch(child_id, dispatch=0) for child_id, _ in children)
+        )
     except Exception as error:
         # Children nobody will run would sit queued forever: fail them (the study
         # then ends as failed) and say so.

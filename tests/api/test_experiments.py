@@ -47,6 +47,8 @@ def test_celery_message_is_enqueued_on_the_specs_queue(
     queue_key = store.plans.keys.celery_queue(job["queue"])
     messages = store.client.lrange(queue_key, 0, -1)
     assert any(job["id"].encode() in message for message in messages)  # type: ignore[union-attr]
+    # Sent, so confirmed: no reaper will send it again.
+    assert job["id"] not in [job_id for job_id, _ in store.unsent_dispatches(limit=10_000)]
 
 
 def test_idempotency_key_replays_the_first_job(client: httpx.Client) -> None:

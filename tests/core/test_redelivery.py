@@ -1,4 +1,5 @@
-"""Worker loss in the store: fencing tokens, dispatches, and the reaper's atomic claims."""
+"""Worker loss in the store: fencing tokens, dispatches, the outbox and the reaper's atomic
+claims."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import json
 import threading
 import time
 
-from core.jobs import JobRecord, JobStatus, Summary, WorkerInfo
+import pytest
+
+from core.jobs import JobRecord, JobStatus, Summary, WorkerInfo, training_task
 from core.spec import ExperimentSpec
 from core.store import JobStore, Requeue
 
@@ -19,6 +22,7 @@ SUMMARY = Summary(loss=0.5, accuracy=0.5)
 def started(store: JobStore, *, worker: WorkerInfo = LOST, dispatch: int = 0) -> JobRecord:
     spec = ExperimentSpec.model_validate({"seed": 1, "training": {"epochs": 3}})
     job_id = store.create(spec=spec, queue="cpu").record.id
+    store.confirm_dispatch(job_id, dispatch=0)  # sent, as the API does
     task = {**TASK, "kwargs": {"job_id": job_id}}
     record = store.mark_running(
         job_id, worker=worker, max_deliveries=3, dispatch=dispatch, task=task
@@ -94,9 +98,9 @@ def test_a_job_whose_worker_sent_no_heartbeat_is_requeued_with_its_task(
         "reason": outcome.reason,
         "last_worker": "lost@test",
     }
-    assert isolated_store.unsent_requeues() == [(record.id, 1)]
-    isolated_store.confirm_requeue(record.id, dispatch=1)
-    assert isolated_store.unsent_requeues() == []
+    assert isolated_store.unsent_dispatches() == [(record.id, 1)]
+    isolated_store.confirm_dispatch(record.id, dispatch=1)
+    assert isolated_store.unsent_dispatches() == []
     # A second round finds nothing to do.
     assert reap(isolated_store, record).action == "skip"
 
@@ -194,7 +198,7 @@ def test_of_many_reapers_at_once_exactly_one_requeues(isolated_store: JobStore) 
         thread.join()
 
     assert sorted(outcome.action for outcome in outcomes) == ["requeued"] + ["skip"] * 7
-    assert isolated_store.unsent_requeues() == [(record.id, 1)]
+    assert isolated_store.unsent_dispatches() == [(record.id, 1)]
 
 
 def test_an_unconfirmed_requeue_is_dispatched_anew_voiding_the_first(
@@ -211,12 +215,12 @@ def test_an_unconfirmed_requeue_is_dispatched_anew_voiding_the_first(
 
     assert outcome.action == "requeued" and outcome.dispatch == 2
     assert outcome.reason == "its re-queued message was not confirmed sent"
-    assert isolated_store.unsent_requeues() == [(record.id, 2)]
+    assert isolated_store.unsent_dispatches() == [(record.id, 2)]
     assert (
         isolated_store.mark_running(record.id, worker=OTHER, max_deliveries=3, dispatch=1) is None
     )
-    isolated_store.confirm_requeue(record.id, dispatch=2)
-    assert isolated_store.unsent_requeues() == []
+    isolated_store.confirm_dispatch(record.id, dispatch=2)
+    assert isolated_store.unsent_dispatches() == []
 
 
 def test_a_requeue_of_a_job_that_started_since_is_dropped(isolated_store: JobStore) -> None:
@@ -227,4 +231,60 @@ def test_a_requeue_of_a_job_that_started_since_is_dropped(isolated_store: JobSto
     assert isolated_store.redispatch(record.id, dispatch=1, unconfirmed_seconds=0).action == (
         "skip"
     )
-    assert isolated_store.unsent_requeues() == []
+    assert isolated_store.unsent_dispatches() == []
+
+
+# ------------------------------------------------------------- the first dispatch
+
+
+def test_a_new_job_waits_in_the_outbox_with_its_task_until_its_message_is_confirmed(
+    isolated_store: JobStore,
+) -> None:
+    spec = ExperimentSpec.model_validate({"seed": 1, "training": {"epochs": 3}})
+    job_id = isolated_store.create(spec=spec, queue="cpu").record.id
+
+    assert isolated_store.unsent_dispatches() == [(job_id, 0)]
+    assert isolated_store.unsent_dispatches(older_than=30) == []  # not overdue yet
+    task = isolated_store.client.hget(isolated_store.plans.keys.job(job_id).record, "task")
+    assert json.loads(task or b"null") == training_task(job_id)
+    isolated_store.confirm_dispatch(job_id, dispatch=0)
+    assert isolated_store.unsent_dispatches() == []
+
+
+def test_a_new_job_never_sent_is_dispatched_anew_voiding_a_late_first_message(
+    isolated_store: JobStore,
+) -> None:
+    spec = ExperimentSpec.model_validate({"seed": 1, "training": {"epochs": 3}})
+    job_id = isolated_store.create(spec=spec, queue="cpu").record.id
+
+    outcome = isolated_store.redispatch(job_id, dispatch=0, unconfirmed_seconds=0)
+
+    assert outcome.action == "requeued" and outcome.dispatch == 1
+    assert outcome.task == training_task(job_id) and outcome.queue == "cpu"
+    assert outcome.reason == "its message was not confirmed sent"
+    assert isolated_store.unsent_dispatches() == [(job_id, 1)]
+    record = current(isolated_store, job_id)
+    assert record.status is JobStatus.QUEUED and record.dispatch == 1
+    assert record.deliveries == 0 and record.worker is None
+    # The first message, had it gone out after all, may not start the job.
+    assert isolated_store.mark_running(job_id, worker=LOST, max_deliveries=3, dispatch=0) is None
+    assert current(isolated_store, job_id).deliveries == 0
+    again = isolated_store.mark_running(job_id, worker=OTHER, max_deliveries=3, dispatch=1)
+    assert again is not None and again.deliveries == 1
+
+
+@pytest.mark.parametrize("since", ["started", "cancelled", "deleted"])
+def test_an_unconfirmed_first_dispatch_of_a_job_that_moved_on_is_dropped(
+    isolated_store: JobStore, since: str
+) -> None:
+    spec = ExperimentSpec.model_validate({"seed": 1, "training": {"epochs": 3}})
+    job_id = isolated_store.create(spec=spec, queue="cpu").record.id
+    if since == "started":  # sent, run, and its API died before confirming
+        isolated_store.mark_running(job_id, worker=OTHER, max_deliveries=3, dispatch=0)
+    elif since == "cancelled":
+        isolated_store.request_cancel(job_id)
+    else:
+        isolated_store.delete(job_id)
+
+    assert isolated_store.redispatch(job_id, dispatch=0, unconfirmed_seconds=0).action == "skip"
+    assert isolated_store.unsent_dispatches() == []

@@ -13,7 +13,8 @@ import itertools
 import subprocess
 import sys
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,15 +48,17 @@ class Deployment:
         return self.settings.queue_for(Device.CPU)
 
     def create(self, spec: dict[str, Any]) -> str:
-        """A queued job in the store (not yet enqueued); its id."""
+        """A queued job in the store, not yet sent (a reaper sends it if nobody does); its id."""
         created = self.store.create(spec=ExperimentSpec.model_validate(spec), queue=self.queue)
         return created.record.id
 
     def enqueue(self, job_id: str, **options: Any) -> None:
-        """Send the training task by name, as the API does (`options` as for send_task)."""
+        """Send the training task by name and confirm it sent, as the API does (`options`
+        as for send_task)."""
         self.celery.send_task(
             TRAIN_TASK, kwargs={"job_id": job_id}, queue=self.queue, task_id=job_id, **options
         )
+        self.store.confirm_dispatch(job_id, dispatch=0)
 
     def submit(self, spec: dict[str, Any], **options: Any) -> str:
         """Create a job and enqueue it; its id."""
@@ -141,15 +144,22 @@ def new_namespace(settings: Settings) -> Callable[[], Settings]:
 def start_prefork_worker(
     service_env: dict[str, str], redis_client: redis.Redis
 ) -> Iterator[Callable[..., PreforkWorker]]:
-    """Start `celery -A worker.celery_app worker --device cpu` (prefork) for a namespace."""
+    """Start `celery -A worker.celery_app worker --device cpu` (prefork) for a namespace
+    (`app`: another app module, such as tests.worker.fault_app)."""
     started: list[PreforkWorker] = []
 
-    def start(settings: Settings, *, hostname: str = "", **environment: str) -> PreforkWorker:
+    def start(
+        settings: Settings,
+        *,
+        hostname: str = "",
+        app: str = "worker.celery_app",
+        **environment: str,
+    ) -> PreforkWorker:
         deployment = make_deployment(settings, redis_client)
         hostname = hostname or f"{settings.namespace}@prefork"
         env = {**service_env, "GRADWATCH_NAMESPACE": settings.namespace, **environment}
         command = [
-            sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+            sys.executable, "-m", "celery", "-A", app, "worker",
             "--device", "cpu", "--concurrency", "1", "-n", hostname,
             "--loglevel", "WARNING", "--without-mingle", "--without-gossip",
         ]  # fmt: skip
@@ -192,3 +202,120 @@ def loads_tensorflow(pid: int) -> bool:
     """True when process `pid` has TensorFlow's native library mapped."""
     with open(f"/proc/{pid}/maps") as maps:
         return any("libtensorflow" in line for line in maps)
+
+
+# ------------------------------------------------------------- fast-reaping pair
+
+# Reaping in seconds rather than the production minute.
+FAST_REAPING = {
+    "GRADWATCH_HEARTBEAT_SECONDS": "0.5",
+    "GRADWATCH_WORKER_SILENT_SECONDS": "3",
+    "GRADWATCH_REAP_INTERVAL_SECONDS": "0.5",
+    "GRADWATCH_MAX_DELIVERIES": "2",
+}
+# Silence, one reap round, the re-sent message and mark_running, with room for a
+# loaded 2-core machine: the bound a recovered job must start again within.
+RECOVERY_SECONDS = 30.0
+
+
+@dataclass
+class Workers:
+    """Prefork workers of one namespace, started and replaced on demand.
+
+    Each runs tests.worker.fault_app with a faults folder of its own (`faults`), empty
+    unless a test puts a fault there.
+    """
+
+    settings: Settings
+    start_worker: Callable[..., PreforkWorker]
+    folder: Path
+    live: dict[str, PreforkWorker] = field(default_factory=dict)
+    started: int = 0
+
+    @property
+    def deployment(self) -> Deployment:
+        return next(iter(self.live.values())).deployment
+
+    def faults(self, worker: PreforkWorker) -> Path:
+        """The folder where a test puts `worker`'s faults (see tests.worker.fault_app)."""
+        return self.folder / worker.hostname
+
+    def add(self) -> PreforkWorker:
+        self.started += 1
+        hostname = f"{self.settings.namespace}-{self.started}@loss"
+        faults = self.folder / hostname
+        faults.mkdir(parents=True)
+        worker = self.start_worker(
+            self.settings,
+            hostname=hostname,
+            app="tests.worker.fault_app",
+            GRADWATCH_TEST_FAULTS=str(faults),
+            **FAST_REAPING,
+        )
+        self.live[hostname] = worker
+        return worker
+
+    def ensure(self, count: int) -> None:
+        """Start workers until `count` are live, with no fault left in their folders."""
+        for worker in self.live.values():
+            for fault in self.faults(worker).iterdir():
+                fault.unlink()
+        while len(self.live) < count:
+            self.add()
+
+    def running(self, job_id: str, delivery: int) -> tuple[PreforkWorker, JobRecord]:
+        """The worker running delivery `delivery` of the job, once it runs."""
+        record = wait_for_record(
+            self.deployment,
+            job_id,
+            lambda r: r.status is JobStatus.RUNNING and r.deliveries == delivery,
+            what=f"delivery {delivery} of job {job_id} to run",
+        )
+        assert record.worker is not None
+        return self.live[record.worker["hostname"]], record
+
+    def kill(self, worker: PreforkWorker) -> None:
+        worker.kill_group()
+        del self.live[worker.hostname]
+
+
+def wait_for_record(
+    deployment: Deployment,
+    job_id: str,
+    condition: Callable[[JobRecord], bool],
+    *,
+    what: str,
+    timeout: float = JOB_SECONDS,
+) -> JobRecord:
+    """The job's record once `condition` holds for it."""
+    found: list[JobRecord] = []
+
+    def holds() -> bool:
+        record = deployment.store.get(job_id)
+        assert record is not None, f"job {job_id} vanished"
+        found[:] = [record]
+        return condition(record)
+
+    wait_for(holds, timeout=timeout, what=what)
+    return found[0]
+
+
+@pytest.fixture(scope="session")
+def reaping_workers(
+    start_prefork_worker: Callable[..., PreforkWorker],
+    new_namespace: Callable[[], Settings],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Workers:
+    """Fast-reaping prefork workers on a namespace of their own, shared by the modules
+    that lose workers, messages or the store."""
+    settings = new_namespace().model_copy(
+        update={"max_deliveries": 2, "worker_silent_seconds": 3.0, "heartbeat_seconds": 0.5}
+    )
+    return Workers(settings, start_prefork_worker, tmp_path_factory.mktemp("faults"))
+
+
+@pytest.fixture
+def workers(reaping_workers: Workers) -> Workers:
+    """The fast-reaping workers, two of them live and free of faults."""
+    reaping_workers.ensure(2)
+    return reaping_workers

@@ -13,86 +13,21 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-
-from core.jobs import FINISHED, JobRecord, JobStatus
+from core.jobs import FINISHED, JobStatus
 from core.keys import Keys
 from core.queue import celery_config, make_celery
 from core.settings import Settings
 from tests.conftest import wait_for
-from tests.worker.conftest import JOB_SECONDS, Deployment, PreforkWorker
+from tests.worker.conftest import (
+    RECOVERY_SECONDS,
+    Deployment,
+    Workers,
+    wait_for_record,
+)
 
-# Reaping in seconds rather than the production minute.
-FAST_REAPING = {
-    "GRADWATCH_HEARTBEAT_SECONDS": "0.5",
-    "GRADWATCH_WORKER_SILENT_SECONDS": "3",
-    "GRADWATCH_REAP_INTERVAL_SECONDS": "0.5",
-    "GRADWATCH_MAX_DELIVERIES": "2",
-}
-# Silence, one reap round, the re-sent message and mark_running, with room for a
-# loaded 2-core machine: the bound a recovered job must start again within.
-RECOVERY_SECONDS = 30.0
 SPEC: dict[str, Any] = {"seed": 7, "training": {"epochs": 150}}
-
-
-@dataclass
-class Workers:
-    """Prefork workers of one namespace, started and replaced on demand."""
-
-    settings: Settings
-    start_worker: Callable[..., PreforkWorker]
-    live: dict[str, PreforkWorker] = field(default_factory=dict)
-    started: int = 0
-
-    @property
-    def deployment(self) -> Deployment:
-        return next(iter(self.live.values())).deployment
-
-    def add(self) -> PreforkWorker:
-        self.started += 1
-        hostname = f"{self.settings.namespace}-{self.started}@loss"
-        worker = self.start_worker(self.settings, hostname=hostname, **FAST_REAPING)
-        self.live[hostname] = worker
-        return worker
-
-    def running(self, job_id: str, delivery: int) -> tuple[PreforkWorker, JobRecord]:
-        """The worker running delivery `delivery` of the job, once it runs."""
-        record = wait_for_record(
-            self.deployment,
-            job_id,
-            lambda r: r.status is JobStatus.RUNNING and r.deliveries == delivery,
-            what=f"delivery {delivery} of job {job_id} to run",
-        )
-        assert record.worker is not None
-        return self.live[record.worker["hostname"]], record
-
-    def kill(self, worker: PreforkWorker) -> None:
-        worker.kill_group()
-        del self.live[worker.hostname]
-
-
-def wait_for_record(
-    deployment: Deployment,
-    job_id: str,
-    condition: Callable[[JobRecord], bool],
-    *,
-    what: str,
-    timeout: float = JOB_SECONDS,
-) -> JobRecord:
-    found: list[JobRecord] = []
-
-    def holds() -> bool:
-        record = deployment.store.get(job_id)
-        assert record is not None, f"job {job_id} vanished"
-        found[:] = [record]
-        return condition(record)
-
-    wait_for(holds, timeout=timeout, what=what)
-    return found[0]
 
 
 def restore_unacked_messages(settings: Settings) -> None:
@@ -105,23 +40,16 @@ def restore_unacked_messages(settings: Settings) -> None:
     expired.close()
 
 
+def unacked_messages_of(deployment: Deployment, job_id: str) -> int:
+    """Messages of the job delivered to a worker and not acknowledged (kombu's hash)."""
+    unacked = Keys(deployment.settings.namespace).celery_prefix + "unacked"
+    messages = deployment.store.client.hvals(unacked)
+    return sum(job_id.encode() in message for message in messages)  # type: ignore[union-attr]
+
+
 def requeue_events(deployment: Deployment, job_id: str) -> list[dict[str, Any]]:
     events = deployment.store.read_events(job_id, count=1000)
     return [json.loads(e.data) for e in events if e.type == "state" and "requeued" in e.data]
-
-
-@pytest.fixture(scope="module")
-def workers(
-    start_prefork_worker: Callable[..., PreforkWorker], new_namespace: Callable[[], Settings]
-) -> Iterator[Workers]:
-    """Two fast-reaping prefork workers on a namespace of their own."""
-    settings = new_namespace().model_copy(
-        update={"max_deliveries": 2, "worker_silent_seconds": 3.0, "heartbeat_seconds": 0.5}
-    )
-    pair = Workers(settings, start_prefork_worker)
-    pair.add()
-    pair.add()
-    yield pair
 
 
 def test_a_job_whose_worker_is_killed_completes_on_another(workers: Workers) -> None:
@@ -142,23 +70,22 @@ def test_a_job_whose_worker_is_killed_completes_on_another(workers: Workers) -> 
     [requeued] = requeue_events(deployment, job_id)
     assert requeued["dispatch"] == 1
     assert requeued["reason"].startswith(f"its worker {doomed.hostname} went silent")
-    assert deployment.store.unsent_requeues() == []
+    assert deployment.store.unsent_dispatches() == []
 
     # An hour on, kombu restores the killed worker's unacked message: a no-op now.
     keys = Keys(workers.settings.namespace)
     client = deployment.store.client
-    assert client.hlen(keys.celery_prefix + "unacked") == 1
+    assert unacked_messages_of(deployment, job_id) == 1
     restore_unacked_messages(workers.settings)
     wait_for(
         lambda: (
             client.llen(keys.celery_queue(deployment.queue)) == 0
-            and client.hlen(keys.celery_prefix + "unacked") == 0
+            and unacked_messages_of(deployment, job_id) == 0
         ),
         timeout=30,
         what="the restored message to be consumed",
     )
     assert deployment.store.get(job_id) == record
-    workers.add()  # back to two
 
 
 def test_a_partitioned_worker_that_comes_back_cannot_overwrite(workers: Workers) -> None:
