@@ -137,33 +137,32 @@ class EnsembleTrainer:
     ) -> list[EpochArrays]:
         """One epoch of every member: x (M, n, f) and y (M, n) in each member's order."""
         out = self._epoch_fn(x, y, probe, batch_size)
-        fetched = {
-            name: value.numpy()
-            for name, value in out.items()
-            if name not in {"first_gradients", "step_activation_stats"}
-        }
-        step_activations = out["step_activation_stats"].numpy() if self.key.step_capture else None
+        tensors = {"first_gradients", "last_gradients"}
+        fetched = {name: value.numpy() for name, value in out.items() if name not in tensors}
         first = [g.numpy() for g in out["first_gradients"]]
-        return [
-            EpochArrays(
+        last = [g.numpy() for g in out["last_gradients"]]
+        probed = self.key.activations
+        stepped = probed and self.key.step_capture
+
+        def member(m: int) -> EpochArrays:
+            return EpochArrays(
                 start_loss=float(fetched["start_loss"][m]),
                 start_accuracy=float(fetched["start_accuracy"][m]),
-                start_activation_stats=fetched["start_activation_stats"][m],
+                start_activation_stats=fetched["start_activation_stats"][m] if probed else None,
                 step_stats=fetched["step_stats"][:, m],
                 step_loss=fetched["step_loss"][:, m],
                 step_accuracy=fetched["step_accuracy"][:, m],
                 step_size=fetched["step_size"],
                 end_weight_stats=fetched["end_weight_stats"][m],
-                end_activation_stats=fetched["end_activation_stats"][m],
-                step_activation_stats=(
-                    None if step_activations is None else step_activations[:, m]
-                ),
+                end_activation_stats=fetched["end_activation_stats"][m] if probed else None,
+                step_activation_stats=fetched["step_activation_stats"][:, m] if stepped else None,
                 first_gradients=[g[m] for g in first],
+                last_gradients=[g[m] for g in last],
                 step_weights=None,
                 step_gradients=None,
             )
-            for m in range(self.members)
-        ]
+
+        return [member(m) for m in range(self.members)]
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> list[tuple[float, float]]:
         """Each member's loss and accuracy on its own (x[m], y[m]), in inference mode."""
@@ -254,7 +253,8 @@ class EnsembleTrainer:
         mask = tf.concat([tf.ones([n]), tf.zeros([padding])], axis=0)
         captured = self.captured_variables
         start_loss, start_accuracy = self._evaluate(x[:, :n], y[:, :n])
-        start_activations = self._probe(probe)
+        probed = self.key.activations
+        start_activations = self._probe(probe) if probed else None
         hidden = len(self.key.architecture.hidden_widths)
 
         def array(shape: tuple[int, ...]) -> tf.TensorArray:
@@ -266,10 +266,12 @@ class EnsembleTrainer:
             "accuracy": array((members,)),
             "size": array(()),
         }
-        if self.key.step_capture:
+        if self.key.step_capture and probed:
             arrays["activations"] = array((members, hidden, len(ACTIVATION_STATS)))
 
-        def body(i: tf.Tensor, arrays: dict[str, Any], first: list[tf.Tensor]) -> Any:
+        def body(
+            i: tf.Tensor, arrays: dict[str, Any], first: list[tf.Tensor], _: list[tf.Tensor]
+        ) -> Any:
             start = i * batch_size
             step = self._step(
                 tf.slice(x, [0, start, 0], [members, batch_size, features]),
@@ -283,37 +285,41 @@ class EnsembleTrainer:
             out |= {name: arrays[name].write(i, step[name]) for name in ("accuracy", "size")}
             if "activations" in arrays:
                 out["activations"] = arrays["activations"].write(i, self._probe(probe))
-            return i + 1, out, first
+            return i + 1, out, first, step["gradients"]
 
-        _, arrays, first_gradients = tf.while_loop(
+        zeros = [tf.zeros_like(v.value) for v in captured]
+        _, arrays, first_gradients, last_gradients = tf.while_loop(
             lambda i, *_: i < steps,
             body,
-            (tf.constant(0), arrays, [tf.zeros_like(v.value) for v in captured]),
+            (tf.constant(0), arrays, zeros, zeros),
             maximum_iterations=steps,
         )
         stacked = {name: ta.stack() for name, ta in arrays.items()}
-        return {
+        out = {
             "start_loss": start_loss,
             "start_accuracy": start_accuracy,
-            "start_activation_stats": start_activations,
             "step_stats": stacked["stats"],  # (steps, M, variables, 9)
             "step_loss": stacked["loss"],  # (steps, M)
             "step_accuracy": stacked["accuracy"],
             "step_size": stacked["size"],  # (steps,)
-            "step_activation_stats": stacked.get("activations", tf.zeros(())),
-            "end_weight_stats": tf.stack(
-                [_member_moments(v.value) for v in captured], axis=1
-            ),  # (M, variables, 4)
-            "end_activation_stats": self._probe(probe),
+            # (M, variables, 4)
+            "end_weight_stats": tf.stack([_member_moments(v.value) for v in captured], axis=1),
             "first_gradients": first_gradients,
+            "last_gradients": last_gradients,
         }
+        if probed:
+            out["start_activation_stats"] = start_activations
+            out["end_activation_stats"] = self._probe(probe)
+            if "activations" in stacked:
+                out["step_activation_stats"] = stacked["activations"]
+        return out
 
     def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         logits, _, _ = self._forward(x, training=False)
         return self._loss_and_accuracy(y, logits)
 
     def _probe(self, probe: tf.Tensor) -> tf.Tensor:
-        """(M, hidden, 4): each member's activation statistics on its own probe batch."""
+        """(M, hidden, len(ACTIVATION_STATS)): each member's activations on its own probe."""
         _, pre_activations, activations = self._forward(probe, training=False)
         kinds = self.key.architecture.activations
         return tf.stack(
