@@ -15,10 +15,18 @@ A signed link (`?expires=...&sig=...`, see core.share_links) shows one plot at
 one size until it expires, with no key: what an `<img>` on another site needs.
 A bad or expired signature is a 403 (checked before anything is looked up, so
 it says nothing about whether the job exists).
+
+Probes need no key in either mode (a Kubernetes probe cannot send one): /healthz
+says the process is up; /readyz whether Redis answers and how many workers each
+queue has, and names the workers' hosts only to a request with a valid key (open
+mode: to anyone). /metrics shows counts across every owner and no ids or hosts; it
+is open unless `GRADWATCH_METRICS_TOKEN` is set, then it needs that token as
+`Authorization: Bearer <token>` (an API key does not do).
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import math
 import secrets
@@ -63,6 +71,7 @@ class Access:
     submissions_per_minute: int
     max_active_jobs: int
     secret_drawn: bool = False  # True when no secret was set and one was drawn at start
+    metrics_token: bytes | None = None  # None: /metrics is open
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Access:
@@ -81,6 +90,11 @@ class Access:
             submissions_per_minute=settings.submissions_per_minute,
             max_active_jobs=settings.max_active_jobs,
             secret_drawn=secret is None,
+            metrics_token=(
+                settings.metrics_token.get_secret_value().encode()
+                if settings.metrics_token
+                else None
+            ),
         )
 
     @property
@@ -123,11 +137,22 @@ class Access:
                 self.submissions_per_minute,
                 self.max_active_jobs,
             )
+        if self.metrics_token is None and not self.open:
+            logger.info(
+                "metrics: /metrics is open (job counts across owners, no ids or hosts); set "
+                "GRADWATCH_METRICS_TOKEN to require a bearer token"
+            )
         if self.secret_drawn:
             logger.warning(
                 "share links are signed with a secret drawn at start (GRADWATCH_SHARE_SECRET "
                 "is not set): they work only on this process, until it stops"
             )
+
+    def may_scrape(self, token: str | None) -> bool:
+        """True when /metrics may answer: no token is configured, or `token` is it."""
+        if self.metrics_token is None:
+            return True
+        return token is not None and hmac.compare_digest(token.encode(), self.metrics_token)
 
     # ----------------------------------------------------------------- share links
 
@@ -178,6 +203,17 @@ def unauthorized() -> Problem:
         "send a valid API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
         kind="unauthorized",
         headers={"WWW-Authenticate": 'Bearer realm="gradwatch"'},
+    )
+
+
+def metrics_unauthorized() -> Problem:
+    """401 for /metrics without the configured metrics token."""
+    return Problem(
+        401,
+        "Unauthorized",
+        "send the metrics token (GRADWATCH_METRICS_TOKEN) as 'Authorization: Bearer <token>'",
+        kind="unauthorized",
+        headers={"WWW-Authenticate": 'Bearer realm="gradwatch-metrics"'},
     )
 
 

@@ -13,7 +13,7 @@ from celery import Celery
 from fastapi import Depends, Header, Path, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from api.access import Access, unauthorized
+from api.access import Access, metrics_unauthorized, unauthorized
 from api.errors import job_not_found
 from api.rendering import PlotIndex, PlotRenderer
 from core.api_keys import ANONYMOUS
@@ -95,6 +95,24 @@ async def get_optional_owner(
 
 
 OptionalOwner = Annotated[str | None, Depends(get_optional_owner)]
+
+_metrics_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="metricsToken",
+    description="the metrics token as `Authorization: Bearer <token>`, when one is set",
+)
+
+
+async def check_metrics_token(
+    services: ServicesDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_metrics_bearer)],
+) -> None:
+    """Nothing, when /metrics may answer; a 401 problem when the token set was not sent."""
+    if not services.access.may_scrape(bearer.credentials if bearer is not None else None):
+        raise metrics_unauthorized()
+
+
+MetricsScraper = Depends(check_metrics_token)
 
 
 async def get_owner(owner: OptionalOwner) -> str:

@@ -21,6 +21,7 @@ from core.spec import Device
 HARD_LIMIT_MARGIN = 5
 # Heartbeats a worker misses before it counts as lost.
 SILENT_BEATS = 3
+MIN_METRICS_TOKEN_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -48,6 +49,10 @@ class Settings(BaseSettings):
     # Signs plot share links (HMAC-SHA256). Required with API keys; in open mode each
     # API process draws one at start, and its links die with it.
     share_secret: SecretStr | None = Field(None, min_length=MIN_SECRET_LENGTH)
+    # When set, GET /metrics needs `Authorization: Bearer <token>` (Prometheus'
+    # `authorization` scrape setting); unset, it is open, as the probes are. Not an API
+    # key: a scraper sees counts across every owner and needs no owner's key.
+    metrics_token: SecretStr | None = Field(None, min_length=MIN_METRICS_TOKEN_LENGTH)
     # Per owner, with API keys: requests that submit work per minute (sliding window),
     # and jobs queued or running at once.
     submissions_per_minute: int = Field(60, ge=1, le=1_000_000)

@@ -1,20 +1,26 @@
-"""Probes and metrics: /healthz (alive), /readyz (Redis and workers), /metrics (Prometheus)."""
+"""Probes and metrics: /healthz (alive), /readyz (Redis and workers), /metrics (Prometheus).
+
+None needs an API key, so a Kubernetes probe can call them; what each shows to whom
+is in api.access.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import anyio
 import redis
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from api.deps import ServicesDep
+from api.deps import MetricsScraper, OptionalOwner, ServicesDep
 from api.errors import store_unavailable
 from api.responses import FastJSONResponse
-from api.schemas import Health, Readiness
+from api.schemas import Health, problem_responses
 from core.settings import Settings
 from core.spec import Device
 from core.store import MetricsSnapshot
@@ -34,33 +40,61 @@ async def healthz() -> Response:
     return FastJSONResponse({"status": "ok"})
 
 
-@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
-async def readyz(services: ServicesDep) -> Response:
-    """Redis answers (else 503); lists the live workers of each queue from their heartbeats.
+class Readiness(BaseModel):
+    """What /readyz shows: the live workers' hosts only to a request that may see them."""
 
-    `auth` says whether API keys guard the jobs (`keys`) or every client sees all (`open`).
+    status: str = Field(description="ready, or unavailable when Redis does not serve")
+    auth: str = Field(description="open (no API keys: every client sees every job) or keys")
+    redis: bool
+    live_workers: dict[str, int] = Field(description="queue -> how many workers are live")
+    workers: dict[str, list[str]] | None = Field(
+        None,
+        description="queue -> hostnames of live workers: in keys mode only with a valid key",
+    )
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+async def readyz(services: ServicesDep, owner: OptionalOwner) -> Response:
+    """Redis answers (else 503, with Retry-After); how many workers of each queue are live.
+
+    `auth` says whether API keys guard the jobs (`keys`) or every client sees all
+    (`open`). No key is needed; `workers` names the live workers' hosts only in open
+    mode or to a request with a valid key.
     """
     store = services.store
-    auth = services.access.mode
+    body: dict[str, Any] = {"auth": services.access.mode}
     try:
         with anyio.fail_after(PROBE_TIMEOUT):
             await store.ping()
-            workers = {
+            hosts = {
                 queue: await store.live_workers(queue=queue) for queue in queues(services.settings)
             }
     except (redis.RedisError, OSError, TimeoutError):
-        body = {"status": "unavailable", "auth": auth, "redis": False, "workers": {}}
+        body.update(status="unavailable", redis=False, live_workers={})
+        if owner is not None:
+            body["workers"] = {}
         return FastJSONResponse(body, status_code=503, headers=dict(store_unavailable().headers))
-    return FastJSONResponse({"status": "ready", "auth": auth, "redis": True, "workers": workers})
+    body.update(status="ready", redis=True)
+    body["live_workers"] = {queue: len(names) for queue, names in hosts.items()}
+    if owner is not None:
+        body["workers"] = hosts
+    return FastJSONResponse(body)
 
 
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+    dependencies=[MetricsScraper],
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"},
+        **problem_responses(401),
+    },
 )
 async def metrics(services: ServicesDep) -> Response:
-    """Jobs by status, Celery queue depth, live workers and job durations, for Prometheus."""
+    """Jobs by status, Celery queue depth, live workers and job durations, for Prometheus.
+
+    With GRADWATCH_METRICS_TOKEN set, send it as `Authorization: Bearer <token>`.
+    """
     names = queues(services.settings)
     snapshot = await services.store.metrics(queues=names)
     workers = {queue: len(await services.store.live_workers(queue=queue)) for queue in names}
