@@ -8,12 +8,14 @@ from typing import Any
 import httpx
 import pytest
 from celery import Celery
+from redis.exceptions import BusyLoadingError, MasterDownError, ResponseError
 
 from api.access import Access
 from api.deps import Services
 from api.hot_reads import HotReads
 from api.rendering import PlotRenderer
 from core.plots import PlotSize
+from core.redis_multiplex import MultiplexedRedis
 from core.settings import Settings
 from core.store import AsyncJobStore
 from tests.api.conftest import UNTRAINED, FinishedJob
@@ -130,3 +132,51 @@ async def test_other_methods_go_to_the_routes(hot: Any, finished_job: FinishedJo
     await client.delete(f"/v1/experiments/{job.id}")
     await client.post("/v1/experiments", json=UNTRAINED)
     assert len(downstream.paths) == 2
+
+
+async def test_an_etag_for_a_plot_not_stored_goes_to_the_routes(
+    hot: Any, finished_job: FinishedJob
+) -> None:
+    client, downstream = hot
+    job = finished_job(plots={})  # the worker drew nothing: the route renders, or knows the tag
+
+    response = await client.get(
+        f"/v1/experiments/{job.id}/plots/weights.png", headers={"If-None-Match": '"r0123"'}
+    )
+
+    assert response.status_code == 418 and len(downstream.paths) == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "answered_here"),
+    [
+        (BusyLoadingError("LOADING Redis is loading the dataset in memory"), True),
+        (ResponseError("BUSY Redis is busy running a script. You can only call SCRIPT KILL"), True),
+        (MasterDownError("MASTERDOWN Link with MASTER is down"), True),
+        (ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
+    ],
+)
+async def test_a_redis_that_cannot_serve_is_a_503_here_and_other_errors_go_on(
+    hot: Any,
+    finished_job: FinishedJob,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Exception,
+    answered_here: bool,
+) -> None:
+    client, downstream = hot
+    job = finished_job()
+
+    async def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise error  # what the multiplexed connection raises for that reply
+
+    monkeypatch.setattr(MultiplexedRedis, "execute", refuse)
+    monkeypatch.setattr(MultiplexedRedis, "execute_many", refuse)
+
+    response = await client.get(f"/v1/experiments/{job.id}")
+
+    if answered_here:
+        assert response.status_code == 503 and int(response.headers["retry-after"]) > 0
+        assert response.json()["type"] == "urn:gradwatch:problem:store-unavailable"
+        assert downstream.paths == []
+    else:
+        assert response.status_code == 418 and len(downstream.paths) == 1
