@@ -3,6 +3,9 @@
 Routes raise `Problem` (or one of its constructors below); validation errors,
 HTTP errors and anything unexpected all leave as problem documents, so a client
 never has to parse an HTML page or a bare string. Bad input is a 4xx, never a 500.
+Redis unreachable, not answering, or answering that it cannot serve for now
+(LOADING, BUSY, READONLY, ...) is a 503 with Retry-After; anything else unexpected
+is a generic 500 that names nothing internal and carries the app's CORS headers.
 
 Example response:
 
