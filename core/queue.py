@@ -29,7 +29,7 @@ from typing import Any
 
 from celery import Celery
 
-from core.jobs import STUDY_CHILD_TASK, TRAIN_TASK
+from core.jobs import TRAIN_TASK
 from core.keys import Keys
 from core.settings import Settings
 from core.spec import Device
@@ -85,22 +85,9 @@ def make_celery(settings: Settings, main: str = "gradwatch") -> Celery:
 
 
 def send_training(app: Celery, *, job_id: str, queue: str) -> None:
-    """Enqueue the training of job `job_id` on `queue`; the Celery task id is the job id."""
+    """Send the first message of job `job_id` on `queue` (as send_dispatch does with
+    dispatch 0 and its training task); the Celery task id is the job id."""
     app.send_task(TRAIN_TASK, kwargs={"job_id": job_id}, queue=queue, task_id=job_id)
-
-
-def send_study_training(app: Celery, *, job_id: str, study_id: str, queue: str) -> None:
-    """Enqueue job `job_id`, a child of study `study_id`, on `queue`.
-
-    The worker trains it like any job, then brings the study up to date (sealing
-    it and drawing its plots when this child was the last to finish).
-    """
-    app.send_task(
-        STUDY_CHILD_TASK,
-        kwargs={"job_id": job_id, "study_id": study_id},
-        queue=queue,
-        task_id=job_id,
-    )
 
 
 def send_dispatch(

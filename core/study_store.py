@@ -20,7 +20,8 @@ sealing loses nothing: the next read seals. Sealing starts the study's TTL.
 `StudyStore` and `AsyncStudyStore` extend the job stores (same executors,
 same connections) with the study operations:
 
-    create_study(*, plan: StudyPlan, children: [job id], plots) -> StudyRecord
+    create_study(*, plan: StudyPlan, queues: [queue], plots, owner=ANONYMOUS, max_active=0)
+        -> StudyRecord       The study and its children (queued jobs), in one step
     get_study(study_id) -> StudyRecord | None          (reconciles; seals when complete)
     list_studies(*, limit=50, cursor=None) -> StudyPage (stored records, newest first)
     cancel_study(study_id) -> StudyCancel | None        (study flag, then every child)
@@ -51,22 +52,24 @@ import redis
 import redis.asyncio
 
 from core.api_keys import ANONYMOUS
-from core.jobs import JobStatus, dumps_compact, iso_time, new_job_id
+from core.jobs import JobStatus, dumps_compact, iso_time, new_job_id, study_child_task
 from core.keys import Keys, owned, plot_etag_field, plot_field
 from core.redis_multiplex import MultiplexedRedis
 from core.settings import Settings
 from core.store import (
+    EVENTS_MAXLEN,
     AsyncJobStore,
     JobEvent,
     JobStore,
     Plan,
     StoredPlot,
+    TooManyActiveJobs,
     decode_cursor,
     encode_cursor,
     plans_from_settings,
     png_etag,
 )
-from core.store_scripts import PUT_PLOT, LuaScript
+from core.store_scripts import NEW_JOB, PUT_PLOT, LuaScript
 from core.studies import MAX_CHILDREN, ChildOutcome, StudyPlan, study_status, summarize
 
 T = TypeVar("T")
@@ -99,15 +102,36 @@ end
 CREATE_STUDY = LuaScript(
     "create_study",
     _PRELUDE
+    + NEW_JOB
     + """
--- KEYS[1] record, [2] events, [3] studies index, [4] the owner's; ARGV[1] id, [2] cap,
--- [3..] field/value pairs
+-- KEYS[1] record, [2] events, [3] studies index, [4] the owner's, [5] jobs index,
+-- [6] queued jobs index, [7] running jobs index, [8] job owners, [9] the job outbox,
+-- then each child's record and events; ARGV[1] id, [2] cap, [3] a job's events cap,
+-- [4] owner, [5] the owner's limit of active jobs (0: none), [6] n children,
+-- [7] m, [8 .. 7+m] record field/value pairs, then per child id, queue, spec JSON,
+-- epochs, task JSON.
+-- The study and every child in one step: a creation that fails part-way leaves none
+-- of them, and every child waits in the outbox until its message is confirmed sent.
+local owner, limit, n, m = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+if limit > 0 then
+  local active = redis.call('ZCARD', KEYS[6] .. ':owner:' .. owner)
+    + redis.call('ZCARD', KEYS[7] .. ':owner:' .. owner)
+  if active + n > limit then return {'limited', active} end
+end
+local t = now()
+local at = {jobs = KEYS[5], queued = KEYS[6], owners = KEYS[8], outbox = KEYS[9]}
+for i = 0, n - 1 do
+  local a = 8 + m + 5 * i
+  at.record, at.events = KEYS[10 + 2 * i], KEYS[11 + 2 * i]
+  new_job(at, {id = ARGV[a], queue = ARGV[a + 1], spec = ARGV[a + 2], epochs = ARGV[a + 3],
+               owner = owner, task = ARGV[a + 4]}, ARGV[3], t)
+end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'status', 'queued', 'created_at',
-           string.format('%.6f', now()), 'cancel_requested', 0, unpack(ARGV, 3))
+           string.format('%.6f', t), 'cancel_requested', 0, unpack(ARGV, 8, 7 + m))
 redis.call('ZADD', KEYS[3], 0, ARGV[1])
 redis.call('ZADD', KEYS[4], 0, ARGV[1])
 emit(KEYS[2], ARGV[2], 'state', '{"status":"queued"}')
-return redis.call('HGETALL', KEYS[1])
+return {'created', redis.call('HGETALL', KEYS[1])}
 """,
 )
 
@@ -428,28 +452,76 @@ class StudyPlans:
         self,
         *,
         plan: StudyPlan,
-        children: Sequence[str],
+        queues: Sequence[str],
         plots: Sequence[str],
         owner: str = ANONYMOUS,
+        max_active: int = 0,
     ) -> Plan[StudyRecord]:
-        """A queued study of `owner` over the (already created) jobs `children`, in order."""
+        """A queued study of `owner` and its children, one queued job per child spec of
+        `plan` on the queue `queues` names for it, all in one step.
+
+        Each child's task trains it and then updates the study; like any new job it waits
+        in the outbox until `confirm_dispatch(child, dispatch=0)` (a reaper sends it
+        otherwise). With `max_active` > 0, raises TooManyActiveJobs (and makes nothing)
+        when the owner's queued and running jobs plus the children would pass it.
+        """
         study_id = new_job_id()
+        children = [new_job_id() for _ in plan.children]
         keys = self.keys.study(study_id)
         fields: dict[str, str | int] = {
             "owner": owner,
             "request": dumps_compact(plan.request),
             "configs": dumps_compact([config.to_json_dict() for config in plan.configs]),
-            "children": dumps_compact(list(children)),
+            "children": dumps_compact(children),
             "seeds": plan.seeds,
             "plots": dumps_compact(list(plots)),
         }
-        args: list[str | int] = [study_id, STUDY_EVENTS_MAXLEN]
-        for name, value in fields.items():
-            args += [name, value]
+        pairs: list[str | int] = [item for field in fields.items() for item in field]
+        args: list[str | int] = [
+            study_id,
+            STUDY_EVENTS_MAXLEN,
+            EVENTS_MAXLEN,
+            owner,
+            max_active,
+            len(children),
+            len(pairs),
+            *pairs,
+        ]
+        child_keys: list[str] = []
+        for child_id, spec, queue in zip(children, plan.children, queues, strict=True):
+            job = self.keys.job(child_id)
+            child_keys += [job.record, job.events]
+            args += [
+                child_id,
+                queue,
+                dumps_compact(spec.to_json_dict()),
+                spec.training.epochs,
+                dumps_compact(study_child_task(child_id, study_id)),
+            ]
+
+        def decode(reply: list[Any]) -> StudyRecord:
+            if reply[0] == b"limited":
+                raise TooManyActiveJobs(int(reply[1]))
+            return StudyRecord.from_fields(_hash(reply[1]))
+
+        indexes = [
+            self.keys.jobs,
+            self.keys.jobs_with_status(JobStatus.QUEUED),
+            self.keys.jobs_with_status(JobStatus.RUNNING),
+            self.keys.job_owners,
+            self.keys.outbox,
+        ]
         return Plan(
-            lambda reply: StudyRecord.from_fields(_hash(reply)),
+            decode,
             script=CREATE_STUDY,
-            keys=[keys.record, keys.events, self.keys.studies, owned(self.keys.studies, owner)],
+            keys=[
+                keys.record,
+                keys.events,
+                self.keys.studies,
+                owned(self.keys.studies, owner),
+                *indexes,
+                *child_keys,
+            ],
             args=args,
         )
 

@@ -16,7 +16,7 @@ import socket
 
 from celery import Task
 
-from core.queue import STUDY_CHILD_TASK
+from core.jobs import STUDY_CHILD_TASK
 from core.settings import get_settings
 from core.study_finish import finish_study
 from core.study_store import StudyStore

@@ -1,12 +1,13 @@
 """Comparison studies: a grid of experiments in one request, summarized and drawn side by side.
 
-`POST /v1/studies` validates the grid, creates one ordinary experiment per
-configuration and seed (each visible under /v1/experiments), records the study
-and enqueues the children, which workers train in parallel. The study's
-status and progress are read from its children; once every child has
-finished it has a summary (JSON and CSV) and plots, with the conventions of an
-experiment's: problem documents, ETag/304, immutable caching, CORS, resumable
-Server-Sent Events, cursor pagination.
+`POST /v1/studies` validates the grid, creates in one step the study and one
+ordinary experiment per configuration and seed (each visible under
+/v1/experiments), then sends the children, which workers train in parallel (a
+child whose message could not be sent waits in the outbox for a reaper, as any
+new experiment does). The study's status and progress are read from its
+children; once every child has finished it has a summary (JSON and CSV) and
+plots, with the conventions of an experiment's: problem documents, ETag/304,
+immutable caching, CORS, resumable Server-Sent Events, cursor pagination.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from api.deps import OptionalOwner, OwnerDep, Services, ServicesDep
 from api.errors import EndOfStream, Problem
 from api.responses import FastJSONResponse, etag_matches, not_modified, png_response
 from api.routes.events import LastEventId, is_final
+from api.routes.experiments import send_new_jobs
 from api.routes.plots import (
     DEFAULT_SIZE,
     SIGNED_HEADERS,
@@ -50,9 +52,8 @@ from api.schemas import (
     StudySummary,
     problem_responses,
 )
-from core.jobs import JobStatus, dumps_compact, is_job_id
+from core.jobs import JobStatus, dumps_compact, is_job_id, study_child_task
 from core.keys import plot_field
-from core.queue import send_study_training
 from core.share_links import PlotGrant
 from core.store import AsyncJobStore, InvalidCursor, Refusal, TooManyActiveJobs, png_etag
 from core.studies import StudyError, StudyPlan, expand_study, parse_study, summary_csv
@@ -185,48 +186,27 @@ async def create_study(
         )
         if refusal is not None:
             raise limit_refused(refusal, access)
-    children = await _create_children(services, studies, plan, owner)
-    record = await studies.create_study(
-        plan=plan,
-        children=[child_id for child_id, _ in children],
-        plots=planned_study_plots(plan.children),
-        owner=owner,
+    queues = [services.settings.queue_for(spec.device) for spec in plan.children]
+    try:
+        record = await studies.create_study(
+            plan=plan,
+            queues=queues,
+            plots=planned_study_plots(plan.children),
+            owner=owner,
+            # Checked again as the jobs are made: concurrent submissions cannot pass it.
+            max_active=0 if access.open else access.max_active_jobs,
+        )
+    except TooManyActiveJobs as error:
+        refusal = Refusal("max_active_jobs", ACTIVE_LIMIT_RETRY_AFTER, error.active)
+        raise limit_refused(refusal, access) from error
+    children = zip(record.child_ids, queues, strict=True)
+    await send_new_jobs(
+        services, [(child, queue, study_child_task(child, record.id)) for child, queue in children]
     )
-    await _enqueue(services, studies, record.id, children)
     record = await studies.get_study(record.id) or record
     return FastJSONResponse(
         record.to_public(), status_code=202, headers={"Location": location(record.id)}
     )
-
-
-async def _create_children(
-    services: Services, studies: AsyncStudyStore, plan: StudyPlan, owner: str
-) -> list[tuple[str, str]]:
-    """(id, queue) of a new queued job per child spec; all or none (429 past the limit)."""
-    access = services.access
-    results = await asyncio.gather(
-        *(
-            studies.create(
-                spec=spec,
-                queue=services.settings.queue_for(spec.device),
-                owner=owner,
-                # Checked as each job is made: concurrent submissions cannot pass it together.
-                max_active=0 if access.open else access.max_active_jobs,
-            )
-            for spec in plan.children
-        ),
-        return_exceptions=True,
-    )
-    made = [(r.record.id, r.record.queue) for r in results if not isinstance(r, BaseException)]
-    refused = [r for r in results if isinstance(r, BaseException)]
-    if not refused:
-        return made
-    await asyncio.gather(*(studies.delete(child_id) for child_id, _ in made))
-    error = refused[0]
-    if isinstance(error, TooManyActiveJobs):
-        refusal = Refusal("max_active_jobs", ACTIVE_LIMIT_RETRY_AFTER, error.active)
-        raise limit_refused(refusal, access) from error
-    raise error
 
 
 def _plan(body: Mapping[str, Any]) -> StudyPlan:
@@ -237,35 +217,6 @@ def _plan(body: Mapping[str, Any]) -> StudyPlan:
         errors = error.errors
     detail = "; ".join(f"{item['field']}: {item['reason']}" for item in errors)
     raise Problem(422, "Invalid study", detail, kind="invalid-study", errors=errors)
-
-
-async def _enqueue(
-    services: Services, studies: AsyncStudyStore, study_id: str, children: list[tuple[str, str]]
-) -> None:
-    def send() -> int:
-        sent = 0
-        for child_id, queue in children:
-            send_study_training(services.celery, job_id=child_id, study_id=study_id, queue=queue)
-            sent += 1
-        return sent
-
-    try:
-        await anyio.to_thread.run_sync(send)
-        await asyncio.gather(
-            *(studies.confirm_dispatch(child_id, dispatch=0) for child_id, _ in children)
-        )
-    except Exception as error:
-        # Children nobody will run would sit queued forever: fail them (the study
-        # then ends as failed) and say so.
-        logger.exception("could not enqueue the children of study %s", study_id)
-        message = f"could not enqueue the study's experiments: {error}"
-        await asyncio.gather(
-            *(
-                studies.mark_failed(child_id, error_type="EnqueueError", message=message)
-                for child_id, _ in children
-            )
-        )
-        raise Problem(503, "Queue unavailable", message, kind="queue-unavailable") from error
 
 
 @router.get("", response_model=StudiesPage, responses=problem_responses(422))

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import struct
 from typing import Any
 
 import pytest
 import redis
 
-from core.jobs import JobStatus, Summary, WorkerInfo
+from core.jobs import JobStatus, Summary, WorkerInfo, new_job_id, study_child_task
 from core.plots import PlotSizeError
 from core.presets import STUDY_PRESETS
 from core.settings import Settings
+from core.store import TooManyActiveJobs
 from core.studies import (
     MAX_CHILDREN,
     ChildOutcome,
@@ -341,10 +343,10 @@ def _new_study(store: StudyStore, seeds: int = 1) -> tuple[str, list[str]]:
         }
         | {"seeds": seeds}
     )
-    children = [store.create(spec=spec, queue="nowhere").record.id for spec in plan.children]
-    record = store.create_study(plan=plan, children=children, plots=["curves"])
+    queues = ["nowhere"] * len(plan.children)
+    record = store.create_study(plan=plan, queues=queues, plots=["curves"])
     assert record.status is JobStatus.QUEUED
-    return record.id, children
+    return record.id, record.child_ids
 
 
 def _succeed(store: StudyStore, job_id: str, accuracy: float) -> None:
@@ -357,6 +359,42 @@ def _events(store: StudyStore, study_id: str) -> list[tuple[str, dict[str, Any]]
     import json
 
     return [(e.type, json.loads(e.data)) for e in store.read_study_events(study_id)]
+
+
+def test_a_study_is_made_with_its_children_each_waiting_to_be_sent(
+    study_store: StudyStore,
+) -> None:
+    study_id, children = _new_study(study_store, seeds=2)
+
+    for child in children:
+        record = study_store.get(child)
+        assert record is not None and record.status is JobStatus.QUEUED
+        assert record.queue == "nowhere" and record.dispatch == 0
+        task = study_store.client.hget(study_store.plans.keys.job(child).record, "task")
+        assert json.loads(task or b"null") == study_child_task(child, study_id)
+    unsent = study_store.unsent_dispatches(limit=10_000)
+    assert all((child, 0) in unsent for child in children)
+    events = [(e.type, json.loads(e.data)) for e in study_store.read_events(children[0])]
+    assert events == [("state", {"status": "queued"})]
+
+
+def test_a_study_past_the_active_jobs_limit_makes_nothing(study_store: StudyStore) -> None:
+    owner = f"limited-{new_job_id()}"
+    plan = expand({"base": {"seed": 1}, "axes": {"model.activation": ["relu", "tanh"]}})
+    study_store.create(spec=plan.children[0], queue="nowhere", owner=owner)
+
+    with pytest.raises(TooManyActiveJobs) as raised:
+        study_store.create_study(
+            plan=plan, queues=["nowhere"] * 2, plots=[], owner=owner, max_active=2
+        )
+
+    assert raised.value.active == 1
+    assert len(study_store.list_jobs(owner=owner).items) == 1  # none of its children
+    assert study_store.list_studies(owner=owner).items == []
+    made = study_store.create_study(
+        plan=plan, queues=["nowhere"] * 2, plots=[], owner=owner, max_active=3
+    )
+    assert len(study_store.list_jobs(owner=owner).items) == 3 and len(made.child_ids) == 2
 
 
 def test_a_study_follows_its_children_and_seals_once(study_store: StudyStore) -> None:
@@ -472,9 +510,10 @@ def test_series_and_plots_are_stored_once_the_study_is_sealed(study_store: Study
 
 def test_a_study_is_listed_for_its_owner(study_store: StudyStore) -> None:
     plan = expand({"base": {"seed": 1}, "axes": {"model.activation": ["relu"]}})
-    child = study_store.create(spec=plan.children[0], queue="nowhere", owner="erin").record.id
-    made = study_store.create_study(plan=plan, children=[child], plots=[], owner="erin")
+    made = study_store.create_study(plan=plan, queues=["nowhere"], plots=[], owner="erin")
     assert made.owner == "erin" and study_store.study_owner(made.id) == "erin"
+    [child] = made.child_ids
+    assert study_store.owner_of(child) == "erin"
     assert [r.id for r in study_store.list_studies(owner="erin").items] == [made.id]
     assert study_store.list_studies(owner="frank").items == []
     assert study_store.delete_with_children(made.id)

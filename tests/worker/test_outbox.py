@@ -3,9 +3,9 @@
 Every new job waits in the store's outbox until its sender confirms its message went
 out. Here the sender never does (an API process that died after storing it), or the
 API cannot reach the queue at all (its broker connection points at a closed port):
-the client still gets 202 and the job, and a reaper of the fast-reaping workers
-(tests.worker.conftest) sends it a silence period on, or a retry with the same
-Idempotency-Key does at once.
+or loses it part-way through a study's children: the client still gets 202 and the
+job, and a reaper of the fast-reaping workers (tests.worker.conftest) sends it a
+silence period on, or a retry with the same Idempotency-Key does at once.
 """
 
 from __future__ import annotations
@@ -16,22 +16,50 @@ import json
 from typing import Any
 
 import httpx
+from celery import Celery
+from kombu.exceptions import OperationalError
 
 from api.main import create_app
 from core.jobs import FINISHED, JobStatus, new_job_id
-from core.queue import make_celery
 from core.settings import Settings
-from tests.conftest import free_port
-from tests.worker.conftest import RECOVERY_SECONDS, Deployment, Workers
+from core.studies import StudyRequest, expand_study
+from core.study_plots import planned_study_plots
+from core.study_store import StudyStore
+from tests.conftest import wait_for
+from tests.worker.conftest import JOB_SECONDS, RECOVERY_SECONDS, Deployment, Workers
 
 QUICK: dict[str, Any] = {"seed": 3, "training": {"epochs": 3}}
+# Two short children: two activations, 3 epochs on 200 points.
+STUDY: dict[str, Any] = {
+    "base": {"seed": 5, "dataset": {"n_samples": 200}, "training": {"epochs": 3}},
+    "axes": {"model.activation": ["tanh", "relu"]},
+}
+
+
+class QueueGoesAway:
+    """A Celery client that sends its first `sends` messages, then finds the queue gone."""
+
+    def __init__(self, celery: Celery, sends: int) -> None:
+        self.celery = celery
+        self.sends = sends
+
+    def send_task(self, *args: Any, **kwargs: Any) -> Any:
+        if self.sends == 0:
+            raise OperationalError("Error 111 connecting to redis:6379. Connection refused.")
+        self.sends -= 1
+        return self.celery.send_task(*args, **kwargs)
 
 
 def post(
-    settings: Settings, body: dict[str, Any], *, queue_reachable: bool, **headers: str
+    settings: Settings,
+    body: dict[str, Any],
+    *,
+    path: str = "/v1/experiments",
+    sends: int | None = None,
+    **headers: str,
 ) -> httpx.Response:
-    """POST /v1/experiments to the real app, started as a server starts it; without
-    `queue_reachable`, its Celery client's broker is a port nobody listens on."""
+    """POST to the real app, started as a server starts it; with `sends`, its Celery
+    client sends that many messages, then finds the queue unreachable."""
     app = create_app(settings)
 
     async def request() -> httpx.Response:
@@ -40,17 +68,11 @@ def post(
             app.router.lifespan_context(app),
             httpx.AsyncClient(transport=transport, base_url="http://test") as client,
         ):
-            if queue_reachable:
-                return await client.post("/v1/experiments", json=body, headers=headers)
-            nowhere = f"redis://127.0.0.1:{free_port()}/0"
-            unreachable = make_celery(settings.model_copy(update={"redis_url": nowhere}))
-            services = app.state.services
-            app.state.services = dataclasses.replace(services, celery=unreachable)
-            try:
-                return await client.post("/v1/experiments", json=body, headers=headers)
-            finally:
-                app.state.services = services
-                unreachable.close()
+            if sends is not None:
+                services = app.state.services
+                flaky = QueueGoesAway(services.celery, sends)
+                app.state.services = dataclasses.replace(services, celery=flaky)
+            return await client.post(path, json=body, headers=headers)
 
     return asyncio.run(request())
 
@@ -87,7 +109,7 @@ def test_a_job_stored_but_never_sent_is_sent_by_a_reaper_and_runs_once(
 def test_a_job_the_api_could_not_send_is_accepted_and_runs_once(workers: Workers) -> None:
     deployment = workers.deployment
 
-    response = post(workers.settings, QUICK, queue_reachable=False)
+    response = post(workers.settings, QUICK, sends=0)
 
     assert response.status_code == 202, response.text
     job = response.json()
@@ -102,16 +124,63 @@ def test_a_retry_after_a_failed_send_gets_the_same_job_and_it_runs_once(
 ) -> None:
     deployment = workers.deployment
     key = {"Idempotency-Key": f"outbox-{new_job_id()}"}
-    first = post(workers.settings, QUICK, queue_reachable=False, **key)
+    first = post(workers.settings, QUICK, sends=0, **key)
     assert first.status_code == 202, first.text
 
-    again = post(workers.settings, QUICK, queue_reachable=True, **key)
+    again = post(workers.settings, QUICK, **key)
 
     assert again.status_code == 202, again.text
     assert again.json()["id"] == first.json()["id"]
     assert again.headers["idempotent-replayed"] == "true"
     assert_ran_once(deployment, first.json()["id"])
     # The retry's own replay, once the job ran, sends nothing more.
-    third = post(workers.settings, QUICK, queue_reachable=True, **key)
+    third = post(workers.settings, QUICK, **key)
     assert third.json()["id"] == first.json()["id"] and third.json()["status"] == "succeeded"
     assert_ran_once(deployment, first.json()["id"])
+
+
+def wait_for_study_end(studies: StudyStore, study_id: str) -> Any:
+    found: list[Any] = []
+
+    def ended() -> bool:
+        found[:] = [studies.get_study(study_id)]
+        return found[0] is not None and found[0].status.finished
+
+    wait_for(ended, timeout=2 * JOB_SECONDS, what=f"study {study_id} to end")
+    return found[0]
+
+
+def test_a_study_stored_but_never_sent_completes_with_its_plots(workers: Workers) -> None:
+    studies = StudyStore(workers.deployment.store.client, workers.settings)
+    plan = expand_study(StudyRequest.model_validate(STUDY))
+    queue = workers.deployment.queue
+    # Stored, then its API process died: no child was sent.
+    study = studies.create_study(
+        plan=plan, queues=[queue] * len(plan.children), plots=planned_study_plots(plan.children)
+    )
+
+    ended = wait_for_study_end(studies, study.id)
+
+    assert ended.status is JobStatus.SUCCEEDED, ended
+    for child in study.child_ids:
+        assert_ran_once(workers.deployment, child)
+    # The children ran as the study's: the worker of the last one drew the study's plots.
+    assert studies.get_study_series(study.id) is not None
+    assert studies.get_study_plot(study.id, field="curves", body=False).etag
+
+
+def test_a_study_whose_sends_fail_part_way_completes(workers: Workers) -> None:
+    studies = StudyStore(workers.deployment.store.client, workers.settings)
+
+    response = post(workers.settings, STUDY, path="/v1/studies", sends=1)
+
+    assert response.status_code == 202, response.text
+    study = response.json()
+    assert study["status"] == "queued" and study["progress"]["queued"] == 2
+    ended = wait_for_study_end(studies, study["id"])
+    assert ended.status is JobStatus.SUCCEEDED, ended
+    first, second = ended.child_ids
+    assert_ran_once(workers.deployment, first)
+    assert_ran_once(workers.deployment, second)
+    dispatches = [workers.deployment.store.get(child).dispatch for child in ended.child_ids]  # type: ignore[union-attr]
+    assert dispatches == [0, 1]  # the first was sent; a reaper sent the second
