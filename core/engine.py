@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import Sequence
@@ -25,13 +26,19 @@ import tensorflow as tf
 
 from core.datasets import Dataset, load_dataset
 from core.diagnosis import diagnose
-from core.graph_cache import BOUNDARY_RESOLUTION, Shapes, checkout, trainer_key
-from core.hooks import TrainingHook
-from core.network import Architecture, layer_parameter_counts
+from core.graph_cache import (
+    BOUNDARY_RESOLUTION,
+    Shapes,
+    checkout,
+    checkout_ensemble,
+    trainer_key,
+)
+from core.hooks import TrainingCancelled, TrainingHook
+from core.network import Architecture
 from core.recorder import Recorder, snapshot_epochs
 from core.result import RESULT_VERSION, finite_list, finite_or_none
 from core.spec import CaptureEvery, ExperimentSpec, steps_per_epoch
-from core.trainer import CompiledTrainer, EpochArrays, default_learning_rate
+from core.trainer import EpochArrays, TrainerKey, default_learning_rate
 
 DATASET_POINTS = 2000  # points kept in the result for the dataset plot
 
@@ -51,52 +58,190 @@ def run_experiment(spec: ExperimentSpec, hooks: Sequence[TrainingHook] = ()) -> 
     """
     started = time.perf_counter()
     data = load_dataset(spec.dataset, seed=spec.seed)
-    architecture = Architecture.from_spec(
-        spec.model,
-        n_features=data.n_features,
-        n_outputs=1 if data.n_classes == 2 else data.n_classes,
-    )
-    capture = spec.capture
-    key = trainer_key(
-        architecture,
-        spec.training,
-        step_capture=capture.every is CaptureEvery.STEP,
-        raw=capture.raw,
-        activations=capture.activations,
-    )
-    shapes = Shapes(
-        samples=len(data.y_train),
-        features=data.n_features,
-        batch_size=spec.training.batch_size,
-        probe=min(capture.probe_size, len(data.y_train)) if capture.activations else 0,
-        validation=len(data.y_val),
-    )
-    optimizer = spec.training.optimizer
-    with checkout(key, shapes, steps=spec.training.epochs * steps_per_epoch(spec)) as (
-        trainer,
-        reused,
-    ):
-        trainer.reset(
-            spec.model.initializer,
-            seed=spec.seed,
-            learning_rate=optimizer.learning_rate or default_learning_rate(optimizer.kind),
-        )
-        run = _Run(spec, data, trainer)
+    plan = _Plan.of(spec, data)
+    with checkout(plan.key, plan.shapes, steps=plan.steps) as (trainer, reused):
+        trainer.reset(spec.model.initializer, seed=spec.seed, learning_rate=plan.learning_rate)
+        run = _Run(spec, data, plan.key.architecture)
         for hook in hooks:
             hook.on_train_begin(spec.training.epochs)
-        run.train(hooks)
-        seconds = time.perf_counter() - started
-        result = run.result(architecture, seconds=seconds, reused=reused)
+        if data.has_validation:
+            run.start_validation(trainer.evaluate(data.x_val, data.y_val))
+        for epoch in range(1, spec.training.epochs + 1):
+            order = run.epoch_order()
+            start_weights = trainer.weights() if run.keeps_start(epoch) else None
+            arrays = trainer.train_epoch(
+                data.x_train[order], data.y_train[order], run.probe, batch_size=plan.batch_size
+            )
+            validation = trainer.evaluate(data.x_val, data.y_val) if data.has_validation else None
+            logs = run.record_epoch(epoch, arrays, start_weights, validation)
+            for hook in hooks:
+                hook.on_epoch_end(epoch, spec.training.epochs, logs)
+            if run.diverged_at is not None:
+                break
+        run.end(trainer.weights() if run.keeps_end else None)
+        result = run.result(
+            train=trainer.evaluate(data.x_train, data.y_train),
+            validation=trainer.evaluate(data.x_val, data.y_val) if data.has_validation else None,
+            boundary=trainer.predict(run.grid) if run.grid is not None else None,
+            seconds=time.perf_counter() - started,
+            timing={"graph_reused": reused, "xla": trainer.jit, "members": 1},
+        )
     for hook in hooks:
         hook.on_train_end(result["metrics"]["after"])
     return RunOutput(result=result, arrays=run.arrays())
 
 
-class _Run:
-    """One run's state: the data in epoch order, the recorder, the metrics."""
+def run_ensemble(
+    specs: Sequence[ExperimentSpec], hooks: Sequence[Sequence[TrainingHook]]
+) -> list[RunOutput | TrainingCancelled]:
+    """Train runs that share a graph (`core.ensemble_groups`) side by side in one.
 
-    def __init__(self, spec: ExperimentSpec, data: Dataset, trainer: CompiledTrainer) -> None:
-        self.spec, self.data, self.trainer = spec, data, trainer
+    Each member is recorded, diagnosed and hooked exactly as `run_experiment`
+    would do it alone, and its numbers equal that run's to float32 rounding. A
+    member whose hook raises `TrainingCancelled` stops there (its place holds the
+    exception), one whose loss stops being finite stops as a run alone would;
+    the others go on.
+    """
+    started = time.perf_counter()
+    data = [load_dataset(spec.dataset, seed=spec.seed) for spec in specs]
+    plans = [_Plan.of(spec, d) for spec, d in zip(specs, data, strict=True)]
+    plan = plans[0]
+    if any(other != plan for other in plans[1:]):
+        raise ValueError("these runs do not share a graph: see core.ensemble_groups")
+    members, epochs = len(specs), specs[0].training.epochs
+    outcomes: list[RunOutput | TrainingCancelled | None] = [None] * members
+    with checkout_ensemble(plan.key, plan.shapes, steps=plan.steps, members=members) as (
+        trainer,
+        reused,
+    ):
+        trainer.reset(
+            [spec.model.initializer for spec in specs],
+            seeds=[spec.seed for spec in specs],
+            learning_rate=plan.learning_rate,
+        )
+        runs = [_Run(spec, d, plan.key.architecture) for spec, d in zip(specs, data, strict=True)]
+        for member_hooks in hooks:
+            for hook in member_hooks:
+                hook.on_train_begin(epochs)
+        x_val, y_val = np.stack([d.x_val for d in data]), np.stack([d.y_val for d in data])
+        has_validation = data[0].has_validation
+        if has_validation:
+            for run, metrics in zip(runs, trainer.evaluate(x_val, y_val), strict=True):
+                run.start_validation(metrics)
+        active = list(range(members))
+        for epoch in range(1, epochs + 1):
+            orders = [run.epoch_order() for run in runs]
+            weights = trainer.weights() if any(runs[m].keeps_start(epoch) for m in active) else None
+            per_member = trainer.train_epoch(
+                np.stack([d.x_train[o] for d, o in zip(data, orders, strict=True)]),
+                np.stack([d.y_train[o] for d, o in zip(data, orders, strict=True)]),
+                np.stack([run.probe for run in runs]),
+                batch_size=plan.batch_size,
+            )
+            validation = trainer.evaluate(x_val, y_val) if has_validation else None
+            for m in list(active):
+                run = runs[m]
+                start_weights = (
+                    weights[m] if weights is not None and run.keeps_start(epoch) else None
+                )
+                logs = run.record_epoch(
+                    epoch,
+                    per_member[m],
+                    start_weights,
+                    None if validation is None else validation[m],
+                )
+                try:
+                    for hook in hooks[m]:
+                        hook.on_epoch_end(epoch, epochs, logs)
+                except TrainingCancelled as cancelled:
+                    outcomes[m] = cancelled
+                    active.remove(m)
+                    continue
+                if run.diverged_at is not None:
+                    active.remove(m)
+                    run.end(trainer.weights()[m] if run.keeps_end else None)
+            if not active:
+                break
+        final_weights = trainer.weights()
+        train = trainer.evaluate(
+            np.stack([d.x_train for d in data]), np.stack([d.y_train for d in data])
+        )
+        validation = trainer.evaluate(x_val, y_val) if has_validation else None
+        grids = [run.grid for run in runs]
+        boundary = None if grids[0] is None else trainer.predict(np.stack(grids))
+        seconds = time.perf_counter() - started
+        for m, run in enumerate(runs):
+            if outcomes[m] is not None:
+                continue
+            if run.diverged_at is None:
+                run.end(final_weights[m] if run.keeps_end else None)
+            result = run.result(
+                train=train[m],
+                validation=None if validation is None else validation[m],
+                boundary=None if boundary is None else boundary[m],
+                seconds=seconds,
+                timing={"graph_reused": reused, "xla": trainer.jit, "members": members},
+            )
+            for hook in hooks[m]:
+                hook.on_train_end(result["metrics"]["after"])
+            outcomes[m] = RunOutput(result=result, arrays=run.arrays())
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a run's compiled graph depends on, derived from its spec and data."""
+
+    key: TrainerKey
+    shapes: Shapes
+    steps: int
+    batch_size: int
+    learning_rate: float
+
+    @classmethod
+    def of(cls, spec: ExperimentSpec, data: Dataset) -> _Plan:
+        architecture = Architecture.from_spec(
+            spec.model,
+            n_features=data.n_features,
+            n_outputs=1 if data.n_classes == 2 else data.n_classes,
+        )
+        capture = spec.capture
+        key = trainer_key(
+            architecture,
+            spec.training,
+            step_capture=capture.every is CaptureEvery.STEP,
+            raw=capture.raw,
+            activations=capture.activations,
+        )
+        shapes = Shapes(
+            samples=len(data.y_train),
+            features=data.n_features,
+            batch_size=spec.training.batch_size,
+            probe=min(capture.probe_size, len(data.y_train)) if capture.activations else 0,
+            validation=len(data.y_val),
+        )
+        optimizer = spec.training.optimizer
+        return cls(
+            key=key,
+            shapes=shapes,
+            steps=spec.training.epochs * steps_per_epoch(spec),
+            batch_size=spec.training.batch_size,
+            learning_rate=optimizer.learning_rate or default_learning_rate(optimizer.kind),
+        )
+
+
+Metrics = tuple[float, float]  # loss, accuracy
+
+
+class _Run:
+    """One run's bookkeeping: its data order, recorder and metrics, fed epoch by epoch.
+
+    It never calls a trainer: the driver (`run_experiment` for a run alone,
+    `run_ensemble` for members of one graph) trains and hands it the numbers.
+    """
+
+    def __init__(self, spec: ExperimentSpec, data: Dataset, architecture: Architecture) -> None:
+        self.spec, self.data, self.architecture = spec, data, architecture
         # One generator, drawn in a fixed order, makes the run repeatable; the
         # probe is drawn even when unused, so every switch trains the same numbers.
         self.rng = np.random.default_rng(spec.seed)
@@ -104,7 +249,7 @@ class _Run:
         if not spec.capture.activations:
             probe_index = probe_index[:0]
         self.probe = data.x_train[np.sort(probe_index)]
-        self.layer_names = trainer.key.architecture.layer_names
+        self.layer_names = architecture.layer_names
         self.variable_names = [f"{n}/{p}" for n in self.layer_names for p in ("kernel", "bias")]
         self.recorder = Recorder(
             layer_names=self.layer_names,
@@ -112,93 +257,117 @@ class _Run:
             epochs=spec.training.epochs,
         )
         self.before: dict[str, dict[str, float | None]] = {}
-        if self.data.has_validation:
-            self.before["validation"] = self._metrics(self.data.x_val, self.data.y_val)
         capture = spec.capture
         self.snapshots = (
             set(snapshot_epochs(spec.training.epochs, capture.histogram_snapshots))
             if capture.histograms and (capture.weights or capture.gradients)
             else set()
         )
+        self.epoch_raw = capture.raw and capture.every is CaptureEvery.EPOCH
         self.diverged_at: int | None = None
+        self._last: tuple[int, EpochArrays] | None = None
 
-    def _evaluate(self) -> dict[str, dict[str, float | None]]:
-        metrics = {"train": self._metrics(self.data.x_train, self.data.y_train)}
-        if self.data.has_validation:
-            metrics["validation"] = self._metrics(self.data.x_val, self.data.y_val)
-        return metrics
+    @property
+    def keeps_end(self) -> bool:
+        """Whether `end` wants the weights after the last step (the final snapshot)."""
+        return bool(self.snapshots) and self.spec.capture.weights
 
-    def _metrics(self, x: np.ndarray, y: np.ndarray) -> dict[str, float | None]:
-        loss, accuracy = self.trainer.evaluate(x, y)
-        return {"loss": finite_or_none(loss), "accuracy": finite_or_none(accuracy)}
+    @functools.cached_property
+    def _grid_axes(self) -> tuple[np.ndarray, np.ndarray]:
+        """The decision surface's x and y: the data's extent and a tenth more each side."""
+        x = self.data.x_train
+        low, high = x.min(axis=0), x.max(axis=0)
+        margin = 0.1 * (high - low) + 1e-3
+        return (
+            np.linspace(low[0] - margin[0], high[0] + margin[0], BOUNDARY_RESOLUTION),
+            np.linspace(low[1] - margin[1], high[1] + margin[1], BOUNDARY_RESOLUTION),
+        )
 
-    def train(self, hooks: Sequence[TrainingHook]) -> None:
-        epochs = self.spec.training.epochs
+    @property
+    def grid(self) -> np.ndarray | None:
+        """The points of the decision surface, for 2-D sets."""
+        if self.data.n_features != 2:
+            return None
+        return np.stack(np.meshgrid(*self._grid_axes), axis=-1).reshape(-1, 2).astype(np.float32)
+
+    def start_validation(self, metrics: Metrics) -> None:
+        self.before["validation"] = _metrics(metrics)
+
+    def epoch_order(self) -> np.ndarray:
+        """The order of the next epoch's samples."""
+        return self.rng.permutation(len(self.data.y_train))
+
+    def keeps_start(self, epoch: int) -> bool:
+        """Whether `record_epoch` wants the weights before epoch `epoch`'s first step."""
+        return (epoch in self.snapshots or self.epoch_raw) and self.spec.capture.weights
+
+    def record_epoch(
+        self,
+        epoch: int,
+        arrays: EpochArrays,
+        start_weights: list[np.ndarray] | None,
+        validation: Metrics | None,
+    ) -> dict[str, float | None]:
+        """Record epoch `epoch`; its logs for the hooks."""
         capture = self.spec.capture
-        epoch_raw = capture.raw and capture.every is CaptureEvery.EPOCH
-        last: tuple[int, EpochArrays] | None = None
-        for epoch in range(1, epochs + 1):
-            order = self.rng.permutation(len(self.data.y_train))
-            keep_start = epoch in self.snapshots or epoch_raw
-            start_weights = self.trainer.weights() if keep_start and capture.weights else None
-            arrays = self.trainer.train_epoch(
-                self.data.x_train[order],
-                self.data.y_train[order],
-                self.probe,
-                batch_size=self.spec.training.batch_size,
+        logs = self.recorder.add_epoch(epoch, arrays)
+        self._last = epoch, arrays
+        if epoch == 1:
+            self.before["train"] = _metrics((arrays.start_loss, arrays.start_accuracy))
+        if epoch in self.snapshots or self.epoch_raw:
+            gradients = (
+                [np.asarray(g) for g in arrays.first_gradients] if capture.gradients else None
             )
-            logs = self.recorder.add_epoch(epoch, arrays)
-            last = epoch, arrays
-            if epoch == 1:
-                self.before["train"] = {
-                    "loss": finite_or_none(arrays.start_loss),
-                    "accuracy": finite_or_none(arrays.start_accuracy),
-                }
-            if keep_start:
-                gradients = (
-                    [np.asarray(g) for g in arrays.first_gradients] if capture.gradients else None
-                )
-                if epoch in self.snapshots:
-                    self.recorder.add_histograms(epoch, start_weights, gradients)
-                if epoch_raw:
-                    self.recorder.add_raw(
-                        self.variable_names,
-                        None if start_weights is None else [w[None] for w in start_weights],
-                        None if gradients is None else [g[None] for g in gradients],
-                    )
-            if arrays.step_weights is not None and arrays.step_gradients is not None:
+            if epoch in self.snapshots:
+                self.recorder.add_histograms(epoch, start_weights, gradients)
+            if self.epoch_raw:
                 self.recorder.add_raw(
                     self.variable_names,
-                    arrays.step_weights if capture.weights else None,
-                    arrays.step_gradients if capture.gradients else None,
+                    None if start_weights is None else [w[None] for w in start_weights],
+                    None if gradients is None else [g[None] for g in gradients],
                 )
-            if self.data.has_validation:
-                val = self._metrics(self.data.x_val, self.data.y_val)
-                self.recorder.add_validation(val)
-                logs |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"]}
-            for hook in hooks:
-                hook.on_epoch_end(epoch, epochs, logs)
-            if logs["loss"] is None:
-                # Once the loss is not finite every later number is NaN too.
-                self.diverged_at = epoch
-                break
-        if self.snapshots and last is not None:
-            self._final_snapshot(*last)
+        if arrays.step_weights is not None and arrays.step_gradients is not None:
+            self.recorder.add_raw(
+                self.variable_names,
+                arrays.step_weights if capture.weights else None,
+                arrays.step_gradients if capture.gradients else None,
+            )
+        if validation is not None:
+            val = _metrics(validation)
+            self.recorder.add_validation(val)
+            logs |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"]}
+        if logs["loss"] is None:
+            # Once the loss is not finite every later number is NaN too.
+            self.diverged_at = epoch
+        return logs
 
-    def _final_snapshot(self, epoch: int, arrays: EpochArrays) -> None:
-        """Histograms of the trained network (or where a diverged run stopped): the
-        weights after the last step run, and that step's gradient."""
-        capture = self.spec.capture
-        gradients = arrays.last_gradients if capture.gradients else None
+    def end(self, weights: list[np.ndarray] | None) -> None:
+        """Training is over: the final histograms, of the trained network (or where a
+        diverged run stopped): the weights after the last step run, and its gradient."""
+        if not self.snapshots or self._last is None:
+            return
+        epoch, arrays = self._last
+        gradients = arrays.last_gradients if self.spec.capture.gradients else None
         self.recorder.add_histograms(
             epoch,
-            self.trainer.weights() if capture.weights else None,
+            weights,
             None if gradients is None else [np.asarray(g) for g in gradients],
             at="end",
         )
 
-    def result(self, architecture: Architecture, *, seconds: float, reused: bool) -> dict[str, Any]:
-        after = self._evaluate()
+    def result(
+        self,
+        *,
+        train: Metrics,
+        validation: Metrics | None,
+        boundary: np.ndarray | None,
+        seconds: float,
+        timing: dict[str, Any],
+    ) -> dict[str, Any]:
+        """result.json's content (core/result.py): the series, metrics and diagnosis."""
+        after = {"train": _metrics(train)}
+        if validation is not None:
+            after["validation"] = _metrics(validation)
         recorder = self.recorder
         series = recorder.series()
         history = recorder.history
@@ -207,7 +376,7 @@ class _Run:
             "spec": self.spec.to_json_dict(),
             "seed": self.spec.seed,
             "dataset": self._dataset_section(),
-            "layers": self._layers(architecture),
+            "layers": self._layers(),
             "capture": recorder.capture_axis(),
             "series": series,
             "initial": recorder.initial(),
@@ -226,15 +395,11 @@ class _Run:
                     else {}
                 ),
             },
-            "boundary": self._boundary(),
+            "boundary": None if boundary is None else self._boundary(boundary),
             "epochs_run": recorder.epochs_done,
             "diverged_at_epoch": self.diverged_at,
             "device": device_info(),
-            "timing": {
-                "seconds": round(seconds, 4),
-                "graph_reused": reused,
-                "xla": self.trainer.jit,
-            },
+            "timing": {"seconds": round(seconds, 4), **timing},
         }
         result["diagnosis"] = diagnose(result)
         result["diverged"] = "diverged" in result["diagnosis"]["verdicts"]
@@ -244,8 +409,9 @@ class _Run:
         extra = {"dataset/x": self.data.x_train, "dataset/y": self.data.y_train}
         return self.recorder.raw_npz(extra) if self.spec.capture.raw else None
 
-    def _layers(self, architecture: Architecture) -> list[dict[str, Any]]:
-        counts = layer_parameter_counts(self.trainer.network)
+    def _layers(self) -> list[dict[str, Any]]:
+        architecture = self.architecture
+        counts = [(a + 1) * b for a, b in itertools.pairwise(architecture.widths)]
         units = architecture.widths[1:]
         kinds = [str(a) for a in architecture.activations] + [
             "sigmoid" if units[-1] == 1 else "softmax"
@@ -275,20 +441,12 @@ class _Run:
             },
         }
 
-    def _boundary(self) -> dict[str, Any] | None:
-        """The trained model's output on a grid over the data, for 2-D sets.
+    def _boundary(self, probabilities: np.ndarray) -> dict[str, Any]:
+        """The trained model's `probabilities` on `grid`, for 2-D sets.
 
         `z` holds P(class 1) for two classes, else the most likely class.
         """
-        if self.data.n_features != 2:
-            return None
-        x = self.data.x_train
-        low, high = x.min(axis=0), x.max(axis=0)
-        margin = 0.1 * (high - low) + 1e-3
-        xs = np.linspace(low[0] - margin[0], high[0] + margin[0], BOUNDARY_RESOLUTION)
-        ys = np.linspace(low[1] - margin[1], high[1] + margin[1], BOUNDARY_RESOLUTION)
-        grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2).astype(np.float32)
-        probabilities = self.trainer.predict(grid)
+        xs, ys = self._grid_axes
         z = probabilities if probabilities.ndim == 1 else probabilities.argmax(axis=-1)
         return {
             "x": finite_list(xs),
@@ -296,6 +454,11 @@ class _Run:
             "z": [finite_list(row) for row in z.reshape(BOUNDARY_RESOLUTION, BOUNDARY_RESOLUTION)],
             "classes": self.data.n_classes,
         }
+
+
+def _metrics(metrics: Metrics) -> dict[str, float | None]:
+    loss, accuracy = metrics
+    return {"loss": finite_or_none(loss), "accuracy": finite_or_none(accuracy)}
 
 
 def _pca_2d(x: np.ndarray) -> np.ndarray:

@@ -175,9 +175,8 @@ class EnsembleTrainer:
         return [[value[m] for value in values] for m in range(self.members)]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities of every member on the same x (n, f): (M, n) or (M, n, classes)."""
-        stacked = np.broadcast_to(x, (self.members, *x.shape))
-        return np.asarray(self._predict_fn(np.ascontiguousarray(stacked)))
+        """Each member's class probabilities on its own x[m]: (M, n) or (M, n, classes)."""
+        return np.asarray(self._predict_fn(x))
 
     # ------------------------------------------------------------------ graph code
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.ensemble import EnsembleTrainer
 from core.network import Architecture
 from core.spec import TrainingSpec
 from core.trainer import CompiledTrainer, TrainerKey
@@ -53,12 +54,14 @@ class Shapes:
 
 @dataclass
 class _Slot:
-    plain: list[CompiledTrainer] = field(default_factory=list)
-    xla: list[CompiledTrainer] = field(default_factory=list)
+    plain: list[Trainer] = field(default_factory=list)
+    xla: list[Trainer] = field(default_factory=list)
     compiling: bool = False
 
 
-_slots: OrderedDict[tuple[TrainerKey, Shapes], _Slot] = OrderedDict()
+Trainer = CompiledTrainer | EnsembleTrainer
+_SlotKey = tuple[TrainerKey, Shapes, int]  # the graph's key, shapes and members
+_slots: OrderedDict[_SlotKey, _Slot] = OrderedDict()
 _lock = threading.Lock()
 _background = False
 
@@ -105,18 +108,39 @@ def checkout(
 
     Yields the trainer and whether it was reused (its graphs already built).
     """
-    trainer, reused = _take(key, shapes, steps=steps)
+    trainer, reused = _take((key, shapes, 1), steps=steps)
+    assert isinstance(trainer, CompiledTrainer)
     try:
         yield trainer, reused
     finally:
-        _give_back(key, shapes, trainer)
+        _give_back((key, shapes, 1), trainer)
 
 
-def _take(key: TrainerKey, shapes: Shapes, *, steps: int) -> tuple[CompiledTrainer, bool]:
+@contextmanager
+def checkout_ensemble(
+    key: TrainerKey, shapes: Shapes, *, steps: int, members: int
+) -> Iterator[tuple[EnsembleTrainer, bool]]:
+    """As `checkout`, for `members` runs of `key` trained side by side (core.ensemble)."""
+    trainer, reused = _take((key, shapes, members), steps=steps)
+    assert isinstance(trainer, EnsembleTrainer)
+    try:
+        yield trainer, reused
+    finally:
+        _give_back((key, shapes, members), trainer)
+
+
+def _new_trainer(slot_key: _SlotKey, *, jit: bool) -> Trainer:
+    key, _, members = slot_key
+    if members == 1:
+        return CompiledTrainer(key, jit=jit)
+    return EnsembleTrainer(key, members, jit=jit)
+
+
+def _take(slot_key: _SlotKey, *, steps: int) -> tuple[Trainer, bool]:
     mode = _xla_mode()
     with _lock:
-        slot = _slots.setdefault((key, shapes), _Slot())
-        _slots.move_to_end((key, shapes))
+        slot = _slots.setdefault(slot_key, _Slot())
+        _slots.move_to_end(slot_key)
         if slot.xla and mode != "never":
             return slot.xla.pop(), True
         if slot.plain and mode != "always":
@@ -127,41 +151,45 @@ def _take(key: TrainerKey, shapes: Shapes, *, steps: int) -> tuple[CompiledTrain
             slot.compiling = True
     if compile_later:
         threading.Thread(
-            target=_compile_in_background, args=(key, shapes), name="xla-compile", daemon=True
+            target=_compile_in_background, args=(slot_key,), name="xla-compile", daemon=True
         ).start()
-    return CompiledTrainer(key, jit=jit_now), False
+    return _new_trainer(slot_key, jit=jit_now), False
 
 
-def _give_back(key: TrainerKey, shapes: Shapes, trainer: CompiledTrainer) -> None:
+def _give_back(slot_key: _SlotKey, trainer: Trainer) -> None:
     with _lock:
-        slot = _slots.setdefault((key, shapes), _Slot())
+        slot = _slots.setdefault(slot_key, _Slot())
         (slot.xla if trainer.jit else slot.plain).append(trainer)
         while len(_slots) > CACHE_SLOTS:
             _slots.popitem(last=False)
 
 
-def _compile_in_background(key: TrainerKey, shapes: Shapes) -> None:
+def _compile_in_background(slot_key: _SlotKey) -> None:
     try:
-        trainer = CompiledTrainer(key, jit=True)
-        warm_up(trainer, shapes)
+        trainer = _new_trainer(slot_key, jit=True)
+        warm_up(trainer, slot_key[1], members=slot_key[2])
     except Exception:  # a failed compile only costs speed: the plain tier still works
-        log.exception("background XLA compile failed for %s", key)
+        log.exception("background XLA compile failed for %s", slot_key)
         return
     finally:
         with _lock:
-            if (key, shapes) in _slots:
-                _slots[(key, shapes)].compiling = False
-    _give_back(key, shapes, trainer)
+            if slot_key in _slots:
+                _slots[slot_key].compiling = False
+    _give_back(slot_key, trainer)
 
 
-def warm_up(trainer: CompiledTrainer, shapes: Shapes) -> None:
-    """Build every graph a run of `shapes` calls, on zeros (the next run resets the weights)."""
-    x = np.zeros((shapes.samples, shapes.features), np.float32)
-    y = np.zeros(shapes.samples, np.int32)
-    trainer.train_epoch(x, y, x[: shapes.probe], batch_size=shapes.batch_size)
+def warm_up(trainer: Trainer, shapes: Shapes, *, members: int = 1) -> None:
+    """Build every graph a run of `shapes` calls, on zeros (the next run resets the weights).
+
+    An ensemble's arrays have a leading member axis.
+    """
+    lead = () if members == 1 else (members,)
+    x = np.zeros((*lead, shapes.samples, shapes.features), np.float32)
+    y = np.zeros((*lead, shapes.samples), np.int32)
+    trainer.train_epoch(x, y, x[..., : shapes.probe, :], batch_size=shapes.batch_size)
     trainer.evaluate(x, y)
     if shapes.validation:
-        trainer.evaluate(x[: shapes.validation], y[: shapes.validation])
+        trainer.evaluate(x[..., : shapes.validation, :], y[..., : shapes.validation])
     if shapes.features == 2:
         trainer.predict(np.zeros((BOUNDARY_RESOLUTION**2, 2), np.float32))
 

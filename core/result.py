@@ -54,7 +54,8 @@ E is the number of epochs run, `epochs_run`):
                  "tensorflow": "2.21.0"},
       "timing": {"seconds": s,             # loading the data to the end of training
                  "graph_reused": bool,     # its compiled graphs came from this process's cache
-                 "xla": bool}              # the epoch graph was XLA-compiled
+                 "xla": bool,              # the epoch graph was XLA-compiled
+                 "members": n}             # runs trained side by side in it (core.ensemble)
     }
 
 What a capture point holds (`series`, `capture`):

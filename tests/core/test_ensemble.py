@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from core.datasets import load_dataset
+from core.engine import RunOutput, run_ensemble, run_experiment
 from core.ensemble import EnsembleTrainer
 from core.graph_cache import trainer_key
+from core.hooks import TrainingCancelled, TrainingHook
 from core.network import Architecture
 from core.spec import ExperimentSpec
 from core.trainer import CompiledTrainer, EpochArrays
@@ -155,7 +157,8 @@ def test_evaluate_and_predict_give_each_members_numbers() -> None:
         np.testing.assert_allclose(
             ensemble.evaluate(x, y)[member], alone.evaluate(x[member], y[member]), rtol=1e-5
         )
-        np.testing.assert_allclose(ensemble.predict(grid)[member], alone.predict(grid), rtol=1e-5)
+        predicted = ensemble.predict(np.stack([grid, 2 * grid]))[member]
+        np.testing.assert_allclose(predicted, alone.predict((1 + member) * grid), rtol=1e-5)
         for mine, single in zip(ensemble.weights()[member], alone.weights(), strict=True):
             np.testing.assert_array_equal(mine, single)
 
@@ -167,3 +170,117 @@ def test_runs_clipped_by_norm_are_refused(training: dict[str, Any]) -> None:
     key = trainer_key(architecture, spec.training, step_capture=False, raw=False)
     with pytest.raises(ValueError, match="norm"):
         EnsembleTrainer(key, 2, jit=False)
+
+
+# --------------------------------------------------------------------- the engine
+
+
+def assert_results_close(together: Any, alone: Any, path: str = "result") -> None:
+    """Two result documents alike but for their timing, numbers to float32 rounding."""
+    if isinstance(alone, dict):
+        assert set(together) == set(alone), path
+        for name in alone:
+            if name != "timing":
+                assert_results_close(together[name], alone[name], f"{path}.{name}")
+    elif isinstance(alone, list):
+        assert len(together) == len(alone), path
+        numbers = [v for v in alone if isinstance(v, float)]
+        if numbers and len(numbers) == len([v for v in alone if v is not None]):
+            scale = max(abs(v) for v in numbers)
+            for a, b in zip(together, alone, strict=True):
+                assert (a is None) == (b is None), path
+                if b is not None:
+                    assert abs(a - b) <= 1e-4 * abs(b) + 1e-5 * scale, path
+        else:
+            for index, (a, b) in enumerate(zip(together, alone, strict=True)):
+                assert_results_close(a, b, f"{path}[{index}]")
+    elif isinstance(alone, float):
+        assert abs(together - alone) <= 1e-4 * abs(alone) + 1e-6, path
+    else:
+        assert together == alone, path
+
+
+class Recording(TrainingHook):
+    def __init__(self, cancel_at: int | None = None) -> None:
+        self.epochs: list[int] = []
+        self.ended = False
+        self.cancel_at = cancel_at
+
+    def on_epoch_end(self, epoch: int, epochs: int, logs: Any) -> None:
+        self.epochs.append(epoch)
+        if epoch == self.cancel_at:
+            raise TrainingCancelled
+
+    def on_train_end(self, logs: Any) -> None:
+        self.ended = True
+
+
+def engine_specs(**capture: Any) -> list[ExperimentSpec]:
+    initializers = [N01, {"kind": "glorot_uniform"}, N01]
+    return [
+        ExperimentSpec.model_validate(
+            {
+                "seed": seed,
+                "dataset": {"kind": "circles", "n_samples": 200, "validation_split": 0.2},
+                "model": {"activation": "tanh", "initializer": initializer},
+                "training": {"epochs": 4},
+                "capture": {"histogram_snapshots": 3, **capture},
+            }
+        )
+        for seed, initializer in zip((5, 6, 7), initializers, strict=True)
+    ]
+
+
+@pytest.mark.parametrize("every", ["epoch", "step"])
+def test_members_results_are_the_runs_results(every: str) -> None:
+    specs = engine_specs(every=every)
+    outputs = run_ensemble(specs, [[] for _ in specs])
+    for spec, output in zip(specs, outputs, strict=True):
+        assert isinstance(output, RunOutput)
+        assert output.result["timing"]["members"] == len(specs)
+        assert_results_close(output.result, run_experiment(spec).result)
+
+
+def test_a_cancelled_member_stops_and_the_others_go_on() -> None:
+    specs = engine_specs()
+    hooks = [Recording(), Recording(cancel_at=2), Recording()]
+    outputs = run_ensemble(specs, [[hook] for hook in hooks])
+    assert isinstance(outputs[1], TrainingCancelled)
+    assert hooks[1].epochs == [1, 2] and not hooks[1].ended
+    for member in (0, 2):
+        assert hooks[member].epochs == [1, 2, 3, 4] and hooks[member].ended
+        output = outputs[member]
+        assert isinstance(output, RunOutput)
+        assert_results_close(output.result, run_experiment(specs[member]).result)
+
+
+def test_a_member_that_blows_up_stops_alone() -> None:
+    base = {
+        "model": {"activation": "relu", "hidden_layers": [8] * 10},
+        "training": {"optimizer": {"kind": "sgd", "learning_rate": 0.1}, "epochs": 5},
+    }
+    calm = {"kind": "he_normal"}
+    wild = {"kind": "random_normal", "stddev": 10.0}
+    specs = [
+        ExperimentSpec.model_validate(
+            {**base, "seed": seed, "model": {**base["model"], "initializer": init}}
+        )
+        for seed, init in ((1, calm), (2, wild), (3, calm))
+    ]
+    outputs = run_ensemble(specs[:2], [[], []])
+    kept, blown = (output.result for output in outputs if isinstance(output, RunOutput))
+    assert blown["diverged"] and blown["epochs_run"] < 5
+    assert not kept["diverged"] and kept["epochs_run"] == 5
+    # The same run beside a calm mate: not a number changed by the other's NaNs.
+    beside_calm = run_ensemble([specs[0], specs[2]], [[], []])[0]
+    assert isinstance(beside_calm, RunOutput)
+    assert kept["series"] == beside_calm.result["series"]
+    assert kept["histograms"] == beside_calm.result["histograms"]
+
+
+def test_runs_that_do_not_share_a_graph_are_refused() -> None:
+    specs = [ExperimentSpec.model_validate({"seed": 1}), ExperimentSpec.model_validate(
+        {"seed": 2, "model": {"activation": "tanh"}}
+    )]  # fmt: skip
+    with pytest.raises(ValueError, match="share a graph"):
+        run_ensemble(specs, [[], []])
