@@ -167,8 +167,8 @@ def run_ensemble(
             np.stack([d.x_train for d in data]), np.stack([d.y_train for d in data])
         )
         validation = trainer.evaluate(x_val, y_val) if has_validation else None
-        grids = [run.grid for run in runs]
-        boundary = None if grids[0] is None else trainer.predict(np.stack(grids))
+        grids = [grid for run in runs if (grid := run.grid) is not None]
+        boundary = trainer.predict(np.stack(grids)) if grids else None
         seconds = time.perf_counter() - started
         for m, run in enumerate(runs):
             if outcomes[m] is not None:
