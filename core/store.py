@@ -31,6 +31,8 @@ Operations (`store.<name>`; job_id positional, everything else keyword-only):
         `deliveries` is the delivery's fencing token: set_progress, mark_succeeded,
         mark_failed and mark_cancelled take it as `delivery=` and refuse to write for a
         delivery that is no longer the job's latest.
+    set_worker(job_id, *, worker: WorkerInfo, delivery) -> bool
+        The running delivery's worker in full (False, unchanged, for a stale delivery).
     set_progress(job_id, *, epoch, epochs, metrics=None) -> bool
         Records progress and emits a progress event. False when training should stop:
         the job is no longer running (cancelled, deleted, finished) or a cancel was asked.
@@ -127,6 +129,7 @@ from core.store_scripts import (
     REQUEUE_LOST,
     SCRIPTS,
     SET_PROGRESS,
+    SET_WORKER,
     UNSENT,
     LuaScript,
 )
@@ -533,6 +536,18 @@ class JobPlans:
             return _record(reply[1]) if reply[0] == b"running" else None
 
         return Plan(decode, script=MARK_RUNNING, keys=self._job_keys(job_id), args=args)
+
+    def set_worker(self, job_id: str, *, worker: WorkerInfo, delivery: int) -> Plan[bool]:
+        """Name in full the worker of delivery `delivery` while it runs the job.
+
+        mark_running comes first, before the worker loads its engine (seconds, on a
+        fresh process), so that the job is `running` as soon as a worker holds it; what
+        only the engine knows (a GPU's name) is written here once it is loaded.
+        """
+        args = self._job_args(job_id, dumps_compact(worker.to_json_dict()), delivery)
+        return Plan(
+            lambda reply: reply == 1, script=SET_WORKER, keys=self._job_keys(job_id), args=args
+        )
 
     def set_progress(
         self,
@@ -1026,6 +1041,7 @@ class JobStore:
     owner_of = _sync(JobPlans.owner_of)
     admit = _sync(JobPlans.admit)
     mark_running = _sync(JobPlans.mark_running)
+    set_worker = _sync(JobPlans.set_worker)
     set_progress = _sync(JobPlans.set_progress)
     is_cancel_requested = _sync(JobPlans.is_cancel_requested)
     mark_succeeded = _sync(JobPlans.mark_succeeded)
@@ -1120,6 +1136,7 @@ class AsyncJobStore:
     owner_of = _async(JobPlans.owner_of)
     admit = _async(JobPlans.admit)
     mark_running = _async(JobPlans.mark_running)
+    set_worker = _async(JobPlans.set_worker)
     set_progress = _async(JobPlans.set_progress)
     is_cancel_requested = _async(JobPlans.is_cancel_requested)
     mark_succeeded = _async(JobPlans.mark_succeeded)

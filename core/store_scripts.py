@@ -200,6 +200,17 @@ return {'running', redis.call('HGETALL', record)}
 """,
 )
 
+SET_WORKER = _job_script(
+    "set_worker",
+    """
+-- ARGV[4] worker JSON, [5] delivery. The worker of a running delivery, told in full once
+-- it has loaded its engine (mark_running names it before, from what is cheap to know).
+if redis.call('HGET', record, 'status') ~= 'running' or not current(ARGV[5]) then return 0 end
+redis.call('HSET', record, 'worker', ARGV[4])
+return 1
+""",
+)
+
 SET_PROGRESS = _job_script(
     "set_progress",
     """
@@ -490,6 +501,7 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now() - tonumber(ARGV[1]),
 SCRIPTS: tuple[LuaScript, ...] = (
     CREATE,
     MARK_RUNNING,
+    SET_WORKER,
     SET_PROGRESS,
     MARK_SUCCEEDED,
     MARK_STOPPED,

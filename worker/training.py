@@ -1,5 +1,13 @@
 """A training job's life in a pool process: spec from the store, outcome back to it.
 
+A delivery first marks its job running, before anything slow: from then on a
+reaper (worker.reaper) covers it, whatever happens to this process. The record
+names the worker from what is cheap to know (its device, the CPU's name, the
+installed TensorFlow); once the engine is loaded, what only it knows (a GPU's
+name) is written too, before training starts. A store that does not answer as
+the delivery starts is tried a few more times; then the message goes back to
+the queue, unacknowledged, for another delivery: the job is not dropped.
+
 The engine, and TensorFlow with it, is imported here, in the pool process, on
 the first job (or by the warm-up thread a fresh pool process starts), never in
 the worker's main process that Celery forks from. It stays loaded with its
@@ -17,17 +25,19 @@ running in the record: a reaper re-queues it once this worker no longer lists it
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import logging
+import platform
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import redis
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 
 from core.hooks import TrainingCancelled
-from core.jobs import JobStatus, Summary, WorkerInfo
+from core.jobs import JobRecord, JobStatus, Summary, WorkerInfo
 from core.result import dumps_result
 from core.settings import get_settings
 from core.spec import Device, ExperimentSpec
@@ -37,6 +47,11 @@ from worker.device import worker_device
 from worker.progress import JobProgressHook
 
 logger = logging.getLogger(__name__)
+
+# A store that does not answer as a delivery starts is tried this many times, this many
+# seconds times the try apart, before the message goes back to the queue.
+START_ATTEMPTS = 3
+START_RETRY_SECONDS = 0.5
 
 
 @functools.cache
@@ -61,8 +76,11 @@ def run_training_job(
     """
     store = job_store()
     delivery = JobDelivery.of_current_task(job_id)
+    record = start_job(store, delivery, hostname)
+    if record is None:
+        return None
     try:
-        return _train(store, delivery, hostname, default_plots)
+        return _train(store, delivery, record, hostname, default_plots)
     except TrainingCancelled:
         cancelled = store.mark_cancelled(job_id, delivery=delivery.token)
         return JobStatus.CANCELLED if cancelled else None
@@ -92,21 +110,15 @@ def _fail(
     return JobStatus.FAILED if failed else None
 
 
-def _train(
-    store: JobStore, delivery: JobDelivery, hostname: str, default_plots: bool
-) -> JobStatus | None:
-    from core import engine  # TensorFlow: only here, in the pool process
+def start_job(store: JobStore, delivery: JobDelivery, hostname: str) -> JobRecord | None:
+    """Mark the delivery's job running, and take its fencing token; None when it is not
+    to run (unknown, finished, cancelled, out of deliveries, or of an older dispatch).
 
+    Raises Reject (requeue) when the store does not answer after START_ATTEMPTS tries:
+    Celery then puts the message back in the queue instead of acknowledging it.
+    """
     job_id = delivery.job_id
-    prepare_device()
-    worker = WorkerInfo.from_device_info(hostname, engine.device_info())
-    record = store.mark_running(
-        job_id,
-        worker=worker,
-        max_deliveries=get_settings().max_deliveries,
-        dispatch=delivery.dispatch,
-        task=delivery.task,
-    )
+    record = _mark_running(store, delivery, hostname)
     if record is None:
         logger.info(
             "job %s not run: unknown, finished, cancelled, out of deliveries or re-queued "
@@ -114,6 +126,71 @@ def _train(
         )  # fmt: skip
         return None
     delivery.token = record.deliveries
+    return record
+
+
+def _mark_running(store: JobStore, delivery: JobDelivery, hostname: str) -> JobRecord | None:
+    attempt = 1
+    while True:
+        try:
+            return store.mark_running(
+                delivery.job_id,
+                worker=worker_before_engine(hostname),
+                max_deliveries=get_settings().max_deliveries,
+                dispatch=delivery.dispatch,
+                task=delivery.task,
+            )
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            if attempt == START_ATTEMPTS:
+                logger.warning(
+                    "job %s: the job store did not answer (%s); its message goes back to "
+                    "the queue", delivery.job_id, error,
+                )  # fmt: skip
+                raise Reject(str(error), requeue=True) from error
+            time.sleep(START_RETRY_SECONDS * attempt)
+            attempt += 1
+
+
+def worker_before_engine(hostname: str) -> WorkerInfo:
+    """This worker as far as it is known without loading the engine: the device it was
+    started for, the CPU's name (as the engine names it) and the installed TensorFlow.
+
+    A GPU's name takes the engine; until it is loaded the record says "GPU".
+    """
+    device = worker_device()
+    name = (platform.processor() or "CPU") if device is Device.CPU else "GPU"
+    return WorkerInfo(hostname, device.value, name, installed_tensorflow())
+
+
+@functools.cache
+def installed_tensorflow() -> str:
+    """The installed TensorFlow's version, read from its package metadata (no import)."""
+    for distribution in ("tensorflow", "tensorflow-cpu", "tf-nightly"):
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return ""
+
+
+def _train(
+    store: JobStore,
+    delivery: JobDelivery,
+    record: JobRecord,
+    hostname: str,
+    default_plots: bool,
+) -> JobStatus | None:
+    from core import engine  # TensorFlow: only here, in the pool process
+
+    job_id = delivery.job_id
+    assert delivery.token is not None
+    prepare_device()
+    worker = WorkerInfo.from_device_info(hostname, engine.device_info())
+    if worker.to_json_dict() != record.worker and not store.set_worker(
+        job_id, worker=worker, delivery=delivery.token
+    ):
+        logger.info("job %s: no longer this delivery's to run", job_id)
+        return None
     spec = ExperimentSpec.model_validate(record.spec)
     started = time.perf_counter()
     hook = JobProgressHook(store, job_id, delivery=delivery.token)

@@ -63,6 +63,7 @@ def test_a_stale_delivery_cannot_write_once_the_job_was_delivered_again(
     )
     assert not isolated_store.mark_failed(first.id, error_type="X", message="x", delivery=stale)
     assert not isolated_store.mark_cancelled(first.id, delivery=stale)
+    assert not isolated_store.set_worker(first.id, worker=LOST, delivery=stale)
     record = current(isolated_store, first.id)
     assert record.status is JobStatus.RUNNING and record.epoch == 0
     assert record.worker == OTHER.to_json_dict()
@@ -288,3 +289,18 @@ def test_an_unconfirmed_first_dispatch_of_a_job_that_moved_on_is_dropped(
 
     assert isolated_store.redispatch(job_id, dispatch=0, unconfirmed_seconds=0).action == "skip"
     assert isolated_store.unsent_dispatches() == []
+
+
+def test_a_running_delivery_names_its_worker_in_full_once_its_engine_is_loaded(
+    isolated_store: JobStore,
+) -> None:
+    before = WorkerInfo(hostname="w@test", device="gpu", device_name="GPU", tensorflow="2")
+    record = started(isolated_store, worker=before)
+    loaded = WorkerInfo(hostname="w@test", device="gpu", device_name="NVIDIA H200", tensorflow="2")
+
+    assert isolated_store.set_worker(record.id, worker=loaded, delivery=record.deliveries)
+
+    assert current(isolated_store, record.id).worker == loaded.to_json_dict()
+    isolated_store.request_cancel(record.id)
+    assert isolated_store.mark_cancelled(record.id, delivery=record.deliveries)
+    assert not isolated_store.set_worker(record.id, worker=before, delivery=record.deliveries)
