@@ -118,13 +118,6 @@ class Health(BaseModel):
     status: str
 
 
-class Readiness(BaseModel):
-    status: str = Field(description="ready, or unavailable when Redis does not answer")
-    auth: str = Field(description="open (no API keys: every client sees every job) or keys")
-    redis: bool
-    workers: dict[str, list[str]] = Field(description="queue -> hostnames of live workers")
-
-
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries documenting problem documents for `statuses`."""
     return {

@@ -289,13 +289,13 @@ def wait_until_ready(
 
 
 def is_ready(api_url: str, queue: str) -> bool:
-    """True when /readyz answers 200 and lists a live worker on `queue`."""
+    """True when /readyz answers 200 and counts a live worker on `queue`."""
     try:
         with urllib.request.urlopen(f"{api_url}/readyz", timeout=2.0) as response:
             body = json.load(response)
     except (urllib.error.URLError, OSError, ValueError):
         return False
-    return bool(body.get("workers", {}).get(queue))
+    return bool(body.get("live_workers", {}).get(queue))
 
 
 def supervise(children: Sequence[Child], stop: threading.Event) -> None:

@@ -44,11 +44,18 @@ LIMIT_CASES: dict[str, tuple[dict[str, Any], str]] = {
     "CLASSES": ({"dataset": {"kind": "spiral", "classes": Limits.CLASSES + 1}}, "dataset.classes"),
     "CENTERS": ({"dataset": {"kind": "blobs", "centers": Limits.CENTERS + 1}}, "dataset.centers"),
     "SEED": ({"seed": Limits.SEED + 1}, "seed"),
+    "PROBE_SIZE": ({"capture": {"probe_size": Limits.PROBE_SIZE + 1}}, "capture.probe_size"),
+    "WORK": (
+        {
+            "dataset": {"kind": "digits"},
+            "model": {"hidden_layers": [512] * 3},
+            "training": {"epochs": 200},
+        },
+        "training.epochs",
+    ),
 }
 # Limits no field of a spec sets directly, and why.
-NOT_SET_BY_CLIENTS = {
-    "FEATURES": "the dataset kind fixes the features (the widest, digits, has 64)",
-}
+NOT_SET_BY_CLIENTS: dict[str, str] = {}
 
 
 def post(client: httpx.Client, spec: Any) -> httpx.Response:
