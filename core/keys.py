@@ -32,8 +32,9 @@ Layout, for namespace `gradwatch` and job `01J...`:
     gradwatch:studies:owner:<owner>   the owner's study ids, same order (`owned(studies, owner)`)
     gradwatch:studies:expiry          sorted set: finished study id -> when its keys expire
     gradwatch:workers:<queue>         sorted set: worker hostname -> last heartbeat
-    gradwatch:worker:<hostname>:jobs  string: "<time> <job id>...", the jobs the worker ran
-                                      at its last heartbeat (the reaper's evidence)
+    gradwatch:worker:<hostname>:jobs  string: "<time> <job id>:<dispatch>...", the messages
+                                      the worker held at its last heartbeat, started or
+                                      not (the reaper's evidence)
     gradwatch:jobs:outbox             sorted set: "<job id> <dispatch>" -> when the job was
                                       created or re-queued, until its message is confirmed
                                       sent (a reaper sends what stays unconfirmed)
@@ -138,7 +139,13 @@ class Keys:
 
     def worker_jobs(self, hostname: str) -> str:
         """The jobs worker `hostname` was running at its last heartbeat, and when."""
-        return f"{self._prefix}worker:{hostname}:jobs"
+        before, after = self.worker_jobs_around()
+        return f"{before}{hostname}{after}"
+
+    def worker_jobs_around(self) -> tuple[str, str]:
+        """What comes before and after the hostname in `worker_jobs`: for a script that
+        reads the reports of the workers it finds in a heartbeat set."""
+        return f"{self._prefix}worker:", ":jobs"
 
     def celery_queue(self, queue: str) -> str:
         """The Redis list holding `queue`'s waiting Celery messages (its depth is its LLEN)."""

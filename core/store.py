@@ -60,10 +60,15 @@ Operations (`store.<name>`; job_id positional, everything else keyword-only):
     live_workers(*, queue, within_seconds=None) -> list[str]
         Workers that beat within `within_seconds` (default: the deployment's
         worker_silent_seconds, past which a reaper counts a worker as lost).
-    record_worker_jobs(*, hostname, job_ids) -> None     (each heartbeat: what it runs)
+    record_worker_jobs(*, hostname, jobs: [(job_id, dispatch)]) -> None
+        Each heartbeat: the messages the worker holds, started or not.
     running_jobs(*, limit=1000) -> list[JobRecord]
     requeue_lost(job_id, *, queue, hostname, delivery, silent_seconds, max_deliveries)
         -> Requeue       A reaper's atomic claim on a job whose worker is lost.
+    lost_workers(*, queue, silent_seconds) -> [(hostname, [(job_id, dispatch)])]
+    requeue_held(job_id, *, queue, hostname, dispatch, silent_seconds) -> Requeue
+        The claim on a queued job whose message a lost worker held, never started.
+    forget_report(*, queue, hostname, silent_seconds) -> None
     unsent_dispatches(*, older_than=0, limit=100) -> [(job_id, dispatch)]
         The outbox: dispatches (first sends and re-queues) not confirmed sent.
     redispatch(job_id, *, dispatch, unconfirmed_seconds, reason=None) -> Requeue
@@ -116,8 +121,10 @@ from core.store_scripts import (
     CREATE,
     DELETE,
     DURATION_BUCKETS,
+    FORGET_REPORT,
     HEARTBEAT,
     LIVE_WORKERS,
+    LOST_WORKERS,
     MARK_RUNNING,
     MARK_STOPPED,
     MARK_SUCCEEDED,
@@ -126,6 +133,7 @@ from core.store_scripts import (
     RECORD_WORKER_JOBS,
     REDISPATCH,
     REQUEST_CANCEL,
+    REQUEUE_HELD,
     REQUEUE_LOST,
     SCRIPTS,
     SET_PROGRESS,
@@ -815,11 +823,55 @@ class JobPlans:
 
     # -------------------------------------------------------------- worker loss
 
-    def record_worker_jobs(self, *, hostname: str, job_ids: Sequence[str]) -> Plan[None]:
-        """Note the jobs worker `hostname` runs now (each heartbeat): the reaper's evidence."""
+    def record_worker_jobs(self, *, hostname: str, jobs: Sequence[tuple[str, int]]) -> Plan[None]:
+        """Note the (job id, dispatch) of the messages worker `hostname` holds now (each
+        heartbeat), started or not: the reaper's evidence."""
         keys = [self.keys.worker_jobs(hostname)]
-        args: list[str | int] = [" ".join(job_ids), HEARTBEAT_KEEP]
+        held = " ".join(f"{job_id}:{dispatch}" for job_id, dispatch in jobs)
+        args: list[str | int] = [held, HEARTBEAT_KEEP]
         return Plan(lambda _: None, script=RECORD_WORKER_JOBS, keys=keys, args=args)
+
+    def lost_workers(
+        self, *, queue: str, silent_seconds: float
+    ) -> Plan[list[tuple[str, list[tuple[str, int]]]]]:
+        """(hostname, [(job id, dispatch)]) of the workers of `queue` silent for
+        `silent_seconds` whose last report named the messages they held."""
+        prefix, suffix = self.keys.worker_jobs_around()
+
+        def decode(reply: list[bytes]) -> list[tuple[str, list[tuple[str, int]]]]:
+            lost = []
+            for host, report in zip(reply[::2], reply[1::2], strict=True):
+                entries = [word.partition(":") for word in report.decode().split()[1:]]
+                held = [(job_id, int(dispatch or 0)) for job_id, _, dispatch in entries]
+                lost.append((host.decode(), held))
+            return lost
+
+        args = [f"{silent_seconds:g}", prefix, suffix]
+        keys = [self.keys.worker_heartbeats(queue)]
+        return Plan(decode, script=LOST_WORKERS, keys=keys, args=args)
+
+    def requeue_held(
+        self, job_id: str, *, queue: str, hostname: str, dispatch: int, silent_seconds: float
+    ) -> Plan[Requeue]:
+        """Dispatch anew a queued job whose message (of `dispatch`) worker `hostname` held
+        when it went silent for `silent_seconds`: it died before marking the job running.
+
+        Atomic, as requeue_lost; "skip" when the job moved on or the worker is back.
+        """
+        keys = [
+            *self._job_keys(job_id),
+            self.keys.worker_heartbeats(queue),
+            self.keys.worker_jobs(hostname),
+            self.keys.outbox,
+        ]
+        args = self._job_args(job_id, hostname, dispatch, f"{silent_seconds:g}")
+        return Plan(partial(_requeue, job_id), script=REQUEUE_HELD, keys=keys, args=args)
+
+    def forget_report(self, *, queue: str, hostname: str, silent_seconds: float) -> Plan[None]:
+        """Drop the last report of `hostname` if it is still silent: its jobs were seen to."""
+        keys = [self.keys.worker_heartbeats(queue), self.keys.worker_jobs(hostname)]
+        args = [hostname, f"{silent_seconds:g}"]
+        return Plan(lambda _: None, script=FORGET_REPORT, keys=keys, args=args)
 
     def running_jobs(self, *, limit: int = 1000) -> Plan[list[JobRecord]]:
         """Up to `limit` running jobs, oldest id first: what a reaper looks over."""
@@ -1062,6 +1114,9 @@ class JobStore:
     record_worker_jobs = _sync(JobPlans.record_worker_jobs)
     running_jobs = _sync(JobPlans.running_jobs)
     requeue_lost = _sync(JobPlans.requeue_lost)
+    lost_workers = _sync(JobPlans.lost_workers)
+    requeue_held = _sync(JobPlans.requeue_held)
+    forget_report = _sync(JobPlans.forget_report)
     unsent_dispatches = _sync(JobPlans.unsent_dispatches)
     redispatch = _sync(JobPlans.redispatch)
     confirm_dispatch = _sync(JobPlans.confirm_dispatch)
@@ -1157,6 +1212,9 @@ class AsyncJobStore:
     record_worker_jobs = _async(JobPlans.record_worker_jobs)
     running_jobs = _async(JobPlans.running_jobs)
     requeue_lost = _async(JobPlans.requeue_lost)
+    lost_workers = _async(JobPlans.lost_workers)
+    requeue_held = _async(JobPlans.requeue_held)
+    forget_report = _async(JobPlans.forget_report)
     unsent_dispatches = _async(JobPlans.unsent_dispatches)
     redispatch = _async(JobPlans.redispatch)
     confirm_dispatch = _async(JobPlans.confirm_dispatch)

@@ -386,8 +386,41 @@ RECORD_WORKER_JOBS = LuaScript(
     "record_worker_jobs",
     _CLOCK
     + """
--- KEYS[1] the worker's jobs key; ARGV[1] its job ids, space-separated, [2] seconds to keep
+-- KEYS[1] the worker's jobs key; ARGV[1] its jobs ("<id>:<dispatch>"), space-separated,
+-- [2] seconds to keep
 redis.call('SET', KEYS[1], stamp(now()) .. ' ' .. ARGV[1], 'EX', ARGV[2])
+""",
+)
+
+LOST_WORKERS = LuaScript(
+    "lost_workers",
+    _CLOCK
+    + """
+-- KEYS[1] workers of a queue; ARGV[1] silent seconds, [2] and [3] the prefix and suffix of
+-- a worker's jobs key (core.keys). Replies hostname, last report pairs of the workers
+-- silent that long whose last report named a job (a reaper forgets a report once done).
+local reply = {}
+local hosts = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now() - tonumber(ARGV[1]))
+for _, host in ipairs(hosts) do
+  local report = redis.call('GET', ARGV[2] .. host .. ARGV[3])
+  if report and string.find(report, ' %S') then
+    reply[#reply + 1] = host
+    reply[#reply + 1] = report
+  end
+end
+return reply
+""",
+)
+
+FORGET_REPORT = LuaScript(
+    "forget_report",
+    _CLOCK
+    + """
+-- KEYS[1] workers of a queue, [2] a worker's jobs key; ARGV[1] hostname, [2] silent seconds.
+-- Drops the last report of a worker still silent: its jobs were seen to.
+local beat = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if beat and now() - tonumber(beat) <= tonumber(ARGV[2]) then return 0 end
+return redis.call('DEL', KEYS[2])
 """,
 )
 
@@ -436,7 +469,9 @@ else
   if not report then return {'skip'} end
   local at, holds = nil, false
   for word in string.gmatch(report, '%S+') do
-    if at == nil then at = tonumber(word) elseif word == id then holds = true end
+    if at == nil then at = tonumber(word) elseif string.match(word, '^[^:]+') == id then
+      holds = true
+    end
   end
   if holds or at < started + silent / 2 then return {'skip'} end
   reason = 'its worker ' .. host .. ' was no longer running it'
@@ -498,6 +533,30 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now() - tonumber(ARGV[1]),
 """,
 )
 
+REQUEUE_HELD = _job_script(
+    "requeue_held",
+    _REQUEUE
+    + """
+-- KEYS[15] heartbeats of the worker's queue, [16] its jobs key, [17] the outbox;
+-- ARGV[4] worker hostname, [5] dispatch, [6] silent seconds.
+-- A queued job whose message a lost worker held, at the job's current dispatch, was
+-- never started: the worker died between taking the message and marking the job
+-- running. Its message waits in Celery's unacked set for the visibility timeout (an
+-- hour and more); dispatched anew, the job runs now, and that message is void by then.
+if redis.call('HGET', record, 'status') ~= 'queued' or not dispatched(ARGV[5]) then
+  return {'skip'}
+end
+local host, silent = ARGV[4], tonumber(ARGV[6])
+local beat = redis.call('ZSCORE', KEYS[15], host)
+if beat and now() - tonumber(beat) <= silent then return {'skip'} end
+local report = redis.call('GET', KEYS[16])
+if not report or not string.find(report .. ' ', ' ' .. id .. ':' .. ARGV[5] .. ' ', 1, true) then
+  return {'skip'}
+end
+return requeue('its worker ' .. host .. ' was lost before it started the job', KEYS[17])
+""",
+)
+
 SCRIPTS: tuple[LuaScript, ...] = (
     CREATE,
     MARK_RUNNING,
@@ -515,6 +574,9 @@ SCRIPTS: tuple[LuaScript, ...] = (
     LIVE_WORKERS,
     RECORD_WORKER_JOBS,
     REQUEUE_LOST,
+    REQUEUE_HELD,
+    LOST_WORKERS,
+    FORGET_REPORT,
     REDISPATCH,
     UNSENT,
 )

@@ -3,9 +3,11 @@ and reapers (worker.reaper) can tell a lost worker's jobs.
 
 A daemon thread in the worker's main process (not in a pool process) records
 a heartbeat for each queue the worker consumes, every `Settings.heartbeat_seconds`
-(5 s), with the ids of the jobs the worker is running. It runs beside the pool,
-so a long job does not silence it, and it stops with the worker (leaving the
-live set). A worker killed outright simply stops beating and ages out of it.
+(5 s), with the jobs whose messages the worker holds (started or not, each with
+its dispatch), and at once when a message arrives: a worker that dies holding
+a job it has not marked running yet has said so. It runs beside the pool, so a
+long job does not silence it, and it stops with the worker (leaving the live
+set). A worker killed outright simply stops beating and ages out of it.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import task_received, worker_ready, worker_shutdown
 from celery.worker import state
 
+from core.queue import DISPATCH_HEADER
 from core.settings import get_settings
 from core.store import JobStore
 
@@ -36,6 +39,7 @@ class Heartbeat:
         self.queues = tuple(queues)
         self.seconds = seconds
         self._stopped = threading.Event()
+        self._soon = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gradwatch-heartbeat", daemon=True)
 
     def start(self) -> None:
@@ -44,6 +48,7 @@ class Heartbeat:
     def stop(self) -> None:
         """Stop beating and leave the live set at once (a clean shutdown)."""
         self._stopped.set()
+        self._soon.set()
         self._thread.join(timeout=self.seconds)
         for queue in self.queues:
             try:
@@ -53,14 +58,19 @@ class Heartbeat:
         self.store.close()
 
     def beat(self) -> None:
-        """Record one heartbeat on every queue, and the jobs the worker runs."""
+        """Record one heartbeat on every queue, and the jobs the worker holds."""
         # Jobs first: a reaper trusts the job list only when the beat that follows is fresh.
-        self.store.record_worker_jobs(hostname=self.hostname, job_ids=running_job_ids())
+        self.store.record_worker_jobs(hostname=self.hostname, jobs=held_jobs())
         for queue in self.queues:
             self.store.record_heartbeat(queue=queue, hostname=self.hostname)
 
+    def beat_soon(self) -> None:
+        """Beat now rather than at the next period (a message has arrived)."""
+        self._soon.set()
+
     def _run(self) -> None:
         while True:
+            self._soon.clear()
             try:
                 self.beat()
             except (redis.ConnectionError, redis.TimeoutError) as error:
@@ -68,27 +78,43 @@ class Heartbeat:
                 logger.warning("heartbeat: the job store is unreachable (%s); retrying", error)
             except Exception:
                 logger.exception("heartbeat failed; retrying")
-            if self._stopped.wait(self.seconds):
+            self._soon.wait(self.seconds)
+            if self._stopped.is_set():
                 return
 
 
-def running_job_ids() -> list[str]:
-    """Ids of the jobs this worker runs now (a Celery task's id is its job's id).
+def held_jobs() -> list[tuple[str, int]]:
+    """(job id, dispatch) of the messages this worker holds (a Celery task's id is its
+    job's id, its dispatch in a header).
 
-    Celery adds a request when a pool process accepts it, before the job is marked
-    running, and drops it after the job is finished in the store.
+    Celery adds a request as its message arrives, before a pool process has marked
+    the job running, and drops it after the job is finished in the store.
     """
     # tuple() copies the set in one step under the GIL, while the consumer changes it.
-    return sorted(request.id for request in tuple(state.active_requests))
+    return sorted((request.id, _dispatch(request)) for request in tuple(state.reserved_requests))
+
+
+def _dispatch(request: Any) -> int:
+    headers = getattr(request, "request_dict", None) or {}
+    try:
+        return int(headers.get(DISPATCH_HEADER) or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 _current: list[Heartbeat] = []
 
 
 def connect_heartbeat() -> None:
-    """Beat from worker start to worker shutdown."""
+    """Beat from worker start to worker shutdown, and as each message arrives."""
     worker_ready.connect(_start, weak=False)
     worker_shutdown.connect(_stop, weak=False)
+    task_received.connect(_received, weak=False)
+
+
+def _received(**_: Any) -> None:
+    for heartbeat in _current:
+        heartbeat.beat_soon()
 
 
 def _start(sender: Any, **_: Any) -> None:

@@ -6,12 +6,14 @@ every `Settings.reap_interval_seconds` (10 s). A job is lost when the worker
 its record names has sent no heartbeat for `worker_silent_seconds` (30 s: a
 worker SIGKILLed, out of memory, its machine gone), or still beats but no
 longer lists the job (its pool process died, or the task was dropped while
-Redis was away). Each lost job is claimed in one atomic script, so when many
-workers reap at once exactly one acts: it goes back to `queued` as a new
-dispatch and its task is sent again, or, once it has been delivered
-`max_deliveries` times, it fails with the reason (a job that kills its worker
-every time). No separate process is needed: `gradwatch serve` and every
-deployment that runs a worker reap.
+Redis was away). A queued job is lost when a worker that went silent held its
+message, at the job's current dispatch, in its last heartbeat: it died after
+taking the message and before marking the job running. Each lost job is
+claimed in one atomic script, so when many workers reap at once exactly one
+acts: it goes back to `queued` as a new dispatch and its task is sent again,
+or, once it has been delivered `max_deliveries` times, it fails with the
+reason (a job that kills its worker every time). No separate process is
+needed: `gradwatch serve` and every deployment that runs a worker reap.
 
 Every dispatch, the API's first one of a new job as much as a re-queue, is
 written to the store's outbox before its message is sent, and confirmed after.
@@ -41,6 +43,7 @@ from celery.signals import worker_ready, worker_shutdown
 from core.jobs import JobRecord
 from core.queue import make_celery, send_dispatch
 from core.settings import Settings, get_settings
+from core.spec import Device
 from core.store import JobStore, Requeue
 
 logger = logging.getLogger(__name__)
@@ -55,6 +58,7 @@ class Reaper:
         self.silent_seconds = settings.worker_silent_seconds
         self.interval = settings.reap_interval_seconds
         self.max_deliveries = settings.max_deliveries
+        self.queues = [settings.queue_for(device) for device in Device]
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gradwatch-reaper", daemon=True)
 
@@ -70,6 +74,7 @@ class Reaper:
     def reap(self) -> list[Requeue]:
         """One round: claim every lost job, send the re-queued ones; what was done."""
         done = [self._claim(record) for record in self.store.running_jobs()]
+        done += self._held_by_lost_workers()
         for job_id, dispatch in self.store.unsent_dispatches(older_than=self.silent_seconds):
             done.append(
                 self.store.redispatch(
@@ -92,6 +97,27 @@ class Reaper:
             silent_seconds=self.silent_seconds,
             max_deliveries=self.max_deliveries,
         )
+
+    def _held_by_lost_workers(self) -> list[Requeue]:
+        """Claim the queued jobs whose messages lost workers held: they died between
+        taking a message and marking its job running (the message itself waits out
+        Celery's visibility timeout, an hour and more)."""
+        done = []
+        for queue in self.queues:
+            silent = self.silent_seconds
+            for hostname, held in self.store.lost_workers(queue=queue, silent_seconds=silent):
+                for job_id, dispatch in held:
+                    done.append(
+                        self.store.requeue_held(
+                            job_id,
+                            queue=queue,
+                            hostname=hostname,
+                            dispatch=dispatch,
+                            silent_seconds=silent,
+                        )
+                    )
+                self.store.forget_report(queue=queue, hostname=hostname, silent_seconds=silent)
+        return done
 
     def _send(self, outcome: Requeue) -> None:
         send_dispatch(

@@ -126,7 +126,7 @@ def test_a_message_of_an_older_dispatch_no_longer_starts_the_job(
 def test_a_job_on_a_live_worker_that_lists_it_is_left_alone(isolated_store: JobStore) -> None:
     record = started(isolated_store)
     time.sleep(0.5)
-    isolated_store.record_worker_jobs(hostname="lost@test", job_ids=["x", record.id])
+    isolated_store.record_worker_jobs(hostname="lost@test", jobs=[("x", 0), (record.id, 0)])
     isolated_store.record_heartbeat(queue="cpu", hostname="lost@test")
 
     assert reap(isolated_store, record, silent=0.4).action == "skip"
@@ -138,12 +138,12 @@ def test_a_live_worker_that_no_longer_lists_the_job_has_lost_it(
 ) -> None:
     record = started(isolated_store)
     # A report taken as the job started may predate it: it proves nothing yet.
-    isolated_store.record_worker_jobs(hostname="lost@test", job_ids=[])
+    isolated_store.record_worker_jobs(hostname="lost@test", jobs=[])
     time.sleep(0.5)
     isolated_store.record_heartbeat(queue="cpu", hostname="lost@test")
     assert reap(isolated_store, record, silent=0.4).action == "skip"
 
-    isolated_store.record_worker_jobs(hostname="lost@test", job_ids=[])
+    isolated_store.record_worker_jobs(hostname="lost@test", jobs=[])
     outcome = reap(isolated_store, record, silent=0.4)
 
     assert outcome.action == "requeued"
@@ -304,3 +304,61 @@ def test_a_running_delivery_names_its_worker_in_full_once_its_engine_is_loaded(
     isolated_store.request_cancel(record.id)
     assert isolated_store.mark_cancelled(record.id, delivery=record.deliveries)
     assert not isolated_store.set_worker(record.id, worker=before, delivery=record.deliveries)
+
+
+# ------------------------------------------------------------- held, never started
+
+
+def held(store: JobStore, *, hostname: str = "lost@test") -> str:
+    """A queued job whose message worker `hostname` reported holding, not yet started."""
+    spec = ExperimentSpec.model_validate({"seed": 1, "training": {"epochs": 3}})
+    job_id = store.create(spec=spec, queue="cpu").record.id
+    store.confirm_dispatch(job_id, dispatch=0)
+    store.record_worker_jobs(hostname=hostname, jobs=[(job_id, 0)])
+    store.record_heartbeat(queue="cpu", hostname=hostname)
+    return job_id
+
+
+def test_a_queued_job_held_by_a_worker_that_went_silent_is_dispatched_anew(
+    isolated_store: JobStore,
+) -> None:
+    job_id = held(isolated_store)
+    assert isolated_store.lost_workers(queue="cpu", silent_seconds=30) == []
+    time.sleep(0.3)
+
+    [(host, jobs)] = isolated_store.lost_workers(queue="cpu", silent_seconds=0.2)
+    assert (host, jobs) == ("lost@test", [(job_id, 0)])
+    outcome = isolated_store.requeue_held(
+        job_id, queue="cpu", hostname=host, dispatch=0, silent_seconds=0.2
+    )
+
+    assert outcome.action == "requeued" and outcome.dispatch == 1
+    assert outcome.reason == "its worker lost@test was lost before it started the job"
+    assert outcome.task == training_task(job_id)
+    assert current(isolated_store, job_id).deliveries == 0
+    assert isolated_store.unsent_dispatches() == [(job_id, 1)]
+    # Done once: the report still names it, but at a dispatch the job has left.
+    again = isolated_store.requeue_held(
+        job_id, queue="cpu", hostname=host, dispatch=0, silent_seconds=0.2
+    )
+    assert again.action == "skip"
+    isolated_store.forget_report(queue="cpu", hostname=host, silent_seconds=0.2)
+    assert isolated_store.lost_workers(queue="cpu", silent_seconds=0.2) == []
+
+
+def test_a_held_job_is_left_alone_while_its_worker_beats_or_once_it_started(
+    isolated_store: JobStore,
+) -> None:
+    job_id = held(isolated_store)
+    time.sleep(0.3)
+    isolated_store.record_heartbeat(queue="cpu", hostname="lost@test")  # beats again
+    claim = {"queue": "cpu", "hostname": "lost@test", "dispatch": 0, "silent_seconds": 0.2}
+
+    assert isolated_store.requeue_held(job_id, **claim).action == "skip"  # type: ignore[arg-type]
+    isolated_store.forget_report(queue="cpu", hostname="lost@test", silent_seconds=0.2)
+    assert isolated_store.client.exists(isolated_store.plans.keys.worker_jobs("lost@test"))
+
+    time.sleep(0.3)  # silent now, but the job had started before it went
+    isolated_store.mark_running(job_id, worker=LOST, max_deliveries=3, dispatch=0)
+    assert isolated_store.requeue_held(job_id, **claim).action == "skip"  # type: ignore[arg-type]
+    assert current(isolated_store, job_id).status is JobStatus.RUNNING

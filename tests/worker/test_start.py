@@ -9,10 +9,18 @@ made to do (tests.worker.fault_app): the store not answering the delivery's
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from core.jobs import FINISHED, JobStatus
-from tests.worker.conftest import Deployment, Workers
+from tests.conftest import wait_for
+from tests.worker.conftest import (
+    RECOVERY_SECONDS,
+    Deployment,
+    PreforkWorker,
+    Workers,
+    wait_for_record,
+)
 from worker.training import START_ATTEMPTS
 
 QUICK: dict[str, Any] = {"seed": 4, "training": {"epochs": 3}}
@@ -44,3 +52,54 @@ def test_a_store_that_fails_the_start_sends_the_message_back_and_the_job_runs_on
     ]
     emptied = [w for w in workers.live.values() if not any(workers.faults(w).iterdir())]
     assert emptied, "no delivery met the store's failures"
+
+
+def holder(workers: Workers, job_id: str) -> PreforkWorker:
+    """The worker whose heartbeat says it holds the job's first message."""
+    found: list[PreforkWorker] = []
+    client = workers.deployment.store.client
+    keys = workers.deployment.store.plans.keys
+
+    def reported() -> bool:
+        for worker in workers.live.values():
+            report = client.get(keys.worker_jobs(worker.hostname)) or b""
+            if f"{job_id}:0".encode() in report.split():  # type: ignore[union-attr]
+                found[:] = [worker]
+        return bool(found)
+
+    wait_for(reported, timeout=RECOVERY_SECONDS, what=f"a worker to report holding {job_id}")
+    return found[0]
+
+
+def test_a_worker_killed_before_it_marks_its_job_running_loses_nothing(
+    workers: Workers,
+) -> None:
+    deployment = workers.deployment
+    for worker in workers.live.values():  # each delivery waits before marking it running
+        (workers.faults(worker) / "hold").touch()
+    job_id = deployment.submit(QUICK)
+    doomed = holder(workers, job_id)
+    assert deployment.store.get(job_id).status is JobStatus.QUEUED  # type: ignore[union-attr]
+
+    workers.kill(doomed)
+    killed_at = time.monotonic()
+    for worker in workers.live.values():
+        (workers.faults(worker) / "hold").unlink()
+    record = wait_for_record(
+        deployment,
+        job_id,
+        lambda r: r.status is not JobStatus.QUEUED,
+        what=f"job {job_id} to start again",
+        timeout=RECOVERY_SECONDS,
+    )
+    recovered_after = time.monotonic() - killed_at
+
+    # Within a silence period (3 s) and a reap round (0.5 s), with room for the machine.
+    assert recovered_after < RECOVERY_SECONDS, recovered_after
+    assert record.dispatch == 1 and record.worker is not None
+    assert record.worker["hostname"] != doomed.hostname
+    done = deployment.wait_for_status(job_id, FINISHED)
+    assert done.status is JobStatus.SUCCEEDED, done.error
+    assert done.deliveries == 1
+    [requeued] = [state for state in states(deployment, job_id) if state.get("requeued")]
+    assert requeued["reason"] == f"its worker {doomed.hostname} was lost before it started the job"
