@@ -11,6 +11,7 @@ from celery import Task
 from celery.exceptions import TimeLimitExceeded
 from celery.signals import worker_process_init
 
+from core.jobs import public_message
 from core.queue import TRAIN_TASK
 from core.settings import get_settings
 from core.store import JobStore
@@ -46,7 +47,7 @@ class TrainingTask(Task):
                 "and its process was killed"
             )
         else:
-            error_type, message = type(exc).__name__, str(exc)
+            error_type, message = type(exc).__name__, public_message(exc)
         store = JobStore.from_settings(get_settings())
         try:
             store.mark_failed(job_id, error_type=error_type, message=message)

@@ -15,11 +15,12 @@ compiled graphs for every later job of the process.
 
 Every way a job can end is written to the store: succeeded (summary, result,
 arrays and the default-size PNGs in one atomic step), cancelled between
-epochs, failed with the exception's type and message (the traceback goes to
-the log, not to clients), or failed at the soft time limit. Every write names
-this delivery (worker.delivery), so a delivery the job has moved on from
-changes nothing. A job that loses the store mid-run (Redis went away) is left
-running in the record: a reaper re-queues it once this worker no longer lists it.
+epochs, failed with the exception's type and a message for people (no stack
+frames or paths: the traceback goes to the log, not to clients), or failed at
+the soft time limit. Every write names this delivery (worker.delivery), so a
+delivery the job has moved on from changes nothing. A job that loses the store
+mid-run (Redis went away) is left running in the record: a reaper re-queues it
+once this worker no longer lists it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import redis
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 
 from core.hooks import TrainingCancelled
-from core.jobs import JobRecord, JobStatus, Summary, WorkerInfo
+from core.jobs import JobRecord, JobStatus, Summary, WorkerInfo, public_message
 from core.result import dumps_result
 from core.settings import get_settings
 from core.spec import Device, ExperimentSpec
@@ -94,7 +95,7 @@ def run_training_job(
         return None
     except Exception as error:
         logger.exception("job %s failed", job_id)
-        return _fail(store, delivery, type(error).__name__, str(error) or type(error).__name__)
+        return _fail(store, delivery, type(error).__name__, public_message(error))
 
 
 def _fail(

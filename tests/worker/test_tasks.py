@@ -16,6 +16,7 @@ from celery.exceptions import TimeLimitExceeded
 from core.jobs import FINISHED, JobStatus, WorkerInfo
 from core.keys import Keys
 from tests.conftest import ROOT, Worker
+from tests.core.test_job_errors import GRAPH_EXECUTION_ERROR
 from tests.worker.conftest import LONG_SPEC, QUICK_SPEC, Deployment
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -111,6 +112,7 @@ def test_an_exception_fails_the_job_with_its_type_and_message(
     assert record.error["type"] == "ValidationError"
     assert "epochs" in record.error["message"]
     assert "Traceback" not in record.error["message"]
+    assert "\n" not in record.error["message"] and 'File "' not in record.error["message"]
 
 
 def test_a_job_out_of_deliveries_is_failed_with_the_reason(
@@ -151,6 +153,26 @@ def test_the_hard_time_limit_fails_the_job_from_the_main_process(
     assert record.error == {
         "type": "TimeLimitExceeded",
         "message": "the job ran past the hard time limit of 1860 s and its process was killed",
+    }
+
+
+def test_a_failure_outside_the_body_tells_its_reason_without_the_stack(
+    deployment: Deployment,
+) -> None:
+    from worker.tasks import train
+
+    job_id = deployment.create(QUICK_SPEC)
+    deployment.store.mark_running(
+        job_id, worker=WorkerInfo("w@host", "cpu", "CPU", ""), max_deliveries=3
+    )
+
+    train.on_failure(RuntimeError(GRAPH_EXECUTION_ERROR), job_id, (), {"job_id": job_id}, None)
+
+    record = deployment.store.get(job_id)
+    assert record is not None and record.status is JobStatus.FAILED
+    assert record.error == {
+        "type": "RuntimeError",
+        "message": "Graph execution error: Matrix size-incompatible: In[0]: [32,2], In[1]: [3,5]",
     }
 
 
