@@ -69,6 +69,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        # A job whose broker connection broke cannot be acknowledged any more, and kombu
+        # puts its message back: Celery stops it rather than let it run twice. Its worker
+        # tells the store (worker.tasks.TrainingTask.on_retry), so such runs do not
+        # count against max_deliveries as a job that kills its worker would.
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "task_soft_time_limit": settings.job_soft_time_limit,
         "task_time_limit": settings.job_time_limit,

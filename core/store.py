@@ -25,12 +25,16 @@ Operations (`store.<name>`; job_id positional, everything else keyword-only):
     mark_running(job_id, *, worker: WorkerInfo, max_deliveries: int, dispatch=None,
                  task=None) -> JobRecord | None
         Counts a delivery. None when the job must not run: unknown, finished, cancel
-        requested (now cancelled), delivered more than max_deliveries times (now
-        failed with error type TooManyDeliveries), or the message is of an older
+        requested (now cancelled), delivered more than max_deliveries times, those
+        cut short by lost connections to Redis aside (now failed with error type
+        TooManyDeliveries), or the message is of an older
         dispatch than the job's (a reaper re-queued it since). The record's
         `deliveries` is the delivery's fencing token: set_progress, mark_succeeded,
         mark_failed and mark_cancelled take it as `delivery=` and refuse to write for a
         delivery that is no longer the job's latest.
+    note_interrupted(job_id, *, hostname, note) -> bool
+        Worker `hostname` lost its connection to Redis and Celery stopped its run of the
+        job: that delivery no longer counts against max_deliveries (told once per note).
     set_worker(job_id, *, worker: WorkerInfo, delivery) -> bool
         The running delivery's worker in full (False, unchanged, for a stale delivery).
     set_progress(job_id, *, epoch, epochs, metrics=None) -> bool
@@ -128,6 +132,7 @@ from core.store_scripts import (
     MARK_RUNNING,
     MARK_STOPPED,
     MARK_SUCCEEDED,
+    NOTE_INTERRUPTED,
     PRUNE_OWNED,
     PUT_PLOT,
     RECORD_WORKER_JOBS,
@@ -544,6 +549,20 @@ class JobPlans:
             return _record(reply[1]) if reply[0] == b"running" else None
 
         return Plan(decode, script=MARK_RUNNING, keys=self._job_keys(job_id), args=args)
+
+    def note_interrupted(self, job_id: str, *, hostname: str, note: str) -> Plan[bool]:
+        """Worker `hostname` lost its connection to Redis and Celery stopped its run of
+        `job_id` (to deliver it again): that delivery does not count against
+        max_deliveries, as it says nothing of the job. `note` identifies the word, so that
+        a retried call counts once; False when nothing was counted.
+        """
+        args = self._job_args(job_id, hostname, note)
+        return Plan(
+            lambda reply: reply == 1,
+            script=NOTE_INTERRUPTED,
+            keys=self._job_keys(job_id),
+            args=args,
+        )
 
     def set_worker(self, job_id: str, *, worker: WorkerInfo, delivery: int) -> Plan[bool]:
         """Name in full the worker of delivery `delivery` while it runs the job.
@@ -1094,6 +1113,7 @@ class JobStore:
     admit = _sync(JobPlans.admit)
     mark_running = _sync(JobPlans.mark_running)
     set_worker = _sync(JobPlans.set_worker)
+    note_interrupted = _sync(JobPlans.note_interrupted)
     set_progress = _sync(JobPlans.set_progress)
     is_cancel_requested = _sync(JobPlans.is_cancel_requested)
     mark_succeeded = _sync(JobPlans.mark_succeeded)
@@ -1192,6 +1212,7 @@ class AsyncJobStore:
     admit = _async(JobPlans.admit)
     mark_running = _async(JobPlans.mark_running)
     set_worker = _async(JobPlans.set_worker)
+    note_interrupted = _async(JobPlans.note_interrupted)
     set_progress = _async(JobPlans.set_progress)
     is_cancel_requested = _async(JobPlans.is_cancel_requested)
     mark_succeeded = _async(JobPlans.mark_succeeded)

@@ -102,6 +102,18 @@ end
 local function dispatched(dispatch)
   return dispatch == '' or (redis.call('HGET', record, 'dispatch') or '0') == dispatch
 end
+
+-- The deliveries that count against max_deliveries: not those a worker said it lost to
+-- a lost connection to Redis (Celery stops a running job then), which say nothing of
+-- the job. Also the words that say so in a TooManyDeliveries message.
+local function counted(deliveries)
+  local interrupted = tonumber(redis.call('HGET', record, 'interrupted') or '0')
+  local told = ''
+  if interrupted > 0 then
+    told = string.format(' (and %d more cut short by lost connections to Redis)', interrupted)
+  end
+  return deliveries - interrupted, told
+end
 """
 )
 
@@ -185,18 +197,48 @@ if redis.call('HGET', record, 'cancel_requested') == '1' then
   finish(status, 'cancelled', '{"status":"cancelled"}')
   return {'cancelled'}
 end
-if deliveries > tonumber(ARGV[5]) then
-  local error = '{"type":"TooManyDeliveries","message":"delivered ' .. deliveries
-    .. ' times, over the limit of ' .. ARGV[5] .. ': the job may be killing its worker"}'
+local count, told = counted(deliveries)
+if count > tonumber(ARGV[5]) then
+  local error = cjson.encode({type = 'TooManyDeliveries', message = string.format(
+    'delivered %d times%s, over the limit of %s: the job may be killing its worker',
+    count, told, ARGV[5])})
   redis.call('HSET', record, 'error', error)
   finish(status, 'failed', '{"status":"failed","error":' .. error .. '}')
   return {'failed'}
+end
+-- A redelivery of a job still running (Celery restored its message) takes it over:
+-- the delivery it replaces is remembered for its worker's late word on how it ended.
+local previous = redis.call('HGET', record, 'worker')
+if status == 'running' and previous then
+  redis.call('HSET', record, 'last_worker', cjson.decode(previous).hostname)
 end
 redis.call('HSET', record, 'started_at', stamp(now()), 'worker', ARGV[4], 'epoch', 0)
 if ARGV[7] ~= '' then redis.call('HSET', record, 'task', ARGV[7]) end
 set_status(status, 'running')
 emit('state', '{"status":"running","delivery":' .. deliveries .. ',"worker":' .. ARGV[4] .. '}')
 return {'running', redis.call('HGETALL', record)}
+""",
+)
+
+NOTE_INTERRUPTED = _job_script(
+    "note_interrupted",
+    """
+-- ARGV[4] hostname, [5] the note's id. Worker `hostname` says its run of the job was cut
+-- short by a lost connection to Redis (Celery stops an unacknowledged job then, and
+-- delivers it again): that delivery no longer counts against max_deliveries. The run is
+-- the job's current one on that worker, or the one a later delivery or a re-queue took
+-- over from it (`last_worker`). Told once per note, as the worker may say it again.
+local state = redis.call('HMGET', record, 'status', 'worker', 'last_worker', 'deliveries',
+                         'interrupted', 'interrupted_note')
+if not state[1] or finished[state[1]] or state[6] == ARGV[5] then return 0 end
+local ours = state[3] == ARGV[4]
+if state[1] == 'running' and state[2] then
+  ours = ours or cjson.decode(state[2]).hostname == ARGV[4]
+end
+if not ours or tonumber(state[5] or '0') >= tonumber(state[4] or '0') then return 0 end
+redis.call('HINCRBY', record, 'interrupted', 1)
+redis.call('HSET', record, 'interrupted_note', ARGV[5])
+return 1
 """,
 )
 
@@ -480,11 +522,11 @@ if state[5] == '1' then
   finish('running', 'cancelled', '{"status":"cancelled"}')
   return {'cancelled'}
 end
-local deliveries = tonumber(state[2])
-if deliveries >= tonumber(ARGV[7]) then
+local count, told = counted(tonumber(state[2]))
+if count >= tonumber(ARGV[7]) then
   local error = cjson.encode({type = 'TooManyDeliveries', message = string.format(
-    'delivered %d time%s, the limit, and %s: the job may be killing its worker',
-    deliveries, deliveries == 1 and '' or 's', reason)})
+    'delivered %d time%s%s, the limit, and %s: the job may be killing its worker',
+    count, count == 1 and '' or 's', told, reason)})
   redis.call('HSET', record, 'error', error)
   finish('running', 'failed', '{"status":"failed","error":' .. error .. '}')
   return {'failed', reason}
@@ -561,6 +603,7 @@ SCRIPTS: tuple[LuaScript, ...] = (
     CREATE,
     MARK_RUNNING,
     SET_WORKER,
+    NOTE_INTERRUPTED,
     SET_PROGRESS,
     MARK_SUCCEEDED,
     MARK_STOPPED,

@@ -5,15 +5,19 @@ A daemon thread in the worker's main process (not in a pool process) records
 a heartbeat for each queue the worker consumes, every `Settings.heartbeat_seconds`
 (5 s), with the jobs whose messages the worker holds (started or not, each with
 its dispatch), and at once when a message arrives: a worker that dies holding
-a job it has not marked running yet has said so. It runs beside the pool, so a
-long job does not silence it, and it stops with the worker (leaving the live
-set). A worker killed outright simply stops beating and ages out of it.
+a job it has not marked running yet has said so. It also tells the store of the
+runs Celery stopped when the worker lost its connection to Redis, as soon as
+the store answers again. It runs beside the pool, so a long job does not
+silence it, and it stops with the worker (leaving the live set). A worker
+killed outright simply stops beating and ages out of it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import uuid
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +44,8 @@ class Heartbeat:
         self.seconds = seconds
         self._stopped = threading.Event()
         self._soon = threading.Event()
+        # (job id, note id) of runs Celery stopped on a lost connection, still to be told.
+        self._interrupted: deque[tuple[str, str]] = deque()
         self._thread = threading.Thread(target=self._run, name="gradwatch-heartbeat", daemon=True)
 
     def start(self) -> None:
@@ -59,6 +65,10 @@ class Heartbeat:
 
     def beat(self) -> None:
         """Record one heartbeat on every queue, and the jobs the worker holds."""
+        while self._interrupted:
+            job_id, note = self._interrupted[0]
+            self.store.note_interrupted(job_id, hostname=self.hostname, note=note)
+            self._interrupted.popleft()
         # Jobs first: a reaper trusts the job list only when the beat that follows is fresh.
         self.store.record_worker_jobs(hostname=self.hostname, jobs=held_jobs())
         for queue in self.queues:
@@ -66,6 +76,12 @@ class Heartbeat:
 
     def beat_soon(self) -> None:
         """Beat now rather than at the next period (a message has arrived)."""
+        self._soon.set()
+
+    def interrupted(self, job_id: str) -> None:
+        """Tell the store, as soon as it answers, that Celery stopped this worker's run of
+        `job_id` on a lost connection: that delivery is not the job's doing."""
+        self._interrupted.append((job_id, uuid.uuid4().hex))
         self._soon.set()
 
     def _run(self) -> None:
@@ -115,6 +131,14 @@ def connect_heartbeat() -> None:
 def _received(**_: Any) -> None:
     for heartbeat in _current:
         heartbeat.beat_soon()
+
+
+def note_interrupted(job_id: str) -> None:
+    """Celery stopped this worker's run of `job_id` because the worker lost its connection
+    to Redis (worker_cancel_long_running_tasks_on_connection_loss): say so to the store,
+    once it answers, so that the delivery does not count as one that killed its worker."""
+    for heartbeat in _current:
+        heartbeat.interrupted(job_id)
 
 
 def _start(sender: Any, **_: Any) -> None:

@@ -16,6 +16,7 @@ from core.queue import TRAIN_TASK
 from core.settings import get_settings
 from core.store import JobStore
 from worker.celery_app import app
+from worker.heartbeat import note_interrupted
 from worker.training import run_training_job, start_warm_up
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,20 @@ class TrainingTask(Task):
             store.mark_failed(job_id, error_type=error_type, message=message)
         finally:
             store.close()
+
+    def on_retry(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        """Celery stopped the run because the worker lost its connection to Redis.
+
+        With worker_cancel_long_running_tasks_on_connection_loss (core.queue) Celery,
+        in the worker's main process, terminates an unacknowledged job whose broker
+        connection broke and announces it as a retry; the message is delivered again.
+        The tasks never retry themselves, so this is the only way here.
+        """
+        job_id = (kwargs or {}).get("job_id") or task_id
+        logger.warning("job %s: stopped by Celery on a lost connection to Redis", job_id)
+        note_interrupted(job_id)
 
 
 @app.task(name=TRAIN_TASK, bind=True, base=TrainingTask)

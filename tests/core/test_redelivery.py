@@ -362,3 +362,51 @@ def test_a_held_job_is_left_alone_while_its_worker_beats_or_once_it_started(
     isolated_store.mark_running(job_id, worker=LOST, max_deliveries=3, dispatch=0)
     assert isolated_store.requeue_held(job_id, **claim).action == "skip"  # type: ignore[arg-type]
     assert current(isolated_store, job_id).status is JobStatus.RUNNING
+
+
+# ------------------------------------------- runs cut short by a lost connection
+
+
+def test_a_run_cut_short_by_a_lost_connection_does_not_count_as_a_delivery(
+    isolated_store: JobStore,
+) -> None:
+    record = started(isolated_store)  # delivery 1 of 3, on lost@test
+    # Celery stopped it when its worker's broker connection broke, and delivered it again.
+    assert isolated_store.note_interrupted(record.id, hostname="lost@test", note="n1")
+    assert not isolated_store.note_interrupted(record.id, hostname="lost@test", note="n1")
+    assert not isolated_store.note_interrupted(record.id, hostname="other@test", note="n2")
+    for _ in range(2):
+        assert isolated_store.mark_running(record.id, worker=LOST, max_deliveries=3) is not None
+    # A late word from the worker whose run another delivery took over still counts.
+    assert isolated_store.mark_running(record.id, worker=OTHER, max_deliveries=3) is not None
+    assert isolated_store.note_interrupted(record.id, hostname="lost@test", note="n3")
+
+    fifth = isolated_store.mark_running(record.id, worker=OTHER, max_deliveries=3)
+
+    assert fifth is not None and fifth.deliveries == 5  # 3 counted, 2 cut short
+    refused = isolated_store.mark_running(record.id, worker=OTHER, max_deliveries=3)
+    assert refused is None
+    after = current(isolated_store, record.id)
+    assert after.status is JobStatus.FAILED and after.error is not None
+    assert after.error["message"] == (
+        "delivered 4 times (and 2 more cut short by lost connections to Redis), over the "
+        "limit of 3: the job may be killing its worker"
+    )
+
+
+def test_a_lost_job_whose_runs_were_cut_short_is_requeued_not_failed(
+    isolated_store: JobStore,
+) -> None:
+    record = started(isolated_store)
+    assert isolated_store.note_interrupted(record.id, hostname="lost@test", note="n1")
+
+    assert reap(isolated_store, record, limit=1).action == "requeued"
+    again = isolated_store.mark_running(record.id, worker=LOST, max_deliveries=1, dispatch=1)
+    assert again is not None and again.deliveries == 2
+
+    outcome = reap(isolated_store, again, limit=1)
+    assert outcome.action == "failed"
+    error = current(isolated_store, record.id).error
+    assert error is not None and error["message"].startswith(
+        "delivered 1 time (and 1 more cut short by lost connections to Redis), the limit"
+    )
