@@ -108,17 +108,18 @@ def time_service(settings: Settings, body: dict[str, Any], runs: int) -> tuple[T
 
 
 def warm_up(client: httpx.Client, body: dict[str, Any], most: int = 20) -> None:
-    """Run jobs until one trains on the XLA graph the worker compiles in the background.
+    """Run jobs until one trains on a graph the worker compiled for an earlier one.
 
     A warm worker is one that has seen the architecture: its first job loads
-    TensorFlow and trains on the plain graph while XLA compiles behind it.
+    TensorFlow and compiles the XLA graph that its later jobs reuse.
     """
     print("warm-up jobs (load TensorFlow, compile the graphs)...", flush=True)
     for _ in range(most):
         _, job_id = run_job(client, body)
-        if client.get(f"/v1/experiments/{job_id}/result").json()["timing"]["xla"]:
+        timing = client.get(f"/v1/experiments/{job_id}/result").json()["timing"]
+        if timing["xla"] and timing["graph_reused"]:
             return
-    raise SystemExit(f"the worker did not train on XLA within {most} warm-up jobs")
+    raise SystemExit(f"the worker did not reuse its XLA graph within {most} warm-up jobs")
 
 
 def run_job(client: httpx.Client, body: dict[str, Any]) -> tuple[float, str]:
@@ -233,9 +234,8 @@ def time_in_process(body: dict[str, Any], runs: int) -> tuple[Timings, Timings]:
         for name in available_plots(result):
             render_plot(name, result)
 
-    graph_cache.enable_background_compile()
-    engine_and_plots()  # warm-up: TensorFlow, the graphs, matplotlib
-    graph_cache.wait_for_background_compiles()
+    graph_cache.set_xla_mode("always")  # as in a worker
+    engine_and_plots()  # warm-up: TensorFlow, the XLA graphs, matplotlib
     return time_runs(engine, runs), time_runs(engine_and_plots, runs)
 
 

@@ -3,8 +3,8 @@
 Starts, side by side, one deployment per worker count: an API (uvicorn) and
 that many production-shaped workers (prefork, one pool process each, the
 command the worker tests use), each on a namespace of its own. It warms the
-workers up (studies of the tutorial's three architectures until every child
-trains on the XLA graph the workers compile in the background), then times,
+workers up (both studies below, until every child trains on an XLA graph its
+worker compiled for an earlier study), then times,
 each run going through every deployment in turn so that a change in the
 machine's load falls on all of them alike (idle workers take no CPU):
 
@@ -145,27 +145,27 @@ def time_interleaved(deployments: Sequence[Deployment], runs: int) -> None:
 
 
 def warm_up(deployment: Deployment, most: int = 20) -> None:
-    """Run 12-child studies until, twice running, every child trained on XLA.
+    """Run both studies until, twice running, every child reused a compiled XLA graph.
 
-    A warm worker has seen each architecture: its first child of one loads
-    TensorFlow (once) and trains on the plain graph while XLA compiles behind.
+    A warm worker has seen each architecture, alone and in a group: its first
+    child of one loads TensorFlow (once) and compiles the graph later ones reuse.
     """
     client, workers = deployment.client, deployment.figures.workers
-    print(f"{workers} worker(s): warm-up studies (TensorFlow, graphs, XLA)...", flush=True)
+    print(f"{workers} worker(s): warm-up studies (TensorFlow, XLA graphs)...", flush=True)
     in_a_row = 0
     for _ in range(most):
-        study_id = post(client, TWELVE)
-        record = wait_until_finished(client, study_id)
-        children = [c["id"] for config in record["configs"] for c in config["children"]]
-        xla = [
-            client.get(f"/v1/experiments/{child}/result").json()["timing"]["xla"]
-            for child in children
-        ]
-        in_a_row = in_a_row + 1 if all(xla) else 0
+        timings = []
+        for body in (TUTORIAL, TWELVE):
+            record = wait_until_finished(client, post(client, body))
+            children = [c["id"] for config in record["configs"] for c in config["children"]]
+            timings += [
+                client.get(f"/v1/experiments/{child}/result").json()["timing"] for child in children
+            ]
+        warm = all(timing["xla"] and timing["graph_reused"] for timing in timings)
+        in_a_row = in_a_row + 1 if warm else 0
         if in_a_row == 2:
             return
-        time.sleep(2.0)  # let background compiles finish rather than compete
-    raise SystemExit(f"the workers did not all train on XLA within {most} warm-up studies")
+    raise SystemExit(f"the workers did not all reuse XLA graphs within {most} warm-up rounds")
 
 
 def last_parallelism(client: httpx.Client) -> float:

@@ -18,7 +18,6 @@ import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,7 @@ from core.graph_cache import (
     checkout_ensemble,
     trainer_key,
 )
+from core.hardware import cpu_name
 from core.hooks import TrainingCancelled, TrainingHook
 from core.network import Architecture
 from core.recorder import Recorder, snapshot_epochs
@@ -467,6 +467,7 @@ def _pca_2d(x: np.ndarray) -> np.ndarray:
     return centered @ components[:2].T
 
 
+@functools.cache
 def device_info() -> dict[str, str]:
     """Which device trains here: the first GPU TensorFlow sees, else the CPU."""
     gpus = tf.config.list_physical_devices("GPU")
@@ -475,24 +476,6 @@ def device_info() -> dict[str, str]:
         name = str(details.get("device_name", gpus[0].name))
         return {"kind": "gpu", "name": name, "tensorflow": tf.__version__}
     return {"kind": "cpu", "name": cpu_name(), "tensorflow": tf.__version__}
-
-
-def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """`CPU (<model name>)` where /proc/cpuinfo names the model, else `CPU`.
-
-    `platform.processor()` is the machine type ("x86_64") on most Linux hosts,
-    and many ARM kernels list no model name at all.
-    """
-    try:
-        with cpuinfo.open(encoding="utf-8", errors="replace") as lines:
-            for line in itertools.islice(lines, 64):  # the first processor's block
-                key, _, value = line.partition(":")
-                model = " ".join(value.split())
-                if key.strip() == "model name" and model:
-                    return f"CPU ({model})"
-    except OSError:
-        pass
-    return "CPU"
 
 
 def configure_gpu_memory_growth() -> None:

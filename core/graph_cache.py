@@ -1,11 +1,20 @@
 """Compiled trainers kept per process, so repeated shapes pay no compile.
 
-Two tiers, as in a JIT: a plain TensorFlow graph traces in well under a
-second, while XLA takes seconds to compile but then runs a small net's epoch
-several times faster. A run of a shape never seen takes the plain graph; a
-long-lived process (the worker) meanwhile compiles the XLA trainer in a
-background thread, and every later run of that shape takes it. Runs long
-enough to repay the compile at once (`XLA_MIN_STEPS`) take XLA straight away.
+Two kinds of graph: a plain TensorFlow graph traces in about a second, while
+XLA takes a second or two more to compile but then runs a small net's epoch
+several times faster. Which one a run gets is the process's XLA mode:
+
+- `auto` (`gradwatch run`, one run in a fresh process): the plain graph,
+  unless the run is long enough to repay the compile (`XLA_MIN_STEPS`);
+- `always` (a worker, which lives across many jobs): XLA for every run, so a
+  shape's first job pays the compile and every job after it trains fast;
+  and since every job of a worker takes the same kind of graph, the same
+  spec gives the same numbers bit for bit, job after job;
+- `never`.
+
+`GRADWATCH_XLA` in the environment overrides the process's choice. The two
+kinds of graph agree to float32 rounding (relative 1e-6 over the tutorial's
+100 epochs), not bit for bit: `result.timing.xla` says which one ran.
 
 Trainers are checked out for the length of a run, so two runs in one
 process never share variables.
@@ -17,28 +26,27 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-
-import numpy as np
+from typing import Literal
 
 from core.ensemble import EnsembleTrainer
 from core.network import Architecture
 from core.spec import TrainingSpec
 from core.trainer import CompiledTrainer, TrainerKey
 
-log = logging.getLogger(__name__)
-
 # Steps over which compiling XLA first beats the plain graph: the tutorial's
-# 2-5-5-5-5-5-1 net saves ~0.4 ms a step against ~5 s of compile on 2 cores.
+# 2-5-5-5-5-5-1 net saves ~0.4 ms a step against ~2 s of compile on 2 cores.
 XLA_MIN_STEPS = 15_000
 CACHE_SLOTS = 16
 BOUNDARY_RESOLUTION = 80  # the decision-surface grid is this many points a side
+
+XlaMode = Literal["auto", "always", "never"]
+XLA_MODES: tuple[XlaMode, ...] = ("auto", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -56,26 +64,30 @@ class Shapes:
 class _Slot:
     plain: list[Trainer] = field(default_factory=list)
     xla: list[Trainer] = field(default_factory=list)
-    compiling: bool = False
 
 
 Trainer = CompiledTrainer | EnsembleTrainer
 _SlotKey = tuple[TrainerKey, Shapes, int]  # the graph's key, shapes and members
 _slots: OrderedDict[_SlotKey, _Slot] = OrderedDict()
 _lock = threading.Lock()
-_background = False
+_mode: XlaMode = "auto"
 
 
-def enable_background_compile(enabled: bool = True) -> None:
-    """Let this process compile XLA trainers in the background (long-lived processes)."""
-    global _background
-    _background = enabled
+def set_xla_mode(mode: XlaMode) -> None:
+    """This process's XLA mode (see the module docstring); GRADWATCH_XLA overrides it."""
+    global _mode
+    if mode not in XLA_MODES:
+        raise ValueError(f"XLA mode must be one of {', '.join(XLA_MODES)}, not {mode!r}")
+    _mode = mode
 
 
-def _xla_mode() -> str:
-    """GRADWATCH_XLA: `auto` (tiers, the default), `always` or `never`."""
-    mode = os.environ.get("GRADWATCH_XLA", "auto")
-    return mode if mode in {"auto", "always", "never"} else "auto"
+def xla_mode() -> XlaMode:
+    """GRADWATCH_XLA when it names a mode, else the process's."""
+    configured = os.environ.get("GRADWATCH_XLA", "")
+    for mode in XLA_MODES:
+        if configured == mode:
+            return mode
+    return _mode
 
 
 def trainer_key(
@@ -137,23 +149,15 @@ def _new_trainer(slot_key: _SlotKey, *, jit: bool) -> Trainer:
 
 
 def _take(slot_key: _SlotKey, *, steps: int) -> tuple[Trainer, bool]:
-    mode = _xla_mode()
+    mode = xla_mode()
+    jit = mode == "always" or (mode == "auto" and steps >= XLA_MIN_STEPS)
     with _lock:
         slot = _slots.setdefault(slot_key, _Slot())
         _slots.move_to_end(slot_key)
-        if slot.xla and mode != "never":
-            return slot.xla.pop(), True
-        if slot.plain and mode != "always":
-            return slot.plain.pop(), True
-        jit_now = mode == "always" or (mode == "auto" and steps >= XLA_MIN_STEPS)
-        compile_later = mode == "auto" and not jit_now and _background and not slot.compiling
-        if compile_later:
-            slot.compiling = True
-    if compile_later:
-        threading.Thread(
-            target=_compile_in_background, args=(slot_key,), name="xla-compile", daemon=True
-        ).start()
-    return _new_trainer(slot_key, jit=jit_now), False
+        kept = slot.xla if jit else slot.plain
+        if kept:
+            return kept.pop(), True
+    return _new_trainer(slot_key, jit=jit), False
 
 
 def _give_back(slot_key: _SlotKey, trainer: Trainer) -> None:
@@ -162,41 +166,3 @@ def _give_back(slot_key: _SlotKey, trainer: Trainer) -> None:
         (slot.xla if trainer.jit else slot.plain).append(trainer)
         while len(_slots) > CACHE_SLOTS:
             _slots.popitem(last=False)
-
-
-def _compile_in_background(slot_key: _SlotKey) -> None:
-    try:
-        trainer = _new_trainer(slot_key, jit=True)
-        warm_up(trainer, slot_key[1], members=slot_key[2])
-    except Exception:  # a failed compile only costs speed: the plain tier still works
-        log.exception("background XLA compile failed for %s", slot_key)
-        return
-    finally:
-        with _lock:
-            if slot_key in _slots:
-                _slots[slot_key].compiling = False
-    _give_back(slot_key, trainer)
-
-
-def warm_up(trainer: Trainer, shapes: Shapes, *, members: int = 1) -> None:
-    """Build every graph a run of `shapes` calls, on zeros (the next run resets the weights).
-
-    An ensemble's arrays have a leading member axis.
-    """
-    lead = () if members == 1 else (members,)
-    x = np.zeros((*lead, shapes.samples, shapes.features), np.float32)
-    y = np.zeros((*lead, shapes.samples), np.int32)
-    trainer.train_epoch(x, y, x[..., : shapes.probe, :], batch_size=shapes.batch_size)
-    trainer.evaluate(x, y)
-    if shapes.validation:
-        trainer.evaluate(x[..., : shapes.validation, :], y[..., : shapes.validation])
-    if shapes.features == 2:
-        trainer.predict(np.zeros((BOUNDARY_RESOLUTION**2, 2), np.float32))
-
-
-def wait_for_background_compiles(timeout: float = 120.0) -> bool:
-    """Block until no background compile runs (for benchmarks and tests)."""
-    for thread in threading.enumerate():
-        if thread.name == "xla-compile":
-            thread.join(timeout)
-    return not any(t.name == "xla-compile" for t in threading.enumerate())

