@@ -16,7 +16,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -88,6 +88,10 @@ def is_job_id(value: str) -> bool:
 # The Celery tasks that train a job (worker.tasks, worker.studies); core.queue sends them.
 TRAIN_TASK = "gradwatch.train"
 STUDY_CHILD_TASK = "gradwatch.train_study_child"
+# Several children of a study that share a graph, trained side by side (core.ensemble).
+# Only a first send uses it: each child's record keeps its own STUDY_CHILD_TASK, so a
+# reaper sends a child of a lost group again on its own.
+STUDY_GROUP_TASK = "gradwatch.train_study_group"
 
 
 def training_task(job_id: str) -> dict[str, Any]:
@@ -98,6 +102,19 @@ def training_task(job_id: str) -> dict[str, Any]:
 def study_child_task(job_id: str, study_id: str) -> dict[str, Any]:
     """The task that trains job `job_id`, a child of study `study_id`, then updates the study."""
     return {"name": STUDY_CHILD_TASK, "kwargs": {"job_id": job_id, "study_id": study_id}}
+
+
+def study_group_task(job_ids: Sequence[str], study_id: str) -> dict[str, Any]:
+    """The task that trains the children `job_ids` of study `study_id` in one graph."""
+    return {"name": STUDY_GROUP_TASK, "kwargs": {"job_ids": list(job_ids), "study_id": study_id}}
+
+
+def task_job_ids(kwargs: Mapping[str, Any] | None) -> list[str]:
+    """The jobs a task's kwargs name: its `job_id`, or a group's `job_ids`."""
+    kwargs = kwargs or {}
+    if "job_ids" in kwargs:
+        return [str(job_id) for job_id in kwargs["job_ids"] or []]
+    return [str(kwargs["job_id"])] if kwargs.get("job_id") else []
 
 
 # ------------------------------------------------------------------ record parts

@@ -22,6 +22,7 @@ from typing import Any
 
 from celery import current_task
 
+from core.jobs import study_child_task
 from core.queue import DISPATCH_HEADER
 
 
@@ -41,7 +42,22 @@ class JobDelivery:
         request = getattr(task, "request", None)
         if task is None or request is None or request.id != job_id:
             return cls(job_id)
-        headers = getattr(request, "headers", None) or {}
-        dispatch = request.get(DISPATCH_HEADER, None) or headers.get(DISPATCH_HEADER) or 0
         kwargs = dict(request.kwargs or {})
-        return cls(job_id, int(dispatch), {"name": task.name, "kwargs": kwargs})
+        return cls(job_id, _dispatch(request), {"name": task.name, "kwargs": kwargs})
+
+    @classmethod
+    def of_group_member(cls, job_id: str, study_id: str) -> JobDelivery:
+        """Job `job_id`'s delivery in the group message now running (one message, several
+        jobs of study `study_id`, each at the dispatch the message names).
+
+        Its task is the one its record keeps, to train it alone: a reaper that sends
+        it again sends it on its own.
+        """
+        request = getattr(current_task, "request", None)
+        dispatch = _dispatch(request) if request is not None else None
+        return cls(job_id, dispatch, study_child_task(job_id, study_id))
+
+
+def _dispatch(request: Any) -> int:
+    headers = getattr(request, "headers", None) or {}
+    return int(request.get(DISPATCH_HEADER, None) or headers.get(DISPATCH_HEADER) or 0)

@@ -25,6 +25,7 @@ import redis
 from celery.signals import task_received, worker_ready, worker_shutdown
 from celery.worker import state
 
+from core.jobs import task_job_ids
 from core.queue import DISPATCH_HEADER
 from core.settings import get_settings
 from core.store import JobStore
@@ -101,13 +102,17 @@ class Heartbeat:
 
 def held_jobs() -> list[tuple[str, int]]:
     """(job id, dispatch) of the messages this worker holds (a Celery task's id is its
-    job's id, its dispatch in a header).
+    job's id, its dispatch in a header; a group's message holds each of its jobs).
 
     Celery adds a request as its message arrives, before a pool process has marked
     the job running, and drops it after the job is finished in the store.
     """
     # tuple() copies the set in one step under the GIL, while the consumer changes it.
-    return sorted((request.id, _dispatch(request)) for request in tuple(state.reserved_requests))
+    return sorted(
+        (job_id, _dispatch(request))
+        for request in tuple(state.reserved_requests)
+        for job_id in task_job_ids(request.kwargs) or [request.id]
+    )
 
 
 def _dispatch(request: Any) -> int:

@@ -11,7 +11,7 @@ from celery import Task
 from celery.exceptions import TimeLimitExceeded
 from celery.signals import worker_process_init
 
-from core.jobs import public_message
+from core.jobs import public_message, task_job_ids
 from core.queue import TRAIN_TASK
 from core.settings import get_settings
 from core.store import JobStore
@@ -31,13 +31,14 @@ class TrainingTask(Task):
         """Fail the job when the body could not: chiefly the hard time limit.
 
         At the hard limit the pool process is killed, so this runs in the
-        worker's main process; the job must still end with a reason.
+        worker's main process; the job (each job of a group) must still end with a
+        reason.
         """
-        job_id = (kwargs or {}).get("job_id") or (args[0] if args else task_id)
+        job_ids = task_job_ids(kwargs) or [args[0] if args else task_id]
         if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
             # The store was unreachable: the job stays running in its record until a
             # reaper, seeing this worker no longer runs it, re-queues it.
-            logger.warning("job %s: the job store was unreachable: %s", job_id, exc)
+            logger.warning("jobs %s: the job store was unreachable: %s", job_ids, exc)
             return
         if isinstance(exc, TimeLimitExceeded):
             # Celery raises it with the limit that struck.
@@ -51,7 +52,8 @@ class TrainingTask(Task):
             error_type, message = type(exc).__name__, public_message(exc)
         store = JobStore.from_settings(get_settings())
         try:
-            store.mark_failed(job_id, error_type=error_type, message=message)
+            for job_id in job_ids:
+                store.mark_failed(job_id, error_type=error_type, message=message)
         finally:
             store.close()
 
@@ -65,9 +67,9 @@ class TrainingTask(Task):
         connection broke and announces it as a retry; the message is delivered again.
         The tasks never retry themselves, so this is the only way here.
         """
-        job_id = (kwargs or {}).get("job_id") or task_id
-        logger.warning("job %s: stopped by Celery on a lost connection to Redis", job_id)
-        note_interrupted(job_id)
+        for job_id in task_job_ids(kwargs) or [task_id]:
+            logger.warning("job %s: stopped by Celery on a lost connection to Redis", job_id)
+            note_interrupted(job_id)
 
 
 @app.task(name=TRAIN_TASK, bind=True, base=TrainingTask)

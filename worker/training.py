@@ -28,15 +28,15 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import logging
-import platform
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import redis
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 
+from core.hardware import cpu_name
 from core.hooks import TrainingCancelled
 from core.jobs import JobRecord, JobStatus, Summary, WorkerInfo, public_message
 from core.result import dumps_result
@@ -46,6 +46,9 @@ from core.store import JobStore
 from worker.delivery import JobDelivery
 from worker.device import worker_device
 from worker.progress import JobProgressHook
+
+if TYPE_CHECKING:
+    from core.engine import RunOutput
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +162,7 @@ def worker_before_engine(hostname: str) -> WorkerInfo:
     A GPU's name takes the engine; until it is loaded the record says "GPU".
     """
     device = worker_device()
-    name = (platform.processor() or "CPU") if device is Device.CPU else "GPU"
+    name = cpu_name() if device is Device.CPU else "GPU"
     return WorkerInfo(hostname, device.value, name, installed_tensorflow())
 
 
@@ -183,24 +186,49 @@ def _train(
 ) -> JobStatus | None:
     from core import engine  # TensorFlow: only here, in the pool process
 
-    job_id = delivery.job_id
+    if not _name_worker(store, delivery, record, hostname):
+        return None
+    spec = ExperimentSpec.model_validate(record.spec)
+    started = time.perf_counter()
+    hook = JobProgressHook(store, delivery.job_id, delivery=delivery.token)
+    output = engine.run_experiment(spec, hooks=[hook])
+    trained = time.perf_counter()
+    plots = render_default_plots(delivery.job_id, output.result) if default_plots else {}
+    times = (trained - started, time.perf_counter() - trained)
+    return _store_success(store, delivery, output, plots, times=times)
+
+
+def _name_worker(store: JobStore, delivery: JobDelivery, record: JobRecord, hostname: str) -> bool:
+    """Load the engine and write what only it knows of this worker (a GPU's name) into
+    the record; False when the job is no longer this delivery's to run."""
+    from core import engine  # TensorFlow: only here, in the pool process
+
     assert delivery.token is not None
     prepare_device()
     worker = WorkerInfo.from_device_info(hostname, engine.device_info())
     if worker.to_json_dict() != record.worker and not store.set_worker(
-        job_id, worker=worker, delivery=delivery.token
+        delivery.job_id, worker=worker, delivery=delivery.token
     ):
-        logger.info("job %s: no longer this delivery's to run", job_id)
-        return None
-    spec = ExperimentSpec.model_validate(record.spec)
-    started = time.perf_counter()
-    hook = JobProgressHook(store, job_id, delivery=delivery.token)
-    output = engine.run_experiment(spec, hooks=[hook])
-    trained = time.perf_counter()
-    plots = render_default_plots(job_id, output.result) if default_plots else {}
-    drawn = time.perf_counter()
+        logger.info("job %s: no longer this delivery's to run", delivery.job_id)
+        return False
+    return True
+
+
+def _store_success(
+    store: JobStore,
+    delivery: JobDelivery,
+    output: RunOutput,
+    plots: dict[str, bytes],
+    *,
+    times: tuple[float, float],
+) -> JobStatus | None:
+    """Store a run that trained to its end: summary, result, arrays and PNGs at once.
+
+    `times`: the seconds it took to train and to draw the PNGs, for the log.
+    """
+    stored_at = time.perf_counter()
     stored = store.mark_succeeded(
-        job_id,
+        delivery.job_id,
         summary=Summary.from_result(output.result),
         result_json=dumps_result(output.result),
         plots=plots,
@@ -210,13 +238,92 @@ def _train(
     if not stored:
         # A cancel or delete won the race with the finish, or the job was delivered
         # again meanwhile: the store kept that.
-        logger.info("job %s finished training but was no longer running", job_id)
+        logger.info("job %s finished training but was no longer running", delivery.job_id)
         return None
     logger.info(
         "job %s succeeded: training %.3f s, %d PNGs %.3f s, storing %.3f s",
-        job_id, trained - started, len(plots), drawn - trained, time.perf_counter() - drawn,
+        delivery.job_id, times[0], len(plots), times[1], time.perf_counter() - stored_at,
     )  # fmt: skip
     return JobStatus.SUCCEEDED
+
+
+# ------------------------------------------------------------------ a group of children
+
+
+def run_training_group(
+    job_ids: Sequence[str],
+    *,
+    study_id: str,
+    hostname: str,
+    soft_time_limit: float | None = None,
+) -> dict[str, JobStatus | None]:
+    """Train the study children `job_ids` side by side in one graph (core.ensemble);
+    record how each one ended (None for one that was not to run).
+
+    Each child starts and ends in the store as it would alone, with its own
+    delivery token; a child that is already running elsewhere, finished or
+    cancelled is left out. Should the specs not share a graph after all (the API
+    groups them with core.ensemble_groups), each part trains on its own.
+    """
+    store = job_store()
+    statuses: dict[str, JobStatus | None] = dict.fromkeys(job_ids)
+    started = []
+    for job_id in job_ids:
+        delivery = JobDelivery.of_group_member(job_id, study_id)
+        record = start_job(store, delivery, hostname)
+        if record is not None:
+            started.append((delivery, record))
+    if not started:
+        return statuses
+    try:
+        statuses |= _train_group(store, started, hostname)
+    except SoftTimeLimitExceeded:
+        limit = soft_time_limit or get_settings().job_soft_time_limit
+        logger.warning("study %s: a group stopped at the soft time limit (%s s)", study_id, limit)
+        message = f"the job ran longer than the time limit of {limit:g} s and was stopped"
+        for delivery, _ in started:
+            statuses[delivery.job_id] = _fail(store, delivery, "TimeLimitExceeded", message)
+    except (redis.ConnectionError, redis.TimeoutError):
+        logger.warning("study %s: a group lost the job store; a reaper will re-queue it", study_id)
+    except Exception as error:
+        logger.exception("study %s: a group failed", study_id)
+        for delivery, _ in started:
+            message = public_message(error)
+            statuses[delivery.job_id] = _fail(store, delivery, type(error).__name__, message)
+    return statuses
+
+
+def _train_group(
+    store: JobStore, started: Sequence[tuple[JobDelivery, JobRecord]], hostname: str
+) -> dict[str, JobStatus | None]:
+    from core import engine  # TensorFlow: only here, in the pool process
+    from core.ensemble_groups import ensemble_groups
+
+    members = [(d, r) for d, r in started if _name_worker(store, d, r, hostname)]
+    specs = [ExperimentSpec.model_validate(record.spec) for _, record in members]
+    statuses: dict[str, JobStatus | None] = {}
+    for group in ensemble_groups(specs):
+        deliveries = [members[index][0] for index in group]
+        hooks = [[JobProgressHook(store, d.job_id, delivery=d.token)] for d in deliveries]
+        began = time.perf_counter()
+        if len(group) == 1:
+            outcomes: list[RunOutput | TrainingCancelled] = []
+            try:
+                outcomes.append(engine.run_experiment(specs[group[0]], hooks=hooks[0]))
+            except TrainingCancelled as cancel:
+                outcomes.append(cancel)
+        else:
+            outcomes = engine.run_ensemble([specs[index] for index in group], hooks)
+        trained_in = time.perf_counter() - began
+        for delivery, outcome in zip(deliveries, outcomes, strict=True):
+            if isinstance(outcome, TrainingCancelled):
+                stopped = store.mark_cancelled(delivery.job_id, delivery=delivery.token)
+                statuses[delivery.job_id] = JobStatus.CANCELLED if stopped else None
+            else:
+                statuses[delivery.job_id] = _store_success(
+                    store, delivery, outcome, {}, times=(trained_in, 0.0)
+                )
+    return statuses
 
 
 def render_default_plots(job_id: str, result: Mapping[str, Any]) -> dict[str, bytes]:
@@ -242,8 +349,9 @@ _device_ready = False
 
 def prepare_device() -> None:
     """Once per process, before the first run: GPU memory growth on a gpu worker,
-    and XLA compiles in the background (a pool process lives across jobs, so a
-    shape's second job trains on the XLA graph its first one paid for).
+    and XLA for every run (core.graph_cache): a pool process lives across jobs, so
+    a shape's first job pays the compile and later ones train several times
+    faster, and every job of a spec gives the same numbers bit for bit.
 
     The warm-up thread and a first job may both get here; TensorFlow refuses
     to change a GPU's settings once it is in use, so only one of them acts.
@@ -256,7 +364,7 @@ def prepare_device() -> None:
 
         if worker_device() is Device.GPU:
             engine.configure_gpu_memory_growth()
-        graph_cache.enable_background_compile()
+        graph_cache.set_xla_mode("always")
         logger.info("training on %s", engine.device_info())
         _device_ready = True
 

@@ -111,7 +111,7 @@ async def create_experiment(
     record = created.record
     headers = {"Location": location(record.id)}
     if created.new:
-        await send_new_jobs(services, [(record.id, record.queue, training_task(record.id))])
+        await send_new_jobs(services, [([record.id], record.queue, training_task(record.id))])
     else:
         headers["Idempotent-Replayed"] = "true"
         if record.status is JobStatus.QUEUED:
@@ -120,9 +120,10 @@ async def create_experiment(
 
 
 async def send_new_jobs(
-    services: Services, jobs: Sequence[tuple[str, str, dict[str, Any]]]
+    services: Services, messages: Sequence[tuple[Sequence[str], str, dict[str, Any]]]
 ) -> None:
-    """Send the first message of each new (job id, queue, task), and confirm each one sent.
+    """Send the first message of new jobs, each (job ids, queue, task), and confirm each
+    job sent. A message names one job, or a group of a study's children trained together.
 
     The store holds every new job in its outbox until confirmed, so a send that fails
     (the queue unreachable) loses nothing: the job stays queued and a reaper sends it a
@@ -132,16 +133,18 @@ async def send_new_jobs(
 
     def send() -> list[str]:
         sent: list[str] = []
-        for job_id, queue, task in jobs:
+        for job_ids, queue, task in messages:
             try:
-                send_dispatch(services.celery, job_id=job_id, queue=queue, dispatch=0, task=task)
+                send_dispatch(
+                    services.celery, job_id=job_ids[0], queue=queue, dispatch=0, task=task
+                )
             except Exception:
                 logger.exception(
-                    "could not send job %s (and %d more): a reaper sends them once the queue "
-                    "answers", job_id, len(jobs) - len(sent) - 1,
+                    "could not send job %s (and %d more messages): a reaper sends them once "
+                    "the queue answers", job_ids[0], len(messages) - len(sent) - 1,
                 )  # fmt: skip
                 break  # the others would wait out the same timeouts
-            sent.append(job_id)
+            sent.extend(job_ids)
         return sent
 
     sent = await anyio.to_thread.run_sync(send)

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import re
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -52,7 +52,8 @@ from api.schemas import (
     StudySummary,
     problem_responses,
 )
-from core.jobs import JobStatus, dumps_compact, is_job_id, study_child_task
+from core.ensemble_groups import ensemble_groups
+from core.jobs import JobStatus, dumps_compact, is_job_id, study_child_task, study_group_task
 from core.keys import plot_field
 from core.share_links import PlotGrant
 from core.store import AsyncJobStore, InvalidCursor, Refusal, TooManyActiveJobs, png_etag
@@ -199,14 +200,26 @@ async def create_study(
     except TooManyActiveJobs as error:
         refusal = Refusal("max_active_jobs", ACTIVE_LIMIT_RETRY_AFTER, error.active)
         raise limit_refused(refusal, access) from error
-    children = zip(record.child_ids, queues, strict=True)
-    await send_new_jobs(
-        services, [(child, queue, study_child_task(child, record.id)) for child, queue in children]
-    )
+    await send_new_jobs(services, study_messages(record.id, record.child_ids, queues, plan))
     record = await studies.get_study(record.id) or record
     return FastJSONResponse(
         record.to_public(), status_code=202, headers={"Location": location(record.id)}
     )
+
+
+def study_messages(
+    study_id: str, child_ids: Sequence[str], queues: Sequence[str], plan: StudyPlan
+) -> list[tuple[list[str], str, dict[str, Any]]]:
+    """The first messages of a study's children: one per group of children that share
+    a graph (core.ensemble_groups), trained side by side; one per child that trains alone."""
+    messages = []
+    for group in ensemble_groups(plan.children):
+        ids = [child_ids[index] for index in group]
+        task = (
+            study_child_task(ids[0], study_id) if len(ids) == 1 else study_group_task(ids, study_id)
+        )
+        messages.append((ids, queues[group[0]], task))
+    return messages
 
 
 def _plan(body: Mapping[str, Any]) -> StudyPlan:

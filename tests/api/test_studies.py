@@ -83,6 +83,19 @@ def test_a_small_study_completes_with_ordinary_children(
     assert seeds == [5, 6, 5, 6]
 
 
+def test_children_that_share_a_graph_train_side_by_side(
+    client: httpx.Client, small_study: dict[str, Any]
+) -> None:
+    # Each activation's two seeds differ in nothing a graph depends on: one group each.
+    for config in small_study["configs"]:
+        hosts = set()
+        for child in config["children"]:
+            result = client.get(f"/v1/experiments/{child['id']}/result").json()
+            assert result["timing"]["members"] == 2, child
+            hosts.add(client.get(f"/v1/experiments/{child['id']}").json()["worker"]["hostname"])
+        assert len(hosts) == 1
+
+
 def test_the_study_ends_with_its_plots_drawn_by_the_worker(
     small_study: dict[str, Any], settings: Settings, redis_client: redis.Redis
 ) -> None:
