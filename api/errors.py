@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.redis_multiplex import is_unavailable_reply
+from core.redis_multiplex import is_store_unavailable, is_unavailable_reply
 from core.spec import SpecLimitError
 
 PROBLEM_JSON = "application/problem+json"
@@ -223,13 +223,6 @@ def store_unavailable() -> Problem:
         kind="store-unavailable",
         headers={"Retry-After": "5"},
     )
-
-
-def is_store_unavailable(error: BaseException) -> bool:
-    """True when `error` means Redis cannot serve now, not that a request was wrong:
-    unreachable, not answering, or an error reply of UNAVAILABLE_REPLIES."""
-    unreachable = isinstance(error, redis.ConnectionError | redis.TimeoutError)
-    return unreachable or is_unavailable_reply(error)
 
 
 async def _on_redis_down(request: Request, error: Exception) -> Response:

@@ -27,10 +27,11 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.deps import Services
-from api.errors import is_store_unavailable, problem_response, store_unavailable
+from api.errors import problem_response, store_unavailable
 from api.responses import etag_matches, not_modified, png_response, record_response
 from core.keys import plot_field
 from core.plots import PLOT_NAMES
+from core.redis_multiplex import is_store_unavailable
 
 _ID = r"[0-9A-HJKMNP-TV-Z]{26}"
 _RECORD = re.compile(rf"^/v1/experiments/({_ID})$")

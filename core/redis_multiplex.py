@@ -112,6 +112,13 @@ def is_unavailable_reply(error: BaseException) -> bool:
     return isinstance(error, ResponseError) and _error_code(error) in UNAVAILABLE_REPLIES
 
 
+def is_store_unavailable(error: BaseException) -> bool:
+    """True when `error` means Redis cannot serve now, not that a request was wrong:
+    unreachable, not answering, or an error reply of UNAVAILABLE_REPLIES."""
+    unreachable = isinstance(error, ConnectionError | RedisTimeoutError)
+    return unreachable or is_unavailable_reply(error)
+
+
 def _error(reply: ResponseError) -> RedisError:
     """The redis-py exception for an error reply, so callers can catch the usual types."""
     message = str(reply)

@@ -21,12 +21,12 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-import redis
 from celery.signals import task_received, worker_ready, worker_shutdown
 from celery.worker import state
 
 from core.jobs import task_job_ids
 from core.queue import DISPATCH_HEADER
+from core.redis_multiplex import is_store_unavailable
 from core.settings import get_settings
 from core.store import JobStore
 
@@ -90,11 +90,12 @@ class Heartbeat:
             self._soon.clear()
             try:
                 self.beat()
-            except (redis.ConnectionError, redis.TimeoutError) as error:
+            except Exception as error:
                 # A Redis outage must not end the heartbeat for good.
-                logger.warning("heartbeat: the job store is unreachable (%s); retrying", error)
-            except Exception:
-                logger.exception("heartbeat failed; retrying")
+                if is_store_unavailable(error):
+                    logger.warning("heartbeat: the job store cannot serve (%s); retrying", error)
+                else:
+                    logger.exception("heartbeat failed; retrying")
             self._soon.wait(self.seconds)
             if self._stopped.is_set():
                 return

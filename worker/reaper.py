@@ -36,12 +36,12 @@ import threading
 import time
 from typing import Any
 
-import redis
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
 from core.jobs import JobRecord
 from core.queue import make_celery, send_dispatch
+from core.redis_multiplex import is_store_unavailable
 from core.settings import Settings, get_settings
 from core.spec import Device
 from core.store import JobStore, Requeue
@@ -148,12 +148,13 @@ class Reaper:
                     reachable_since = time.monotonic()
                 if time.monotonic() - reachable_since >= self.silent_seconds:
                     self.reap()
-            except (redis.ConnectionError, redis.TimeoutError) as error:
-                # Redis away: try again, and wait a silence period once it is back.
-                logger.warning("reaper: the job store is unreachable (%s); retrying", error)
-                reachable_since = None
-            except Exception:
-                logger.exception("reaper round failed; retrying")
+            except Exception as error:
+                # Redis away (or loading, busy...): try again, and wait a silence period
+                # once it is back, when every heartbeat looks old.
+                if is_store_unavailable(error):
+                    logger.warning("reaper: the job store cannot serve (%s); retrying", error)
+                else:
+                    logger.exception("reaper round failed; retrying")
                 reachable_since = None
 
 

@@ -6,13 +6,13 @@ import logging
 import socket
 from typing import Any
 
-import redis
 from celery import Task
 from celery.exceptions import TimeLimitExceeded
 from celery.signals import worker_process_init
 
 from core.jobs import public_message, task_job_ids
 from core.queue import TRAIN_TASK
+from core.redis_multiplex import is_store_unavailable
 from core.settings import get_settings
 from core.store import JobStore
 from worker.celery_app import app
@@ -35,7 +35,7 @@ class TrainingTask(Task):
         reason.
         """
         job_ids = task_job_ids(kwargs) or [args[0] if args else task_id]
-        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        if is_store_unavailable(exc):
             # The store was unreachable: the job stays running in its record until a
             # reaper, seeing this worker no longer runs it, re-queues it.
             logger.warning("jobs %s: the job store was unreachable: %s", job_ids, exc)

@@ -39,6 +39,7 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded
 from core.hardware import cpu_name
 from core.hooks import TrainingCancelled
 from core.jobs import JobRecord, JobStatus, Summary, WorkerInfo, public_message
+from core.redis_multiplex import is_store_unavailable
 from core.result import dumps_result
 from core.settings import get_settings
 from core.spec import Device, ExperimentSpec
@@ -93,10 +94,12 @@ def run_training_job(
         logger.warning("job %s stopped at the soft time limit (%s s)", job_id, limit)
         message = f"the job ran longer than the time limit of {limit:g} s and was stopped"
         return _fail(store, delivery, "TimeLimitExceeded", message)
-    except (redis.ConnectionError, redis.TimeoutError):
-        logger.warning("job %s lost the job store; a reaper will re-queue it", job_id)
-        return None
     except Exception as error:
+        if is_store_unavailable(error):
+            logger.warning(
+                "job %s lost the job store (%s); a reaper will re-queue it", job_id, error
+            )
+            return None
         logger.exception("job %s failed", job_id)
         return _fail(store, delivery, type(error).__name__, public_message(error))
 
@@ -144,7 +147,9 @@ def _mark_running(store: JobStore, delivery: JobDelivery, hostname: str) -> JobR
                 dispatch=delivery.dispatch,
                 task=delivery.task,
             )
-        except (redis.ConnectionError, redis.TimeoutError) as error:
+        except redis.RedisError as error:
+            if not is_store_unavailable(error):
+                raise
             if attempt == START_ATTEMPTS:
                 logger.warning(
                     "job %s: the job store did not answer (%s); its message goes back to "
@@ -283,9 +288,12 @@ def run_training_group(
         message = f"the job ran longer than the time limit of {limit:g} s and was stopped"
         for delivery, _ in started:
             statuses[delivery.job_id] = _fail(store, delivery, "TimeLimitExceeded", message)
-    except (redis.ConnectionError, redis.TimeoutError):
-        logger.warning("study %s: a group lost the job store; a reaper will re-queue it", study_id)
     except Exception as error:
+        if is_store_unavailable(error):
+            logger.warning(
+                "study %s: a group lost the job store; a reaper will re-queue it", study_id
+            )
+            return statuses
         logger.exception("study %s: a group failed", study_id)
         for delivery, _ in started:
             message = public_message(error)

@@ -27,7 +27,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from api.errors import is_store_unavailable
+from core.redis_multiplex import is_store_unavailable
 from core.serve import ServeError, redis_server_binary
 from tests.api.conftest import UNTRAINED
 from tests.conftest import ROOT, SERVER_START_SECONDS, free_port, stop_process, wait_for

@@ -6,7 +6,9 @@ by GRADWATCH_TEST_FAULTS holds when a delivery gets there:
 
     hold      while it exists, the delivery waits before marking its job running
               (as a fresh pool process once did while it imported TensorFlow)
-    fail-*    each one fails one call with a Redis connection error, and is removed
+    fail-*    each one fails one call, and is removed: with a Redis connection error,
+              or with the error reply the file names (LOADING: a Redis reading its
+              append-only file after a restart)
 
 Without the variable, or with an empty folder, the worker is the production one.
 """
@@ -28,6 +30,7 @@ FAULTS_ENV = "GRADWATCH_TEST_FAULTS"
 __all__ = ["FAULTS_ENV", "app"]
 
 _mark_running = JobStore.mark_running
+_FAULTS: dict[str, type[redis.RedisError]] = {"LOADING": redis.BusyLoadingError}
 
 
 def _faulty_mark_running(self: JobStore, job_id: str, /, **kwargs: Any) -> Any:
@@ -37,10 +40,12 @@ def _faulty_mark_running(self: JobStore, job_id: str, /, **kwargs: Any) -> Any:
             time.sleep(0.05)
         for fault in sorted(folder.glob("fail-*")):
             try:
+                reply = fault.read_text().strip()
                 fault.unlink()
             except FileNotFoundError:  # another pool process took this one
                 continue
-            raise redis.ConnectionError(f"injected by the test ({fault.name})")
+            error = _FAULTS.get(reply, redis.ConnectionError)
+            raise error(f"injected by the test ({fault.name})")
     return _mark_running(self, job_id, **kwargs)
 
 

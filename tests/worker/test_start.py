@@ -12,6 +12,8 @@ import json
 import time
 from typing import Any
 
+import pytest
+
 from core.jobs import FINISHED, JobStatus
 from tests.conftest import wait_for
 from tests.worker.conftest import (
@@ -31,14 +33,15 @@ def states(deployment: Deployment, job_id: str) -> list[dict[str, Any]]:
     return [json.loads(event.data) for event in events if event.type == "state"]
 
 
+@pytest.mark.parametrize("reply", ["", "LOADING"], ids=["unreachable", "loading"])
 def test_a_store_that_fails_the_start_sends_the_message_back_and_the_job_runs_once(
-    workers: Workers,
+    workers: Workers, reply: str
 ) -> None:
     deployment = workers.deployment
     # Every try of the first delivery fails, wherever it lands: its message goes back.
     for worker in workers.live.values():
         for attempt in range(START_ATTEMPTS):
-            (workers.faults(worker) / f"fail-{attempt}").touch()
+            (workers.faults(worker) / f"fail-{attempt}").write_text(reply)
 
     job_id = deployment.submit(QUICK)
     record = deployment.wait_for_status(job_id, FINISHED)
