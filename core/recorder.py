@@ -35,6 +35,7 @@ _TENSOR_STATS = (
 )
 _GRAD_MAX = _TENSOR_STATS.index("grad_max_abs")
 _WEIGHTS = slice(0, 4)
+_GRADIENTS = slice(4, 8)
 # Which switch keeps each statistic. The update ratio |w_after - w_before| /
 # |w_before| is made of weights alone (the optimizer's step, not the gradient:
 # RMSprop and Adam rescale it), so it goes with them.
@@ -69,6 +70,8 @@ class Recorder:
     capture: CaptureSpec
     epochs: int
     initial_weight_stats: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    # The gradient at the very first step: the untrained network's (variables, 4).
+    initial_gradient_stats: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
     initial_activation_stats: np.ndarray = field(
         default_factory=lambda: np.zeros((0, len(_ACTIVATION_STATS)))
     )
@@ -109,6 +112,7 @@ class Recorder:
         steps = len(stats)
         if epoch == 1:
             self.initial_weight_stats = stats[0][:, _WEIGHTS]
+            self.initial_gradient_stats = stats[0][:, _GRADIENTS]
             if arrays.start_activation_stats is not None:
                 self.initial_activation_stats = arrays.start_activation_stats
         self._first_step.append(stats[0])
@@ -206,17 +210,24 @@ class Recorder:
         }
 
     def initial(self) -> dict[str, Any]:
+        """The untrained network: its weights, the gradient of the first step, and its
+        activations on the probe, as far as the capture keeps them."""
         out: dict[str, Any] = {}
+        kept = [
+            (self.initial_weight_stats, _TENSOR_STATS[_WEIGHTS], self.capture.weights),
+            (self.initial_gradient_stats, _TENSOR_STATS[_GRADIENTS], self.capture.gradients),
+        ]
         for index, name in enumerate(self.layer_names):
             layer: dict[str, Any] = {}
-            if self.capture.weights:
-                layer = {
-                    part: {
-                        stat: finite_or_none(self.initial_weight_stats[column, k])
-                        for k, stat in enumerate(_TENSOR_STATS[_WEIGHTS])
-                    }
-                    for part, column in (("kernel", 2 * index), ("bias", 2 * index + 1))
+            for part, column in (("kernel", 2 * index), ("bias", 2 * index + 1)):
+                stats = {
+                    stat: finite_or_none(values[column, k])
+                    for values, names, captured in kept
+                    if captured
+                    for k, stat in enumerate(names)
                 }
+                if stats:
+                    layer[part] = stats
             if index < len(self.initial_activation_stats):
                 row = self.initial_activation_stats[index]
                 layer["activation"] = {

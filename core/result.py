@@ -28,7 +28,9 @@ E is the number of epochs run, `epochs_run`):
         }, ...                             # "output" has no "activation"
       },
       "initial": {"hidden_1": {"kernel": {"weight_mean": w, "weight_std": w,
-                                          "weight_norm": w, "weight_max_abs": w},
+                                          "weight_norm": w, "weight_max_abs": w,
+                                          "grad_mean": g, "grad_std": g,  # first step's
+                                          "grad_norm": g, "grad_max_abs": g},
                                "bias": {...},
                                "activation": {"mean": m, ...}}, ...},  # untrained net
       "tutorial": {"epochs": [0..E],

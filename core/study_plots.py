@@ -7,8 +7,9 @@ again. `render_study_plot` draws one plot from a series, with matplotlib's
 object API on an Agg canvas, as a PNG of exactly the asked pixel size.
 
     depth           per-layer gradient S.D. and norm against depth, one line per
-                    configuration, in the first epoch (from initialization) and the
-                    last: Glorot & Bengio's view of where gradients vanish
+                    configuration, at initialization (the first step's gradient)
+                    and in the last epoch: Glorot & Bengio's view of where
+                    gradients vanish
     curves          loss and accuracy over epochs, one line per configuration,
                     the band spanning its seeds
     gradient_flow   each configuration's log10 gradient norm, layer by epoch, one
@@ -51,7 +52,7 @@ STUDY_PLOT_NAMES: tuple[str, ...] = ("depth", "curves", "gradient_flow", "bounda
 
 STUDY_PLOT_DESCRIPTIONS: Mapping[str, str] = {
     "depth": "per-layer gradient S.D. and norm against depth, one line per configuration, "
-    "in the first and the last epoch (Glorot & Bengio's view)",
+    "at initialization and in the last epoch (Glorot & Bengio's view)",
     "curves": "loss and accuracy over epochs, one line per configuration, bands over seeds",
     "gradient_flow": "each configuration's log10 kernel gradient norm, layer by epoch",
     "boundary": "each configuration's decision surface side by side (2-D data)",
@@ -125,6 +126,14 @@ def _log10(values: np.ndarray) -> np.ndarray:
         return np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), np.nan)
 
 
+def _at_start(initial: list[float | None], first_point: np.ndarray) -> np.ndarray:
+    """Each layer's gradient statistic at the first step (the result's `initial`), or,
+    for a result without it, at the first capture point."""
+    if any(value is None for value in initial):
+        return first_point
+    return np.array(initial, dtype=np.float64)
+
+
 def _kernel_layers(result: Mapping[str, Any]) -> list[str]:
     series = result.get("series") or {}
     names = [str(layer["name"]) for layer in result.get("layers") or [] if "name" in layer]
@@ -180,9 +189,11 @@ class _ConfigRuns:
         assert self.std_first is not None and self.std_last is not None
         assert self.norm_first is not None and self.norm_last is not None
         assert self.flow is not None
-        self.std_first.append(stds[:, 0])
+        initial = [((result.get("initial") or {}).get(name) or {}).get("kernel") or {}
+                   for name in names]  # fmt: skip
+        self.std_first.append(_at_start([k.get("grad_std") for k in initial], stds[:, 0]))
         self.std_last.append(stds[:, -1])
-        self.norm_first.append(norms[:, 0])
+        self.norm_first.append(_at_start([k.get("grad_norm") for k in initial], norms[:, 0]))
         self.norm_last.append(norms[:, -1])
         self.flow.append(_log10(norms))
 
@@ -448,8 +459,8 @@ def _draw_depth(figure: Figure, series: Mapping[str, Any], style: _Style) -> Non
                 if len(depth["layers"]) > len(widest):
                     widest = list(depth["layers"])
             _log_y(ax)
-            epoch = "first" if column == 0 else "last"
-            _style_axes(ax, style, f"{ylabel}, {epoch} epoch", ylabel="" if column else ylabel)
+            when = "at initialization" if column == 0 else "last epoch"
+            _style_axes(ax, style, f"{ylabel}, {when}", ylabel="" if column else ylabel)
     for ax in axes[1]:
         ax.set_xlabel("layer (input side to output)", fontsize=style.pt(9.0))
         if len(widest) <= 12:

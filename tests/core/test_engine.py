@@ -172,6 +172,13 @@ def test_epoch_capture_follows_the_tutorials_semantics() -> None:
     assert len(tutorial["loss"]) == 3
     assert result["capture"]["epoch"] == [1, 2, 3]
     assert result["capture"]["step"] == [31, 63, 95]  # 32 steps an epoch, 0-based
+    # The untrained network: its weights and the gradient of the very first step.
+    for layer in ("hidden_1", "output"):
+        initial = result["initial"][layer]["kernel"]
+        first_gradient = arrays[f"{layer}/kernel/gradients"][0]
+        assert initial["weight_std"] == pytest.approx(arrays[f"{layer}/kernel/weights"][0].std())
+        assert initial["grad_std"] == pytest.approx(first_gradient.std(), rel=1e-4)
+        assert initial["grad_norm"] == pytest.approx(np.linalg.norm(first_gradient), rel=1e-4)
 
 
 def test_same_seed_same_numbers() -> None:

@@ -287,6 +287,20 @@ def test_the_series_aggregates_seeds_per_config(series: dict[str, Any]) -> None:
     assert available_study_plots(series) == list(STUDY_PLOT_NAMES)
 
 
+def test_depth_at_initialization_is_the_first_steps_gradient() -> None:
+    results = [make_result(activations=("tanh",) * 3, epochs=4, seed=seed) for seed in (1, 2)]
+    layers = ["hidden_1", "hidden_2", "hidden_3", "output"]
+    for result, scale in zip(results, (1.0, 4.0), strict=True):
+        result["initial"] = {
+            name: {"kernel": {"grad_std": 0.01 * scale * depth, "grad_norm": scale * depth}}
+            for depth, name in enumerate(layers, start=1)
+        }
+    depth = study_series(CONFIGS[:1], 2, results)["configs"][0]["depth"]
+    # The geometric mean over the two seeds: twice the first seed's.
+    assert depth["std_first"] == pytest.approx([0.02, 0.04, 0.06, 0.08])
+    assert depth["norm_first"] == pytest.approx([2.0, 4.0, 6.0, 8.0])
+
+
 @pytest.mark.parametrize("name", STUDY_PLOT_NAMES)
 @pytest.mark.parametrize("size", [(900, 600, 100), (320, 240, 72), (1201, 801, 150)])
 def test_every_study_plot_is_a_png_of_the_asked_size(
