@@ -49,7 +49,14 @@ from core.store import JobStore, plans_from_settings
 
 FAST = {"heartbeat_seconds": 0.5, "worker_silent_seconds": 3.0, "reap_interval_seconds": 0.5}
 JOB_SECONDS = 600.0
-SPEC = {"seed": 7, "training": {"epochs": 300}}
+# About 4 s of training on a warm worker (XLA): a wider net than the tutorial's on
+# 20,000 points, so that a kill after the first epoch lands mid-run.
+SPEC = {
+    "seed": 7,
+    "dataset": {"n_samples": 20_000},
+    "model": {"hidden_layers": [32] * 5},
+    "training": {"epochs": 200, "batch_size": 100},
+}
 
 
 @dataclass
@@ -97,6 +104,7 @@ class Bench:
         queue = self.settings.queue_for(Device.CPU)
         job_id = self.store.create(spec=spec, queue=queue).record.id
         send_training(self.celery, job_id=job_id, queue=queue)
+        self.store.confirm_dispatch(job_id, dispatch=0)  # sent, as the API confirms it
         return job_id
 
     def wait(self, job_id: str, condition: str) -> JobRecord:

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -39,6 +40,19 @@ from core.spec import Device
 from core.store import JobStore, plans_from_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+# Jobs that are still training when a test acts on them. A worker trains on XLA,
+# where the tutorial's 1,000 epochs take about 1.3 s: these train a wider net on
+# 20,000 points, 200 steps an epoch. LONG_SPEC takes about 20 s on a warm worker
+# (200,000 steps, the limit): it is stopped, never awaited. MEDIUM_SPEC takes
+# about 4 s: long enough to act on mid-run, short enough to wait for.
+LONG_SPEC: dict[str, Any] = {
+    "seed": 7,
+    "dataset": {"n_samples": 20_000},
+    "model": {"hidden_layers": [32] * 5},
+    "training": {"epochs": 1000, "batch_size": 100},
+}
+MEDIUM_SPEC: dict[str, Any] = {**LONG_SPEC, "training": {"epochs": 200, "batch_size": 100}}
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_START_SECONDS = 10.0
 SERVER_START_SECONDS = 30.0

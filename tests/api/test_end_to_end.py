@@ -11,7 +11,7 @@ import pytest
 from core.plots import PLOT_NAMES
 from tests.api.test_events import sse_events
 from tests.api.test_plots import ORIGIN, png_size
-from tests.conftest import Server, Worker, wait_for
+from tests.conftest import LONG_SPEC, Server, Worker, wait_for
 
 # The first job of a fresh worker imports TensorFlow and compiles the network.
 JOB_SECONDS = 180.0
@@ -109,7 +109,7 @@ def test_events_deliver_every_epoch_in_order_then_end(client: httpx.Client) -> N
 
 
 def test_a_running_job_can_be_cancelled(client: httpx.Client) -> None:
-    job_id = submit(client, {"seed": 13, "training": {"epochs": 1000}})
+    job_id = submit(client, {**LONG_SPEC, "seed": 13})
 
     def training() -> bool:
         job = client.get(f"/v1/experiments/{job_id}").json()

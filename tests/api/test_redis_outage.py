@@ -27,7 +27,14 @@ import redis
 
 from core.redis_multiplex import COMMAND_TIMEOUT
 from core.serve import ServeError, redis_server_binary
-from tests.conftest import ROOT, WORKER_START_SECONDS, free_port, stop_process, wait_for
+from tests.conftest import (
+    MEDIUM_SPEC,
+    ROOT,
+    WORKER_START_SECONDS,
+    free_port,
+    stop_process,
+    wait_for,
+)
 
 JOB_SECONDS = 180.0
 FAST_REAPING = {
@@ -187,7 +194,7 @@ def test_a_redis_restart_loses_no_accepted_job_and_needs_no_other_restart(
     service: Service,
 ) -> None:
     http = service.http
-    long_job = submit(http, {"seed": 1, "training": {"epochs": 100}})
+    long_job = submit(http, {**MEDIUM_SPEC, "seed": 1})
     quick_jobs = [submit(http, {"seed": seed, "training": {"epochs": 3}}) for seed in (2, 3, 4)]
     wait_for(
         lambda: job(http, long_job)["progress"]["epoch"] >= 1,
@@ -201,7 +208,7 @@ def test_a_redis_restart_loses_no_accepted_job_and_needs_no_other_restart(
     listing, _ = timed(lambda: http.get("/v1/experiments"))
     readiness, _ = timed(lambda: http.get("/readyz"))
     alive = http.get("/healthz")
-    time.sleep(2)  # the worker notices, and drops the job it was running
+    time.sleep(2)  # the outage lasts: the worker's connections break, its run is dropped
     service.redis.start()
 
     for response in (read, post, listing):

@@ -16,7 +16,7 @@ from core.study_store import StudyStore
 from tests.api.conftest import problem
 from tests.api.test_events import sse_events
 from tests.api.test_plots import ORIGIN, png_size
-from tests.conftest import KeysServer, Server, Worker, keys_env, serve_api, wait_for
+from tests.conftest import LONG_SPEC, KeysServer, Server, Worker, keys_env, serve_api, wait_for
 
 STUDY_SECONDS = 240.0  # a fresh worker loads TensorFlow and compiles each architecture
 # Four short children: two activations, two seeds, 3 epochs on 200 points.
@@ -187,7 +187,7 @@ def test_the_event_stream_tells_each_child_then_ends_and_resumes(
 
 def test_cancel_stops_the_children(client: httpx.Client, api_server: Server) -> None:
     body = {
-        "base": {"seed": 3, "training": {"epochs": 1000}},
+        "base": {**LONG_SPEC, "seed": 3},
         "axes": {"model.activation": ["tanh", "relu"]},
     }
     study = post_study(client, body)

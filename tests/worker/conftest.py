@@ -32,7 +32,6 @@ JOB_SECONDS = 180.0  # a first job in a fresh pool process loads TensorFlow and 
 
 # The tutorial's architecture throughout: every worker compiles it once, then reuses it.
 QUICK_SPEC: dict[str, Any] = {"seed": 7, "training": {"epochs": 3}}
-LONG_SPEC: dict[str, Any] = {"seed": 7, "training": {"epochs": 1000}}
 
 
 @dataclass

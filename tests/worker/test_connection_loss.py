@@ -14,9 +14,8 @@ import psutil
 import redis
 
 from core.jobs import FINISHED, JobStatus
+from tests.conftest import LONG_SPEC
 from tests.worker.conftest import PreforkWorker, Workers, wait_for_record
-
-LONG: dict[str, object] = {"seed": 9, "training": {"epochs": 1000}}
 
 
 def break_connections(client: redis.Redis, worker: PreforkWorker) -> int:
@@ -39,7 +38,7 @@ def test_runs_cut_short_by_lost_connections_are_not_blamed_on_the_job(
 ) -> None:
     deployment = workers.deployment
     limit = workers.settings.max_deliveries  # 2
-    job_id = deployment.submit(LONG)
+    job_id = deployment.submit(LONG_SPEC)
     seen = 0
     for _ in range(limit + 1):
         record = wait_for_record(

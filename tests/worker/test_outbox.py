@@ -176,7 +176,8 @@ def test_a_study_whose_sends_fail_part_way_completes(workers: Workers) -> None:
 
     assert response.status_code == 202, response.text
     study = response.json()
-    assert study["status"] == "queued" and study["progress"]["queued"] == 2
+    # Accepted whole; the child that was sent may already be running, or even done.
+    assert study["progress"]["children"] == 2 and study["status"] != "failed"
     ended = wait_for_study_end(studies, study["id"])
     assert ended.status is JobStatus.SUCCEEDED, ended
     first, second = ended.child_ids

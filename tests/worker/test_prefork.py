@@ -18,10 +18,9 @@ from core.jobs import FINISHED, JobStatus
 from core.keys import Keys
 from core.queue import celery_config, make_celery
 from core.settings import Settings
-from tests.conftest import wait_for
+from tests.conftest import LONG_SPEC, MEDIUM_SPEC, wait_for
 from tests.worker.conftest import (
     JOB_SECONDS,
-    LONG_SPEC,
     QUICK_SPEC,
     PreforkWorker,
     loads_tensorflow,
@@ -100,7 +99,7 @@ def test_a_worker_killed_outright_leaves_its_job_to_be_delivered_again(
     settings = new_namespace()
     doomed = start_prefork_worker(settings)
     deployment = doomed.deployment
-    job_id = deployment.submit({"seed": 7, "training": {"epochs": 300}})
+    job_id = deployment.submit(MEDIUM_SPEC)
     deployment.wait_until_training(job_id)
 
     doomed.kill_group()

@@ -15,9 +15,9 @@ from celery.exceptions import TimeLimitExceeded
 
 from core.jobs import FINISHED, JobStatus, WorkerInfo
 from core.keys import Keys
-from tests.conftest import ROOT, Worker
+from tests.conftest import LONG_SPEC, ROOT, Worker
 from tests.core.test_job_errors import GRAPH_EXECUTION_ERROR
-from tests.worker.conftest import LONG_SPEC, QUICK_SPEC, Deployment
+from tests.worker.conftest import QUICK_SPEC, Deployment
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

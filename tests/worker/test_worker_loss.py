@@ -19,7 +19,7 @@ from core.jobs import FINISHED, JobStatus
 from core.keys import Keys
 from core.queue import celery_config, make_celery
 from core.settings import Settings
-from tests.conftest import wait_for
+from tests.conftest import MEDIUM_SPEC, wait_for
 from tests.worker.conftest import (
     RECOVERY_SECONDS,
     Deployment,
@@ -27,7 +27,7 @@ from tests.worker.conftest import (
     wait_for_record,
 )
 
-SPEC: dict[str, Any] = {"seed": 7, "training": {"epochs": 150}}
+SPEC: dict[str, Any] = MEDIUM_SPEC  # killed mid-run, then awaited
 
 
 def restore_unacked_messages(settings: Settings) -> None:
