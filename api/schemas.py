@@ -119,13 +119,14 @@ class Health(BaseModel):
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries documenting problem documents for `statuses`."""
+    """OpenAPI `responses=` entries documenting problem documents for `statuses`, and
+    503: every route that reads or writes the store answers it while Redis cannot serve."""
     return {
         status: {
             "model": ProblemDetails,
             "content": {"application/problem+json": {}},
         }
-        for status in statuses
+        for status in sorted({*statuses, 503})
     }
 
 

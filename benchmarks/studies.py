@@ -1,18 +1,22 @@
-"""Comparison studies through the service: the tutorial study, and one worker against two.
+"""Comparison studies through the service: one worker against two, children side by side
+in one graph against one by one.
 
-Starts, side by side, one deployment per worker count: an API (uvicorn) and
-that many production-shaped workers (prefork, one pool process each, the
-command the worker tests use), each on a namespace of its own. It warms the
-workers up (both studies below, until every child trains on an XLA graph its
-worker compiled for an earlier study), then times,
-each run going through every deployment in turn so that a change in the
-machine's load falls on all of them alike (idle workers take no CPU):
+Starts, side by side, one deployment per `--deployments` entry WORKERSxMEMBERS: an
+API (uvicorn) and that many production-shaped workers (prefork, one pool process
+each, the command the worker tests use), the API sending a study's children that
+share a graph in groups of at most MEMBERS (GRADWATCH_ENSEMBLE_MEMBERS; 1: each
+alone), each deployment on a namespace of its own. It warms the workers up (every
+study below, until every child trains on an XLA graph its worker compiled for an
+earlier study), then times, each run going through every deployment in turn so
+that a change in the machine's load falls on all of them alike (idle workers take
+no CPU):
 
-  - the `tutorial` preset (3 children): POST to the study's final state (its
-    summary and default plots stored in one step), and POST to the summary
+  - the `tutorial` preset (3 children, 3 graphs): POST to the study's final state
+    (its summary and default plots stored in one step), and POST to the summary
     and all four PNGs in the client's hands;
-  - a 12-child study (the tutorial with 4 seeds): POST to the final state,
-    and how many children ran at once (their seconds of work per second).
+  - `seeds`, the tutorial with 4 seeds (12 children, 3 graphs of 4 members);
+  - `shapes`, 12 children of 12 different graphs (4 depths x 3 activations):
+    nothing to share, so it shows how children spread over workers.
 
 The workers share this machine's cores with each other (and with anything
 else running), so the speed-up says how well children overlap on one
@@ -20,13 +24,14 @@ machine, not how a second machine would scale.
 
 Run (needs Redis at REDIS_URL, default 127.0.0.1:6379; deletes its keys after):
 
-    .venv/bin/python benchmarks/studies.py [--runs 3] [--workers 1 2] [--threads N]
+    .venv/bin/python benchmarks/studies.py [--runs 3] [--deployments 1x8 2x8 1x1 2x1]
+                                           [--threads N]
 
 `--threads N` gives each worker N TensorFlow threads (TF_NUM_INTRAOP_THREADS and
 TF_NUM_INTEROP_THREADS); by default TensorFlow uses every core in each worker.
 
 Targets (issue 5): the tutorial study done in <= 3 s on warm workers; two
-workers ~1.8x one on the 12-child study.
+workers ~1.8x one on a 12-child study.
 """
 
 from __future__ import annotations
@@ -41,7 +46,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,20 +62,32 @@ from core.spec import Device  # noqa: E402
 START_SECONDS = 180.0
 STUDY_SECONDS = 600.0
 TUTORIAL: dict[str, Any] = {"preset": "tutorial"}
-TWELVE: dict[str, Any] = {"preset": "tutorial", "seeds": 4}
+SEEDS: dict[str, Any] = {"preset": "tutorial", "seeds": 4}
+SHAPES: dict[str, Any] = {
+    "base": {"seed": 1},
+    "axes": {
+        "model.hidden_layers": [[5] * depth for depth in (2, 3, 4, 5)],
+        "model.activation": ["sigmoid", "tanh", "relu"],
+    },
+}
+STUDIES = {"tutorial": TUTORIAL, "seeds": SEEDS, "shapes": SHAPES}
 PLOTS = ("depth", "curves", "gradient_flow", "boundary")
 LOG_DIR = Path(os.environ.get("TMPDIR", "/tmp"))
 
 
 @dataclass
 class Figures:
-    """Seconds per timed run, for one worker count."""
+    """Seconds per timed run of each study, for one deployment."""
 
     workers: int
-    tutorial_sealed: list[float] = field(default_factory=list)
-    tutorial_complete: list[float] = field(default_factory=list)
-    twelve_sealed: list[float] = field(default_factory=list)
-    parallelism: list[float] = field(default_factory=list)
+    members: int
+    sealed: dict[str, list[float]] = field(default_factory=dict)  # study -> final state
+    tutorial_complete: list[float] = field(default_factory=list)  # summary and PNGs in hand
+
+    @property
+    def name(self) -> str:
+        alone = "each child alone" if self.members == 1 else f"groups of {self.members}"
+        return f"{self.workers} worker{'s' if self.workers > 1 else ''}, {alone}"
 
 
 @dataclass
@@ -87,16 +103,22 @@ class Deployment:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="timed studies of each kind")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--deployments", nargs="+", default=["1x8", "2x8", "1x1", "2x1"],
+        help="WORKERSxMEMBERS: workers, and children trained side by side at most",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads per worker")
     args = parser.parse_args(argv)
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     deployments: list[Deployment] = []
     try:
-        for count in args.workers:
-            namespace = f"gwbenchstudy{os.getpid()}w{count}"
-            settings = Settings(namespace=namespace, redis_url=redis_url)
-            deployments.append(start(settings, count, args.threads))
+        for entry in args.deployments:
+            count, _, members = entry.partition("x")
+            namespace = f"gwbenchstudy{os.getpid()}w{count}m{members}"
+            settings = Settings(
+                namespace=namespace, redis_url=redis_url, ensemble_members=int(members)
+            )
+            deployments.append(start(settings, int(count), args.threads))
         for deployment in deployments:
             wait_until_ready(deployment)
             warm_up(deployment)
@@ -117,15 +139,17 @@ def start(settings: Settings, count: int, threads: int) -> Deployment:
         **os.environ,
         "REDIS_URL": settings.redis_url,
         "GRADWATCH_NAMESPACE": settings.namespace,
+        "GRADWATCH_ENSEMBLE_MEMBERS": str(settings.ensemble_members),
         "PYTHONPATH": str(ROOT),
     }
     if threads:
         env |= {"TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": str(threads)}
     port = free_port()
-    processes = [start_worker(env, f"w{count}-{number}") for number in range(count)]
+    tag = f"w{count}m{settings.ensemble_members}"
+    processes = [start_worker(env, f"{tag}-{number}") for number in range(count)]
     processes.append(start_api(env, port))
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60.0)
-    return Deployment(settings, client, processes, Figures(count))
+    return Deployment(settings, client, processes, Figures(count, settings.ensemble_members))
 
 
 def time_interleaved(deployments: Sequence[Deployment], runs: int) -> None:
@@ -135,13 +159,13 @@ def time_interleaved(deployments: Sequence[Deployment], runs: int) -> None:
         print(f"run {run + 1} of {runs}", flush=True)
         for deployment in deployments:
             figures = deployment.figures
-            print(f" {figures.workers} worker(s):", flush=True)
-            sealed, complete = run_study(deployment.client, TUTORIAL, fetch_plots=True)
-            figures.tutorial_sealed.append(sealed)
-            figures.tutorial_complete.append(complete)
-            sealed, _ = run_study(deployment.client, TWELVE, fetch_plots=False)
-            figures.twelve_sealed.append(sealed)
-            figures.parallelism.append(last_parallelism(deployment.client))
+            print(f" {figures.name}:", flush=True)
+            for name, body in STUDIES.items():
+                tutorial = name == "tutorial"
+                sealed, complete = run_study(deployment.client, body, fetch_plots=tutorial)
+                figures.sealed.setdefault(name, []).append(sealed)
+                if tutorial:
+                    figures.tutorial_complete.append(complete)
 
 
 def warm_up(deployment: Deployment, most: int = 20) -> None:
@@ -150,12 +174,12 @@ def warm_up(deployment: Deployment, most: int = 20) -> None:
     A warm worker has seen each architecture, alone and in a group: its first
     child of one loads TensorFlow (once) and compiles the graph later ones reuse.
     """
-    client, workers = deployment.client, deployment.figures.workers
-    print(f"{workers} worker(s): warm-up studies (TensorFlow, XLA graphs)...", flush=True)
+    client = deployment.client
+    print(f"{deployment.figures.name}: warm-up studies (TensorFlow, XLA graphs)...", flush=True)
     in_a_row = 0
     for _ in range(most):
         timings = []
-        for body in (TUTORIAL, TWELVE):
+        for body in STUDIES.values():
             record = wait_until_finished(client, post(client, body))
             children = [c["id"] for config in record["configs"] for c in config["children"]]
             timings += [
@@ -166,21 +190,6 @@ def warm_up(deployment: Deployment, most: int = 20) -> None:
         if in_a_row == 2:
             return
     raise SystemExit(f"the workers did not all reuse XLA graphs within {most} warm-up rounds")
-
-
-def last_parallelism(client: httpx.Client) -> float:
-    """Children's seconds of work per second of the newest study: how many ran at once."""
-    study = client.get("/v1/studies", params={"limit": 1}).json()["items"][0]
-    busy = 0.0
-    for config in study["configs"]:
-        for child in config["children"]:
-            record = client.get(f"/v1/experiments/{child['id']}").json()
-            busy += _seconds(record["finished_at"]) - _seconds(record["started_at"])
-    return busy / (_seconds(study["finished_at"]) - _seconds(study["started_at"]))
-
-
-def _seconds(stamp: str) -> float:
-    return datetime.fromisoformat(stamp).timestamp()
 
 
 def post(client: httpx.Client, body: dict[str, Any]) -> str:
@@ -253,7 +262,7 @@ def wait_until_ready(deployment: Deployment) -> None:
             raise SystemExit("a worker or the API exited while starting")
         try:
             ready = deployment.client.get("/readyz").json()
-            if len(ready.get("workers", {}).get(queue, [])) >= workers:
+            if ready.get("live_workers", {}).get(queue, 0) >= workers:
                 return
         except httpx.TransportError:
             pass
@@ -293,26 +302,37 @@ def report(results: Sequence[Figures], runs: int, threads: int) -> None:
     print(f"comparison studies, warm workers ({each}), {runs} runs each: median (best); "
           f"load average {' '.join(f'{load:.2f}' for load in os.getloadavg())}")  # fmt: skip
     rows = [
-        ("tutorial (3 children): final state", "tutorial_sealed"),
-        ("tutorial: summary + 4 PNGs fetched", "tutorial_complete"),
-        ("12 children: final state", "twelve_sealed"),
+        ("tutorial (3 children): final state", "tutorial"),
+        ("seeds (12 children, 3 graphs): final state", "seeds"),
+        ("shapes (12 children, 12 graphs): final state", "shapes"),
     ]
-    print(f"  {'':<40}" + "".join(f"{f'{f.workers} worker(s)':>22}" for f in results))
+    width = max(len(figures.name) for figures in results) + 2
+    print(f"  {'':<46}" + "".join(f"{figures.name:>{width}}" for figures in results))
     for label, name in rows:
-        cells = [getattr(figures, name) for figures in results]
+        cells = [figures.sealed[name] for figures in results]
         print(
-            f"  {label:<40}"
-            + "".join(f"{statistics.median(c):>11.3f} s ({min(c):.3f})" for c in cells)
+            f"  {label:<46}"
+            + "".join(f"{f'{statistics.median(c):.3f} s ({min(c):.3f})':>{width}}" for c in cells)
         )
+    complete = [figures.tutorial_complete for figures in results]
     print(
-        f"  {'12 children: children running at once':<40}"
-        + "".join(f"{statistics.median(f.parallelism):>22.2f}" for f in results)
+        f"  {'tutorial: summary + 4 PNGs fetched':<46}"
+        + "".join(f"{f'{statistics.median(c):.3f} s ({min(c):.3f})':>{width}}" for c in complete)
     )
-    by_count = {figures.workers: figures for figures in results}
-    if 1 in by_count and 2 in by_count:
-        one = statistics.median(by_count[1].twelve_sealed)
-        two = statistics.median(by_count[2].twelve_sealed)
-        print(f"  speed-up of 2 workers over 1 on 12 children: {one / two:.2f}x (target ~1.8x)")
+    median = {(f.workers, f.members): {n: statistics.median(v) for n, v in f.sealed.items()}
+              for f in results}  # fmt: skip
+    for members in sorted({f.members for f in results}, reverse=True):
+        if (1, members) in median and (2, members) in median:
+            one, two = median[1, members], median[2, members]
+            for name in ("seeds", "shapes"):
+                print(f"  2 workers over 1 on {name}, groups of {members}: "
+                      f"{one[name] / two[name]:.2f}x (target ~1.8x)")  # fmt: skip
+    for workers in sorted({f.workers for f in results}):
+        grouped = [m for (w, m) in median if w == workers and m > 1]
+        if grouped and (workers, 1) in median:
+            gain = median[workers, 1]["seeds"] / median[workers, grouped[0]]["seeds"]
+            print(f"  {workers} worker(s), seeds: groups of {grouped[0]} over each child alone: "
+                  f"{gain:.2f}x")  # fmt: skip
     best = min(statistics.median(figures.tutorial_complete) for figures in results)
     verdict = "met" if best <= 3.0 else "NOT met"
     print(f"  tutorial study <= 3 s (summary and plots in hand): {verdict}")

@@ -21,10 +21,10 @@ import orjson
 
 from core.spec import ExperimentSpec
 
-# Members per graph. Under XLA on a 2-core CPU, four tutorial runs take 1.4x the
-# time of one and eight 2.2x: past eight the step's arithmetic, not the overhead
-# of running ops, is what costs, and a group this size spreads a study's
-# children over fewer workers.
+# Members per graph by default (Settings.ensemble_members). Under XLA on a 2-core
+# CPU, four tutorial runs take 1.4x the time of one and eight 2.2x: past eight the
+# step's arithmetic, not the overhead of running ops, is what costs, and larger
+# groups would spread a study's children over fewer workers.
 MAX_MEMBERS = 8
 
 
@@ -37,17 +37,19 @@ def ensemble_key(spec: ExperimentSpec) -> bytes | None:
     return orjson.dumps(shape, option=orjson.OPT_SORT_KEYS)
 
 
-def ensemble_groups(specs: Sequence[ExperimentSpec]) -> list[list[int]]:
+def ensemble_groups(
+    specs: Sequence[ExperimentSpec], *, max_members: int = MAX_MEMBERS
+) -> list[list[int]]:
     """Indexes of `specs` in groups that may train together, in order of first member.
 
-    A group holds at most `MAX_MEMBERS`; a spec that trains alone is a group of one.
+    A group holds at most `max_members`; a spec that trains alone is a group of one.
     """
     open_groups: dict[bytes, list[int]] = {}
     groups: list[list[int]] = []
     for index, spec in enumerate(specs):
         key = ensemble_key(spec)
         group = open_groups.get(key) if key is not None else None
-        if group is None or len(group) >= MAX_MEMBERS:
+        if group is None or len(group) >= max_members:
             group = []
             groups.append(group)
             if key is not None:

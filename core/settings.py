@@ -14,6 +14,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.api_keys import parse_key_entry
+from core.ensemble_groups import MAX_MEMBERS
 from core.share_links import MIN_SECRET_LENGTH
 from core.spec import Device
 
@@ -65,6 +66,9 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(5.0, gt=0, le=60)
     worker_silent_seconds: float = Field(30.0, gt=0, le=3600)
     reap_interval_seconds: float = Field(10.0, gt=0, le=600)
+    # A study's children that share a graph are sent in groups of at most this many,
+    # each group trained side by side (core.ensemble); 1 trains every child alone.
+    ensemble_members: int = Field(MAX_MEMBERS, ge=1, le=64)
     data_dir: str = "var"
 
     @field_validator("api_keys", mode="before")

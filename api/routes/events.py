@@ -64,7 +64,7 @@ def is_final(event_type: str, data: str) -> bool:
     responses={
         200: {"description": "text/event-stream of `state`, `progress`, `cancel_requested`"},
         204: {"description": "the stream already ended before Last-Event-ID"},
-        **problem_responses(404),
+        **problem_responses(401, 404),
     },
 )
 async def stream_events(start: ResumePoint, store: StoreDep) -> AsyncIterator[ServerSentEvent]:

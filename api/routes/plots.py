@@ -80,7 +80,7 @@ DEFAULT_SIZE = (PlotSize.WIDTH, PlotSize.HEIGHT, PlotSize.DPI)
 SIGNED_HEADERS = {"Access-Control-Allow-Origin": "*"}
 
 
-@router.get("/{job_id}/plots", response_model=PlotList, responses=problem_responses(404, 409))
+@router.get("/{job_id}/plots", response_model=PlotList, responses=problem_responses(401, 404, 409))
 async def list_plots(job: ExistingJob, request: Request, services: ServicesDep) -> Response:
     """The plots of a succeeded experiment, with their URLs."""
     if job.status is not JobStatus.SUCCEEDED:

@@ -200,7 +200,10 @@ async def create_study(
     except TooManyActiveJobs as error:
         refusal = Refusal("max_active_jobs", ACTIVE_LIMIT_RETRY_AFTER, error.active)
         raise limit_refused(refusal, access) from error
-    await send_new_jobs(services, study_messages(record.id, record.child_ids, queues, plan))
+    messages = study_messages(
+        record.id, record.child_ids, queues, plan, members=services.settings.ensemble_members
+    )
+    await send_new_jobs(services, messages)
     record = await studies.get_study(record.id) or record
     return FastJSONResponse(
         record.to_public(), status_code=202, headers={"Location": location(record.id)}
@@ -208,12 +211,18 @@ async def create_study(
 
 
 def study_messages(
-    study_id: str, child_ids: Sequence[str], queues: Sequence[str], plan: StudyPlan
+    study_id: str,
+    child_ids: Sequence[str],
+    queues: Sequence[str],
+    plan: StudyPlan,
+    *,
+    members: int,
 ) -> list[tuple[list[str], str, dict[str, Any]]]:
-    """The first messages of a study's children: one per group of children that share
-    a graph (core.ensemble_groups), trained side by side; one per child that trains alone."""
+    """The first messages of a study's children: one per group of at most `members`
+    children that share a graph (core.ensemble_groups), trained side by side; one per
+    child that trains alone."""
     messages = []
-    for group in ensemble_groups(plan.children):
+    for group in ensemble_groups(plan.children, max_members=members):
         ids = [child_ids[index] for index in group]
         task = (
             study_child_task(ids[0], study_id) if len(ids) == 1 else study_group_task(ids, study_id)
@@ -232,7 +241,7 @@ def _plan(body: Mapping[str, Any]) -> StudyPlan:
     raise Problem(422, "Invalid study", detail, kind="invalid-study", errors=errors)
 
 
-@router.get("", response_model=StudiesPage, responses=problem_responses(422))
+@router.get("", response_model=StudiesPage, responses=problem_responses(401, 422))
 async def list_studies(
     studies: StudyStoreDep,
     services: ServicesDep,
@@ -265,7 +274,7 @@ async def _current(studies: AsyncStudyStore, record: StudyRecord) -> StudyRecord
     return record if record.status.finished else await studies.get_study(record.id)
 
 
-@router.get("/{study_id}", response_model=StudyPublic, responses=problem_responses(404))
+@router.get("/{study_id}", response_model=StudyPublic, responses=problem_responses(401, 404))
 async def read_study(study: ExistingStudy) -> Response:
     """One study: status, progress, its configurations and children, the summary once done."""
     return FastJSONResponse(study.to_public())
@@ -298,7 +307,7 @@ async def cancel_study(study: ExistingStudy, studies: StudyStoreDep) -> Response
     return FastJSONResponse(record.to_public(), status_code=status_code)
 
 
-@router.delete("/{study_id}", status_code=204, responses=problem_responses(404))
+@router.delete("/{study_id}", status_code=204, responses=problem_responses(401, 404))
 async def delete_study(study: ExistingStudy, studies: StudyStoreDep) -> Response:
     """Delete the study and all its experiments; running ones stop after their epoch."""
     children = await studies.delete_study(study.id)
@@ -324,7 +333,7 @@ def _summary_document(study: StudyRecord) -> dict[str, Any]:
 
 
 @router.get(
-    "/{study_id}/summary", response_model=StudySummary, responses=problem_responses(404, 409)
+    "/{study_id}/summary", response_model=StudySummary, responses=problem_responses(401, 404, 409)
 )
 async def read_summary(study: ExistingStudy, services: ServicesDep) -> Response:
     """One row per configuration: axis values, final loss and accuracy over seeds, verdicts."""
@@ -407,7 +416,9 @@ async def stream_study_events(
 # ------------------------------------------------------------------------- plots
 
 
-@router.get("/{study_id}/plots", response_model=PlotList, responses=problem_responses(404, 409))
+@router.get(
+    "/{study_id}/plots", response_model=PlotList, responses=problem_responses(401, 404, 409)
+)
 async def list_study_plots(study: ExistingStudy, request: Request) -> Response:
     """The plots of a finished study, with their URLs."""
     if not study.status.finished:

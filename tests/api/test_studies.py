@@ -96,6 +96,20 @@ def test_children_that_share_a_graph_train_side_by_side(
         assert len(hosts) == 1
 
 
+def test_a_deployment_can_train_every_child_alone(
+    service_env: dict[str, str], worker_process: Worker
+) -> None:
+    env = {**service_env, "GRADWATCH_ENSEMBLE_MEMBERS": "1"}
+    with serve_api(env) as server, server.client() as client:
+        study = post_study(client, {**SMALL, "name": "alone"})
+        ended = wait_for_study(client, study["id"], "succeeded", "failed", "cancelled")
+        assert ended["status"] == "succeeded"
+        for config in ended["configs"]:
+            for child in config["children"]:
+                result = client.get(f"/v1/experiments/{child['id']}/result").json()
+                assert result["timing"]["members"] == 1, child
+
+
 def test_the_study_ends_with_its_plots_drawn_by_the_worker(
     small_study: dict[str, Any], settings: Settings, redis_client: redis.Redis
 ) -> None:

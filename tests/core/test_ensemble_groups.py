@@ -54,3 +54,5 @@ def test_groups_keep_the_order_of_their_first_member_and_their_size_bound() -> N
     many = [spec(seed=seed) for seed in range(1, 2 * MAX_MEMBERS + 2)]
     sizes = [len(group) for group in ensemble_groups(many)]
     assert sizes == [MAX_MEMBERS, MAX_MEMBERS, 1]
+    assert [len(group) for group in ensemble_groups(many[:5], max_members=2)] == [2, 2, 1]
+    assert ensemble_groups(many[:3], max_members=1) == [[0], [1], [2]]
