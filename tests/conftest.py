@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +80,68 @@ def redis_answers(url: str) -> bool:
     client = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0)
     try:
         return bool(client.ping())
+    except redis.BusyLoadingError:
+        return True  # it answers: loading its data is a state of its own
     except redis.RedisError:
         return False
     finally:
         client.close()
+
+
+@dataclass
+class RedisServer:
+    """A redis-server of the tests' own, on a free port and a folder of its own.
+
+    It keeps nothing on disk unless `options` say otherwise (`--appendonly yes`, a
+    snapshot file), starts with them every time, and logs to redis.log in its folder.
+    """
+
+    folder: Path
+    options: tuple[str, ...] = ()
+    port: int = field(default_factory=lambda: free_port())
+    binary: str = field(default_factory=redis_server_binary)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, *extra: str) -> None:
+        """Start it with its options, and `extra` options for this start only."""
+        argv = [
+            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+            str(self.folder), "--save", "", "--appendonly", "no", "--daemonize", "no",
+            *self.options, *extra,
+        ]  # fmt: skip
+        with (self.folder / "redis.log").open("ab") as log:
+            self.process = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
+
+        def up() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                pytest.fail(f"redis-server exited with {self.process.returncode}")
+            return redis_answers(self.url)
+
+        wait_for(up, timeout=REDIS_START_SECONDS, what="redis-server")
+
+    def shut_down(self, *, nosave: bool = False) -> None:
+        """SHUTDOWN, as `redis-cli shutdown` or a container stop does (files are fsynced)."""
+        assert self.process is not None
+        client = redis.Redis.from_url(self.url, socket_timeout=10)
+        with contextlib.suppress(redis.ConnectionError):  # no reply: the server is gone
+            client.shutdown(nosave=nosave)
+        client.close()
+        self.process.wait(timeout=10)
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signum)
+
+    def stop(self) -> None:
+        """However it is (paused, loading): gone."""
+        if self.process is not None and self.process.poll() is None:
+            self.signal(signal.SIGCONT)
+            stop_process(self.process)
 
 
 @pytest.fixture(scope="session")
@@ -93,22 +151,12 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if configured or redis_answers(DEFAULT_REDIS_URL):
         yield configured or DEFAULT_REDIS_URL
         return
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    argv = [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(port)]
-    argv += ["--dir", str(tmp_path_factory.mktemp("redis")), "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-
-    def up() -> bool:
-        if process.poll() is not None:
-            pytest.fail(f"the tests' redis-server exited with {process.returncode}")
-        return redis_answers(url)
-
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
     try:
-        wait_for(up, timeout=REDIS_START_SECONDS, what="the tests' own redis-server")
-        yield url
+        yield server.url
     finally:
-        stop_process(process)
+        server.stop()
 
 
 @pytest.fixture(scope="session")

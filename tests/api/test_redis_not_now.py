@@ -18,7 +18,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,9 +27,15 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from core.redis_multiplex import is_store_unavailable
-from core.serve import ServeError, redis_server_binary
 from tests.api.conftest import UNTRAINED
-from tests.conftest import ROOT, SERVER_START_SECONDS, free_port, stop_process, wait_for
+from tests.conftest import (
+    ROOT,
+    SERVER_START_SECONDS,
+    RedisServer,
+    free_port,
+    stop_process,
+    wait_for,
+)
 
 # Loading sleeps this long per key (redis-server's own test knob), so a restart replays
 # its snapshot for minutes unless the test lets it finish: long enough to ask the API.
@@ -39,24 +44,11 @@ FILLER_KEYS = 10_000
 
 
 @dataclass
-class OwnRedis:
-    """A redis-server on a port and folder of its own, snapshotting to dump.rdb there."""
+class OwnRedis(RedisServer):
+    """The module's redis-server, snapshotting to dump.rdb in its folder, with clients
+    that report each refusal at once."""
 
-    binary: str
-    port: int
-    folder: Path
-    process: subprocess.Popen[bytes] | None = None
     clients: list[redis.Redis] = field(default_factory=list)
-
-    def start(self, *options: str) -> None:
-        argv = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-            str(self.folder), "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no",
-            "--daemonize", "no", *options,
-        ]  # fmt: skip
-        log = (self.folder / "redis.log").open("ab")
-        self.process = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
-        wait_for(self.accepts, timeout=10, what="redis-server to accept connections")
 
     def client(self) -> redis.Redis:
         """A client that reports each refusal at once (no retries of its own)."""
@@ -66,20 +58,8 @@ class OwnRedis:
         self.clients.append(client)
         return client
 
-    def accepts(self) -> bool:
-        try:
-            self.client().ping()
-        except redis.BusyLoadingError:
-            return True  # connected: loading is a state the tests want
-        except redis.ConnectionError:
-            return False
-        return True
-
-    def shut_down(self) -> None:
-        assert self.process is not None
-        with contextlib.suppress(redis.ConnectionError):  # no reply: it is gone
-            self.client().shutdown(nosave=True)
-        self.process.wait(timeout=10)
+    def shut_down(self, *, nosave: bool = True) -> None:
+        super().shut_down(nosave=nosave)
         for client in self.clients:
             client.close()
         self.clients.clear()
@@ -87,11 +67,9 @@ class OwnRedis:
 
 @pytest.fixture(scope="module")
 def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnRedis]:
-    try:
-        binary = redis_server_binary()
-    except ServeError:
-        pytest.skip("no redis-server to start")
-    server = OwnRedis(binary, free_port(), tmp_path_factory.mktemp("redis-not-now"))
+    server = OwnRedis(
+        tmp_path_factory.mktemp("redis-not-now"), options=("--dbfilename", "dump.rdb")
+    )
     server.start()
     try:
         yield server

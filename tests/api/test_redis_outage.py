@@ -10,7 +10,6 @@ themselves and every job accepted before the outage succeeds.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -18,19 +17,17 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from core.redis_multiplex import COMMAND_TIMEOUT
-from core.serve import ServeError, redis_server_binary
 from tests.conftest import (
     MEDIUM_SPEC,
     ROOT,
     WORKER_START_SECONDS,
+    RedisServer,
     free_port,
     stop_process,
     wait_for,
@@ -47,51 +44,6 @@ DOWN_ANSWER_SECONDS = 2.0
 
 
 @dataclass
-class RedisServer:
-    """A redis-server on a port and folder of its own; stopped and started again by tests."""
-
-    binary: str
-    port: int
-    folder: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        argv = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always",
-            "--save", "", "--daemonize", "no",
-        ]  # fmt: skip
-        log = (self.folder / "redis.log").open("ab")
-        self.process = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
-        wait_for(self.answers, timeout=10, what="redis-server")
-
-    def answers(self) -> bool:
-        client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
-
-    def shut_down(self) -> None:
-        """SHUTDOWN, as `redis-cli shutdown` or a container stop does (the file is fsynced)."""
-        assert self.process is not None
-        client = redis.Redis.from_url(self.url)
-        with contextlib.suppress(redis.ConnectionError):  # no reply: the server is gone
-            client.shutdown()
-        self.process.wait(timeout=10)
-
-    def signal(self, signum: int) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signum)
-
-
-@dataclass
 class Service:
     redis: RedisServer
     api: subprocess.Popen[bytes]
@@ -102,11 +54,8 @@ class Service:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, namespace: str) -> Iterator[Service]:
     """Redis (append-only), the API and a prefork worker, all on a namespace of their own."""
-    try:
-        binary = redis_server_binary()
-    except ServeError:
-        pytest.skip("no redis-server to start")
-    server = RedisServer(binary, free_port(), tmp_path_factory.mktemp("redis"))
+    durable = ("--appendonly", "yes", "--appendfsync", "always")
+    server = RedisServer(tmp_path_factory.mktemp("redis"), options=durable)
     server.start()
     env = {
         **os.environ,
