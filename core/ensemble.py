@@ -39,6 +39,7 @@ from core.trainer import (
     TrainerKey,
     _activation_stats,
     _make_optimizer,
+    graph_function,
 )
 
 # Keras' BatchNormalization defaults, which the single-run network uses.
@@ -83,9 +84,9 @@ class EnsembleTrainer:
         self.optimizer = _make_optimizer(key)
         self.optimizer.build(self.trainable_variables)
         self._optimizer_start = [np.array(v.numpy()) for v in self.optimizer.variables]
-        self._epoch_fn = tf.function(self._train_epoch, jit_compile=jit, autograph=False)
-        self._evaluate_fn = tf.function(self._evaluate, autograph=False)
-        self._predict_fn = tf.function(self._predict, autograph=False)
+        self._epoch_fn = graph_function(self._train_epoch, jit=jit)
+        self._evaluate_fn = graph_function(self._evaluate, jit=False)
+        self._predict_fn = graph_function(self._predict, jit=False)
 
     @property
     def captured_variables(self) -> list[keras.Variable]:
