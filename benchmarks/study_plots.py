@@ -7,7 +7,11 @@ study of 12 configurations (4 depths x 3 activations), one seed each,
 both from `--seed`. Each
 plot is rendered once to warm up, then `--repeat` times; a plot's time is
 its minimum over the repetitions (the machine is shared: the minimum is the
-least disturbed).
+least disturbed). Each render starts from a collected heap, with the engine's
+objects frozen out of the collector: a full collection over TensorFlow's half
+a million objects takes 0.3-0.5 s here, and it falls on whichever render
+happens to trigger it, in step with the repetitions, so it would be timed as
+one plot's cost.
 
 Run:
 
@@ -25,6 +29,7 @@ same load. `--pngs DIR` writes every plot of every series at 900x600 and
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import os
@@ -73,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pngs", type=Path, help="also write every plot's PNG into this folder")
     args = parser.parse_args(argv)
     all_series = load_series(args.series) if args.series else run_studies(args.seed)
+    gc.collect()
+    gc.freeze()
     if args.save:
         save_series(all_series, args.save)
     modules = {"current": core.study_plots}
@@ -166,6 +173,7 @@ def time_renders(
     for repetition in range(repeat + 1):
         for label, module in modules.items():
             for name in names:
+                gc.collect()
                 started = time.perf_counter()
                 module.render_study_plot(name, series)
                 elapsed = time.perf_counter() - started
