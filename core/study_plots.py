@@ -4,7 +4,9 @@
 need (per configuration, aggregated over seeds); the series is stored with
 the study, so any size can be drawn later without reading the children
 again. `render_study_plot` draws one plot from a series, with matplotlib's
-object API on an Agg canvas, as a PNG of exactly the asked pixel size.
+object API, as a PNG of exactly the asked pixel size: panels in fixed margins
+(`core.plot_layout`) on the text-caching canvas (`core.plot_canvas`), as the
+plots of an experiment.
 
     depth           per-layer gradient S.D. and norm against depth, one line per
                     configuration, at initialization (the first step's gradient)
@@ -34,10 +36,14 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import LinearSegmentedColormap, Normalize, to_hex
 from matplotlib.figure import Figure
-from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.font_manager import FontProperties
+from matplotlib.legend import Legend
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+from matplotlib.text import Text
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
+from core.plot_canvas import shared_renderer
+from core.plot_layout import Frame, arrange
 from core.plots import (
     HEATMAP_COLORMAP,
     MISSING_COLOR,
@@ -310,12 +316,19 @@ class _Style:
     """Font and line sizes in points, shrunk with a figure smaller than full size."""
 
     scale: float
+    width_pt: float
+    height_pt: float
     landscape: bool
 
     @classmethod
     def for_size(cls, width: int, height: int, dpi: int) -> _Style:
-        short_pt = min(width, height) / dpi * 72
-        return cls(scale=min(1.0, short_pt / 400.0), landscape=width >= height)
+        width_pt, height_pt = width / dpi * 72, height / dpi * 72
+        return cls(
+            scale=min(1.0, min(width_pt, height_pt) / 400.0),
+            width_pt=width_pt,
+            height_pt=height_pt,
+            landscape=width >= height,
+        )
 
     def pt(self, size: float) -> float:
         return size * self.scale
@@ -341,19 +354,24 @@ def render_study_plot(
     check_plot_size(width=width, height=height, dpi=dpi)
     if not _HAS_DATA[name](series):
         raise StudyPlotUnavailableError(name)
+    return render_figure(lambda: _build_figure(name, series, width=width, height=height, dpi=dpi))
 
-    def build() -> Figure:
-        style = _Style.for_size(width, height, dpi)
-        pad = style.pt(4.0) / 72  # inches
-        figure = Figure(
-            figsize=(figure_inches(width, dpi), figure_inches(height, dpi)),
-            dpi=dpi,
-            layout=ConstrainedLayoutEngine(w_pad=pad, h_pad=pad),
-        )
-        _DRAWERS[name](figure, series, style)
-        return figure
 
-    return render_figure(build)
+def _build_figure(
+    name: str, series: Mapping[str, Any], *, width: int, height: int, dpi: int
+) -> Figure:
+    """The figure `render_study_plot` draws, for a caller that holds the render lock."""
+    style = _Style.for_size(width, height, dpi)
+    figure = Figure(figsize=(figure_inches(width, dpi), figure_inches(height, dpi)), dpi=dpi)
+    frame = _DRAWERS[name](figure, series, style)
+    # No layout engine: constrained layout measured every panel twice per
+    # draw, most of a render. Fixed margins are measured once, with the
+    # renderer that then draws (its text measures are cached for the draw).
+    renderer = shared_renderer(width, height, dpi)
+    arrange(figure, frame, renderer, pad=style.pt(4.0), gap=style.pt(5.0))
+    if name == "boundary":
+        _square_surfaces(figure)
+    return figure
 
 
 def _config_colors(count: int) -> list[str]:
@@ -368,17 +386,108 @@ def _config_colors(count: int) -> list[str]:
     return [to_hex(cmap(p)) for p in np.linspace(0.05, 0.95, count)]
 
 
-def _style_axes(ax: Axes, style: _Style, title: str, xlabel: str = "", ylabel: str = "") -> None:
-    ax.set_title(title, fontsize=style.pt(10.0), pad=style.pt(4.0))
+def _style_axes(
+    ax: Axes, style: _Style, title: str, xlabel: str = "", ylabel: str = "", *, grid: bool = True
+) -> None:
+    _style_frame(ax, style, title)
     ax.set_xlabel(xlabel, fontsize=style.pt(9.0), labelpad=style.pt(2.0))
     ax.set_ylabel(ylabel, fontsize=style.pt(9.0), labelpad=style.pt(2.0))
-    ax.tick_params(which="both", labelsize=style.pt(8.0), width=style.pt(0.8), pad=style.pt(2.0))
-    ax.tick_params(which="major", length=style.pt(3.5))
-    ax.tick_params(which="minor", length=style.pt(2.0))
+    # Major ticks only: no axis here draws minor ones, and styling them builds them.
+    ax.tick_params(
+        which="major",
+        labelsize=style.pt(8.0),
+        width=style.pt(0.8),
+        pad=style.pt(2.0),
+        length=style.pt(3.5),
+    )
+    if grid:
+        ax.grid(True, color="#e6e6e6", linewidth=style.pt(0.6))
+        ax.set_axisbelow(True)
+
+
+def _style_frame(ax: Axes, style: _Style, title: str) -> None:
+    """A panel's title and spines; all a panel without ticks needs (styling ticks builds them)."""
+    # An explicit y keeps matplotlib from measuring the x axis at every draw
+    # to lift the title over top tick labels, which these plots never have.
+    ax.set_title(title, fontsize=style.pt(10.0), pad=style.pt(4.0), y=1.0)
     for spine in ax.spines.values():
         spine.set_linewidth(style.pt(0.8))
-    ax.grid(True, color="#e6e6e6", linewidth=style.pt(0.6))
-    ax.set_axisbelow(True)
+
+
+def _locator(span_pt: float, style: _Style, *, across: bool, integer: bool = False) -> MaxNLocator:
+    """Round-number ticks, as many as matplotlib's default gives an axis `span_pt` long.
+
+    matplotlib's AutoLocator counts them from the Axes' current length, which
+    the layout changes after measuring the tick labels; this counts them from
+    the length the panel will roughly have (one label per 3 label heights
+    across, per 2 up, as AutoLocator does), so the tick labels measured are
+    the ones drawn.
+    """
+    bins = span_pt / ((3.0 if across else 2.0) * style.pt(8.0))
+    return _InViewLocator(
+        nbins=max(1, min(int(bins), 9)), steps=[1, 2, 2.5, 5, 10], integer=integer
+    )
+
+
+class _InViewLocator(MaxNLocator):
+    """MaxNLocator without the ticks just past the view, which are never drawn.
+
+    matplotlib builds a tick (two lines and two labels) for every location a
+    locator returns, and MaxNLocator returns one more on each side of the view.
+    """
+
+    def __call__(self) -> Sequence[float]:
+        return _in_view(self.axis, super().__call__())
+
+
+class _InViewLogLocator(LogLocator):
+    """LogLocator without the decades past the view (see `_InViewLocator`)."""
+
+    def __call__(self) -> Sequence[float]:
+        return _in_view(self.axis, super().__call__())
+
+
+def _in_view(axis: Any, locations: Sequence[float]) -> list[float]:
+    low, high = sorted(axis.get_view_interval())
+    slack = 1e-9 * (high - low)
+    return [location for location in locations if low - slack <= location <= high + slack]
+
+
+def _cell(ax: Axes, style: _Style, *, reserved: float = 0.0) -> tuple[float, float]:
+    """Points across and up a panel's grid cell, `reserved` points of the width
+    going to something beside the grid."""
+    spec = ax.get_subplotspec()
+    rows, columns = (1, 1) if spec is None else spec.get_gridspec().get_geometry()
+    return (style.width_pt - reserved) / columns, style.height_pt / rows
+
+
+def _wrapped(figure: Figure, label: str, width_pt: float, size_pt: float) -> str:
+    """`label` broken after its commas where a line would be wider than `width_pt`.
+
+    Measured with the renderer that draws it: at small sizes hinting makes
+    text wider for its size than at large ones.
+    """
+    renderer = shared_renderer(int(figure.bbox.width), int(figure.bbox.height), figure.dpi)
+    font = FontProperties(size=size_pt)
+
+    def fits(line: str) -> bool:
+        width, _, _ = renderer.get_text_width_height_descent(line, font, False)
+        return width * 72 / figure.dpi <= width_pt
+
+    lines: list[str] = []
+    for part in label.split(", "):
+        if lines and fits(f"{lines[-1]}, {part}"):
+            lines[-1] += ", " + part
+            continue
+        if lines:
+            lines[-1] += ","
+        name, equals, value = part.partition("=")
+        if equals and not fits(part + ","):
+            # Too wide even alone (hidden_layers=5-5-5-5-5): its value goes below its name.
+            lines += [name + equals, value]
+        else:
+            lines.append(part)
+    return "\n".join(lines)
 
 
 def _note(ax: Axes, text: str, style: _Style) -> None:
@@ -386,27 +495,28 @@ def _note(ax: Axes, text: str, style: _Style) -> None:
             fontsize=style.pt(9.0), color="#555555", wrap=True)  # fmt: skip
 
 
-def _suptitle(figure: Figure, title: str, shown: int, total: int, style: _Style) -> None:
+def _suptitle(figure: Figure, title: str, shown: int, total: int, style: _Style) -> Text:
     if shown < total:
         title += f" (first {shown} of {total} configurations)"
-    figure.suptitle(title, fontsize=style.pt(11.0))
+    return figure.suptitle(title, fontsize=style.pt(11.0))
 
 
 def _config_legend(
     figure: Figure, configs: Sequence[Mapping[str, Any]], colors: Sequence[str], style: _Style
-) -> None:
+) -> Legend:
+    """The legend by configuration, under the panels."""
     handles = [Line2D([], [], color=color, linewidth=style.pt(2.0)) for color in colors]
     labels = [str(config["label"]) for config in configs]
     longest = max((len(label) for label in labels), default=1)
-    width_pt = figure.get_figwidth() * 72
-    columns = max(1, int(width_pt // (style.pt(8.0) * (5.0 + 0.6 * longest))))
-    figure.legend(
+    columns = max(1, int(style.width_pt // (style.pt(8.0) * (5.0 + 0.6 * longest))))
+    return figure.legend(
         handles,
         labels,
-        loc="outside lower center",
+        loc="lower center",
         ncols=min(len(handles), columns),
         fontsize=style.pt(8.0),
         frameon=False,
+        borderaxespad=0.0,  # the layout keeps it off the edge
     )
 
 
@@ -426,7 +536,7 @@ def _power_of_ten(value: float, _: Any = None) -> str:
 def _log_y(ax: Axes) -> None:
     """A log y axis labelled at powers of ten, without minor ticks."""
     ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(base=10.0, numticks=8))
+    ax.yaxis.set_major_locator(_InViewLogLocator(base=10.0, numticks=8))
     ax.yaxis.set_major_formatter(FuncFormatter(_power_of_ten))
     ax.yaxis.set_minor_locator(NullLocator())
 
@@ -438,7 +548,7 @@ def _finite(values: Any) -> np.ndarray:
 # ----------------------------------------------------------------------- drawers
 
 
-def _draw_depth(figure: Figure, series: Mapping[str, Any], style: _Style) -> None:
+def _draw_depth(figure: Figure, series: Mapping[str, Any], style: _Style) -> Frame:
     configs = [c for c in series["configs"] if c.get("depth")]
     colors = _config_colors(len(configs))
     axes = figure.subplots(2, 2, sharex=True, sharey="row", squeeze=False)
@@ -465,11 +575,16 @@ def _draw_depth(figure: Figure, series: Mapping[str, Any], style: _Style) -> Non
         ax.set_xlabel("layer (input side to output)", fontsize=style.pt(9.0))
         if len(widest) <= 12:
             ax.set_xticks(range(1, len(widest) + 1), widest, rotation=30, ha="right")
-    _suptitle(figure, "Gradients by depth", len(configs), len(configs), style)
-    _config_legend(figure, configs, colors, style)
+        else:
+            across = 0.8 * _cell(ax, style)[0]
+            ax.xaxis.set_major_locator(_locator(across, style, across=True, integer=True))
+    return Frame(
+        title=_suptitle(figure, "Gradients by depth", len(configs), len(configs), style),
+        bottom=_config_legend(figure, configs, colors, style),
+    )
 
 
-def _draw_curves(figure: Figure, series: Mapping[str, Any], style: _Style) -> None:
+def _draw_curves(figure: Figure, series: Mapping[str, Any], style: _Style) -> Frame:
     configs = [c for c in series["configs"] if c["curves"]["loss"]["mean"]]
     colors = _config_colors(len(configs))
     rows, cols = (1, 2) if style.landscape else (2, 1)
@@ -486,33 +601,47 @@ def _draw_curves(figure: Figure, series: Mapping[str, Any], style: _Style) -> No
         band_note = " (band: min to max over seeds)" if _seeded(configs) else ""
         title = f"training {metric}{band_note}"
         _style_axes(ax, style, title, xlabel="epoch", ylabel=metric)
-    _suptitle(figure, "Learning curves", len(configs), len(configs), style)
-    _config_legend(figure, configs, colors, style)
+        # About 0.8 of a cell is panel, the rest its labels.
+        across, up = (0.8 * size for size in _cell(ax, style))
+        ax.xaxis.set_major_locator(_locator(across, style, across=True, integer=True))
+        ax.yaxis.set_major_locator(_locator(up, style, across=False))
+    return Frame(
+        title=_suptitle(figure, "Learning curves", len(configs), len(configs), style),
+        bottom=_config_legend(figure, configs, colors, style),
+    )
 
 
 def _seeded(configs: Sequence[Mapping[str, Any]]) -> bool:
     return any(config["runs"] > 1 for config in configs)
 
 
-def _grid(figure: Figure, count: int, style: _Style) -> list[Axes]:
-    """`count` panels in the grid that leaves fewest cells empty, then whose panels are
-    closest to a landscape 7:5."""
+def _grid(figure: Figure, count: int, *, aspect: float) -> list[Axes]:
+    """`count` panels in the grid that leaves fewest cells empty, then whose cells are
+    closest to `aspect` (width to height)."""
     width, height = figure.get_size_inches()
 
     def cost(columns: int) -> tuple[int, float]:
         rows = math.ceil(count / columns)
-        aspect = (width / columns) / (height / rows)
-        return rows * columns - count, abs(math.log(aspect / 1.4))
+        shape = (width / columns) / (height / rows)
+        return rows * columns - count, abs(math.log(shape / aspect))
 
     columns = min(range(1, count + 1), key=cost)
     rows = math.ceil(count / columns)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for ax in axes[count:]:
-        ax.set_visible(False)
+        figure.delaxes(ax)  # the layout keeps its cell empty
     return list(axes[:count])
 
 
-def _draw_flow(figure: Figure, series: Mapping[str, Any], style: _Style) -> None:
+def _columns(axes: Sequence[Axes]) -> int:
+    spec = axes[0].get_subplotspec() if axes else None
+    return 1 if spec is None else spec.get_gridspec().ncols
+
+
+_FLOW_BAR_PT = 90.0  # the colorbar's band right of the heatmaps, ticks and label included
+
+
+def _draw_flow(figure: Figure, series: Mapping[str, Any], style: _Style) -> Frame:
     every = [c for c in series["configs"] if c.get("flow")]
     configs = every[:MAX_PANELS]
     grids = [np.ma.masked_invalid(_stack([_finite(r) for r in c["flow"]["log10_norm"]]))
@@ -523,28 +652,43 @@ def _draw_flow(figure: Figure, series: Mapping[str, Any], style: _Style) -> None
     norm = Normalize(vmin=low, vmax=high if high > low else low + 1.0)
     cmap = matplotlib.colormaps[HEATMAP_COLORMAP].with_extremes(bad=MISSING_COLOR)
     image = None
-    axes = _grid(figure, len(configs), style)
+    axes = _grid(figure, len(configs), aspect=1.4)
+    # What a panel's title may span: its share of the figure less the colorbar's band.
+    title_pt = (style.width_pt - style.pt(_FLOW_BAR_PT)) / _columns(axes) - style.pt(5.0)
     for ax, config, grid in zip(axes, configs, grids, strict=True):
         flow = config["flow"]
         x = _floats(flow["x"])
         left, right = (x[0] - 0.5, x[-1] + 0.5) if x.size else (0.5, 1.5)
         image = ax.imshow(grid, aspect="auto", cmap=cmap, norm=norm, interpolation="nearest",
                           extent=(left, right, len(flow["layers"]) - 0.5, -0.5))  # fmt: skip
-        _style_axes(ax, style, str(config["label"]), xlabel="epoch")
-        ax.grid(False)
+        title = _wrapped(figure, str(config["label"]), title_pt, style.pt(10.0))
+        _style_axes(ax, style, title, xlabel="epoch", grid=False)
+        # The layer names take about 45 points of a cell's width.
+        across, up = _cell(ax, style, reserved=style.pt(_FLOW_BAR_PT))
+        epochs = _locator(across - style.pt(45.0), style, across=True, integer=True)
+        ax.xaxis.set_major_locator(epochs)
         if len(flow["layers"]) <= 12:
             ax.set_yticks(range(len(flow["layers"])), flow["layers"], fontsize=style.pt(7.0))
+        else:
+            ax.yaxis.set_major_locator(_locator(0.8 * up, style, across=False, integer=True))
+    frame = Frame(title=_suptitle(figure, "Gradient flow", len(configs), len(every), style))
     if image is not None:
-        colorbar = figure.colorbar(image, ax=axes, shrink=0.9)
+        cax = figure.add_axes((0.0, 0.0, 1.0, 1.0))  # placed by the layout
+        colorbar = figure.colorbar(image, cax=cax)
         colorbar.set_label("log10 ‖∇W‖ (grey: zero or not finite)", fontsize=style.pt(9.0))
         colorbar.ax.tick_params(labelsize=style.pt(8.0))
-    _suptitle(figure, "Gradient flow", len(configs), len(every), style)
+        colorbar.locator = _locator(0.8 * style.height_pt, style, across=False)
+        frame.right, frame.bar, frame.bar_gap = cax, style.pt(14.0), style.pt(18.0)
+    return frame
 
 
-def _draw_boundary(figure: Figure, series: Mapping[str, Any], style: _Style) -> None:
+def _draw_boundary(figure: Figure, series: Mapping[str, Any], style: _Style) -> Frame:
     every = [c for c in series["configs"] if c.get("boundary")]
     configs = every[:MAX_PANELS]
-    axes = _grid(figure, len(configs), style)
+    # Square cells: a surface is drawn at equal aspect, and a cell of another
+    # shape leaves part of itself empty.
+    axes = _grid(figure, len(configs), aspect=1.0)
+    title_pt = style.width_pt / _columns(axes) - style.pt(5.0)
     class_cmap = matplotlib.colormaps["tab10"]
     two = LinearSegmentedColormap.from_list(
         "gradwatch_study_two_classes", [to_hex(class_cmap(0)), "#ffffff", to_hex(class_cmap(1))]
@@ -570,24 +714,36 @@ def _draw_boundary(figure: Figure, series: Mapping[str, Any], style: _Style) -> 
         if points.get("x"):
             xy = _floats(points["x"])
             labels = np.asarray(points["y"], dtype=np.int64)
-            ax.scatter(xy[:, 0], xy[:, 1], c=[class_cmap(int(k) % 10) for k in labels],
+            ax.scatter(xy[:, 0], xy[:, 1], c=class_cmap(labels % 10),
                        s=style.pt(6.0), linewidths=style.pt(0.3), edgecolors="white")  # fmt: skip
         accuracy = boundary.get("accuracy")
-        title = str(config["label"])
+        title = _wrapped(figure, str(config["label"]), title_pt, style.pt(10.0))
         if isinstance(accuracy, int | float):
             title += f"\naccuracy {accuracy:.3f}"
-        _style_axes(ax, style, title)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.grid(False)
+        _style_frame(ax, style, title)
         if gx.size and gy.size:
             ax.set_xlim(float(gx[0]), float(gx[-1]))
             ax.set_ylim(float(gy[0]), float(gy[-1]))
+    return Frame(
+        title=_suptitle(figure, "Decision surfaces (first seed)", len(configs), len(every), style)
+    )
+
+
+def _square_surfaces(figure: Figure) -> None:
+    """Draw each surface at equal aspect ("circles should look round"), once it is placed.
+
+    At equal aspect a panel shrinks inside its cell at draw time, centered,
+    and its title comes down with it. Set after the layout, so the layout
+    measures each title over the whole cell, where it never runs into the
+    panel above or the figure's title.
+    """
+    for ax in figure.axes:
         ax.set_aspect("equal", adjustable="box")
-    _suptitle(figure, "Decision surfaces (first seed)", len(configs), len(every), style)
 
 
-_DRAWERS: dict[str, Callable[[Figure, Mapping[str, Any], _Style], None]] = {
+_DRAWERS: dict[str, Callable[[Figure, Mapping[str, Any], _Style], Frame]] = {
     "depth": _draw_depth,
     "curves": _draw_curves,
     "gradient_flow": _draw_flow,

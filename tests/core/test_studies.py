@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import redis
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
+from core import plot_canvas, study_plots
 from core.jobs import JobStatus, Summary, WorkerInfo, new_job_id, study_child_task
 from core.plots import PlotSizeError
 from core.presets import STUDY_PRESETS
@@ -337,6 +344,124 @@ def test_planned_plots_follow_the_specs() -> None:
     assert planned_study_plots(plan.children) == list(STUDY_PLOT_NAMES)
     iris = expand({"base": {"dataset": {"kind": "iris"}, "capture": {"gradients": False}}})
     assert planned_study_plots(iris.children) == ["curves"]
+
+
+def _grid_series(count: int) -> dict[str, Any]:
+    """A study of `count` configurations with labels as long as a real grid's, one seed each."""
+    shapes = [
+        (depth, activation) for depth in (2, 3, 4, 5) for activation in ("sigmoid", "tanh", "relu")
+    ]
+    configs, results = [], []
+    for index in range(count):
+        depth, activation = shapes[index % len(shapes)]
+        label = f"hidden_layers={'-'.join(['5'] * depth)}, activation={activation}"
+        configs.append({"index": index, "label": label, "values": {}})
+        results.append(make_result(activations=(activation,) * depth, epochs=6, seed=index))
+    return study_series(configs, 1, results)
+
+
+@pytest.fixture(scope="module")
+def grid_series() -> dict[int, dict[str, Any]]:
+    return {count: _grid_series(count) for count in (1, 3, 12)}
+
+
+def _built(name: str, series: dict[str, Any], width: int, height: int, dpi: int) -> Figure:
+    """The figure behind the PNG, drawn on a canvas of its own."""
+    figure = study_plots._build_figure(name, series, width=width, height=height, dpi=dpi)
+    FigureCanvasAgg(figure).draw()
+    return figure
+
+
+def _overlap(one: Bbox, other: Bbox) -> bool:
+    overlap_x = min(one.x1, other.x1) - max(one.x0, other.x0)
+    overlap_y = min(one.y1, other.y1) - max(one.y0, other.y0)
+    return overlap_x > 1 and overlap_y > 1
+
+
+@pytest.mark.parametrize("name", STUDY_PLOT_NAMES)
+@pytest.mark.parametrize("count", [1, 3, 12])
+@pytest.mark.parametrize("size", [(900, 600, 100), (320, 240, 72), (500, 800, 100)])
+def test_every_study_plot_keeps_its_text_inside_the_figure_and_off_panels_and_other_text(
+    grid_series: dict[int, dict[str, Any]], name: str, count: int, size: tuple[int, int, int]
+) -> None:
+    width, height, dpi = size
+    figure = _built(name, grid_series[count], width, height, dpi)
+    assert figure.get_layout_engine() is None  # placed once, not measured at every draw
+    canvas = figure.canvas
+    assert isinstance(canvas, FigureCanvasAgg)
+    renderer = canvas.get_renderer()
+    ticks = {
+        id(label)
+        for ax in figure.axes
+        for axis in (ax.xaxis, ax.yaxis)
+        for label in axis.get_ticklabels()
+    }
+    texts = [text for text in figure.findobj(Text) if text.get_visible() and text.get_text()]
+    boxes = [(text, text.get_window_extent(renderer)) for text in texts]
+    panels = [ax.get_window_extent(renderer) for ax in figure.axes]  # heatmaps, surfaces, bar
+    for text, box in boxes:
+        label = text.get_text()
+        assert box.x0 >= -1 and box.y0 >= -1, (label, box)
+        assert box.x1 <= width + 1 and box.y1 <= height + 1, (label, box)
+        assert not any(_overlap(box, panel) for panel in panels), label
+    for (one, one_box), (other, other_box) in itertools.combinations(boxes, 2):
+        if id(one) in ticks and id(other) in ticks:
+            continue  # how densely an axis is labelled is its locator's business, not layout's
+        assert not _overlap(one_box, other_box), (one.get_text(), other.get_text())
+
+
+def test_every_study_plot_keeps_its_title_and_its_key(
+    grid_series: dict[int, dict[str, Any]],
+) -> None:
+    series = grid_series[12]
+    labels = [config["label"] for config in series["configs"]]
+    titles = {
+        "depth": "Gradients by depth",
+        "curves": "Learning curves",
+        "gradient_flow": "Gradient flow",
+        "boundary": "Decision surfaces (first seed)",
+    }
+    for name, title in titles.items():
+        figure = _built(name, series, 900, 600, 100)
+        assert [text.get_text() for text in figure.texts] == [title]
+        if name in ("depth", "curves"):  # the legend by configuration
+            (legend,) = figure.legends
+            assert [text.get_text() for text in legend.get_texts()] == labels
+        else:  # a panel per configuration, its label as its title (wrapped to fit)
+            panel_titles = [ax.get_title().replace(",\n", ", ").replace("=\n", "=")
+                            for ax in figure.axes if ax.get_title()]  # fmt: skip
+            assert [title.split("\naccuracy")[0] for title in panel_titles] == labels
+    flow = _built("gradient_flow", series, 900, 600, 100)
+    bar = flow.axes[-1]
+    assert bar.get_ylabel().startswith("log10 ‖∇W‖")  # one color scale for every heatmap
+    assert len(flow.axes) == len(labels) + 1
+
+
+def test_every_study_plot_is_deterministic_whatever_was_drawn_before(
+    grid_series: dict[int, dict[str, Any]],
+) -> None:
+    series = grid_series[3]
+    first = {name: render_study_plot(name, series) for name in STUDY_PLOT_NAMES}
+    # Renderers and rasterized text are kept between renders: start afresh,
+    # then render in another order with other sizes in between.
+    plot_canvas.clear_caches()
+    for name in reversed(STUDY_PLOT_NAMES):
+        render_study_plot(name, series, width=320, height=240, dpi=72)
+        assert render_study_plot(name, series) == first[name]
+
+
+def test_concurrent_study_plots_give_the_bytes_of_serial_ones(
+    grid_series: dict[int, dict[str, Any]],
+) -> None:
+    series = grid_series[3]
+    size = {"width": 480, "height": 320, "dpi": 60}
+    serial = [render_study_plot(name, series, **size) for name in STUDY_PLOT_NAMES]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [
+            pool.submit(render_study_plot, name, series, **size) for name in STUDY_PLOT_NAMES * 2
+        ]
+        threaded = [future.result() for future in futures]
+    assert threaded == serial * 2
 
 
 # ----------------------------------------------------------------------- store
