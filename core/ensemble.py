@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from core.network import _ACTIVATIONS, kernel_initializer
+from core.network import _ACTIVATIONS, affine, kernel_initializer
 from core.spec import InitializerSpec
 from core.trainer import (
     ACTIVATION_STATS,
@@ -182,13 +182,21 @@ class EnsembleTrainer:
     # ------------------------------------------------------------------ graph code
 
     def _forward(
-        self, x: tf.Tensor, *, training: bool, mask: tf.Tensor | None = None
+        self,
+        x: tf.Tensor,
+        *,
+        training: bool,
+        mask: tf.Tensor | None = None,
+        unroll_small: bool = False,
     ) -> tuple[tf.Tensor, list[tf.Tensor], list[tf.Tensor]]:
-        """Logits (M, b, out) and each hidden layer's pre-activation and activation."""
+        """Logits (M, b, out) and each hidden layer's pre-activation and activation.
+
+        `unroll_small` as for `core.network.Network.forward`.
+        """
         pre_activations, activations = [], []
         h = x
         for i, activation in enumerate(self._activation_fns):
-            z = tf.matmul(h, self.kernels[i]) + self.biases[i][:, None, :]
+            z = affine(h, self.kernels[i].value, self.biases[i].value, unroll_small=unroll_small)
             norm = self.norms[i]
             if norm is not None:
                 z = norm(z, training=training, mask=mask)
@@ -196,7 +204,7 @@ class EnsembleTrainer:
             pre_activations.append(z)
             activations.append(a)
             h = a + h if self._skips[i] else a
-        logits = tf.matmul(h, self.kernels[-1]) + self.biases[-1][:, None, :]
+        logits = affine(h, self.kernels[-1].value, self.biases[-1].value, unroll_small=unroll_small)
         return logits, pre_activations, activations
 
     def _loss_and_accuracy(
@@ -309,9 +317,12 @@ class EnsembleTrainer:
         }
         if probed:
             out["start_activation_stats"] = start_activations
-            out["end_activation_stats"] = self._probe(probe)
             if "activations" in stacked:
+                # The probe after the last step is the end's.
                 out["step_activation_stats"] = stacked["activations"]
+                out["end_activation_stats"] = stacked["activations"][-1]
+            else:
+                out["end_activation_stats"] = self._probe(probe)
         return out
 
     def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -320,18 +331,16 @@ class EnsembleTrainer:
 
     def _probe(self, probe: tf.Tensor) -> tf.Tensor:
         """(M, hidden, len(ACTIVATION_STATS)): each member's activations on its own probe."""
-        _, pre_activations, activations = self._forward(probe, training=False)
+        _, pre_activations, activations = self._forward(
+            probe, training=False, unroll_small=self.jit
+        )
         kinds = self.key.architecture.activations
         return tf.stack(
             [
-                tf.stack(
-                    [
-                        _activation_stats(z[m], a[m], kind)
-                        for z, a, kind in zip(pre_activations, activations, kinds, strict=True)
-                    ]
-                )
-                for m in range(self.members)
-            ]
+                _activation_stats(z, a, kind)
+                for z, a, kind in zip(pre_activations, activations, kinds, strict=True)
+            ],
+            axis=-2,
         )
 
     def _predict(self, x: tf.Tensor) -> tf.Tensor:

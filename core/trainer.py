@@ -339,8 +339,12 @@ class CompiledTrainer:
         }
         if probed:
             out["start_activation_stats"] = start_activations
-            out["end_activation_stats"] = self._probe(probe)
-            out["step_activation_stats"] = stacked.get("activations", tf.zeros(()))
+            if self.key.step_capture:
+                # The probe after the last step is the end's.
+                out["step_activation_stats"] = stacked["activations"]
+                out["end_activation_stats"] = stacked["activations"][-1]
+            else:
+                out["end_activation_stats"] = self._probe(probe)
         return out
 
     def _epoch_arrays(self, *, steps: int) -> dict[str, Any]:
@@ -389,7 +393,10 @@ class CompiledTrainer:
         return self._loss_and_accuracy(y, forward.logits)
 
     def _probe(self, x: tf.Tensor) -> tf.Tensor:
-        forward = self.network.forward(x, training=False)
+        """(hidden, len(ACTIVATION_STATS)): the network now, on the probe batch `x`."""
+        # Under XLA the probe's products of a small fan-in are cheaper unrolled:
+        # capturing every step probes after every step.
+        forward = self.network.forward(x, training=False, unroll_small=self.jit)
         return tf.stack(
             [
                 _activation_stats(z, a, kind)
@@ -464,29 +471,39 @@ def _moments(w: tf.Tensor) -> tf.Tensor:
 def _activation_stats(z: tf.Tensor, a: tf.Tensor, kind: Activation) -> tf.Tensor:
     """Mean, S.D., saturated, dead and negative fractions of one layer on the probe.
 
-    Saturated (bounded activations only): the fraction of unit-sample pairs
-    whose slope is under `SATURATION_SLOPE` of the steepest. Dead (relu
-    only): the fraction of units whose pre-activation is <= 0 on every probe
-    sample, so that they pass no signal and no gradient. Negative (the rest of
-    the ReLU family: leaky_relu, elu, selu, gelu, swish): the same fraction,
-    for units that still pass a reduced signal and gradient below zero. Each
-    is NaN (null) where it does not apply.
+    z and a are (..., samples, units), the statistics (..., 5): one row for each
+    index of any leading axes (an ensemble's members). Saturated (bounded
+    activations only): the fraction of unit-sample pairs whose slope is under
+    `SATURATION_SLOPE` of the steepest. Dead (relu only): the fraction of units
+    whose pre-activation is <= 0 on every probe sample, so that they pass no
+    signal and no gradient. Negative (the rest of the ReLU family: leaky_relu,
+    elu, selu, gelu, swish): the same fraction, for units that still pass a
+    reduced signal and gradient below zero. Each is NaN (null) where it does not
+    apply.
     """
-    nan = tf.constant(math.nan, tf.float32)
-    saturated = nan
+    samples_and_units = [-2, -1]
+    centre = tf.reduce_mean(a, axis=samples_and_units, keepdims=True)
+    mean = tf.squeeze(centre, axis=samples_and_units)
+    # tf.math.reduce_std's own steps, reusing the mean
+    std = tf.sqrt(tf.reduce_mean(tf.square(a - centre), axis=samples_and_units))
+    nan = tf.constant(np.full(mean.shape, np.nan, np.float32))
+    saturated = dead = negative = nan
     if kind in BOUNDED_ACTIVATIONS:
-        saturated = tf.reduce_mean(
-            tf.cast(_relative_slope(z, a, kind) < SATURATION_SLOPE, tf.float32)
-        )
-    below = tf.reduce_mean(tf.cast(tf.reduce_all(z <= 0, axis=0), tf.float32))
-    dead = below if kind in DYING_ACTIVATIONS else nan
-    negative = below if kind in RELU_FAMILY - DYING_ACTIVATIONS else nan
-    return tf.stack([tf.reduce_mean(a), tf.math.reduce_std(a), saturated, dead, negative])
+        slow = _slope_is_under(z, a, kind, SATURATION_SLOPE)
+        saturated = tf.reduce_mean(tf.cast(slow, tf.float32), axis=samples_and_units)
+    if kind in RELU_FAMILY:
+        always = tf.reduce_all(z <= 0, axis=-2)
+        below = tf.reduce_mean(tf.cast(always, tf.float32), axis=-1)
+        dead, negative = (below, nan) if kind in DYING_ACTIVATIONS else (nan, below)
+    return tf.stack([mean, std, saturated, dead, negative], axis=-1)
 
 
-def _relative_slope(z: tf.Tensor, a: tf.Tensor, kind: Activation) -> tf.Tensor:
+def _slope_is_under(z: tf.Tensor, a: tf.Tensor, kind: Activation, fraction: float) -> tf.Tensor:
+    """Where the activation's slope is under `fraction` of its steepest (bounded kinds)."""
     if kind is Activation.SIGMOID:
-        return a * (1 - a) / 0.25
+        # slope a (1 - a), steepest 1/4: dividing by 1/4 is exact, so this is
+        # a (1 - a) / 0.25 < fraction bit for bit, in one op fewer
+        return a * (1 - a) < fraction * 0.25
     if kind is Activation.TANH:
-        return 1 - tf.square(a)
-    return 1 / tf.square(1 + tf.abs(z))  # softsign
+        return 1 - tf.square(a) < fraction
+    return 1 / tf.square(1 + tf.abs(z)) < fraction  # softsign

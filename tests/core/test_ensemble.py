@@ -38,12 +38,12 @@ def specs_of(
 
 
 def train_both(
-    specs: list[ExperimentSpec], *, epochs: int = 3, jit: bool = False
+    specs: list[ExperimentSpec], *, epochs: int = 3, jit: bool = False, step_capture: bool = False
 ) -> tuple[list[list[EpochArrays]], list[list[EpochArrays]]]:
     """Per epoch, the ensemble's arrays of each member and each run's arrays alone."""
     data = [load_dataset(spec.dataset, seed=spec.seed) for spec in specs]
     architecture = Architecture.from_spec(specs[0].model, n_features=2, n_outputs=1)
-    key = trainer_key(architecture, specs[0].training, step_capture=False, raw=False)
+    key = trainer_key(architecture, specs[0].training, step_capture=step_capture, raw=False)
     ensemble = EnsembleTrainer(key, len(specs), jit=jit)
     rate = 1e-3 if specs[0].training.optimizer.kind == "rmsprop" else 1e-2
     ensemble.reset(
@@ -133,12 +133,15 @@ def test_a_members_numbers_do_not_depend_on_its_mates() -> None:
         np.testing.assert_array_equal(a[0].end_activation_stats, b[0].end_activation_stats)
 
 
-def test_xla_members_agree_with_runs_alone() -> None:
+@pytest.mark.parametrize("step_capture", [False, True])
+def test_xla_members_agree_with_runs_alone(step_capture: bool) -> None:
     specs = specs_of({"activation": "tanh"}, [N01, N01])
-    together_epochs, alone_epochs = train_both(specs, epochs=2, jit=True)
+    together_epochs, alone_epochs = train_both(specs, epochs=2, jit=True, step_capture=step_capture)
+    probes = ["step_activation_stats"] if step_capture else []
     for together, alone in zip(together_epochs, alone_epochs, strict=True):
         for mine, single in zip(together, alone, strict=True):
-            assert_close(mine.step_stats, single.step_stats, "statistics under XLA")
+            for name in ["step_stats", *COMPARED[-2:], *probes]:
+                assert_close(getattr(mine, name), getattr(single, name), f"{name} under XLA")
 
 
 def test_evaluate_and_predict_give_each_members_numbers() -> None:
