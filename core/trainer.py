@@ -435,11 +435,15 @@ class _VariableStats:
         """(variables, 4): mean, S.D., L2 norm, max |value| of each tensor."""
         if self._fused:
             return tf.stack([_moments(t) for t in tensors])
-        flat = tf.concat([tf.reshape(t, [-1]) for t in tensors], axis=0)
-        total = tf.math.segment_sum(flat, self._ids)
-        mean = total / self._sizes
+        return self._moments(_flat(tensors))
+
+    def _moments(self, flat: tf.Tensor) -> tf.Tensor:
+        """(variables, 4, ...): mean, S.D., L2 norm, max |value| of each variable's
+        segment of `flat` (size, ...), every trailing column on its own."""
+        sizes = tf.reshape(self._sizes, [-1] + [1] * (len(flat.shape) - 1))
+        mean = tf.math.segment_sum(flat, self._ids) / sizes
         centered = flat - tf.gather(mean, self._ids)
-        std = tf.sqrt(tf.math.segment_sum(tf.square(centered), self._ids) / self._sizes)
+        std = tf.sqrt(tf.math.segment_sum(tf.square(centered), self._ids) / sizes)
         norm = tf.sqrt(tf.math.segment_sum(tf.square(flat), self._ids))
         max_abs = tf.math.segment_max(tf.abs(flat), self._ids)
         return tf.stack([mean, std, norm, max_abs], axis=1)
@@ -453,13 +457,27 @@ class _VariableStats:
         stored as null) while |before| is zero, as for biases before their
         first update.
         """
-        weights = self.weights(before)
-        grads = self.weights(gradients)
-        updates = self.weights([a - b for a, b in zip(after, before, strict=True)])
-        w_norm, update_norm = weights[:, 2], updates[:, 2]
+        if self._fused:
+            weights = self.weights(before)
+            grads = self.weights(gradients)
+            updates = self.weights([a - b for a, b in zip(after, before, strict=True)])
+            update_norm = updates[:, 2]
+        else:
+            # The weights, gradients and updates side by side, (size, 3), reduce
+            # by segment in one pass: the same sums, column by column.
+            flat_before = _flat(before)
+            columns = tf.stack([flat_before, _flat(gradients), _flat(after) - flat_before], 1)
+            moments = self._moments(columns)  # (variables, 4, 3)
+            weights, grads, update_norm = moments[:, :, 0], moments[:, :, 1], moments[:, 2, 2]
+        w_norm = weights[:, 2]
         safe = tf.where(w_norm > 0, w_norm, 1.0)
         ratio = tf.where(w_norm > 0, update_norm / safe, math.nan)
         return tf.concat([weights, grads, ratio[:, None]], axis=1)
+
+
+def _flat(tensors: list[tf.Tensor]) -> tf.Tensor:
+    """The tensors' values end to end, (total size,)."""
+    return tf.concat([t if len(t.shape) == 1 else tf.reshape(t, [-1]) for t in tensors], axis=0)
 
 
 def _moments(w: tf.Tensor) -> tf.Tensor:
