@@ -16,6 +16,7 @@ This module imports TensorFlow; only the engine imports it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Callable, Iterator
@@ -101,15 +102,23 @@ def graph_function(fn: Callable[..., Any], *, jit: bool) -> Callable[..., Any]:
 
     The graph code is plain TensorFlow with explicit while loops: AutoGraph's
     source rewriting would double a cold run's tracing time. A plain graph is
-    traced and run under `_lean_calls` where it can be.
+    traced and run under `_lean_calls` where it can be. Calls go straight to
+    the concrete function traced for their arguments' shapes: `tf.function`'s
+    own dispatch costs ~0.12 ms a call, a tenth of a warm epoch.
     """
     compiled = tf.function(fn, jit_compile=jit, autograph=False)
-    if jit or _lean_options() is None:
-        return compiled
+    lean = not jit and _lean_options() is not None
+    concrete: dict[tuple[Any, ...], Any] = {}
 
     def call(*args: Any) -> Any:
-        with _lean_calls():
-            return compiled(*args)
+        signature = tuple(
+            (a.shape, a.dtype) if isinstance(a, np.ndarray | tf.Tensor) else a for a in args
+        )
+        with _lean_calls() if lean else contextlib.nullcontext():
+            function = concrete.get(signature)
+            if function is None:
+                function = concrete[signature] = compiled.get_concrete_function(*args)
+            return function(*args)
 
     return call
 
