@@ -85,7 +85,7 @@ class EnsembleTrainer:
         self.optimizer.build(self.trainable_variables)
         self._optimizer_start = [np.array(v.numpy()) for v in self.optimizer.variables]
         self._epoch_fn = graph_function(self._train_epoch, jit=jit)
-        self._evaluate_fn = graph_function(self._evaluate, jit=False)
+        self._evaluate_fn = graph_function(self._evaluate, jit=False, rows_axis=1)
         self._predict_fn = graph_function(self._predict, jit=False)
 
     @property
