@@ -40,6 +40,7 @@ from core.trainer import (
     _activation_stats,
     _make_optimizer,
     graph_function,
+    unrolls_probe,
 )
 
 # Keras' BatchNormalization defaults, which the single-run network uses.
@@ -332,7 +333,7 @@ class EnsembleTrainer:
     def _probe(self, probe: tf.Tensor) -> tf.Tensor:
         """(M, hidden, len(ACTIVATION_STATS)): each member's activations on its own probe."""
         _, pre_activations, activations = self._forward(
-            probe, training=False, unroll_small=self.jit
+            probe, training=False, unroll_small=unrolls_probe(self.jit)
         )
         kinds = self.key.architecture.activations
         return tf.stack(

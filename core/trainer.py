@@ -106,7 +106,7 @@ def graph_function(
     source rewriting would double a cold run's tracing time. A plain graph is
     traced and run under `_lean_calls` where it can be. Calls go straight to
     the concrete function traced for their arguments' shapes: `tf.function`'s
-    own dispatch costs ~0.12 ms a call, a tenth of a warm epoch. With
+    own dispatch costs 0.1-0.25 ms a call, up to a quarter of a warm epoch. With
     `rows_axis`, array arguments' sizes on that axis (their rows) may vary: one
     graph serves them all (evaluation on the training and validation parts).
     """
@@ -134,6 +134,18 @@ def graph_function(
 
 
 @functools.cache
+def _gpu_visible() -> bool:
+    """Whether TensorFlow sees a GPU (it lists devices without initialising them)."""
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def unrolls_probe(jit: bool) -> bool:
+    """Whether a graph's probe unrolls its products of a small fan-in (see
+    `core.network.affine`): under XLA on a CPU, where that was measured to pay."""
+    return jit and not _gpu_visible()
+
+
+@functools.cache
 def _lean_options() -> eager_context.FunctionCallOptions | None:
     """Call options for plain graphs on a CPU: TensorFlow's single-threaded executor,
     and no Grappler.
@@ -146,7 +158,7 @@ def _lean_options() -> eager_context.FunctionCallOptions | None:
     so it is used only where TensorFlow sees no GPU, and graphs are traced under
     it too (their loops then stay functional). None where a GPU is visible.
     """
-    if tf.config.list_physical_devices("GPU"):
+    if _gpu_visible():
         return None
     config = config_pb2.ConfigProto()
     config.ParseFromString(eager_context.context().function_call_options.config_proto_serialized)
@@ -413,9 +425,8 @@ class CompiledTrainer:
 
     def _probe(self, x: tf.Tensor) -> tf.Tensor:
         """(hidden, len(ACTIVATION_STATS)): the network now, on the probe batch `x`."""
-        # Under XLA the probe's products of a small fan-in are cheaper unrolled:
-        # capturing every step probes after every step.
-        forward = self.network.forward(x, training=False, unroll_small=self.jit)
+        # Capturing every step probes after every step: make it cheap.
+        forward = self.network.forward(x, training=False, unroll_small=unrolls_probe(self.jit))
         return tf.stack(
             [
                 _activation_stats(z, a, kind)
