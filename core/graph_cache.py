@@ -1,8 +1,8 @@
 """Compiled trainers kept per process, so repeated shapes pay no compile.
 
-Two kinds of graph: a plain TensorFlow graph traces in about a second, while
-XLA takes a second or two more to compile but then runs a small net's epoch
-several times faster. Which one a run gets is the process's XLA mode:
+Two kinds of graph: a plain TensorFlow graph is ready in about a quarter of a
+second, while XLA takes ~1.5 s more to compile but then runs a small net's
+step several times faster. Which one a run gets is the process's XLA mode:
 
 - `auto` (`gradwatch run`, one run in a fresh process): the plain graph,
   unless the run is long enough to repay the compile (`XLA_MIN_STEPS`);
@@ -39,9 +39,11 @@ from core.network import Architecture
 from core.spec import TrainingSpec
 from core.trainer import CompiledTrainer, TrainerKey
 
-# Steps over which compiling XLA first beats the plain graph: the tutorial's
-# 2-5-5-5-5-5-1 net saves ~0.4 ms a step against ~2 s of compile on 2 cores.
-XLA_MIN_STEPS = 15_000
+# Steps over which compiling XLA first beats the plain graph: on 2 cores the
+# tutorial's 2-5-5-5-5-5-1 net saves ~0.1 ms a step against ~1.5 s more to
+# compile; a cold run of 16,000 steps is 0.2 s faster plain, of 22,400 0.4 s
+# faster on XLA.
+XLA_MIN_STEPS = 18_000
 CACHE_SLOTS = 16
 BOUNDARY_RESOLUTION = 80  # the decision-surface grid is this many points a side
 
