@@ -30,16 +30,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from core.network import _ACTIVATIONS, affine, kernel_initializer
+from core.network import ACTIVATION_FUNCTIONS, affine, kernel_initializer
 from core.spec import InitializerSpec
 from core.trainer import (
     ACTIVATION_STATS,
     TENSOR_STATS,
     EpochArrays,
     TrainerKey,
-    _activation_stats,
-    _make_optimizer,
+    activation_stats,
     graph_function,
+    losses_and_hits,
+    make_optimizer,
     unrolls_probe,
 )
 
@@ -67,7 +68,7 @@ class EnsembleTrainer:
         self.jit = jit
         architecture = key.architecture
         self._binary = architecture.widths[-1] == 1
-        self._activation_fns = [_ACTIVATIONS[a] for a in architecture.activations]
+        self._activation_fns = [ACTIVATION_FUNCTIONS[a] for a in architecture.activations]
         self._skips = architecture.skips()
         self.kernels: list[keras.Variable] = []
         self.biases: list[keras.Variable] = []
@@ -82,7 +83,7 @@ class EnsembleTrainer:
                 architecture.layer_names[:-1], architecture.hidden_widths, strict=True
             )
         ]
-        self.optimizer = _make_optimizer(key)
+        self.optimizer = make_optimizer(key)
         self.optimizer.build(self.trainable_variables)
         self._optimizer_start = [np.array(v.numpy()) for v in self.optimizer.variables]
         self._epoch_fn = graph_function(self._train_epoch, jit=jit)
@@ -212,16 +213,7 @@ class EnsembleTrainer:
         self, y: tf.Tensor, logits: tf.Tensor, mask: tf.Tensor | None = None
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """Per member (M,): mean loss and accuracy over the rows where `mask` is 1."""
-        if self._binary:
-            logit = logits[..., 0]
-            loss = tf.nn.sigmoid_cross_entropy_with_logits(
-                labels=tf.cast(y, logit.dtype), logits=logit
-            )
-            hits = tf.equal(tf.cast(logit > 0, y.dtype), y)
-        else:
-            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-            hits = tf.equal(tf.argmax(logits, axis=-1, output_type=y.dtype), y)
-        hits = tf.cast(hits, tf.float32)
+        loss, hits = losses_and_hits(y, logits, binary=self._binary)
         if mask is None:
             return tf.reduce_mean(loss, axis=1), tf.reduce_mean(hits, axis=1)
         count = tf.reduce_sum(mask)
@@ -338,7 +330,7 @@ class EnsembleTrainer:
         kinds = self.key.architecture.activations
         return tf.stack(
             [
-                _activation_stats(z, a, kind)
+                activation_stats(z, a, kind)
                 for z, a, kind in zip(pre_activations, activations, kinds, strict=True)
             ],
             axis=-2,

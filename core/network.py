@@ -21,7 +21,7 @@ from core.spec import Activation, InitializerKind, InitializerSpec, ModelSpec
 
 ActivationFn = Callable[[tf.Tensor], tf.Tensor]
 
-_ACTIVATIONS: dict[Activation, ActivationFn] = {
+ACTIVATION_FUNCTIONS: dict[Activation, ActivationFn] = {
     Activation.SIGMOID: tf.sigmoid,
     Activation.TANH: tf.tanh,
     Activation.RELU: tf.nn.relu,
@@ -98,7 +98,7 @@ class Network:
                 norm = keras.layers.BatchNormalization(name=f"{name}_bn")
                 norm.build((None, units))
             self.norms.append(norm)
-        self._activation_fns = [_ACTIVATIONS[a] for a in architecture.activations]
+        self._activation_fns = [ACTIVATION_FUNCTIONS[a] for a in architecture.activations]
         self._skips = architecture.skips()
 
     @property

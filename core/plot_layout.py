@@ -17,7 +17,9 @@ drawing does not measure the tick labels again to place it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -25,6 +27,7 @@ from matplotlib.backend_bases import RendererBase
 from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 from matplotlib.text import Text
+from matplotlib.ticker import LogLocator, MaxNLocator
 from matplotlib.transforms import Bbox, ScaledTranslation
 
 MIN_PANEL_FRACTION = 0.1  # a panel never shrinks below this share of the figure, whatever the text
@@ -322,3 +325,27 @@ def _fraction(figure: Figure, box: Bbox) -> Bbox:
     """A box in pixels as figure fractions, the unit of `Axes.set_position`."""
     width, height = figure.bbox.width, figure.bbox.height
     return Bbox.from_extents(box.x0 / width, box.y0 / height, box.x1 / width, box.y1 / height)
+
+
+class InViewLocator(MaxNLocator):
+    """MaxNLocator without the ticks just past the view, which are never drawn.
+
+    matplotlib builds a tick (two lines and two labels) for every location a
+    locator returns, and MaxNLocator returns one more on each side of the view.
+    """
+
+    def __call__(self) -> Sequence[float]:
+        return _in_view(self.axis, super().__call__())
+
+
+class InViewLogLocator(LogLocator):
+    """LogLocator without the decades past the view (see `InViewLocator`)."""
+
+    def __call__(self) -> Sequence[float]:
+        return _in_view(self.axis, super().__call__())
+
+
+def _in_view(axis: Any, locations: Sequence[float]) -> list[float]:
+    low, high = sorted(axis.get_view_interval())
+    slack = 1e-9 * (high - low)
+    return [location for location in locations if low - slack <= location <= high + slack]

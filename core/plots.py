@@ -46,7 +46,7 @@ from matplotlib.text import Text
 from matplotlib.ticker import LogFormatterSciNotation, LogLocator, MaxNLocator, NullLocator
 
 from core.plot_canvas import render_png, shared_renderer
-from core.plot_layout import Frame, arrange
+from core.plot_layout import Frame, InViewLocator, InViewLogLocator, arrange
 
 Result = Mapping[str, Any]
 T = TypeVar("T")
@@ -386,33 +386,7 @@ def _locator(
         bins = style.width_pt / cols / (4.0 * style.small)
     else:
         bins = style.height_pt / rows / (5.0 * style.small)
-    return _InViewLocator(
-        nbins=max(2, min(int(bins), 9)), steps=[1, 2, 2.5, 5, 10], integer=integer
-    )
-
-
-class _InViewLocator(MaxNLocator):
-    """MaxNLocator without the ticks just past the view, which are never drawn.
-
-    matplotlib builds a tick (two lines and two labels) for every location a
-    locator returns, and MaxNLocator returns one more on each side of the view.
-    """
-
-    def __call__(self) -> Sequence[float]:
-        return _in_view(self.axis, super().__call__())
-
-
-class _InViewLogLocator(LogLocator):
-    """LogLocator without the decades past the view (see `_InViewLocator`)."""
-
-    def __call__(self) -> Sequence[float]:
-        return _in_view(self.axis, super().__call__())
-
-
-def _in_view(axis: Any, locations: Sequence[float]) -> list[float]:
-    low, high = sorted(axis.get_view_interval())
-    slack = 1e-9 * (high - low)
-    return [loc for loc in locations if low - slack <= loc <= high + slack]
+    return InViewLocator(nbins=max(2, min(int(bins), 9)), steps=[1, 2, 2.5, 5, 10], integer=integer)
 
 
 def _cell_width(ax: Axes) -> float:
@@ -438,7 +412,7 @@ def _log_y(ax: Axes, style: _Style) -> None:
     ax.set_yscale("log")
     rows, _ = _grid_shape(ax)
     numticks = max(3, min(int(style.height_pt / rows / (4.0 * style.small)), 9))
-    ax.yaxis.set_major_locator(_InViewLogLocator(numticks=numticks))
+    ax.yaxis.set_major_locator(InViewLogLocator(numticks=numticks))
     ax.yaxis.set_major_formatter(_PlainLogFormatter())
     minor = LogLocator(subs="auto", numticks=numticks)
     low, high = sorted(ax.get_ylim())

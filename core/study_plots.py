@@ -40,10 +40,10 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.legend import Legend
 from matplotlib.lines import Line2D
 from matplotlib.text import Text
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 
 from core.plot_canvas import shared_renderer
-from core.plot_layout import Frame, arrange
+from core.plot_layout import Frame, InViewLocator, InViewLogLocator, arrange
 from core.plots import (
     HEATMAP_COLORMAP,
     MISSING_COLOR,
@@ -424,33 +424,7 @@ def _locator(span_pt: float, style: _Style, *, across: bool, integer: bool = Fal
     the ones drawn.
     """
     bins = span_pt / ((3.0 if across else 2.0) * style.pt(8.0))
-    return _InViewLocator(
-        nbins=max(1, min(int(bins), 9)), steps=[1, 2, 2.5, 5, 10], integer=integer
-    )
-
-
-class _InViewLocator(MaxNLocator):
-    """MaxNLocator without the ticks just past the view, which are never drawn.
-
-    matplotlib builds a tick (two lines and two labels) for every location a
-    locator returns, and MaxNLocator returns one more on each side of the view.
-    """
-
-    def __call__(self) -> Sequence[float]:
-        return _in_view(self.axis, super().__call__())
-
-
-class _InViewLogLocator(LogLocator):
-    """LogLocator without the decades past the view (see `_InViewLocator`)."""
-
-    def __call__(self) -> Sequence[float]:
-        return _in_view(self.axis, super().__call__())
-
-
-def _in_view(axis: Any, locations: Sequence[float]) -> list[float]:
-    low, high = sorted(axis.get_view_interval())
-    slack = 1e-9 * (high - low)
-    return [location for location in locations if low - slack <= location <= high + slack]
+    return InViewLocator(nbins=max(1, min(int(bins), 9)), steps=[1, 2, 2.5, 5, 10], integer=integer)
 
 
 def _cell(ax: Axes, style: _Style, *, reserved: float = 0.0) -> tuple[float, float]:
@@ -536,7 +510,7 @@ def _power_of_ten(value: float, _: Any = None) -> str:
 def _log_y(ax: Axes) -> None:
     """A log y axis labelled at powers of ten, without minor ticks."""
     ax.set_yscale("log")
-    ax.yaxis.set_major_locator(_InViewLogLocator(base=10.0, numticks=8))
+    ax.yaxis.set_major_locator(InViewLogLocator(base=10.0, numticks=8))
     ax.yaxis.set_major_formatter(FuncFormatter(_power_of_ten))
     ax.yaxis.set_minor_locator(NullLocator())
 

@@ -180,6 +180,24 @@ def _lean_calls() -> Iterator[None]:
         ctx.function_call_options = previous
 
 
+def losses_and_hits(
+    y: tf.Tensor, logits: tf.Tensor, *, binary: bool
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Each sample's cross-entropy and whether it is classified right (1.0 or 0.0).
+
+    Binary: one logit per sample (sigmoid); else one per class (softmax). Any
+    leading axes (an ensemble's members) are kept.
+    """
+    if binary:
+        logit = logits[..., 0]
+        loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.cast(y, logit.dtype), logits=logit)
+        hits = tf.equal(tf.cast(logit > 0, y.dtype), y)
+    else:
+        loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+        hits = tf.equal(tf.argmax(logits, axis=-1, output_type=y.dtype), y)
+    return loss, tf.cast(hits, tf.float32)
+
+
 def default_learning_rate(kind: OptimizerKind) -> float:
     """Keras' own default learning rate for an optimizer."""
     return float(_optimizer_class(kind)().learning_rate)
@@ -198,7 +216,7 @@ def _optimizer_class(kind: OptimizerKind) -> type[keras.optimizers.Optimizer]:
     }[kind]
 
 
-def _make_optimizer(key: TrainerKey) -> keras.optimizers.Optimizer:
+def make_optimizer(key: TrainerKey) -> keras.optimizers.Optimizer:
     options: dict[str, Any] = {"clipnorm": key.clipnorm, "clipvalue": key.clipvalue}
     if key.optimizer is OptimizerKind.SGD:
         options |= {"momentum": key.momentum, "nesterov": key.nesterov}
@@ -214,7 +232,7 @@ class CompiledTrainer:
         self.key = key
         self.jit = jit
         self.network = Network(key.architecture)
-        self.optimizer = _make_optimizer(key)
+        self.optimizer = make_optimizer(key)
         self.optimizer.build(self.network.trainable_variables)
         # Optimizer slots start at kind-specific values (Adagrad: 0.1), so
         # keep them to restore rather than assuming zeros.
@@ -281,15 +299,7 @@ class CompiledTrainer:
         self, y: tf.Tensor, logits: tf.Tensor, mask: tf.Tensor | None = None
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """Mean loss and accuracy over the samples where `mask` is 1 (all when None)."""
-        if self._binary:
-            logit = logits[:, 0]
-            labels = tf.cast(y, logit.dtype)
-            loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logit)
-            hits = tf.equal(tf.cast(logit > 0, y.dtype), y)
-        else:
-            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-            hits = tf.equal(tf.argmax(logits, axis=-1, output_type=y.dtype), y)
-        hits = tf.cast(hits, tf.float32)
+        loss, hits = losses_and_hits(y, logits, binary=self._binary)
         if mask is None:
             return tf.reduce_mean(loss), tf.reduce_mean(hits)
         count = tf.reduce_sum(mask)
@@ -429,7 +439,7 @@ class CompiledTrainer:
         forward = self.network.forward(x, training=False, unroll_small=unrolls_probe(self.jit))
         return tf.stack(
             [
-                _activation_stats(z, a, kind)
+                activation_stats(z, a, kind)
                 for z, a, kind in zip(
                     forward.pre_activations,
                     forward.activations,
@@ -516,7 +526,7 @@ def _moments(w: tf.Tensor) -> tf.Tensor:
     )
 
 
-def _activation_stats(z: tf.Tensor, a: tf.Tensor, kind: Activation) -> tf.Tensor:
+def activation_stats(z: tf.Tensor, a: tf.Tensor, kind: Activation) -> tf.Tensor:
     """Mean, S.D., saturated, dead and negative fractions of one layer on the probe.
 
     z and a are (..., samples, units), the statistics (..., 5): one row for each

@@ -14,10 +14,10 @@ import pytest
 from core.engine import device_info, run_experiment
 from core.hardware import cpu_name
 from core.hooks import TrainingCancelled, TrainingHook
-from core.network import _ACTIVATIONS
+from core.network import ACTIVATION_FUNCTIONS
 from core.result import dumps_result
 from core.spec import Activation, ExperimentSpec
-from core.trainer import ACTIVATION_STATS, _activation_stats
+from core.trainer import ACTIVATION_STATS, activation_stats
 
 SMALL = {
     "dataset": {"kind": "moons", "n_samples": 24, "noise": 0.2},
@@ -325,7 +325,7 @@ def test_only_relu_units_below_zero_everywhere_are_dead(
     # unit 0 is below zero on every sample, unit 1 on one sample of three
     z = np.array([[-1.0, 2.0], [-0.5, -3.0], [0.0, 1.0]], dtype=np.float32)
     activation = Activation(kind)
-    stats = _activation_stats(z, _ACTIVATIONS[activation](z), activation).numpy()
+    stats = activation_stats(z, ACTIVATION_FUNCTIONS[activation](z), activation).numpy()
     by_name = dict(zip(ACTIVATION_STATS, stats.tolist(), strict=True))
     for name, want in (("dead", dead), ("negative", negative)):
         if want is None:
