@@ -143,7 +143,7 @@ def _divergence(result: Mapping[str, Any]) -> dict[str, Any] | None:
         for name, layer in result["series"].items()
         for part in ("kernel", "bias")
         for stat in ("weight_norm", "grad_norm")
-        if any(v is None for v in _stat(layer, part, stat) or [])
+        if None in (_stat(layer, part, stat) or [])
     )
     if not bad_loss and not bad_tensors:
         return None
