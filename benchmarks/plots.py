@@ -23,6 +23,7 @@ Target (issue 3): all default plots of the tutorial in <= 0.35 s.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import os
@@ -97,39 +98,47 @@ def save_results(results: dict[str, Result], folder: Path) -> None:
         (folder / f"result-{index}.json").write_text(dumps_result(result))
 
 
-def load_revision(revision: str) -> ModuleType:
-    """core/plots.py as of `revision`, imported under another name."""
+def load_revision(revision: str, module: str = "core/plots.py") -> ModuleType:
+    """`module` (a path in the repository) as of `revision`, imported under another name."""
     source = subprocess.run(
-        ["git", "show", f"{revision}:core/plots.py"],
+        ["git", "show", f"{revision}:{module}"],
         cwd=ROOT,
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    folder = Path(tempfile.mkdtemp(prefix="gradwatch-plots-"))
-    path = folder / "plots_at_revision.py"
+    name = f"{Path(module).stem}_at_revision"
+    path = Path(tempfile.mkdtemp(prefix="gradwatch-plots-")) / f"{name}.py"
     path.write_text(source)
-    spec = importlib.util.spec_from_file_location("plots_at_revision", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = loaded  # dataclasses look their module up while it executes
+    spec.loader.exec_module(loaded)
+    return loaded
 
 
 def time_renders(
-    modules: dict[str, ModuleType], result: Result, names: list[str], repeat: int
+    modules: dict[str, ModuleType],
+    data: Any,
+    names: list[str],
+    repeat: int,
+    *,
+    render: str = "render_plot",
 ) -> dict[str, dict[str, float]]:
     """Seconds per module and plot: the minimum of `repeat` renders, after one to warm up.
 
-    The modules take turns within each repetition, so both see the same load.
+    Each module's `render(name, data)` draws a plot. The modules take turns within
+    each repetition, so both see the same load, and each render starts from a
+    collected heap, so a collection never falls on one render rather than another.
     """
     best = {label: {name: float("inf") for name in names} for label in modules}
     for repetition in range(repeat + 1):
         for label, module in modules.items():
             for name in names:
+                gc.collect()
                 started = time.perf_counter()
-                module.render_plot(name, result)
+                getattr(module, render)(name, data)
                 elapsed = time.perf_counter() - started
                 if repetition > 0:
                     best[label][name] = min(best[label][name], elapsed)

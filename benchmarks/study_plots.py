@@ -30,12 +30,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -46,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import core.study_plots  # noqa: E402
+from benchmarks.plots import load_revision, report, time_renders  # noqa: E402
 from core.plots import PlotSize  # noqa: E402
 from core.presets import study_preset  # noqa: E402
 
@@ -84,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         save_series(all_series, args.save)
     modules = {"current": core.study_plots}
     if args.against:
-        modules[args.against] = load_revision(args.against)
+        modules[args.against] = load_revision(args.against, "core/study_plots.py")
     if args.pngs:
         write_pngs(modules, all_series, args.pngs)
     size = f"{PlotSize.WIDTH}x{PlotSize.HEIGHT} at {PlotSize.DPI} dpi"
@@ -92,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = core.study_plots.available_study_plots(series)
         configs = len(series["configs"])
         print(f"\n{label}: {configs} configurations, {size}, ms (min of {args.repeat})")
-        report(names, time_renders(modules, series, names, args.repeat))
+        report(names, time_renders(modules, series, names, args.repeat, render="render_study_plot"))
     return 0
 
 
@@ -140,55 +138,6 @@ def write_pngs(modules: dict[str, ModuleType], all_series: dict[str, Series], fo
 
 def _file_name(label: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in label)
-
-
-def load_revision(revision: str) -> ModuleType:
-    """core/study_plots.py as of `revision`, imported under another name."""
-    source = subprocess.run(
-        ["git", "show", f"{revision}:core/study_plots.py"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    folder = Path(tempfile.mkdtemp(prefix="gradwatch-study-plots-"))
-    path = folder / "study_plots_at_revision.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("study_plots_at_revision", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
-
-
-def time_renders(
-    modules: dict[str, ModuleType], series: Series, names: list[str], repeat: int
-) -> dict[str, dict[str, float]]:
-    """Seconds per module and plot: the minimum of `repeat` renders, after one to warm up.
-
-    The modules take turns within each repetition, so both see the same load.
-    """
-    best = {label: {name: float("inf") for name in names} for label in modules}
-    for repetition in range(repeat + 1):
-        for label, module in modules.items():
-            for name in names:
-                gc.collect()
-                started = time.perf_counter()
-                module.render_study_plot(name, series)
-                elapsed = time.perf_counter() - started
-                if repetition > 0:
-                    best[label][name] = min(best[label][name], elapsed)
-    return best
-
-
-def report(names: list[str], timings: dict[str, dict[str, float]]) -> None:
-    labels = list(timings)
-    print(f"  {'plot':<15}" + "".join(f"{label:>12}" for label in labels))
-    for name in names:
-        print(f"  {name:<15}" + "".join(f"{timings[label][name] * 1000:12.1f}" for label in labels))
-    totals = [sum(timings[label].values()) * 1000 for label in labels]
-    print(f"  {'total':<15}" + "".join(f"{total:12.1f}" for total in totals))
 
 
 if __name__ == "__main__":
