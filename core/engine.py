@@ -162,7 +162,7 @@ def run_ensemble(
                     run.end(trainer.weights()[m] if run.keeps_end else None)
             if not active:
                 break
-        final_weights = trainer.weights()
+        final_weights = trainer.weights() if any(run.keeps_end for run in runs) else None
         train = trainer.evaluate(
             np.stack([d.x_train for d in data]), np.stack([d.y_train for d in data])
         )
@@ -174,7 +174,7 @@ def run_ensemble(
             if outcomes[m] is not None:
                 continue
             if run.diverged_at is None:
-                run.end(final_weights[m] if run.keeps_end else None)
+                run.end(final_weights[m] if final_weights is not None and run.keeps_end else None)
             result = run.result(
                 train=train[m],
                 validation=None if validation is None else validation[m],
@@ -185,7 +185,9 @@ def run_ensemble(
             for hook in hooks[m]:
                 hook.on_train_end(result["metrics"]["after"])
             outcomes[m] = RunOutput(result=result, arrays=run.arrays())
-    return [outcome for outcome in outcomes if outcome is not None]
+    finished = [outcome for outcome in outcomes if outcome is not None]
+    assert len(finished) == members  # each was cancelled or trained to its end (or divergence)
+    return finished
 
 
 @dataclass(frozen=True)
