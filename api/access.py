@@ -11,7 +11,7 @@ job is a 404 with the very body of an unknown one. Submissions are limited per
 owner (a 429 with Retry-After naming the limit), and stored results and plots
 are `private` to caches.
 
-A signed link (`?expires=...&sig=...`, see core.share_links) shows one plot at
+A signed link (`?expires=...&sig=...`, see core.access.share_links) shows one plot at
 one size until it expires, with no key: what an `<img>` on another site needs.
 A bad or expired signature is a 403 (checked before anything is looked up, so
 it says nothing about whether the job exists).
@@ -36,16 +36,16 @@ from urllib.parse import urlencode
 
 from api.errors import Problem
 from api.responses import IMMUTABLE
-from core.api_keys import ANONYMOUS, Keyring
-from core.settings import Settings
-from core.share_links import (
+from core.access.api_keys import ANONYMOUS, Keyring
+from core.access.share_links import (
     MIN_SECRET_LENGTH,
     PlotGrant,
     ShareCheck,
     check_plot_signature,
     sign_plot,
 )
-from core.store import Refusal
+from core.settings import Settings
+from core.store.jobs import Refusal
 
 # uvicorn configures this logger, so the lines show at its default level.
 logger = logging.getLogger("uvicorn.error")

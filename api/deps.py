@@ -16,10 +16,10 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from api.access import Access, metrics_unauthorized, unauthorized
 from api.errors import job_not_found
 from api.rendering import PlotIndex, PlotRenderer
-from core.api_keys import ANONYMOUS
-from core.jobs import JobRecord, is_job_id
+from core.access.api_keys import ANONYMOUS
+from core.experiment.jobs import JobRecord, is_job_id
 from core.settings import Settings
-from core.store import AsyncJobStore
+from core.store.jobs import AsyncJobStore
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,8 +35,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.redis_multiplex import is_store_unavailable, is_unavailable_reply
-from core.spec import SpecLimitError
+from core.experiment.spec import SpecLimitError
+from core.store.multiplex import is_store_unavailable, is_unavailable_reply
 
 PROBLEM_JSON = "application/problem+json"
 

@@ -24,7 +24,7 @@ from api.rendering import PlotRenderer
 from api.routes import events, experiments, health, plots, presets, studies
 from core.queue import make_celery
 from core.settings import Settings, get_settings
-from core.store import AsyncJobStore
+from core.store.jobs import AsyncJobStore
 
 API_PREFIX = "/v1"
 # A spec is a few kilobytes at most; refuse anything far larger before parsing it.

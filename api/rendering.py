@@ -7,7 +7,7 @@ distinct renders run or wait at a time: one more is refused with a 503 and
 Retry-After, so a flood of odd sizes cannot queue without bound and hold the
 API's memory and threads.
 
-A render is deterministic (core.plots: the same result and size give the same
+A render is deterministic (core.plotting.experiment_plots: the same result and size give the same
 bytes), and a finished job's result never changes, so `render_etag` names a
 render's bytes without drawing them: a PNG the job store did not keep (its
 per-job cache is full) still answers a matching If-None-Match with 304, at no
@@ -30,7 +30,10 @@ import matplotlib
 import numpy
 
 from api.errors import Problem
-from core import plot_canvas, plot_layout, plots, study_plots
+from core.plotting import canvas as plot_canvas
+from core.plotting import experiment_plots as plots
+from core.plotting import layout as plot_layout
+from core.plotting import study_plots
 
 # Distinct renders running or waiting at once, per API process.
 MAX_PENDING_RENDERS = 16

@@ -1,6 +1,6 @@
 """What clients send and are shown: the OpenAPI shapes of the API.
 
-A client sends an `ExperimentSpec` (core.spec); it is shown a `JobPublic`,
+A client sends an `ExperimentSpec` (core.experiment.spec); it is shown a `JobPublic`,
 pages of them (`JobsPage`), plot links, presets and problems. Hot routes build
 these documents directly (see `JobRecord.to_public`) and return them without
 re-validation; the models here describe them at /docs and keep the two honest
@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from core.jobs import JobStatus
-from core.spec import ExperimentSpec
+from core.experiment.jobs import JobStatus
+from core.experiment.spec import ExperimentSpec
 
 
 class JobProgress(BaseModel):

@@ -53,11 +53,11 @@ from benchmarks.service_processes import (
     wait_for_worker,
     wait_until,
 )
-from core.jobs import JobRecord, JobStatus
-from core.keys import Keys
+from core.experiment.jobs import JobRecord, JobStatus
+from core.experiment.spec import Device
 from core.settings import Settings
-from core.spec import Device
-from core.store import JobStore, plans_from_settings
+from core.store.jobs import JobStore, plans_from_settings
+from core.store.keys import Keys
 
 DRAIN_SECONDS = 3600.0
 POSTS_AT_ONCE = 64

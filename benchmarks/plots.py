@@ -14,7 +14,7 @@ Run:
     .venv/bin/python benchmarks/plots.py --against HEAD~3   # before/after, same run
     .venv/bin/python benchmarks/plots.py --result out/result.json  # a stored result
 
-`--against REV` also times `core/plots.py` as of git revision REV, rendering
+`--against REV` also times `core/plotting/experiment_plots.py` as of git revision REV, rendering
 the same results alternately with the current one, so both see the same load.
 
 Target (issue 3): all default plots of the tutorial in <= 0.35 s.
@@ -39,8 +39,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import core.plots  # noqa: E402
-from core.plots import PlotSize  # noqa: E402
+import core.plotting.experiment_plots  # noqa: E402
+from core.plotting.experiment_plots import PlotSize  # noqa: E402
 
 Result = dict[str, Any]
 
@@ -53,19 +53,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--result", action="append", type=Path, help="time this result.json instead (repeatable)"
     )
     parser.add_argument(
-        "--against", metavar="REV", help="also time core/plots.py as of git revision REV"
+        "--against",
+        metavar="REV",
+        help="also time core/plotting/experiment_plots.py as of git revision REV",
     )
     parser.add_argument("--save", type=Path, help="also write the results' JSON into this folder")
     args = parser.parse_args(argv)
     results = load_results(args.result) if args.result else run_tutorials(args.seed)
     if args.save:
         save_results(results, args.save)
-    modules = {"current": core.plots}
+    modules = {"current": core.plotting.experiment_plots}
     if args.against:
         modules[args.against] = load_revision(args.against)
     size = f"{PlotSize.WIDTH}x{PlotSize.HEIGHT} at {PlotSize.DPI} dpi"
     for label, result in results.items():
-        names = core.plots.available_plots(result)
+        names = core.plotting.experiment_plots.available_plots(result)
         print(f"\n{label}: {len(names)} plots, {size}, ms (min of {args.repeat})")
         report(names, time_renders(modules, result, names, args.repeat))
     return 0
@@ -74,8 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_tutorials(seed: int) -> dict[str, Result]:
     """The tutorial from the engine, capturing every epoch and every step (warm graphs)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from core.engine import run_experiment
-    from core.spec import ExperimentSpec
+    from core.engine.run import run_experiment
+    from core.experiment.spec import ExperimentSpec
 
     results: dict[str, Result] = {}
     for label, capture in (("tutorial", {}), ("tutorial, capture every step", {"every": "step"})):
@@ -91,14 +93,14 @@ def load_results(paths: Sequence[Path]) -> dict[str, Result]:
 
 
 def save_results(results: dict[str, Result], folder: Path) -> None:
-    from core.result import dumps_result
+    from core.experiment.result import dumps_result
 
     folder.mkdir(parents=True, exist_ok=True)
     for index, result in enumerate(results.values()):
         (folder / f"result-{index}.json").write_text(dumps_result(result))
 
 
-def load_revision(revision: str, module: str = "core/plots.py") -> ModuleType:
+def load_revision(revision: str, module: str = "core/plotting/experiment_plots.py") -> ModuleType:
     """`module` (a path in the repository) as of `revision`, imported under another name."""
     source = subprocess.run(
         ["git", "show", f"{revision}:{module}"],

@@ -37,9 +37,9 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.keys import Keys  # noqa: E402
+from core.experiment.spec import Device, ExperimentSpec  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from core.spec import Device, ExperimentSpec  # noqa: E402
+from core.store.keys import Keys  # noqa: E402
 
 WORKER_LOG = Path(os.environ.get("TMPDIR", "/tmp")) / "gradwatch-bench-worker.log"
 START_SECONDS = 120.0
@@ -220,9 +220,9 @@ def delete_namespace(settings: Settings) -> None:
 
 def time_in_process(body: dict[str, Any], runs: int) -> tuple[Timings, Timings]:
     """The engine alone, and the engine plus the default plots, warm, in this process."""
-    from core import graph_cache
-    from core.engine import run_experiment
-    from core.plots import available_plots, render_plot
+    from core.engine import graph_cache
+    from core.engine.run import run_experiment
+    from core.plotting.experiment_plots import available_plots, render_plot
 
     spec = ExperimentSpec.model_validate(body)
 

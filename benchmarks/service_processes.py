@@ -23,10 +23,10 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.keys import Keys
+from core.experiment.spec import Device
 from core.settings import Settings
-from core.spec import Device
-from core.store import JobStore
+from core.store.jobs import JobStore
+from core.store.keys import Keys
 
 ROOT = Path(__file__).resolve().parent.parent
 START_SECONDS = 180.0

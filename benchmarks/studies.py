@@ -55,9 +55,9 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.keys import Keys  # noqa: E402
+from core.experiment.spec import Device  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from core.spec import Device  # noqa: E402
+from core.store.keys import Keys  # noqa: E402
 
 START_SECONDS = 180.0
 STUDY_SECONDS = 600.0

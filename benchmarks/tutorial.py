@@ -31,10 +31,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from core import graph_cache
-from core.datasets import load_dataset
-from core.engine import run_experiment
-from core.spec import ExperimentSpec
+from core.datasets.builtin import load_dataset
+from core.engine import graph_cache
+from core.engine.run import run_experiment
+from core.experiment.spec import ExperimentSpec
 
 SEED = 1
 

@@ -7,11 +7,11 @@ by task name and never imports the worker (nor TensorFlow).
 The tasks:
 
     gradwatch.train(job_id: str)   # kwargs={"job_id": ...}; the spec is read from the job store
-    gradwatch.train_study_child(job_id: str, study_id: str)   # a study's child (core.study_store)
+    gradwatch.train_study_child(job_id: str, study_id: str)   # a study's child (core.store.studies)
 
 Every message is sent with `send_dispatch`: the task and kwargs the job's record
 keeps, its dispatch number in a message header. The job store puts each dispatch
-in an outbox as it makes it (core.store); the sender confirms it once sent, and
+in an outbox as it makes it (core.store.jobs); the sender confirms it once sent, and
 a reaper (worker.reaper) sends anew, as the next dispatch, what stays
 unconfirmed: a job the API stored but could not send, or whose API process died
 in between, still runs.
@@ -29,10 +29,10 @@ from typing import Any
 
 from celery import Celery
 
-from core.jobs import TRAIN_TASK
-from core.keys import Keys
+from core.experiment.jobs import TRAIN_TASK
+from core.experiment.spec import Device
 from core.settings import Settings
-from core.spec import Device
+from core.store.keys import Keys
 
 # A message names its dispatch in this header (kwargs stay as first sent, so every task's
 # signature still fits); absent means 0, the first send.
@@ -99,7 +99,7 @@ def send_dispatch(
 ) -> None:
     """Send dispatch `dispatch` of job `job_id` to `queue`.
 
-    `task` is the name and kwargs the job's record keeps (`core.jobs.training_task`,
+    `task` is the name and kwargs the job's record keeps (`core.experiment.jobs.training_task`,
     or `study_child_task`: a study's child keeps its study); without it, plain training.
     """
     name, kwargs = TRAIN_TASK, {"job_id": job_id}

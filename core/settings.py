@@ -13,10 +13,10 @@ from typing import Annotated, Any, Self
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from core.api_keys import parse_key_entry
-from core.ensemble_groups import MAX_MEMBERS
-from core.share_links import MIN_SECRET_LENGTH
-from core.spec import Device
+from core.access.api_keys import parse_key_entry
+from core.access.share_links import MIN_SECRET_LENGTH
+from core.experiment.grouping import MAX_MEMBERS
+from core.experiment.spec import Device
 
 # The hard time limit comes at least this long after the soft one.
 HARD_LIMIT_MARGIN = 5
@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     worker_silent_seconds: float = Field(30.0, gt=0, le=3600)
     reap_interval_seconds: float = Field(10.0, gt=0, le=600)
     # A study's children that share a graph are sent in groups of at most this many,
-    # each group trained side by side (core.ensemble); 1 trains every child alone.
+    # each group trained side by side (core.engine.ensemble); 1 trains every child alone.
     ensemble_members: int = Field(MAX_MEMBERS, ge=1, le=64)
     data_dir: str = "var"
 

@@ -16,8 +16,8 @@ import click
 from celery import Celery
 from celery.signals import celeryd_init
 
+from core.experiment.spec import Device
 from core.settings import get_settings
-from core.spec import Device
 
 DEVICE_ENV = "GRADWATCH_WORKER_DEVICE"
 

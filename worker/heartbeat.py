@@ -24,11 +24,11 @@ from typing import Any
 from celery.signals import task_received, worker_ready, worker_shutdown
 from celery.worker import state
 
-from core.jobs import task_job_ids
+from core.experiment.jobs import task_job_ids
 from core.queue import DISPATCH_HEADER
-from core.redis_multiplex import is_store_unavailable
 from core.settings import get_settings
-from core.store import JobStore
+from core.store.jobs import JobStore
+from core.store.multiplex import is_store_unavailable
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from core.hooks import TrainingCancelled, TrainingHook
-from core.store import JobStore
+from core.experiment.hooks import TrainingCancelled, TrainingHook
+from core.store.jobs import JobStore
 
 
 class JobProgressHook(TrainingHook):

@@ -39,12 +39,12 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
-from core.jobs import JobRecord
+from core.experiment.jobs import JobRecord
+from core.experiment.spec import Device
 from core.queue import make_celery, send_dispatch
-from core.redis_multiplex import is_store_unavailable
 from core.settings import Settings, get_settings
-from core.spec import Device
-from core.store import JobStore, Requeue
+from core.store.jobs import JobStore, Requeue
+from core.store.multiplex import is_store_unavailable
 
 logger = logging.getLogger(__name__)
 

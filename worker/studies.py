@@ -2,10 +2,10 @@
 
 A child trains exactly as `gradwatch.train` would train it, except that it
 draws no PNGs when it ends (its plots are drawn on first request; the study
-draws its own). Children that share a graph (core.ensemble_groups) are sent as
-one group and trained side by side in it (core.ensemble), each still started,
+draws its own). Children that share a graph (core.experiment.grouping) are sent as
+one group and trained side by side in it (core.engine.ensemble), each still started,
 progressed and ended in the store as a job of its own. Then, whatever the
-children's outcome, the worker brings the study up to date (core.study_finish):
+children's outcome, the worker brings the study up to date (worker.study_finish):
 the worker that ran the last child draws the study's default plots and seals it
 with them, so the first fetch is instant.
 """
@@ -19,11 +19,11 @@ from collections.abc import Sequence
 
 from celery import Task
 
-from core.jobs import STUDY_CHILD_TASK, STUDY_GROUP_TASK
+from core.experiment.jobs import STUDY_CHILD_TASK, STUDY_GROUP_TASK
 from core.settings import get_settings
-from core.study_finish import finish_study
-from core.study_store import StudyStore
+from core.store.studies import StudyStore
 from worker.celery_app import app
+from worker.study_finish import finish_study
 from worker.tasks import TrainingTask
 from worker.training import run_training_group, run_training_job
 

@@ -10,11 +10,11 @@ from celery import Task
 from celery.exceptions import TimeLimitExceeded
 from celery.signals import worker_process_init
 
-from core.jobs import public_message, task_job_ids
+from core.experiment.jobs import public_message, task_job_ids
 from core.queue import TRAIN_TASK
-from core.redis_multiplex import is_store_unavailable
 from core.settings import get_settings
-from core.store import JobStore
+from core.store.jobs import JobStore
+from core.store.multiplex import is_store_unavailable
 from worker.celery_app import app
 from worker.heartbeat import note_interrupted
 from worker.training import run_training_job, start_warm_up

@@ -37,20 +37,20 @@ from typing import TYPE_CHECKING, Any
 import redis
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 
-from core.hardware import cpu_name
-from core.hooks import TrainingCancelled
-from core.jobs import JobRecord, JobStatus, Summary, WorkerInfo, public_message
-from core.redis_multiplex import is_store_unavailable
-from core.result import dumps_result
+from core.engine.hardware import cpu_name
+from core.experiment.hooks import TrainingCancelled
+from core.experiment.jobs import JobRecord, JobStatus, Summary, WorkerInfo, public_message
+from core.experiment.result import dumps_result
+from core.experiment.spec import Device, ExperimentSpec
 from core.settings import get_settings
-from core.spec import Device, ExperimentSpec
-from core.store import JobStore
+from core.store.jobs import JobStore
+from core.store.multiplex import is_store_unavailable
 from worker.delivery import JobDelivery
 from worker.device import worker_device
 from worker.progress import JobProgressHook
 
 if TYPE_CHECKING:
-    from core.engine import RunOutput
+    from core.engine.run import RunOutput
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def _train(
     hostname: str,
     default_plots: bool,
 ) -> JobStatus | None:
-    from core import engine  # TensorFlow: only here, in the pool process
+    from core.engine import run as engine  # TensorFlow: only here, in the pool process
 
     if not _name_worker(store, delivery, record, hostname):
         return None
@@ -207,7 +207,7 @@ def _train(
 def _name_worker(store: JobStore, delivery: JobDelivery, record: JobRecord, hostname: str) -> bool:
     """Load the engine and write what only it knows of this worker (a GPU's name) into
     the record; False when the job is no longer this delivery's to run."""
-    from core import engine  # TensorFlow: only here, in the pool process
+    from core.engine import run as engine  # TensorFlow: only here, in the pool process
 
     assert delivery.token is not None
     prepare_device()
@@ -263,13 +263,13 @@ def run_training_group(
     hostname: str,
     soft_time_limit: float | None = None,
 ) -> dict[str, JobStatus | None]:
-    """Train the study children `job_ids` side by side in one graph (core.ensemble);
+    """Train the study children `job_ids` side by side in one graph (core.engine.ensemble);
     record how each one ended (None for one that was not to run).
 
     Each child starts and ends in the store as it would alone, with its own
     delivery token; a child that is already running elsewhere, finished or
     cancelled is left out. Should the specs not share a graph after all (the API
-    groups them with core.ensemble_groups), each part trains on its own.
+    groups them with core.experiment.grouping), each part trains on its own.
     """
     store = job_store()
     statuses: dict[str, JobStatus | None] = dict.fromkeys(job_ids)
@@ -305,8 +305,8 @@ def run_training_group(
 def _train_group(
     store: JobStore, started: Sequence[tuple[JobDelivery, JobRecord]], hostname: str
 ) -> dict[str, JobStatus | None]:
-    from core import engine  # TensorFlow: only here, in the pool process
-    from core.ensemble_groups import ensemble_groups
+    from core.engine import run as engine  # TensorFlow: only here, in the pool process
+    from core.experiment.grouping import ensemble_groups
 
     members = [(d, r) for d, r in started if _name_worker(store, d, r, hostname)]
     specs = [ExperimentSpec.model_validate(record.spec) for _, record in members]
@@ -341,7 +341,7 @@ def render_default_plots(job_id: str, result: Mapping[str, Any]) -> dict[str, by
     A plot that fails to draw is left out (and logged) rather than failing the
     job: the numbers stand, and the API can still try to render it on demand.
     """
-    from core.plots import available_plots, render_plot
+    from core.plotting.experiment_plots import available_plots, render_plot
 
     plots: dict[str, bytes] = {}
     for name in available_plots(result):
@@ -358,7 +358,7 @@ _device_ready = False
 
 def prepare_device() -> None:
     """Once per process, before the first run: GPU memory growth on a gpu worker,
-    and XLA for every run (core.graph_cache): a pool process lives across jobs, so
+    and XLA for every run (core.engine.graph_cache): a pool process lives across jobs, so
     a shape's first job pays the compile and later ones train several times
     faster, and every job of a spec gives the same numbers bit for bit.
 
@@ -369,7 +369,10 @@ def prepare_device() -> None:
     with _device_lock:
         if _device_ready:
             return
-        from core import engine, graph_cache
+        # The run module first, as every other path imports TensorFlow: two threads
+        # importing its submodules in different orders deadlock on their module locks.
+        import core.engine.run as engine
+        from core.engine import graph_cache
 
         if worker_device() is Device.GPU:
             engine.configure_gpu_memory_growth()
@@ -392,7 +395,7 @@ def start_warm_up() -> threading.Thread:
 
 def _warm_up() -> None:
     try:
-        import core.plots  # noqa: F401 - loads matplotlib
+        import core.plotting.experiment_plots  # noqa: F401 - loads matplotlib
 
         prepare_device()
     except Exception:

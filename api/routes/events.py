@@ -24,7 +24,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from api.deps import ExistingJob, StoreDep
 from api.errors import EndOfStream
 from api.schemas import problem_responses
-from core.jobs import FINISHED, JobRecord
+from core.experiment.jobs import FINISHED, JobRecord
 
 router = APIRouter(prefix="/experiments", tags=["events"])
 

@@ -28,10 +28,10 @@ from api.deps import (
 from api.errors import Problem, job_not_found, job_not_succeeded
 from api.responses import FastJSONResponse, record_response
 from api.schemas import JobPublic, JobsPage, problem_responses
-from core.jobs import JobRecord, JobStatus, is_job_id, training_task
+from core.experiment.jobs import JobRecord, JobStatus, is_job_id, training_task
+from core.experiment.spec import ExperimentSpec
 from core.queue import send_dispatch
-from core.spec import ExperimentSpec
-from core.store import (
+from core.store.jobs import (
     ACTIVE_LIMIT_RETRY_AFTER,
     IdempotencyKeyReused,
     InvalidCursor,
@@ -226,7 +226,10 @@ async def read_experiment(job_id: JobId, services: ServicesDep, owner: OwnerDep)
     "/{job_id}/result",
     response_class=Response,
     responses={
-        200: {"content": {"application/json": {}}, "description": "result.json (core.result)"},
+        200: {
+            "content": {"application/json": {}},
+            "description": "result.json (core.experiment.result)",
+        },
         **problem_responses(401, 404, 409),
     },
 )

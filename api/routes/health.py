@@ -21,9 +21,9 @@ from api.deps import MetricsScraper, OptionalOwner, ServicesDep
 from api.errors import store_unavailable
 from api.responses import FastJSONResponse
 from api.schemas import Health, problem_responses
+from core.experiment.spec import Device
 from core.settings import Settings
-from core.spec import Device
-from core.store import MetricsSnapshot
+from core.store.jobs import MetricsSnapshot
 
 router = APIRouter(tags=["health"])
 

@@ -5,7 +5,7 @@ strong ETag and a year-long immutable Cache-Control, and any origin may load
 it. The default size was rendered by the worker when the job ended; other
 sizes, and any plot the worker failed to draw that the result has the numbers
 for, are rendered on first request, off the event loop (api.rendering), and
-cached in Redis. Past the job's cache (core.store.MAX_CACHED_PLOTS) a render is
+cached in Redis. Past the job's cache (core.store.jobs.MAX_CACHED_PLOTS) a render is
 not kept, but its ETag is known without rendering, so If-None-Match still gives 304.
 
 With API keys, a PNG needs its owner's key, or a share link: `POST .../share`
@@ -34,9 +34,9 @@ from api.responses import (
     png_response,
 )
 from api.schemas import PlotList, ShareLink, problem_responses
-from core.jobs import JobStatus, is_job_id, iso_time
-from core.keys import plot_field
-from core.plots import (
+from core.access.share_links import PlotGrant
+from core.experiment.jobs import JobStatus, is_job_id, iso_time
+from core.plotting.experiment_plots import (
     PLOT_DESCRIPTIONS,
     PLOT_NAMES,
     PlotSize,
@@ -44,7 +44,7 @@ from core.plots import (
     available_plots,
     render_plot,
 )
-from core.share_links import PlotGrant
+from core.store.keys import plot_field
 
 router = APIRouter(prefix="/experiments", tags=["plots"])
 

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from api.responses import FastJSONResponse
 from api.schemas import PresetList
-from core.presets import PRESETS, STUDY_PRESETS
+from core.experiment.presets import PRESETS, STUDY_PRESETS
 
 router = APIRouter(prefix="/presets", tags=["presets"])
 

@@ -52,13 +52,17 @@ from api.schemas import (
     StudySummary,
     problem_responses,
 )
-from core.ensemble_groups import ensemble_groups
-from core.jobs import JobStatus, dumps_compact, is_job_id, study_child_task, study_group_task
-from core.keys import plot_field
-from core.share_links import PlotGrant
-from core.store import AsyncJobStore, InvalidCursor, Refusal, TooManyActiveJobs, png_etag
-from core.studies import StudyError, StudyPlan, expand_study, parse_study, summary_csv
-from core.study_plots import (
+from core.access.share_links import PlotGrant
+from core.experiment.grouping import ensemble_groups
+from core.experiment.jobs import (
+    JobStatus,
+    dumps_compact,
+    is_job_id,
+    study_child_task,
+    study_group_task,
+)
+from core.experiment.studies import StudyError, StudyPlan, expand_study, parse_study, summary_csv
+from core.plotting.study_plots import (
     STUDY_PLOT_DESCRIPTIONS,
     STUDY_PLOT_NAMES,
     StudyPlotUnavailableError,
@@ -66,7 +70,9 @@ from core.study_plots import (
     render_study_plot,
     study_series,
 )
-from core.study_store import AsyncStudyStore, StudyRecord
+from core.store.jobs import AsyncJobStore, InvalidCursor, Refusal, TooManyActiveJobs, png_etag
+from core.store.keys import plot_field
+from core.store.studies import AsyncStudyStore, StudyRecord
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 
@@ -219,7 +225,7 @@ def study_messages(
     members: int,
 ) -> list[tuple[list[str], str, dict[str, Any]]]:
     """The first messages of a study's children: one per group of at most `members`
-    children that share a graph (core.ensemble_groups), trained side by side; one per
+    children that share a graph (core.experiment.grouping), trained side by side; one per
     child that trains alone."""
     messages = []
     for group in ensemble_groups(plan.children, max_members=members):

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from core.jobs import JobRecord, Summary, WorkerInfo
-from core.spec import ExperimentSpec
-from core.store import JobStore
+from core.experiment.jobs import JobRecord, Summary, WorkerInfo
+from core.experiment.spec import ExperimentSpec
+from core.store.jobs import JobStore
 from tests.conftest import Server
 
 # Jobs the tests post without wanting them trained go to the GPU queue, which no test

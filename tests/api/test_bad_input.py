@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from core.plots import PlotSize
-from core.spec import Limits
+from core.experiment.spec import Limits
+from core.plotting.experiment_plots import PlotSize
 from tests.api.conftest import UNTRAINED, FinishedJob, problem
 
 # One spec past each limit a client can reach, and the field the 422 must name.

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from core.plots import PLOT_NAMES
+from core.plotting.experiment_plots import PLOT_NAMES
 from tests.api.test_events import sse_events
 from tests.api.test_plots import ORIGIN, png_size
 from tests.conftest import LONG_SPEC, Server, Worker, wait_for

@@ -17,13 +17,13 @@ from fastapi import FastAPI
 from starlette.responses import StreamingResponse
 
 from api.main import create_app
-from core.api_keys import key_entry, new_api_key
+from core.access.api_keys import key_entry, new_api_key
 from core.settings import Settings
 from tests.api.conftest import problem
 from tests.api.test_blowups import INTERNALS
 
 ORIGIN = "https://notebook.example"
-SECRET = "password=hunter2 at /work/main/core/store.py:42"
+SECRET = "password=hunter2 at /work/main/core/store/jobs.py:42"
 
 
 def failing_app(settings: Settings) -> FastAPI:

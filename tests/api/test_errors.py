@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from api.errors import field_errors
-from core.spec import ExperimentSpec, SpecLimitError
+from core.experiment.spec import ExperimentSpec, SpecLimitError
 
 
 def error(loc: tuple[Any, ...], msg: str, **ctx: Any) -> dict[str, Any]:

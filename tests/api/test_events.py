@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 
-from core.jobs import Summary
-from core.spec import ExperimentSpec
-from core.store import JobStore
+from core.experiment.jobs import Summary
+from core.experiment.spec import ExperimentSpec
+from core.store.jobs import JobStore
 from tests.api.conftest import UNTRAINED, WORKER
 
 

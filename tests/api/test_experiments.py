@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from core.jobs import JobStatus, new_job_id
-from core.store import JobStore
+from core.experiment.jobs import JobStatus, new_job_id
+from core.store.jobs import JobStore
 from tests.api.conftest import UNTRAINED, WORKER, FinishedJob, problem
 
 

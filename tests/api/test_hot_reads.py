@@ -14,10 +14,10 @@ from api.access import Access
 from api.deps import Services
 from api.hot_reads import HotReads
 from api.rendering import PlotRenderer
-from core.plots import PlotSize
-from core.redis_multiplex import MultiplexedRedis
+from core.plotting.experiment_plots import PlotSize
 from core.settings import Settings
-from core.store import AsyncJobStore
+from core.store.jobs import AsyncJobStore
+from core.store.multiplex import MultiplexedRedis
 from tests.api.conftest import UNTRAINED, FinishedJob
 
 pytestmark = pytest.mark.anyio

@@ -63,7 +63,7 @@ def get_from_failing_app(settings: Settings, path: str) -> httpx.Response:
 
     @app.get("/v1/boom")
     async def boom() -> None:
-        raise RuntimeError("secret at /work/main/core/store.py:42 password=hunter2")
+        raise RuntimeError("secret at /work/main/core/store/jobs.py:42 password=hunter2")
 
     async def get() -> httpx.Response:
         transport = httpx.ASGITransport(app, raise_app_exceptions=False)

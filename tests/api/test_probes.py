@@ -16,10 +16,10 @@ import pytest
 from pydantic import ValidationError
 
 from api.main import create_app
-from core.api_keys import key_entry, new_api_key
+from core.access.api_keys import key_entry, new_api_key
+from core.experiment.spec import Device
 from core.settings import Settings
-from core.spec import Device
-from core.store import JobStore
+from core.store.jobs import JobStore
 from tests.api.conftest import problem
 from tests.conftest import KeysServer, free_port
 

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from core.redis_multiplex import COMMAND_TIMEOUT
+from core.store.multiplex import COMMAND_TIMEOUT
 from tests.conftest import (
     MEDIUM_SPEC,
     ROOT,

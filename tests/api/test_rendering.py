@@ -13,10 +13,10 @@ import redis
 from api.errors import Problem
 from api.main import create_app
 from api.rendering import PlotIndex, PlotRenderer, render_etag
-from core.keys import Keys
-from core.result import dumps_result
+from core.experiment.result import dumps_result
 from core.settings import Settings
-from core.store import MAX_CACHED_PLOTS
+from core.store.jobs import MAX_CACHED_PLOTS
+from core.store.keys import Keys
 from tests.api.conftest import FinishedJob
 
 pytestmark = pytest.mark.anyio

@@ -10,9 +10,9 @@ import httpx
 import pytest
 import redis
 
+from core.plotting.study_plots import STUDY_PLOT_NAMES
 from core.settings import Settings
-from core.study_plots import STUDY_PLOT_NAMES
-from core.study_store import StudyStore
+from core.store.studies import StudyStore
 from tests.api.conftest import problem
 from tests.api.test_events import sse_events
 from tests.api.test_plots import ORIGIN, png_size

@@ -1,4 +1,4 @@
-"""Synthetic results in the `core.result` layout, for tests that need no training."""
+"""Synthetic results in the `core.experiment.result` layout, for tests that need no training."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from core.result import RESULT_VERSION, dumps_result
+from core.experiment.result import RESULT_VERSION, dumps_result
 
 STAT_KEYS = (
     "weight_mean",

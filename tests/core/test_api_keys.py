@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from core.api_keys import (
+from core.access.api_keys import (
     ANONYMOUS,
     InvalidKeyEntry,
     Keyring,

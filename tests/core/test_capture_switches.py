@@ -11,11 +11,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core import trainer as trainer_module
-from core.engine import RunOutput, run_experiment
-from core.plots import PLOT_NAMES, PlotUnavailableError, available_plots, render_plot
-from core.result import dumps_result
-from core.spec import ExperimentSpec
+from core.engine import trainer as trainer_module
+from core.engine.run import RunOutput, run_experiment
+from core.experiment.result import dumps_result
+from core.experiment.spec import ExperimentSpec
+from core.plotting.experiment_plots import (
+    PLOT_NAMES,
+    PlotUnavailableError,
+    available_plots,
+    render_plot,
+)
 
 BASE: dict[str, Any] = {
     "seed": 5,

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.datasets import load_dataset
-from core.spec import DatasetKind, DatasetSpec, dataset_shape
+from core.datasets.builtin import load_dataset
+from core.experiment.spec import DatasetKind, DatasetSpec, dataset_shape
 
 
 @pytest.mark.parametrize("kind", list(DatasetKind))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.diagnosis import DEAD_FRACTION, VANISHING_RATIO, diagnose
+from core.experiment.diagnosis import DEAD_FRACTION, VANISHING_RATIO, diagnose
 
 LAYERS = ["hidden_1", "hidden_2", "output"]
 

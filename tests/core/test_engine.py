@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.engine import device_info, run_experiment
-from core.hardware import cpu_name
-from core.hooks import TrainingCancelled, TrainingHook
-from core.network import ACTIVATION_FUNCTIONS
-from core.result import dumps_result
-from core.spec import Activation, ExperimentSpec
-from core.trainer import ACTIVATION_STATS, activation_stats
+from core.engine.hardware import cpu_name
+from core.engine.network import ACTIVATION_FUNCTIONS
+from core.engine.run import device_info, run_experiment
+from core.engine.trainer import ACTIVATION_STATS, activation_stats
+from core.experiment.hooks import TrainingCancelled, TrainingHook
+from core.experiment.result import dumps_result
+from core.experiment.spec import Activation, ExperimentSpec
 
 SMALL = {
     "dataset": {"kind": "moons", "n_samples": 24, "noise": 0.2},

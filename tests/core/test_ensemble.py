@@ -7,14 +7,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.datasets import load_dataset
-from core.engine import RunOutput, run_ensemble, run_experiment
-from core.ensemble import EnsembleTrainer
-from core.graph_cache import trainer_key
-from core.hooks import TrainingCancelled, TrainingHook
-from core.network import Architecture
-from core.spec import ExperimentSpec
-from core.trainer import CompiledTrainer, EpochArrays
+from core.datasets.builtin import load_dataset
+from core.engine.ensemble import EnsembleTrainer
+from core.engine.graph_cache import trainer_key
+from core.engine.network import Architecture
+from core.engine.run import RunOutput, run_ensemble, run_experiment
+from core.engine.trainer import CompiledTrainer, EpochArrays
+from core.experiment.hooks import TrainingCancelled, TrainingHook
+from core.experiment.spec import ExperimentSpec
 
 N01 = {"kind": "random_normal", "mean": 0.0, "stddev": 1.0}
 COMPARED = ("step_stats", "step_loss", "step_accuracy", "end_weight_stats")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.ensemble_groups import MAX_MEMBERS, ensemble_groups, ensemble_key
-from core.spec import ExperimentSpec
+from core.experiment.grouping import MAX_MEMBERS, ensemble_groups, ensemble_key
+from core.experiment.spec import ExperimentSpec
 
 
 def spec(**sections: Any) -> ExperimentSpec:

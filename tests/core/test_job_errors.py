@@ -6,7 +6,7 @@ import traceback
 
 import pytest
 
-from core.jobs import PUBLIC_MESSAGE_CHARS, ErrorInfo, public_message
+from core.experiment.jobs import PUBLIC_MESSAGE_CHARS, ErrorInfo, public_message
 
 # As TensorFlow 2 words a runtime error in a compiled step (trimmed from a real one:
 # the stack the op was built in comes first, the reason last).
@@ -17,7 +17,7 @@ GRAPH_EXECUTION_ERROR = (
     '  File "/opt/gradwatch/.venv/lib/python3.11/site-packages/celery/app/trace.py", '
     "line 453, in trace_task\n\n"
     '  File "/opt/gradwatch/worker/training.py", line 196, in _train\n\n'
-    '  File "/opt/gradwatch/core/trainer.py", line 141, in step\n\n'
+    '  File "/opt/gradwatch/core/engine/trainer.py", line 141, in step\n\n'
     '  File "/opt/gradwatch/.venv/lib/python3.11/site-packages/keras/src/layers/core/'
     'dense.py", line 146, in call\n\n'
     "Matrix size-incompatible: In[0]: [32,2], In[1]: [3,5]\n"
@@ -54,7 +54,10 @@ def test_a_python_traceback_in_a_message_is_dropped_frames_and_source_lines() ->
             "see https://errors.pydantic.dev/2.9/v/too_short",
             "see https://errors.pydantic.dev/2.9/v/too_short",
         ),
-        ("loss / accuracy at 1/2 of core/trainer.py", "loss / accuracy at 1/2 of core/trainer.py"),
+        (
+            "loss / accuracy at 1/2 of core/engine/trainer.py",
+            "loss / accuracy at 1/2 of core/engine/trainer.py",
+        ),
     ],
 )
 def test_absolute_paths_are_named_by_their_file_only(text: str, shown: str) -> None:

@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from core.api_keys import ANONYMOUS
-from core.jobs import JobStatus, Summary, WorkerInfo
-from core.keys import owned
-from core.spec import ExperimentSpec
-from core.store import JobStore, TooManyActiveJobs
+from core.access.api_keys import ANONYMOUS
+from core.experiment.jobs import JobStatus, Summary, WorkerInfo
+from core.experiment.spec import ExperimentSpec
+from core.store.jobs import JobStore, TooManyActiveJobs
+from core.store.keys import owned
 
 WORKER = WorkerInfo(hostname="w@test", device="cpu", device_name="CPU", tensorflow="0")
 LIMITS = {"per_minute": 1000, "max_active": 1000}

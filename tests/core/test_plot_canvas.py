@@ -11,8 +11,8 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from PIL import Image
 
-from core import plot_canvas
-from core.plot_canvas import (
+from core.plotting import canvas as plot_canvas
+from core.plotting.canvas import (
     PNG_SIGNATURE,
     PlotCanvas,
     TextCachingRenderer,

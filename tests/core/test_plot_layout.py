@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Bbox
 
-from core.plot_layout import MIN_PANEL_FRACTION, Frame, arrange
+from core.plotting.layout import MIN_PANEL_FRACTION, Frame, arrange
 
 PAD, GAP = 4.0, 4.0  # points
 

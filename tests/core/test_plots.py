@@ -21,8 +21,8 @@ from matplotlib.text import Text
 from matplotlib.transforms import Affine2D, Bbox, TransformedBbox
 from PIL import Image
 
-from core import plot_canvas
-from core.plots import (
+from core.plotting import canvas as plot_canvas
+from core.plotting.experiment_plots import (
     MISSING_COLOR,
     PLOT_NAMES,
     PlotSize,
@@ -534,7 +534,10 @@ def test_an_all_null_series_renders_an_empty_panel_with_a_note(result: dict[str,
 
 
 def test_importing_plots_does_not_import_tensorflow() -> None:
-    code = "import sys, core.plots; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    code = (
+        "import sys, core.plotting.experiment_plots; "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from core.jobs import JobRecord, JobStatus, Summary, WorkerInfo, training_task
-from core.spec import ExperimentSpec
-from core.store import JobStore, Requeue
+from core.experiment.jobs import JobRecord, JobStatus, Summary, WorkerInfo, training_task
+from core.experiment.spec import ExperimentSpec
+from core.store.jobs import JobStore, Requeue
 
 LOST = WorkerInfo(hostname="lost@test", device="cpu", device_name="CPU", tensorflow="2")
 OTHER = WorkerInfo(hostname="other@test", device="cpu", device_name="CPU", tensorflow="2")

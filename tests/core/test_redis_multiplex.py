@@ -11,8 +11,8 @@ import redis
 from redis._parsers.base import BaseParser
 from redis.exceptions import NoScriptError, ResponseError
 
-from core.redis_multiplex import MultiplexedRedis, is_unavailable_reply
 from core.settings import Settings
+from core.store.multiplex import MultiplexedRedis, is_unavailable_reply
 
 pytestmark = pytest.mark.anyio
 

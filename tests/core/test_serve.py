@@ -15,9 +15,9 @@ import httpx
 import psutil
 import pytest
 
-from core import serve
+from core.cli import serve
+from core.experiment.spec import Device
 from core.settings import get_settings
-from core.spec import Device
 from tests.conftest import ROOT, free_port, wait_for
 
 START_SECONDS = 120.0

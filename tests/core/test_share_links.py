@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from core.share_links import PlotGrant, ShareCheck, check_plot_signature, sign_plot
+from core.access.share_links import PlotGrant, ShareCheck, check_plot_signature, sign_plot
 
 SECRET = b"s" * 32
 GRANT = PlotGrant("experiment", "01ARZ3NDEKTSV4RRFFQ69G5FAV", "weights", (960, 540, 100), 2000)

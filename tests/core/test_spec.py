@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from core.spec import (
+from core.experiment.spec import (
     Activation,
     CaptureEvery,
     DatasetKind,

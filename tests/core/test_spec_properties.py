@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from core.datasets import load_dataset
-from core.spec import (
+from core.datasets.builtin import load_dataset
+from core.experiment.spec import (
     CaptureEvery,
     ExperimentSpec,
     Limits,

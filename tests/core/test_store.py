@@ -11,12 +11,10 @@ import pytest
 import redis
 import redis.asyncio
 
-from core.jobs import JobRecord, JobStatus, Summary, WorkerInfo, is_job_id, new_job_id
-from core.keys import plot_field
-from core.redis_multiplex import MultiplexedRedis
+from core.experiment.jobs import JobRecord, JobStatus, Summary, WorkerInfo, is_job_id, new_job_id
+from core.experiment.spec import ExperimentSpec, Limits
 from core.settings import Settings
-from core.spec import ExperimentSpec, Limits
-from core.store import (
+from core.store.jobs import (
     EVENTS_MAXLEN,
     MAX_CACHED_PLOTS,
     AsyncJobStore,
@@ -30,6 +28,8 @@ from core.store import (
     encode_cursor,
     plans_from_settings,
 )
+from core.store.keys import plot_field
+from core.store.multiplex import MultiplexedRedis
 
 T = TypeVar("T")
 

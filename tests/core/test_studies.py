@@ -17,13 +17,9 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
-from core import plot_canvas, study_plots
-from core.jobs import JobStatus, Summary, WorkerInfo, new_job_id, study_child_task
-from core.plots import PlotSizeError
-from core.presets import STUDY_PRESETS
-from core.settings import Settings
-from core.store import TooManyActiveJobs
-from core.studies import (
+from core.experiment.jobs import JobStatus, Summary, WorkerInfo, new_job_id, study_child_task
+from core.experiment.presets import STUDY_PRESETS
+from core.experiment.studies import (
     MAX_CHILDREN,
     ChildOutcome,
     StudyError,
@@ -34,7 +30,10 @@ from core.studies import (
     summarize,
     summary_csv,
 )
-from core.study_plots import (
+from core.plotting import canvas as plot_canvas
+from core.plotting import study_plots
+from core.plotting.experiment_plots import PlotSizeError
+from core.plotting.study_plots import (
     STUDY_PLOT_NAMES,
     StudyPlotUnavailableError,
     UnknownStudyPlotError,
@@ -43,7 +42,9 @@ from core.study_plots import (
     render_study_plot,
     study_series,
 )
-from core.study_store import StudyStore
+from core.settings import Settings
+from core.store.jobs import TooManyActiveJobs
+from core.store.studies import StudyStore
 from tests.core.result_samples import make_diverged_result, make_result
 
 WORKER = WorkerInfo(hostname="fake@test", device="cpu", device_name="CPU", tensorflow="0")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from core.datasets import load_dataset
-from core.graph_cache import trainer_key
-from core.network import UNROLLED_FAN_IN, Architecture, affine
-from core.spec import ExperimentSpec
-from core.trainer import CompiledTrainer, EpochArrays
+from core.datasets.builtin import load_dataset
+from core.engine.graph_cache import trainer_key
+from core.engine.network import UNROLLED_FAN_IN, Architecture, affine
+from core.engine.trainer import CompiledTrainer, EpochArrays
+from core.experiment.spec import ExperimentSpec
 
 FIELDS = (
     "step_stats",

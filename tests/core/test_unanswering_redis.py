@@ -8,8 +8,8 @@ import time
 import pytest
 import redis
 
-from core import redis_multiplex
-from core.redis_multiplex import MultiplexedRedis
+from core.store import multiplex as redis_multiplex
+from core.store.multiplex import MultiplexedRedis
 
 
 async def _silent_server() -> tuple[asyncio.Server, int, list[asyncio.StreamWriter]]:

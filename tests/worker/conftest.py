@@ -21,11 +21,11 @@ import pytest
 import redis
 from celery import Celery
 
-from core.jobs import JobRecord, JobStatus
+from core.experiment.jobs import JobRecord, JobStatus
+from core.experiment.spec import Device, ExperimentSpec
 from core.queue import TRAIN_TASK, make_celery
 from core.settings import Settings
-from core.spec import Device, ExperimentSpec
-from core.store import JobStore, plans_from_settings
+from core.store.jobs import JobStore, plans_from_settings
 from tests.conftest import ROOT, WORKER_START_SECONDS, stop_process, wait_for
 
 JOB_SECONDS = 180.0  # a first job in a fresh pool process loads TensorFlow and compiles

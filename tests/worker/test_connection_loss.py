@@ -13,7 +13,7 @@ from __future__ import annotations
 import psutil
 import redis
 
-from core.jobs import FINISHED, JobStatus
+from core.experiment.jobs import FINISHED, JobStatus
 from tests.conftest import LONG_SPEC
 from tests.worker.conftest import PreforkWorker, Workers, wait_for_record
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import redis
 
+from core.experiment.spec import Device
 from core.settings import Settings
-from core.spec import Device
 from tests.conftest import ROOT, WORKER_START_SECONDS, stop_process, wait_for
 from tests.worker.conftest import make_deployment
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.jobs import FINISHED, JobStatus
+from core.experiment.jobs import FINISHED, JobStatus
 from core.queue import TRAIN_TASK, celery_config
 from core.settings import Settings
 from tests.conftest import Worker

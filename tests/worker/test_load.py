@@ -9,9 +9,9 @@ import json
 from collections import Counter
 from collections.abc import Callable
 
-from core.jobs import FINISHED, JobStatus
-from core.keys import Keys
+from core.experiment.jobs import FINISHED, JobStatus
 from core.settings import Settings
+from core.store.keys import Keys
 from tests.conftest import wait_for
 from tests.worker.conftest import JOB_SECONDS, PreforkWorker
 

@@ -20,11 +20,11 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from api.main import create_app
-from core.jobs import FINISHED, JobStatus, new_job_id
+from core.experiment.jobs import FINISHED, JobStatus, new_job_id
+from core.experiment.studies import StudyRequest, expand_study
+from core.plotting.study_plots import planned_study_plots
 from core.settings import Settings
-from core.studies import StudyRequest, expand_study
-from core.study_plots import planned_study_plots
-from core.study_store import StudyStore
+from core.store.studies import StudyStore
 from tests.conftest import wait_for
 from tests.worker.conftest import JOB_SECONDS, RECOVERY_SECONDS, Deployment, Workers
 

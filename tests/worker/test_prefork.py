@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 import pytest
 
-from core.jobs import FINISHED, JobStatus
-from core.keys import Keys
+from core.experiment.jobs import FINISHED, JobStatus
 from core.queue import celery_config, make_celery
 from core.settings import Settings
+from core.store.keys import Keys
 from tests.conftest import LONG_SPEC, MEDIUM_SPEC, wait_for
 from tests.worker.conftest import (
     JOB_SECONDS,

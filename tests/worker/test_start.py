@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from core.jobs import FINISHED, JobStatus
+from core.experiment.jobs import FINISHED, JobStatus
 from tests.conftest import wait_for
 from tests.worker.conftest import (
     RECOVERY_SECONDS,

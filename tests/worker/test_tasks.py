@@ -13,8 +13,8 @@ import sys
 import pytest
 from celery.exceptions import TimeLimitExceeded
 
-from core.jobs import FINISHED, JobStatus, WorkerInfo
-from core.keys import Keys
+from core.experiment.jobs import FINISHED, JobStatus, WorkerInfo
+from core.store.keys import Keys
 from tests.conftest import LONG_SPEC, ROOT, Worker
 from tests.core.test_job_errors import GRAPH_EXECUTION_ERROR
 from tests.worker.conftest import QUICK_SPEC, Deployment
@@ -182,7 +182,7 @@ def test_the_worker_modules_do_not_import_tensorflow(module: str) -> None:
     probe = (
         f"import sys, {module}; "
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in {'tensorflow', 'keras'} "
-        "or m in {'core.engine', 'matplotlib'}); "
+        "or m in {'core.engine.run', 'matplotlib'}); "
         "print(loaded); sys.exit(1 if loaded else 0)"
     )
     completed = subprocess.run(

@@ -15,10 +15,10 @@ import signal
 import time
 from typing import Any
 
-from core.jobs import FINISHED, JobStatus
-from core.keys import Keys
+from core.experiment.jobs import FINISHED, JobStatus
 from core.queue import celery_config, make_celery
 from core.settings import Settings
+from core.store.keys import Keys
 from tests.conftest import MEDIUM_SPEC, wait_for
 from tests.worker.conftest import (
     RECOVERY_SECONDS,

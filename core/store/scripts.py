@@ -1,7 +1,7 @@
 """The job store's Lua scripts: every state change of a job, each one atomic.
 
 Job scripts share a prelude: KEYS are the job's keys then the indexes (see
-`JobPlans._job_keys` in core.store), ARGV[1..3] the job id, the TTL applied
+`JobPlans._job_keys` in core.store.jobs), ARGV[1..3] the job id, the TTL applied
 when it finishes and the event stream's cap. Times come from Redis' own clock
 (TIME), so workers and API processes on several machines agree.
 """
@@ -38,7 +38,7 @@ local by_status = {queued = KEYS[9], running = KEYS[10], succeeded = KEYS[11],
 local owners = KEYS[14]
 local id, ttl, cap = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 
--- An owner's part of an index (core.keys.owned): derived here, as the worker's
+-- An owner's part of an index (core.store.keys.owned): derived here, as the worker's
 -- transitions do not know the job's owner; the owners hash does.
 local function owned(index, owner) return index .. ':owner:' .. owner end
 
@@ -121,7 +121,7 @@ end
 # A new queued job, whole: its record (with the task that trains it, at dispatch 0),
 # owner, indexes, "queued" event, and its first dispatch in the outbox, where it stays
 # until its sender confirms the message went out (a reaper sends it if none does).
-# Shared by CREATE and a study's creation (core.study_store), whose preludes differ:
+# Shared by CREATE and a study's creation (core.store.studies), whose preludes differ:
 # it needs only their `now()`. `at` holds the keys record, events, jobs, queued (the
 # status index), owners and outbox; `job` the fields id, queue, spec, epochs, owner, task.
 NEW_JOB = """
@@ -349,7 +349,7 @@ PRUNE_OWNED = LuaScript(
     _CLOCK
     + """
 -- KEYS[1] owners (id -> owner), [2] expiry, [3..] indexes; ARGV[1] limit.
--- Like PRUNE, and each id also leaves its owner's part of every index (core.keys.owned).
+-- Like PRUNE, and each id also leaves its owner's part of every index (core.store.keys.owned).
 local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now(), 'LIMIT', 0, ARGV[1])
 for _, id in ipairs(ids) do
   local owner = redis.call('HGET', KEYS[1], id)
@@ -439,7 +439,7 @@ LOST_WORKERS = LuaScript(
     _CLOCK
     + """
 -- KEYS[1] workers of a queue; ARGV[1] silent seconds, [2] and [3] the prefix and suffix of
--- a worker's jobs key (core.keys). Replies hostname, last report pairs of the workers
+-- a worker's jobs key (core.store.keys). Replies hostname, last report pairs of the workers
 -- silent that long whose last report named a job (a reaper forgets a report once done).
 local reply = {}
 local hosts = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now() - tonumber(ARGV[1]))

@@ -60,7 +60,7 @@ THRESHOLDS = {
 
 
 def diagnose(result: Mapping[str, Any]) -> dict[str, Any]:
-    """Verdicts, evidence and thresholds for a result laid out as in core/result.py."""
+    """Verdicts, evidence and thresholds for a result laid out as in core/experiment/result.py."""
     series: Mapping[str, Any] = result["series"]
     sizes = {layer["name"]: layer for layer in result["layers"]}
     verdicts: list[str] = []

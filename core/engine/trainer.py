@@ -2,14 +2,14 @@
 
 One call of `CompiledTrainer.train_epoch` runs a whole epoch as a single
 TensorFlow graph function, XLA-compiled when the trainer is built with
-`jit=True` (core/graph_cache.py chooses when that pays): every optimizer step
+`jit=True` (core/engine/graph_cache.py chooses when that pays): every optimizer step
 computes its weight, gradient and update statistics in the graph and writes
 them to a TensorArray, so nothing is pulled to Python per step. Python sees
 one bundle of arrays per epoch, which is where hooks run.
 
 A trainer holds its variables; `reset` gives them a new run's starting
 values, so a process that trains many runs of one architecture compiles its
-graph once (see core/graph_cache.py).
+graph once (see core/engine/graph_cache.py).
 
 This module imports TensorFlow; only the engine imports it.
 """
@@ -30,8 +30,8 @@ import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2
 from tensorflow.python.eager import context as eager_context
 
-from core.network import Architecture, Network
-from core.spec import (
+from core.engine.network import Architecture, Network
+from core.experiment.spec import (
     BOUNDED_ACTIVATIONS,
     DYING_ACTIVATIONS,
     RELU_FAMILY,
@@ -40,7 +40,7 @@ from core.spec import (
     OptimizerKind,
 )
 
-# Per captured variable and step, in this order (see core/result.py).
+# Per captured variable and step, in this order (see core/experiment/result.py).
 TENSOR_STATS = (
     "weight_mean",
     "weight_std",
@@ -141,7 +141,7 @@ def _gpu_visible() -> bool:
 
 def unrolls_probe(jit: bool) -> bool:
     """Whether a graph's probe unrolls its products of a small fan-in (see
-    `core.network.affine`): under XLA on a CPU, where that was measured to pay."""
+    `core.engine.network.affine`): under XLA on a CPU, where that was measured to pay."""
     return jit and not _gpu_visible()
 
 

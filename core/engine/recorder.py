@@ -1,7 +1,7 @@
 """Turns the arrays each compiled epoch returns into the result's time series.
 
 NumPy only: the compiled loop hands over one bundle per epoch, the recorder
-keeps what the spec asked for and lays it out as core/result.py describes.
+keeps what the spec asked for and lays it out as core/experiment/result.py describes.
 A capture switch that is off (`capture.weights`, `gradients`, `activations`)
 leaves its statistics out of every part of the result, not just the series.
 """
@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.result import finite_list, finite_or_none
-from core.spec import CaptureSpec
+from core.experiment.result import finite_list, finite_or_none
+from core.experiment.spec import CaptureSpec
 
 if TYPE_CHECKING:
-    from core.trainer import EpochArrays
+    from core.engine.trainer import EpochArrays
 
-# Column indices into a step's statistics (see core.trainer.TENSOR_STATS).
+# Column indices into a step's statistics (see core.engine.trainer.TENSOR_STATS).
 _TENSOR_STATS = (
     "weight_mean",
     "weight_std",

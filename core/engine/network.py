@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from core.spec import Activation, InitializerKind, InitializerSpec, ModelSpec
+from core.experiment.spec import Activation, InitializerKind, InitializerSpec, ModelSpec
 
 ActivationFn = Callable[[tf.Tensor], tf.Tensor]
 

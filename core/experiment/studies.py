@@ -6,7 +6,7 @@ Cartesian product of the axes, in the order given; each configuration runs
 `seeds` times with seeds `seed, seed + 1, ...`, the same for every
 configuration, so configurations are compared on the same data and the same
 initial draws. `{"preset": NAME}` names a ready study (see
-`core.presets.STUDY_PRESETS`).
+`core.experiment.presets.STUDY_PRESETS`).
 
 Everything here is pure: `expand_study` validates a request and returns the
 child specs; `summarize` turns the children's summaries into one row per
@@ -37,9 +37,9 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.jobs import JobStatus
-from core.presets import STUDY_PRESETS, study_preset
-from core.spec import ExperimentSpec, Limits, SpecLimitError, draw_seed
+from core.experiment.jobs import JobStatus
+from core.experiment.presets import STUDY_PRESETS, study_preset
+from core.experiment.spec import ExperimentSpec, Limits, SpecLimitError, draw_seed
 
 MAX_CHILDREN = 64  # experiments in one study, seeds included
 MAX_SEEDS = 16

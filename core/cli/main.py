@@ -22,9 +22,10 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from core import api_keys, serve
-from core.hooks import TrainingHook
-from core.spec import ExperimentSpec
+from core.access import api_keys
+from core.cli import serve
+from core.experiment.hooks import TrainingHook
+from core.experiment.spec import ExperimentSpec
 
 
 class ProgressBar(TrainingHook):
@@ -76,8 +77,8 @@ def load_spec(path: str | None) -> ExperimentSpec:
 
 def write_outputs(out: Path, result: dict[str, Any], arrays: bytes | None) -> list[Path]:
     """result.json, every available plot and arrays.npz into `out`; the paths written."""
-    from core.plots import available_plots, render_plot
-    from core.result import dumps_result
+    from core.experiment.result import dumps_result
+    from core.plotting.experiment_plots import available_plots, render_plot
 
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "result.json"]
@@ -112,7 +113,7 @@ def run_command(args: argparse.Namespace) -> int:
             return 2
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from core.engine import run_experiment  # TensorFlow loads here, only for `run`
+    from core.engine.run import run_experiment  # TensorFlow loads here, only for `run`
 
     hooks = [] if args.quiet else [ProgressBar(sys.stderr)]
     output = run_experiment(spec, hooks)
@@ -148,7 +149,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     code: int = args.func(args)
     return code
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

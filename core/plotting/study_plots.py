@@ -5,7 +5,7 @@ need (per configuration, aggregated over seeds); the series is stored with
 the study, so any size can be drawn later without reading the children
 again. `render_study_plot` draws one plot from a series, with matplotlib's
 object API, as a PNG of exactly the asked pixel size: panels in fixed margins
-(`core.plot_layout`) on the text-caching canvas (`core.plot_canvas`), as the
+(`core.plotting.layout`) on the text-caching canvas (`core.plotting.canvas`), as the
 plots of an experiment.
 
     depth           per-layer gradient S.D. and norm against depth, one line per
@@ -42,9 +42,9 @@ from matplotlib.lines import Line2D
 from matplotlib.text import Text
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 
-from core.plot_canvas import shared_renderer
-from core.plot_layout import Frame, InViewLocator, InViewLogLocator, arrange
-from core.plots import (
+from core.experiment.spec import ExperimentSpec, dataset_shape
+from core.plotting.canvas import shared_renderer
+from core.plotting.experiment_plots import (
     HEATMAP_COLORMAP,
     MISSING_COLOR,
     PlotSize,
@@ -52,7 +52,7 @@ from core.plots import (
     figure_inches,
     render_figure,
 )
-from core.spec import ExperimentSpec, dataset_shape
+from core.plotting.layout import Frame, InViewLocator, InViewLogLocator, arrange
 
 STUDY_PLOT_NAMES: tuple[str, ...] = ("depth", "curves", "gradient_flow", "boundary")
 

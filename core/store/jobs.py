@@ -6,7 +6,7 @@ serves the API. Both expose the same operations with the same signatures (async
 ones are awaited), generated from `JobPlans`: pure functions that turn a call
 into one Redis round trip (a Lua script, or a pipeline of commands) plus a
 function that reads the reply. Every state change is one Lua script
-(core.store_scripts), so it is atomic: a cancel racing a finish leaves exactly
+(core.store.scripts), so it is atomic: a cancel racing a finish leaves exactly
 one of them applied. Times come from the Redis server's clock, so workers on
 several machines agree.
 
@@ -104,8 +104,8 @@ import redis
 import redis.asyncio
 import redis.exceptions
 
-from core.api_keys import ANONYMOUS
-from core.jobs import (
+from core.access.api_keys import ANONYMOUS
+from core.experiment.jobs import (
     ErrorInfo,
     JobRecord,
     JobStatus,
@@ -116,11 +116,11 @@ from core.jobs import (
     new_job_id,
     training_task,
 )
-from core.keys import Keys, owned, plot_etag_field
-from core.redis_multiplex import MultiplexedRedis
+from core.experiment.spec import ExperimentSpec, Limits
 from core.settings import Settings
-from core.spec import ExperimentSpec, Limits
-from core.store_scripts import (
+from core.store.keys import Keys, owned, plot_etag_field
+from core.store.multiplex import MultiplexedRedis
+from core.store.scripts import (
     ADMIT,
     CREATE,
     DELETE,

@@ -1,15 +1,15 @@
 """Plots of one run, drawn from the numbers in its result alone.
 
 Every plot reads only the result dict (the `result.json` layout in
-`core.result`), never a model or TensorFlow, so any size can be rendered on
+`core.experiment.result`), never a model or TensorFlow, so any size can be rendered on
 demand long after the run. Rendering uses matplotlib's object API on an Agg
 canvas (no pyplot, no rcParams changes) and returns PNG bytes of exactly the
 asked pixel size; the same result and size always give the same bytes.
 
 A worker renders every plot when a job ends, so rendering is kept fast: the
-panels sit in fixed margins measured once (`core.plot_layout`) rather than
+panels sit in fixed margins measured once (`core.plotting.layout`) rather than
 under a layout engine, ticks have explicit counts and plain-text labels, and
-the canvas reuses its renderer and rasterized text (`core.plot_canvas`).
+the canvas reuses its renderer and rasterized text (`core.plotting.canvas`).
 
 Example:
     >>> names = available_plots(result)
@@ -45,8 +45,8 @@ from matplotlib.markers import TICKLEFT, MarkerStyle
 from matplotlib.text import Text
 from matplotlib.ticker import LogFormatterSciNotation, LogLocator, MaxNLocator, NullLocator
 
-from core.plot_canvas import render_png, shared_renderer
-from core.plot_layout import Frame, InViewLocator, InViewLogLocator, arrange
+from core.plotting.canvas import render_png, shared_renderer
+from core.plotting.layout import Frame, InViewLocator, InViewLogLocator, arrange
 
 Result = Mapping[str, Any]
 T = TypeVar("T")
@@ -125,7 +125,7 @@ class PlotSizeError(ValueError):
 
 # Matplotlib documents itself as not thread-safe: its font cache (FT2Font
 # objects) is process-wide, and so are the renderer and rasterized text that
-# `core.plot_canvas` keeps between renders. Text is also measured outside
+# `core.plotting.canvas` keeps between renders. Text is also measured outside
 # `draw` (the layout, legends). Building and drawing is Python holding the GIL
 # anyway (two threads without the lock were no faster than with it), so one
 # module lock around a whole build and draw costs no throughput and makes
@@ -1177,7 +1177,7 @@ _MISSING_DATA: dict[str, str] = {
 def render_figure(build: Callable[[], Figure]) -> bytes:
     """PNG bytes of the figure `build` returns, built and drawn under this module's lock.
 
-    For plot modules beside this one (core.study_plots): matplotlib's text
+    For plot modules beside this one (core.plotting.study_plots): matplotlib's text
     state is process-wide, so every render in a process takes the same lock;
     and they draw on the same text-caching canvas as this module's plots.
     """

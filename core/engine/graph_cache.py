@@ -34,10 +34,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
-from core.ensemble import EnsembleTrainer
-from core.network import Architecture
-from core.spec import TrainingSpec
-from core.trainer import CompiledTrainer, TrainerKey
+from core.engine.ensemble import EnsembleTrainer
+from core.engine.network import Architecture
+from core.engine.trainer import CompiledTrainer, TrainerKey
+from core.experiment.spec import TrainingSpec
 
 # Steps over which compiling XLA first beats the plain graph: on 2 cores the
 # tutorial's 2-5-5-5-5-5-1 net saves ~0.1 ms a step against ~1.5 s more to
@@ -134,7 +134,7 @@ def checkout(
 def checkout_ensemble(
     key: TrainerKey, shapes: Shapes, *, steps: int, members: int
 ) -> Iterator[tuple[EnsembleTrainer, bool]]:
-    """As `checkout`, for `members` runs of `key` trained side by side (core.ensemble)."""
+    """As `checkout`, for `members` runs of `key` trained side by side (core.engine.ensemble)."""
     trainer, reused = _take((key, shapes, members), steps=steps)
     assert isinstance(trainer, EnsembleTrainer)
     try:

@@ -39,8 +39,8 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from core.experiment.spec import Device
 from core.settings import Settings, get_settings
-from core.spec import Device
 
 READY_TIMEOUT_SECONDS = 120.0
 POLL_SECONDS = 0.2

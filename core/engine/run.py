@@ -1,11 +1,11 @@
 """The training engine's entry point: one spec in, the result and raw arrays out.
 
 `run_experiment` is what `gradwatch run` and the worker call. It imports
-TensorFlow (through core.trainer), so import this module only where training
+TensorFlow (through core.engine.trainer), so import this module only where training
 runs, never in a process that forks workers.
 
 Example:
-    >>> from core.spec import ExperimentSpec
+    >>> from core.experiment.spec import ExperimentSpec
     >>> output = run_experiment(ExperimentSpec(training={"epochs": 3}))
     >>> output.result["diagnosis"]["verdicts"]
     ['vanishing']
@@ -23,22 +23,22 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from core.datasets import Dataset, load_dataset
-from core.diagnosis import diagnose
-from core.graph_cache import (
+from core.datasets.builtin import Dataset, load_dataset
+from core.engine.graph_cache import (
     BOUNDARY_RESOLUTION,
     Shapes,
     checkout,
     checkout_ensemble,
     trainer_key,
 )
-from core.hardware import cpu_name
-from core.hooks import TrainingCancelled, TrainingHook
-from core.network import Architecture
-from core.recorder import Recorder, snapshot_epochs
-from core.result import RESULT_VERSION, finite_list, finite_or_none
-from core.spec import CaptureEvery, ExperimentSpec, steps_per_epoch
-from core.trainer import EpochArrays, TrainerKey, default_learning_rate
+from core.engine.hardware import cpu_name
+from core.engine.network import Architecture
+from core.engine.recorder import Recorder, snapshot_epochs
+from core.engine.trainer import EpochArrays, TrainerKey, default_learning_rate
+from core.experiment.diagnosis import diagnose
+from core.experiment.hooks import TrainingCancelled, TrainingHook
+from core.experiment.result import RESULT_VERSION, finite_list, finite_or_none
+from core.experiment.spec import CaptureEvery, ExperimentSpec, steps_per_epoch
 
 DATASET_POINTS = 2000  # points kept in the result for the dataset plot
 
@@ -54,7 +54,7 @@ class RunOutput:
 def run_experiment(spec: ExperimentSpec, hooks: Sequence[TrainingHook] = ()) -> RunOutput:
     """Train the spec's network while capturing every layer, then diagnose it.
 
-    Raises `core.hooks.TrainingCancelled` when a hook does.
+    Raises `core.experiment.hooks.TrainingCancelled` when a hook does.
     """
     started = time.perf_counter()
     data = load_dataset(spec.dataset, seed=spec.seed)
@@ -94,7 +94,7 @@ def run_experiment(spec: ExperimentSpec, hooks: Sequence[TrainingHook] = ()) -> 
 def run_ensemble(
     specs: Sequence[ExperimentSpec], hooks: Sequence[Sequence[TrainingHook]]
 ) -> list[RunOutput | TrainingCancelled]:
-    """Train runs that share a graph (`core.ensemble_groups`) side by side in one.
+    """Train runs that share a graph (`core.experiment.grouping`) side by side in one.
 
     Each member is recorded, diagnosed and hooked exactly as `run_experiment`
     would do it alone, and its numbers equal that run's to float32 rounding. A
@@ -107,7 +107,7 @@ def run_ensemble(
     plans = [_Plan.of(spec, d) for spec, d in zip(specs, data, strict=True)]
     plan = plans[0]
     if any(other != plan for other in plans[1:]):
-        raise ValueError("these runs do not share a graph: see core.ensemble_groups")
+        raise ValueError("these runs do not share a graph: see core.experiment.grouping")
     members, epochs = len(specs), specs[0].training.epochs
     outcomes: list[RunOutput | TrainingCancelled | None] = [None] * members
     with checkout_ensemble(plan.key, plan.shapes, steps=plan.steps, members=members) as (
@@ -366,7 +366,7 @@ class _Run:
         seconds: float,
         timing: dict[str, Any],
     ) -> dict[str, Any]:
-        """result.json's content (core/result.py): the series, metrics and diagnosis."""
+        """result.json's content (core/experiment/result.py): the series, metrics and diagnosis."""
         after = {"train": _metrics(train)}
         if validation is not None:
             after["validation"] = _metrics(validation)

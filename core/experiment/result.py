@@ -49,7 +49,7 @@ E is the number of epochs run, `epochs_run`):
       "diverged_at_epoch": k | null,       # the epoch whose loss stopped being finite
       "diagnosis": {"verdicts": ["vanishing", ...],
                     "evidence": {..., "not_judged": {"vanishing": "why", ...}},
-                    "thresholds": {...}},     # see core/diagnosis.py
+                    "thresholds": {...}},     # see core/experiment/diagnosis.py
       "diverged": false,
       "device": {"kind": "cpu" | "gpu",
                  "name": "CPU (<model name>)" | "CPU" | "<the GPU's name>",
@@ -57,7 +57,7 @@ E is the number of epochs run, `epochs_run`):
       "timing": {"seconds": s,             # loading the data to the end of training
                  "graph_reused": bool,     # its compiled graphs came from this process's cache
                  "xla": bool,              # the epoch graph was XLA-compiled
-                 "members": n}             # runs trained side by side in it (core.ensemble)
+                 "members": n}             # runs trained side by side in it (core.engine.ensemble)
     }
 
 What a capture point holds (`series`, `capture`):
@@ -103,7 +103,7 @@ wherever it would be; training is the same, so every other number is too.
   judged.
 - With weights and gradients both off, `series` layers and `initial` layers
   are empty objects and `histograms` is null.
-A plot drawn from absent numbers is unavailable (core/plots.py says which).
+A plot drawn from absent numbers is unavailable (core/plotting/experiment_plots.py says which).
 
 Activation fractions, on the probe batch; each is null where it does not apply:
 - `saturated` (sigmoid, tanh, softsign): unit-sample pairs where the slope is

@@ -22,9 +22,9 @@ from typing import Any
 
 import orjson
 
-from core.jobs import JobStatus, dumps_compact
-from core.study_plots import available_study_plots, render_study_plot, study_series
-from core.study_store import StudyRecord, StudyStore
+from core.experiment.jobs import JobStatus, dumps_compact
+from core.plotting.study_plots import available_study_plots, render_study_plot, study_series
+from core.store.studies import StudyRecord, StudyStore
 
 logger = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from core.api_keys import ANONYMOUS
+from core.access.api_keys import ANONYMOUS
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +159,7 @@ class Keys:
 def owned(index: str, owner: str) -> str:
     """The owner's part of index `index` (e.g. `Keys.jobs`, `Keys.jobs_with_status(s)`).
 
-    The job scripts (core.store_scripts) derive these names the same way, from the
+    The job scripts (core.store.scripts) derive these names the same way, from the
     declared index and the job's owner, because the worker's transitions do not know
     a job's owner: the store runs on one Redis, not a cluster.
     """

@@ -1,6 +1,6 @@
 """Studies in the Redis store: a record beside its children, its state derived from theirs.
 
-A study's children are ordinary jobs (core.store). The study record keeps
+A study's children are ordinary jobs (core.store.jobs). The study record keeps
 their ids; its progress and status are read from their records, never
 counted separately, so nothing a worker does (or fails to do) can leave the
 two out of step. Every read of an unfinished study is one Lua script
@@ -51,12 +51,11 @@ import orjson
 import redis
 import redis.asyncio
 
-from core.api_keys import ANONYMOUS
-from core.jobs import JobStatus, dumps_compact, iso_time, new_job_id, study_child_task
-from core.keys import Keys, owned, plot_etag_field, plot_field
-from core.redis_multiplex import MultiplexedRedis
+from core.access.api_keys import ANONYMOUS
+from core.experiment.jobs import JobStatus, dumps_compact, iso_time, new_job_id, study_child_task
+from core.experiment.studies import MAX_CHILDREN, ChildOutcome, StudyPlan, study_status, summarize
 from core.settings import Settings
-from core.store import (
+from core.store.jobs import (
     EVENTS_MAXLEN,
     AsyncJobStore,
     JobEvent,
@@ -69,8 +68,9 @@ from core.store import (
     plans_from_settings,
     png_etag,
 )
-from core.store_scripts import NEW_JOB, PUT_PLOT, LuaScript
-from core.studies import MAX_CHILDREN, ChildOutcome, StudyPlan, study_status, summarize
+from core.store.keys import Keys, owned, plot_etag_field, plot_field
+from core.store.multiplex import MultiplexedRedis
+from core.store.scripts import NEW_JOB, PUT_PLOT, LuaScript
 
 T = TypeVar("T")
 P = ParamSpec("P")

@@ -1,6 +1,6 @@
 """A job as the store keeps it: its status, its record, its id.
 
-The record lives in a Redis hash (see `core.keys`); `JobRecord.from_fields`
+The record lives in a Redis hash (see `core.store.keys`); `JobRecord.from_fields`
 reads one and `JobRecord.to_public` is what clients see.
 
 Example:
@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from core.api_keys import ANONYMOUS
+from core.access.api_keys import ANONYMOUS
 
 
 class JobStatus(StrEnum):
@@ -88,7 +88,7 @@ def is_job_id(value: str) -> bool:
 # The Celery tasks that train a job (worker.tasks, worker.studies); core.queue sends them.
 TRAIN_TASK = "gradwatch.train"
 STUDY_CHILD_TASK = "gradwatch.train_study_child"
-# Several children of a study that share a graph, trained side by side (core.ensemble).
+# Several children of a study that share a graph, trained side by side (core.engine.ensemble).
 # Only a first send uses it: each child's record keeps its own STUDY_CHILD_TASK, so a
 # reaper sends a child of a lost group again on its own.
 STUDY_GROUP_TASK = "gradwatch.train_study_group"
@@ -218,7 +218,7 @@ class Summary:
 
     @classmethod
     def from_result(cls, result: Mapping[str, Any]) -> Summary:
-        """Read from a result.json dict (see `core.result`): final metrics and diagnosis."""
+        """Read from a result.json dict (core.experiment.result): final metrics and diagnosis."""
         after = result.get("metrics", {}).get("after", {}) or {}
         verdicts = (result.get("diagnosis") or {}).get("verdicts", [])
         return cls(

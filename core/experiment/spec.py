@@ -294,7 +294,7 @@ class CaptureSpec(_Section):
     (`arrays.npz`) for small models.
 
     The switches leave their numbers out of every part of the result (see
-    core/result.py); training itself is the same, so the loss is too:
+    core/experiment/result.py); training itself is the same, so the loss is too:
     - `weights`: weight statistics and the update ratio (|step| / |weights|,
       made of weights alone), the initial weights, the tutorial's weights,
       weight histograms and raw weights.

@@ -4,7 +4,7 @@ Everything is drawn from the spec's seed, so the same spec gives the same
 arrays on every machine. Nothing is downloaded.
 
 Example:
-    >>> from core.spec import DatasetSpec
+    >>> from core.experiment.spec import DatasetSpec
     >>> data = load_dataset(DatasetSpec(), seed=1)
     >>> data.x_train.shape, data.n_classes
     ((1000, 2), 2)
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn import datasets as sk
 
-from core.spec import DatasetKind, DatasetSpec, dataset_shape
+from core.experiment.spec import DatasetKind, DatasetSpec, dataset_shape
 
 Arrays = tuple[np.ndarray, np.ndarray]
 

@@ -1,4 +1,4 @@
-"""Which of a study's children can train together in one graph (core.ensemble).
+"""Which of a study's children can train together in one graph (core.engine.ensemble).
 
 Children may share a graph when their specs differ only in what the graph
 does not depend on: the seed (and with it the data, its order and the
@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from core.spec import ExperimentSpec
+from core.experiment.spec import ExperimentSpec
 
 # Members per graph by default (Settings.ensemble_members). Under XLA on a 2-core
 # CPU, four tutorial runs take 1.4x the time of one and eight 2.2x: past eight the

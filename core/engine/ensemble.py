@@ -8,11 +8,11 @@ the loss is the sum of the members' losses, so each member's gradient is its
 own. The optimizers gradwatch offers work element by element (clipping by
 value too), so one optimizer over the stacked weights steps each member as
 it would step alone; clipping by norm spans a whole tensor, so runs that use
-it are never grouped (`core.ensemble_groups`).
+it are never grouped (`core.experiment.grouping`).
 
 Per step, the graph computes every member's weight, gradient and update
 statistics and, per epoch, its activations on its own probe batch, exactly
-as `core.trainer.CompiledTrainer` does for one run; `train_epoch` hands back
+as `core.engine.trainer.CompiledTrainer` does for one run; `train_epoch` hands back
 one `EpochArrays` per member, so the engine records each member as a run of
 its own. Small networks leave a CPU mostly idle between ops, so M members
 cost little more than one.
@@ -30,9 +30,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from core.network import ACTIVATION_FUNCTIONS, affine, kernel_initializer
-from core.spec import InitializerSpec
-from core.trainer import (
+from core.engine.network import ACTIVATION_FUNCTIONS, affine, kernel_initializer
+from core.engine.trainer import (
     ACTIVATION_STATS,
     TENSOR_STATS,
     EpochArrays,
@@ -43,6 +42,7 @@ from core.trainer import (
     make_optimizer,
     unrolls_probe,
 )
+from core.experiment.spec import InitializerSpec
 
 # Keras' BatchNormalization defaults, which the single-run network uses.
 _BN_MOMENTUM = 0.99
@@ -111,7 +111,7 @@ class EnsembleTrainer:
     ) -> None:
         """Start new runs: member i gets fresh weights from `initializers[i]` and `seeds[i]`.
 
-        Each member's kernels are drawn exactly as `core.network.Network.initialize`
+        Each member's kernels are drawn exactly as `core.engine.network.Network.initialize`
         draws a single run's, so a member starts where that run alone would.
         """
         if len(initializers) != self.members or len(seeds) != self.members:
@@ -193,7 +193,7 @@ class EnsembleTrainer:
     ) -> tuple[tf.Tensor, list[tf.Tensor], list[tf.Tensor]]:
         """Logits (M, b, out) and each hidden layer's pre-activation and activation.
 
-        `unroll_small` as for `core.network.Network.forward`.
+        `unroll_small` as for `core.engine.network.Network.forward`.
         """
         pre_activations, activations = [], []
         h = x
@@ -402,7 +402,7 @@ def _member_moments(w: tf.Tensor) -> tf.Tensor:
 def _step_stats(
     before: list[tf.Tensor], gradients: list[tf.Tensor], after: list[tf.Tensor]
 ) -> tf.Tensor:
-    """(M, variables, 9): as `core.trainer._VariableStats.step`, for every member."""
+    """(M, variables, 9): as `core.engine.trainer._VariableStats.step`, for every member."""
     weights = tf.stack([_member_moments(t) for t in before], axis=1)
     grads = tf.stack([_member_moments(g) for g in gradients], axis=1)
     updates = tf.stack([_member_moments(a - b) for a, b in zip(after, before, strict=True)], axis=1)
