@@ -265,7 +265,7 @@ def report(
     ]
     print()
     print(
-        f"tutorial (2-5-5-5-5-5-1 sigmoid, {args.epochs} epochs), warm, "
+        f"tutorial (2-5-5-5-5-1 sigmoid, {args.epochs} epochs), warm, "
         f"{args.runs} runs: median (best)"
     )
     for label, timings in rows:

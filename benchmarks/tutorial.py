@@ -133,7 +133,7 @@ def main() -> None:
         run()  # the shape's first job compiles XLA
         rows[f"{label} engine, every {every}, warm"] = timed(run)
 
-    print(f"\ntutorial: circles, 2-5-5-5-5-5-1 {activation}, N(0,1), RMSprop, {epochs} epochs")
+    print(f"\ntutorial: circles, 2-5-5-5-5-1 {activation}, N(0,1), RMSprop, {epochs} epochs")
     print(f"{'':40} {'seconds':>8} {'accuracy':>9}")
     for label, (seconds, accuracy) in rows.items():
         print(f"{label:40} {seconds:8.2f} {accuracy:9.3f}")

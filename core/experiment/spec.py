@@ -8,7 +8,7 @@ code or exhaust a worker. Its defaults are the tutorial's sigmoid experiment:
 Example:
     >>> spec = ExperimentSpec.model_validate({"model": {"activation": "tanh"}})
     >>> spec.model.hidden_layers
-    [5, 5, 5, 5, 5]
+    [5, 5, 5, 5]
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ class ModelSpec(_Section):
     """
 
     hidden_layers: list[Width] = Field(
-        default_factory=lambda: [5, 5, 5, 5, 5], min_length=1, max_length=Limits.HIDDEN_LAYERS
+        default_factory=lambda: [5, 5, 5, 5], min_length=1, max_length=Limits.HIDDEN_LAYERS
     )
     activation: Activation | list[Activation] = Activation.SIGMOID
     initializer: InitializerSpec = Field(default_factory=InitializerSpec)
@@ -391,7 +391,7 @@ def split_sizes(dataset: DatasetSpec) -> tuple[int, int]:
 
 
 def layer_widths(spec: ExperimentSpec) -> list[int]:
-    """Input, hidden and output widths, e.g. [2, 5, 5, 5, 5, 5, 1]."""
+    """Input, hidden and output widths, e.g. [2, 5, 5, 5, 5, 1]."""
     _, features, classes = dataset_shape(spec.dataset)
     out = 1 if classes == 2 else classes
     return [features, *spec.model.hidden_layers, out]

@@ -35,7 +35,7 @@ def test_post_queues_the_job_and_points_at_it(client: httpx.Client) -> None:
 def test_post_of_an_empty_spec_is_the_tutorial(client: httpx.Client) -> None:
     job = post(client, {"device": "gpu"}).json()
 
-    assert job["spec"]["model"]["hidden_layers"] == [5, 5, 5, 5, 5]
+    assert job["spec"]["model"]["hidden_layers"] == [5, 5, 5, 5]
     assert job["spec"]["model"]["activation"] == "sigmoid"
     assert job["progress"]["epochs"] == 100 and job["spec"]["seed"] > 0
 

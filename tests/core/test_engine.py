@@ -205,18 +205,25 @@ def test_history_and_metrics() -> None:
 
 
 def test_tutorial_sigmoid_stays_far_below_tanh_and_relu() -> None:
-    """The tutorial's result: 5 sigmoid layers with N(0, 1) barely learn the circles."""
-    accuracy, verdicts, spread = {}, {}, {}
+    """The tutorial's result: four sigmoid layers with N(0, 1) learn the circles poorly.
+
+    Judged on the median of three seeds, as a single seed can mislead: over seeds 1 to 8
+    sigmoid ends at 0.60 to 0.77, tanh and relu at 0.98 to 1.0, but relu's seed 11 at 0.89.
+    """
+    accuracy, spread = {}, {}
     for activation in ("sigmoid", "tanh", "relu"):
-        result = run_experiment(spec_of({"model": {"activation": activation}})).result
-        accuracy[activation] = result["metrics"]["after"]["accuracy"]
-        verdicts[activation] = result["diagnosis"]["verdicts"]
-        first_epoch = result["tutorial"]["gradients"]
-        spread[activation] = first_epoch["hidden_1"]["std"][0]
+        runs = [
+            run_experiment(spec_of({"model": {"activation": activation}}, seed=seed)).result
+            for seed in (1, 2, 3)
+        ]
+        accuracy[activation] = np.median([r["metrics"]["after"]["accuracy"] for r in runs])
+        spread[activation] = np.median(
+            [r["tutorial"]["gradients"]["hidden_1"]["std"][0] for r in runs]
+        )
+        vanishing = ["vanishing" in r["diagnosis"]["verdicts"] for r in runs]
+        assert all(vanishing) if activation == "sigmoid" else not any(vanishing)
     assert accuracy["sigmoid"] < 0.75
     assert accuracy["tanh"] > 0.95 and accuracy["relu"] > 0.95
-    assert "vanishing" in verdicts["sigmoid"]
-    assert "vanishing" not in verdicts["tanh"] and "vanishing" not in verdicts["relu"]
     # the first layer's gradient S.D. is orders of magnitude smaller for sigmoid
     assert spread["sigmoid"] * 10 < min(spread["tanh"], spread["relu"])
 

@@ -37,16 +37,16 @@ def test_empty_spec_is_the_tutorial() -> None:
     assert (spec.dataset.n_samples, spec.dataset.factor, spec.dataset.noise) == (1000, 0.5, 0.1)
     assert spec.dataset.validation_split == 0
     assert not spec.dataset.standardized  # the tutorial trains on raw make_circles output
-    assert spec.model.hidden_layers == [5, 5, 5, 5, 5]
-    assert spec.model.activations == [Activation.SIGMOID] * 5
+    assert spec.model.hidden_layers == [5, 5, 5, 5]
+    assert spec.model.activations == [Activation.SIGMOID] * 4
     assert spec.model.initializer.kind is InitializerKind.RANDOM_NORMAL
     assert (spec.model.initializer.mean, spec.model.initializer.stddev) == (0.0, 1.0)
     assert spec.training.optimizer.kind is OptimizerKind.RMSPROP
     assert spec.training.optimizer.learning_rate is None  # Keras' default, 0.001
     assert (spec.training.epochs, spec.training.batch_size) == (100, 32)
     assert spec.capture.every is CaptureEvery.EPOCH
-    assert layer_widths(spec) == [2, 5, 5, 5, 5, 5, 1]
-    assert parameter_count(spec) == 15 + 4 * 30 + 6
+    assert layer_widths(spec) == [2, 5, 5, 5, 5, 1]
+    assert parameter_count(spec) == 15 + 3 * 30 + 6  # 2-5, three 5-5, 5-1
 
 
 def test_seed_is_drawn_once_and_recorded() -> None:
@@ -59,7 +59,7 @@ def test_seed_is_drawn_once_and_recorded() -> None:
 def test_real_datasets_are_standardized_by_convention() -> None:
     spec = ExperimentSpec.model_validate({"dataset": {"kind": "digits"}})
     assert spec.dataset.standardized
-    assert layer_widths(spec) == [64, 5, 5, 5, 5, 5, 10]
+    assert layer_widths(spec) == [64, 5, 5, 5, 5, 10]
 
 
 @pytest.mark.parametrize(

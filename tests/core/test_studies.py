@@ -67,7 +67,7 @@ def test_the_tutorial_preset_is_sigmoid_tanh_relu_on_the_tutorial_network() -> N
     plan = expand({"preset": "tutorial"})
     assert [c.model.activation.value for c in plan.children] == ["sigmoid", "tanh", "relu"]
     for child in plan.children:
-        assert child.model.hidden_layers == [5, 5, 5, 5, 5]
+        assert child.model.hidden_layers == [5, 5, 5, 5]
         assert child.model.initializer.kind.value == "random_normal"
         assert child.model.initializer.stddev == 1.0
         assert child.training.epochs == 100 and child.dataset.n_samples == 1000
