@@ -52,6 +52,17 @@ LONG_SPEC: dict[str, Any] = {
     "training": {"epochs": 1000, "batch_size": 100},
 }
 MEDIUM_SPEC: dict[str, Any] = {**LONG_SPEC, "training": {"epochs": 200, "batch_size": 100}}
+# The slowest steps inside the limits: four hidden layers of 512 at batch size 1, probed
+# on 4,000 samples after every step (billions of operations a step), and about the
+# largest result allowed. Its one epoch would take over half an hour: it must stop
+# between the calls of that epoch (core.engine.chunks).
+WORST_SPEC: dict[str, Any] = {
+    "seed": 7,
+    "dataset": {"n_samples": 4_000},
+    "model": {"hidden_layers": [512] * 4},
+    "training": {"epochs": 1, "batch_size": 1},
+    "capture": {"every": "step", "probe_size": 4_096, "histogram_bins": 200},
+}
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_START_SECONDS = 10.0

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 from core.experiment.hooks import TrainingCancelled, TrainingHook
 from core.store.jobs import JobStore
+
+# Within a long epoch, the store is asked whether to go on at most this often.
+CANCEL_POLL_SECONDS = 0.25
 
 
 class JobProgressHook(TrainingHook):
@@ -14,7 +18,9 @@ class JobProgressHook(TrainingHook):
     One Redis round trip per epoch: `set_progress` records the epoch and answers
     whether training should go on (False once a cancel was asked, the job was
     deleted or finished elsewhere, or delivered again: `delivery` is this run's
-    fencing token).
+    fencing token). Within an epoch too long for one call (core.engine.chunks),
+    between its calls, at most every `CANCEL_POLL_SECONDS`: whether a cancel was
+    asked or the job is no longer running, so a cancel lands within about a second.
 
     Example:
         >>> run_experiment(spec, hooks=[JobProgressHook(store, job_id)])
@@ -24,6 +30,7 @@ class JobProgressHook(TrainingHook):
         self.store = store
         self.job_id = job_id
         self.delivery = delivery
+        self._polled = time.monotonic()
 
     def on_epoch_end(self, epoch: int, epochs: int, logs: Mapping[str, float | None]) -> None:
         go_on = self.store.set_progress(
@@ -31,3 +38,11 @@ class JobProgressHook(TrainingHook):
         )
         if not go_on:
             raise TrainingCancelled(f"job {self.job_id} stopped after epoch {epoch}/{epochs}")
+
+    def on_chunk_end(self, epoch: int, epochs: int) -> None:
+        now = time.monotonic()
+        if now - self._polled < CANCEL_POLL_SECONDS:
+            return
+        self._polled = now
+        if self.store.is_cancel_requested(self.job_id):
+            raise TrainingCancelled(f"job {self.job_id} stopped during epoch {epoch}/{epochs}")

@@ -30,6 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from core.engine import chunks
 from core.engine.network import ACTIVATION_FUNCTIONS, affine, kernel_initializer
 from core.engine.trainer import (
     ACTIVATION_STATS,
@@ -49,7 +50,7 @@ _BN_MOMENTUM = 0.99
 _BN_EPSILON = 1e-3
 
 
-class EnsembleTrainer:
+class EnsembleTrainer(chunks.EpochCalls):
     """`members` networks of `key`'s architecture, trained together.
 
     Example:
@@ -57,6 +58,8 @@ class EnsembleTrainer:
         >>> trainer.reset([init] * 4, seeds=[1, 2, 3, 4], learning_rate=1e-3)
         >>> per_member = trainer.train_epoch(x, y, probe, batch_size=32)  # x: (4, n, f)
     """
+
+    rows_axis = 1
 
     def __init__(self, key: TrainerKey, members: int, *, jit: bool) -> None:
         if key.clipnorm is not None:
@@ -87,8 +90,11 @@ class EnsembleTrainer:
         self.optimizer.build(self.trainable_variables)
         self._optimizer_start = [np.array(v.numpy()) for v in self.optimizer.variables]
         self._epoch_fn = graph_function(self._train_epoch, jit=jit)
-        self._evaluate_fn = graph_function(self._evaluate, jit=False, rows_axis=1)
-        self._predict_fn = graph_function(self._predict, jit=False)
+        # An epoch too long for one call (core.engine.chunks) runs in these.
+        self._chunk_fn = graph_function(self._train_chunk, jit=jit)
+        self._edge_fn = graph_function(self._edge, jit=jit)
+        self._sums_fn = graph_function(self._evaluate_sums, jit=False, rows_axis=1)
+        self._predict_fn = graph_function(self._predict, jit=False, rows_axis=1)
 
     @property
     def captured_variables(self) -> list[keras.Variable]:
@@ -136,14 +142,24 @@ class EnsembleTrainer:
         self.optimizer.learning_rate = learning_rate
 
     def train_epoch(
-        self, x: np.ndarray, y: np.ndarray, probe: np.ndarray, *, batch_size: int
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        probe: np.ndarray,
+        *,
+        batch_size: int,
+        between: chunks.Between | None = None,
     ) -> list[EpochArrays]:
-        """One epoch of every member: x (M, n, f) and y (M, n) in each member's order."""
-        out = self._epoch_fn(x, y, probe, batch_size)
-        tensors = {"first_gradients", "last_gradients"}
-        fetched = {name: value.numpy() for name, value in out.items() if name not in tensors}
-        first = [g.numpy() for g in out["first_gradients"]]
-        last = [g.numpy() for g in out["last_gradients"]]
+        """One epoch of every member: x (M, n, f) and y (M, n) in each member's order.
+
+        As `CompiledTrainer.train_epoch`: a long epoch runs in several calls, with
+        `between` called between them.
+        """
+        out = self._epoch_outputs(x, y, probe, batch_size=batch_size, between=between)
+        tensors = {"first_gradients", "last_gradients", "step_weights", "step_gradients"}
+        fetched = {name: np.asarray(value) for name, value in out.items() if name not in tensors}
+        first = [np.asarray(g) for g in out["first_gradients"]]
+        last = [np.asarray(g) for g in out["last_gradients"]]
         probed = self.key.activations
         stepped = probed and self.key.step_capture
 
@@ -167,19 +183,21 @@ class EnsembleTrainer:
 
         return [member(m) for m in range(self.members)]
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> list[tuple[float, float]]:
+    def evaluate(
+        self, x: np.ndarray, y: np.ndarray, between: chunks.Between | None = None
+    ) -> list[tuple[float, float]]:
         """Each member's loss and accuracy on its own (x[m], y[m]), in inference mode."""
-        loss, accuracy = self._evaluate_fn(x, y)
-        return [(float(a), float(b)) for a, b in zip(loss.numpy(), accuracy.numpy(), strict=True)]
+        loss, accuracy = self.start_metrics(x, y, between)
+        return [(float(a), float(b)) for a, b in zip(loss, accuracy, strict=True)]
 
     def weights(self) -> list[list[np.ndarray]]:
         """Per member, its kernels and biases in layer order."""
         values = [np.array(v.numpy()) for v in self.captured_variables]
         return [[value[m] for value in values] for m in range(self.members)]
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, between: chunks.Between | None = None) -> np.ndarray:
         """Each member's class probabilities on its own x[m]: (M, n) or (M, n, classes)."""
-        return np.asarray(self._predict_fn(x))
+        return self._predict_by_rows(x, between)
 
     # ------------------------------------------------------------------ graph code
 
@@ -246,20 +264,53 @@ class EnsembleTrainer:
     def _train_epoch(
         self, x: tf.Tensor, y: tf.Tensor, probe: tf.Tensor, batch_size: int
     ) -> dict[str, Any]:
-        members, n, features = (int(d) for d in x.shape)
+        n = int(x.shape[1])
         steps = -(-n // batch_size)
         padding = steps * batch_size - n
         x = tf.pad(x, [[0, 0], [0, padding], [0, 0]])
         y = tf.pad(y, [[0, 0], [0, padding]])
         mask = tf.concat([tf.ones([n]), tf.zeros([padding])], axis=0)
-        captured = self.captured_variables
         start_loss, start_accuracy = self._evaluate(x[:, :n], y[:, :n])
         probed = self.key.activations
         start_activations = self._probe(probe) if probed else None
+        out = self._run_steps(x, y, mask, probe, batch_size, count=steps)
+        out |= {
+            "start_loss": start_loss,
+            "start_accuracy": start_accuracy,
+            # (M, variables, 4)
+            "end_weight_stats": self._weight_stats(),
+        }
+        if probed:
+            out["start_activation_stats"] = start_activations
+            if "step_activation_stats" in out:
+                # The probe after the last step is the end's.
+                out["end_activation_stats"] = out["step_activation_stats"][-1]
+            else:
+                out["end_activation_stats"] = self._probe(probe)
+        return out
+
+    def _weight_stats(self) -> tf.Tensor:
+        """(M, variables, 4): each member's weight statistics now."""
+        return tf.stack([_member_moments(v.value) for v in self.captured_variables], axis=1)
+
+    def _run_steps(
+        self,
+        x: tf.Tensor,
+        y: tf.Tensor,
+        mask: tf.Tensor,
+        probe: tf.Tensor,
+        batch_size: int,
+        *,
+        count: int | tf.Tensor,
+    ) -> dict[str, Any]:
+        """Steps 0 .. count - 1 over the padded rows of x, y (M, rows, ...), each recorded."""
+        members, rows, features = (int(d) for d in x.shape)
+        slots = rows // batch_size
+        captured = self.captured_variables
         hidden = len(self.key.architecture.hidden_widths)
 
         def array(shape: tuple[int, ...]) -> tf.TensorArray:
-            return tf.TensorArray(tf.float32, size=steps, element_shape=shape)
+            return tf.TensorArray(tf.float32, size=slots, element_shape=shape)
 
         arrays: dict[str, tf.TensorArray] = {
             "stats": array((members, len(captured), len(TENSOR_STATS))),
@@ -267,7 +318,7 @@ class EnsembleTrainer:
             "accuracy": array((members,)),
             "size": array(()),
         }
-        if self.key.step_capture and probed:
+        if self.key.step_capture and self.key.activations:
             arrays["activations"] = array((members, hidden, len(ACTIVATION_STATS)))
 
         def body(
@@ -290,37 +341,33 @@ class EnsembleTrainer:
 
         zeros = [tf.zeros_like(v.value) for v in captured]
         _, arrays, first_gradients, last_gradients = tf.while_loop(
-            lambda i, *_: i < steps,
+            lambda i, *_: i < count,
             body,
             (tf.constant(0), arrays, zeros, zeros),
-            maximum_iterations=steps,
+            maximum_iterations=slots,
         )
         stacked = {name: ta.stack() for name, ta in arrays.items()}
         out = {
-            "start_loss": start_loss,
-            "start_accuracy": start_accuracy,
             "step_stats": stacked["stats"],  # (steps, M, variables, 9)
             "step_loss": stacked["loss"],  # (steps, M)
             "step_accuracy": stacked["accuracy"],
             "step_size": stacked["size"],  # (steps,)
-            # (M, variables, 4)
-            "end_weight_stats": tf.stack([_member_moments(v.value) for v in captured], axis=1),
             "first_gradients": first_gradients,
             "last_gradients": last_gradients,
         }
-        if probed:
-            out["start_activation_stats"] = start_activations
-            if "activations" in stacked:
-                # The probe after the last step is the end's.
-                out["step_activation_stats"] = stacked["activations"]
-                out["end_activation_stats"] = stacked["activations"][-1]
-            else:
-                out["end_activation_stats"] = self._probe(probe)
+        if "activations" in stacked:
+            out["step_activation_stats"] = stacked["activations"]
         return out
 
     def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         logits, _, _ = self._forward(x, training=False)
         return self._loss_and_accuracy(y, logits)
+
+    def _evaluate_sums(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Per member (M,): the loss and the hits summed over its rows of (x, y)."""
+        logits, _, _ = self._forward(x, training=False)
+        loss, hits = losses_and_hits(y, logits, binary=self._binary)
+        return tf.reduce_sum(loss, axis=1), tf.reduce_sum(hits, axis=1)
 
     def _probe(self, probe: tf.Tensor) -> tf.Tensor:
         """(M, hidden, len(ACTIVATION_STATS)): each member's activations on its own probe."""

@@ -64,25 +64,36 @@ def run_experiment(spec: ExperimentSpec, hooks: Sequence[TrainingHook] = ()) -> 
         run = _Run(spec, data, plan.key.architecture)
         for hook in hooks:
             hook.on_train_begin(spec.training.epochs)
+        epochs = spec.training.epochs
+        between = functools.partial(_between_calls, hooks, 0, epochs)
         if data.has_validation:
-            run.start_validation(trainer.evaluate(data.x_val, data.y_val))
-        for epoch in range(1, spec.training.epochs + 1):
+            run.start_validation(trainer.evaluate(data.x_val, data.y_val, between))
+        for epoch in range(1, epochs + 1):
+            between = functools.partial(_between_calls, hooks, epoch, epochs)
             order = run.epoch_order()
             start_weights = trainer.weights() if run.keeps_start(epoch) else None
             arrays = trainer.train_epoch(
-                data.x_train[order], data.y_train[order], run.probe, batch_size=plan.batch_size
+                data.x_train[order],
+                data.y_train[order],
+                run.probe,
+                batch_size=plan.batch_size,
+                between=between,
             )
-            validation = trainer.evaluate(data.x_val, data.y_val) if data.has_validation else None
+            validation = (
+                trainer.evaluate(data.x_val, data.y_val, between) if data.has_validation else None
+            )
             logs = run.record_epoch(epoch, arrays, start_weights, validation)
             for hook in hooks:
-                hook.on_epoch_end(epoch, spec.training.epochs, logs)
+                hook.on_epoch_end(epoch, epochs, logs)
             if run.diverged_at is not None:
                 break
         run.end(trainer.weights() if run.keeps_end else None)
         result = run.result(
-            train=trainer.evaluate(data.x_train, data.y_train),
-            validation=trainer.evaluate(data.x_val, data.y_val) if data.has_validation else None,
-            boundary=trainer.predict(run.grid) if run.grid is not None else None,
+            train=trainer.evaluate(data.x_train, data.y_train, between),
+            validation=(
+                trainer.evaluate(data.x_val, data.y_val, between) if data.has_validation else None
+            ),
+            boundary=trainer.predict(run.grid, between) if run.grid is not None else None,
             seconds=time.perf_counter() - started,
             timing={"graph_reused": reused, "xla": trainer.jit, "members": 1},
         )
@@ -125,20 +136,26 @@ def run_ensemble(
                 hook.on_train_begin(epochs)
         x_val, y_val = np.stack([d.x_val for d in data]), np.stack([d.y_val for d in data])
         has_validation = data[0].has_validation
-        if has_validation:
-            for run, metrics in zip(runs, trainer.evaluate(x_val, y_val), strict=True):
-                run.start_validation(metrics)
         active = list(range(members))
+        between = _MembersBetweenCalls(hooks, active, outcomes, epochs)
+        if has_validation:
+            for run, metrics in zip(runs, trainer.evaluate(x_val, y_val, between), strict=True):
+                run.start_validation(metrics)
         for epoch in range(1, epochs + 1):
+            between.epoch = epoch
             orders = [run.epoch_order() for run in runs]
             weights = trainer.weights() if any(runs[m].keeps_start(epoch) for m in active) else None
-            per_member = trainer.train_epoch(
-                np.stack([d.x_train[o] for d, o in zip(data, orders, strict=True)]),
-                np.stack([d.y_train[o] for d, o in zip(data, orders, strict=True)]),
-                np.stack([run.probe for run in runs]),
-                batch_size=plan.batch_size,
-            )
-            validation = trainer.evaluate(x_val, y_val) if has_validation else None
+            try:
+                per_member = trainer.train_epoch(
+                    np.stack([d.x_train[o] for d, o in zip(data, orders, strict=True)]),
+                    np.stack([d.y_train[o] for d, o in zip(data, orders, strict=True)]),
+                    np.stack([run.probe for run in runs]),
+                    batch_size=plan.batch_size,
+                    between=between,
+                )
+                validation = trainer.evaluate(x_val, y_val, between) if has_validation else None
+            except _EveryMemberCancelled:
+                break
             for m in list(active):
                 run = runs[m]
                 start_weights = (
@@ -163,12 +180,16 @@ def run_ensemble(
             if not active:
                 break
         final_weights = trainer.weights() if any(run.keeps_end for run in runs) else None
-        train = trainer.evaluate(
-            np.stack([d.x_train for d in data]), np.stack([d.y_train for d in data])
-        )
-        validation = trainer.evaluate(x_val, y_val) if has_validation else None
-        grids = [grid for run in runs if (grid := run.grid) is not None]
-        boundary = trainer.predict(np.stack(grids)) if grids else None
+        between.ending = True
+        try:
+            train = trainer.evaluate(
+                np.stack([d.x_train for d in data]), np.stack([d.y_train for d in data]), between
+            )
+            validation = trainer.evaluate(x_val, y_val, between) if has_validation else None
+            grids = [grid for run in runs if (grid := run.grid) is not None]
+            boundary = trainer.predict(np.stack(grids), between) if grids else None
+        except _EveryMemberCancelled:
+            pass
         seconds = time.perf_counter() - started
         for m, run in enumerate(runs):
             if outcomes[m] is not None:
@@ -188,6 +209,50 @@ def run_ensemble(
     finished = [outcome for outcome in outcomes if outcome is not None]
     assert len(finished) == members  # each was cancelled or trained to its end (or divergence)
     return finished
+
+
+def _between_calls(hooks: Sequence[TrainingHook], epoch: int, epochs: int) -> None:
+    """Between two calls of a long epoch (core.engine.chunks): the hooks may stop the run."""
+    for hook in hooks:
+        hook.on_chunk_end(epoch, epochs)
+
+
+class _EveryMemberCancelled(Exception):  # noqa: N818 - reads as the event it reports
+    """No member of an ensemble is left to train (or, once `ending`, to evaluate)."""
+
+
+class _MembersBetweenCalls:
+    """Between two calls of an ensemble's long epoch or evaluation: each active member's
+    hooks may cancel it (its outcome then holds the exception, and it leaves `active`).
+
+    The others train on (they share the graph; a cancelled member's numbers are
+    dropped). Once no member is active the epoch stops; once `ending` (the final
+    evaluation), the evaluation stops when every member has an outcome (a diverged
+    one, no longer active, still wants its final metrics).
+    """
+
+    def __init__(
+        self,
+        hooks: Sequence[Sequence[TrainingHook]],
+        active: list[int],
+        outcomes: list[RunOutput | TrainingCancelled | None],
+        epochs: int,
+    ) -> None:
+        self.hooks, self.active, self.outcomes, self.epochs = hooks, active, outcomes, epochs
+        self.epoch = 0
+        self.ending = False
+
+    def __call__(self) -> None:
+        for m in list(self.active):
+            try:
+                for hook in self.hooks[m]:
+                    hook.on_chunk_end(self.epoch, self.epochs)
+            except TrainingCancelled as cancelled:
+                self.outcomes[m] = cancelled
+                self.active.remove(m)
+        done = all(outcome is not None for outcome in self.outcomes)
+        if done if self.ending else not self.active:
+            raise _EveryMemberCancelled
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2
 from tensorflow.python.eager import context as eager_context
 
+from core.engine import chunks
 from core.engine.network import Architecture, Network
 from core.experiment.spec import (
     BOUNDED_ACTIVATIONS,
@@ -225,8 +226,11 @@ def make_optimizer(key: TrainerKey) -> keras.optimizers.Optimizer:
     return _optimizer_class(key.optimizer)(**options)
 
 
-class CompiledTrainer:
+class CompiledTrainer(chunks.EpochCalls):
     """A network, its optimizer and the compiled functions that train and probe it."""
+
+    members = 1  # one run (core.engine.ensemble trains several)
+    rows_axis = 0
 
     def __init__(self, key: TrainerKey, *, jit: bool) -> None:
         self.key = key
@@ -240,9 +244,12 @@ class CompiledTrainer:
         self._binary = key.architecture.widths[-1] == 1
         self._stats = _VariableStats(self.network.captured_variables, fused=jit)
         self._epoch_fn = graph_function(self._train_epoch, jit=jit)
+        # An epoch too long for one call (core.engine.chunks) runs in these.
+        self._chunk_fn = graph_function(self._train_chunk, jit=jit)
+        self._edge_fn = graph_function(self._edge, jit=jit)
         # Called a few times a run: tracing alone is cheaper than compiling.
-        self._evaluate_fn = graph_function(self._evaluate, jit=False, rows_axis=0)
-        self._predict_fn = graph_function(self._predict, jit=False)
+        self._sums_fn = graph_function(self._evaluate_sums, jit=False, rows_axis=0)
+        self._predict_fn = graph_function(self._predict, jit=False, rows_axis=0)
         self.runs = 0
 
     # ------------------------------------------------------------------ Python API
@@ -256,42 +263,59 @@ class CompiledTrainer:
         self.runs += 1
 
     def train_epoch(
-        self, x: np.ndarray, y: np.ndarray, probe: np.ndarray, *, batch_size: int
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        probe: np.ndarray,
+        *,
+        batch_size: int,
+        between: chunks.Between | None = None,
     ) -> EpochArrays:
-        """Run one epoch over (x, y) in the given order, `batch_size` samples a step."""
-        out = self._epoch_fn(x, y, probe, batch_size)
+        """Run one epoch over (x, y) in the given order, `batch_size` samples a step.
+
+        An epoch too long for one call runs in several (core.engine.chunks), with
+        `between` called between them: it may raise to stop the run there.
+        """
+        out = self._epoch_outputs(x, y, probe, batch_size=batch_size, between=between)
+        return self._epoch_arrays_of(out)
+
+    def _epoch_arrays_of(self, out: dict[str, Any]) -> EpochArrays:
         raw = self.key.raw and self.key.step_capture
         probed = self.key.activations
         return EpochArrays(
             start_loss=float(out["start_loss"]),
             start_accuracy=float(out["start_accuracy"]),
-            start_activation_stats=out["start_activation_stats"].numpy() if probed else None,
-            step_stats=out["step_stats"].numpy(),
-            step_loss=out["step_loss"].numpy(),
-            step_accuracy=out["step_accuracy"].numpy(),
-            step_size=out["step_size"].numpy(),
-            end_weight_stats=out["end_weight_stats"].numpy(),
-            end_activation_stats=out["end_activation_stats"].numpy() if probed else None,
+            start_activation_stats=np.asarray(out["start_activation_stats"]) if probed else None,
+            step_stats=np.asarray(out["step_stats"]),
+            step_loss=np.asarray(out["step_loss"]),
+            step_accuracy=np.asarray(out["step_accuracy"]),
+            step_size=np.asarray(out["step_size"]),
+            end_weight_stats=np.asarray(out["end_weight_stats"]),
+            end_activation_stats=np.asarray(out["end_activation_stats"]) if probed else None,
             step_activation_stats=(
-                out["step_activation_stats"].numpy() if self.key.step_capture and probed else None
+                np.asarray(out["step_activation_stats"])
+                if self.key.step_capture and probed
+                else None
             ),
             first_gradients=out["first_gradients"],
             last_gradients=out["last_gradients"],
-            step_weights=[t.numpy() for t in out["step_weights"]] if raw else None,
-            step_gradients=[t.numpy() for t in out["step_gradients"]] if raw else None,
+            step_weights=[np.asarray(t) for t in out["step_weights"]] if raw else None,
+            step_gradients=[np.asarray(t) for t in out["step_gradients"]] if raw else None,
         )
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    def evaluate(
+        self, x: np.ndarray, y: np.ndarray, between: chunks.Between | None = None
+    ) -> tuple[float, float]:
         """Loss and accuracy on the whole of (x, y), in inference mode."""
-        loss, accuracy = self._evaluate_fn(x, y)
+        loss, accuracy = self.start_metrics(x, y, between)
         return float(loss), float(accuracy)
 
     def weights(self) -> list[np.ndarray]:
         return [np.array(v.numpy()) for v in self.network.captured_variables]
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, between: chunks.Between | None = None) -> np.ndarray:
         """Class probabilities: (n,) of class 1 for binary, else (n, classes)."""
-        return np.asarray(self._predict_fn(x))
+        return self._predict_by_rows(x, between)
 
     # ------------------------------------------------------------------ graph code
 
@@ -328,7 +352,7 @@ class CompiledTrainer:
     def _train_epoch(
         self, x: tf.Tensor, y: tf.Tensor, probe: tf.Tensor, batch_size: int
     ) -> dict[str, Any]:
-        n, features = int(x.shape[0]), int(x.shape[1])
+        n = int(x.shape[0])
         steps = -(-n // batch_size)
         # A short last batch is padded and masked out of the loss (and of batch
         # norm's moments), so a single step graph serves every batch: tracing
@@ -337,10 +361,41 @@ class CompiledTrainer:
         x = tf.pad(x, [[0, padding], [0, 0]])
         y = tf.pad(y, [[0, padding]])
         mask = tf.concat([tf.ones([n]), tf.zeros([padding])], axis=0)
-        captured = self.network.captured_variables
         start_loss, start_accuracy = self._evaluate(x[:n], y[:n])
         probed = self.key.activations
         start_activations = self._probe(probe) if probed else None
+        out = self._run_steps(x, y, mask, probe, batch_size, count=steps)
+        out |= {
+            "start_loss": start_loss,
+            "start_accuracy": start_accuracy,
+            "end_weight_stats": self._weight_stats(),
+        }
+        if probed:
+            out["start_activation_stats"] = start_activations
+            if self.key.step_capture:
+                # The probe after the last step is the end's.
+                out["end_activation_stats"] = out["step_activation_stats"][-1]
+            else:
+                out["end_activation_stats"] = self._probe(probe)
+        return out
+
+    def _weight_stats(self) -> tf.Tensor:
+        return self._stats.weights([v.value for v in self.network.captured_variables])
+
+    def _run_steps(
+        self,
+        x: tf.Tensor,
+        y: tf.Tensor,
+        mask: tf.Tensor,
+        probe: tf.Tensor,
+        batch_size: int,
+        *,
+        count: int | tf.Tensor,
+    ) -> dict[str, Any]:
+        """Steps 0 .. count - 1 over the padded rows of x, y, each recorded."""
+        features = int(x.shape[1])
+        slots = int(x.shape[0]) // batch_size
+        captured = self.network.captured_variables
 
         def body(
             i: tf.Tensor, arrays: dict[str, Any], first: list[tf.Tensor], _: list[tf.Tensor]
@@ -358,34 +413,24 @@ class CompiledTrainer:
 
         zeros = [tf.zeros_like(v.value) for v in captured]
         _, arrays, first_gradients, last_gradients = tf.while_loop(
-            lambda i, *_: i < steps,
+            lambda i, *_: i < count,
             body,
-            (tf.constant(0), self._epoch_arrays(steps=steps), zeros, zeros),
-            maximum_iterations=steps,
+            (tf.constant(0), self._epoch_arrays(steps=slots), zeros, zeros),
+            maximum_iterations=slots,
         )
-
         stacked = {name: ta.stack() for name, ta in arrays.items() if not isinstance(ta, list)}
         out = {
-            "start_loss": start_loss,
-            "start_accuracy": start_accuracy,
             "step_stats": stacked["stats"],
             "step_loss": stacked["loss"],
             "step_accuracy": stacked["accuracy"],
             "step_size": stacked["size"],
-            "end_weight_stats": self._stats.weights([v.value for v in captured]),
             "first_gradients": first_gradients,
             "last_gradients": last_gradients,
             "step_weights": [ta.stack() for ta in arrays.get("weights", [])],
             "step_gradients": [ta.stack() for ta in arrays.get("gradients", [])],
         }
-        if probed:
-            out["start_activation_stats"] = start_activations
-            if self.key.step_capture:
-                # The probe after the last step is the end's.
-                out["step_activation_stats"] = stacked["activations"]
-                out["end_activation_stats"] = stacked["activations"][-1]
-            else:
-                out["end_activation_stats"] = self._probe(probe)
+        if "activations" in stacked:
+            out["step_activation_stats"] = stacked["activations"]
         return out
 
     def _epoch_arrays(self, *, steps: int) -> dict[str, Any]:
@@ -432,6 +477,12 @@ class CompiledTrainer:
     def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         forward = self.network.forward(x, training=False)
         return self._loss_and_accuracy(y, forward.logits)
+
+    def _evaluate_sums(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The loss and the hits summed over the rows of (x, y)."""
+        forward = self.network.forward(x, training=False)
+        loss, hits = losses_and_hits(y, forward.logits, binary=self._binary)
+        return tf.reduce_sum(loss), tf.reduce_sum(hits)
 
     def _probe(self, x: tf.Tensor) -> tf.Tensor:
         """(hidden, len(ACTIVATION_STATS)): the network now, on the probe batch `x`."""

@@ -18,7 +18,7 @@ from core.experiment.jobs import FINISHED, JobStatus
 from core.queue import celery_config, make_celery
 from core.settings import Settings
 from core.store.keys import Keys
-from tests.conftest import LONG_SPEC, MEDIUM_SPEC, wait_for
+from tests.conftest import LONG_SPEC, MEDIUM_SPEC, WORST_SPEC, wait_for
 from tests.worker.conftest import (
     JOB_SECONDS,
     QUICK_SPEC,
@@ -63,6 +63,21 @@ def test_the_soft_time_limit_fails_the_job_with_the_reason(
     # The pool process survives a soft limit and takes the next job.
     follow_up = deployment.submit(QUICK_SPEC)
     assert deployment.wait_for_status(follow_up, FINISHED).status is JobStatus.SUCCEEDED
+
+
+def test_the_soft_time_limit_stops_the_slowest_spec_within_its_epoch(
+    prefork_worker: PreforkWorker,
+) -> None:
+    deployment = prefork_worker.deployment
+    # Without a pause between its epoch's calls the hard limit would kill its process.
+    job_id = deployment.submit(WORST_SPEC, soft_time_limit=3, time_limit=90)
+
+    record = deployment.wait_for_status(job_id, FINISHED)
+
+    assert record.status is JobStatus.FAILED
+    assert record.error is not None
+    message = "the job ran longer than the time limit of 3 s and was stopped"
+    assert record.error["message"] == message
 
 
 @pytest.mark.slow

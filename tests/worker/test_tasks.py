@@ -15,7 +15,7 @@ from celery.exceptions import TimeLimitExceeded
 
 from core.experiment.jobs import FINISHED, JobStatus, WorkerInfo
 from core.store.keys import Keys
-from tests.conftest import LONG_SPEC, ROOT, Worker
+from tests.conftest import LONG_SPEC, ROOT, WORST_SPEC, Worker
 from tests.core.test_job_errors import GRAPH_EXECUTION_ERROR
 from tests.worker.conftest import QUICK_SPEC, Deployment
 
@@ -78,6 +78,23 @@ def test_a_cancel_request_stops_a_running_job_between_epochs(
     assert record.status is JobStatus.CANCELLED
     assert 1 <= record.epoch < 1000
     assert deployment.store.get_result(job_id).content is None
+
+
+def test_a_cancel_stops_the_slowest_spec_within_its_first_epoch(
+    deployment: Deployment, worker_process: Worker
+) -> None:
+    job_id = deployment.submit(WORST_SPEC)
+    deployment.wait_for_status(job_id, {JobStatus.RUNNING})
+
+    deployment.store.request_cancel(job_id)
+
+    # Its epoch would take over half an hour: only a check between its calls stops it.
+    record = deployment.wait_for_status(job_id, FINISHED, timeout=60)
+    assert record.status is JobStatus.CANCELLED
+    assert record.epoch == 0
+    # The worker is free again at once.
+    follow_up = deployment.submit(QUICK_SPEC)
+    assert deployment.wait_for_status(follow_up, FINISHED).status is JobStatus.SUCCEEDED
 
 
 def test_a_job_cancelled_while_queued_never_runs(
