@@ -46,7 +46,10 @@ class Limits:
     HISTOGRAM_BINS = 200
     HISTOGRAM_SNAPSHOTS = 20
     PROBE_SIZE = 4_096  # samples in the activation probe, forward-passed at each capture point
-    RAW_VALUES = 20_000_000  # float32 values in arrays.npz (80 MB)
+    RAW_VALUES = 2_500_000  # float32 values in arrays.npz (10 MB)
+    # Numbers in result.json's series and histograms (about 20 bytes each in JSON):
+    # capture points x layers x the statistics captured, so a result stays near 10 MB.
+    RESULT_VALUES = 500_000
     NAME_LENGTH = 200
     CLASSES = 20
     CENTERS = 20
@@ -409,6 +412,21 @@ def steps_per_epoch(spec: ExperimentSpec) -> int:
     return -(-n_train // spec.training.batch_size)
 
 
+def result_values(spec: ExperimentSpec) -> int:
+    """How many numbers result.json's series and histograms hold for `spec` (at most)."""
+    capture = spec.capture
+    steps = spec.training.epochs * steps_per_epoch(spec)
+    points = steps if capture.every is CaptureEvery.STEP else spec.training.epochs
+    hidden = len(spec.model.hidden_layers)
+    # Per layer's kernel and bias: 4 weight statistics and the update ratio, 4 of the gradient.
+    per_variable = 5 * int(capture.weights) + 4 * int(capture.gradients)
+    per_point = 2 * (hidden + 1) * per_variable + 5 * hidden * int(capture.activations) + 2
+    kinds = int(capture.weights) + int(capture.gradients)
+    snapshots = capture.histogram_snapshots if capture.histograms else 0
+    histograms = snapshots * (hidden + 1) * kinds * (2 * capture.histogram_bins + 1)
+    return points * per_point + histograms
+
+
 def check_limits(spec: ExperimentSpec) -> None:
     """Refuse sizes that span fields; each message names the field and the limit."""
     samples, _, classes = dataset_shape(spec.dataset)
@@ -464,6 +482,15 @@ def check_limits(spec: ExperimentSpec) -> None:
                 f"{values:,} raw values ({kinds} x capture points x parameters) exceed the "
                 f"limit of {Limits.RAW_VALUES:,}",
             )
+    values = result_values(spec)
+    if values > Limits.RESULT_VALUES:
+        raise SpecLimitError(
+            "capture",
+            f"the result would hold {values:,} numbers (capture points x layers x the "
+            f"statistics captured, and the histograms), over the limit of "
+            f"{Limits.RESULT_VALUES:,}; capture every epoch, fewer statistics, fewer "
+            "epochs or a shallower network",
+        )
     widths = spec.model.hidden_layers
     if spec.model.residual and not any(a == b for a, b in itertools.pairwise(widths)):
         raise SpecLimitError(

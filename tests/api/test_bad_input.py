@@ -40,6 +40,14 @@ LIMIT_CASES: dict[str, tuple[dict[str, Any], str]] = {
         {"capture": {"raw": True}, "model": {"hidden_layers": [512, 512, 512]}},
         "capture.raw",
     ),
+    "RESULT_VALUES": (
+        {
+            "capture": {"every": "step"},
+            "model": {"hidden_layers": [5] * 10},
+            "training": {"epochs": 200},
+        },
+        "capture",
+    ),
     "NAME_LENGTH": ({"name": "x" * (Limits.NAME_LENGTH + 1)}, "name"),
     "CLASSES": ({"dataset": {"kind": "spiral", "classes": Limits.CLASSES + 1}}, "dataset.classes"),
     "CENTERS": ({"dataset": {"kind": "blobs", "centers": Limits.CENTERS + 1}}, "dataset.centers"),

@@ -21,6 +21,7 @@ from core.experiment.spec import (
     SpecLimitError,
     layer_widths,
     parameter_count,
+    result_values,
 )
 
 
@@ -197,8 +198,27 @@ def test_work_is_epochs_times_training_samples_times_parameters() -> None:
 
 @pytest.mark.parametrize("left_out", ["weights", "gradients"])
 def test_raw_values_count_only_the_tensors_captured(left_out: str) -> None:
-    # 124,251 parameters x 100 epochs: 24.9M values for both kinds, 12.4M for one
-    payload: dict[str, Any] = {"model": {"hidden_layers": [350, 350]}, "capture": {"raw": True}}
+    # 12,651 parameters x 100 epochs: 2.53M values for both kinds, 1.27M for one
+    payload: dict[str, Any] = {"model": {"hidden_layers": [110, 110]}, "capture": {"raw": True}}
     assert "capture.raw" in error_of(payload)
     one_kind = {**payload, "capture": {"raw": True, left_out: False}}
-    assert parameter_count(ExperimentSpec.model_validate(one_kind)) == 124_251
+    assert parameter_count(ExperimentSpec.model_validate(one_kind)) == 12_651
+
+
+def test_a_result_stays_near_ten_megabytes_whatever_the_spec() -> None:
+    # 20,000 steps captured, each with 4 hidden layers of 512: ~2.2M numbers, ~45 MB of JSON
+    worst = {
+        "dataset": {"n_samples": 20_000},
+        "model": {"hidden_layers": [512] * 4},
+        "training": {"epochs": 1, "batch_size": 1},
+        "capture": {"every": "step", "probe_size": 4096, "histogram_bins": 200},
+    }
+    assert "capture: the result would hold 2,260,050 numbers" in error_of(worst)
+    # the tutorial captured at every step fits
+    tutorial = ExperimentSpec.model_validate({"capture": {"every": "step"}})
+    assert result_values(tutorial) <= Limits.RESULT_VALUES
+    # without the statistics the limit counts, the same run fits too
+    lean = {**worst, "capture": {**worst["capture"], "gradients": False, "activations": False}}
+    assert "capture:" in error_of(lean)
+    lean["dataset"] = {"n_samples": 8_000}
+    assert ExperimentSpec.model_validate(lean).training.batch_size == 1
