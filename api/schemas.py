@@ -38,8 +38,13 @@ class JobError(BaseModel):
 class JobSummary(BaseModel):
     loss: float | None = Field(description="training loss after the last epoch")
     accuracy: float | None = Field(description="training accuracy after the last epoch")
-    verdicts: list[str] = Field(description="diagnoses, e.g. vanishing, exploding, dead_relu")
+    verdicts: list[str] = Field(description="diagnoses, e.g. vanishing, exploding, dead_units")
     diverged: bool
+    gradient_ratio: float | None = Field(
+        None,
+        description="the first hidden layer's RMS kernel gradient over the output layer's "
+        "(median over the run): under 0.1 is `vanishing`, over 1000 `exploding`",
+    )
 
 
 class JobPublic(BaseModel):

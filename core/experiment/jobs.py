@@ -215,17 +215,22 @@ class Summary:
     accuracy: float | None
     verdicts: tuple[str, ...] = ()
     diverged: bool = False
+    # The first hidden layer's RMS kernel gradient over the output layer's (the number
+    # `vanishing` and `exploding` judge); what a study of fixes compares before and after.
+    gradient_ratio: float | None = None
 
     @classmethod
     def from_result(cls, result: Mapping[str, Any]) -> Summary:
         """Read from a result.json dict (core.experiment.result): final metrics and diagnosis."""
         after = result.get("metrics", {}).get("after", {}) or {}
-        verdicts = (result.get("diagnosis") or {}).get("verdicts", [])
+        diagnosis = result.get("diagnosis") or {}
+        flow = (diagnosis.get("evidence") or {}).get("gradient_flow") or {}
         return cls(
             loss=_finite(after.get("loss")),
             accuracy=_finite(after.get("accuracy")),
-            verdicts=tuple(str(verdict) for verdict in verdicts),
+            verdicts=tuple(str(verdict) for verdict in diagnosis.get("verdicts", [])),
             diverged=bool(result.get("diverged", False)),
+            gradient_ratio=_finite(flow.get("first_to_last_rms_ratio")),
         )
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -234,6 +239,7 @@ class Summary:
             "accuracy": _finite(self.accuracy),
             "verdicts": list(self.verdicts),
             "diverged": self.diverged,
+            "gradient_ratio": _finite(self.gradient_ratio),
         }
 
 
