@@ -37,6 +37,7 @@ from core.engine.recorder import Recorder, snapshot_epochs
 from core.engine.trainer import EpochArrays, TrainerKey, default_learning_rate
 from core.experiment.diagnosis import diagnose
 from core.experiment.hooks import TrainingCancelled, TrainingHook
+from core.experiment.prescriptions import advise
 from core.experiment.result import RESULT_VERSION, finite_list, finite_or_none
 from core.experiment.spec import CaptureEvery, ExperimentSpec, steps_per_epoch
 
@@ -468,7 +469,7 @@ class _Run:
             "device": device_info(),
             "timing": {"seconds": round(seconds, 4), **timing},
         }
-        result["diagnosis"] = diagnose(result)
+        result["diagnosis"] = advise(self.spec, diagnose(result))
         result["diverged"] = "diverged" in result["diagnosis"]["verdicts"]
         return result
 

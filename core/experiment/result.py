@@ -49,7 +49,11 @@ E is the number of epochs run, `epochs_run`):
       "diverged_at_epoch": k | null,       # the epoch whose loss stopped being finite
       "diagnosis": {"verdicts": ["vanishing", ...],
                     "evidence": {..., "not_judged": {"vanishing": "why", ...}},
-                    "thresholds": {...}},     # see core/experiment/diagnosis.py
+                    "thresholds": {...},      # see core/experiment/diagnosis.py
+                    "prescriptions": {"vanishing": [{"fix": "tanh", "rank": 1,
+                                      "patch": {...}, "rationale": "...", ...}, ...]},
+                    "explanations": {"vanishing": {"title": ..., "meaning": ...}}},
+                                           # see core/experiment/prescriptions.py
       "diverged": false,
       "device": {"kind": "cpu" | "gpu",
                  "name": "CPU (<model name>)" | "CPU" | "<the GPU's name>",

@@ -222,6 +222,13 @@ def test_tutorial_sigmoid_stays_far_below_tanh_and_relu() -> None:
         )
         vanishing = ["vanishing" in r["diagnosis"]["verdicts"] for r in runs]
         assert all(vanishing) if activation == "sigmoid" else not any(vanishing)
+        # Each run's diagnosis prescribes its own fixes, and explains its verdicts.
+        prescribed = [r["diagnosis"]["prescriptions"] for r in runs]
+        if activation == "sigmoid":
+            assert [p["vanishing"][0]["fix"] for p in prescribed] == ["tanh"] * 3
+            assert all("vanishing" in r["diagnosis"]["explanations"] for r in runs)
+        elif activation == "tanh":
+            assert prescribed == [{}] * 3
     assert accuracy["sigmoid"] < 0.75
     assert accuracy["tanh"] > 0.95 and accuracy["relu"] > 0.95
     # the first layer's gradient S.D. is orders of magnitude smaller for sigmoid
@@ -241,6 +248,7 @@ def test_exploding_run_gives_valid_json_and_the_diverged_verdict() -> None:
     assert result["diverged"] is True
     assert {"diverged", "exploding"} <= set(result["diagnosis"]["verdicts"])
     assert result["diagnosis"]["evidence"]["diverged"]["first_non_finite_epoch"] is not None
+    assert {"diverged", "exploding"} <= set(result["diagnosis"]["prescriptions"])
     text = dumps_result(result)
     parsed = json.loads(text, parse_constant=lambda token: pytest.fail(f"{token} in JSON"))
     assert None in parsed["history"]["loss"]
