@@ -384,6 +384,17 @@ def _value_error(path: str, index: int, item: Mapping[str, str]) -> dict[str, st
     return {"field": f"axes.{path}[{index}]", "reason": f"{field}: {item['reason']}"}
 
 
+def child_name(name: str | None, label: str, number: int, seeds: int) -> str:
+    """A child's name: the study's, its configuration's label, which seed of how many."""
+    label = label if seeds == 1 else f"{label}, seed {number + 1}/{seeds}"
+    return (f"{name}: {label}" if name else label)[: Limits.NAME_LENGTH]
+
+
+def child_seed(seed: int, number: int) -> int:
+    """The seed of a configuration's `number`th run: the same in every configuration."""
+    return (seed + number) % (Limits.SEED + 1)
+
+
 def _child(
     base: dict[str, Any],
     config: StudyConfig,
@@ -395,10 +406,9 @@ def _child(
     spec = copy.deepcopy(base)
     for path, value in config.values.items():
         _set_path(spec, path, value)
-    label = config.label if seeds == 1 else f"{config.label}, seed {number + 1}/{seeds}"
-    spec["name"] = (f"{name}: {label}" if name else label)[: Limits.NAME_LENGTH]
+    spec["name"] = child_name(name, config.label, number, seeds)
     try:
-        return _validate(spec, (seed + number) % (Limits.SEED + 1))
+        return _validate(spec, child_seed(seed, number))
     except ValidationError as error:
         # Each value passed with the base alone: this combination of values fails.
         reasons = "; ".join(f"{e['field']}: {e['reason']}" for e in _spec_errors(error, ""))
