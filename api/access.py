@@ -45,7 +45,7 @@ from core.access.share_links import (
     sign_plot,
 )
 from core.settings import Settings
-from core.store.jobs import Refusal
+from core.store.admission import Refusal
 
 # uvicorn configures this logger, so the lines show at its default level.
 logger = logging.getLogger("uvicorn.error")

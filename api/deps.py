@@ -7,9 +7,8 @@ A route's signature then reads like a sentence:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-from celery import Celery
 from fastapi import Depends, Header, Path, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
@@ -17,9 +16,13 @@ from api.access import Access, metrics_unauthorized, unauthorized
 from api.errors import job_not_found
 from api.rendering import PlotIndex, PlotRenderer
 from core.access.api_keys import ANONYMOUS
-from core.experiment.jobs import JobRecord, is_job_id
+from core.experiment.jobs import is_job_id
 from core.settings import Settings
-from core.store.jobs import AsyncJobStore
+from core.store.records import JobRecord
+from core.store.stores import AsyncJobStore
+
+if TYPE_CHECKING:
+    from celery import Celery  # only core.queue.app and the worker import Celery
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,6 @@ from http import HTTPStatus
 from typing import Any
 
 import orjson
-import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -36,7 +35,13 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.experiment.spec import SpecLimitError
-from core.store.multiplex import is_store_unavailable, is_unavailable_reply
+from core.store.errors import (
+    StoreReplyError,
+    StoreTimeout,
+    StoreUnreachable,
+    is_store_unavailable,
+    is_unavailable_reply,
+)
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -292,8 +297,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(ProblemWhileReading, _on_problem_while_reading)
     app.add_exception_handler(HTTPException, _on_http)
-    app.add_exception_handler(redis.ConnectionError, _on_redis_down)
-    app.add_exception_handler(redis.TimeoutError, _on_redis_down)
+    app.add_exception_handler(StoreUnreachable, _on_redis_down)
+    app.add_exception_handler(StoreTimeout, _on_redis_down)
     # LOADING, BUSY, READONLY, ... are error replies: a 503 like an outage, any other a 500.
-    app.add_exception_handler(redis.ResponseError, _on_redis_reply)
+    app.add_exception_handler(StoreReplyError, _on_redis_reply)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -30,8 +30,8 @@ from api.deps import Services
 from api.errors import problem_response, store_unavailable
 from api.responses import etag_matches, not_modified, png_response, record_response
 from core.plotting.experiment_plots import PLOT_NAMES
+from core.store.errors import is_store_unavailable
 from core.store.keys import plot_field
-from core.store.multiplex import is_store_unavailable
 
 _ID = r"[0-9A-HJKMNP-TV-Z]{26}"
 _RECORD = re.compile(rf"^/v1/experiments/({_ID})$")

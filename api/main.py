@@ -22,9 +22,9 @@ from api.hot_reads import HotReads
 from api.limits import BodySizeLimit
 from api.rendering import PlotRenderer
 from api.routes import events, experiments, health, plots, presets, studies
-from core.queue import make_celery
+from core.queue.app import make_celery
 from core.settings import Settings, get_settings
-from core.store.jobs import AsyncJobStore
+from core.store.stores import AsyncJobStore
 
 API_PREFIX = "/v1"
 # A spec is a few kilobytes at most; refuse anything far larger before parsing it.

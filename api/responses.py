@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from core.experiment.jobs import JobRecord
+from core.store.records import JobRecord
 
 # Content that never changes for its URL: a finished job's result and plots.
 IMMUTABLE = "public, max-age=31536000, immutable"

@@ -53,11 +53,12 @@ from benchmarks.service_processes import (
     wait_for_worker,
     wait_until,
 )
-from core.experiment.jobs import JobRecord, JobStatus
+from core.experiment.jobs import JobStatus
 from core.experiment.spec import Device
 from core.settings import Settings
-from core.store.jobs import JobStore, plans_from_settings
 from core.store.keys import Keys
+from core.store.records import JobRecord
+from core.store.stores import JobStore, plans_from_settings
 
 DRAIN_SECONDS = 3600.0
 POSTS_AT_ONCE = 64

@@ -41,11 +41,12 @@ from benchmarks.service_processes import (
     wait_for_worker,
     wait_until,
 )
-from core.experiment.jobs import FINISHED, JobRecord, JobStatus
+from core.experiment.jobs import FINISHED, JobStatus
 from core.experiment.spec import Device, ExperimentSpec
-from core.queue import make_celery, send_training
+from core.queue.app import make_celery, send_training
 from core.settings import Settings
-from core.store.jobs import JobStore, plans_from_settings
+from core.store.records import JobRecord
+from core.store.stores import JobStore, plans_from_settings
 
 FAST = {"heartbeat_seconds": 0.5, "worker_silent_seconds": 3.0, "reap_interval_seconds": 0.5}
 JOB_SECONDS = 600.0

@@ -40,11 +40,12 @@ from fastapi import FastAPI
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.experiment.jobs import Summary, WorkerInfo  # noqa: E402
+from core.experiment.jobs import Summary  # noqa: E402
 from core.experiment.spec import ExperimentSpec  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from core.store.jobs import JobStore  # noqa: E402
 from core.store.keys import Keys  # noqa: E402
+from core.store.records import WorkerInfo  # noqa: E402
+from core.store.stores import JobStore  # noqa: E402
 
 BASELINE_PATH = "/_bench/constant"
 PNG_BYTES = 96 * 1024  # default-size (900x600) plots weigh roughly 40 to 180 KB

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.experiment.spec import Device
 from core.settings import Settings
-from core.store.jobs import JobStore
 from core.store.keys import Keys
+from core.store.stores import JobStore
 
 ROOT = Path(__file__).resolve().parent.parent
 START_SECONDS = 180.0

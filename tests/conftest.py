@@ -36,8 +36,8 @@ from core.access.api_keys import key_entry, new_api_key
 from core.cli.serve import redis_server_binary
 from core.experiment.spec import Device
 from core.settings import Settings, get_settings
-from core.store.jobs import JobStore, plans_from_settings
 from core.store.keys import Keys
+from core.store.stores import JobStore, plans_from_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # Jobs that are still training when a test acts on them. A worker trains on XLA,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from core.queue import make_celery
+from core.queue.app import make_celery
 from core.settings import get_settings
 from worker.device import add_device_option
 from worker.heartbeat import connect_heartbeat

@@ -22,8 +22,7 @@ from typing import Any
 
 from celery import current_task
 
-from core.experiment.jobs import study_child_task
-from core.queue import DISPATCH_HEADER
+from core.queue.tasks import DISPATCH_HEADER, study_child_task
 
 
 @dataclass

@@ -24,11 +24,10 @@ from typing import Any
 from celery.signals import task_received, worker_ready, worker_shutdown
 from celery.worker import state
 
-from core.experiment.jobs import task_job_ids
-from core.queue import DISPATCH_HEADER
+from core.queue.tasks import DISPATCH_HEADER, task_job_ids
 from core.settings import get_settings
-from core.store.jobs import JobStore
-from core.store.multiplex import is_store_unavailable
+from core.store.errors import is_store_unavailable
+from core.store.stores import JobStore
 
 logger = logging.getLogger(__name__)
 

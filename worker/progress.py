@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping
 
 from core.experiment.hooks import TrainingCancelled, TrainingHook
-from core.store.jobs import JobStore
+from core.store.stores import JobStore
 
 # Within a long epoch, the store is asked whether to go on at most this often.
 CANCEL_POLL_SECONDS = 0.25

@@ -39,12 +39,13 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
-from core.experiment.jobs import JobRecord
 from core.experiment.spec import Device
-from core.queue import make_celery, send_dispatch
+from core.queue.app import make_celery, send_dispatch
 from core.settings import Settings, get_settings
-from core.store.jobs import JobStore, Requeue
-from core.store.multiplex import is_store_unavailable
+from core.store.errors import is_store_unavailable
+from core.store.records import JobRecord
+from core.store.stores import JobStore
+from core.store.workers import Requeue
 
 logger = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 
 from celery import Task
 
-from core.experiment.jobs import STUDY_CHILD_TASK, STUDY_GROUP_TASK
+from core.queue.tasks import STUDY_CHILD_TASK, STUDY_GROUP_TASK
 from core.settings import get_settings
-from core.store.studies import StudyStore
+from core.store.stores import StudyStore
 from worker.celery_app import app
 from worker.study_finish import finish_study
 from worker.tasks import TrainingTask

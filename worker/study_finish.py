@@ -22,9 +22,10 @@ from typing import Any
 
 import orjson
 
-from core.experiment.jobs import JobStatus, dumps_compact
+from core.experiment.jobs import JobStatus
 from core.plotting.study_plots import available_study_plots, render_study_plot, study_series
-from core.store.studies import StudyRecord, StudyStore
+from core.store.records import StudyRecord, dumps_compact
+from core.store.stores import StudyStore
 
 logger = logging.getLogger(__name__)
 

@@ -10,12 +10,12 @@ from celery import Task
 from celery.exceptions import TimeLimitExceeded
 from celery.signals import worker_process_init
 
-from core.experiment.jobs import public_message, task_job_ids
-from core.queue import TRAIN_TASK
+from core.queue.tasks import TRAIN_TASK, task_job_ids
 from core.settings import get_settings
-from core.store.jobs import JobStore
-from core.store.multiplex import is_store_unavailable
+from core.store.errors import is_store_unavailable
+from core.store.stores import JobStore
 from worker.celery_app import app
+from worker.failures import public_message
 from worker.heartbeat import note_interrupted
 from worker.training import run_training_job, start_warm_up
 

@@ -34,19 +34,20 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import redis
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 
 from core.engine.hardware import cpu_name
 from core.experiment.hooks import TrainingCancelled
-from core.experiment.jobs import JobRecord, JobStatus, Summary, WorkerInfo, public_message
+from core.experiment.jobs import JobStatus, Summary
 from core.experiment.result import dumps_result
 from core.experiment.spec import Device, ExperimentSpec
 from core.settings import get_settings
-from core.store.jobs import JobStore
-from core.store.multiplex import is_store_unavailable
+from core.store.errors import StoreError, is_store_unavailable
+from core.store.records import JobRecord, WorkerInfo
+from core.store.stores import JobStore
 from worker.delivery import JobDelivery
 from worker.device import worker_device
+from worker.failures import public_message
 from worker.progress import JobProgressHook
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ def _mark_running(store: JobStore, delivery: JobDelivery, hostname: str) -> JobR
                 dispatch=delivery.dispatch,
                 task=delivery.task,
             )
-        except redis.RedisError as error:
+        except StoreError as error:
             if not is_store_unavailable(error):
                 raise
             if attempt == START_ATTEMPTS:

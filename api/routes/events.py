@@ -24,7 +24,8 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from api.deps import ExistingJob, StoreDep
 from api.errors import EndOfStream
 from api.schemas import problem_responses
-from core.experiment.jobs import FINISHED, JobRecord
+from core.experiment.jobs import FINISHED
+from core.store.records import JobRecord
 
 router = APIRouter(prefix="/experiments", tags=["events"])
 

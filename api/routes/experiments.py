@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import orjson
-import redis
 from fastapi import APIRouter, Body, Query
 from starlette.responses import Response
 
@@ -28,16 +27,15 @@ from api.deps import (
 from api.errors import Problem, job_not_found, job_not_succeeded
 from api.responses import FastJSONResponse, record_response
 from api.schemas import JobPublic, JobsPage, problem_responses
-from core.experiment.jobs import JobRecord, JobStatus, is_job_id, training_task
+from core.experiment.jobs import JobStatus, is_job_id
 from core.experiment.spec import ExperimentSpec
-from core.queue import send_dispatch
-from core.store.jobs import (
-    ACTIVE_LIMIT_RETRY_AFTER,
-    IdempotencyKeyReused,
-    InvalidCursor,
-    Refusal,
-    TooManyActiveJobs,
-)
+from core.queue.app import send_dispatch
+from core.queue.tasks import training_task
+from core.store.admission import ACTIVE_LIMIT_RETRY_AFTER, Refusal, TooManyActiveJobs
+from core.store.errors import StoreError
+from core.store.jobs import IdempotencyKeyReused
+from core.store.pages import InvalidCursor
+from core.store.records import JobRecord
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 
@@ -152,7 +150,7 @@ async def send_new_jobs(
         await asyncio.gather(
             *(services.store.confirm_dispatch(job_id, dispatch=0) for job_id in sent)
         )
-    except (redis.RedisError, OSError):
+    except (StoreError, OSError):
         # Sent, but still in the outbox: a reaper finds them started, or dispatches anew.
         logger.warning("could not confirm the messages of %d jobs sent", len(sent))
 

@@ -10,7 +10,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import anyio
-import redis
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -23,7 +22,8 @@ from api.responses import FastJSONResponse
 from api.schemas import Health, problem_responses
 from core.experiment.spec import Device
 from core.settings import Settings
-from core.store.jobs import MetricsSnapshot
+from core.store.errors import StoreError
+from core.store.metrics import MetricsSnapshot
 
 router = APIRouter(tags=["health"])
 
@@ -69,7 +69,7 @@ async def readyz(services: ServicesDep, owner: OptionalOwner) -> Response:
             hosts = {
                 queue: await store.live_workers(queue=queue) for queue in queues(services.settings)
             }
-    except (redis.RedisError, OSError, TimeoutError):
+    except (StoreError, OSError, TimeoutError):
         body.update(status="unavailable", redis=False, live_workers={})
         if owner is not None:
             body["workers"] = {}

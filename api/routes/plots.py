@@ -35,7 +35,7 @@ from api.responses import (
 )
 from api.schemas import PlotList, ShareLink, problem_responses
 from core.access.share_links import PlotGrant
-from core.experiment.jobs import JobStatus, is_job_id, iso_time
+from core.experiment.jobs import JobStatus, is_job_id
 from core.plotting.experiment_plots import (
     PLOT_DESCRIPTIONS,
     PLOT_NAMES,
@@ -45,6 +45,7 @@ from core.plotting.experiment_plots import (
     render_plot,
 )
 from core.store.keys import plot_field
+from core.store.records import iso_time
 
 router = APIRouter(prefix="/experiments", tags=["plots"])
 

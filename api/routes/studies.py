@@ -54,13 +54,7 @@ from api.schemas import (
 )
 from core.access.share_links import PlotGrant
 from core.experiment.grouping import ensemble_groups
-from core.experiment.jobs import (
-    JobStatus,
-    dumps_compact,
-    is_job_id,
-    study_child_task,
-    study_group_task,
-)
+from core.experiment.jobs import JobStatus, is_job_id
 from core.experiment.studies import StudyError, StudyPlan, expand_study, parse_study, summary_csv
 from core.plotting.study_plots import (
     STUDY_PLOT_DESCRIPTIONS,
@@ -70,9 +64,13 @@ from core.plotting.study_plots import (
     render_study_plot,
     study_series,
 )
-from core.store.jobs import AsyncJobStore, InvalidCursor, Refusal, TooManyActiveJobs, png_etag
+from core.queue.tasks import study_child_task, study_group_task
+from core.store.admission import Refusal, TooManyActiveJobs
 from core.store.keys import plot_field
-from core.store.studies import AsyncStudyStore, StudyRecord
+from core.store.pages import InvalidCursor
+from core.store.plots import png_etag
+from core.store.records import StudyRecord, dumps_compact
+from core.store.stores import AsyncJobStore, AsyncStudyStore
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 
@@ -123,9 +121,7 @@ def study_store_of(services: Services) -> AsyncStudyStore:
     """The study store on the app's job store connections (made once per app)."""
     studies = _stores.get(services.store)
     if studies is None:
-        studies = _stores[services.store] = AsyncStudyStore.sharing(
-            services.store, services.settings
-        )
+        studies = _stores[services.store] = AsyncStudyStore.sharing(services.store)
     return studies
 
 

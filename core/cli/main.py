@@ -22,8 +22,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from core.access import api_keys
-from core.cli import serve
+from core.cli import keys, serve
 from core.experiment.hooks import TrainingHook
 from core.experiment.spec import ExperimentSpec
 
@@ -141,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=run_command)
     serve.register(commands)
-    api_keys.register(commands)
+    keys.register(commands)
     return parser
 
 

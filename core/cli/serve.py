@@ -246,23 +246,20 @@ def _die_with_parent() -> None:
 
 def wait_for_redis(url: str, *, timeout: float, child: Child | None = None) -> None:
     """Return once Redis at `url` answers PING; ServeError after `timeout` seconds."""
-    import redis
+    from core.store.connections import ping
+    from core.store.errors import StoreError
 
-    client = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0)
     deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.RedisError as error:
-                if child is not None and not child.running():
-                    raise ServeError(f"redis-server exited:\n{child.log_tail()}") from error
-                if time.monotonic() > deadline:
-                    raise ServeError(f"Redis at {url} is not reachable: {error}") from error
-                time.sleep(POLL_SECONDS)
-    finally:
-        client.close()
+    while True:
+        try:
+            ping(url, timeout=1.0)
+            return
+        except StoreError as error:
+            if child is not None and not child.running():
+                raise ServeError(f"redis-server exited:\n{child.log_tail()}") from error
+            if time.monotonic() > deadline:
+                raise ServeError(f"Redis at {url} is not reachable: {error}") from error
+            time.sleep(POLL_SECONDS)
 
 
 def wait_until_ready(

@@ -48,35 +48,55 @@ import hashlib
 from dataclasses import dataclass
 
 from core.access.api_keys import ANONYMOUS
+from core.experiment.jobs import JobStatus
+
+
+class _Beside:
+    """A key named after its record's key: `<record>:<name of the attribute>`."""
+
+    def __init__(self, what: str) -> None:
+        self.__doc__ = what
+        self.suffix = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.suffix = f":{name}"
+
+    def __get__(self, keys: RecordKeys, owner: type | None = None) -> str:
+        return keys.record + self.suffix
 
 
 @dataclass(frozen=True, slots=True)
-class JobKeys:
-    """The keys one job owns; they are created, expired and deleted together."""
+class RecordKeys:
+    """The keys a job or a study owns, all named after its record's key: they are
+    created, expired and deleted together."""
 
     record: str
-    result: str
-    arrays: str
-    plots: str
-    events: str
+
+    plots = _Beside('hash: "<name>" (default size) or "<name>@<w>x<h>@<dpi>" -> PNG, ETags')
+    events = _Beside("stream: progress and state changes")
+
+
+class JobKeys(RecordKeys):
+    """The keys one job owns."""
+
+    __slots__ = ()
+    result = _Beside("string: result.json")
+    arrays = _Beside("string: arrays.npz")
 
     def all(self) -> tuple[str, str, str, str, str]:
-        """Every key of the job, in field order."""
+        """Every key of the job, in the order the job scripts take them."""
         return (self.record, self.result, self.arrays, self.plots, self.events)
 
 
-@dataclass(frozen=True, slots=True)
-class StudyKeys:
-    """The keys one study owns; they are created, expired and deleted together."""
+class StudyKeys(RecordKeys):
+    """The keys one study owns."""
 
-    record: str
-    seen: str
-    series: str
-    plots: str
-    events: str
+    __slots__ = ()
+    seen = _Beside("hash: child id -> the child status its events last told")
+    series = _Beside("string: the numbers its plots are drawn from (JSON)")
 
     def all(self) -> tuple[str, str, str, str, str]:
-        """Every key of the study, in field order."""
+        """Every key of the study, in the order the study scripts take them."""
         return (self.record, self.seen, self.series, self.plots, self.events)
 
 
@@ -95,28 +115,16 @@ class Keys:
         self.studies_expiry = f"{namespace}:studies:expiry"
         # Celery prefixes every broker key with this (kombu's global_keyprefix).
         self.celery_prefix = f"{namespace}:celery:"
+        # One index per status, in JobStatus order (the job scripts take them so).
+        self.by_status = tuple(self.jobs_with_status(status) for status in JobStatus)
 
     def job(self, job_id: str) -> JobKeys:
         """The keys of job `job_id`."""
-        record = f"{self._prefix}job:{job_id}"
-        return JobKeys(
-            record=record,
-            result=f"{record}:result",
-            arrays=f"{record}:arrays",
-            plots=f"{record}:plots",
-            events=f"{record}:events",
-        )
+        return JobKeys(f"{self._prefix}job:{job_id}")
 
     def study(self, study_id: str) -> StudyKeys:
         """The keys of study `study_id`."""
-        record = f"{self._prefix}study:{study_id}"
-        return StudyKeys(
-            record=record,
-            seen=f"{record}:seen",
-            series=f"{record}:series",
-            plots=f"{record}:plots",
-            events=f"{record}:events",
-        )
+        return StudyKeys(f"{self._prefix}study:{study_id}")
 
     def jobs_with_status(self, status: str) -> str:
         """The index of jobs whose status is `status`."""
@@ -159,7 +167,7 @@ class Keys:
 def owned(index: str, owner: str) -> str:
     """The owner's part of index `index` (e.g. `Keys.jobs`, `Keys.jobs_with_status(s)`).
 
-    The job scripts (core.store.scripts) derive these names the same way, from the
+    The scripts (core.store.scripts) derive these names the same way, from the
     declared index and the job's owner, because the worker's transitions do not know
     a job's owner: the store runs on one Redis, not a cluster.
     """

@@ -9,10 +9,10 @@ one write, replies are parsed by hiredis as they arrive and handed back in order
 Replies are raw RESP2 values (bytes, int, lists); an error reply raises the
 exception redis-py raises for it (`NoScriptError` for NOSCRIPT, `BusyLoadingError`
 for LOADING, `ReadOnlyError`, `OutOfMemoryError`, ... else `ResponseError`), its
-message kept whole. `is_unavailable_reply` tells the replies that mean Redis cannot
-serve commands for now from those that mean a command is wrong. Never send a
-blocking command (BLPOP, XREAD BLOCK, ...) here: it would stall every command
-queued behind it; use an ordinary pooled client for those.
+message kept whole (core.store.errors tells the replies that mean Redis cannot
+serve for now from those that mean a command is wrong). Never send a blocking
+command (BLPOP, XREAD BLOCK, ...) here: it would stall every command queued
+behind it; use an ordinary pooled client for those.
 
 Example:
     >>> redis = MultiplexedRedis.from_url("redis://127.0.0.1:6379/0")
@@ -59,15 +59,6 @@ def _pack(args: Sequence[Arg]) -> bytes:
     return packed
 
 
-# Error replies meaning Redis cannot serve the command now, though it will again
-# without anyone changing the request: a restarted Redis replaying its data (LOADING),
-# a script running too long (BUSY), failing to persist (MISCONF), a replica after a
-# failover (READONLY) or cut off from its master (MASTERDOWN), out of memory (OOM),
-# a cluster moving slots (TRYAGAIN). Callers answer them like an unreachable Redis.
-UNAVAILABLE_REPLIES = frozenset(
-    {"LOADING", "BUSY", "MISCONF", "READONLY", "OOM", "MASTERDOWN", "TRYAGAIN"}
-)
-
 # The exceptions redis-py raises for these error codes (redis._parsers.base), so a
 # caller catches the same types from either client.
 _ERRORS: dict[str, Callable[[str], RedisError]] = {
@@ -81,42 +72,6 @@ _ERRORS: dict[str, Callable[[str], RedisError]] = {
     "WRONGPASS": AuthenticationError,
     "NOAUTH": AuthenticationError,
 }
-# redis-py keeps these types whatever their message (it strips the code from it).
-_UNAVAILABLE_TYPES = (
-    BusyLoadingError,
-    ReadOnlyError,
-    OutOfMemoryError,
-    MasterDownError,
-    TryAgainError,
-)
-
-
-def _error_code(error: BaseException) -> str:
-    """The code of a Redis error reply (`LOADING`, `ERR`, ...): its message's first word."""
-    # redis-py (>= 6) records it apart, having cut it from the message.
-    code = getattr(error, "status_code", None)
-    return code if isinstance(code, str) and code else str(error).partition(" ")[0]
-
-
-def is_unavailable_reply(error: BaseException) -> bool:
-    """True for an error reply of UNAVAILABLE_REPLIES, from this client or from redis-py's.
-
-    Example:
-        >>> is_unavailable_reply(ResponseError("BUSY Redis is busy running a script."))
-        True
-        >>> is_unavailable_reply(ResponseError("BUSYGROUP Consumer Group name already exists"))
-        False
-    """
-    if isinstance(error, _UNAVAILABLE_TYPES):
-        return True
-    return isinstance(error, ResponseError) and _error_code(error) in UNAVAILABLE_REPLIES
-
-
-def is_store_unavailable(error: BaseException) -> bool:
-    """True when `error` means Redis cannot serve now, not that a request was wrong:
-    unreachable, not answering, or an error reply of UNAVAILABLE_REPLIES."""
-    unreachable = isinstance(error, ConnectionError | RedisTimeoutError)
-    return unreachable or is_unavailable_reply(error)
 
 
 def _error(reply: ResponseError) -> RedisError:

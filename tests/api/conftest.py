@@ -8,9 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
-from core.experiment.jobs import JobRecord, Summary, WorkerInfo
+from core.experiment.jobs import Summary
 from core.experiment.spec import ExperimentSpec
-from core.store.jobs import JobStore
+from core.store.records import JobRecord, WorkerInfo
+from core.store.stores import JobStore
 from tests.conftest import Server
 
 # Jobs the tests post without wanting them trained go to the GPU queue, which no test

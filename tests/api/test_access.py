@@ -17,11 +17,12 @@ import pytest
 from api.main import create_app
 from core.access.api_keys import key_entry, new_api_key
 from core.access.share_links import PlotGrant, sign_plot
-from core.experiment.jobs import JobRecord, Summary, new_job_id
+from core.experiment.jobs import Summary, new_job_id
 from core.experiment.spec import ExperimentSpec
 from core.plotting.experiment_plots import PlotSize
 from core.settings import Settings
-from core.store.jobs import JobStore
+from core.store.records import JobRecord
+from core.store.stores import JobStore
 from tests.api.conftest import UNTRAINED, WORKER, problem
 from tests.conftest import ROOT, KeysServer, keys_env, serve_api
 

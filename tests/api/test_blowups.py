@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from core.experiment.spec import ExperimentSpec
-from core.queue import make_celery, send_training
+from core.queue.app import make_celery, send_training
 from core.settings import Settings
-from core.store.jobs import JobStore
 from core.store.keys import Keys
+from core.store.stores import JobStore
 from tests.api.test_end_to_end import submit, wait_for_status
 from tests.api.test_events import sse_events
 from tests.conftest import Worker

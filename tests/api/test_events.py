@@ -12,7 +12,7 @@ import httpx
 
 from core.experiment.jobs import Summary
 from core.experiment.spec import ExperimentSpec
-from core.store.jobs import JobStore
+from core.store.stores import JobStore
 from tests.api.conftest import UNTRAINED, WORKER
 
 

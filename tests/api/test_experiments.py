@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from core.experiment.jobs import JobStatus, new_job_id
-from core.store.jobs import JobStore
+from core.store.stores import JobStore
 from tests.api.conftest import UNTRAINED, WORKER, FinishedJob, problem
 
 

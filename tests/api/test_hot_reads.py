@@ -16,8 +16,8 @@ from api.hot_reads import HotReads
 from api.rendering import PlotRenderer
 from core.plotting.experiment_plots import PlotSize
 from core.settings import Settings
-from core.store.jobs import AsyncJobStore
 from core.store.multiplex import MultiplexedRedis
+from core.store.stores import AsyncJobStore
 from tests.api.conftest import UNTRAINED, FinishedJob
 
 pytestmark = pytest.mark.anyio

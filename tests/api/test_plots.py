@@ -10,8 +10,8 @@ import redis
 
 from core.experiment.result import dumps_result
 from core.plotting.experiment_plots import PlotSize, available_plots
-from core.store.jobs import MAX_CACHED_PLOTS
 from core.store.keys import Keys, plot_field
+from core.store.plots import MAX_CACHED_PLOTS
 from tests.api.conftest import UNTRAINED, FinishedJob, problem
 
 ORIGIN = "https://notebook.example"

@@ -19,7 +19,7 @@ from api.main import create_app
 from core.access.api_keys import key_entry, new_api_key
 from core.experiment.spec import Device
 from core.settings import Settings
-from core.store.jobs import JobStore
+from core.store.stores import JobStore
 from tests.api.conftest import problem
 from tests.conftest import KeysServer, free_port
 

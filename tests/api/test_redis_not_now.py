@@ -26,7 +26,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from core.store.multiplex import is_store_unavailable
+from core.store.errors import is_store_unavailable
 from tests.api.conftest import UNTRAINED
 from tests.conftest import (
     ROOT,

@@ -15,8 +15,8 @@ from api.main import create_app
 from api.rendering import PlotIndex, PlotRenderer, render_etag
 from core.experiment.result import dumps_result
 from core.settings import Settings
-from core.store.jobs import MAX_CACHED_PLOTS
 from core.store.keys import Keys
+from core.store.plots import MAX_CACHED_PLOTS
 from tests.api.conftest import FinishedJob
 
 pytestmark = pytest.mark.anyio

@@ -12,7 +12,7 @@ import redis
 
 from core.plotting.study_plots import STUDY_PLOT_NAMES
 from core.settings import Settings
-from core.store.studies import StudyStore
+from core.store.stores import StudyStore, plans_from_settings
 from tests.api.conftest import problem
 from tests.api.test_events import sse_events
 from tests.api.test_plots import ORIGIN, png_size
@@ -114,7 +114,7 @@ def test_the_study_ends_with_its_plots_drawn_by_the_worker(
     small_study: dict[str, Any], settings: Settings, redis_client: redis.Redis
 ) -> None:
     # No plot has been asked for yet: the worker drew them, and sealed the study with them.
-    studies = StudyStore(redis_client, settings)
+    studies = StudyStore(redis_client, plans_from_settings(settings))
     for name in STUDY_PLOT_NAMES:
         assert studies.get_study_plot(small_study["id"], field=name, body=False).etag, name
     assert studies.get_study_series(small_study["id"]) is not None

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
-from core.experiment.jobs import JobStatus, Summary, WorkerInfo, new_job_id, study_child_task
+from core.experiment.jobs import JobStatus, Summary, new_job_id
 from core.experiment.presets import STUDY_PRESETS
 from core.experiment.studies import (
     MAX_CHILDREN,
@@ -42,9 +42,11 @@ from core.plotting.study_plots import (
     render_study_plot,
     study_series,
 )
+from core.queue.tasks import study_child_task
 from core.settings import Settings
-from core.store.jobs import TooManyActiveJobs
-from core.store.studies import StudyStore
+from core.store.admission import TooManyActiveJobs
+from core.store.records import WorkerInfo
+from core.store.stores import StudyStore, plans_from_settings
 from tests.core.result_samples import make_diverged_result, make_result
 
 WORKER = WorkerInfo(hostname="fake@test", device="cpu", device_name="CPU", tensorflow="0")
@@ -472,7 +474,7 @@ def test_concurrent_study_plots_give_the_bytes_of_serial_ones(
 def study_store(settings: Settings, redis_client: redis.Redis) -> StudyStore:
     """A study store on a namespace of its own (keys deleted with the session's)."""
     own = settings.model_copy(update={"namespace": f"{settings.namespace}-studies"})
-    return StudyStore(redis_client, own)
+    return StudyStore(redis_client, plans_from_settings(own))
 
 
 def _new_study(store: StudyStore, seeds: int = 1) -> tuple[str, list[str]]:

@@ -21,11 +21,13 @@ import pytest
 import redis
 from celery import Celery
 
-from core.experiment.jobs import JobRecord, JobStatus
+from core.experiment.jobs import JobStatus
 from core.experiment.spec import Device, ExperimentSpec
-from core.queue import TRAIN_TASK, make_celery
+from core.queue.app import make_celery
+from core.queue.tasks import TRAIN_TASK
 from core.settings import Settings
-from core.store.jobs import JobStore, plans_from_settings
+from core.store.records import JobRecord
+from core.store.stores import JobStore, plans_from_settings
 from tests.conftest import ROOT, WORKER_START_SECONDS, stop_process, wait_for
 
 JOB_SECONDS = 180.0  # a first job in a fresh pool process loads TensorFlow and compiles

@@ -22,7 +22,7 @@ from typing import Any
 
 import redis
 
-from core.store.jobs import JobStore
+from core.store.stores import JobStore
 from worker.celery_app import app
 
 FAULTS_ENV = "GRADWATCH_TEST_FAULTS"

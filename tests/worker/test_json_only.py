@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from core.experiment.jobs import FINISHED, JobStatus
-from core.queue import TRAIN_TASK, celery_config
+from core.queue.app import celery_config
+from core.queue.tasks import TRAIN_TASK
 from core.settings import Settings
 from tests.conftest import Worker
 from tests.worker.conftest import Deployment

@@ -24,7 +24,7 @@ from core.experiment.jobs import FINISHED, JobStatus, new_job_id
 from core.experiment.studies import StudyRequest, expand_study
 from core.plotting.study_plots import planned_study_plots
 from core.settings import Settings
-from core.store.studies import StudyStore
+from core.store.stores import StudyStore, plans_from_settings
 from tests.conftest import wait_for
 from tests.worker.conftest import JOB_SECONDS, RECOVERY_SECONDS, Deployment, Workers
 
@@ -151,7 +151,7 @@ def wait_for_study_end(studies: StudyStore, study_id: str) -> Any:
 
 
 def test_a_study_stored_but_never_sent_completes_with_its_plots(workers: Workers) -> None:
-    studies = StudyStore(workers.deployment.store.client, workers.settings)
+    studies = StudyStore(workers.deployment.store.client, plans_from_settings(workers.settings))
     plan = expand_study(StudyRequest.model_validate(STUDY))
     queue = workers.deployment.queue
     # Stored, then its API process died: no child was sent.
@@ -170,7 +170,7 @@ def test_a_study_stored_but_never_sent_completes_with_its_plots(workers: Workers
 
 
 def test_a_study_whose_sends_fail_part_way_completes(workers: Workers) -> None:
-    studies = StudyStore(workers.deployment.store.client, workers.settings)
+    studies = StudyStore(workers.deployment.store.client, plans_from_settings(workers.settings))
 
     response = post(workers.settings, STUDY, path="/v1/studies", sends=1)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 
 from core.experiment.jobs import FINISHED, JobStatus
-from core.queue import celery_config, make_celery
+from core.queue.app import celery_config, make_celery
 from core.settings import Settings
 from core.store.keys import Keys
 from tests.conftest import LONG_SPEC, MEDIUM_SPEC, WORST_SPEC, wait_for

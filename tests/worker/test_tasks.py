@@ -13,11 +13,12 @@ import sys
 import pytest
 from celery.exceptions import TimeLimitExceeded
 
-from core.experiment.jobs import FINISHED, JobStatus, WorkerInfo
+from core.experiment.jobs import FINISHED, JobStatus
 from core.store.keys import Keys
+from core.store.records import WorkerInfo
 from tests.conftest import LONG_SPEC, ROOT, WORST_SPEC, Worker
-from tests.core.test_job_errors import GRAPH_EXECUTION_ERROR
 from tests.worker.conftest import QUICK_SPEC, Deployment
+from tests.worker.test_failures import GRAPH_EXECUTION_ERROR
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

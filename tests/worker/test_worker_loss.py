@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from core.experiment.jobs import FINISHED, JobStatus
-from core.queue import celery_config, make_celery
+from core.queue.app import celery_config, make_celery
 from core.settings import Settings
 from core.store.keys import Keys
 from tests.conftest import MEDIUM_SPEC, wait_for

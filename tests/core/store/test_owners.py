@@ -7,10 +7,12 @@ import time
 import pytest
 
 from core.access.api_keys import ANONYMOUS
-from core.experiment.jobs import JobStatus, Summary, WorkerInfo
+from core.experiment.jobs import JobStatus, Summary
 from core.experiment.spec import ExperimentSpec
-from core.store.jobs import JobStore, TooManyActiveJobs
+from core.store.admission import TooManyActiveJobs
 from core.store.keys import owned
+from core.store.records import WorkerInfo
+from core.store.stores import JobStore
 
 WORKER = WorkerInfo(hostname="w@test", device="cpu", device_name="CPU", tensorflow="0")
 LIMITS = {"per_minute": 1000, "max_active": 1000}

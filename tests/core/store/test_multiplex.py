@@ -12,7 +12,8 @@ from redis._parsers.base import BaseParser
 from redis.exceptions import NoScriptError, ResponseError
 
 from core.settings import Settings
-from core.store.multiplex import MultiplexedRedis, is_unavailable_reply
+from core.store.errors import is_unavailable_reply
+from core.store.multiplex import MultiplexedRedis
 
 pytestmark = pytest.mark.anyio
 

@@ -9,9 +9,12 @@ import time
 
 import pytest
 
-from core.experiment.jobs import JobRecord, JobStatus, Summary, WorkerInfo, training_task
+from core.experiment.jobs import JobStatus, Summary
 from core.experiment.spec import ExperimentSpec
-from core.store.jobs import JobStore, Requeue
+from core.queue.tasks import training_task
+from core.store.records import JobRecord, WorkerInfo
+from core.store.stores import JobStore
+from core.store.workers import Requeue
 
 LOST = WorkerInfo(hostname="lost@test", device="cpu", device_name="CPU", tensorflow="2")
 OTHER = WorkerInfo(hostname="other@test", device="cpu", device_name="CPU", tensorflow="2")

@@ -2,17 +2,12 @@
 
 Both sides build their `celery.Celery` from `celery_config(settings)`, so the
 broker, serializer and transport options cannot drift apart. The API enqueues
-by task name and never imports the worker (nor TensorFlow).
-
-The tasks:
-
-    gradwatch.train(job_id: str)   # kwargs={"job_id": ...}; the spec is read from the job store
-    gradwatch.train_study_child(job_id: str, study_id: str)   # a study's child (core.store.studies)
+by task name (core.queue.tasks) and never imports the worker (nor TensorFlow).
 
 Every message is sent with `send_dispatch`: the task and kwargs the job's record
 keeps, its dispatch number in a message header. The job store puts each dispatch
-in an outbox as it makes it (core.store.jobs); the sender confirms it once sent, and
-a reaper (worker.reaper) sends anew, as the next dispatch, what stays
+in an outbox as it makes it (core.store.outbox); the sender confirms it once sent,
+and a reaper (worker.reaper) sends anew, as the next dispatch, what stays
 unconfirmed: a job the API stored but could not send, or whose API process died
 in between, still runs.
 
@@ -29,14 +24,10 @@ from typing import Any
 
 from celery import Celery
 
-from core.experiment.jobs import TRAIN_TASK
 from core.experiment.spec import Device
+from core.queue.tasks import DISPATCH_HEADER, TRAIN_TASK
 from core.settings import Settings
 from core.store.keys import Keys
-
-# A message names its dispatch in this header (kwargs stay as first sent, so every task's
-# signature still fits); absent means 0, the first send.
-DISPATCH_HEADER = "gradwatch_dispatch"
 
 # Unacknowledged messages are redelivered after this many seconds; it must exceed
 # the longest job, or a healthy long job would be delivered twice.
@@ -99,7 +90,7 @@ def send_dispatch(
 ) -> None:
     """Send dispatch `dispatch` of job `job_id` to `queue`.
 
-    `task` is the name and kwargs the job's record keeps (`core.experiment.jobs.training_task`,
+    `task` is the name and kwargs the job's record keeps (`core.queue.tasks.training_task`,
     or `study_child_task`: a study's child keeps its study); without it, plain training.
     """
     name, kwargs = TRAIN_TASK, {"job_id": job_id}

@@ -6,7 +6,8 @@ import traceback
 
 import pytest
 
-from core.experiment.jobs import PUBLIC_MESSAGE_CHARS, ErrorInfo, public_message
+from core.store.records import ErrorInfo
+from worker.failures import PUBLIC_MESSAGE_CHARS, public_message
 
 # As TensorFlow 2 words a runtime error in a compiled step (trimmed from a real one:
 # the stack the op was built in comes first, the reason last).

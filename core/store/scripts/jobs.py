@@ -1,35 +1,23 @@
-"""The job store's Lua scripts: every state change of a job, each one atomic.
+"""The job scripts: every state change of a job, an owner's admission, a cached PNG.
 
-Job scripts share a prelude: KEYS are the job's keys then the indexes (see
-`JobPlans._job_keys` in core.store.jobs), ARGV[1..3] the job id, the TTL applied
-when it finishes and the event stream's cap. Times come from Redis' own clock
-(TIME), so workers and API processes on several machines agree.
+A job script gets KEYS laid out by `JobPlans.job_script_keys` (core.store.jobs): the
+job's keys, then the indexes; ARGV[1..3] are the job id, the TTL applied when it
+finishes and its event stream's cap. `JOB_LAYOUT` names them and holds the helpers
+every transition shares.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from core.store.scripts import LuaScript, lua_script
 
 # Job duration histogram buckets (seconds); the Lua scripts count into them.
 DURATION_BUCKETS: tuple[float, ...] = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
-_CLOCK = """
-local function now()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
-local function stamp(t) return string.format('%.6f', t) end
-"""
-
-_BUCKETS = f"""
+JOB_LAYOUT = (
+    f"""
 local BUCKETS = {{{", ".join(f"{bound:g}" for bound in DURATION_BUCKETS)}}}
 local LABELS = {{{", ".join(f"'{bound:g}'" for bound in DURATION_BUCKETS)}}}
 """
-
-# Every job script gets KEYS laid out by `JobPlans._job_keys` and ARGV[1..3] = id, ttl, cap.
-_JOB_PRELUDE = (
-    _CLOCK
-    + _BUCKETS
     + """
 local record, result, arrays, plots, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local jobs, expiry, durations = KEYS[6], KEYS[7], KEYS[8]
@@ -38,13 +26,7 @@ local by_status = {queued = KEYS[9], running = KEYS[10], succeeded = KEYS[11],
 local owners = KEYS[14]
 local id, ttl, cap = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 
--- An owner's part of an index (core.store.keys.owned): derived here, as the worker's
--- transitions do not know the job's owner; the owners hash does.
-local function owned(index, owner) return index .. ':owner:' .. owner end
-
-local function emit(kind, data)
-  redis.call('XADD', events, 'MAXLEN', '~', cap, '*', 'type', kind, 'data', data)
-end
+local function emit(kind, data) append_event(events, cap, kind, data) end
 
 local function set_status(from, to)
   redis.call('HSET', record, 'status', to)
@@ -55,12 +37,6 @@ local function set_status(from, to)
     if from then redis.call('ZREM', owned(by_status[from], owner), id) end
     redis.call('ZADD', owned(by_status[to], owner), 0, id)
   end
-end
-
--- The owner's queued and running jobs: what its max_active_jobs limit counts.
-local function active_jobs(owner)
-  return redis.call('ZCARD', owned(by_status.queued, owner))
-    + redis.call('ZCARD', owned(by_status.running, owner))
 end
 
 local function observe(status, seconds)
@@ -87,8 +63,6 @@ local function finish(from, to, event)
   end
   redis.call('ZADD', expiry, t + ttl, id)
 end
-
-local finished = {succeeded = true, failed = true, cancelled = true}
 
 -- Fencing: a worker writes with the delivery number mark_running gave it ('' when the
 -- caller is not a delivery). Once the job was delivered again, the earlier delivery's
@@ -117,47 +91,38 @@ end
 """
 )
 
-
 # A new queued job, whole: its record (with the task that trains it, at dispatch 0),
 # owner, indexes, "queued" event, and its first dispatch in the outbox, where it stays
 # until its sender confirms the message went out (a reaper sends it if none does).
-# Shared by CREATE and a study's creation (core.store.studies), whose preludes differ:
-# it needs only their `now()`. `at` holds the keys record, events, jobs, queued (the
-# status index), owners and outbox; `job` the fields id, queue, spec, epochs, owner, task.
+# Shared by CREATE and a study's creation (core.store.scripts.studies). `at` holds the
+# keys record, events, jobs, queued (the status index), owners and outbox; `job` the
+# fields id, queue, spec, epochs, owner, task.
 NEW_JOB = """
 local function new_job(at, job, cap, t)
   redis.call('HSET', at.record, 'id', job.id, 'status', 'queued', 'queue', job.queue,
-             'created_at', string.format('%.6f', t), 'spec', job.spec, 'epoch', 0,
+             'created_at', stamp(t), 'spec', job.spec, 'epoch', 0,
              'epochs', job.epochs, 'deliveries', 0, 'dispatch', 0, 'cancel_requested', 0,
              'owner', job.owner, 'task', job.task)
   redis.call('HSET', at.owners, job.id, job.owner)
   for _, index in ipairs({at.jobs, at.queued}) do
     redis.call('ZADD', index, 0, job.id)
-    redis.call('ZADD', index .. ':owner:' .. job.owner, 0, job.id)
+    redis.call('ZADD', owned(index, job.owner), 0, job.id)
   end
-  redis.call('XADD', at.events, 'MAXLEN', '~', cap, '*', 'type', 'state',
-             'data', '{"status":"queued"}')
+  append_event(at.events, cap, 'state', '{"status":"queued"}')
   redis.call('ZADD', at.outbox, t, job.id .. ' 0')
 end
 """
 
 
-@dataclass(frozen=True, slots=True)
-class LuaScript:
-    """A named Lua script; executors load it once and call it by SHA."""
-
-    name: str
-    source: str
+def job_script(name: str, *parts: str) -> LuaScript:
+    """A script over one job's keys: the prelude, the job's layout, then `parts`."""
+    return lua_script(name, JOB_LAYOUT, *parts)
 
 
-def _job_script(name: str, body: str) -> LuaScript:
-    return LuaScript(name, _JOB_PRELUDE + body)
-
-
-CREATE = _job_script(
+CREATE = job_script(
     "create",
-    NEW_JOB
-    + """
+    NEW_JOB,
+    """
 -- ARGV[4] queue, [5] spec JSON, [6] epochs, [7] idempotency value or '',
 -- [8] idempotency ttl, [9] the stale idempotency value this replaces, or '', [10] owner,
 -- [11] the owner's limit of active jobs (0: none), [12] the task JSON;
@@ -170,7 +135,7 @@ if ARGV[7] ~= '' then
   if previous and previous ~= ARGV[9] then return {'replay', previous} end
 end
 if limit > 0 then
-  local active = active_jobs(owner)
+  local active = active_jobs(by_status.queued, by_status.running, owner)
   if active >= limit then return {'limited', active} end
 end
 if ARGV[7] ~= '' then redis.call('SET', KEYS[16], ARGV[7], 'EX', ARGV[8]) end
@@ -183,7 +148,7 @@ return {'created', redis.call('HGETALL', record)}
 """,
 )
 
-MARK_RUNNING = _job_script(
+MARK_RUNNING = job_script(
     "mark_running",
     """
 -- ARGV[4] worker JSON, [5] max deliveries, [6] the message's dispatch or '',
@@ -220,7 +185,7 @@ return {'running', redis.call('HGETALL', record)}
 """,
 )
 
-NOTE_INTERRUPTED = _job_script(
+NOTE_INTERRUPTED = job_script(
     "note_interrupted",
     """
 -- ARGV[4] hostname, [5] the note's id. Worker `hostname` says its run of the job was cut
@@ -242,7 +207,7 @@ return 1
 """,
 )
 
-SET_WORKER = _job_script(
+SET_WORKER = job_script(
     "set_worker",
     """
 -- ARGV[4] worker JSON, [5] delivery. The worker of a running delivery, told in full once
@@ -253,7 +218,7 @@ return 1
 """,
 )
 
-SET_PROGRESS = _job_script(
+SET_PROGRESS = job_script(
     "set_progress",
     """
 -- ARGV[4] epoch, [5] epochs, [6] event JSON, [7] delivery or ''.
@@ -267,7 +232,7 @@ return 1
 """,
 )
 
-MARK_SUCCEEDED = _job_script(
+MARK_SUCCEEDED = job_script(
     "mark_succeeded",
     """
 -- ARGV[4] summary JSON, [5] result JSON, [6] arrays or '', [7] plot names JSON,
@@ -282,7 +247,7 @@ return 1
 """,
 )
 
-MARK_STOPPED = _job_script(
+MARK_STOPPED = job_script(
     "mark_stopped",
     """
 -- ARGV[4] 'failed' or 'cancelled', [5] error JSON or '', [6] event JSON,
@@ -297,7 +262,7 @@ return 1
 """,
 )
 
-REQUEST_CANCEL = _job_script(
+REQUEST_CANCEL = job_script(
     "request_cancel",
     """
 if redis.call('EXISTS', record) == 0 then return {'missing'} end
@@ -312,7 +277,7 @@ return {status, redis.call('HGETALL', record)}
 """,
 )
 
-DELETE = _job_script(
+DELETE = job_script(
     "delete",
     """
 local existed = redis.call('EXISTS', record)
@@ -330,33 +295,19 @@ return existed
 """,
 )
 
-PRUNE = LuaScript(
-    "prune",
-    _CLOCK
-    + """
--- KEYS[1] all jobs, [2] expiry, [3..] status indexes; ARGV[1] limit.
--- An id whose expiry time has passed has no keys left: drop it from every index.
-local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now(), 'LIMIT', 0, ARGV[1])
-for _, id in ipairs(ids) do
-  for i = 1, #KEYS do redis.call('ZREM', KEYS[i], id) end
-end
-return #ids
-""",
-)
-
-PRUNE_OWNED = LuaScript(
+PRUNE_OWNED = lua_script(
     "prune_owned",
-    _CLOCK
-    + """
+    """
 -- KEYS[1] owners (id -> owner), [2] expiry, [3..] indexes; ARGV[1] limit.
--- Like PRUNE, and each id also leaves its owner's part of every index (core.store.keys.owned).
+-- An id whose expiry time has passed has no keys left: it leaves every index, and its
+-- owner's part of every index.
 local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now(), 'LIMIT', 0, ARGV[1])
 for _, id in ipairs(ids) do
   local owner = redis.call('HGET', KEYS[1], id)
   redis.call('ZREM', KEYS[2], id)
   for i = 3, #KEYS do
     redis.call('ZREM', KEYS[i], id)
-    if owner then redis.call('ZREM', KEYS[i] .. ':owner:' .. owner, id) end
+    if owner then redis.call('ZREM', owned(KEYS[i], owner), id) end
   end
   redis.call('HDEL', KEYS[1], id)
 end
@@ -364,10 +315,9 @@ return #ids
 """,
 )
 
-ADMIT = LuaScript(
+ADMIT = lua_script(
     "admit",
-    _CLOCK
-    + """
+    """
 -- KEYS[1] the owner's submissions (sorted set: time -> request id), [2] its queued index,
 -- [3] its running index; ARGV[1] request id, [2] submissions allowed per window,
 -- [3] window seconds, [4] jobs allowed queued or running, [5] jobs this request adds.
@@ -387,11 +337,11 @@ return {'ok'}
 """,
 )
 
-PUT_PLOT = LuaScript(
+PUT_PLOT = lua_script(
     "put_plot",
     """
 -- KEYS[1] record, [2] plots; ARGV[1] field, [2] png, [3] etag field, [4] etag, [5] max fields.
--- Cache only for a finished job (its record has a TTL), and expire with it.
+-- Cache only for a finished job or study (its record has a TTL), and expire with it.
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then return 0 end
 if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[5]) then return 0 end
@@ -401,205 +351,7 @@ return 1
 """,
 )
 
-HEARTBEAT = LuaScript(
-    "heartbeat",
-    _CLOCK
-    + """
--- KEYS[1] workers of a queue; ARGV[1] hostname, [2] seconds to keep old beats
-local t = now()
-redis.call('ZADD', KEYS[1], t, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t - tonumber(ARGV[2]))
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-""",
-)
-
-LIVE_WORKERS = LuaScript(
-    "live_workers",
-    _CLOCK
-    + """
--- KEYS[1] workers of a queue; ARGV[1] seconds
-return redis.call('ZRANGEBYSCORE', KEYS[1], now() - tonumber(ARGV[1]), '+inf')
-""",
-)
-
-# ------------------------------------------------------------------ worker loss
-
-RECORD_WORKER_JOBS = LuaScript(
-    "record_worker_jobs",
-    _CLOCK
-    + """
--- KEYS[1] the worker's jobs key; ARGV[1] its jobs ("<id>:<dispatch>"), space-separated,
--- [2] seconds to keep
-redis.call('SET', KEYS[1], stamp(now()) .. ' ' .. ARGV[1], 'EX', ARGV[2])
-""",
-)
-
-LOST_WORKERS = LuaScript(
-    "lost_workers",
-    _CLOCK
-    + """
--- KEYS[1] workers of a queue; ARGV[1] silent seconds, [2] and [3] the prefix and suffix of
--- a worker's jobs key (core.store.keys). Replies hostname, last report pairs of the workers
--- silent that long whose last report named a job (a reaper forgets a report once done).
-local reply = {}
-local hosts = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now() - tonumber(ARGV[1]))
-for _, host in ipairs(hosts) do
-  local report = redis.call('GET', ARGV[2] .. host .. ARGV[3])
-  if report and string.find(report, ' %S') then
-    reply[#reply + 1] = host
-    reply[#reply + 1] = report
-  end
-end
-return reply
-""",
-)
-
-FORGET_REPORT = LuaScript(
-    "forget_report",
-    _CLOCK
-    + """
--- KEYS[1] workers of a queue, [2] a worker's jobs key; ARGV[1] hostname, [2] silent seconds.
--- Drops the last report of a worker still silent: its jobs were seen to.
-local beat = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if beat and now() - tonumber(beat) <= tonumber(ARGV[2]) then return 0 end
-return redis.call('DEL', KEYS[2])
-""",
-)
-
-# What the reaper's scripts reply: {'requeued', dispatch, task JSON, queue, reason},
-# {'failed', reason}, {'cancelled'} or {'skip'} (nothing to do, or another reaper did it).
-_REQUEUE = """
--- `last_worker`: the hostname of the lost run's worker, told in the event (or nil).
-local function requeue(reason, outbox, last_worker)
-  local dispatch = redis.call('HINCRBY', record, 'dispatch', 1)
-  local t = now()
-  redis.call('HSET', record, 'requeued_at', stamp(t))
-  redis.call('ZADD', outbox, t, id .. ' ' .. dispatch)
-  emit('state', cjson.encode({status = 'queued', requeued = true, dispatch = dispatch,
-                              reason = reason, last_worker = last_worker}))
-  return {'requeued', dispatch, redis.call('HGET', record, 'task') or '',
-          redis.call('HGET', record, 'queue'), reason}
-end
-"""
-
-REQUEUE_LOST = _job_script(
-    "requeue_lost",
-    _REQUEUE
-    + """
--- KEYS[15] heartbeats of the job's queue, [16] its worker's jobs key, [17] the outbox;
--- ARGV[4] worker hostname, [5] delivery, [6] silent seconds, [7] max deliveries.
--- A running job is lost when its worker has not beaten for `silent` seconds, or beats
--- but its last report (taken well after the job started) no longer lists the job.
--- Re-checked here, atomically, so of several reapers exactly one acts.
-local state = redis.call('HMGET', record, 'status', 'deliveries', 'started_at', 'worker',
-                         'cancel_requested')
-if state[1] ~= 'running' or state[2] ~= ARGV[5] or not state[3] or not state[4] then
-  return {'skip'}
-end
-local host, silent, t = ARGV[4], tonumber(ARGV[6]), now()
-local started = tonumber(state[3])
-if cjson.decode(state[4]).hostname ~= host or t - started < silent then return {'skip'} end
-local reason
-local beat = redis.call('ZSCORE', KEYS[15], host)
-if not beat then
-  reason = 'its worker ' .. host .. ' sent no heartbeat'
-elseif t - tonumber(beat) > silent then
-  reason = string.format('its worker %s went silent (no heartbeat for %.0f s)', host,
-                         t - tonumber(beat))
-else
-  local report = redis.call('GET', KEYS[16])
-  if not report then return {'skip'} end
-  local at, holds = nil, false
-  for word in string.gmatch(report, '%S+') do
-    if at == nil then at = tonumber(word) elseif string.match(word, '^[^:]+') == id then
-      holds = true
-    end
-  end
-  if holds or at < started + silent / 2 then return {'skip'} end
-  reason = 'its worker ' .. host .. ' was no longer running it'
-end
-if state[5] == '1' then
-  finish('running', 'cancelled', '{"status":"cancelled"}')
-  return {'cancelled'}
-end
-local count, told = counted(tonumber(state[2]))
-if count >= tonumber(ARGV[7]) then
-  local error = cjson.encode({type = 'TooManyDeliveries', message = string.format(
-    'delivered %d time%s%s, the limit, and %s: the job may be killing its worker',
-    count, count == 1 and '' or 's', told, reason)})
-  redis.call('HSET', record, 'error', error)
-  finish('running', 'failed', '{"status":"failed","error":' .. error .. '}')
-  return {'failed', reason}
-end
-set_status('running', 'queued')
--- Queued again, the record shows no run: the lost one's worker is told in the event, and
--- kept (last_worker) for its late word that the run was interrupted.
-redis.call('HDEL', record, 'started_at', 'worker')
-redis.call('HSET', record, 'epoch', 0, 'last_worker', host)
-return requeue(reason, KEYS[17], host)
-""",
-)
-
-REDISPATCH = _job_script(
-    "redispatch",
-    _REQUEUE
-    + """
--- KEYS[15] the outbox; ARGV[4] its entry "<id> <dispatch>", [5] seconds unconfirmed,
--- [6] the reason to tell, or '' for the usual one.
--- A dispatch whose message was never confirmed sent (the API could not reach the queue,
--- or its process, or a reaper, died between the two) is dispatched anew: the new number
--- voids the old message, had it gone out after all.
-local since = redis.call('ZSCORE', KEYS[15], ARGV[4])
-if not since or now() - tonumber(since) < tonumber(ARGV[5]) then return {'skip'} end
-redis.call('ZREM', KEYS[15], ARGV[4])
-local dispatch = string.match(ARGV[4], ' (%d+)$')
-if redis.call('HGET', record, 'status') ~= 'queued' or not dispatched(dispatch) then
-  return {'skip'}
-end
-local reason = ARGV[6]
-if reason == '' then
-  reason = dispatch == '0' and 'its message was not confirmed sent'
-    or 'its re-queued message was not confirmed sent'
-end
-return requeue(reason, KEYS[15])
-""",
-)
-
-UNSENT = LuaScript(
-    "unsent",
-    _CLOCK
-    + """
--- KEYS[1] the outbox; ARGV[1] seconds, [2] limit: the entries unconfirmed for longer
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now() - tonumber(ARGV[1]),
-                  'LIMIT', 0, ARGV[2])
-""",
-)
-
-REQUEUE_HELD = _job_script(
-    "requeue_held",
-    _REQUEUE
-    + """
--- KEYS[15] heartbeats of the worker's queue, [16] its jobs key, [17] the outbox;
--- ARGV[4] worker hostname, [5] dispatch, [6] silent seconds.
--- A queued job whose message a lost worker held, at the job's current dispatch, was
--- never started: the worker died between taking the message and marking the job
--- running. Its message waits in Celery's unacked set for the visibility timeout (an
--- hour and more); dispatched anew, the job runs now, and that message is void by then.
-if redis.call('HGET', record, 'status') ~= 'queued' or not dispatched(ARGV[5]) then
-  return {'skip'}
-end
-local host, silent = ARGV[4], tonumber(ARGV[6])
-local beat = redis.call('ZSCORE', KEYS[15], host)
-if beat and now() - tonumber(beat) <= silent then return {'skip'} end
-local report = redis.call('GET', KEYS[16])
-if not report or not string.find(report .. ' ', ' ' .. id .. ':' .. ARGV[5] .. ' ', 1, true) then
-  return {'skip'}
-end
-return requeue('its worker ' .. host .. ' was lost before it started the job', KEYS[17])
-""",
-)
-
-SCRIPTS: tuple[LuaScript, ...] = (
+JOB_SCRIPTS: tuple[LuaScript, ...] = (
     CREATE,
     MARK_RUNNING,
     SET_WORKER,
@@ -609,17 +361,7 @@ SCRIPTS: tuple[LuaScript, ...] = (
     MARK_STOPPED,
     REQUEST_CANCEL,
     DELETE,
-    PRUNE,
     PRUNE_OWNED,
     ADMIT,
     PUT_PLOT,
-    HEARTBEAT,
-    LIVE_WORKERS,
-    RECORD_WORKER_JOBS,
-    REQUEUE_LOST,
-    REQUEUE_HELD,
-    LOST_WORKERS,
-    FORGET_REPORT,
-    REDISPATCH,
-    UNSENT,
 )

@@ -11,25 +11,18 @@ import pytest
 import redis
 import redis.asyncio
 
-from core.experiment.jobs import JobRecord, JobStatus, Summary, WorkerInfo, is_job_id, new_job_id
+from core.experiment.jobs import JobStatus, Summary, is_job_id, new_job_id
 from core.experiment.spec import ExperimentSpec, Limits
 from core.settings import Settings
-from core.store.jobs import (
-    EVENTS_MAXLEN,
-    MAX_CACHED_PLOTS,
-    AsyncJobStore,
-    Created,
-    IdempotencyKeyReused,
-    InvalidCursor,
-    JobPlans,
-    JobStore,
-    Plan,
-    decode_cursor,
-    encode_cursor,
-    plans_from_settings,
-)
+from core.store.events import EVENTS_MAXLEN
+from core.store.jobs import Created, IdempotencyKeyReused
 from core.store.keys import plot_field
 from core.store.multiplex import MultiplexedRedis
+from core.store.pages import InvalidCursor, decode_cursor, encode_cursor
+from core.store.plans import Plan
+from core.store.plots import MAX_CACHED_PLOTS
+from core.store.records import JobRecord, WorkerInfo
+from core.store.stores import AsyncJobStore, JobStore, StorePlans, plans_from_settings
 
 T = TypeVar("T")
 
@@ -433,7 +426,7 @@ def test_expired_jobs_leave_the_listing_and_the_indexes(isolated_store: JobStore
     plans = isolated_store.plans
     short = JobStore(
         isolated_store.client,
-        JobPlans(plans.keys, job_ttl_seconds=1, idempotency_ttl_seconds=60),
+        StorePlans(plans.keys, job_ttl_seconds=1, idempotency_ttl_seconds=60),
     )
     kept = queued(short).id
     gone = running(short).id
