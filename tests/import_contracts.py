@@ -1,0 +1,49 @@
+"""An import-linter contract type the rules of the house need: forbidden at module level.
+
+`api` may import the engine or plotting inside a function (loaded on first use,
+not as the API starts), never at module level, directly or through a module it
+imports at module level. import-linter's `forbidden` contract sees every import;
+this one first drops from the graph the imports made only inside a function, then
+checks as `forbidden` does. Registered in pyproject.toml (`contract_types`).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from pathlib import Path
+
+from grimp import ImportGraph
+from importlinter.contracts.forbidden import ForbiddenContract
+from importlinter.domain.contract import ContractCheck
+
+
+def function_level_lines(module: str) -> set[int]:
+    """The lines of `module`'s source that import inside a function (never at import time)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        return set()
+    tree = ast.parse(Path(spec.origin).read_text())
+    return {
+        inner.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+        for inner in ast.walk(node)
+        if isinstance(inner, ast.Import | ast.ImportFrom)
+    }
+
+
+class ModuleLevelForbiddenContract(ForbiddenContract):
+    """A `forbidden` contract that allows the forbidden imports made inside functions."""
+
+    type_name = "forbidden_at_module_level"
+
+    def check(self, graph: ImportGraph, verbose: bool) -> ContractCheck:
+        for importer in sorted(graph.modules):
+            imported_modules = graph.find_modules_directly_imported_by(importer)
+            inside_functions = function_level_lines(importer) if imported_modules else set()
+            for imported in imported_modules if inside_functions else ():
+                details = graph.get_import_details(importer=importer, imported=imported)
+                if details and all(d["line_number"] in inside_functions for d in details):
+                    graph.remove_import(importer=importer, imported=imported)
+        return super().check(graph, verbose)
