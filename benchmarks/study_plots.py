@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 import core.plotting.study_plots  # noqa: E402
 from benchmarks.plots import load_revision, report, time_renders  # noqa: E402
-from core.experiment.presets import study_preset  # noqa: E402
+from core.experiment.study_presets import study_preset  # noqa: E402
 from core.plotting.experiment_plots import PlotSize  # noqa: E402
 
 Series = dict[str, Any]

@@ -26,8 +26,8 @@ from celery.worker import state
 
 from core.queue.tasks import DISPATCH_HEADER, task_job_ids
 from core.settings import get_settings
-from core.store.errors import is_store_unavailable
 from core.store.stores import JobStore
+from worker.background import log_failed_round
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +90,7 @@ class Heartbeat:
             try:
                 self.beat()
             except Exception as error:
-                # A Redis outage must not end the heartbeat for good.
-                if is_store_unavailable(error):
-                    logger.warning("heartbeat: the job store cannot serve (%s); retrying", error)
-                else:
-                    logger.exception("heartbeat failed; retrying")
+                log_failed_round(logger, "heartbeat", error)
             self._soon.wait(self.seconds)
             if self._stopped.is_set():
                 return

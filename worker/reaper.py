@@ -42,10 +42,10 @@ from celery.signals import worker_ready, worker_shutdown
 from core.experiment.spec import Device
 from core.queue.app import make_celery, send_dispatch
 from core.settings import Settings, get_settings
-from core.store.errors import is_store_unavailable
 from core.store.records import JobRecord
 from core.store.stores import JobStore
 from core.store.workers import Requeue
+from worker.background import log_failed_round
 
 logger = logging.getLogger(__name__)
 
@@ -152,10 +152,7 @@ class Reaper:
             except Exception as error:
                 # Redis away (or loading, busy...): try again, and wait a silence period
                 # once it is back, when every heartbeat looks old.
-                if is_store_unavailable(error):
-                    logger.warning("reaper: the job store cannot serve (%s); retrying", error)
-                else:
-                    logger.exception("reaper round failed; retrying")
+                log_failed_round(logger, "reaper", error)
                 reachable_since = None
 
 

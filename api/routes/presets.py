@@ -7,7 +7,8 @@ from starlette.responses import Response
 
 from api.responses import FastJSONResponse
 from api.schemas import PresetList
-from core.experiment.presets import PRESETS, STUDY_PRESETS
+from core.experiment.presets import PRESETS
+from core.experiment.study_presets import STUDY_PRESETS
 
 router = APIRouter(prefix="/presets", tags=["presets"])
 

@@ -15,31 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.experiment.result import finite_list, finite_or_none
+from core.experiment.result import TENSOR_STATS, finite_list, finite_or_none
 from core.experiment.spec import CaptureSpec
 
 if TYPE_CHECKING:
     from core.engine.trainer import EpochArrays
 
-# Column indices into a step's statistics (see core.engine.trainer.TENSOR_STATS).
-_TENSOR_STATS = (
-    "weight_mean",
-    "weight_std",
-    "weight_norm",
-    "weight_max_abs",
-    "grad_mean",
-    "grad_std",
-    "grad_norm",
-    "grad_max_abs",
-    "update_ratio",
-)
-_GRAD_MAX = _TENSOR_STATS.index("grad_max_abs")
+_GRAD_MAX = TENSOR_STATS.index("grad_max_abs")
 _WEIGHTS = slice(0, 4)
 _GRADIENTS = slice(4, 8)
 # Which switch keeps each statistic. The update ratio |w_after - w_before| /
 # |w_before| is made of weights alone (the optimizer's step, not the gradient:
 # RMSprop and Adam rescale it), so it goes with them.
-_KEPT_BY = {stat: "gradients" if stat.startswith("grad_") else "weights" for stat in _TENSOR_STATS}
+_KEPT_BY = {stat: "gradients" if stat.startswith("grad_") else "weights" for stat in TENSOR_STATS}
 _ACTIVATION_STATS = ("mean", "std", "saturated", "dead", "negative")
 
 
@@ -96,7 +84,7 @@ class Recorder:
         """(column, name) of the tensor statistics the capture switches keep."""
         return [
             (k, stat)
-            for k, stat in enumerate(_TENSOR_STATS)
+            for k, stat in enumerate(TENSOR_STATS)
             if getattr(self.capture, _KEPT_BY[stat])
         ]
 
@@ -214,8 +202,8 @@ class Recorder:
         activations on the probe, as far as the capture keeps them."""
         out: dict[str, Any] = {}
         kept = [
-            (self.initial_weight_stats, _TENSOR_STATS[_WEIGHTS], self.capture.weights),
-            (self.initial_gradient_stats, _TENSOR_STATS[_GRADIENTS], self.capture.gradients),
+            (self.initial_weight_stats, TENSOR_STATS[_WEIGHTS], self.capture.weights),
+            (self.initial_gradient_stats, TENSOR_STATS[_GRADIENTS], self.capture.gradients),
         ]
         for index, name in enumerate(self.layer_names):
             layer: dict[str, Any] = {}

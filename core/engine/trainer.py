@@ -32,6 +32,7 @@ from tensorflow.python.eager import context as eager_context
 
 from core.engine import chunks
 from core.engine.network import Architecture, Network
+from core.experiment.result import TENSOR_STATS
 from core.experiment.spec import (
     BOUNDED_ACTIVATIONS,
     DYING_ACTIVATIONS,
@@ -41,18 +42,6 @@ from core.experiment.spec import (
     OptimizerKind,
 )
 
-# Per captured variable and step, in this order (see core/experiment/result.py).
-TENSOR_STATS = (
-    "weight_mean",
-    "weight_std",
-    "weight_norm",
-    "weight_max_abs",
-    "grad_mean",
-    "grad_std",
-    "grad_norm",
-    "grad_max_abs",
-    "update_ratio",
-)
 WEIGHT_STATS = TENSOR_STATS[:4]
 ACTIVATION_STATS = ("mean", "std", "saturated", "dead", "negative")
 

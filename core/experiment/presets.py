@@ -20,12 +20,18 @@ from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
-class Preset:
-    """A named spec with what it shows."""
+class Shown:
+    """What a preset is called and what it shows."""
 
     name: str
     title: str
     description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Preset(Shown):
+    """A named spec with what it shows."""
+
     spec: Mapping[str, Any]
 
 
@@ -37,9 +43,10 @@ DEEP = [5, 5, 5, 5]  # the tutorial's 2-5-5-5-5-1
 DEEPER = [8] * 10
 
 
-def _spec(
+def tutorial_spec(
     name: str, hidden: list[int], activation: str, initializer: dict[str, Any]
 ) -> dict[str, Any]:
+    """The tutorial's spec (its data, optimizer, epochs and batch) for another network."""
     return {
         "name": name,
         "dataset": {"kind": "circles", "n_samples": 1000, "noise": 0.1, "factor": 0.5},
@@ -56,7 +63,7 @@ def _preset(
     activation: str,
     init: dict[str, Any],
 ) -> Preset:
-    return Preset(name, title, description, _spec(name, hidden, activation, init))
+    return Preset(name, title, description, tutorial_spec(name, hidden, activation, init))
 
 
 PRESETS: tuple[Preset, ...] = (
@@ -150,61 +157,3 @@ _BY_NAME = {preset.name: preset for preset in PRESETS}
 def preset(name: str) -> Preset:
     """The preset called `name`; raises KeyError."""
     return _BY_NAME[name]
-
-
-# --------------------------------------------------------------------------- studies
-
-
-@dataclass(frozen=True, slots=True)
-class StudyPreset:
-    """A named comparison study (`POST /v1/studies` body) with what it shows."""
-
-    name: str
-    title: str
-    description: str
-    study: Mapping[str, Any]
-
-
-TUTORIAL_BASE = _spec("tutorial", DEEP, "sigmoid", NORMAL_0_1)
-DEEP_SIGMOID = _spec("deep-sigmoid", DEEPER, "sigmoid", NORMAL_0_1)
-
-STUDY_PRESETS: tuple[StudyPreset, ...] = (
-    StudyPreset(
-        "tutorial",
-        "sigmoid vs tanh vs relu, 4 hidden layers, N(0, 1)",
-        "The tutorial's comparison: the same 2-5-5-5-5-1 network with each hidden "
-        "activation, every kernel drawn from N(0, 1). Sigmoid's gradients vanish toward "
-        "the input (0.588 accuracy in the tutorial); tanh and relu train (0.993, 0.994).",
-        {"base": TUTORIAL_BASE, "axes": {"model.activation": ["sigmoid", "tanh", "relu"]}},
-    ),
-    StudyPreset(
-        "initializers",
-        "N(0, 1) vs Glorot uniform vs He normal, for sigmoid, tanh and relu",
-        "The tutorial's next step and Glorot & Bengio's comparison: each initializer with "
-        "each activation on the tutorial's four-hidden-layer network (9 configurations).",
-        {
-            "base": TUTORIAL_BASE,
-            "axes": {
-                "model.initializer": [NORMAL_0_1, GLOROT, {"kind": "he_normal"}],
-                "model.activation": ["sigmoid", "tanh", "relu"],
-            },
-        },
-    ),
-    StudyPreset(
-        "fixes",
-        "a deep sigmoid net, with and without batch norm and residual connections",
-        "Ten sigmoid layers of 8 units drawn from N(0, 1) barely learn; batch normalization "
-        "and residual connections each let the gradient reach the first layers.",
-        {
-            "base": DEEP_SIGMOID,
-            "axes": {"model.batch_norm": [False, True], "model.residual": [False, True]},
-        },
-    ),
-)
-
-_STUDIES_BY_NAME = {study.name: study for study in STUDY_PRESETS}
-
-
-def study_preset(name: str) -> StudyPreset:
-    """The study preset called `name`; raises KeyError."""
-    return _STUDIES_BY_NAME[name]

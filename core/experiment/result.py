@@ -129,6 +129,20 @@ import numpy as np
 
 RESULT_VERSION = 1
 
+# The statistics captured per variable and step, in the order the engine computes them
+# (the columns of a step's statistics) and the result names them.
+TENSOR_STATS = (
+    "weight_mean",
+    "weight_std",
+    "weight_norm",
+    "weight_max_abs",
+    "grad_mean",
+    "grad_std",
+    "grad_norm",
+    "grad_max_abs",
+    "update_ratio",
+)
+
 
 def finite_or_none(value: float) -> float | None:
     """A float for JSON, or None where it is NaN or infinite."""

@@ -38,8 +38,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.experiment.jobs import JobStatus
-from core.experiment.presets import STUDY_PRESETS, study_preset
 from core.experiment.spec import ExperimentSpec, Limits, SpecLimitError, draw_seed
+from core.experiment.study_presets import STUDY_PRESETS, study_preset
 
 MAX_CHILDREN = 64  # experiments in one study, seeds included
 MAX_SEEDS = 16

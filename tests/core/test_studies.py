@@ -18,7 +18,6 @@ from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
 from core.experiment.jobs import JobStatus, Summary, new_job_id
-from core.experiment.presets import STUDY_PRESETS
 from core.experiment.studies import (
     MAX_CHILDREN,
     ChildOutcome,
@@ -30,6 +29,7 @@ from core.experiment.studies import (
     summarize,
     summary_csv,
 )
+from core.experiment.study_presets import STUDY_PRESETS
 from core.plotting import canvas as plot_canvas
 from core.plotting import study_plots
 from core.plotting.experiment_plots import PlotSizeError
