@@ -38,7 +38,8 @@ from core.experiment.merge_patch import merge_patch
 from core.experiment.prescriptions import support_of
 from core.experiment.remedy_studies import RemedyRequest, plan_remedies, remedy_summary
 from core.experiment.spec import ExperimentSpec, layer_widths
-from core.experiment.studies import ChildOutcome, StudyPlan, summarize
+from core.experiment.studies import StudyPlan
+from core.experiment.study_summary import ChildOutcome, summarize
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,10 @@ from core.queue.tasks import STUDY_CHILD_TASK, STUDY_GROUP_TASK
 from core.settings import get_settings
 from core.store.stores import StudyStore
 from worker.celery_app import app
+from worker.group_training import run_training_group
 from worker.study_finish import finish_study
 from worker.tasks import TrainingTask
-from worker.training import run_training_group, run_training_job
+from worker.training import run_training_job
 
 logger = logging.getLogger(__name__)
 

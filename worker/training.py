@@ -31,7 +31,7 @@ import importlib.metadata
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import Reject, SoftTimeLimitExceeded
@@ -95,7 +95,7 @@ def run_training_job(
         limit = soft_time_limit or get_settings().job_soft_time_limit
         logger.warning("job %s stopped at the soft time limit (%s s)", job_id, limit)
         message = f"the job ran longer than the time limit of {limit:g} s and was stopped"
-        return _fail(store, delivery, "TimeLimitExceeded", message)
+        return fail_job(store, delivery, "TimeLimitExceeded", message)
     except Exception as error:
         if is_store_unavailable(error):
             logger.warning(
@@ -103,12 +103,14 @@ def run_training_job(
             )
             return None
         logger.exception("job %s failed", job_id)
-        return _fail(store, delivery, type(error).__name__, public_message(error))
+        return fail_job(store, delivery, type(error).__name__, public_message(error))
 
 
-def _fail(
+def fail_job(
     store: JobStore, delivery: JobDelivery, error_type: str, message: str
 ) -> JobStatus | None:
+    """Fail the delivery's job with an error type and a message for people; None when the
+    job is no longer this delivery's (it changed nothing)."""
     failed = store.mark_failed(
         delivery.job_id,
         error_type=error_type,
@@ -193,7 +195,7 @@ def _train(
 ) -> JobStatus | None:
     from core.engine import run as engine  # TensorFlow: only here, in the pool process
 
-    if not _name_worker(store, delivery, record, hostname):
+    if not name_worker(store, delivery, record, hostname):
         return None
     spec = ExperimentSpec.model_validate(record.spec)
     started = time.perf_counter()
@@ -202,10 +204,10 @@ def _train(
     trained = time.perf_counter()
     plots = render_default_plots(delivery.job_id, output.result) if default_plots else {}
     times = (trained - started, time.perf_counter() - trained)
-    return _store_success(store, delivery, output, plots, times=times)
+    return store_success(store, delivery, output, plots, times=times)
 
 
-def _name_worker(store: JobStore, delivery: JobDelivery, record: JobRecord, hostname: str) -> bool:
+def name_worker(store: JobStore, delivery: JobDelivery, record: JobRecord, hostname: str) -> bool:
     """Load the engine and write what only it knows of this worker (a GPU's name) into
     the record; False when the job is no longer this delivery's to run."""
     from core.engine import run as engine  # TensorFlow: only here, in the pool process
@@ -221,7 +223,7 @@ def _name_worker(store: JobStore, delivery: JobDelivery, record: JobRecord, host
     return True
 
 
-def _store_success(
+def store_success(
     store: JobStore,
     delivery: JobDelivery,
     output: RunOutput,
@@ -252,88 +254,6 @@ def _store_success(
         delivery.job_id, times[0], len(plots), times[1], time.perf_counter() - stored_at,
     )  # fmt: skip
     return JobStatus.SUCCEEDED
-
-
-# ------------------------------------------------------------------ a group of children
-
-
-def run_training_group(
-    job_ids: Sequence[str],
-    *,
-    study_id: str,
-    hostname: str,
-    soft_time_limit: float | None = None,
-) -> dict[str, JobStatus | None]:
-    """Train the study children `job_ids` side by side in one graph (core.engine.ensemble);
-    record how each one ended (None for one that was not to run).
-
-    Each child starts and ends in the store as it would alone, with its own
-    delivery token; a child that is already running elsewhere, finished or
-    cancelled is left out. Should the specs not share a graph after all (the API
-    groups them with core.experiment.grouping), each part trains on its own.
-    """
-    store = job_store()
-    statuses: dict[str, JobStatus | None] = dict.fromkeys(job_ids)
-    started = []
-    for job_id in job_ids:
-        delivery = JobDelivery.of_group_member(job_id, study_id)
-        record = start_job(store, delivery, hostname)
-        if record is not None:
-            started.append((delivery, record))
-    if not started:
-        return statuses
-    try:
-        statuses |= _train_group(store, started, hostname)
-    except SoftTimeLimitExceeded:
-        limit = soft_time_limit or get_settings().job_soft_time_limit
-        logger.warning("study %s: a group stopped at the soft time limit (%s s)", study_id, limit)
-        message = f"the job ran longer than the time limit of {limit:g} s and was stopped"
-        for delivery, _ in started:
-            statuses[delivery.job_id] = _fail(store, delivery, "TimeLimitExceeded", message)
-    except Exception as error:
-        if is_store_unavailable(error):
-            logger.warning(
-                "study %s: a group lost the job store; a reaper will re-queue it", study_id
-            )
-            return statuses
-        logger.exception("study %s: a group failed", study_id)
-        for delivery, _ in started:
-            message = public_message(error)
-            statuses[delivery.job_id] = _fail(store, delivery, type(error).__name__, message)
-    return statuses
-
-
-def _train_group(
-    store: JobStore, started: Sequence[tuple[JobDelivery, JobRecord]], hostname: str
-) -> dict[str, JobStatus | None]:
-    from core.engine import run as engine  # TensorFlow: only here, in the pool process
-    from core.experiment.grouping import ensemble_groups
-
-    members = [(d, r) for d, r in started if _name_worker(store, d, r, hostname)]
-    specs = [ExperimentSpec.model_validate(record.spec) for _, record in members]
-    statuses: dict[str, JobStatus | None] = {}
-    for group in ensemble_groups(specs):
-        deliveries = [members[index][0] for index in group]
-        hooks = [[JobProgressHook(store, d.job_id, delivery=d.token)] for d in deliveries]
-        began = time.perf_counter()
-        if len(group) == 1:
-            outcomes: list[RunOutput | TrainingCancelled] = []
-            try:
-                outcomes.append(engine.run_experiment(specs[group[0]], hooks=hooks[0]))
-            except TrainingCancelled as cancel:
-                outcomes.append(cancel)
-        else:
-            outcomes = engine.run_ensemble([specs[index] for index in group], hooks)
-        trained_in = time.perf_counter() - began
-        for delivery, outcome in zip(deliveries, outcomes, strict=True):
-            if isinstance(outcome, TrainingCancelled):
-                stopped = store.mark_cancelled(delivery.job_id, delivery=delivery.token)
-                statuses[delivery.job_id] = JobStatus.CANCELLED if stopped else None
-            else:
-                statuses[delivery.job_id] = _store_success(
-                    store, delivery, outcome, {}, times=(trained_in, 0.0)
-                )
-    return statuses
 
 
 def render_default_plots(job_id: str, result: Mapping[str, Any]) -> dict[str, bytes]:

@@ -55,7 +55,8 @@ from api.schemas import (
 from core.access.share_links import PlotGrant
 from core.experiment.grouping import ensemble_groups
 from core.experiment.jobs import JobStatus, is_job_id
-from core.experiment.studies import StudyError, StudyPlan, expand_study, parse_study, summary_csv
+from core.experiment.studies import StudyError, StudyPlan, expand_study, parse_study
+from core.experiment.study_summary import summary_csv
 from core.plotting.study_plots import (
     STUDY_PLOT_DESCRIPTIONS,
     STUDY_PLOT_NAMES,

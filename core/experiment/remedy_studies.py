@@ -37,14 +37,13 @@ from core.experiment.spec import ExperimentSpec
 from core.experiment.studies import (
     MAX_CHILDREN,
     MAX_SEEDS,
-    ChildOutcome,
     StudyConfig,
     StudyError,
     StudyPlan,
     child_name,
     child_seed,
-    spread,
 )
+from core.experiment.study_summary import ChildOutcome, spread
 
 BASELINE = "baseline"
 DEFAULT_SEEDS = 3

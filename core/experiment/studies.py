@@ -6,11 +6,11 @@ Cartesian product of the axes, in the order given; each configuration runs
 `seeds` times with seeds `seed, seed + 1, ...`, the same for every
 configuration, so configurations are compared on the same data and the same
 initial draws. `{"preset": NAME}` names a ready study (see
-`core.experiment.presets.STUDY_PRESETS`).
+`core.experiment.study_presets.STUDY_PRESETS`).
 
 Everything here is pure: `expand_study` validates a request and returns the
-child specs; `summarize` turns the children's summaries into one row per
-configuration (mean and spread over seeds), `summary_csv` writes those rows.
+child specs (core.experiment.study_axes names the axes and their values);
+core.experiment.study_summary turns the finished children into the study's table.
 
 Example:
     >>> plan = expand_study(StudyRequest.model_validate(
@@ -23,30 +23,27 @@ Example:
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import itertools
 import math
 import re
-import statistics
-import types
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.experiment.jobs import JobStatus
 from core.experiment.spec import ExperimentSpec, Limits, SpecLimitError, draw_seed
+from core.experiment.study_axes import (
+    check_path,
+    config_label,
+    overlapping,
+    set_path,
+)
 from core.experiment.study_presets import STUDY_PRESETS, study_preset
 
 MAX_CHILDREN = 64  # experiments in one study, seeds included
 MAX_SEEDS = 16
 MAX_AXES = 6
-# Fields a study does not vary along an axis: seeds have their own count, and a
-# child's name is made from its configuration.
-RESERVED_PATHS = frozenset({"seed", "name"})
 
 AxisValues = Annotated[list[Any], Field(min_length=1, max_length=MAX_CHILDREN)]
 
@@ -108,94 +105,6 @@ class StudyPlan:
 
     def config_of(self, child: int) -> int:
         return child // self.seeds
-
-
-# --------------------------------------------------------------------------- paths
-
-
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model a field holds, if it holds one (unwrapping `X | None`)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if get_origin(annotation) in (Union, types.UnionType):
-        models = [m for m in map(_model_of, get_args(annotation)) if m is not None]
-        return models[0] if len(models) == 1 else None
-    return None
-
-
-def check_path(path: str) -> str | None:
-    """Why `path` is not a spec field an axis can vary, or None when it is one."""
-    if path in RESERVED_PATHS:
-        return f"{path!r} cannot be an axis (use `seeds` for seeds)"
-    model: type[BaseModel] | None = ExperimentSpec
-    walked: list[str] = []
-    for part in path.split("."):
-        if model is None:
-            return f"{'.'.join(walked)} has no fields; {path!r} is not a spec field"
-        field = model.model_fields.get(part)
-        if field is None:
-            where = ".".join(walked) or "the spec"
-            choices = ", ".join(model.model_fields)
-            return f"{where} has no field {part!r}; choose one of {choices}"
-        walked.append(part)
-        model = _model_of(field.annotation)
-    return None
-
-
-def _set_path(spec: dict[str, Any], path: str, value: Any) -> None:
-    """Set `path` (dotted) in a spec dict, making the sections on the way."""
-    *sections, leaf = path.split(".")
-    node = spec
-    for part in sections:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = node[part] = {}
-        node = child
-    node[leaf] = copy.deepcopy(value)
-
-
-def _overlapping(paths: Sequence[str]) -> tuple[str, str] | None:
-    for a, b in itertools.permutations(paths, 2):
-        if b.startswith(a + "."):
-            return a, b
-    return None
-
-
-# -------------------------------------------------------------------------- labels
-
-
-def value_label(value: Any) -> str:
-    """A short, readable form of an axis value: `relu`, `true`, `glorot_uniform(gain=2)`."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, Mapping) and "kind" in value:
-        rest = ", ".join(f"{k}={value_label(v)}" for k, v in value.items() if k != "kind")
-        return f"{value['kind']}({rest})" if rest else str(value["kind"])
-    if isinstance(value, list):
-        return "-".join(value_label(item) for item in value)
-    if isinstance(value, Mapping):
-        return ", ".join(f"{k}={value_label(v)}" for k, v in value.items())
-    return str(value)
-
-
-def _axis_names(paths: Sequence[str]) -> dict[str, str]:
-    """Each path's last part (`model.activation` -> `activation`), unless two share it."""
-    lasts = Counter(path.rsplit(".", 1)[-1] for path in paths)
-    return {
-        path: path.rsplit(".", 1)[-1] if lasts[path.rsplit(".", 1)[-1]] == 1 else path
-        for path in paths
-    }
-
-
-def config_label(values: Mapping[str, Any]) -> str:
-    """e.g. `activation=relu, initializer=he_normal`; `base` for a study without axes."""
-    names = _axis_names(list(values))
-    return ", ".join(f"{names[path]}={value_label(v)}" for path, v in values.items()) or "base"
-
-
-# ----------------------------------------------------------------------- expansion
 
 
 def resolve_preset(request: StudyRequest) -> StudyRequest:
@@ -282,7 +191,7 @@ def _check_shape(request: StudyRequest, paths: Sequence[str]) -> None:
         for path in paths
         if (reason := check_path(path)) is not None
     ]
-    if pair := _overlapping(paths):
+    if pair := overlapping(paths):
         errors.append({"field": f"axes.{pair[1]}", "reason": f"overlaps the axis {pair[0]}"})
     for path, values in request.axes.items():
         keys = [repr(value) for value in values]
@@ -365,7 +274,7 @@ def _check_values(base: dict[str, Any], seed: int, axes: Mapping[str, list[Any]]
     for path, values in axes.items():
         for index, value in enumerate(values):
             spec = copy.deepcopy(base)
-            _set_path(spec, path, value)
+            set_path(spec, path, value)
             try:
                 _validate(spec, seed)
             except ValidationError as error:
@@ -405,7 +314,7 @@ def _child(
 ) -> ExperimentSpec:
     spec = copy.deepcopy(base)
     for path, value in config.values.items():
-        _set_path(spec, path, value)
+        set_path(spec, path, value)
     spec["name"] = child_name(name, config.label, number, seeds)
     try:
         return _validate(spec, child_seed(seed, number))
@@ -414,113 +323,3 @@ def _child(
         reasons = "; ".join(f"{e['field']}: {e['reason']}" for e in _spec_errors(error, ""))
         reason = f"the configuration {config.label} is not a valid spec ({reasons.lstrip('.')})"
         raise StudyError([{"field": "axes", "reason": reason}]) from None
-
-
-# ------------------------------------------------------------------------- summary
-
-
-@dataclass(frozen=True, slots=True)
-class ChildOutcome:
-    """What a study needs of one finished child: its status and its record's summary."""
-
-    id: str
-    status: JobStatus | None  # None: the child's record is gone (deleted or expired)
-    summary: Mapping[str, Any] | None = None
-
-
-def spread(values: Sequence[float]) -> dict[str, float | int | None]:
-    """Mean, sample S.D., min and max of the finite `values`, and how many there were."""
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    if not finite:
-        return {"n": 0, "mean": None, "std": None, "min": None, "max": None}
-    return {
-        "n": len(finite),
-        "mean": statistics.fmean(finite),
-        "std": statistics.stdev(finite) if len(finite) > 1 else None,
-        "min": min(finite),
-        "max": max(finite),
-    }
-
-
-def study_status(outcomes: Sequence[ChildOutcome]) -> JobStatus:
-    """A finished study's status: cancelled if any child was, failed if any failed or
-    vanished, succeeded when every child succeeded."""
-    statuses = {outcome.status for outcome in outcomes}
-    if JobStatus.CANCELLED in statuses:
-        return JobStatus.CANCELLED
-    if JobStatus.FAILED in statuses or None in statuses:
-        return JobStatus.FAILED
-    return JobStatus.SUCCEEDED
-
-
-def summarize(
-    configs: Sequence[Mapping[str, Any]], seeds: int, outcomes: Sequence[ChildOutcome]
-) -> dict[str, Any]:
-    """One row per configuration: axis values, final loss and accuracy over seeds, verdicts.
-
-    `configs` are `StudyConfig.to_json_dict()`s; `outcomes` are in child order.
-    """
-    rows = []
-    for config in configs:
-        index = int(config["index"])
-        mine = outcomes[index * seeds : (index + 1) * seeds]
-        succeeded = [o for o in mine if o.status is JobStatus.SUCCEEDED and o.summary]
-        verdicts: Counter[str] = Counter()
-        for outcome in succeeded:
-            verdicts.update(str(v) for v in (outcome.summary or {}).get("verdicts", []))
-        counts = Counter("missing" if o.status is None else o.status.value for o in mine)
-        rows.append(
-            {
-                "config": index,
-                "label": config["label"],
-                "values": config["values"],
-                "seeds": len(mine),
-                "succeeded": counts["succeeded"],
-                "failed": counts["failed"] + counts["missing"],
-                "cancelled": counts["cancelled"],
-                "loss": spread([_number(o.summary, "loss") for o in succeeded]),
-                "accuracy": spread([_number(o.summary, "accuracy") for o in succeeded]),
-                "diverged": sum(bool((o.summary or {}).get("diverged")) for o in succeeded),
-                "verdicts": dict(sorted(verdicts.items())),
-                "children": [o.id for o in mine],
-            }
-        )
-    return {"rows": rows}
-
-
-def _number(summary: Mapping[str, Any] | None, name: str) -> float:
-    value = (summary or {}).get(name)
-    return float(value) if isinstance(value, int | float) else math.nan
-
-
-_STATS = ("mean", "std", "min", "max")
-
-
-def summary_csv(summary: Mapping[str, Any], axes: Sequence[str]) -> str:
-    """The summary's rows as CSV: one line per configuration, one column per axis."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    metrics = [f"{metric}_{stat}" for metric in ("loss", "accuracy") for stat in _STATS]
-    counts = ["seeds", "succeeded", "failed", "cancelled"]
-    writer.writerow(["config", "label", *axes, *counts, *metrics, "diverged", "verdicts"])
-    for row in summary["rows"]:
-        values = [_csv_value(row["values"].get(path)) for path in axes]
-        numbers = [
-            _csv_value(row[metric][stat]) for metric in ("loss", "accuracy") for stat in _STATS
-        ]
-        verdicts = ";".join(f"{name}:{count}" for name, count in row["verdicts"].items())
-        tally = [row[name] for name in counts]
-        writer.writerow(
-            [row["config"], row["label"], *values, *tally, *numbers, row["diverged"], verdicts]
-        )
-    return buffer.getvalue()
-
-
-def _csv_value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, bool | int | str):
-        return value_label(value) if isinstance(value, bool) else str(value)
-    return value_label(value)

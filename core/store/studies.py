@@ -52,7 +52,8 @@ import orjson
 
 from core.access.api_keys import ANONYMOUS
 from core.experiment.jobs import JobStatus, new_job_id
-from core.experiment.studies import ChildOutcome, StudyPlan, study_status, summarize
+from core.experiment.studies import StudyPlan
+from core.experiment.study_summary import ChildOutcome, study_status, summarize
 from core.queue.tasks import study_child_task
 from core.store.admission import TooManyActiveJobs
 from core.store.events import EVENTS_MAXLEN, STUDY_EVENTS_MAXLEN, JobEvent, read_stream

@@ -18,7 +18,8 @@ from core.experiment.remedy_studies import (
     remedy_summary,
 )
 from core.experiment.spec import ExperimentSpec
-from core.experiment.studies import MAX_CHILDREN, ChildOutcome, StudyError
+from core.experiment.studies import MAX_CHILDREN, StudyError
+from core.experiment.study_summary import ChildOutcome
 from tests.core.test_prescriptions import diagnosis
 
 RUN = ExperimentSpec.model_validate({"seed": 41, "name": "mine", "training": {"epochs": 7}})

@@ -20,16 +20,13 @@ from matplotlib.transforms import Bbox
 from core.experiment.jobs import JobStatus, Summary, new_job_id
 from core.experiment.studies import (
     MAX_CHILDREN,
-    ChildOutcome,
     StudyError,
     StudyRequest,
     expand_study,
     parse_study,
-    study_status,
-    summarize,
-    summary_csv,
 )
 from core.experiment.study_presets import STUDY_PRESETS
+from core.experiment.study_summary import ChildOutcome, study_status, summarize, summary_csv
 from core.plotting import canvas as plot_canvas
 from core.plotting import study_plots
 from core.plotting.experiment_plots import PlotSizeError
