@@ -33,7 +33,7 @@ import pytest
 import redis
 
 from core.access.api_keys import key_entry, new_api_key
-from core.cli.serve import redis_server_binary
+from core.cli.children import redis_server_binary
 from core.experiment.spec import Device
 from core.settings import Settings, get_settings
 from core.store.keys import Keys

