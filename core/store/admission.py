@@ -21,14 +21,6 @@ from core.store.scripts.jobs import ADMIT
 ACTIVE_LIMIT_RETRY_AFTER = 10.0
 
 
-class TooManyActiveJobs(Exception):  # noqa: N818 - reads as the event it reports
-    """The owner already has as many jobs queued or running as it may."""
-
-    def __init__(self, active: int) -> None:
-        super().__init__(f"{active} jobs already queued or running")
-        self.active = active
-
-
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """Why `admit` refused a submission: the limit (a Settings field name) and the wait."""
@@ -36,6 +28,14 @@ class Refusal:
     limit: str  # "max_active_jobs" or "submissions_per_minute"
     retry_after: float  # seconds; a hint for max_active_jobs, exact for the rate
     active: int | None = None  # the owner's queued and running jobs, for max_active_jobs
+
+
+class TooManyActiveJobs(Exception):  # noqa: N818 - reads as the event it reports
+    """The owner already has as many jobs queued or running as it may."""
+
+    def __init__(self, active: int) -> None:
+        super().__init__(f"{active} jobs already queued or running")
+        self.active = active
 
 
 class AdmissionPlans(Plans):

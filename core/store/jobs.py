@@ -122,14 +122,6 @@ class Stored:
     content: bytes | None
 
 
-class IdempotencyKeyReused(Exception):  # noqa: N818 - reads as the event it reports
-    """An Idempotency-Key came back with a different request than the one it first made."""
-
-    def __init__(self, job_id: str) -> None:
-        super().__init__(f"the Idempotency-Key was first used for job {job_id} with another body")
-        self.job_id = job_id
-
-
 @dataclass(frozen=True, slots=True)
 class _CreateRequest:
     """What `create` was asked, kept for a replay that has to create after all."""
@@ -140,6 +132,14 @@ class _CreateRequest:
     fingerprint: str
     owner: str
     max_active: int
+
+
+class IdempotencyKeyReused(Exception):  # noqa: N818 - reads as the event it reports
+    """An Idempotency-Key came back with a different request than the one it first made."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"the Idempotency-Key was first used for job {job_id} with another body")
+        self.job_id = job_id
 
 
 def _progress_event(epoch: int, epochs: int, metrics: Mapping[str, float | None] | None) -> str:

@@ -2,12 +2,12 @@
 
 Two front ends share one implementation. `JobStore` (redis-py, blocking) serves
 the worker, tests and tools; `AsyncJobStore` (asyncio, one auto-pipelined
-connection) serves the API. Both expose the same operations with the same
-signatures (async ones are awaited), each made by one of a single pair of
-wrappers from the plan that does it (core.store.plans; the families' modules
-list their operations). `StudyStore` and `AsyncStudyStore` add the study
-operations on the same connections. Every connection is opened with the same
-timeouts (core.store.connections).
+connection) serves the API. Both expose every operation, job and study, with
+the same signatures (async ones are awaited), each made by one of a single pair
+of wrappers from the plan that does it (core.store.plans; the families' modules
+list their operations). `StudyStore` adds a study cancelled or deleted with its
+children. Every connection is opened with the same timeouts
+(core.store.connections).
 
 Example:
     >>> store = JobStore.from_settings(get_settings())
@@ -92,7 +92,8 @@ def _sha1(source: str) -> str:
 
 
 class JobStore:
-    """The job store over a blocking redis-py client (worker, tests, tools)."""
+    """Every operation of the store, job and study, over a blocking redis-py client
+    (worker, tests, tools)."""
 
     def __init__(self, client: redis.Redis, plans: StorePlans) -> None:
         self.client = client
@@ -159,26 +160,6 @@ class JobStore:
     confirm_dispatch = _sync(StorePlans.confirm_dispatch)
     metrics = _sync(StorePlans.metrics)
     ping = _sync(StorePlans.ping)
-
-
-class StudyStore(JobStore):
-    """The job store plus studies, over a blocking redis-py client (worker, tests)."""
-
-    def cancel(self, study_id: str) -> StudyCancel | None:
-        """Cancel the study: flag it, then cancel every child still queued or running."""
-        outcome = self.cancel_study(study_id)
-        if outcome is not None and not outcome.before.finished:
-            for child_id in outcome.children:
-                self.request_cancel(child_id)
-        return outcome
-
-    def delete_with_children(self, study_id: str) -> bool:
-        """Delete the study and every child (a running child stops after its epoch)."""
-        children = self.delete_study(study_id)
-        for child_id in children or ():
-            self.delete(child_id)
-        return children is not None
-
     create_study = _sync(StorePlans.create_study)
     get_study = _sync(StorePlans.get_study)
     list_studies = _sync(StorePlans.list_studies)
@@ -195,7 +176,7 @@ class StudyStore(JobStore):
 
 
 class AsyncJobStore:
-    """The job store for asyncio (the API).
+    """Every operation of the store, job and study, for asyncio (the API).
 
     Commands share one auto-pipelined connection (`MultiplexedRedis`); only blocking
     reads (an event stream waiting for its next entry) take a pooled redis.asyncio
@@ -290,11 +271,6 @@ class AsyncJobStore:
     confirm_dispatch = _async(StorePlans.confirm_dispatch)
     metrics = _async(StorePlans.metrics)
     ping = _async(StorePlans.ping)
-
-
-class AsyncStudyStore(AsyncJobStore):
-    """The async job store plus studies (the API), on the same connections as a job store."""
-
     create_study = _async(StorePlans.create_study)
     get_study = _async(StorePlans.get_study)
     list_studies = _async(StorePlans.list_studies)
@@ -308,3 +284,28 @@ class AsyncStudyStore(AsyncJobStore):
     claim_study_drawing = _async(StorePlans.claim_study_drawing)
     study_owner = _async(StorePlans.study_owner)
     seal_study = _async(StorePlans.seal_study)
+
+
+class StudyStore(JobStore):
+    """The blocking store as a study's tools hold it: a study cancelled or deleted with
+    its children, one operation after the other."""
+
+    def cancel(self, study_id: str) -> StudyCancel | None:
+        """Cancel the study: flag it, then cancel every child still queued or running."""
+        outcome = self.cancel_study(study_id)
+        if outcome is not None and not outcome.before.finished:
+            for child_id in outcome.children:
+                self.request_cancel(child_id)
+        return outcome
+
+    def delete_with_children(self, study_id: str) -> bool:
+        """Delete the study and every child (a running child stops after its epoch)."""
+        children = self.delete_study(study_id)
+        for child_id in children or ():
+            self.delete(child_id)
+        return children is not None
+
+
+class AsyncStudyStore(AsyncJobStore):
+    """The asyncio store as the API's study routes hold it (`sharing` a job store's
+    connections); every operation is the job store's."""
