@@ -57,6 +57,7 @@ from core.experiment.study_summary import ChildOutcome, study_status, summarize
 from core.queue.tasks import study_child_task
 from core.store.admission import TooManyActiveJobs
 from core.store.events import EVENTS_MAXLEN, STUDY_EVENTS_MAXLEN, JobEvent, read_stream
+from core.store.jobs import owner_of_record
 from core.store.keys import owned
 from core.store.pages import Page, newest_first
 from core.store.plans import Plan, Plans, applied
@@ -405,11 +406,7 @@ class StudyPlans(Plans):
 
     def study_owner(self, study_id: str) -> Plan[str | None]:
         """Whose API key made the study; None for an unknown study."""
-        record = self.keys.study(study_id).record
-        return Plan(
-            lambda reply: None if reply[0] is None else reply[0].decode(),
-            commands=[("HGET", record, "owner")],
-        )
+        return owner_of_record(self.keys.study(study_id).record)
 
     def get_study_plot(self, study_id: str, *, field: str, body: bool = True) -> Plan[StoredPlot]:
         """A stored PNG (only its ETag when not `body`); on a miss, the study's status."""
