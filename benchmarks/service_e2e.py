@@ -117,7 +117,7 @@ def warm_up(client: httpx.Client, body: dict[str, Any], most: int = 20) -> None:
     for _ in range(most):
         _, job_id = run_job(client, body)
         timing = client.get(f"/v1/experiments/{job_id}/result").json()["timing"]
-        if timing["xla"] and timing["graph_reused"]:
+        if timing["graph"] == "xla" and timing["graph_reused"]:
             return
     raise SystemExit(f"the worker did not reuse its XLA graph within {most} warm-up jobs")
 

@@ -185,7 +185,7 @@ def warm_up(deployment: Deployment, most: int = 20) -> None:
             timings += [
                 client.get(f"/v1/experiments/{child}/result").json()["timing"] for child in children
             ]
-        warm = all(timing["xla"] and timing["graph_reused"] for timing in timings)
+        warm = all(timing["graph"] == "xla" and timing["graph_reused"] for timing in timings)
         in_a_row = in_a_row + 1 if warm else 0
         if in_a_row == 2:
             return

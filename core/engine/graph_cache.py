@@ -1,54 +1,71 @@
-"""Compiled trainers kept per process, so repeated shapes pay no compile.
+"""Compiled trainers kept per process, and which kind of graph a run gets.
 
-Two kinds of graph: a plain TensorFlow graph is ready in about a quarter of a
-second, while XLA takes ~1.5 s more to compile but then runs a small net's
-step several times faster. Which one a run gets is the process's XLA mode:
+Two kinds of graph: a plain TensorFlow graph is traced in a fraction of a
+second, while XLA takes a second or two more to compile but then runs a
+small net's step several times faster. A run's `training.graph` pins the
+kind (`plain`, `xla`); for `auto` the process's XLA mode chooses:
 
+- `tiered` (a worker, which lives across many jobs): XLA when this process
+  holds the network compiled; else the plain graph, while a background
+  thread compiles XLA for the next run of that network (`Compiler`), unless
+  the run is long enough to repay compiling first (`XLA_MIN_STEPS`). So a
+  network's first job answers at the plain graph's speed and its repeats at
+  XLA's, and no job waits for a compile it did not ask for;
 - `auto` (`gradwatch run`, one run in a fresh process): the plain graph,
-  unless the run is long enough to repay the compile (`XLA_MIN_STEPS`);
-- `always` (a worker, which lives across many jobs): XLA for every run, so a
-  shape's first job pays the compile and every job after it trains fast;
-  and since every job of a worker takes the same kind of graph, the same
-  spec gives the same numbers bit for bit, job after job;
-- `never`.
+  unless the run is long enough to repay the compile;
+- `always`: XLA for every run (a worker before tiers: a network's first job
+  pays the compile);
+- `never`: the plain graph for every run.
 
 `GRADWATCH_XLA` in the environment overrides the process's choice. The two
-kinds of graph agree to float32 rounding (relative 1e-6 over the tutorial's
-100 epochs), not bit for bit: `result.timing.xla` says which one ran.
+kinds of graph agree to float32 rounding, not bit for bit: `result.timing.graph`
+says which one ran, and a client that needs the same numbers bit for bit
+across workers and runs pins the kind.
 
 Trainers are checked out for the length of a run, so two runs in one
-process never share variables.
+process never share variables. The cache holds `CACHE_SLOTS` networks, the
+least recently used dropped first; `warm_graphs` names the ones it holds
+compiled (for a worker's heartbeat to announce).
 
 Example:
-    >>> with checkout(key, shapes, steps=3200) as (trainer, reused):
+    >>> with checkout(key, shapes, steps=3200, graph=GraphKind.AUTO) as (trainer, reused):
     ...     trainer.reset(initializer, seed=1, learning_rate=1e-3)
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
+from core.engine import chunks
 from core.engine.ensemble import EnsembleTrainer
 from core.engine.network import Architecture
 from core.engine.trainer import CompiledTrainer, TrainerKey
-from core.experiment.spec import TrainingSpec
+from core.experiment.spec import GraphKind, TrainingSpec
+
+logger = logging.getLogger(__name__)
 
 # Steps over which compiling XLA first beats the plain graph: on 2 cores the
-# five-hidden-layer 2-5-5-5-5-5-1 net saves ~0.1 ms a step against ~1.5 s more to
-# compile; a cold run of 16,000 steps is 0.2 s faster plain, of 22,400 0.4 s
-# faster on XLA.
+# tutorial's net saves ~0.1 ms a step against ~1.5 s more to compile; a cold
+# run of 16,000 steps is 0.2 s faster plain, of 22,400 0.4 s faster on XLA.
 XLA_MIN_STEPS = 18_000
 CACHE_SLOTS = 16
+# Networks waiting for the background compiler; past this the oldest request is dropped.
+MAX_PENDING_COMPILES = 4
+# The compiler's thread runs at this niceness: it takes what CPU the jobs leave.
+COMPILER_NICENESS = 19
 BOUNDARY_RESOLUTION = 80  # the decision-surface grid is this many points a side
 
-XlaMode = Literal["auto", "always", "never"]
-XLA_MODES: tuple[XlaMode, ...] = ("auto", "always", "never")
+XlaMode = Literal["tiered", "auto", "always", "never"]
+XLA_MODES: tuple[XlaMode, ...] = ("tiered", "auto", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -62,14 +79,19 @@ class Shapes:
     validation: int
 
 
-@dataclass
-class _Slot:
-    plain: list[Trainer] = field(default_factory=list)
-    xla: list[Trainer] = field(default_factory=list)
-
-
 Trainer = CompiledTrainer | EnsembleTrainer
 _SlotKey = tuple[TrainerKey, Shapes, int]  # the graph's key, shapes and members
+
+
+@dataclass
+class _Slot:
+    signature: str  # core.experiment.grouping.graph_signature of the runs it serves
+    plain: list[Trainer] = field(default_factory=list)
+    xla: list[Trainer] = field(default_factory=list)
+    compiling: bool = False  # queued for, or in, the background compiler
+    compile_failed: bool = False
+
+
 _slots: OrderedDict[_SlotKey, _Slot] = OrderedDict()
 _lock = threading.Lock()
 _mode: XlaMode = "auto"
@@ -114,15 +136,44 @@ def trainer_key(
     )
 
 
+@dataclass(frozen=True)
+class WarmGraph:
+    """A network this process holds compiled: its graph signature, how many runs it
+    trains side by side, and whether XLA's graph is among them (else the plain one)."""
+
+    signature: str
+    members: int
+    xla: bool
+
+
+_listeners: list[Callable[[], None]] = []
+
+
+def on_warm_graphs_change(listener: Callable[[], None]) -> None:
+    """Call `listener` (on the compiler's thread) each time a background compile ends."""
+    _listeners.append(listener)
+
+
+def warm_graphs() -> list[WarmGraph]:
+    """The networks whose graphs this process holds, most recently used first."""
+    with _lock:
+        return [
+            WarmGraph(slot.signature, members, xla=bool(slot.xla))
+            for (_, _, members), slot in reversed(_slots.items())
+            if slot.plain or slot.xla
+        ]
+
+
 @contextmanager
 def checkout(
-    key: TrainerKey, shapes: Shapes, *, steps: int
+    key: TrainerKey, shapes: Shapes, *, steps: int, graph: GraphKind, signature: str = ""
 ) -> Iterator[tuple[CompiledTrainer, bool]]:
     """A trainer for `key` and `shapes`, held by the caller until the block ends.
 
     Yields the trainer and whether it was reused (its graphs already built).
+    `signature` names its graph for `warm_graphs`.
     """
-    trainer, reused = _take((key, shapes, 1), steps=steps)
+    trainer, reused = _take((key, shapes, 1), steps=steps, graph=graph, signature=signature)
     assert isinstance(trainer, CompiledTrainer)
     try:
         yield trainer, reused
@@ -132,15 +183,22 @@ def checkout(
 
 @contextmanager
 def checkout_ensemble(
-    key: TrainerKey, shapes: Shapes, *, steps: int, members: int
+    key: TrainerKey,
+    shapes: Shapes,
+    *,
+    steps: int,
+    members: int,
+    graph: GraphKind,
+    signature: str = "",
 ) -> Iterator[tuple[EnsembleTrainer, bool]]:
     """As `checkout`, for `members` runs of `key` trained side by side (core.engine.ensemble)."""
-    trainer, reused = _take((key, shapes, members), steps=steps)
+    slot_key = (key, shapes, members)
+    trainer, reused = _take(slot_key, steps=steps, graph=graph, signature=signature)
     assert isinstance(trainer, EnsembleTrainer)
     try:
         yield trainer, reused
     finally:
-        _give_back((key, shapes, members), trainer)
+        _give_back(slot_key, trainer)
 
 
 def _new_trainer(slot_key: _SlotKey, *, jit: bool) -> Trainer:
@@ -150,12 +208,25 @@ def _new_trainer(slot_key: _SlotKey, *, jit: bool) -> Trainer:
     return EnsembleTrainer(key, members, jit=jit)
 
 
-def _take(slot_key: _SlotKey, *, steps: int) -> tuple[Trainer, bool]:
+def _take(
+    slot_key: _SlotKey, *, steps: int, graph: GraphKind, signature: str
+) -> tuple[Trainer, bool]:
     mode = xla_mode()
-    jit = mode == "always" or (mode == "auto" and steps >= XLA_MIN_STEPS)
+    long_run = steps >= XLA_MIN_STEPS
     with _lock:
-        slot = _slots.setdefault(slot_key, _Slot())
+        slot = _slots.get(slot_key) or _Slot(signature)
+        slot.signature = signature or slot.signature
+        _slots[slot_key] = slot
         _slots.move_to_end(slot_key)
+        if graph is GraphKind.AUTO:
+            if mode == "tiered":
+                jit = bool(slot.xla) or long_run
+                if not jit and _compile_pays(slot_key):
+                    _request_compile(slot_key, slot)
+            else:
+                jit = mode == "always" or (mode == "auto" and long_run)
+        else:
+            jit = graph is GraphKind.XLA
         kept = slot.xla if jit else slot.plain
         if kept:
             return kept.pop(), True
@@ -164,7 +235,122 @@ def _take(slot_key: _SlotKey, *, steps: int) -> tuple[Trainer, bool]:
 
 def _give_back(slot_key: _SlotKey, trainer: Trainer) -> None:
     with _lock:
-        slot = _slots.setdefault(slot_key, _Slot())
+        slot = _slots.get(slot_key)
+        if slot is None:
+            return  # dropped from the cache meanwhile
         (slot.xla if trainer.jit else slot.plain).append(trainer)
-        while len(_slots) > CACHE_SLOTS:
-            _slots.popitem(last=False)
+        _trim()
+
+
+def _trim() -> None:
+    """Drop the least recently used networks past CACHE_SLOTS (under `_lock`)."""
+    while len(_slots) > CACHE_SLOTS:
+        _slots.popitem(last=False)
+
+
+def clear() -> None:
+    """Forget every compiled trainer (and pending compile) of this process."""
+    with _lock:
+        _slots.clear()
+        _pending.clear()
+
+
+# ------------------------------------------------------------------ the background compiler
+
+
+def _compile_pays(slot_key: _SlotKey) -> bool:
+    """Whether XLA is worth compiling for a network: where its epoch fits one call. An
+    epoch too long for one (core.engine.chunks) is arithmetic more than overhead, which
+    XLA hardly speeds up, and warming its graph up would cost an epoch's work."""
+    key, shapes, members = slot_key
+    steps = -(-shapes.samples // shapes.batch_size)
+    per_call = chunks.steps_per_call(
+        key.architecture.widths,
+        batch_size=shapes.batch_size,
+        probe=shapes.probe,
+        probes_every_step=key.step_capture and key.activations,
+        members=members,
+    )
+    return per_call >= steps
+
+
+_pending: deque[_SlotKey] = deque()
+_wake = threading.Condition(_lock)
+_compiler: threading.Thread | None = None
+
+
+def _request_compile(slot_key: _SlotKey, slot: _Slot) -> None:
+    """Queue `slot_key` for the background compiler (under `_lock`)."""
+    global _compiler
+    if slot.compiling or slot.compile_failed:
+        return
+    slot.compiling = True
+    _pending.append(slot_key)
+    while len(_pending) > MAX_PENDING_COMPILES:
+        dropped = _slots.get(_pending.popleft())
+        if dropped is not None:
+            dropped.compiling = False
+    if _compiler is None or not _compiler.is_alive():
+        _compiler = threading.Thread(target=_compile_forever, name="gradwatch-xla", daemon=True)
+        _compiler.start()
+    _wake.notify()
+
+
+def wait_for_compiles(timeout: float | None = None) -> bool:
+    """Block until the background compiler has nothing queued or under way; False on
+    timeout. For tests and benchmarks."""
+    with _wake:
+        return _wake.wait_for(
+            lambda: not _pending and not any(s.compiling for s in _slots.values()), timeout
+        )
+
+
+def _compile_forever() -> None:
+    _lower_priority()
+    while True:
+        with _wake:
+            _wake.wait_for(lambda: bool(_pending))
+            slot_key = _pending.popleft()
+        trainer = None
+        try:
+            trainer = _new_trainer(slot_key, jit=True)
+            warm_up(trainer, slot_key[1])
+        except Exception:
+            logger.exception("compiling XLA in the background failed; runs stay on the plain graph")
+            trainer = None
+        with _wake:
+            slot = _slots.get(slot_key)
+            if slot is not None:
+                slot.compiling = False
+                if trainer is None:
+                    slot.compile_failed = True
+                else:
+                    slot.xla.append(trainer)
+            _wake.notify_all()
+        for listener in _listeners:
+            try:
+                listener()
+            except Exception:
+                logger.exception("a listener of the warm graphs failed")
+
+
+def _lower_priority() -> None:
+    """This thread, and the threads it starts, run at COMPILER_NICENESS (Linux: a
+    thread's niceness is its own)."""
+    with suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), COMPILER_NICENESS)
+
+
+def warm_up(trainer: Trainer, shapes: Shapes) -> None:
+    """Build every graph a run of `shapes` calls, by running each once on zeros: an
+    epoch, evaluation (any number of rows) and, on 2-D data, the decision surface.
+    The trainer's variables change: `reset` it before a run, as every run does."""
+    lead: tuple[int, ...] = (trainer.members,) if isinstance(trainer, EnsembleTrainer) else ()
+    x = np.zeros((*lead, shapes.samples, shapes.features), np.float32)
+    y = np.zeros((*lead, shapes.samples), np.int32)
+    probe = np.zeros((*lead, shapes.probe, shapes.features), np.float32)
+    trainer.train_epoch(x, y, probe, batch_size=shapes.batch_size)
+    trainer.evaluate(x, y)
+    if shapes.features == 2:
+        grid = np.zeros((*lead, BOUNDARY_RESOLUTION**2, 2), np.float32)
+        trainer.predict(grid)

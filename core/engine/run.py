@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from core.datasets.builtin import Dataset, load_dataset
+from core.engine.ensemble import EnsembleTrainer
 from core.engine.graph_cache import (
     BOUNDARY_RESOLUTION,
     Shapes,
@@ -34,8 +35,9 @@ from core.engine.graph_cache import (
 from core.engine.hardware import cpu_name
 from core.engine.network import Architecture
 from core.engine.recorder import Recorder, snapshot_epochs
-from core.engine.trainer import EpochArrays, TrainerKey, default_learning_rate
+from core.engine.trainer import CompiledTrainer, EpochArrays, TrainerKey, default_learning_rate
 from core.experiment.diagnosis import diagnose
+from core.experiment.grouping import graph_signature
 from core.experiment.hooks import TrainingCancelled, TrainingHook
 from core.experiment.prescriptions import advise
 from core.experiment.result import RESULT_VERSION, finite_list, finite_or_none
@@ -60,7 +62,13 @@ def run_experiment(spec: ExperimentSpec, hooks: Sequence[TrainingHook] = ()) -> 
     started = time.perf_counter()
     data = load_dataset(spec.dataset, seed=spec.seed)
     plan = _Plan.of(spec, data)
-    with checkout(plan.key, plan.shapes, steps=plan.steps) as (trainer, reused):
+    with checkout(
+        plan.key,
+        plan.shapes,
+        steps=plan.steps,
+        graph=spec.training.graph,
+        signature=graph_signature(spec),
+    ) as (trainer, reused):
         trainer.reset(spec.model.initializer, seed=spec.seed, learning_rate=plan.learning_rate)
         run = _Run(spec, data, plan.key.architecture)
         for hook in hooks:
@@ -96,7 +104,7 @@ def run_experiment(spec: ExperimentSpec, hooks: Sequence[TrainingHook] = ()) -> 
             ),
             boundary=trainer.predict(run.grid, between) if run.grid is not None else None,
             seconds=time.perf_counter() - started,
-            timing={"graph_reused": reused, "xla": trainer.jit, "members": 1},
+            timing=_timing(trainer, reused=reused, members=1),
         )
     for hook in hooks:
         hook.on_train_end(result["metrics"]["after"])
@@ -122,10 +130,14 @@ def run_ensemble(
         raise ValueError("these runs do not share a graph: see core.experiment.grouping")
     members, epochs = len(specs), specs[0].training.epochs
     outcomes: list[RunOutput | TrainingCancelled | None] = [None] * members
-    with checkout_ensemble(plan.key, plan.shapes, steps=plan.steps, members=members) as (
-        trainer,
-        reused,
-    ):
+    with checkout_ensemble(
+        plan.key,
+        plan.shapes,
+        steps=plan.steps,
+        members=members,
+        graph=specs[0].training.graph,
+        signature=graph_signature(specs[0]),
+    ) as (trainer, reused):
         trainer.reset(
             [spec.model.initializer for spec in specs],
             seeds=[spec.seed for spec in specs],
@@ -202,7 +214,7 @@ def run_ensemble(
                 validation=None if validation is None else validation[m],
                 boundary=None if boundary is None else boundary[m],
                 seconds=seconds,
-                timing={"graph_reused": reused, "xla": trainer.jit, "members": members},
+                timing=_timing(trainer, reused=reused, members=members),
             )
             for hook in hooks[m]:
                 hook.on_train_end(result["metrics"]["after"])
@@ -210,6 +222,17 @@ def run_ensemble(
     finished = [outcome for outcome in outcomes if outcome is not None]
     assert len(finished) == members  # each was cancelled or trained to its end (or divergence)
     return finished
+
+
+def _timing(
+    trainer: CompiledTrainer | EnsembleTrainer, *, reused: bool, members: int
+) -> dict[str, Any]:
+    """What result.timing says of the graph that trained a run (beside its seconds)."""
+    return {
+        "graph": "xla" if trainer.jit else "plain",
+        "graph_reused": reused,
+        "members": members,
+    }
 
 
 def _between_calls(hooks: Sequence[TrainingHook], epoch: int, epochs: int) -> None:

@@ -14,12 +14,13 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from core.experiment.spec import ExperimentSpec
+from core.experiment.spec import ExperimentSpec, dataset_shape, split_sizes
 
 # Members per graph by default (Settings.ensemble_members). Under XLA on a 2-core
 # CPU, four tutorial runs take 1.4x the time of one and eight 2.2x: past eight the
@@ -35,6 +36,38 @@ def ensemble_key(spec: ExperimentSpec) -> bytes | None:
     shape: dict[str, Any] = spec.model_dump(mode="json", exclude={"seed", "name"})
     del shape["model"]["initializer"]
     return orjson.dumps(shape, option=orjson.OPT_SORT_KEYS)
+
+
+def graph_signature(spec: ExperimentSpec) -> str:
+    """A short name for the compiled graph `spec` trains on: specs with equal signatures
+    share one (their architecture, optimizer kind, clipping, batch, data sizes and
+    capture are alike; seeds, initializers, learning rates, epochs and data noise
+    may differ). A worker announces the ones it holds compiled (core.engine.graph_cache),
+    so a job can go where its graph is warm.
+    """
+    _, features, classes = dataset_shape(spec.dataset)
+    n_train, n_validation = split_sizes(spec.dataset)
+    capture = spec.capture
+    optimizer = spec.training.optimizer
+    shape: dict[str, Any] = {
+        "model": spec.model.model_dump(mode="json", exclude={"initializer"}),
+        "data": [features, classes, n_train, n_validation],
+        "training": [
+            optimizer.kind.value,
+            optimizer.momentum,
+            optimizer.nesterov,
+            spec.training.clipnorm,
+            spec.training.clipvalue,
+            spec.training.batch_size,
+        ],
+        "capture": [
+            capture.every.value,
+            capture.raw,
+            min(capture.probe_size, n_train) if capture.activations else 0,
+        ],
+    }
+    digest = hashlib.blake2b(orjson.dumps(shape, option=orjson.OPT_SORT_KEYS), digest_size=8)
+    return digest.hexdigest()
 
 
 def ensemble_groups(

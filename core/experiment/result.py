@@ -59,8 +59,8 @@ E is the number of epochs run, `epochs_run`):
                  "name": "CPU (<model name>)" | "CPU" | "<the GPU's name>",
                  "tensorflow": "2.21.0"},
       "timing": {"seconds": s,             # loading the data to the end of training
+                 "graph": "plain" | "xla", # the kind of graph that trained it (spec.training.graph)
                  "graph_reused": bool,     # its compiled graphs came from this process's cache
-                 "xla": bool,              # the epoch graph was XLA-compiled
                  "members": n}             # runs trained side by side in it (core.engine.ensemble)
     }
 

@@ -264,14 +264,36 @@ class OptimizerSpec(_Section):
     nesterov: bool = False
 
 
+class GraphKind(StrEnum):
+    """Which kind of compiled graph trains a run (core.engine.graph_cache).
+
+    `plain` is TensorFlow's graph, traced in a fraction of a second; `xla` is
+    compiled by XLA, a second or two more the first time a process meets a
+    network, then several times faster a step; `auto` lets the engine choose
+    (XLA once it holds the network compiled, else the plain graph). The same
+    spec on the same kind gives the same numbers bit for bit; the two kinds
+    agree to float32 rounding. `result.timing.graph` says which one ran.
+    """
+
+    AUTO = "auto"
+    PLAIN = "plain"
+    XLA = "xla"
+
+
 class TrainingSpec(_Section):
-    """How to train. `clipnorm`/`clipvalue` clip each gradient tensor."""
+    """How to train. `clipnorm`/`clipvalue` clip each gradient tensor; `graph` pins the
+    kind of compiled graph (see `GraphKind`)."""
 
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     epochs: int = Field(100, ge=1, le=Limits.EPOCHS)
     batch_size: int = Field(32, ge=1, le=Limits.BATCH_SIZE)
     clipnorm: float | None = Field(None, gt=0.0, le=1e6)
     clipvalue: float | None = Field(None, gt=0.0, le=1e6)
+    graph: GraphKind = Field(
+        GraphKind.AUTO,
+        description="auto: the engine chooses; plain or xla: that kind of graph, for "
+        "numbers that repeat bit for bit across workers whatever they hold compiled",
+    )
 
     @model_validator(mode="after")
     def _one_clipping(self) -> Self:

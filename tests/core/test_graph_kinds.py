@@ -1,0 +1,129 @@
+"""Which kind of graph trains a run: `training.graph` pins it, the result says which
+ran, each kind repeats bit for bit, the two agree to float32 rounding, and a tiered
+process trains a new network on the plain graph while it compiles XLA for the next."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from core.engine import graph_cache
+from core.engine.run import RunOutput, run_ensemble, run_experiment
+from core.experiment.grouping import graph_signature
+from core.experiment.hooks import TrainingCancelled
+from core.experiment.spec import ExperimentSpec
+from tests.core.test_ensemble import assert_results_close
+
+COMPARED = ("series", "history", "metrics", "tutorial", "histograms", "boundary", "initial")
+
+
+def spec_of(graph: str = "auto", **sections: Any) -> ExperimentSpec:
+    payload: dict[str, Any] = {
+        "seed": 5,
+        "dataset": {"n_samples": 300, "validation_split": 0.2},
+        "training": {"epochs": 6, "graph": graph},
+        "capture": {"histogram_snapshots": 3},
+    }
+    return ExperimentSpec.model_validate(payload | sections)
+
+
+def graphs_of(outcomes: list[RunOutput | TrainingCancelled]) -> list[str]:
+    return [o.result["timing"]["graph"] for o in outcomes if isinstance(o, RunOutput)]
+
+
+@pytest.fixture
+def tiered() -> Iterator[None]:
+    """A process in the tiered mode, as a worker's pool process, with an empty cache."""
+    mode = graph_cache.xla_mode()
+    graph_cache.clear()
+    graph_cache.set_xla_mode("tiered")
+    try:
+        yield
+    finally:
+        graph_cache.wait_for_compiles(timeout=120)
+        graph_cache.set_xla_mode(mode)
+
+
+@pytest.mark.parametrize("graph", ["plain", "xla"])
+def test_a_pinned_kind_trains_and_is_recorded(graph: str) -> None:
+    result = run_experiment(spec_of(graph)).result
+    assert result["timing"]["graph"] == graph
+    assert result["spec"]["training"]["graph"] == graph
+
+
+@pytest.mark.parametrize("graph", ["plain", "xla"])
+def test_the_same_spec_on_the_same_kind_repeats_bit_for_bit(graph: str) -> None:
+    first = run_experiment(spec_of(graph)).result
+    again = run_experiment(spec_of(graph)).result  # the same trainer, reused
+    graph_cache.clear()
+    fresh = run_experiment(spec_of(graph)).result  # a trainer built anew
+    assert again["timing"]["graph_reused"] and not fresh["timing"]["graph_reused"]
+    for part in COMPARED:
+        assert first[part] == again[part] == fresh[part], part
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"activation": "sigmoid"},
+        {"hidden_layers": [9, 4, 12], "activation": ["relu", "tanh", "softsign"]},
+    ],
+)
+def test_the_two_kinds_agree_to_float32_rounding(model: dict[str, Any]) -> None:
+    plain = run_experiment(spec_of("plain", model=model)).result
+    xla = run_experiment(spec_of("xla", model=model)).result
+    for part in COMPARED:
+        assert_results_close(xla[part], plain[part], part)
+
+
+def test_a_tiered_process_trains_new_networks_plain_and_repeats_on_xla(tiered: None) -> None:
+    spec = spec_of()
+    first = run_experiment(spec).result
+    assert first["timing"]["graph"] == "plain"
+    assert graph_cache.wait_for_compiles(timeout=120)
+    assert graph_cache.warm_graphs() == [graph_cache.WarmGraph(graph_signature(spec), 1, True)]
+
+    again = run_experiment(spec_of(seed=6)).result
+    assert again["timing"] == again["timing"] | {"graph": "xla", "graph_reused": True}
+    # a pinned kind is honoured all the same
+    assert run_experiment(spec_of("plain")).result["timing"]["graph"] == "plain"
+
+
+def test_a_tiered_ensemble_compiles_for_its_members_too(tiered: None) -> None:
+    specs = [spec_of(seed=seed) for seed in (1, 2)]
+    assert graphs_of(run_ensemble(specs, [[], []])) == ["plain", "plain"]
+    assert graph_cache.wait_for_compiles(timeout=120)
+    assert graphs_of(run_ensemble(specs, [[], []])) == ["xla", "xla"]
+
+
+def test_a_tiered_process_compiles_only_where_it_pays(tiered: None) -> None:
+    # An epoch too long for one call (core.engine.chunks) is arithmetic: no compile.
+    wide = spec_of(
+        dataset={"n_samples": 600},
+        model={"hidden_layers": [512, 512]},
+        training={"epochs": 1, "batch_size": 1},
+    )
+    assert run_experiment(wide).result["timing"]["graph"] == "plain"
+    assert graph_cache.wait_for_compiles(timeout=5)
+    assert graph_cache.warm_graphs() == [graph_cache.WarmGraph(graph_signature(wide), 1, False)]
+
+
+def test_specs_that_differ_only_where_a_graph_does_not_share_its_signature() -> None:
+    base = spec_of()
+    alike = [
+        spec_of(seed=9),
+        spec_of(training={"epochs": 50, "optimizer": {"learning_rate": 0.1}}),
+        spec_of(model={"initializer": {"kind": "glorot_uniform"}}),
+        spec_of(dataset={"n_samples": 300, "validation_split": 0.2, "noise": 0.3}),
+    ]
+    unlike = [
+        spec_of(model={"hidden_layers": [5, 5, 5]}),
+        spec_of(training={"batch_size": 16}),
+        spec_of(dataset={"n_samples": 400, "validation_split": 0.2}),
+        spec_of(capture={"every": "step"}),
+        spec_of(training={"optimizer": {"kind": "adam"}}),
+    ]
+    assert {graph_signature(spec) for spec in alike} == {graph_signature(base)}
+    assert len({graph_signature(spec) for spec in [base, *unlike]}) == 1 + len(unlike)
