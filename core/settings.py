@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     # A study's children that share a graph are sent in groups of at most this many,
     # each group trained side by side (core.engine.ensemble); 1 trains every child alone.
     ensemble_members: int = Field(MAX_MEMBERS, ge=1, le=64)
+    # A starting worker's pool process loads the engine, traces and draws a tiny run, and
+    # only then does the worker count as live (its first heartbeat); off, it counts as
+    # live at once and its first job pays for all of that.
+    warm_start: bool = True
     data_dir: str = "var"
 
     @field_validator("api_keys", mode="before")

@@ -24,7 +24,14 @@ from core.store.stores import JobStore
 from worker.delivery import JobDelivery
 from worker.failures import public_message
 from worker.progress import JobProgressHook
-from worker.training import fail_job, job_store, name_worker, start_job, store_success
+from worker.training import (
+    fail_job,
+    job_store,
+    name_worker,
+    publish_pool_state,
+    start_job,
+    store_success,
+)
 
 if TYPE_CHECKING:
     from core.engine.run import RunOutput
@@ -100,6 +107,7 @@ def _train_group(
         else:
             outcomes = engine.run_ensemble([specs[index] for index in group], hooks)
         trained_in = time.perf_counter() - began
+        publish_pool_state()
         for delivery, outcome in zip(deliveries, outcomes, strict=True):
             if isinstance(outcome, TrainingCancelled):
                 stopped = store.mark_cancelled(delivery.job_id, delivery=delivery.token)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
@@ -27,21 +28,45 @@ from celery.worker import state
 from core.queue.tasks import DISPATCH_HEADER, task_job_ids
 from core.settings import get_settings
 from core.store.stores import JobStore
+from worker import pool_state
 from worker.background import log_failed_round
 
 logger = logging.getLogger(__name__)
 
 
+# While waiting for its pool to be ready, the heartbeat looks this often, and past this
+# long counts the worker as live all the same (a warm-up that failed). A worker that
+# holds a job is live at once: a reaper must never take it for a silent one.
+POOL_POLL_SECONDS = 0.05
+POOL_READY_SECONDS = 60.0
+
+
 class Heartbeat:
-    """Records `hostname` as live on `queues` until stopped."""
+    """Records `hostname` as live on `queues` until stopped.
+
+    With `wait_for_pool` (seconds), the worker counts as live only once its pool
+    process says it is ready (worker.pool_state: the engine loaded, a graph traced),
+    or once it holds a job, or after that long at most, whichever comes first: a
+    client that waits for /readyz then gets its first job trained at once. The
+    jobs it holds are recorded from the first beat on, for the reapers.
+    """
 
     def __init__(
-        self, store: JobStore, hostname: str, queues: Sequence[str], *, seconds: float = 5.0
+        self,
+        store: JobStore,
+        hostname: str,
+        queues: Sequence[str],
+        *,
+        seconds: float = 5.0,
+        wait_for_pool: float = 0.0,
     ) -> None:
         self.store = store
         self.hostname = hostname
         self.queues = tuple(queues)
         self.seconds = seconds
+        self._started = time.monotonic()
+        self._pool_deadline = self._started + wait_for_pool
+        self._live = wait_for_pool <= 0
         self._stopped = threading.Event()
         self._soon = threading.Event()
         # (job id, note id) of runs Celery stopped on a lost connection, still to be told.
@@ -70,9 +95,21 @@ class Heartbeat:
             self.store.note_interrupted(job_id, hostname=self.hostname, note=note)
             self._interrupted.popleft()
         # Jobs first: a reaper trusts the job list only when the beat that follows is fresh.
-        self.store.record_worker_jobs(hostname=self.hostname, jobs=held_jobs())
+        jobs = held_jobs()
+        self.store.record_worker_jobs(hostname=self.hostname, jobs=jobs)
+        if not self._live and not self._pool_is_ready(holding=bool(jobs)):
+            return
         for queue in self.queues:
             self.store.record_heartbeat(queue=queue, hostname=self.hostname)
+
+    def _pool_is_ready(self, *, holding: bool) -> bool:
+        ready = pool_state.read().ready
+        if ready or holding or time.monotonic() >= self._pool_deadline:
+            self._live = True
+            waited = time.monotonic() - self._started
+            why = "its pool is ready" if ready else "it holds a job" if holding else "waited"
+            logger.info("live after %.2f s: %s", waited, why)
+        return self._live
 
     def beat_soon(self) -> None:
         """Beat now rather than at the next period (a message has arrived)."""
@@ -91,7 +128,7 @@ class Heartbeat:
                 self.beat()
             except Exception as error:
                 log_failed_round(logger, "heartbeat", error)
-            self._soon.wait(self.seconds)
+            self._soon.wait(self.seconds if self._live else POOL_POLL_SECONDS)
             if self._stopped.is_set():
                 return
 
@@ -146,7 +183,10 @@ def _start(sender: Any, **_: Any) -> None:
     settings = get_settings()
     queues = sorted(sender.app.amqp.queues.consume_from)
     store = JobStore.from_settings(settings)
-    heartbeat = Heartbeat(store, sender.hostname, queues, seconds=settings.heartbeat_seconds)
+    wait = POOL_READY_SECONDS if settings.warm_start else 0.0
+    heartbeat = Heartbeat(
+        store, sender.hostname, queues, seconds=settings.heartbeat_seconds, wait_for_pool=wait
+    )
     heartbeat.start()
     _current.append(heartbeat)
     logger.info("heartbeat every %g s on %s", settings.heartbeat_seconds, ", ".join(queues))

@@ -45,6 +45,7 @@ from core.settings import get_settings
 from core.store.errors import StoreError, is_store_unavailable
 from core.store.records import JobRecord, WorkerInfo
 from core.store.stores import JobStore
+from worker import pool_state
 from worker.delivery import JobDelivery
 from worker.device import worker_device
 from worker.failures import public_message
@@ -201,6 +202,7 @@ def _train(
     started = time.perf_counter()
     hook = JobProgressHook(store, delivery.job_id, delivery=delivery.token)
     output = engine.run_experiment(spec, hooks=[hook])
+    publish_pool_state()
     trained = time.perf_counter()
     plots = render_default_plots(delivery.job_id, output.result) if default_plots else {}
     times = (trained - started, time.perf_counter() - trained)
@@ -278,10 +280,9 @@ _device_ready = False
 
 
 def prepare_device() -> None:
-    """Once per process, before the first run: GPU memory growth on a gpu worker,
-    and XLA for every run (core.engine.graph_cache): a pool process lives across jobs, so
-    a shape's first job pays the compile and later ones train several times
-    faster, and every job of a spec gives the same numbers bit for bit.
+    """Once per process, before the first run: GPU memory growth on a gpu worker, and
+    the tiered engine (core.engine.graph_cache): a network's first job trains on the
+    plain graph while XLA compiles in the background for its later jobs.
 
     The warm-up thread and a first job may both get here; TensorFlow refuses
     to change a GPU's settings once it is in use, so only one of them acts.
@@ -297,17 +298,34 @@ def prepare_device() -> None:
 
         if worker_device() is Device.GPU:
             engine.configure_gpu_memory_growth()
-        graph_cache.set_xla_mode("always")
+        graph_cache.set_xla_mode("tiered")
+        graph_cache.on_warm_graphs_change(publish_pool_state)
         logger.info("training on %s", engine.device_info())
         _device_ready = True
 
 
+# A run and plots of a network too small to matter: the first trace of a process and
+# the first drawing pay one-off costs (TensorFlow's function machinery, Keras' layers,
+# matplotlib's fonts) that would otherwise fall on the first job.
+WARM_UP_SPEC: dict[str, Any] = {
+    "seed": 1,
+    "dataset": {"n_samples": 16},
+    "model": {"hidden_layers": [2]},
+    # Plain, not auto: the tiered engine would compile XLA for it in the background.
+    "training": {"epochs": 2, "batch_size": 8, "graph": "plain"},
+    "capture": {"probe_size": 8, "histogram_snapshots": 2},
+}
+
+
 def start_warm_up() -> threading.Thread:
-    """Import the engine and plotting in the background, so the first job does not wait.
+    """Load the engine and plotting in the background, trace and draw a tiny run, then
+    tell the main process the pool is ready (worker.pool_state): the heartbeat counts
+    the worker as live only then, so the first job does not wait on any of it.
 
     Called from `worker_process_init`, which must return within seconds:
     importing TensorFlow takes longer, so it happens on this thread. A job that
     arrives meanwhile waits on the import lock, as it would on its own import.
+    With `Settings.warm_start` off, only the imports happen.
     """
     thread = threading.Thread(target=_warm_up, name="gradwatch-warm-up", daemon=True)
     thread.start()
@@ -319,6 +337,8 @@ def _warm_up() -> None:
         import core.plotting.experiment_plots  # noqa: F401 - loads matplotlib
 
         prepare_device()
+        if get_settings().warm_start:
+            _trace_and_draw_a_tiny_run()
     except Exception:
         logger.exception("warm-up failed; the first job will load the engine itself")
         return
@@ -328,3 +348,21 @@ def _warm_up() -> None:
     # plot triggers it.
     gc.collect()
     gc.freeze()
+    publish_pool_state()
+
+
+def _trace_and_draw_a_tiny_run() -> None:
+    from core.engine import run as engine
+
+    started = time.perf_counter()
+    output = engine.run_experiment(ExperimentSpec.model_validate(WARM_UP_SPEC))
+    render_default_plots("warm-up", output.result)
+    logger.info("warm: a tiny run traced and drawn in %.2f s", time.perf_counter() - started)
+
+
+def publish_pool_state() -> None:
+    """Tell the main process that this pool process is ready, and what it holds compiled."""
+    from core.engine import graph_cache
+
+    warm = [(g.signature, g.members, g.xla) for g in graph_cache.warm_graphs()]
+    pool_state.publish(pool_state.PoolState(ready=True, warm=warm))

@@ -47,6 +47,18 @@ def test_the_pool_process_trains_and_the_main_process_never_loads_tensorflow(
     assert not loads_tensorflow(prefork_worker.process.pid)
 
 
+def test_a_worker_counts_as_live_once_its_pool_process_has_loaded_the_engine(
+    start_prefork_worker: Callable[..., PreforkWorker], new_namespace: Callable[[], Settings]
+) -> None:
+    worker = start_prefork_worker(new_namespace())  # returns once it is live
+
+    [pool] = pool_processes(worker)
+    assert loads_tensorflow(pool)
+    job_id = worker.deployment.submit(QUICK_SPEC)
+    record = worker.deployment.wait_for_status(job_id, FINISHED)
+    assert record.status is JobStatus.SUCCEEDED, record.error
+
+
 def test_the_soft_time_limit_fails_the_job_with_the_reason(
     prefork_worker: PreforkWorker,
 ) -> None:
