@@ -7,8 +7,9 @@ kind (`plain`, `xla`); for `auto` the process's XLA mode chooses:
 
 - `tiered` (a worker, which lives across many jobs): XLA when this process
   holds the network compiled; else the plain graph, while a background
-  thread compiles XLA for the next run of that network (`Compiler`), unless
-  the run is long enough to repay compiling first (`XLA_MIN_STEPS`). So a
+  thread compiles XLA for the next run of that network (between runs, at a
+  lower priority), unless the run is long enough to repay compiling first
+  (`XLA_MIN_STEPS`). So a
   network's first job answers at the plain graph's speed and its repeats at
   XLA's, and no job waits for a compile it did not ask for;
 - `auto` (`gradwatch run`, one run in a fresh process): the plain graph,
@@ -60,8 +61,9 @@ XLA_MIN_STEPS = 18_000
 CACHE_SLOTS = 16
 # Networks waiting for the background compiler; past this the oldest request is dropped.
 MAX_PENDING_COMPILES = 4
-# The compiler's thread runs at this niceness: it takes what CPU the jobs leave.
-COMPILER_NICENESS = 19
+# The compiler's thread runs at this niceness: a tenth of a core's share beside a busy
+# job, all of what the jobs leave.
+COMPILER_NICENESS = 10
 BOUNDARY_RESOLUTION = 80  # the decision-surface grid is this many points a side
 
 XlaMode = Literal["tiered", "auto", "always", "never"]
@@ -94,6 +96,7 @@ class _Slot:
 
 _slots: OrderedDict[_SlotKey, _Slot] = OrderedDict()
 _lock = threading.Lock()
+_running = 0  # trainers checked out: runs under way
 _mode: XlaMode = "auto"
 
 
@@ -211,6 +214,7 @@ def _new_trainer(slot_key: _SlotKey, *, jit: bool) -> Trainer:
 def _take(
     slot_key: _SlotKey, *, steps: int, graph: GraphKind, signature: str
 ) -> tuple[Trainer, bool]:
+    global _running
     mode = xla_mode()
     long_run = steps >= XLA_MIN_STEPS
     with _lock:
@@ -228,13 +232,17 @@ def _take(
         else:
             jit = graph is GraphKind.XLA
         kept = slot.xla if jit else slot.plain
+        _running += 1
         if kept:
             return kept.pop(), True
     return _new_trainer(slot_key, jit=jit), False
 
 
 def _give_back(slot_key: _SlotKey, trainer: Trainer) -> None:
+    global _running
     with _lock:
+        _running -= 1
+        _wake.notify_all()
         slot = _slots.get(slot_key)
         if slot is None:
             return  # dropped from the cache meanwhile
@@ -309,7 +317,8 @@ def _compile_forever() -> None:
     _lower_priority()
     while True:
         with _wake:
-            _wake.wait_for(lambda: bool(_pending))
+            # Between runs only: tracing holds the GIL a run's Python needs.
+            _wake.wait_for(lambda: bool(_pending) and _running == 0)
             slot_key = _pending.popleft()
         trainer = None
         try:
