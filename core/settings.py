@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # only then does the worker count as live (its first heartbeat); off, it counts as
     # live at once and its first job pays for all of that.
     warm_start: bool = True
+    # The PNGs a worker draws as a job ends: the tutorial's two (weights, gradients), or
+    # all; the API draws any other on its first request.
+    eager_plots: Literal["tutorial", "all"] = "tutorial"
     data_dir: str = "var"
 
     @field_validator("api_keys", mode="before")

@@ -258,16 +258,30 @@ def store_success(
     return JobStatus.SUCCEEDED
 
 
-def render_default_plots(job_id: str, result: Mapping[str, Any]) -> dict[str, bytes]:
-    """Every plot the result supports, at the default size: the first fetch is instant.
+# The tutorial's own two figures, which a client fetches first; drawn as a job ends.
+TUTORIAL_PLOTS = ("weights", "gradients")
+
+
+def render_default_plots(
+    job_id: str, result: Mapping[str, Any], *, every: bool | None = None
+) -> dict[str, bytes]:
+    """The plots drawn as a job ends, at the default size, so their first fetch is
+    instant: the tutorial's two (`TUTORIAL_PLOTS`), or with `every` (by default
+    `Settings.eager_plots == "all"`) every plot the result supports. The API draws
+    the others on their first request (tens of milliseconds each); drawing all seven
+    here took most of a warm job's time.
 
     A plot that fails to draw is left out (and logged) rather than failing the
     job: the numbers stand, and the API can still try to render it on demand.
     """
     from core.plotting.experiment_plots import available_plots, render_plot
 
+    if every is None:
+        every = get_settings().eager_plots == "all"
     plots: dict[str, bytes] = {}
     for name in available_plots(result):
+        if not every and name not in TUTORIAL_PLOTS:
+            continue
         try:
             plots[name] = render_plot(name, result)
         except Exception:
@@ -356,7 +370,7 @@ def _trace_and_draw_a_tiny_run() -> None:
 
     started = time.perf_counter()
     output = engine.run_experiment(ExperimentSpec.model_validate(WARM_UP_SPEC))
-    render_default_plots("warm-up", output.result)
+    render_default_plots("warm-up", output.result, every=True)
     logger.info("warm: a tiny run traced and drawn in %.2f s", time.perf_counter() - started)
 
 
