@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 
+from core.store.stores import JobStore
+from tests.conftest import wait_for
 from worker import pool_state
+from worker.heartbeat import Heartbeat
 from worker.pool_state import PoolState
 
 
@@ -32,3 +35,35 @@ def test_warm_networks_past_the_page_are_left_out_oldest_first() -> None:
     assert read.ready
     assert 10 < len(read.warm) < len(warm)
     assert read.warm == warm[: len(read.warm)]
+
+
+def test_a_starting_worker_joins_the_live_set_once_its_pool_is_ready(store: JobStore) -> None:
+    queue, hostname = "pool-readiness", "starting@test"
+    pool_state.publish(PoolState(ready=False))
+    heartbeat = Heartbeat(store, hostname, [queue], seconds=0.1, wait_for_pool=60.0)
+    try:
+        heartbeat.beat()
+        assert hostname not in store.live_workers(queue=queue)
+
+        pool_state.publish(PoolState(ready=True))
+        heartbeat.beat()
+        assert hostname in store.live_workers(queue=queue)
+
+        pool_state.publish(PoolState(ready=False))  # a pool process replaced later
+        heartbeat.beat()
+        assert hostname in store.live_workers(queue=queue)  # live it stays
+    finally:
+        store.forget_worker(queue=queue, hostname=hostname)
+
+
+def test_a_worker_whose_pool_never_says_ready_joins_after_the_wait(store: JobStore) -> None:
+    queue, hostname = "pool-readiness", "stuck@test"
+    pool_state.publish(PoolState(ready=False))
+    heartbeat = Heartbeat(store, hostname, [queue], seconds=0.1, wait_for_pool=0.2)
+    try:
+        heartbeat.beat()
+        assert hostname not in store.live_workers(queue=queue)
+        wait_for(lambda: heartbeat.beat() or hostname in store.live_workers(queue=queue),
+                 timeout=5, what="the wait to pass")  # fmt: skip
+    finally:
+        store.forget_worker(queue=queue, hostname=hostname)
