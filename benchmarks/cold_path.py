@@ -201,33 +201,32 @@ def wait_until_live(service: Deployment, workers: int) -> None:
 
 def time_job(client: httpx.Client, spec: dict[str, Any]) -> tuple[float, str]:
     """Seconds from POST to the final state (succeeded, PNGs stored), and the graph's kind."""
-    started = time.perf_counter()
-    response = client.post("/v1/experiments", json=spec)
-    if response.status_code != 202:
-        raise SystemExit(f"POST /v1/experiments answered {response.status_code}: {response.text}")
-    job_id = response.json()["id"]
-    follow(client, f"/v1/experiments/{job_id}/events")
-    seconds = time.perf_counter() - started
-    record = client.get(f"/v1/experiments/{job_id}").json()
-    if record["status"] != "succeeded":
-        raise SystemExit(f"job {job_id} ended {record['status']}: {record.get('error')}")
+    seconds, job_id = time_to_success(client, "/v1/experiments", spec)
     timing = client.get(f"/v1/experiments/{job_id}/result").json()["timing"]
     return seconds, str(timing.get("graph", "xla" if timing.get("xla") else "plain"))
 
 
 def time_study(client: httpx.Client, body: dict[str, Any]) -> float:
     """Seconds from POST to the study's final state (summary and plots stored)."""
+    return time_to_success(client, "/v1/studies", body)[0]
+
+
+def time_to_success(
+    client: httpx.Client, collection: str, body: dict[str, Any]
+) -> tuple[float, str]:
+    """Seconds from POSTing `body` to `collection` until its event stream's final state
+    (checked succeeded), and the new resource's id."""
     started = time.perf_counter()
-    response = client.post("/v1/studies", json=body)
+    response = client.post(collection, json=body)
     if response.status_code != 202:
-        raise SystemExit(f"POST /v1/studies answered {response.status_code}: {response.text}")
-    study_id = response.json()["id"]
-    follow(client, f"/v1/studies/{study_id}/events")
+        raise SystemExit(f"POST {collection} answered {response.status_code}: {response.text}")
+    resource = response.json()["id"]
+    follow(client, f"{collection}/{resource}/events")
     seconds = time.perf_counter() - started
-    record = client.get(f"/v1/studies/{study_id}").json()
+    record = client.get(f"{collection}/{resource}").json()
     if record["status"] != "succeeded":
-        raise SystemExit(f"study {study_id} ended {record['status']}: {record['progress']}")
-    return seconds
+        raise SystemExit(f"{collection}/{resource} ended {record['status']}: {record}")
+    return seconds, resource
 
 
 def follow(client: httpx.Client, url: str) -> None:
