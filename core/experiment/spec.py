@@ -14,11 +14,35 @@ Example:
 from __future__ import annotations
 
 import itertools
+import math
 import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from core.experiment.layers import (
+    DenseLayer,
+    KerasActivation,
+    LayerLimits,
+    LayerShape,
+    LayerSpec,
+    ShapeError,
+    infer_shapes,
+    layer_count,
+    probes_activations,
+    weight_parts,
+)
 
 
 class Limits:
@@ -54,6 +78,23 @@ class Limits:
     CLASSES = 20
     CENTERS = 20
     SEED = 2**31 - 1
+    SEQUENCE_LENGTH = 1_000
+    IMAGE_SIZE = 64
+    # Layer lists (core/experiment/layers.py) are bounded by their arithmetic,
+    # counted per sample by `layers.infer_shapes` (a training step costs about 3x
+    # its forward pass), and recurrent layers by their time steps, which run one
+    # after another whatever their size. benchmarks/networks.py measured (on a
+    # loaded 2-core machine, so a floor) ~3 GFLOP/s for small convolutions and
+    # ~0.3-0.9 ms per time step forward and back for a small LSTM: these keep a
+    # job to a few minutes and one step to about half a second.
+    FLOPS = 5e11  # a job's float operations: 3 x forward per sample x samples x epochs
+    STEP_FLOPS = 1.5e9  # one optimizer step's: 3 x forward per sample x batch
+    STEP_TIMESTEPS = 1_500  # time steps of all recurrent layers in one pass
+    # A job's time steps, optimizer steps x STEP_TIMESTEPS' count; it also bounds
+    # the through-time gradient norms a result keeps (one per step and time step
+    # at most).
+    RUN_TIMESTEPS = 1_000_000
+    DATA_VALUES = 20_000_000  # float32 values in a dataset (80 MB): samples x sample size
 
 
 class SpecLimitError(ValueError):
@@ -86,6 +127,9 @@ class DatasetKind(StrEnum):
     BREAST_CANCER = "breast_cancer"
     IRIS = "iris"
     WINE = "wine"
+    BARS = "bars"
+    ADDING = "adding"
+    RECALL = "recall"
 
 
 GENERATED_KINDS = frozenset(
@@ -96,8 +140,15 @@ GENERATED_KINDS = frozenset(
         DatasetKind.GAUSSIAN,
         DatasetKind.SPIRAL,
         DatasetKind.BLOBS,
+        DatasetKind.BARS,
+        DatasetKind.ADDING,
+        DatasetKind.RECALL,
     }
 )
+SEQUENCE_KINDS = frozenset({DatasetKind.ADDING, DatasetKind.RECALL})
+IMAGE_KINDS = frozenset({DatasetKind.DIGITS, DatasetKind.BARS})
+# Regression sets: a linear output and mean squared error (core.engine.trainer).
+REGRESSION_KINDS = frozenset({DatasetKind.ADDING})
 
 
 class DatasetSpec(_Section):
@@ -107,6 +158,20 @@ class DatasetSpec(_Section):
     the real sets ship inside scikit-learn and ignore both. `standardize`
     defaults to the convention: off for generated sets (the tutorial trains on
     raw `make_circles` output), on for the real ones.
+
+    Images and sequences (core/datasets/builtin.py) reach a layer list in their
+    own shape, height x width x channels or steps x channels (`digits` 8x8x1,
+    `bars` image_size x image_size x 1, `adding` sequence_length x 2, `recall`
+    sequence_length x (classes + 1)), and the MLP flattened:
+    - `bars`: a horizontal or a vertical bar in Gaussian noise of S.D. `noise`;
+      which is it? The noise sets the difficulty.
+    - `adding` (Hochreiter & Schmidhuber 1997), a regression: two of the
+      values in the first channel are marked in the second (one in each half of
+      the sequence); the target is their sum. Predicting the mean scores an MSE
+      of ~0.167, the baseline every result reports (`metrics.baseline`).
+    - `recall`: a symbol out of `classes` at the first step; after it each step
+      is blank or, a share `noise` of them, a random symbol. Which symbol came
+      first? Chance is 1 / classes.
     """
 
     kind: DatasetKind = DatasetKind.CIRCLES
@@ -119,6 +184,12 @@ class DatasetSpec(_Section):
     centers: int = Field(3, ge=2, le=Limits.CENTERS, description="blobs: number of blobs")
     cluster_std: float = Field(1.0, gt=0.0, le=10.0, description="blobs: spread of each blob")
     turns: float = Field(1.5, gt=0.0, le=5.0, description="spiral: turns of each arm")
+    sequence_length: int = Field(
+        50, ge=2, le=Limits.SEQUENCE_LENGTH, description="adding and recall: time steps"
+    )
+    image_size: int = Field(
+        16, ge=4, le=Limits.IMAGE_SIZE, description="bars: height and width in pixels"
+    )
     validation_split: float = Field(0.0, ge=0.0, le=0.5)
     standardize: bool | None = None
 
@@ -129,6 +200,10 @@ class DatasetSpec(_Section):
     @property
     def standardized(self) -> bool:
         return (not self.generated) if self.standardize is None else self.standardize
+
+    @property
+    def regression(self) -> bool:
+        return self.kind in REGRESSION_KINDS
 
 
 # ----------------------------------------------------------------------------- model
@@ -205,13 +280,30 @@ class InitializerSpec(_Section):
 Width = Annotated[int, Field(ge=1, le=Limits.WIDTH)]
 
 
+MLP_FIELDS = ("hidden_layers", "activation", "initializer", "batch_norm", "residual")
+
+
 class ModelSpec(_Section):
-    """The MLP: hidden widths, their activation(s), the kernel initializer.
+    """The network: an MLP by its shorthand fields, or a list of Keras layers.
+
+    The shorthand: hidden widths, their activation(s), the kernel initializer,
+    batch norm and residual connections. `layers` instead takes the layers of a
+    Keras Sequential model as Keras serializes them (core/experiment/layers.py),
+    the hidden part of the network; giving both is refused.
 
     The output layer and the loss follow from the data: one sigmoid unit with
     binary cross-entropy for two classes, softmax with sparse categorical
-    cross-entropy otherwise. Biases start at zero, as in Keras.
+    cross-entropy otherwise, one linear unit with mean squared error for
+    regression. A list's last Dense layer whose units match that output is
+    taken as it. Biases start at zero, as in Keras.
     """
+
+    layers: list[LayerSpec] | None = Field(
+        None,
+        min_length=1,
+        max_length=LayerLimits.LAYERS,
+        description="Keras layers (`model.to_json()`'s `config.layers`), instead of the MLP fields",
+    )
 
     hidden_layers: list[Width] = Field(
         default_factory=lambda: [5, 5, 5, 5], min_length=1, max_length=Limits.HIDDEN_LAYERS
@@ -220,6 +312,37 @@ class ModelSpec(_Section):
     initializer: InitializerSpec = Field(default_factory=InitializerSpec)
     batch_norm: bool = False
     residual: bool = False
+
+    @model_serializer(mode="wrap")
+    # No return type: pydantic then keeps the model's own schema for what it dumps.
+    def _one_kind_of_network(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        """Dumped as given: a layer list without the shorthand's defaults, an MLP without
+        `layers` (so a dumped spec validates again, and MLP records read as before)."""
+        out = handler(self)
+        if self.layers is None:
+            out.pop("layers", None)
+        else:
+            for name in MLP_FIELDS:
+                out.pop(name, None)
+        return out
+
+    @model_validator(mode="after")
+    def _layers_or_shorthand(self) -> Self:
+        if self.layers is None:
+            return self
+        given = [name for name in MLP_FIELDS if name in self.model_fields_set]
+        if given:
+            raise SpecLimitError(
+                "model.layers",
+                f"give either model.layers or the MLP fields ({', '.join(given)}), not both",
+            )
+        if layer_count(self.layers) > LayerLimits.LAYERS:
+            raise SpecLimitError(
+                "model.layers",
+                f"{layer_count(self.layers)} layers (residual blocks' included) exceed the "
+                f"limit of {LayerLimits.LAYERS}",
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_activation_per_layer(self) -> Self:
@@ -396,16 +519,43 @@ REAL_SHAPES: dict[DatasetKind, tuple[int, int, int]] = {
 }
 
 
+def sample_shape(dataset: DatasetSpec) -> tuple[int, ...]:
+    """One sample's shape as a layer list receives it (the MLP gets it flattened)."""
+    kind = dataset.kind
+    if kind is DatasetKind.DIGITS:
+        return (8, 8, 1)
+    if kind is DatasetKind.BARS:
+        return (dataset.image_size, dataset.image_size, 1)
+    if kind is DatasetKind.ADDING:
+        return (dataset.sequence_length, 2)
+    if kind is DatasetKind.RECALL:
+        return (dataset.sequence_length, dataset.classes + 1)
+    if not dataset.generated:
+        return (REAL_SHAPES[kind][1],)
+    return (2,)
+
+
 def dataset_shape(dataset: DatasetSpec) -> tuple[int, int, int]:
-    """(samples, features, classes) of a dataset spec, known without loading it."""
+    """(samples, features, classes) of a dataset spec, known without loading it.
+
+    Features are a sample's values, flattened; a regression set has 0 classes.
+    """
     if not dataset.generated:
         return REAL_SHAPES[dataset.kind]
     classes = {
         DatasetKind.BLOBS: dataset.centers,
         DatasetKind.SPIRAL: dataset.classes,
         DatasetKind.GAUSSIAN: dataset.classes,
+        DatasetKind.RECALL: dataset.classes,
+        DatasetKind.ADDING: 0,
     }.get(dataset.kind, 2)
-    return dataset.n_samples, 2, classes
+    return dataset.n_samples, math.prod(sample_shape(dataset)), classes
+
+
+def output_units(dataset: DatasetSpec) -> int:
+    """The output layer's width: 1 for two classes and for regression, else one per class."""
+    _, _, classes = dataset_shape(dataset)
+    return 1 if classes <= 2 else classes
 
 
 def split_sizes(dataset: DatasetSpec) -> tuple[int, int]:
@@ -416,13 +566,100 @@ def split_sizes(dataset: DatasetSpec) -> tuple[int, int]:
 
 
 def layer_widths(spec: ExperimentSpec) -> list[int]:
-    """Input, hidden and output widths, e.g. [2, 5, 5, 5, 5, 1]."""
-    _, features, classes = dataset_shape(spec.dataset)
-    out = 1 if classes == 2 else classes
-    return [features, *spec.model.hidden_layers, out]
+    """Input, hidden and output widths of the MLP, e.g. [2, 5, 5, 5, 5, 1]."""
+    _, features, _ = dataset_shape(spec.dataset)
+    return [features, *spec.model.hidden_layers, output_units(spec.dataset)]
+
+
+@dataclass(frozen=True)
+class LayeredShapes:
+    """A layer list's layers as the data flows through them, and its output layer."""
+
+    hidden: list[LayerShape]  # the list, less a leading InputLayer and a pasted output
+    output: LayerShape  # a Dense named "output", pasted or made to fit the data
+
+    @property
+    def layers(self) -> list[LayerShape]:
+        return [*self.hidden, self.output]
+
+    @property
+    def parameters(self) -> int:
+        return sum(layer.parameters for layer in self.layers)
+
+    @property
+    def flops(self) -> int:
+        """Forward float operations per sample (a training step costs ~3x)."""
+        return sum(layer.flops for layer in self.layers)
+
+    @property
+    def timesteps(self) -> int:
+        """Time steps the recurrent layers run one after another, per forward pass."""
+        return sum(_timesteps(layer) for layer in self.hidden)
+
+
+def _timesteps(layer: LayerShape) -> int:
+    return layer.timesteps + sum(_timesteps(inner) for inner in layer.inner)
+
+
+def _output_activations(dataset: DatasetSpec) -> set[KerasActivation]:
+    """What a pasted output layer may apply: a softmax, sigmoid or none (logits)."""
+    if dataset.regression:
+        return {KerasActivation.LINEAR}
+    last = KerasActivation.SIGMOID if output_units(dataset) == 1 else KerasActivation.SOFTMAX
+    return {KerasActivation.LINEAR, last}
+
+
+def layered_shapes(spec: ExperimentSpec) -> LayeredShapes | None:
+    """The shapes of `spec.model.layers` on its data (None for the MLP).
+
+    Raises `SpecLimitError` naming the first layer that cannot take its input.
+    """
+    layers = spec.model.layers
+    if layers is None:
+        return None
+    units = output_units(spec.dataset)
+    last = layers[-1]
+    pasted = (
+        isinstance(last, DenseLayer)
+        and last.config.units == units
+        and last.config.activation in _output_activations(spec.dataset)
+        and len(layers) > 1
+    )
+    try:
+        hidden = infer_shapes(layers[:-1] if pasted else layers, sample_shape(spec.dataset))
+    except ShapeError as error:
+        raise SpecLimitError(error.path, error.message) from None
+    _refuse_hidden_softmax(hidden)
+    end = hidden[-1].output_shape if hidden else sample_shape(spec.dataset)
+    if len(end) != 1:
+        raise SpecLimitError(
+            "model.layers",
+            f"the layers must end in one vector per sample; they end in shape {list(end)}: "
+            "add Flatten or a GlobalAveragePooling layer",
+        )
+    output_layer = last if pasted else DenseLayer(class_name="Dense", config={"units": units})
+    path = f"model.layers[{len(layers) - 1}]" if pasted else "model.layers"
+    fan_in = end[0]
+    output = LayerShape(
+        output_layer, path, "output", end, (units,), (fan_in + 1) * units, 2 * fan_in * units
+    )
+    return LayeredShapes(hidden, output)
+
+
+def _refuse_hidden_softmax(shapes: Sequence[LayerShape]) -> None:
+    for shape in shapes:
+        config = shape.layer.config
+        if getattr(config, "activation", None) is KerasActivation.SOFTMAX:
+            raise SpecLimitError(
+                f"{shape.path}.config.activation", "softmax is for the output layer only"
+            )
+        _refuse_hidden_softmax(shape.inner)
 
 
 def parameter_count(spec: ExperimentSpec) -> int:
+    shapes = layered_shapes(spec)
+    if shapes is not None:
+        return shapes.parameters
     widths = layer_widths(spec)
     dense = sum((a + 1) * b for a, b in itertools.pairwise(widths))
     norm = 4 * sum(spec.model.hidden_layers) if spec.model.batch_norm else 0
@@ -435,18 +672,33 @@ def steps_per_epoch(spec: ExperimentSpec) -> int:
 
 
 def result_values(spec: ExperimentSpec) -> int:
-    """How many numbers result.json's series and histograms hold for `spec` (at most)."""
+    """How many numbers result.json's series, histograms and through-time norms hold for
+    `spec` (at most)."""
     capture = spec.capture
     steps = spec.training.epochs * steps_per_epoch(spec)
     points = steps if capture.every is CaptureEvery.STEP else spec.training.epochs
     hidden = len(spec.model.hidden_layers)
-    # Per layer's kernel and bias: 4 weight statistics and the update ratio, 4 of the gradient.
+    # variables, probed layers, kernels (histograms), through-time norms per point
+    variables, probed, kernels, timesteps = 2 * (hidden + 1), hidden, hidden + 1, 0
+    shapes = layered_shapes(spec)
+    if shapes is not None:
+        members = _members(shapes.layers)
+        variables = sum(len(weight_parts(layer.class_name)) for layer in members)
+        probed = sum(probes_activations(layer) for layer in members)
+        kernels = sum("kernel" in weight_parts(layer.class_name) for layer in members)
+        timesteps = shapes.timesteps * int(capture.gradients)
+    # Per variable: 4 weight statistics and the update ratio, 4 of the gradient.
     per_variable = 5 * int(capture.weights) + 4 * int(capture.gradients)
-    per_point = 2 * (hidden + 1) * per_variable + 5 * hidden * int(capture.activations) + 2
+    per_point = variables * per_variable + 5 * probed * int(capture.activations) + 2 + timesteps
     kinds = int(capture.weights) + int(capture.gradients)
     snapshots = capture.histogram_snapshots if capture.histograms else 0
-    histograms = snapshots * (hidden + 1) * kinds * (2 * capture.histogram_bins + 1)
+    histograms = snapshots * kernels * kinds * (2 * capture.histogram_bins + 1)
     return points * per_point + histograms
+
+
+def _members(shapes: Sequence[LayerShape]) -> list[LayerShape]:
+    """The layers of a list, each residual block's members in its place."""
+    return [m for shape in shapes for m in (_members(shape.inner) if shape.inner else [shape])]
 
 
 def check_limits(spec: ExperimentSpec) -> None:
@@ -460,6 +712,13 @@ def check_limits(spec: ExperimentSpec) -> None:
             f"{samples} samples are fewer than 2 for each of {classes} classes; "
             f"send at least {2 * classes}",
         )
+    values = samples * math.prod(sample_shape(spec.dataset))
+    if values > Limits.DATA_VALUES:
+        raise SpecLimitError(
+            "dataset.n_samples",
+            f"{samples:,} samples of {math.prod(sample_shape(spec.dataset)):,} values each "
+            f"exceed the limit of {Limits.DATA_VALUES:,} values",
+        )
     n_train, _ = split_sizes(spec.dataset)
     if n_train < 2:
         raise SpecLimitError("dataset.validation_split", "leaves fewer than 2 training samples")
@@ -468,10 +727,11 @@ def check_limits(spec: ExperimentSpec) -> None:
             "training.batch_size",
             f"{spec.training.batch_size} exceeds the {n_train} training samples",
         )
+    shapes = layered_shapes(spec)
     params = parameter_count(spec)
     if params > Limits.PARAMETERS:
         raise SpecLimitError(
-            "model.hidden_layers",
+            "model.hidden_layers" if shapes is None else "model.layers",
             f"{params:,} parameters exceed the limit of {Limits.PARAMETERS:,}",
         )
     steps = spec.training.epochs * steps_per_epoch(spec)
@@ -480,14 +740,10 @@ def check_limits(spec: ExperimentSpec) -> None:
             "training.epochs",
             f"{steps:,} optimizer steps (epochs x batches) exceed the limit of {Limits.STEPS:,}",
         )
-    work = spec.training.epochs * n_train * params
-    if work > Limits.WORK:
-        raise SpecLimitError(
-            "training.epochs",
-            f"{spec.training.epochs:,} epochs x {n_train:,} training samples x {params:,} "
-            f"parameters = {work:.3g} sample-parameter passes exceed the limit of "
-            f"{Limits.WORK:.3g}; train fewer epochs, on fewer samples or a smaller network",
-        )
+    if shapes is None:
+        _check_mlp_work(spec, n_train, params)
+    else:
+        _check_layered_work(spec, shapes, n_train)
     if spec.capture.every is CaptureEvery.STEP and steps > Limits.STEP_CAPTURE_POINTS:
         raise SpecLimitError(
             "capture.every",
@@ -518,4 +774,53 @@ def check_limits(spec: ExperimentSpec) -> None:
         raise SpecLimitError(
             "model.residual",
             "needs at least two consecutive hidden layers of equal width",
+        )
+
+
+def _check_mlp_work(spec: ExperimentSpec, n_train: int, params: int) -> None:
+    work = spec.training.epochs * n_train * params
+    if work > Limits.WORK:
+        raise SpecLimitError(
+            "training.epochs",
+            f"{spec.training.epochs:,} epochs x {n_train:,} training samples x {params:,} "
+            f"parameters = {work:.3g} sample-parameter passes exceed the limit of "
+            f"{Limits.WORK:.3g}; train fewer epochs, on fewer samples or a smaller network",
+        )
+
+
+def _check_layered_work(spec: ExperimentSpec, shapes: LayeredShapes, n_train: int) -> None:
+    """A layer list's arithmetic per step and per job, its time steps, its through-time capture."""
+    step = 3 * shapes.flops * spec.training.batch_size
+    if step > Limits.STEP_FLOPS:
+        raise SpecLimitError(
+            "training.batch_size",
+            f"one optimizer step of {spec.training.batch_size} samples x {shapes.flops:,} "
+            f"forward operations x 3 = {step:.3g} float operations exceeds the limit of "
+            f"{Limits.STEP_FLOPS:.3g} (about half a second); use smaller batches or layers",
+        )
+    timesteps = shapes.timesteps
+    if timesteps > Limits.STEP_TIMESTEPS:
+        raise SpecLimitError(
+            "dataset.sequence_length",
+            f"the recurrent layers run {timesteps:,} time steps one after another per pass, "
+            f"over the limit of {Limits.STEP_TIMESTEPS:,}; use shorter sequences or fewer "
+            "recurrent layers",
+        )
+    work = 3 * shapes.flops * n_train * spec.training.epochs
+    if work > Limits.FLOPS:
+        raise SpecLimitError(
+            "training.epochs",
+            f"{spec.training.epochs:,} epochs x {n_train:,} training samples x "
+            f"{shapes.flops:,} forward operations x 3 = {work:.3g} float operations exceed "
+            f"the limit of {Limits.FLOPS:.3g}; train fewer epochs, on fewer samples or a "
+            "smaller network",
+        )
+    run = spec.training.epochs * steps_per_epoch(spec) * timesteps
+    if run > Limits.RUN_TIMESTEPS:
+        raise SpecLimitError(
+            "training.epochs",
+            f"{spec.training.epochs:,} epochs x {steps_per_epoch(spec):,} steps x {timesteps:,} "
+            f"time steps = {run:,} recurrent time steps exceed the limit of "
+            f"{Limits.RUN_TIMESTEPS:,}; train fewer epochs, with larger batches or shorter "
+            "sequences",
         )

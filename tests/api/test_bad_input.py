@@ -12,6 +12,8 @@ from core.experiment.spec import Limits
 from core.plotting.experiment_plots import PlotSize
 from tests.api.conftest import UNTRAINED, FinishedJob, problem
 
+_BIG_CONV = {"class_name": "Conv2D", "config": {"filters": 64, "kernel_size": 3, "padding": "same"}}
+_SEQUENCE_LSTM = {"class_name": "LSTM", "config": {"units": 4, "return_sequences": True}}
 # One spec past each limit a client can reach, and the field the 422 must name.
 LIMIT_CASES: dict[str, tuple[dict[str, Any], str]] = {
     "SAMPLES": ({"dataset": {"n_samples": Limits.SAMPLES + 1}}, "dataset.n_samples"),
@@ -61,6 +63,48 @@ LIMIT_CASES: dict[str, tuple[dict[str, Any], str]] = {
         },
         "training.epochs",
     ),
+    "SEQUENCE_LENGTH": (
+        {"dataset": {"kind": "adding", "sequence_length": Limits.SEQUENCE_LENGTH + 1}},
+        "dataset.sequence_length",
+    ),
+    "IMAGE_SIZE": (
+        {"dataset": {"kind": "bars", "image_size": Limits.IMAGE_SIZE + 1}},
+        "dataset.image_size",
+    ),
+    "DATA_VALUES": (
+        {"dataset": {"kind": "adding", "sequence_length": 1000, "n_samples": 20_000}},
+        "dataset.n_samples",
+    ),
+    "STEP_FLOPS": (
+        {
+            "dataset": {"kind": "bars", "image_size": 64},
+            "model": {"layers": [_BIG_CONV, _BIG_CONV, {"class_name": "Flatten"}]},
+            "training": {"batch_size": 256, "epochs": 1},
+        },
+        "training.batch_size",
+    ),
+    "FLOPS": (
+        {
+            "dataset": {"kind": "bars", "image_size": 64},
+            "model": {"layers": [_BIG_CONV, {"class_name": "Flatten"}]},
+            "training": {"batch_size": 32, "epochs": 40},
+        },
+        "training.epochs",
+    ),
+    "STEP_TIMESTEPS": (
+        {
+            "dataset": {"kind": "adding", "sequence_length": 1000},
+            "model": {"layers": [_SEQUENCE_LSTM] * 5 + [{"class_name": "Flatten"}]},
+        },
+        "dataset.sequence_length",
+    ),
+    "RUN_TIMESTEPS": (
+        {
+            "dataset": {"kind": "adding", "sequence_length": 1000},
+            "model": {"layers": [{"class_name": "SimpleRNN", "config": {"units": 2}}]},
+        },
+        "training.epochs",
+    ),
 }
 # Limits no field of a spec sets directly, and why.
 NOT_SET_BY_CLIENTS: dict[str, str] = {}
@@ -89,7 +133,7 @@ def test_every_limit_is_a_422_naming_its_field(client: httpx.Client, limit: str)
     [
         ({"surprise": 1}, "surprise"),
         ({"dataset": {"sampels": 10}}, "dataset.sampels"),
-        ({"model": {"layers": [5]}}, "model.layers"),
+        ({"model": {"layer": [5]}}, "model.layer"),
         ({"model": {"initializer": {"std": 1}}}, "model.initializer.std"),
         ({"training": {"lr": 0.1}}, "training.lr"),
         ({"training": {"optimizer": {"beta": 0.9}}}, "training.optimizer.beta"),
