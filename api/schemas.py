@@ -37,13 +37,20 @@ class JobError(BaseModel):
 
 class JobSummary(BaseModel):
     loss: float | None = Field(description="training loss after the last epoch")
-    accuracy: float | None = Field(description="training accuracy after the last epoch")
+    accuracy: float | None = Field(
+        description="training accuracy after the last epoch; null for a regression"
+    )
     verdicts: list[str] = Field(description="diagnoses, e.g. vanishing, exploding, dead_units")
     diverged: bool
     gradient_ratio: float | None = Field(
         None,
         description="the first hidden layer's RMS kernel gradient over the output layer's "
         "(median over the run): under 0.1 is `vanishing`, over 1000 `exploding`",
+    )
+    baseline_loss: float | None = Field(
+        None,
+        description="a regression's: the loss of always predicting the mean target "
+        "(a run that learned is far under it)",
     )
 
 

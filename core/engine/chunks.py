@@ -75,6 +75,35 @@ def rows_per_call(widths: Sequence[int], *, members: int = 1) -> int:
     return max(1, int(CALL_FLOPS // (2 * members * _dense_parameters(widths) + 1)))
 
 
+# A recurrent layer's time step, forward and back: a few small ops whatever its
+# size, ~0.2 ms on a plain graph (core/experiment/spec.py Limits.STEP_TIMESTEPS).
+TIMESTEP_OVERHEAD_FLOPS = 2e6
+
+
+def layered_step_flops(
+    shapes: Any, *, batch_size: int, probe: int, probes_every_step: bool
+) -> float:
+    """Estimated cost of one optimizer step of a layer list (core.experiment.spec
+    `LayeredShapes`: its float operations per sample, parameters and time steps)."""
+    cost = 3 * shapes.flops * batch_size + STATS_FLOPS_PER_PARAMETER * shapes.parameters
+    passes = 2 if probes_every_step else 1
+    cost += passes * shapes.timesteps * TIMESTEP_OVERHEAD_FLOPS
+    if probes_every_step:
+        cost += shapes.flops * probe
+    return cost + STEP_OVERHEAD_FLOPS
+
+
+def _call_sizes(architecture: Any, **step: Any) -> tuple[float, float]:
+    """(one step's cost, one row's evaluation cost) of an MLP's or a layer list's step."""
+    shapes = getattr(architecture, "shapes", None)
+    if shapes is None:
+        widths = architecture.widths
+        return step_flops(widths, **step), 2 * _dense_parameters(widths) + 1
+    del step["members"]
+    row = shapes.flops + shapes.timesteps * TIMESTEP_OVERHEAD_FLOPS / 64
+    return layered_step_flops(shapes, **step), row
+
+
 def _rows(x: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
     index: list[Any] = [slice(None)] * x.ndim
     index[axis] = slice(start, stop)
@@ -153,13 +182,14 @@ class EpochCalls:
         """One epoch's outputs, from one call if its cost allows, else from several."""
         axis = self.rows_axis
         steps = -(-x.shape[axis] // batch_size)
-        per_call = steps_per_call(
-            self.key.architecture.widths,
+        step_cost, _ = _call_sizes(
+            self.key.architecture,
             batch_size=batch_size,
             probe=probe.shape[axis],
             probes_every_step=self.key.step_capture and self.key.activations,
             members=self.members,
         )
+        per_call = max(1, int(CALL_FLOPS // step_cost))
         if per_call >= steps:
             return dict(self._epoch_fn(x, y, probe, batch_size))
         return train_in_chunks(
@@ -168,7 +198,13 @@ class EpochCalls:
 
     @property
     def _rows_per_call(self) -> int:
-        return rows_per_call(self.key.architecture.widths, members=self.members)
+        shapes = getattr(self.key.architecture, "shapes", None)
+        if shapes is None:
+            return rows_per_call(self.key.architecture.widths, members=self.members)
+        _, row = _call_sizes(
+            self.key.architecture, batch_size=1, probe=0, probes_every_step=False, members=1
+        )
+        return max(1, int(CALL_FLOPS // row))
 
     def chunk_call(
         self,
@@ -228,7 +264,14 @@ class EpochCalls:
 
 
 # Per-step outputs of a chunk, joined along the steps; lists hold one array per variable.
-_STEPPED = ("step_stats", "step_loss", "step_accuracy", "step_size", "step_activation_stats")
+_STEPPED = (
+    "step_stats",
+    "step_loss",
+    "step_accuracy",
+    "step_size",
+    "step_activation_stats",
+    "step_through_time",
+)
 _STEPPED_LISTS = ("step_weights", "step_gradients")
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from core.engine import chunks
-from core.engine.network import ACTIVATION_FUNCTIONS, affine, kernel_initializer
+from core.engine.network import ACTIVATION_FUNCTIONS, Architecture, affine, kernel_initializer
 from core.engine.trainer import (
     ACTIVATION_STATS,
     TENSOR_STATS,
@@ -66,10 +66,13 @@ class EnsembleTrainer(chunks.EpochCalls):
             raise ValueError("clipping by norm spans a whole tensor: train such runs alone")
         if key.raw:
             raise ValueError("raw capture keeps every tensor: train such runs alone")
+        architecture = key.architecture
+        if not isinstance(architecture, Architecture):
+            raise ValueError("only MLPs train side by side (core.experiment.grouping)")
         self.key = key
         self.members = members
         self.jit = jit
-        architecture = key.architecture
+        self.architecture = architecture
         self._binary = architecture.widths[-1] == 1
         self._activation_fns = [ACTIVATION_FUNCTIONS[a] for a in architecture.activations]
         self._skips = architecture.skips()
@@ -307,7 +310,7 @@ class EnsembleTrainer(chunks.EpochCalls):
         members, rows, features = (int(d) for d in x.shape)
         slots = rows // batch_size
         captured = self.captured_variables
-        hidden = len(self.key.architecture.hidden_widths)
+        hidden = len(self.architecture.hidden_widths)
 
         def array(shape: tuple[int, ...]) -> tf.TensorArray:
             return tf.TensorArray(tf.float32, size=slots, element_shape=shape)
@@ -374,7 +377,7 @@ class EnsembleTrainer(chunks.EpochCalls):
         _, pre_activations, activations = self._forward(
             probe, training=False, unroll_small=unrolls_probe(self.jit)
         )
-        kinds = self.key.architecture.activations
+        kinds = self.architecture.activations
         return tf.stack(
             [
                 activation_stats(z, a, kind)

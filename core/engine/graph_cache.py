@@ -48,6 +48,7 @@ import numpy as np
 
 from core.engine import chunks
 from core.engine.ensemble import EnsembleTrainer
+from core.engine.layered import LayeredArchitecture
 from core.engine.network import Architecture
 from core.engine.trainer import CompiledTrainer, TrainerKey
 from core.experiment.spec import GraphKind, TrainingSpec
@@ -118,7 +119,7 @@ def xla_mode() -> XlaMode:
 
 
 def trainer_key(
-    architecture: Architecture,
+    architecture: Architecture | LayeredArchitecture,
     training: TrainingSpec,
     *,
     step_capture: bool,

@@ -47,14 +47,18 @@ class Architecture:
     activations: tuple[Activation, ...]
     batch_norm: bool
     residual: bool
+    regression: bool = False  # a linear output and mean squared error
 
     @classmethod
-    def from_spec(cls, model: ModelSpec, *, n_features: int, n_outputs: int) -> Architecture:
+    def from_spec(
+        cls, model: ModelSpec, *, n_features: int, n_outputs: int, regression: bool = False
+    ) -> Architecture:
         return cls(
             widths=(n_features, *model.hidden_layers, n_outputs),
             activations=tuple(model.activations),
             batch_norm=model.batch_norm,
             residual=model.residual,
+            regression=regression,
         )
 
     @property
@@ -100,6 +104,17 @@ class Network:
             self.norms.append(norm)
         self._activation_fns = [ACTIVATION_FUNCTIONS[a] for a in architecture.activations]
         self._skips = architecture.skips()
+        self.regression = architecture.regression
+        self.output_units = architecture.widths[-1]
+        self.probe_kinds = architecture.activations
+        self.layer_names = names
+        self.probe_names = names[:-1]
+        self.variable_parts = [(name, part) for name in names for part in ("kernel", "bias")]
+        self.timesteps: list[int] = []  # no recurrent layers
+
+    def zero_perturbations(self, batch: int) -> list[tf.Tensor]:
+        """None: an MLP has no hidden states through time (core.engine.layered has)."""
+        return []
 
     @property
     def captured_variables(self) -> list[keras.Variable]:
@@ -118,6 +133,7 @@ class Network:
         training: bool,
         mask: tf.Tensor | None = None,
         unroll_small: bool = False,
+        perturbations: Sequence[tf.Tensor] = (),
     ) -> ForwardPass:
         """Logits plus each hidden layer's pre-activation and activation.
 

@@ -52,11 +52,20 @@ def histogram(values: np.ndarray, bins: int) -> dict[str, list[float | None] | l
 
 @dataclass
 class Recorder:
-    """Accumulates capture points and history over a run."""
+    """Accumulates capture points and history over a run.
+
+    `variable_parts` names each captured variable's layer and part (an MLP's:
+    each layer's kernel and bias), `probe_names` the layer of each row of the
+    activation statistics (an MLP's hidden layers), `through_time` each
+    recurrent layer and its time steps, in the order the trainer writes them.
+    """
 
     layer_names: list[str]
     capture: CaptureSpec
     epochs: int
+    variable_parts: list[tuple[str, str]] = field(default_factory=list)
+    probe_names: list[str] | None = None
+    through_time_layers: list[tuple[str, int]] = field(default_factory=list)
     initial_weight_stats: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
     # The gradient at the very first step: the untrained network's (variables, 4).
     initial_gradient_stats: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
@@ -75,6 +84,22 @@ class Recorder:
     _histograms: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     _raw: dict[str, list[np.ndarray]] = field(default_factory=dict)
     _steps_done: int = 0
+    _through_time: list[np.ndarray] = field(default_factory=list)  # (k, sum of T) per epoch
+    _initial_through_time: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not self.variable_parts:
+            self.variable_parts = [(n, p) for n in self.layer_names for p in ("kernel", "bias")]
+        if self.probe_names is None:
+            self.probe_names = self.layer_names[:-1]
+
+    def _columns(self, layer: str) -> list[tuple[str, int]]:
+        """(part, column) of each of `layer`'s captured variables."""
+        return [(part, k) for k, (name, part) in enumerate(self.variable_parts) if name == layer]
+
+    def _kernel_columns(self) -> list[tuple[str, int]]:
+        """(layer, column) of each layer's kernel, for the layers that have one."""
+        return [(name, k) for k, (name, part) in enumerate(self.variable_parts) if part == "kernel"]
 
     @property
     def step_capture(self) -> bool:
@@ -120,6 +145,7 @@ class Recorder:
             self._point_step.append(self._steps_done + steps - 1)
             self._point_epoch.append(epoch)
         self._steps_done += steps
+        self._add_through_time(arrays.step_through_time)
         weights = arrays.step_size / arrays.step_size.sum()
         loss = float(np.dot(arrays.step_loss, weights))
         accuracy = float(np.dot(arrays.step_accuracy, weights))
@@ -127,6 +153,40 @@ class Recorder:
         self.history.setdefault("loss", []).append(finite_or_none(loss))
         self.history.setdefault("accuracy", []).append(finite_or_none(accuracy))
         return {"loss": finite_or_none(loss), "accuracy": finite_or_none(accuracy)}
+
+    def _add_through_time(self, norms: np.ndarray | None) -> None:
+        """Keep ||dL/dh_t|| per capture point: each step's, or the epoch's steps' mean."""
+        if norms is None or not self.capture.gradients:
+            return
+        if self._initial_through_time is None:
+            self._initial_through_time = norms[0]
+        if self.step_capture:
+            self._through_time.append(norms)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                self._through_time.append(norms.mean(axis=0, keepdims=True))
+
+    def through_time(self) -> dict[str, Any] | None:
+        """Per recurrent layer, ||dL/dh_t|| at each capture point (core/experiment/result.py)."""
+        if not self._through_time:
+            return None
+        norms = np.concatenate(self._through_time)
+        initial = self._initial_through_time
+        assert initial is not None
+        out: dict[str, Any] = {}
+        start = 0
+        for name, steps in self.through_time_layers:
+            part = slice(start, start + steps)
+            out[name] = {
+                "timesteps": list(range(1, steps + 1)),
+                "epoch": list(self._point_epoch),
+                "step": list(self._point_step),
+                "gradient_norm": [finite_list(row) for row in norms[:, part]],
+                "initial": finite_list(initial[part]),
+            }
+            start += steps
+        return out
 
     def add_validation(self, metrics: dict[str, float | None]) -> None:
         self.history.setdefault("val_loss", []).append(metrics["loss"])
@@ -152,9 +212,9 @@ class Recorder:
         for part, tensors in (("weights", weights), ("gradients", gradients)):
             if tensors is None:
                 continue
-            for name, kernel in zip(self.layer_names, tensors[0::2], strict=True):
+            for name, column in self._kernel_columns():
                 layer = self._histograms.setdefault(name, {})
-                layer.setdefault(part, []).append(histogram(kernel, bins))
+                layer.setdefault(part, []).append(histogram(tensors[column], bins))
 
     def add_raw(
         self,
@@ -178,16 +238,21 @@ class Recorder:
         points = np.concatenate(self._points) if self._points else np.zeros((0, 0, 9))
         acts = np.concatenate(self._activation_points) if self._activation_points else None
         kept = self._kept_stats()
-        out: dict[str, Any] = {}
-        for index, name in enumerate(self.layer_names):
-            layer: dict[str, Any] = {}
-            for part, column in (("kernel", 2 * index), ("bias", 2 * index + 1)):
+        out: dict[str, Any] = {name: {} for name in self._series_names()}
+        for name in self.layer_names:
+            for part, column in self._columns(name):
                 if kept:
-                    layer[part] = {stat: finite_list(points[:, column, k]) for k, stat in kept}
-            if acts is not None and index < acts.shape[1]:
-                layer["activation"] = _activation_series(acts[:, index])
-            out[name] = layer
+                    out[name][part] = {stat: finite_list(points[:, column, k]) for k, stat in kept}
+        if acts is not None:
+            for row, name in enumerate(self.probe_names or []):
+                out[name]["activation"] = _activation_series(acts[:, row])
         return out
+
+    def _series_names(self) -> list[str]:
+        """Layers with weights or probed activations, in network order (the output last)."""
+        names = list(self.layer_names)
+        names += [name for name in self.probe_names or [] if name not in names]
+        return sorted(names, key=lambda n: (n == "output", _positions(n)))
 
     def capture_axis(self) -> dict[str, Any]:
         return {
@@ -200,14 +265,13 @@ class Recorder:
     def initial(self) -> dict[str, Any]:
         """The untrained network: its weights, the gradient of the first step, and its
         activations on the probe, as far as the capture keeps them."""
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {name: {} for name in self._series_names()}
         kept = [
             (self.initial_weight_stats, TENSOR_STATS[_WEIGHTS], self.capture.weights),
             (self.initial_gradient_stats, TENSOR_STATS[_GRADIENTS], self.capture.gradients),
         ]
-        for index, name in enumerate(self.layer_names):
-            layer: dict[str, Any] = {}
-            for part, column in (("kernel", 2 * index), ("bias", 2 * index + 1)):
+        for name in self.layer_names:
+            for part, column in self._columns(name):
                 stats = {
                     stat: finite_or_none(values[column, k])
                     for values, names, captured in kept
@@ -215,13 +279,13 @@ class Recorder:
                     for k, stat in enumerate(names)
                 }
                 if stats:
-                    layer[part] = stats
+                    out[name][part] = stats
+        for index, name in enumerate(self.probe_names or []):
             if index < len(self.initial_activation_stats):
                 row = self.initial_activation_stats[index]
-                layer["activation"] = {
+                out[name]["activation"] = {
                     stat: finite_or_none(row[k]) for k, stat in enumerate(_ACTIVATION_STATS)
                 }
-            out[name] = layer
         return out
 
     def tutorial(self) -> dict[str, Any]:
@@ -230,8 +294,7 @@ class Recorder:
         ends = np.stack([self.initial_weight_stats, *self._end_weights])
         firsts = np.stack(self._first_step) if self._first_step else np.zeros((0, 0, 9))
         weights, gradients = {}, {}
-        for index, name in enumerate(self.layer_names):
-            column = 2 * index
+        for name, column in self._kernel_columns():
             weights[name] = {
                 "mean": finite_list(ends[:, column, 0]),
                 "std": finite_list(ends[:, column, 1]),
@@ -262,6 +325,15 @@ class Recorder:
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
         return buffer.getvalue()
+
+
+def _positions(name: str) -> tuple[int, ...]:
+    """A layer list's positions in a name (`conv2d_3`: (3,), `residual_2.dense_1`: (2, 1));
+    () for the MLP's, which keep their order."""
+    if name.startswith("hidden_"):
+        return ()
+    tails = [part.rsplit("_", 1)[-1] for part in name.split(".")]
+    return tuple(int(t) for t in tails if t.isdigit())
 
 
 def _epoch_point(stats: np.ndarray, end_weights: np.ndarray) -> np.ndarray:

@@ -33,7 +33,13 @@ from core.engine.graph_cache import (
     trainer_key,
 )
 from core.engine.hardware import cpu_name
-from core.engine.network import Architecture
+from core.engine.layered import (
+    LayeredArchitecture,
+    LayeredNetwork,
+    layer_entries,
+    output_activation,
+)
+from core.engine.network import Architecture, Network
 from core.engine.recorder import Recorder, snapshot_epochs
 from core.engine.trainer import CompiledTrainer, EpochArrays, TrainerKey, default_learning_rate
 from core.experiment.diagnosis import diagnose
@@ -41,7 +47,13 @@ from core.experiment.grouping import graph_signature
 from core.experiment.hooks import TrainingCancelled, TrainingHook
 from core.experiment.prescriptions import advise
 from core.experiment.result import RESULT_VERSION, finite_list, finite_or_none
-from core.experiment.spec import CaptureEvery, ExperimentSpec, steps_per_epoch
+from core.experiment.spec import (
+    CaptureEvery,
+    ExperimentSpec,
+    output_units,
+    sample_shape,
+    steps_per_epoch,
+)
 
 DATASET_POINTS = 2000  # points kept in the result for the dataset plot
 
@@ -60,7 +72,7 @@ def run_experiment(spec: ExperimentSpec, hooks: Sequence[TrainingHook] = ()) -> 
     Raises `core.experiment.hooks.TrainingCancelled` when a hook does.
     """
     started = time.perf_counter()
-    data = load_dataset(spec.dataset, seed=spec.seed)
+    data = _load(spec)
     plan = _Plan.of(spec, data)
     with checkout(
         plan.key,
@@ -70,7 +82,7 @@ def run_experiment(spec: ExperimentSpec, hooks: Sequence[TrainingHook] = ()) -> 
         signature=graph_signature(spec),
     ) as (trainer, reused):
         trainer.reset(spec.model.initializer, seed=spec.seed, learning_rate=plan.learning_rate)
-        run = _Run(spec, data, plan.key.architecture)
+        run = _Run(spec, data, plan.key.architecture, trainer.network)
         for hook in hooks:
             hook.on_train_begin(spec.training.epochs)
         epochs = spec.training.epochs
@@ -123,7 +135,7 @@ def run_ensemble(
     the others go on.
     """
     started = time.perf_counter()
-    data = [load_dataset(spec.dataset, seed=spec.seed) for spec in specs]
+    data = [_load(spec) for spec in specs]
     plans = [_Plan.of(spec, d) for spec, d in zip(specs, data, strict=True)]
     plan = plans[0]
     if any(other != plan for other in plans[1:]):
@@ -279,6 +291,12 @@ class _MembersBetweenCalls:
             raise _EveryMemberCancelled
 
 
+def _load(spec: ExperimentSpec) -> Dataset:
+    """The spec's data: in its own shape for a layer list, flattened for the MLP."""
+    data = load_dataset(spec.dataset, seed=spec.seed)
+    return data if spec.model.layers is not None else data.flattened()
+
+
 @dataclass(frozen=True)
 class _Plan:
     """What a run's compiled graph depends on, derived from its spec and data."""
@@ -291,11 +309,16 @@ class _Plan:
 
     @classmethod
     def of(cls, spec: ExperimentSpec, data: Dataset) -> _Plan:
-        architecture = Architecture.from_spec(
-            spec.model,
-            n_features=data.n_features,
-            n_outputs=1 if data.n_classes == 2 else data.n_classes,
-        )
+        architecture: Architecture | LayeredArchitecture
+        if spec.model.layers is not None:
+            architecture = LayeredArchitecture.from_spec(spec)
+        else:
+            architecture = Architecture.from_spec(
+                spec.model,
+                n_features=data.n_features,
+                n_outputs=output_units(spec.dataset),
+                regression=data.regression,
+            )
         capture = spec.capture
         key = trainer_key(
             architecture,
@@ -331,7 +354,13 @@ class _Run:
     `run_ensemble` for members of one graph) trains and hands it the numbers.
     """
 
-    def __init__(self, spec: ExperimentSpec, data: Dataset, architecture: Architecture) -> None:
+    def __init__(
+        self,
+        spec: ExperimentSpec,
+        data: Dataset,
+        architecture: Architecture | LayeredArchitecture,
+        network: Network | LayeredNetwork | None = None,
+    ) -> None:
         self.spec, self.data, self.architecture = spec, data, architecture
         # One generator, drawn in a fixed order, makes the run repeatable; the
         # probe is drawn even when unused, so every switch trains the same numbers.
@@ -341,11 +370,20 @@ class _Run:
             probe_index = probe_index[:0]
         self.probe = data.x_train[np.sort(probe_index)]
         self.layer_names = architecture.layer_names
-        self.variable_names = [f"{n}/{p}" for n in self.layer_names for p in ("kernel", "bias")]
+        parts = (
+            network.variable_parts
+            if network is not None
+            else [(n, p) for n in self.layer_names for p in ("kernel", "bias")]
+        )
+        self.variable_names = [f"{n}/{p}" for n, p in parts]
+        recurrent = network.recurrent_layers if isinstance(network, LayeredNetwork) else []
         self.recorder = Recorder(
             layer_names=self.layer_names,
             capture=spec.capture,
             epochs=spec.training.epochs,
+            variable_parts=list(parts),
+            probe_names=None if network is None else list(network.probe_names),
+            through_time_layers=recurrent,
         )
         self.before: dict[str, dict[str, float | None]] = {}
         capture = spec.capture
@@ -473,10 +511,12 @@ class _Run:
             "initial": recorder.initial(),
             "tutorial": recorder.tutorial(),
             "histograms": recorder.histograms(),
+            "through_time": recorder.through_time(),
             "history": history,
             "metrics": {
                 "before": self.before["train"],
                 "after": after["train"],
+                **self._baseline(),
                 **(
                     {
                         "validation_before": self.before["validation"],
@@ -500,26 +540,47 @@ class _Run:
         extra = {"dataset/x": self.data.x_train, "dataset/y": self.data.y_train}
         return self.recorder.raw_npz(extra) if self.spec.capture.raw else None
 
+    def _baseline(self) -> dict[str, Any]:
+        """Regression: the loss of always predicting the mean target, what "learned
+        nothing" scores (a run that solved the task is far under it)."""
+        baseline = self.data.baseline_loss()
+        return {} if baseline is None else {"baseline": {"loss": finite_or_none(baseline)}}
+
     def _layers(self) -> list[dict[str, Any]]:
         architecture = self.architecture
+        if isinstance(architecture, LayeredArchitecture):
+            return layer_entries(architecture.shapes, regression=architecture.regression)
         counts = [(a + 1) * b for a, b in itertools.pairwise(architecture.widths)]
         units = architecture.widths[1:]
         kinds = [str(a) for a in architecture.activations] + [
-            "sigmoid" if units[-1] == 1 else "softmax"
+            output_activation(units[-1], regression=architecture.regression)
         ]
+        fan_ins = architecture.widths[:-1]
         return [
-            {"name": name, "units": width, "activation": kind, "parameters": count}
-            for name, width, kind, count in zip(self.layer_names, units, kinds, counts, strict=True)
+            {
+                "name": name,
+                "class_name": "Dense",
+                "units": width,
+                "activation": kind,
+                "parameters": count,
+                "kernel_size": fan_in * width,
+                "output_shape": [width],
+            }
+            for name, width, kind, count, fan_in in zip(
+                self.layer_names, units, kinds, counts, fan_ins, strict=True
+            )
         ]
 
     def _dataset_section(self) -> dict[str, Any]:
         data = self.data
         keep = np.sort(self.rng.permutation(len(data.y_train))[:DATASET_POINTS])
-        x, projection = data.x_train[keep], "raw"
+        x, projection = data.x_train[keep].reshape(len(keep), -1), "raw"
         if data.n_features > 2:
             x, projection = _pca_2d(x), "pca"
         return {
             "kind": str(self.spec.dataset.kind),
+            "task": "regression" if data.regression else "classification",
+            "sample_shape": list(sample_shape(self.spec.dataset)),
             "n_train": len(data.y_train),
             "n_validation": len(data.y_val),
             "n_features": data.n_features,

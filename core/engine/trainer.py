@@ -31,7 +31,8 @@ from tensorflow.core.protobuf import config_pb2
 from tensorflow.python.eager import context as eager_context
 
 from core.engine import chunks
-from core.engine.network import Architecture, Network
+from core.engine.layered import LayeredArchitecture, build_network
+from core.engine.network import Architecture
 from core.experiment.result import TENSOR_STATS
 from core.experiment.spec import (
     BOUNDED_ACTIVATIONS,
@@ -54,7 +55,7 @@ SATURATION_SLOPE = 0.1
 class TrainerKey:
     """What a compiled graph depends on; runs with equal keys share one trainer."""
 
-    architecture: Architecture
+    architecture: Architecture | LayeredArchitecture
     optimizer: OptimizerKind
     momentum: float
     nesterov: bool
@@ -85,6 +86,8 @@ class EpochArrays:
     step_weights: list[np.ndarray] | None  # raw: per variable (steps, *shape), before each step
     step_gradients: list[np.ndarray] | None  # raw: per variable (steps, *shape)
     last_gradients: list[tf.Tensor] | None = None  # per variable, at the epoch's last step
+    # |dL/dh_t| of each step, the recurrent layers' time steps end to end: (steps, sum of T)
+    step_through_time: np.ndarray | None = None
 
 
 def graph_function(
@@ -171,13 +174,18 @@ def _lean_calls() -> Iterator[None]:
 
 
 def losses_and_hits(
-    y: tf.Tensor, logits: tf.Tensor, *, binary: bool
+    y: tf.Tensor, logits: tf.Tensor, *, binary: bool, regression: bool = False
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Each sample's cross-entropy and whether it is classified right (1.0 or 0.0).
+    """Each sample's loss and whether it is classified right (1.0 or 0.0).
 
     Binary: one logit per sample (sigmoid); else one per class (softmax). Any
-    leading axes (an ensemble's members) are kept.
+    leading axes (an ensemble's members) are kept. Regression: the squared
+    error of one linear output, and NaN for the hits (a regression run has no
+    accuracy: it is stored as null).
     """
+    if regression:
+        error = tf.square(logits[..., 0] - y)
+        return error, tf.fill(tf.shape(error), math.nan)
     if binary:
         logit = logits[..., 0]
         loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.cast(y, logit.dtype), logits=logit)
@@ -224,13 +232,14 @@ class CompiledTrainer(chunks.EpochCalls):
     def __init__(self, key: TrainerKey, *, jit: bool) -> None:
         self.key = key
         self.jit = jit
-        self.network = Network(key.architecture)
+        self.network = build_network(key.architecture)
         self.optimizer = make_optimizer(key)
         self.optimizer.build(self.network.trainable_variables)
         # Optimizer slots start at kind-specific values (Adagrad: 0.1), so
         # keep them to restore rather than assuming zeros.
         self._optimizer_start = [np.array(v.numpy()) for v in self.optimizer.variables]
-        self._binary = key.architecture.widths[-1] == 1
+        self._binary = self.network.output_units == 1
+        self._regression = self.network.regression
         self._stats = _VariableStats(self.network.captured_variables, fused=jit)
         self._epoch_fn = graph_function(self._train_epoch, jit=jit)
         # An epoch too long for one call (core.engine.chunks) runs in these.
@@ -290,6 +299,9 @@ class CompiledTrainer(chunks.EpochCalls):
             last_gradients=out["last_gradients"],
             step_weights=[np.asarray(t) for t in out["step_weights"]] if raw else None,
             step_gradients=[np.asarray(t) for t in out["step_gradients"]] if raw else None,
+            step_through_time=(
+                np.asarray(out["step_through_time"]) if "step_through_time" in out else None
+            ),
         )
 
     def evaluate(
@@ -312,7 +324,7 @@ class CompiledTrainer(chunks.EpochCalls):
         self, y: tf.Tensor, logits: tf.Tensor, mask: tf.Tensor | None = None
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """Mean loss and accuracy over the samples where `mask` is 1 (all when None)."""
-        loss, hits = losses_and_hits(y, logits, binary=self._binary)
+        loss, hits = losses_and_hits(y, logits, binary=self._binary, regression=self._regression)
         if mask is None:
             return tf.reduce_mean(loss), tf.reduce_mean(hits)
         count = tf.reduce_sum(mask)
@@ -323,13 +335,18 @@ class CompiledTrainer(chunks.EpochCalls):
         variables = self.network.trainable_variables
         captured = self.network.captured_variables
         before = [tf.identity(v.value) for v in captured]
+        # Zeros added to recurrent layers' hidden states: their gradient is dL/dh_t.
+        perturbations = self.network.zero_perturbations(int(x.shape[0]))
         with tf.GradientTape() as tape:
-            forward = self.network.forward(x, training=True, mask=mask)
+            tape.watch(perturbations)
+            forward = self.network.forward(x, training=True, mask=mask, perturbations=perturbations)
             loss, accuracy = self._loss_and_accuracy(y, forward.logits, mask)
-        gradients = tape.gradient(loss, variables)
+        gradients, through_time = tape.gradient(
+            loss, (variables, perturbations), unconnected_gradients=tf.UnconnectedGradients.ZERO
+        )
         self.optimizer.apply(gradients, variables)
         stats = self._stats.step(before, gradients[: len(captured)], [v.value for v in captured])
-        return {
+        step = {
             "stats": stats,
             "loss": loss,
             "accuracy": accuracy,
@@ -337,17 +354,23 @@ class CompiledTrainer(chunks.EpochCalls):
             "before": before,
             "gradients": gradients[: len(captured)],
         }
+        if perturbations:
+            # ||dL/dh_t|| over the batch and the units, each layer's steps end to end
+            step["through_time"] = tf.concat(
+                [tf.sqrt(tf.reduce_sum(tf.square(g), axis=[0, 2])) for g in through_time], 0
+            )
+        return step
 
     def _train_epoch(
         self, x: tf.Tensor, y: tf.Tensor, probe: tf.Tensor, batch_size: int
     ) -> dict[str, Any]:
-        n = int(x.shape[0])
+        n, rank = int(x.shape[0]), len(x.shape)
         steps = -(-n // batch_size)
         # A short last batch is padded and masked out of the loss (and of batch
         # norm's moments), so a single step graph serves every batch: tracing
         # and compiling it is most of a cold run's cost.
         padding = steps * batch_size - n
-        x = tf.pad(x, [[0, padding], [0, 0]])
+        x = tf.pad(x, [[0, padding]] + [[0, 0]] * (rank - 1))
         y = tf.pad(y, [[0, padding]])
         mask = tf.concat([tf.ones([n]), tf.zeros([padding])], axis=0)
         start_loss, start_accuracy = self._evaluate(x[:n], y[:n])
@@ -382,7 +405,7 @@ class CompiledTrainer(chunks.EpochCalls):
         count: int | tf.Tensor,
     ) -> dict[str, Any]:
         """Steps 0 .. count - 1 over the padded rows of x, y, each recorded."""
-        features = int(x.shape[1])
+        sample = [int(d) for d in x.shape[1:]]
         slots = int(x.shape[0]) // batch_size
         captured = self.network.captured_variables
 
@@ -391,7 +414,7 @@ class CompiledTrainer(chunks.EpochCalls):
         ) -> Any:
             start = i * batch_size
             step = self._step(
-                tf.slice(x, [start, 0], [batch_size, features]),
+                tf.slice(x, [start] + [0] * len(sample), [batch_size, *sample]),
                 tf.slice(y, [start], [batch_size]),
                 tf.slice(mask, [start], [batch_size]),
             )
@@ -420,6 +443,8 @@ class CompiledTrainer(chunks.EpochCalls):
         }
         if "activations" in stacked:
             out["step_activation_stats"] = stacked["activations"]
+        if "through_time" in stacked:
+            out["step_through_time"] = stacked["through_time"]
         return out
 
     def _epoch_arrays(self, *, steps: int) -> dict[str, Any]:
@@ -429,13 +454,15 @@ class CompiledTrainer(chunks.EpochCalls):
             return tf.TensorArray(tf.float32, size=steps, element_shape=shape)
 
         captured = self.network.captured_variables
-        hidden = len(self.key.architecture.hidden_widths)
+        hidden = len(self.network.probe_kinds)
         arrays: dict[str, Any] = {
             "stats": array((len(captured), len(TENSOR_STATS))),
             "loss": array(()),
             "accuracy": array(()),
             "size": array(()),
         }
+        if self.network.timesteps:
+            arrays["through_time"] = array((sum(self.network.timesteps),))
         if self.key.step_capture:
             if self.key.activations:
                 arrays["activations"] = array((hidden, len(ACTIVATION_STATS)))
@@ -449,8 +476,9 @@ class CompiledTrainer(chunks.EpochCalls):
     ) -> dict[str, Any]:
         """`arrays` with step `i` written in (TensorArrays are values: rebind them)."""
         out = dict(arrays)
-        for name in ("stats", "loss", "accuracy", "size"):
-            out[name] = arrays[name].write(i, step[name])
+        for name in ("stats", "loss", "accuracy", "size", "through_time"):
+            if name in arrays:
+                out[name] = arrays[name].write(i, step[name])
         if "activations" in arrays:
             # Probed after the step, on the weights the next step starts from.
             out["activations"] = arrays["activations"].write(i, self._probe(probe))
@@ -470,7 +498,9 @@ class CompiledTrainer(chunks.EpochCalls):
     def _evaluate_sums(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """The loss and the hits summed over the rows of (x, y)."""
         forward = self.network.forward(x, training=False)
-        loss, hits = losses_and_hits(y, forward.logits, binary=self._binary)
+        loss, hits = losses_and_hits(
+            y, forward.logits, binary=self._binary, regression=self._regression
+        )
         return tf.reduce_sum(loss), tf.reduce_sum(hits)
 
     def _probe(self, x: tf.Tensor) -> tf.Tensor:
@@ -483,7 +513,7 @@ class CompiledTrainer(chunks.EpochCalls):
                 for z, a, kind in zip(
                     forward.pre_activations,
                     forward.activations,
-                    self.key.architecture.activations,
+                    self.network.probe_kinds,
                     strict=True,
                 )
             ]
@@ -491,6 +521,8 @@ class CompiledTrainer(chunks.EpochCalls):
 
     def _predict(self, x: tf.Tensor) -> tf.Tensor:
         logits = self.network.forward(x, training=False).logits
+        if self._regression:
+            return logits[:, 0]
         return tf.sigmoid(logits[:, 0]) if self._binary else tf.nn.softmax(logits)
 
 

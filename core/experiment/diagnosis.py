@@ -21,6 +21,16 @@ Thresholds (module constants, reported with every diagnosis):
   run with at least `SATURATED_FRACTION` of its activations where the slope
   is under a tenth of its maximum.
 - `diverged`: the loss, a weight or a gradient stopped being finite.
+- `vanishing_through_time`: some recurrent layer's gradient with respect to
+  its first hidden state is under `VANISHING_TIME_RATIO` (1/100) of that
+  with respect to its last, ||dL/dh_1|| / ||dL/dh_T||, as a median over the
+  run's capture points: what the layer saw early in a sequence barely moves
+  its weights (Bengio, Simard & Frasconi 1994).
+- `exploding_through_time`: that ratio is over `EXPLODING_TIME_RATIO` (100):
+  the gradient grows going back in time.
+
+For a layer list, "first" and "output" are the first and the last layer with
+a kernel (a convolution, a dense or a recurrent layer: its input kernel).
 
 A verdict whose numbers were not captured (`capture.gradients` or
 `capture.activations` off) is not given either way: `evidence.not_judged`
@@ -46,6 +56,8 @@ EXPLODING_NORM = 1e3
 DEAD_FRACTION = 0.5
 SATURATED_FRACTION = 0.5
 FINAL_SHARE = 0.1  # the share of capture points that counts as "the end"
+VANISHING_TIME_RATIO = 1e-2
+EXPLODING_TIME_RATIO = 1e2
 
 NO_GRADIENTS = "gradients were not captured"
 NO_ACTIVATIONS = "activations were not captured"
@@ -56,6 +68,8 @@ THRESHOLDS = {
     "exploding_norm": EXPLODING_NORM,
     "dead_fraction": DEAD_FRACTION,
     "saturated_fraction": SATURATED_FRACTION,
+    "vanishing_time_ratio": VANISHING_TIME_RATIO,
+    "exploding_time_ratio": EXPLODING_TIME_RATIO,
 }
 
 
@@ -87,6 +101,7 @@ def diagnose(result: Mapping[str, Any]) -> dict[str, Any]:
         ):
             verdicts.append("exploding")
 
+    verdicts += _through_time_verdicts(result, evidence, not_judged)
     if not _has_activations(series):
         not_judged |= {"dead_units": NO_ACTIVATIONS, "saturated": NO_ACTIVATIONS}
     else:
@@ -94,6 +109,36 @@ def diagnose(result: Mapping[str, Any]) -> dict[str, Any]:
     evidence["not_judged"] = not_judged
 
     return {"verdicts": verdicts or ["healthy"], "evidence": evidence, "thresholds": THRESHOLDS}
+
+
+def _through_time_verdicts(
+    result: Mapping[str, Any], evidence: dict[str, Any], not_judged: dict[str, str]
+) -> list[str]:
+    """`vanishing_through_time` and `exploding_through_time`, from each recurrent
+    layer's median ||dL/dh_1|| / ||dL/dh_T||, added to `evidence["through_time"]`."""
+    recurrent = [layer["name"] for layer in result["layers"] if layer.get("timesteps")]
+    if not recurrent:
+        return []
+    through = result.get("through_time") or {}
+    if not through:
+        reason = NO_GRADIENTS
+        not_judged |= {"vanishing_through_time": reason, "exploding_through_time": reason}
+        return []
+    ratios: dict[str, float | None] = {}
+    for name in recurrent:
+        # a first norm of 0 (underflow) is a ratio of 0; an undefined one is left out
+        rows = [
+            row for row in through[name]["gradient_norm"] if row and row[0] is not None and row[-1]
+        ]
+        ratios[name] = float(np.median([row[0] / row[-1] for row in rows])) if rows else None
+    evidence["through_time"] = {"first_to_last_ratio": ratios}
+    judged = [ratio for ratio in ratios.values() if ratio is not None]
+    verdicts = []
+    if any(ratio < VANISHING_TIME_RATIO for ratio in judged):
+        verdicts.append("vanishing_through_time")
+    if any(ratio > EXPLODING_TIME_RATIO for ratio in judged):
+        verdicts.append("exploding_through_time")
+    return verdicts
 
 
 def _has_gradients(series: Mapping[str, Any]) -> bool:
@@ -141,7 +186,8 @@ def _divergence(result: Mapping[str, Any]) -> dict[str, Any] | None:
     bad_tensors = sorted(
         name
         for name, layer in result["series"].items()
-        for part in ("kernel", "bias")
+        for part in layer
+        if part != "activation"
         for stat in ("weight_norm", "grad_norm")
         if None in (_stat(layer, part, stat) or [])
     )
@@ -173,7 +219,8 @@ def _gradient_flow(series: Mapping[str, Any], layers: Mapping[str, Any]) -> dict
         rms[name] = float(np.median(finite) / math.sqrt(kernel_size)) if finite.size else None
         if finite.size:
             max_norm = max(max_norm, float(finite.max()))
-    names = list(series)
+    names = [name for name in series if _stat(series[name], "kernel", "grad_norm") is not None]
+    names = names or list(series)
     first, last = rms[names[0]], rms[names[-1]]
     ratio = first / last if first is not None and last else None
     return {
@@ -184,7 +231,9 @@ def _gradient_flow(series: Mapping[str, Any], layers: Mapping[str, Any]) -> dict
 
 
 def _kernel_size(layer: Mapping[str, Any]) -> int:
-    # parameters = (fan_in + 1) * units, so the kernel is parameters - units
+    if layer.get("kernel_size"):
+        return int(layer["kernel_size"])
+    # a version 1 result's dense layer: parameters = (fan_in + 1) * units
     return max(1, int(layer["parameters"]) - int(layer["units"]))
 
 

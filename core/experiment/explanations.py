@@ -79,6 +79,14 @@ REFERENCES: dict[str, Reference] = {
             "https://doi.org/10.1162/neco.1997.9.8.1735",
         ),
         Reference(
+            "bengio1994",
+            "Yoshua Bengio, Patrice Simard, Paolo Frasconi",
+            1994,
+            "Learning long-term dependencies with gradient descent is difficult",
+            "IEEE Transactions on Neural Networks 5(2):157-166",
+            "https://doi.org/10.1109/72.279181",
+        ),
+        Reference(
             "he2016",
             "Kaiming He, Xiangyu Zhang, Shaoqing Ren, Jian Sun",
             2016,
@@ -194,6 +202,27 @@ EXPLANATIONS: tuple[Explanation, ...] = (
         "Healthy gradients say that every layer can learn, not that the network has: read the "
         "loss and the accuracy too.",
         ("glorot2010",),
+    ),
+    Explanation(
+        "vanishing_through_time",
+        "Vanishing gradients through time",
+        "A recurrent layer's gradient with respect to its first hidden state is under a "
+        "hundredth of that with respect to its last (over the run): what the layer saw early "
+        "in a sequence barely moves its weights, so it cannot learn to remember it.",
+        "Going back one time step multiplies the gradient by the recurrent weights and the "
+        "activation's slope (or, in an LSTM or GRU, by how much of the state its gates keep). "
+        "Factors under one compound over the steps; gates that start half closed forget as "
+        "fast as a plain layer does.",
+        ("bengio1994", "hochreiter1997", "pascanu2013"),
+    ),
+    Explanation(
+        "exploding_through_time",
+        "Exploding gradients through time",
+        "A recurrent layer's gradient with respect to its first hidden state is over a hundred "
+        "times that with respect to its last: the earliest steps pull hardest on the weights.",
+        "The same product over time steps as vanishing through time, with factors above one: "
+        "recurrent weights whose largest singular value is well over one.",
+        ("pascanu2013", "bengio1994"),
     ),
 )
 

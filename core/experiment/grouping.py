@@ -2,9 +2,10 @@
 
 Children may share a graph when their specs differ only in what the graph
 does not depend on: the seed (and with it the data, its order and the
-starting weights), the name and the kernel initializer. Two kinds of run are
-always trained alone: clipping by norm spans a whole stacked tensor, and raw
-capture keeps every tensor of every step.
+starting weights), the name and the kernel initializer. Some runs are
+always trained alone: clipping by norm spans a whole stacked tensor, raw
+capture keeps every tensor of every step, and the side-by-side trainer is the
+MLP's alone (a layer list, or a regression, trains alone: see the README).
 
 TensorFlow-free: the API groups children when it queues a study.
 
@@ -32,6 +33,8 @@ MAX_MEMBERS = 8
 def ensemble_key(spec: ExperimentSpec) -> bytes | None:
     """What a shared graph depends on in `spec`; None for a run that trains alone."""
     if spec.training.clipnorm is not None or spec.capture.raw:
+        return None
+    if spec.model.layers is not None or spec.dataset.regression:
         return None
     shape: dict[str, Any] = spec.model_dump(mode="json", exclude={"seed", "name"})
     del shape["model"]["initializer"]

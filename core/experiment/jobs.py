@@ -87,12 +87,14 @@ class Summary:
     """The headline numbers of a finished run."""
 
     loss: float | None
-    accuracy: float | None
+    accuracy: float | None  # None for a regression
     verdicts: tuple[str, ...] = ()
     diverged: bool = False
     # The first hidden layer's RMS kernel gradient over the output layer's (the number
     # `vanishing` and `exploding` judge); what a study of fixes compares before and after.
     gradient_ratio: float | None = None
+    # A regression's: the loss of always predicting the mean target (result.metrics.baseline).
+    baseline_loss: float | None = None
 
     @classmethod
     def from_result(cls, result: Mapping[str, Any]) -> Summary:
@@ -106,6 +108,7 @@ class Summary:
             verdicts=tuple(str(verdict) for verdict in diagnosis.get("verdicts", [])),
             diverged=bool(result.get("diverged", False)),
             gradient_ratio=_finite(flow.get("first_to_last_rms_ratio")),
+            baseline_loss=_finite((result.get("metrics", {}).get("baseline") or {}).get("loss")),
         )
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -115,4 +118,5 @@ class Summary:
             "verdicts": list(self.verdicts),
             "diverged": self.diverged,
             "gradient_ratio": _finite(self.gradient_ratio),
+            "baseline_loss": _finite(self.baseline_loss),
         }

@@ -4,16 +4,19 @@ Layout of `result.json` (all numbers plain floats; a non-finite number is `null`
 E is the number of epochs run, `epochs_run`):
 
     {
-      "version": 1,
+      "version": 2,                        # 1: before layer lists (see "Versions")
       "spec": {...},                       # the spec as run, seed filled in
       "seed": 1234,
-      "dataset": {"kind": "circles", "n_train": 1000, "n_validation": 0,
+      "dataset": {"kind": "circles", "task": "classification" | "regression",
+                  "sample_shape": [2],     # [8, 8, 1] for digits given to a layer list
+                  "n_train": 1000, "n_validation": 0,
                   "n_features": 2, "n_classes": 2,
                   "standardized": false,   # features scaled by the training part's mean/S.D.
                   "points": {"x": [[x0, x1], ...], "y": [0, 1, ...],   # <= 2000 of them
                              "projection": "raw" | "pca"}},
-      "layers": [{"name": "hidden_1", "units": 5, "activation": "sigmoid",
-                  "parameters": 15}, ..., {"name": "output", ...}],
+      "layers": [{"name": "hidden_1", "class_name": "Dense", "units": 5,
+                  "activation": "sigmoid", "parameters": 15, "kernel_size": 10,
+                  "output_shape": [5]}, ..., {"name": "output", ...}],  # see "Layers"
       "capture": {"every": "epoch" | "step", "points": P,
                   "epoch": [...P], "step": [...P]},   # 1-based epoch, 0-based step
       "series": {                          # per layer, P values per list
@@ -37,12 +40,16 @@ E is the number of epochs run, `epochs_run`):
                    "weights": {"hidden_1": {"mean": [E+1], "std": [E+1]}, ...},
                    "gradients": {"hidden_1": {"mean": [E], "std": [E]}, ...},
                    "loss": [E]},
+      "through_time": {"lstm_1": {"timesteps": [1..T], "epoch": [...P], "step": [...P],
+                                  "gradient_norm": [[T] x P], "initial": [T]}, ...}
+                      | null,              # recurrent layers only; see "Through time"
       "histograms": {"epochs": [...S], "at": ["start", ..., "end"], "bins": B,
                      "hidden_1": {"weights": [{"edges": [B+1], "counts": [B]}, ...S],
                                   "gradients": [...S]}, ...} | null,  # see "Snapshots"
       "history": {"epoch": [1..E], "loss": [...], "accuracy": [...],
                   "val_loss": [...] | absent, "val_accuracy": [...] | absent},
       "metrics": {"before": {"loss": l, "accuracy": a}, "after": {...},
+                  "baseline": {"loss": b} | absent,   # regression: see "Regression"
                   "validation_before": ... | absent, "validation_after": ... | absent},
       "boundary": {"x": [R], "y": [R], "z": [[R] x R], "classes": C} | null,
       "epochs_run": E,                     # under training.epochs when it diverged
@@ -109,6 +116,40 @@ wherever it would be; training is the same, so every other number is too.
   are empty objects and `histograms` is null.
 A plot drawn from absent numbers is unavailable (core/plotting/experiment_plots.py says which).
 
+Layers (`layers`, `series`): an MLP's are `hidden_1` ... `hidden_n` and
+`output`. A layer list's are named by class and position in the list (after a
+leading InputLayer), as Keras names them: `conv2d_1`, `max_pooling2d_2`,
+`lstm_3`, a residual block's members `residual_4.dense_1`, and `output`.
+`layers` lists every one of them, with its `output_shape`, `parameters` and
+`kernel_size` (the weights of its kernel, the input kernel of a recurrent
+layer; null without one; `timesteps` for recurrent layers). `series` has the
+layers with weights, each with one entry per weight as Keras names it
+(`kernel` and `bias`; `kernel`, `recurrent_kernel` and `bias` for SimpleRNN,
+LSTM and GRU, the gates side by side in Keras' order; `gamma` and `beta` for
+batch and layer normalization), and every layer whose activations are probed
+(those with an activation other than linear, and recurrent layers, whose
+state is judged by its mean and S.D. alone for LSTM and GRU) has `activation`;
+a convolution's units are its channels, over every position.
+
+Through time (`through_time`, recurrent layers only, with gradients
+captured): ||dL/dh_t||, the norm over the batch and the units of the loss's
+gradient with respect to the layer's hidden state at step t (for t = 1..T
+its input's steps), taken in the training step's own backward pass. At step
+points, the step's; at epoch points, the mean over the epoch's steps, as the
+other gradient statistics; `initial` is the untrained network's, at the first
+step.
+
+Regression (`dataset.task == "regression"`, the `adding` set): the output is
+linear and the loss mean squared error; `accuracy` is null everywhere, and
+`metrics.baseline.loss` is the mean squared error of always predicting the
+training targets' mean, what a network that learned nothing scores.
+
+Versions: version 1 (results written before layer lists) has no
+`through_time`, no `dataset.task` or `sample_shape`, no `metrics.baseline`,
+and its `layers` entries only `name`, `units`, `activation` and
+`parameters`: read it as an MLP's classification result (every reader here
+does, and tests/core/fixtures keeps real ones to prove it).
+
 Activation fractions, on the probe batch; each is null where it does not apply:
 - `saturated` (sigmoid, tanh, softsign): unit-sample pairs where the slope is
   under a tenth of the activation's steepest.
@@ -127,7 +168,7 @@ from typing import Any
 
 import numpy as np
 
-RESULT_VERSION = 1
+RESULT_VERSION = 2
 
 # The statistics captured per variable and step, in the order the engine computes them
 # (the columns of a step's statistics) and the result names them.

@@ -20,9 +20,55 @@ def test_every_kind_matches_its_declared_shape(kind: DatasetKind) -> None:
     assert len(data.y_val) == round(samples * 0.2)
     assert data.n_features == features
     assert data.n_classes == classes
+    assert np.isfinite(data.x_train).all() and data.x_train.dtype == np.float32
+    if spec.regression:
+        assert classes == 0 and data.y_train.dtype == np.float32
+        return
     assert set(np.unique(data.y_train)) <= set(range(classes))
-    assert data.x_train.dtype == np.float32 and data.y_train.dtype == np.int32
-    assert np.isfinite(data.x_train).all()
+    assert data.y_train.dtype == np.int32
+
+
+def test_images_and_sequences_come_in_their_own_shape_and_flatten_for_the_mlp() -> None:
+    shapes = {
+        "digits": (8, 8, 1),
+        "bars": (12, 12, 1),
+        "adding": (30, 2),
+        "recall": (30, 5),
+    }
+    for kind, shape in shapes.items():
+        spec = DatasetSpec.model_validate(
+            {"kind": kind, "image_size": 12, "sequence_length": 30, "classes": 4}
+        )
+        data = load_dataset(spec, seed=1)
+        assert data.sample_shape == shape
+        assert data.flattened().x_train.shape == (len(data.y_train), int(np.prod(shape)))
+
+
+def test_adding_targets_are_the_sum_of_the_two_marked_values() -> None:
+    data = load_dataset(DatasetSpec(kind=DatasetKind.ADDING, sequence_length=20), seed=4)
+    values, markers = data.x_train[..., 0], data.x_train[..., 1]
+    assert (markers.sum(axis=1) == 2).all()
+    assert (markers[:, :10].sum(axis=1) == 1).all()  # one in each half
+    np.testing.assert_allclose((values * markers).sum(axis=1), data.y_train, rtol=1e-6)
+    assert abs(data.baseline_loss() - 1 / 6) < 0.03  # var of U(0,1) + U(0,1)
+
+
+def test_recall_labels_are_the_first_symbol() -> None:
+    spec = DatasetSpec(kind=DatasetKind.RECALL, sequence_length=15, classes=5, noise=1.0)
+    data = load_dataset(spec, seed=2)
+    np.testing.assert_array_equal(data.x_train[:, 0, :5].argmax(axis=1), data.y_train)
+    assert (data.x_train[:, 0, 5] == 1).all() and (data.x_train[:, 1:, 5] == 0).all()
+    assert (data.x_train[..., :5].sum(axis=-1) == 1).all()  # noise 1: a symbol each step
+    quiet = load_dataset(spec.model_copy(update={"noise": 0.2}), seed=2).x_train[:, 1:, :5]
+    assert 0.15 < quiet.sum(axis=-1).mean() < 0.25  # a fifth of the steps show a symbol
+
+
+def test_bars_are_horizontal_or_vertical() -> None:
+    spec = DatasetSpec(kind=DatasetKind.BARS, image_size=10, noise=0.0)
+    data = load_dataset(spec, seed=5)
+    images = data.x_train[..., 0]
+    rows_lit = (images.sum(axis=2) > 0).sum(axis=1)
+    np.testing.assert_array_equal(rows_lit == 1, data.y_train == 0)  # horizontal: one row
 
 
 @pytest.mark.parametrize("kind", list(DatasetKind))

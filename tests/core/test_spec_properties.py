@@ -25,6 +25,7 @@ from core.experiment.spec import (
     dataset_shape,
     layer_widths,
     parameter_count,
+    sample_shape,
     split_sizes,
     steps_per_epoch,
 )
@@ -161,10 +162,14 @@ def assert_loads_as_promised(spec: ExperimentSpec) -> None:
     data = load_dataset(spec.dataset, seed=spec.seed)
     _, features, classes = dataset_shape(spec.dataset)
     n_train, n_val = split_sizes(spec.dataset)
-    assert data.x_train.shape == (n_train, features)
-    assert data.x_val.shape == (n_val, features)
+    assert data.x_train.shape == (n_train, *sample_shape(spec.dataset))
+    assert data.flattened().x_train.shape == (n_train, features)
+    assert data.flattened().x_val.shape == (n_val, features)
     assert data.n_classes == classes
-    assert layer_widths(spec)[-1] == (1 if classes == 2 else classes)
+    assert layer_widths(spec)[-1] == (1 if classes <= 2 else classes)
+    if spec.dataset.regression:
+        assert classes == 0 and np.isfinite(data.y_train).all()
+        return
     # Every class the output layer has a unit for is in the training part.
     assert set(np.unique(data.y_train)) == set(range(classes))
 
@@ -194,9 +199,14 @@ def test_an_unknown_key_anywhere_is_refused_by_its_path(section: str, key: str) 
 datasets = st.fixed_dictionaries(
     {
         "kind": st.sampled_from(
-            ["circles", "moons", "xor", "gaussian", "spiral", "blobs", "digits", "iris", "wine"]
+            [
+                *("circles", "moons", "xor", "gaussian", "spiral", "blobs"),
+                *("digits", "iris", "wine", "bars", "adding", "recall"),
+            ]
         ),
         "n_samples": st.integers(8, 64) | around(Limits.SAMPLES, 8),
+        "sequence_length": st.integers(2, 40) | around(Limits.SEQUENCE_LENGTH, 2),
+        "image_size": st.integers(4, 12) | around(Limits.IMAGE_SIZE, 4),
         "classes": st.integers(2, Limits.CLASSES),
         "centers": st.integers(2, Limits.CENTERS),
         "validation_split": st.sampled_from([0.0, 0.5]) | st.floats(0.0, 0.5),
@@ -213,6 +223,8 @@ def test_every_accepted_dataset_loads_with_the_classes_it_promised(
     try:
         spec = ExperimentSpec.model_validate(payload)
     except ValidationError as error:
-        assert set(blamed_fields(error)) <= {"dataset.n_samples", "dataset.validation_split"}
+        allowed = {"dataset.n_samples", "dataset.validation_split"}
+        allowed |= {"dataset.sequence_length", "dataset.image_size"}
+        assert set(blamed_fields(error)) <= allowed
         return
     assert_loads_as_promised(spec)

@@ -1,0 +1,49 @@
+"""Results of every version parse, list, diagnose and render: version 1 results (real
+ones, written before layer lists, kept in tests/core/fixtures) outlive a deploy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.experiment.diagnosis import diagnose
+from core.experiment.jobs import Summary
+from core.experiment.result import RESULT_VERSION
+from core.plotting.experiment_plots import available_plots, render_plot
+
+FIXTURES = Path(__file__).parent / "fixtures"
+V1 = sorted(FIXTURES.glob("v1_*.json"))
+
+
+def load(path: Path) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(path.read_text())
+    return result
+
+
+def test_there_are_version_1_fixtures_and_the_version_moved_on() -> None:
+    assert len(V1) >= 2 and all(load(path)["version"] == 1 for path in V1)
+    assert RESULT_VERSION == 2
+
+
+@pytest.mark.parametrize("path", V1, ids=lambda p: p.name)
+def test_a_version_1_result_diagnoses_as_it_did(path: Path) -> None:
+    result = load(path)
+    again = diagnose(result)
+    assert again["verdicts"] == result["diagnosis"]["verdicts"]
+    assert again["evidence"]["gradient_flow"] == result["diagnosis"]["evidence"]["gradient_flow"]
+    summary = Summary.from_result(result)
+    assert summary.loss == result["metrics"]["after"]["loss"]
+    assert summary.accuracy == result["metrics"]["after"]["accuracy"]
+
+
+@pytest.mark.parametrize("path", V1, ids=lambda p: p.name)
+def test_a_version_1_result_renders_every_plot_it_has(path: Path) -> None:
+    result = load(path)
+    names = available_plots(result)
+    assert {"weights", "gradients", "gradient_flow"} <= set(names)
+    for name in names:
+        png = render_plot(name, result, width=320, height=240, dpi=50)
+        assert png.startswith(b"\x89PNG")
