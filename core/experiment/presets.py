@@ -151,6 +151,104 @@ PRESETS: tuple[Preset, ...] = (
     ),
 )
 
+# ------------------------------------------------------------ beyond the MLP
+
+
+def cell(class_name: str, units: int = 16, **config: Any) -> dict[str, Any]:
+    """A recurrent layer as Keras writes it (the essentials)."""
+    return {"class_name": class_name, "config": {"units": units, **config}}
+
+
+def conv_stack(
+    depth: int, activation: str, *, norm: bool = False, residual: bool = False
+) -> list[dict[str, Any]]:
+    """`depth` 3x3 convolutions of 8 filters on an image, then a global average.
+
+    With `norm`, each convolution is batch-normalized before its activation;
+    with `residual`, every convolution after the first is wrapped in a skip
+    connection (x + f(x)).
+    """
+    conv: dict[str, Any] = {
+        "class_name": "Conv2D",
+        "config": {"filters": 8, "kernel_size": 3, "padding": "same"},
+    }
+    act = {"class_name": "Activation", "config": {"activation": activation}}
+    block = [conv, {"class_name": "BatchNormalization"}, act] if norm else [conv, act]
+    layers = list(block)
+    for _ in range(depth - 1):
+        layers += [{"class_name": "Residual", "config": {"layers": block}}] if residual else block
+    return [*layers, {"class_name": "GlobalAveragePooling2D"}]
+
+
+RECALL = {"kind": "recall", "classes": 4, "n_samples": 1000, "sequence_length": 50, "noise": 0.0}
+ADDING = {"kind": "adding", "n_samples": 1000, "sequence_length": 100}
+BARS = {"kind": "bars", "image_size": 16, "noise": 0.5, "n_samples": 1000}
+CONV_DEPTH = 8
+
+
+def layered_spec(
+    name: str, dataset: dict[str, Any], layers: list[dict[str, Any]], epochs: int
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "dataset": dataset,
+        "model": {"layers": layers},
+        "training": {"optimizer": {"kind": "adam"}, "epochs": epochs, "batch_size": 32},
+    }
+
+
+PRESETS += (
+    Preset(
+        "lstm-adding",
+        "LSTM(32) on the adding problem, 100 steps",
+        "Hochreiter & Schmidhuber's adding problem: the sum of two marked values of 100. "
+        "Its loss is read against `metrics.baseline.loss`, predicting the mean (~0.167).",
+        layered_spec("lstm-adding", ADDING, [cell("LSTM", 32)], 30),
+    ),
+    Preset(
+        "lstm-recall",
+        "LSTM(16): recall the first of 100 steps",
+        "A symbol, then 99 blank steps: which was it? The LSTM's gradient with respect to its "
+        "early hidden states vanishes (the through_time plot) and it stays at chance (0.25) "
+        "over seeds 1 to 3; a SimpleRNN with its orthogonal recurrent kernel solves it (the "
+        "recurrent-cells study).",
+        layered_spec("lstm-recall", {**RECALL, "sequence_length": 100}, [cell("LSTM")], 30),
+    ),
+    Preset(
+        "conv-digits",
+        "a small convolutional network on digits (8x8x1)",
+        "Two 3x3 convolutions, pooling and a dense layer on scikit-learn's digits as images.",
+        layered_spec(
+            "conv-digits",
+            {"kind": "digits"},
+            [
+                {
+                    "class_name": "Conv2D",
+                    "config": {
+                        "filters": 8,
+                        "kernel_size": 3,
+                        "padding": "same",
+                        "activation": "relu",
+                    },
+                },
+                {
+                    "class_name": "Conv2D",
+                    "config": {
+                        "filters": 8,
+                        "kernel_size": 3,
+                        "padding": "same",
+                        "activation": "relu",
+                    },
+                },
+                {"class_name": "MaxPooling2D"},
+                {"class_name": "Flatten"},
+                {"class_name": "Dense", "config": {"units": 32, "activation": "relu"}},
+            ],
+            20,
+        ),
+    ),
+)
+
 _BY_NAME = {preset.name: preset for preset in PRESETS}
 
 

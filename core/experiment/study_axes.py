@@ -81,14 +81,46 @@ def value_label(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, Mapping) and "class_name" in value:
+        return _layer_label(value)
     if isinstance(value, Mapping) and "kind" in value:
         rest = ", ".join(f"{k}={value_label(v)}" for k, v in value.items() if k != "kind")
         return f"{value['kind']}({rest})" if rest else str(value["kind"])
+    if isinstance(value, list) and value and all(_is_layer(item) for item in value):
+        return _layers_label(value)
     if isinstance(value, list):
         return "-".join(value_label(item) for item in value)
     if isinstance(value, Mapping):
         return ", ".join(f"{k}={value_label(v)}" for k, v in value.items())
     return str(value)
+
+
+def _is_layer(value: Any) -> bool:
+    return isinstance(value, Mapping) and "class_name" in value
+
+
+def _layers_label(layers: Sequence[Mapping[str, Any]]) -> str:
+    """A layer list by what it holds, in order of first appearance, with counts:
+    `Conv2D(8) x 8, sigmoid x 8, GlobalAveragePooling2D`."""
+    counts = Counter(_layer_label(layer) for layer in layers)
+    return ", ".join(f"{label} x {n}" if n > 1 else label for label, n in counts.items())
+
+
+def _layer_label(layer: Mapping[str, Any]) -> str:
+    """One layer by its class and size (`LSTM(16)`, `Conv2D(8, relu)`); an Activation by
+    its activation; a residual block by its layers."""
+    config = layer.get("config") or {}
+    name = str(layer["class_name"])
+    if not isinstance(config, Mapping):
+        return name
+    if isinstance(config.get("layers"), list):
+        return f"{name}({_layers_label(config['layers'])})"
+    activation = config.get("activation")
+    if name == "Activation" and activation:
+        return str(activation)
+    size = config.get("units", config.get("filters"))
+    details = [str(d) for d in (size, activation) if d is not None and d not in ("linear", "tanh")]
+    return f"{name}({', '.join(details)})" if details else name
 
 
 def axis_names(paths: Sequence[str]) -> dict[str, str]:

@@ -14,7 +14,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from core.experiment.presets import DEEP, DEEPER, GLOROT, NORMAL_0_1, Shown, tutorial_spec
+from core.experiment.presets import (
+    BARS,
+    CONV_DEPTH,
+    DEEP,
+    DEEPER,
+    GLOROT,
+    NORMAL_0_1,
+    RECALL,
+    Shown,
+    cell,
+    conv_stack,
+    layered_spec,
+    tutorial_spec,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +70,40 @@ STUDY_PRESETS: tuple[StudyPreset, ...] = (
         {
             "base": DEEP_SIGMOID,
             "axes": {"model.batch_norm": [False, True], "model.residual": [False, True]},
+        },
+    ),
+)
+
+STUDY_PRESETS += (
+    StudyPreset(
+        "recurrent-cells",
+        "SimpleRNN vs GRU vs LSTM, recalling a symbol 10, 50 and 100 steps back",
+        "Bengio, Simard & Frasconi (1994) and Hochreiter & Schmidhuber (1997): a plain "
+        "recurrent layer's gradient vanishes back through time, a gated one's carries. "
+        "Each cell of 16 units on `recall` at three lengths.",
+        {
+            "base": layered_spec("recurrent-cells", RECALL, [cell("LSTM")], 30),
+            "axes": {
+                "model.layers": [[cell("SimpleRNN")], [cell("GRU")], [cell("LSTM")]],
+                "dataset.sequence_length": [10, 50, 100],
+            },
+        },
+    ),
+    StudyPreset(
+        "conv-depth",
+        f"{CONV_DEPTH} convolutions: plain, batch-normalized, residual",
+        f"{CONV_DEPTH} 3x3 convolutions of 8 filters on `bars` (16x16, noise 0.5): with "
+        "sigmoid, plain, batch-normalized and residual, and plain with relu.",
+        {
+            "base": layered_spec("conv-depth", BARS, conv_stack(CONV_DEPTH, "sigmoid"), 20),
+            "axes": {
+                "model.layers": [
+                    conv_stack(CONV_DEPTH, "sigmoid"),
+                    conv_stack(CONV_DEPTH, "sigmoid", norm=True),
+                    conv_stack(CONV_DEPTH, "sigmoid", residual=True),
+                    conv_stack(CONV_DEPTH, "relu"),
+                ],
+            },
         },
     ),
 )

@@ -310,7 +310,13 @@ def test_an_unknown_study_is_a_404(
 
 def test_presets_list_the_studies(client: httpx.Client) -> None:
     studies = client.get("/v1/presets").json()["studies"]
-    assert [study["name"] for study in studies] == ["tutorial", "initializers", "fixes"]
+    assert [study["name"] for study in studies] == [
+        "tutorial",
+        "initializers",
+        "fixes",
+        "recurrent-cells",
+        "conv-depth",
+    ]
     tutorial = studies[0]["study"]
     assert tutorial["axes"] == {"model.activation": ["sigmoid", "tanh", "relu"]}
 

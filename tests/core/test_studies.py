@@ -80,7 +80,21 @@ def test_the_tutorial_preset_is_sigmoid_tanh_relu_on_the_tutorial_network() -> N
 
 def test_every_preset_expands_within_the_limit() -> None:
     sizes = {p.name: len(expand({"preset": p.name}).children) for p in STUDY_PRESETS}
-    assert sizes == {"tutorial": 3, "initializers": 9, "fixes": 4}
+    assert sizes == {
+        "tutorial": 3,
+        "initializers": 9,
+        "fixes": 4,
+        "recurrent-cells": 9,
+        "conv-depth": 4,
+    }
+
+
+def test_layer_lists_are_labelled_by_what_they_hold() -> None:
+    plan = expand({"preset": "recurrent-cells"})
+    assert plan.configs[0].label == "layers=SimpleRNN(16), sequence_length=10"
+    labels = [config.label for config in expand({"preset": "conv-depth"}).configs]
+    assert labels[0] == "layers=Conv2D(8) x 8, sigmoid x 8, GlobalAveragePooling2D"
+    assert "Residual(Conv2D(8), sigmoid) x 7" in labels[2]
 
 
 def test_a_preset_keeps_the_seeds_asked_for() -> None:
