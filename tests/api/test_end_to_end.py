@@ -124,3 +124,22 @@ def test_a_running_job_can_be_cancelled(client: httpx.Client) -> None:
     assert job["status"] == "cancelled"
     assert job["progress"]["epoch"] < 1000 and job["finished_at"] is not None
     assert client.get(f"/v1/experiments/{job_id}/result").status_code == 409
+
+
+def test_a_recurrent_regression_trains_end_to_end(api_server: Server) -> None:
+    spec = {
+        "seed": 5,
+        "dataset": {"kind": "adding", "sequence_length": 12, "n_samples": 128},
+        "model": {"layers": [{"class_name": "GRU", "config": {"units": 8}}]},
+        "training": {"epochs": 2},
+    }
+    with api_server.client() as client:
+        job = wait_for_status(client, submit(client, spec), "succeeded", "failed")
+        assert job["status"] == "succeeded", job["error"]
+        summary = job["summary"]
+        assert summary["accuracy"] is None and 0.1 < summary["baseline_loss"] < 0.25
+        result = client.get(f"/v1/experiments/{job['id']}/result").json()
+    assert result["version"] == 2 and result["dataset"]["task"] == "regression"
+    through = result["through_time"]["gru_1"]
+    assert len(through["timesteps"]) == 12 and len(through["gradient_norm"]) == 2
+    assert "gradients" in job["plots"]
