@@ -93,6 +93,12 @@ def layered_step_flops(
     return cost + STEP_OVERHEAD_FLOPS
 
 
+def architecture_steps_per_call(architecture: Any, **step: Any) -> int:
+    """`steps_per_call` for an MLP's architecture or a layer list's (its `shapes`)."""
+    step_cost, _ = _call_sizes(architecture, **step)
+    return max(1, int(CALL_FLOPS // step_cost))
+
+
 def _call_sizes(architecture: Any, **step: Any) -> tuple[float, float]:
     """(one step's cost, one row's evaluation cost) of an MLP's or a layer list's step."""
     shapes = getattr(architecture, "shapes", None)
@@ -182,14 +188,13 @@ class EpochCalls:
         """One epoch's outputs, from one call if its cost allows, else from several."""
         axis = self.rows_axis
         steps = -(-x.shape[axis] // batch_size)
-        step_cost, _ = _call_sizes(
+        per_call = architecture_steps_per_call(
             self.key.architecture,
             batch_size=batch_size,
             probe=probe.shape[axis],
             probes_every_step=self.key.step_capture and self.key.activations,
             members=self.members,
         )
-        per_call = max(1, int(CALL_FLOPS // step_cost))
         if per_call >= steps:
             return dict(self._epoch_fn(x, y, probe, batch_size))
         return train_in_chunks(

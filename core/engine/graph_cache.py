@@ -273,8 +273,8 @@ def _compile_pays(slot_key: _SlotKey) -> bool:
     XLA hardly speeds up, and warming its graph up would cost an epoch's work."""
     key, shapes, members = slot_key
     steps = -(-shapes.samples // shapes.batch_size)
-    per_call = chunks.steps_per_call(
-        key.architecture.widths,
+    per_call = chunks.architecture_steps_per_call(
+        key.architecture,
         batch_size=shapes.batch_size,
         probe=shapes.probe,
         probes_every_step=key.step_capture and key.activations,
