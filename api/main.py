@@ -2,8 +2,9 @@
 
 Routes live under /v1, one module per resource (api/routes); probes and
 metrics at the root; OpenAPI at /docs. The app talks to Redis through the
-async job store and enqueues training by task name on a Celery client: it
-never imports the worker or TensorFlow, so it starts in a second and stays small.
+async job store, where a new job waits on its queue's dispatcher until a worker
+claims it: it never imports the worker or TensorFlow, so it starts in a second
+and stays small.
 """
 
 from __future__ import annotations

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # and jobs queued or running at once.
     submissions_per_minute: int = Field(60, ge=1, le=1_000_000)
     max_active_jobs: int = Field(100, ge=1, le=1_000_000)
+    # Per owner, read by the workers' dispatcher (core.store.dispatch): jobs running or on
+    # their way to a worker at once; 0, no cap beyond the fair share every owner gets.
+    max_running_jobs: int = Field(0, ge=0, le=1_000_000)
     job_soft_time_limit: int = Field(1800, ge=10)
     job_time_limit: int = Field(1860, ge=15)
     max_deliveries: int = Field(3, ge=1, le=20)

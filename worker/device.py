@@ -15,6 +15,7 @@ from typing import Any
 import click
 from celery import Celery
 from celery.signals import celeryd_init
+from celery.utils import worker_direct
 
 from core.experiment.spec import Device
 from core.settings import get_settings
@@ -33,6 +34,14 @@ def add_device_option(app: Celery) -> None:
             help="The device this worker trains on; it consumes that device's queue.",
         )
     )
+
+
+def work_queues(app: Celery, hostname: str) -> list[str]:
+    """The queues worker `hostname` takes work from (its device's, or those `-Q` named):
+    every queue it consumes but its own, Celery's worker-direct queue, where only the
+    messages of the units it claimed arrive (worker.claims)."""
+    own = worker_direct(hostname).name
+    return sorted(queue for queue in app.amqp.queues.consume_from if queue != own)
 
 
 def worker_device() -> Device:

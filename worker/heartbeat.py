@@ -30,6 +30,8 @@ from core.settings import get_settings
 from core.store.stores import JobStore
 from worker import pool_state
 from worker.background import log_failed_round
+from worker.claims import in_flight
+from worker.device import work_queues
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +113,11 @@ class Heartbeat:
             logger.info("live after %.2f s: %s", waited, why)
         return self._live
 
+    @property
+    def live(self) -> bool:
+        """Whether the worker counts as live: its pool is ready (or waited for long enough)."""
+        return self._live
+
     def beat_soon(self) -> None:
         """Beat now rather than at the next period (a message has arrived)."""
         self._soon.set()
@@ -138,14 +145,16 @@ def held_jobs() -> list[tuple[str, int]]:
     job's id, its dispatch in a header; a group's message holds each of its jobs).
 
     Celery adds a request as its message arrives, before a pool process has marked
-    the job running, and drops it after the job is finished in the store.
+    the job running, and drops it after the job is finished in the store. Before it
+    arrives, a unit this worker claimed is held all the same (worker.claims).
     """
     # tuple() copies the set in one step under the GIL, while the consumer changes it.
-    return sorted(
+    reserved = {
         (job_id, _dispatch(request))
         for request in tuple(state.reserved_requests)
         for job_id in task_job_ids(request.kwargs) or [request.id]
-    )
+    }
+    return sorted(reserved.union(in_flight()))
 
 
 def _dispatch(request: Any) -> int:
@@ -179,9 +188,14 @@ def note_interrupted(job_id: str) -> None:
         heartbeat.interrupted(job_id)
 
 
+def worker_is_live() -> bool:
+    """Whether this worker's heartbeat counts it as live (its pool is ready)."""
+    return any(heartbeat.live for heartbeat in _current)
+
+
 def _start(sender: Any, **_: Any) -> None:
     settings = get_settings()
-    queues = sorted(sender.app.amqp.queues.consume_from)
+    queues = work_queues(sender.app, sender.hostname)
     store = JobStore.from_settings(settings)
     wait = POOL_READY_SECONDS if settings.warm_start else 0.0
     heartbeat = Heartbeat(

@@ -1,5 +1,5 @@
 """The reaper: every worker re-queues, or fails, the jobs of workers that were lost, and
-sends the jobs whose message was never confirmed sent.
+re-queues the jobs a worker claimed but never confirmed it sent.
 
 A daemon thread in each worker's main process looks over the running jobs
 every `Settings.reap_interval_seconds` (10 s). A job is lost when the worker
@@ -10,70 +10,63 @@ Redis was away). A queued job is lost when a worker that went silent held its
 message, at the job's current dispatch, in its last heartbeat: it died after
 taking the message and before marking the job running. Each lost job is
 claimed in one atomic script, so when many workers reap at once exactly one
-acts: it goes back to `queued` as a new dispatch and its task is sent again,
+acts: it goes back to `queued` as a new dispatch, first of its owner's on its
+queue's dispatcher (core.store.dispatch), where the next free worker claims it;
 or, once it has been delivered `max_deliveries` times, it fails with the
 reason (a job that kills its worker every time). No separate process is
 needed: `gradwatch serve` and every deployment that runs a worker reap.
 
-Every dispatch, the API's first one of a new job as much as a re-queue, is
-written to the store's outbox before its message is sent, and confirmed after.
-One left unconfirmed for a silence period (the API could not reach the queue,
-or its process or a reaper died in between) is dispatched anew by any reaper:
-the new dispatch number voids the first message, had it gone out after all.
+Every claim of a worker on the dispatcher is written to the store's outbox
+before its message is sent, and confirmed after. One left unconfirmed for a
+silence period (the worker could not reach the queue, or its claiming thread
+died in between) is queued anew by any reaper: the new dispatch number voids
+the first message, had it gone out after all.
 
 Right after Redis comes back every heartbeat looks old, so a reaper acts only
 once it has reached Redis for a full silence period itself.
 
 Example:
-    >>> reaper = Reaper(JobStore.from_settings(settings), make_celery(settings), settings)
+    >>> reaper = Reaper(JobStore.from_settings(settings), settings)
     >>> reaper.reap()   # one round; the thread calls it every reap_interval_seconds
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
-from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
 from core.experiment.spec import Device
-from core.queue.app import make_celery, send_dispatch
 from core.settings import Settings, get_settings
 from core.store.records import JobRecord
 from core.store.stores import JobStore
 from core.store.workers import Requeue
-from worker.background import log_failed_round
+from worker.background import BackgroundThread, log_failed_round
 
 logger = logging.getLogger(__name__)
 
 
-class Reaper:
+class Reaper(BackgroundThread):
     """Re-queues or fails the jobs of lost workers, one round per `reap()`."""
 
-    def __init__(self, store: JobStore, celery: Celery, settings: Settings) -> None:
+    name = "gradwatch-reaper"
+
+    def __init__(self, store: JobStore, settings: Settings) -> None:
         self.store = store
-        self.celery = celery
         self.silent_seconds = settings.worker_silent_seconds
         self.interval = settings.reap_interval_seconds
         self.max_deliveries = settings.max_deliveries
         self.queues = [settings.queue_for(device) for device in Device]
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gradwatch-reaper", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
+        super().__init__()
 
     def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join(timeout=self.interval)
+        self.halt(timeout=self.interval)
         self.store.close()
-        self.celery.close()
 
     def reap(self) -> list[Requeue]:
-        """One round: claim every lost job, send the re-queued ones; what was done."""
+        """One round: claim every lost job (re-queued, failed or cancelled); what was done."""
         done = [self._claim(record) for record in self.store.running_jobs()]
         done += self._held_by_lost_workers()
         for job_id, dispatch in self.store.unsent_dispatches(older_than=self.silent_seconds):
@@ -85,8 +78,6 @@ class Reaper:
         acted = [outcome for outcome in done if outcome.action != "skip"]
         for outcome in acted:
             self._report(outcome)
-            if outcome.action == "requeued":
-                self._send(outcome)
         return acted
 
     def _claim(self, record: JobRecord) -> Requeue:
@@ -119,16 +110,6 @@ class Reaper:
                     )
                 self.store.forget_report(queue=queue, hostname=hostname, silent_seconds=silent)
         return done
-
-    def _send(self, outcome: Requeue) -> None:
-        send_dispatch(
-            self.celery,
-            job_id=outcome.job_id,
-            queue=outcome.queue,
-            dispatch=outcome.dispatch,
-            task=outcome.task,
-        )
-        self.store.confirm_dispatch(outcome.job_id, dispatch=outcome.dispatch)
 
     @staticmethod
     def _report(outcome: Requeue) -> None:
@@ -167,8 +148,7 @@ def connect_reaper() -> None:
 
 def _start(**_: Any) -> None:
     settings = get_settings()
-    celery = make_celery(settings, main="gradwatch-reaper")
-    reaper = Reaper(JobStore.from_settings(settings), celery, settings)
+    reaper = Reaper(JobStore.from_settings(settings), settings)
     reaper.start()
     _current.append(reaper)
     logger.info(

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
-from functools import partial
-from typing import Annotated, Any
+from typing import Annotated
 
-import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Body, Query
 from starlette.responses import Response
@@ -20,7 +16,6 @@ from api.deps import (
     JobId,
     OwnedJobId,
     OwnerDep,
-    Services,
     ServicesDep,
     StoreDep,
 )
@@ -29,13 +24,9 @@ from api.responses import FastJSONResponse, record_response
 from api.schemas import JobPublic, JobsPage, problem_responses
 from core.experiment.jobs import JobStatus, is_job_id
 from core.experiment.spec import ExperimentSpec
-from core.queue.app import send_dispatch
-from core.queue.tasks import training_task
 from core.store.admission import ACTIVE_LIMIT_RETRY_AFTER, Refusal, TooManyActiveJobs
-from core.store.errors import StoreError
 from core.store.jobs import IdempotencyKeyReused
 from core.store.pages import InvalidCursor
-from core.store.records import JobRecord
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 
@@ -108,79 +99,9 @@ async def create_experiment(
         ) from error
     record = created.record
     headers = {"Location": location(record.id)}
-    if created.new:
-        await send_new_jobs(services, [([record.id], record.queue, training_task(record.id))])
-    else:
+    if not created.new:
         headers["Idempotent-Replayed"] = "true"
-        if record.status is JobStatus.QUEUED:
-            await _resend_unconfirmed(services, record)
     return FastJSONResponse(record.to_public(), status_code=202, headers=headers)
-
-
-async def send_new_jobs(
-    services: Services, messages: Sequence[tuple[Sequence[str], str, dict[str, Any]]]
-) -> None:
-    """Send the first message of new jobs, each (job ids, queue, task), and confirm each
-    job sent. A message names one job, or a group of a study's children trained together.
-
-    The store holds every new job in its outbox until confirmed, so a send that fails
-    (the queue unreachable) loses nothing: the job stays queued and a reaper sends it a
-    silence period on. The client is answered 202 all the same, since the job is
-    accepted and runs once the queue is back; the error goes to the log, not to it.
-    """
-
-    def send() -> list[str]:
-        sent: list[str] = []
-        for job_ids, queue, task in messages:
-            try:
-                send_dispatch(
-                    services.celery, job_id=job_ids[0], queue=queue, dispatch=0, task=task
-                )
-            except Exception:
-                logger.exception(
-                    "could not send job %s (and %d more messages): a reaper sends them once "
-                    "the queue answers", job_ids[0], len(messages) - len(sent) - 1,
-                )  # fmt: skip
-                break  # the others would wait out the same timeouts
-            sent.extend(job_ids)
-        return sent
-
-    sent = await anyio.to_thread.run_sync(send)
-    try:
-        await asyncio.gather(
-            *(services.store.confirm_dispatch(job_id, dispatch=0) for job_id in sent)
-        )
-    except (StoreError, OSError):
-        # Sent, but still in the outbox: a reaper finds them started, or dispatches anew.
-        logger.warning("could not confirm the messages of %d jobs sent", len(sent))
-
-
-async def _resend_unconfirmed(services: Services, record: JobRecord) -> None:
-    """A retry of a job whose message was never confirmed sent (the first request's send
-    failed, or its process died before it): dispatch it anew now, rather than in a
-    reaper's silence period. The new dispatch voids the first message, had it gone out."""
-    outcome = await services.store.redispatch(
-        record.id,
-        dispatch=record.dispatch,
-        unconfirmed_seconds=0,
-        reason="an Idempotency-Key retry found its message not confirmed sent",
-    )
-    if outcome.action != "requeued":
-        return
-    send = partial(
-        send_dispatch,
-        services.celery,
-        job_id=record.id,
-        queue=outcome.queue,
-        dispatch=outcome.dispatch,
-        task=outcome.task,
-    )
-    try:
-        await anyio.to_thread.run_sync(send)
-    except Exception:
-        logger.exception("could not send job %s again: a reaper sends it", record.id)
-        return
-    await services.store.confirm_dispatch(record.id, dispatch=outcome.dispatch)
 
 
 @router.get("", response_model=JobsPage, responses=problem_responses(401, 422))

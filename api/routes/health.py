@@ -91,7 +91,8 @@ async def readyz(services: ServicesDep, owner: OptionalOwner) -> Response:
     },
 )
 async def metrics(services: ServicesDep) -> Response:
-    """Jobs by status, Celery queue depth, live workers and job durations, for Prometheus.
+    """Jobs by status, queue depth (jobs waiting for a worker), live workers and job durations,
+    for Prometheus.
 
     With GRADWATCH_METRICS_TOKEN set, send it as `Authorization: Bearer <token>`.
     """
@@ -119,7 +120,7 @@ def metric_families(snapshot: MetricsSnapshot, workers: dict[str, int]) -> Itera
         jobs.add_metric([status.value], count)
     yield jobs
     depth = GaugeMetricFamily(
-        "gradwatch_queue_depth", "Messages waiting in a Celery queue", labels=["queue"]
+        "gradwatch_queue_depth", "Jobs waiting for a worker, by queue", labels=["queue"]
     )
     for queue, count in snapshot.queue_depths.items():
         depth.add_metric([queue], count)

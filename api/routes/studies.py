@@ -16,7 +16,7 @@ import asyncio
 import logging
 import re
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -30,7 +30,6 @@ from api.deps import OptionalOwner, OwnerDep, Services, ServicesDep
 from api.errors import EndOfStream, Problem
 from api.responses import FastJSONResponse, etag_matches, not_modified, png_response
 from api.routes.events import LastEventId, is_final
-from api.routes.experiments import send_new_jobs
 from api.routes.plots import (
     DEFAULT_SIZE,
     SIGNED_HEADERS,
@@ -53,7 +52,6 @@ from api.schemas import (
     problem_responses,
 )
 from core.access.share_links import PlotGrant
-from core.experiment.grouping import ensemble_groups
 from core.experiment.jobs import JobStatus, is_job_id
 from core.experiment.studies import StudyError, StudyPlan, expand_study, parse_study
 from core.experiment.study_summary import summary_csv
@@ -65,7 +63,6 @@ from core.plotting.study_plots import (
     render_study_plot,
     study_series,
 )
-from core.queue.tasks import study_child_task, study_group_task
 from core.store.admission import Refusal, TooManyActiveJobs
 from core.store.keys import plot_field
 from core.store.pages import InvalidCursor
@@ -199,39 +196,15 @@ async def create_study(
             owner=owner,
             # Checked again as the jobs are made: concurrent submissions cannot pass it.
             max_active=0 if access.open else access.max_active_jobs,
+            members=services.settings.ensemble_members,
         )
     except TooManyActiveJobs as error:
         refusal = Refusal("max_active_jobs", ACTIVE_LIMIT_RETRY_AFTER, error.active)
         raise limit_refused(refusal, access) from error
-    messages = study_messages(
-        record.id, record.child_ids, queues, plan, members=services.settings.ensemble_members
-    )
-    await send_new_jobs(services, messages)
     record = await studies.get_study(record.id) or record
     return FastJSONResponse(
         record.to_public(), status_code=202, headers={"Location": location(record.id)}
     )
-
-
-def study_messages(
-    study_id: str,
-    child_ids: Sequence[str],
-    queues: Sequence[str],
-    plan: StudyPlan,
-    *,
-    members: int,
-) -> list[tuple[list[str], str, dict[str, Any]]]:
-    """The first messages of a study's children: one per group of at most `members`
-    children that share a graph (core.experiment.grouping), trained side by side; one per
-    child that trains alone."""
-    messages = []
-    for group in ensemble_groups(plan.children, max_members=members):
-        ids = [child_ids[index] for index in group]
-        task = (
-            study_child_task(ids[0], study_id) if len(ids) == 1 else study_group_task(ids, study_id)
-        )
-        messages.append((ids, queues[group[0]], task))
-    return messages
 
 
 def _plan(body: Mapping[str, Any]) -> StudyPlan:

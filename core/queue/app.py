@@ -1,20 +1,20 @@
-"""The Celery configuration shared by the worker and the API's enqueuing client.
+"""The Celery configuration shared by the workers and anything else that sends.
 
 Both sides build their `celery.Celery` from `celery_config(settings)`, so the
-broker, serializer and transport options cannot drift apart. The API enqueues
-by task name (core.queue.tasks) and never imports the worker (nor TensorFlow).
+broker, serializer and transport options cannot drift apart. Messages are sent
+by task name (core.queue.tasks), never importing the worker (nor TensorFlow).
 
-Every message is sent with `send_dispatch`: the task and kwargs the job's record
-keeps, its dispatch number in a message header. The job store puts each dispatch
-in an outbox as it makes it (core.store.outbox); the sender confirms it once sent,
-and a reaper (worker.reaper) sends anew, as the next dispatch, what stays
-unconfirmed: a job the API stored but could not send, or whose API process died
-in between, still runs.
+A job's message is sent by the worker that claimed it from the dispatcher
+(core.store.dispatch), to its own queue: `send_to_worker`, the task the unit
+carries and its dispatch number in a message header. The claim put each job in
+the outbox (core.store.outbox); the worker confirms it once sent, and a reaper
+(worker.reaper) queues anew, as the next dispatch, what stays unconfirmed.
+`send_dispatch` sends straight to a device queue, as an earlier release's API
+did; the workers still take such messages.
 
 Example:
-    >>> app = Celery("gradwatch-api")
-    >>> app.conf.update(celery_config(get_settings()))
-    >>> send_dispatch(app, job_id="01J...", queue="cpu", dispatch=0, task=training_task(...))
+    >>> app = make_celery(get_settings())
+    >>> send_to_worker(app, hostname="cpu@host", claim=store.claim(queue="cpu", hostname=...))
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery
+from celery.utils import worker_direct
 
 from core.experiment.spec import Device
 from core.queue.tasks import DISPATCH_HEADER, TRAIN_TASK
 from core.settings import Settings
+from core.store.dispatch import Claim
 from core.store.keys import Keys
 
 # Unacknowledged messages are redelivered after this many seconds; it must exceed
@@ -77,6 +79,18 @@ def make_celery(settings: Settings, main: str = "gradwatch") -> Celery:
     app = Celery(main)
     app.conf.update(celery_config(settings))
     return app
+
+
+def send_to_worker(app: Celery, *, hostname: str, claim: Claim) -> None:
+    """Send the message of the unit `claim` to worker `hostname`'s own queue (Celery's
+    worker-direct queue, which only that worker consumes: it claimed the unit)."""
+    app.send_task(
+        str(claim.task["name"]),
+        kwargs=dict(claim.task["kwargs"]),
+        queue=worker_direct(hostname),
+        task_id=claim.message_id,
+        headers={DISPATCH_HEADER: claim.dispatch},
+    )
 
 
 def send_training(app: Celery, *, job_id: str, queue: str) -> None:

@@ -6,7 +6,8 @@ It may import `core.experiment`, `core.access`, `core.queue.tasks` and `core.set
     jobs.py         operations: a job's life, its results and events
     admission.py    operations: an owner's limits
     workers.py      operations: heartbeats, lost workers and their jobs
-    outbox.py       operations: dispatches not yet confirmed sent
+    dispatch.py     operations: the dispatcher, which hands each queue's jobs to workers
+    outbox.py       operations: claims whose message is not yet confirmed sent
     metrics.py      operations: the counts /metrics shows
     studies.py      operations: a study beside its children
     plans.py        an operation as data: one round trip and how to read its reply

@@ -9,9 +9,9 @@ everything else keyword-only:
 
     create(*, spec, queue, idempotency_key=None, fingerprint="", owner=ANONYMOUS,
            max_active=0) -> Created
-        A queued job of `owner` (record + indexes + "queued" event), its first dispatch
-        in the outbox: send its task, then `confirm_dispatch(id, dispatch=0)`; a reaper
-        sends what stays unconfirmed. With an Idempotency-Key (scoped to the owner) a
+        A queued job of `owner` (record + indexes + "queued" event), waiting on its
+        queue's dispatcher (core.store.dispatch) for a worker to claim it. With an
+        Idempotency-Key (scoped to the owner) a
         repeat returns the first job (Created.new False); raises IdempotencyKeyReused
         when the key comes back with another request fingerprint, and TooManyActiveJobs
         when the owner already has `max_active` jobs queued or running (0: no limit).
@@ -63,6 +63,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.access.api_keys import ANONYMOUS
+from core.experiment.grouping import graph_signature
 from core.experiment.jobs import JobStatus, Summary, new_job_id
 from core.experiment.spec import ExperimentSpec
 from core.queue.tasks import training_task
@@ -214,7 +215,7 @@ class JobPlans(Plans):
     def _create(self, request: _CreateRequest, *, stale: str) -> Plan[Created]:
         """Create, or replay; `stale` is the idempotency value of a job found gone."""
         new_id = new_job_id()
-        keys = self.job_script_keys(new_id, self.keys.outbox)
+        keys = self.job_script_keys(new_id)
         idempotency = ""
         if request.idempotency_key is not None:
             keys.append(self.keys.idempotency(request.idempotency_key, request.owner))
@@ -230,6 +231,8 @@ class JobPlans(Plans):
             request.owner,
             request.max_active,
             dumps_compact(training_task(new_id)),
+            self.keys.dispatch_base,
+            graph_signature(request.spec),
         )
 
         def decode(reply: list[Any]) -> Created | Plan[Created]:

@@ -35,9 +35,20 @@ Layout, for namespace `gradwatch` and job `01J...`:
     gradwatch:worker:<hostname>:jobs  string: "<time> <job id>:<dispatch>...", the messages
                                       the worker held at its last heartbeat, started or
                                       not (the reaper's evidence)
-    gradwatch:jobs:outbox             sorted set: "<job id> <dispatch>" -> when the job was
-                                      created or re-queued, until its message is confirmed
-                                      sent (a reaper sends what stays unconfirmed)
+    gradwatch:jobs:outbox             sorted set: "<job id> <dispatch>" -> when a worker
+                                      claimed it, until the worker confirms its message sent
+                                      (a reaper queues again what stays unconfirmed)
+    gradwatch:jobs:claimed:owner:<owner>   sorted set: the owner's jobs claimed by a worker
+                                      and not yet started -> when claimed (with its running
+                                      jobs, what its share and its running cap count)
+    gradwatch:dispatch:<queue>:owners sorted set: owner with work waiting -> when a worker
+                                      last took one of its units (the dispatcher's turns)
+    gradwatch:dispatch:<queue>:units:<owner>  list: the owner's units waiting, oldest first:
+                                      "<since> <graph>/<members> <id>:<dispatch>,... <task>"
+    gradwatch:dispatch:<queue>:waiting   sorted set: job id -> since when it waits (the depth)
+    gradwatch:dispatch:<queue>:idle   hash: hostname -> the graphs it holds warm, while idle
+    gradwatch:dispatch:<queue>:wake   list: a token per unit queued, for idle workers
+    gradwatch:worker:<hostname>:wake  list: a token that wakes that one worker
     gradwatch:metrics:durations       hash: job duration histogram counters
     gradwatch:celery:...              Celery's own broker keys (its global_keyprefix)
 """
@@ -100,6 +111,26 @@ class StudyKeys(RecordKeys):
         return (self.record, self.seen, self.series, self.plots, self.events)
 
 
+@dataclass(frozen=True, slots=True)
+class DispatcherKeys:
+    """The keys of one queue's dispatcher (the layout above), all named after its prefix;
+    the dispatcher's scripts (core.store.scripts.dispatch) name them the same way."""
+
+    prefix: str
+    owners: str
+    waiting: str
+    idle: str
+    wake: str
+
+    @classmethod
+    def named(cls, prefix: str) -> DispatcherKeys:
+        return cls(prefix, *(prefix + name for name in ("owners", "waiting", "idle", "wake")))
+
+    def units(self, owner: str) -> str:
+        """list: the owner's units waiting, oldest first"""
+        return f"{self.prefix}units:{owner}"
+
+
 class Keys:
     """Key names for one namespace."""
 
@@ -111,6 +142,11 @@ class Keys:
         self.durations = f"{namespace}:metrics:durations"
         self.job_owners = f"{namespace}:jobs:owners"
         self.outbox = f"{namespace}:jobs:outbox"
+        # Jobs a worker claimed from the dispatcher and has not started yet (`owned`).
+        self.claimed = f"{namespace}:jobs:claimed"
+        # Each queue's dispatcher starts with this (`dispatcher`); the scripts name a
+        # job's from its queue the same way.
+        self.dispatch_base = f"{namespace}:dispatch:"
         self.studies = f"{namespace}:studies"
         self.studies_expiry = f"{namespace}:studies:expiry"
         # Celery prefixes every broker key with this (kombu's global_keyprefix).
@@ -154,6 +190,19 @@ class Keys:
         """What comes before and after the hostname in `worker_jobs`: for a script that
         reads the reports of the workers it finds in a heartbeat set."""
         return f"{self._prefix}worker:", ":jobs"
+
+    def dispatcher(self, queue: str) -> DispatcherKeys:
+        """The keys of the dispatcher that hands `queue`'s jobs to its workers."""
+        return DispatcherKeys.named(f"{self.dispatch_base}{queue}:")
+
+    def worker_wake(self, hostname: str) -> str:
+        """The list whose token wakes worker `hostname` alone (core.store.dispatch)."""
+        before, after = self.worker_wake_around()
+        return f"{before}{hostname}{after}"
+
+    def worker_wake_around(self) -> tuple[str, str]:
+        """What comes before and after the hostname in `worker_wake`, for a script."""
+        return f"{self._prefix}worker:", ":wake"
 
     def celery_queue(self, queue: str) -> str:
         """The Redis list holding `queue`'s waiting Celery messages (its depth is its LLEN)."""

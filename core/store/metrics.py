@@ -1,5 +1,9 @@
-"""What /metrics counts, read in one round trip: jobs per status, the Celery queues'
-depths and the durations of finished jobs.
+"""What /metrics counts, read in one round trip: jobs per status, the queues' depths and
+the durations of finished jobs.
+
+A queue's depth is the jobs waiting for a worker: those on its dispatcher
+(core.store.dispatch), cancelled ones already out, and any message sent straight to
+its Celery queue (by a client of an earlier release) that no worker has taken yet.
 
     metrics(*, queues) -> MetricsSnapshot
     ping() -> bool
@@ -55,14 +59,21 @@ class MetricsPlans(JobPlans):
     """The deployment's counts, as plans."""
 
     def metrics(self, *, queues: Sequence[str]) -> Plan[MetricsSnapshot]:
-        """Jobs per status, Celery queue depths and job durations (after a prune)."""
+        """Jobs per status, queue depths (jobs waiting for a worker) and job durations
+        (after a prune)."""
         commands: list[tuple[str, ...]] = [("ZCARD", key) for key in self.keys.by_status]
-        commands += [("LLEN", self.keys.celery_queue(queue)) for queue in queues]
+        for queue in queues:
+            commands.append(("ZCARD", self.keys.dispatcher(queue).waiting))
+            commands.append(("LLEN", self.keys.celery_queue(queue)))
         commands.append(("HGETALL", self.keys.durations))
 
         def decode(reply: list[Any]) -> MetricsSnapshot:
             counts = dict(zip(JobStatus, reply, strict=False))
-            depths = dict(zip(queues, reply[len(JobStatus) :], strict=False))
+            waiting = reply[len(JobStatus) : -1]
+            depths = {
+                queue: waiting[2 * index] + waiting[2 * index + 1]
+                for index, queue in enumerate(queues)
+            }
             return MetricsSnapshot(counts, depths, _durations(fields_of(reply[-1])))
 
         return after(self.prune_expired(), Plan(decode, commands=commands, atomic=True))

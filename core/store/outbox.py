@@ -1,10 +1,10 @@
-"""The outbox: every dispatch of a job waits here until its message is confirmed sent.
+"""The outbox: a dispatch a worker claimed waits here until its message is confirmed sent.
 
-A new job's first dispatch and every re-queue are written to the outbox in the
-same step that makes them; the sender confirms each once its Celery message went
-out. A reaper dispatches anew what stays unconfirmed (the API could not reach the
-queue, or a process died in between): the new number voids the first message,
-had it gone out after all.
+A worker's claim on a unit (core.store.dispatch) writes each of its jobs to the
+outbox in the same step; the worker confirms each once it has sent the Celery
+message to its own queue. A reaper queues anew what stays unconfirmed (the worker
+could not reach the queue, or its claiming thread died in between): the new number
+voids the first message, had it gone out after all.
 
     unsent_dispatches(*, older_than=0, limit=100) -> [(job_id, dispatch)]
     redispatch(job_id, *, dispatch, unconfirmed_seconds, reason=None) -> Requeue
@@ -26,7 +26,7 @@ class OutboxPlans(JobPlans):
         self, *, older_than: float = 0.0, limit: int = 100
     ) -> Plan[list[tuple[str, int]]]:
         """(job id, dispatch) of the outbox's entries unconfirmed for over `older_than`
-        seconds, oldest first: first sends and re-queues whose message was not confirmed."""
+        seconds, oldest first: claims whose message was not confirmed sent."""
 
         def decode(reply: list[bytes]) -> list[tuple[str, int]]:
             entries = [member.decode().partition(" ") for member in reply]
@@ -42,11 +42,16 @@ class OutboxPlans(JobPlans):
         unconfirmed_seconds: float,
         reason: str | None = None,
     ) -> Plan[Requeue]:
-        """Dispatch `job_id` anew when its dispatch `dispatch` is still queued and in the
-        outbox, unconfirmed for `unconfirmed_seconds`; `reason` is what the event tells."""
+        """Queue `job_id` anew on its dispatcher when its dispatch `dispatch` is still
+        queued and in the outbox, unconfirmed for `unconfirmed_seconds` (0: a worker
+        gives back a claim it could not send); `reason` is what the event tells."""
         keys = self.job_script_keys(job_id, self.keys.outbox)
         args = self.job_script_args(
-            job_id, f"{job_id} {dispatch}", f"{unconfirmed_seconds:g}", reason or ""
+            job_id,
+            f"{job_id} {dispatch}",
+            f"{unconfirmed_seconds:g}",
+            reason or "",
+            self.keys.dispatch_base,
         )
         return Plan(
             lambda reply: Requeue.from_reply(job_id, reply), script=REDISPATCH, keys=keys, args=args

@@ -28,12 +28,14 @@ import redis.exceptions
 from core.settings import Settings
 from core.store.admission import AdmissionPlans
 from core.store.connections import asyncio_client, blocking_client, multiplexed_client
+from core.store.dispatch import DispatchPlans
 from core.store.keys import Keys
 from core.store.metrics import MetricsPlans
 from core.store.multiplex import MultiplexedRedis
 from core.store.outbox import OutboxPlans
 from core.store.plans import Arg, Plan
 from core.store.scripts import LuaScript
+from core.store.scripts.dispatch import DISPATCH_SCRIPTS
 from core.store.scripts.jobs import JOB_SCRIPTS
 from core.store.scripts.studies import STUDY_SCRIPTS
 from core.store.scripts.workers import WORKER_SCRIPTS
@@ -43,10 +45,15 @@ from core.store.workers import WorkerPlans
 T = TypeVar("T")
 P = ParamSpec("P")
 
-SCRIPTS: tuple[LuaScript, ...] = (*JOB_SCRIPTS, *WORKER_SCRIPTS, *STUDY_SCRIPTS)
+SCRIPTS: tuple[LuaScript, ...] = (
+    *JOB_SCRIPTS,
+    *WORKER_SCRIPTS,
+    *STUDY_SCRIPTS,
+    *DISPATCH_SCRIPTS,
+)
 
 
-class StorePlans(WorkerPlans, OutboxPlans, MetricsPlans, AdmissionPlans, StudyPlans):
+class StorePlans(WorkerPlans, OutboxPlans, DispatchPlans, MetricsPlans, AdmissionPlans, StudyPlans):
     """Every operation of the store, job and study, as plans."""
 
 
@@ -158,6 +165,10 @@ class JobStore:
     unsent_dispatches = _sync(StorePlans.unsent_dispatches)
     redispatch = _sync(StorePlans.redispatch)
     confirm_dispatch = _sync(StorePlans.confirm_dispatch)
+    claim = _sync(StorePlans.claim)
+    wait_for_work = _sync(StorePlans.wait_for_work)
+    forget_idle = _sync(StorePlans.forget_idle)
+    waiting = _sync(StorePlans.waiting)
     metrics = _sync(StorePlans.metrics)
     ping = _sync(StorePlans.ping)
     create_study = _sync(StorePlans.create_study)
@@ -269,6 +280,10 @@ class AsyncJobStore:
     unsent_dispatches = _async(StorePlans.unsent_dispatches)
     redispatch = _async(StorePlans.redispatch)
     confirm_dispatch = _async(StorePlans.confirm_dispatch)
+    claim = _async(StorePlans.claim)
+    wait_for_work = _async(StorePlans.wait_for_work)
+    forget_idle = _async(StorePlans.forget_idle)
+    waiting = _async(StorePlans.waiting)
     metrics = _async(StorePlans.metrics)
     ping = _async(StorePlans.ping)
     create_study = _async(StorePlans.create_study)

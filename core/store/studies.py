@@ -51,10 +51,11 @@ from typing import Any
 import orjson
 
 from core.access.api_keys import ANONYMOUS
+from core.experiment.grouping import MAX_MEMBERS, ensemble_groups, graph_signature
 from core.experiment.jobs import JobStatus, new_job_id
 from core.experiment.studies import StudyPlan
 from core.experiment.study_summary import ChildOutcome, study_status, summarize
-from core.queue.tasks import study_child_task
+from core.queue.tasks import study_child_task, study_group_task
 from core.store.admission import TooManyActiveJobs
 from core.store.events import EVENTS_MAXLEN, STUDY_EVENTS_MAXLEN, JobEvent, read_stream
 from core.store.jobs import owner_of_record
@@ -142,13 +143,15 @@ class StudyPlans(Plans):
         plots: Sequence[str],
         owner: str = ANONYMOUS,
         max_active: int = 0,
+        members: int = MAX_MEMBERS,
     ) -> Plan[StudyRecord]:
         """A queued study of `owner` and its children, one queued job per child spec of
         `plan` on the queue `queues` names for it, all in one step.
 
-        Each child's task trains it and then updates the study; like any new job it waits
-        in the outbox until `confirm_dispatch(child, dispatch=0)` (a reaper sends it
-        otherwise). With `max_active` > 0, raises TooManyActiveJobs (and makes nothing)
+        Each child's task trains it and then updates the study. Children that share a
+        graph (core.experiment.grouping), at most `members` of them, wait on their
+        queue's dispatcher as one unit, which a worker trains side by side; the others
+        each alone. With `max_active` > 0, raises TooManyActiveJobs (and makes nothing)
         when the owner's queued and running jobs plus the children would pass it.
         """
         study_id = new_job_id()
@@ -171,6 +174,7 @@ class StudyPlans(Plans):
             max_active,
             len(children),
             len(pairs),
+            self.keys.dispatch_base,
             *pairs,
         ]
         child_keys: list[str] = []
@@ -183,7 +187,16 @@ class StudyPlans(Plans):
                 dumps_compact(spec.to_json_dict()),
                 spec.training.epochs,
                 dumps_compact(study_child_task(child_id, study_id)),
+                graph_signature(spec),
             ]
+        for group in ensemble_groups(plan.children, max_members=members):
+            ids = [children[index] for index in group]
+            task = (
+                study_group_task(ids, study_id)
+                if len(ids) > 1
+                else study_child_task(ids[0], study_id)
+            )
+            args += [dumps_compact(task), ",".join(map(str, group))]
 
         def decode(reply: list[Any]) -> StudyRecord:
             if reply[0] == b"limited":
@@ -195,7 +208,6 @@ class StudyPlans(Plans):
             self.keys.jobs_with_status(JobStatus.QUEUED),
             self.keys.jobs_with_status(JobStatus.RUNNING),
             self.keys.job_owners,
-            self.keys.outbox,
         ]
         return Plan(
             decode,

@@ -47,9 +47,9 @@ HEARTBEAT_KEEP = 24 * 3600
 class Requeue:
     """What a reaper's claim on a job did: `action` is requeued, failed, cancelled or skip.
 
-    For "requeued": the new `dispatch` number, the `task` to send (name and kwargs,
-    as the record keeps it; None for a record from before it kept one), its `queue`,
-    and the `reason` it is dispatched anew.
+    For "requeued" (the job waits on its queue's dispatcher again): the new `dispatch`
+    number, the `task` its message will carry (name and kwargs, as the record keeps it;
+    None for a record from before it kept one), its `queue`, and the `reason`.
     """
 
     job_id: str
@@ -137,7 +137,9 @@ class WorkerPlans(JobPlans):
 
         Atomic, as requeue_lost; "skip" when the job moved on or the worker is back.
         """
-        args = self.job_script_args(job_id, hostname, dispatch, f"{silent_seconds:g}")
+        args = self.job_script_args(
+            job_id, hostname, dispatch, f"{silent_seconds:g}", self.keys.dispatch_base
+        )
         return self._claim(REQUEUE_HELD, job_id, queue, hostname, args)
 
     def forget_report(self, *, queue: str, hostname: str, silent_seconds: float) -> Plan[None]:
@@ -172,10 +174,16 @@ class WorkerPlans(JobPlans):
         whose worker `hostname` is lost: silent for `silent_seconds`, or beating without it.
 
         Atomic, so of several reapers one acts; the others (and a job that is fine) get
-        action "skip". After "requeued", send the task, then `confirm_dispatch`.
+        action "skip". A "requeued" job waits on its queue's dispatcher again, first
+        of its owner's (core.store.dispatch).
         """
         args = self.job_script_args(
-            job_id, hostname, delivery, f"{silent_seconds:g}", max_deliveries
+            job_id,
+            hostname,
+            delivery,
+            f"{silent_seconds:g}",
+            max_deliveries,
+            self.keys.dispatch_base,
         )
         return self._claim(REQUEUE_LOST, job_id, queue, hostname, args)
 
@@ -184,10 +192,7 @@ class WorkerPlans(JobPlans):
     ) -> Plan[Requeue]:
         """A claim on `job_id` whose worker `hostname` (of `queue`) may be lost."""
         keys = self.job_script_keys(
-            job_id,
-            self.keys.worker_heartbeats(queue),
-            self.keys.worker_jobs(hostname),
-            self.keys.outbox,
+            job_id, self.keys.worker_heartbeats(queue), self.keys.worker_jobs(hostname)
         )
         return Plan(
             lambda reply: Requeue.from_reply(job_id, reply), script=script, keys=keys, args=args

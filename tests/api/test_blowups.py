@@ -96,8 +96,10 @@ def test_an_exception_in_the_worker_fails_the_job_with_type_and_message_only(
 ) -> None:
     spec = ExperimentSpec.model_validate({"seed": 1, "training": {"epochs": 2}})
     queue = settings.queue_for(spec.device)
-    job_id = store.create(spec=spec, queue=queue).record.id
-    # A stored spec the engine refuses (as one written by another release might be).
+    # Parked where no worker claims it, while its spec is changed to one the engine
+    # refuses (as one written by another release might be); then sent straight to the
+    # workers' queue.
+    job_id = store.create(spec=spec, queue=f"{queue}.parked").record.id
     record_key = Keys(settings.namespace).job(job_id).record
     store.client.hset(record_key, "spec", json.dumps({"model": {"hidden_layers": []}}))
     send_training(celery, job_id=job_id, queue=queue)

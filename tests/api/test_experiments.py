@@ -40,15 +40,18 @@ def test_post_of_an_empty_spec_is_the_tutorial(client: httpx.Client) -> None:
     assert job["progress"]["epochs"] == 100 and job["spec"]["seed"] > 0
 
 
-def test_celery_message_is_enqueued_on_the_specs_queue(
+def test_a_job_waits_on_the_dispatcher_of_its_specs_queue(
     client: httpx.Client, store: JobStore
 ) -> None:
-    job = post(client).json()
-    queue_key = store.plans.keys.celery_queue(job["queue"])
-    messages = store.client.lrange(queue_key, 0, -1)
-    assert any(job["id"].encode() in message for message in messages)  # type: ignore[union-attr]
-    # Sent, so confirmed: no reaper will send it again.
+    job = post(client, {"device": "gpu"}).json()  # no gpu worker here: it waits
+
+    assert job["queue"].endswith("gpu")
+    assert job["id"] in store.waiting(queue=job["queue"])
+    # No message until a worker claims it, so nothing for a reaper to send either.
+    assert store.client.llen(store.plans.keys.celery_queue(job["queue"])) == 0
     assert job["id"] not in [job_id for job_id, _ in store.unsent_dispatches(limit=10_000)]
+    client.post(f"/v1/experiments/{job['id']}/cancel")
+    assert job["id"] not in store.waiting(queue=job["queue"])
 
 
 def test_idempotency_key_replays_the_first_job(client: httpx.Client) -> None:

@@ -39,7 +39,7 @@ from core.plotting.study_plots import (
     render_study_plot,
     study_series,
 )
-from core.queue.tasks import study_child_task
+from core.queue.tasks import study_child_task, study_group_task
 from core.settings import Settings
 from core.store.admission import TooManyActiveJobs
 from core.store.records import WorkerInfo
@@ -514,7 +514,7 @@ def _events(store: StudyStore, study_id: str) -> list[tuple[str, dict[str, Any]]
     return [(e.type, json.loads(e.data)) for e in store.read_study_events(study_id)]
 
 
-def test_a_study_is_made_with_its_children_each_waiting_to_be_sent(
+def test_a_study_is_made_with_its_children_waiting_in_units_that_share_a_graph(
     study_store: StudyStore,
 ) -> None:
     study_id, children = _new_study(study_store, seeds=2)
@@ -525,8 +525,15 @@ def test_a_study_is_made_with_its_children_each_waiting_to_be_sent(
         assert record.queue == "nowhere" and record.dispatch == 0
         task = study_store.client.hget(study_store.plans.keys.job(child).record, "task")
         assert json.loads(task or b"null") == study_child_task(child, study_id)
-    unsent = study_store.unsent_dispatches(limit=10_000)
-    assert all((child, 0) in unsent for child in children)
+    assert sorted(study_store.waiting(queue="nowhere")) == sorted(children)
+    # Each activation's two seeds share a graph: one unit, trained side by side.
+    units = [study_store.claim(queue="nowhere", hostname="w@test") for _ in range(3)]
+    assert units[2] is None
+    for unit in units[:2]:
+        assert unit is not None
+        ids = [job_id for job_id, _ in unit.jobs]
+        assert unit.task == study_group_task(ids, study_id) and len(ids) == 2
+    assert sorted(job for unit in units if unit for job, _ in unit.jobs) == sorted(children)
     events = [(e.type, json.loads(e.data)) for e in study_store.read_events(children[0])]
     assert events == [("state", {"status": "queued"})]
 

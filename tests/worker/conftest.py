@@ -48,22 +48,36 @@ class Deployment:
     def queue(self) -> str:
         return self.settings.queue_for(Device.CPU)
 
+    @property
+    def parking(self) -> str:
+        """A queue no worker serves: a job made there waits until a test sends its message."""
+        return f"{self.settings.namespace}.parked"
+
     def create(self, spec: dict[str, Any]) -> str:
-        """A queued job in the store, not yet sent (a reaper sends it if nobody does); its id."""
+        """A queued job waiting on the dispatcher, as the API makes one: a worker claims
+        and trains it; its id."""
         created = self.store.create(spec=ExperimentSpec.model_validate(spec), queue=self.queue)
         return created.record.id
 
+    def park(self, spec: dict[str, Any]) -> str:
+        """A queued job that no worker claims (it waits on a queue none serves), for a test
+        to change before it sends the job's message itself (`enqueue`); its id."""
+        created = self.store.create(spec=ExperimentSpec.model_validate(spec), queue=self.parking)
+        return created.record.id
+
     def enqueue(self, job_id: str, **options: Any) -> None:
-        """Send the training task by name and confirm it sent, as the API does (`options`
-        as for send_task)."""
+        """Send the job's message straight to the workers' queue (as a client of an earlier
+        release did), with `options` as for send_task (per-message time limits)."""
         self.celery.send_task(
             TRAIN_TASK, kwargs={"job_id": job_id}, queue=self.queue, task_id=job_id, **options
         )
-        self.store.confirm_dispatch(job_id, dispatch=0)
 
     def submit(self, spec: dict[str, Any], **options: Any) -> str:
-        """Create a job and enqueue it; its id."""
-        job_id = self.create(spec)
+        """A job that runs: made on the dispatcher, or with `options` (send_task's) parked
+        and sent with them; its id."""
+        if not options:
+            return self.create(spec)
+        job_id = self.park(spec)
         self.enqueue(job_id, **options)
         return job_id
 

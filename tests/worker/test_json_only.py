@@ -36,7 +36,7 @@ def test_a_pickled_message_is_refused_unopened(
     deployment: Deployment, worker_process: Worker, tmp_path: Path
 ) -> None:
     marker = tmp_path / "unpickled"
-    job_id = deployment.create({"seed": 1, "training": {"epochs": 1}})
+    job_id = deployment.park({"seed": 1, "training": {"epochs": 1}})
     deployment.celery.send_task(
         TRAIN_TASK,
         kwargs={"job_id": job_id, "payload": _OpensAFileWhenUnpickled(marker)},
@@ -44,9 +44,10 @@ def test_a_pickled_message_is_refused_unopened(
         task_id=job_id,
         serializer="pickle",
     )
-    deployment.store.confirm_dispatch(job_id, dispatch=0)  # sent: no reaper sends it again
-    # One worker takes messages in order: once a later job is done, the pickled one was seen.
-    later = deployment.submit({"seed": 2, "training": {"epochs": 1}})
+    # One worker takes a queue's messages in order: once a later one is done, the
+    # pickled one was seen.
+    later = deployment.park({"seed": 2, "training": {"epochs": 1}})
+    deployment.enqueue(later)
     assert deployment.wait_for_status(later, FINISHED).status is JobStatus.SUCCEEDED
 
     record = deployment.store.get(job_id)

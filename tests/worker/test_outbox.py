@@ -1,23 +1,21 @@
-"""A job stored but never sent still runs, exactly once: the outbox, with real workers.
+"""A job stored but never sent still runs, exactly once: the dispatcher and the outbox,
+with real workers.
 
-Every new job waits in the store's outbox until its sender confirms its message went
-out. Here the sender never does (an API process that died after storing it), or the
-API cannot reach the queue at all (its broker connection points at a closed port):
-or loses it part-way through a study's children: the client still gets 202 and the
-job, and a reaper of the fast-reaping workers (tests.worker.conftest) sends it a
-silence period on, or a retry with the same Idempotency-Key does at once.
+The API sends nothing: a job waits on its queue's dispatcher from the step that
+stores it, so an API process that dies right after storing loses nothing. A worker
+that claims a unit writes it to the outbox and to its report, then sends the message
+to itself; here a "worker" claims and never sends (its claiming thread died), or
+claims, sends nowhere and falls silent (its process died), and a reaper of the
+fast-reaping workers (tests.worker.conftest) queues the job again a silence period on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from typing import Any
 
 import httpx
-from celery import Celery
-from kombu.exceptions import OperationalError
 
 from api.main import create_app
 from core.experiment.jobs import FINISHED, JobStatus, new_job_id
@@ -34,32 +32,13 @@ STUDY: dict[str, Any] = {
     "base": {"seed": 5, "dataset": {"n_samples": 200}, "training": {"epochs": 3}},
     "axes": {"model.activation": ["tanh", "relu"]},
 }
-
-
-class QueueGoesAway:
-    """A Celery client that sends its first `sends` messages, then finds the queue gone."""
-
-    def __init__(self, celery: Celery, sends: int) -> None:
-        self.celery = celery
-        self.sends = sends
-
-    def send_task(self, *args: Any, **kwargs: Any) -> Any:
-        if self.sends == 0:
-            raise OperationalError("Error 111 connecting to redis:6379. Connection refused.")
-        self.sends -= 1
-        return self.celery.send_task(*args, **kwargs)
+GHOST = "ghost@outbox"
 
 
 def post(
-    settings: Settings,
-    body: dict[str, Any],
-    *,
-    path: str = "/v1/experiments",
-    sends: int | None = None,
-    **headers: str,
+    settings: Settings, body: dict[str, Any], *, path: str = "/v1/experiments", **headers: str
 ) -> httpx.Response:
-    """POST to the real app, started as a server starts it; with `sends`, its Celery
-    client sends that many messages, then finds the queue unreachable."""
+    """POST to the real app, started as a server starts it."""
     app = create_app(settings)
 
     async def request() -> httpx.Response:
@@ -68,10 +47,6 @@ def post(
             app.router.lifespan_context(app),
             httpx.AsyncClient(transport=transport, base_url="http://test") as client,
         ):
-            if sends is not None:
-                services = app.state.services
-                flaky = QueueGoesAway(services.celery, sends)
-                app.state.services = dataclasses.replace(services, celery=flaky)
             return await client.post(path, json=body, headers=headers)
 
     return asyncio.run(request())
@@ -90,11 +65,39 @@ def assert_ran_once(deployment: Deployment, job_id: str) -> None:
     assert (job_id, record.dispatch) not in deployment.store.unsent_dispatches()
 
 
-def test_a_job_stored_but_never_sent_is_sent_by_a_reaper_and_runs_once(
+def requeue_reasons(deployment: Deployment, job_id: str) -> list[str]:
+    return [state["reason"] for state in states(deployment, job_id) if state.get("requeued")]
+
+
+def test_a_job_stored_runs_once_without_any_message_from_its_api(workers: Workers) -> None:
+    deployment = workers.deployment
+    job_id = deployment.create(QUICK)  # stored, then its API process died: nothing sent
+
+    assert_ran_once(deployment, job_id)
+    assert deployment.store.get(job_id).dispatch == 0  # type: ignore[union-attr]
+    assert requeue_reasons(deployment, job_id) == []
+
+
+def ghost_claims(deployment: Deployment, *, beating: bool) -> str:
+    """A job that worker GHOST claimed (the live workers never saw it: it waited on a
+    queue they do not serve, then moved to theirs); with `beating`, GHOST beat once."""
+    job_id = deployment.park(QUICK)
+    store = deployment.store
+    if beating:
+        store.record_heartbeat(queue=deployment.queue, hostname=GHOST)
+    claim = store.claim(queue=deployment.parking, hostname=GHOST)
+    assert claim is not None and claim.jobs == [(job_id, 0)]
+    # Queued again, it waits where the live workers claim.
+    store.client.hset(store.plans.keys.job(job_id).record, "queue", deployment.queue)
+    return job_id
+
+
+def test_a_claim_never_sent_is_queued_again_by_a_reaper_and_runs_once(
     workers: Workers,
 ) -> None:
     deployment = workers.deployment
-    job_id = deployment.create(QUICK)  # stored, then its API process died: nothing sent
+    # Its claiming thread died before sending: nothing confirmed.
+    job_id = ghost_claims(deployment, beating=False)
 
     record = deployment.wait_for_status(
         job_id, {JobStatus.RUNNING, *FINISHED}, timeout=RECOVERY_SECONDS
@@ -102,29 +105,29 @@ def test_a_job_stored_but_never_sent_is_sent_by_a_reaper_and_runs_once(
 
     assert record.dispatch == 1
     assert_ran_once(deployment, job_id)
-    [requeued] = [state for state in states(deployment, job_id) if state.get("requeued")]
-    assert requeued["reason"] == "its message was not confirmed sent"
+    assert requeue_reasons(deployment, job_id) == ["its message was not confirmed sent"]
 
 
-def test_a_job_the_api_could_not_send_is_accepted_and_runs_once(workers: Workers) -> None:
+def test_a_claim_whose_worker_died_before_starting_it_runs_once(workers: Workers) -> None:
     deployment = workers.deployment
+    # It sent the message to its own queue, confirmed, then died.
+    job_id = ghost_claims(deployment, beating=True)
+    deployment.store.confirm_dispatch(job_id, dispatch=0)
 
-    response = post(workers.settings, QUICK, sends=0)
+    record = deployment.wait_for_status(
+        job_id, {JobStatus.RUNNING, *FINISHED}, timeout=RECOVERY_SECONDS
+    )
 
-    assert response.status_code == 202, response.text
-    job = response.json()
-    assert job["status"] == "queued" and response.headers["location"].endswith(job["id"])
-    assert job["error"] is None and "111" not in response.text  # no broker error shown
-    assert_ran_once(deployment, job["id"])
-    assert deployment.store.get(job["id"]).dispatch == 1  # type: ignore[union-attr]
+    assert record.dispatch == 1
+    assert_ran_once(deployment, job_id)
+    reason = f"its worker {GHOST} was lost before it started the job"
+    assert requeue_reasons(deployment, job_id) == [reason]
 
 
-def test_a_retry_after_a_failed_send_gets_the_same_job_and_it_runs_once(
-    workers: Workers,
-) -> None:
+def test_a_retry_gets_the_same_job_and_it_runs_once(workers: Workers) -> None:
     deployment = workers.deployment
     key = {"Idempotency-Key": f"outbox-{new_job_id()}"}
-    first = post(workers.settings, QUICK, sends=0, **key)
+    first = post(workers.settings, QUICK, **key)
     assert first.status_code == 202, first.text
 
     again = post(workers.settings, QUICK, **key)
@@ -133,7 +136,6 @@ def test_a_retry_after_a_failed_send_gets_the_same_job_and_it_runs_once(
     assert again.json()["id"] == first.json()["id"]
     assert again.headers["idempotent-replayed"] == "true"
     assert_ran_once(deployment, first.json()["id"])
-    # The retry's own replay, once the job ran, sends nothing more.
     third = post(workers.settings, QUICK, **key)
     assert third.json()["id"] == first.json()["id"] and third.json()["status"] == "succeeded"
     assert_ran_once(deployment, first.json()["id"])
@@ -150,11 +152,11 @@ def wait_for_study_end(studies: StudyStore, study_id: str) -> Any:
     return found[0]
 
 
-def test_a_study_stored_but_never_sent_completes_with_its_plots(workers: Workers) -> None:
+def test_a_study_stored_completes_with_its_plots(workers: Workers) -> None:
     studies = StudyStore(workers.deployment.store.client, plans_from_settings(workers.settings))
     plan = expand_study(StudyRequest.model_validate(STUDY))
     queue = workers.deployment.queue
-    # Stored, then its API process died: no child was sent.
+    # Stored, then its API process died: nothing else needed.
     study = studies.create_study(
         plan=plan, queues=[queue] * len(plan.children), plots=planned_study_plots(plan.children)
     )
@@ -167,21 +169,3 @@ def test_a_study_stored_but_never_sent_completes_with_its_plots(workers: Workers
     # The children ran as the study's: the worker of the last one drew the study's plots.
     assert studies.get_study_series(study.id) is not None
     assert studies.get_study_plot(study.id, field="curves", body=False).etag
-
-
-def test_a_study_whose_sends_fail_part_way_completes(workers: Workers) -> None:
-    studies = StudyStore(workers.deployment.store.client, plans_from_settings(workers.settings))
-
-    response = post(workers.settings, STUDY, path="/v1/studies", sends=1)
-
-    assert response.status_code == 202, response.text
-    study = response.json()
-    # Accepted whole; the child that was sent may already be running, or even done.
-    assert study["progress"]["children"] == 2 and study["status"] != "failed"
-    ended = wait_for_study_end(studies, study["id"])
-    assert ended.status is JobStatus.SUCCEEDED, ended
-    first, second = ended.child_ids
-    assert_ran_once(workers.deployment, first)
-    assert_ran_once(workers.deployment, second)
-    dispatches = [workers.deployment.store.get(child).dispatch for child in ended.child_ids]  # type: ignore[union-attr]
-    assert dispatches == [0, 1]  # the first was sent; a reaper sent the second

@@ -13,6 +13,7 @@ import signal
 from collections.abc import Callable
 
 import pytest
+from celery.utils import worker_direct
 
 from core.experiment.jobs import FINISHED, JobStatus
 from core.queue.app import celery_config, make_celery
@@ -142,9 +143,11 @@ def test_a_worker_killed_outright_leaves_its_job_to_be_delivered_again(
     with expired.connection_for_write() as connection:
         connection.default_channel.qos.restore_visible(num=10)
     expired.close()
-    assert deployment.store.client.llen(keys.celery_queue(deployment.queue)) == 1
+    # Back to the queue it came from: the worker's own, where its claims arrive.
+    own_queue = keys.celery_queue(worker_direct(doomed.hostname).name)
+    assert deployment.store.client.llen(own_queue) == 1
 
-    start_prefork_worker(settings)
+    start_prefork_worker(settings)  # the same hostname: it consumes that queue again
     record = deployment.wait_for_status(job_id, FINISHED)
 
     assert record.status is JobStatus.SUCCEEDED, record.error

@@ -1,7 +1,8 @@
 """The training task end to end: a real Celery worker process on the real Redis.
 
-Jobs are created in the store and enqueued by task name, as the API does; the
-session's worker (`worker_process`) trains them with the real engine.
+Jobs are created in the store, where the dispatcher hands them to a worker, as the API
+makes them (or parked, changed and sent straight to the queue, where a test needs it);
+the session's worker (`worker_process`) trains them with the real engine.
 """
 
 from __future__ import annotations
@@ -101,11 +102,13 @@ def test_a_cancel_stops_the_slowest_spec_within_its_first_epoch(
 def test_a_job_cancelled_while_queued_never_runs(
     deployment: Deployment, worker_process: Worker
 ) -> None:
-    job_id = deployment.create(QUICK_SPEC)
+    job_id = deployment.park(QUICK_SPEC)
     deployment.store.request_cancel(job_id)
     deployment.enqueue(job_id)
-    # One worker takes jobs in order: once a later job is done, the cancelled one was seen.
-    later = deployment.submit({"seed": 7, "training": {"epochs": 1}})
+    # One worker takes a queue's messages in order: once a later one is done, the
+    # cancelled one was seen.
+    later = deployment.park({"seed": 7, "training": {"epochs": 1}})
+    deployment.enqueue(later)
     deployment.wait_for_status(later, FINISHED)
 
     record = deployment.store.get(job_id)
@@ -117,7 +120,7 @@ def test_a_job_cancelled_while_queued_never_runs(
 def test_an_exception_fails_the_job_with_its_type_and_message(
     deployment: Deployment, worker_process: Worker
 ) -> None:
-    job_id = deployment.create(QUICK_SPEC)
+    job_id = deployment.park(QUICK_SPEC)
     # A stored spec the engine cannot take (as if written by an older release).
     record_key = Keys(deployment.settings.namespace).job(job_id).record
     deployment.store.client.hset(record_key, "spec", json.dumps({"training": {"epochs": 0}}))
@@ -136,7 +139,7 @@ def test_an_exception_fails_the_job_with_its_type_and_message(
 def test_a_job_out_of_deliveries_is_failed_with_the_reason(
     deployment: Deployment, worker_process: Worker
 ) -> None:
-    job_id = deployment.create(QUICK_SPEC)
+    job_id = deployment.park(QUICK_SPEC)
     # Earlier deliveries that each lost their worker mid-job.
     lost = WorkerInfo("lost@host", "cpu", "CPU", "")
     limit = deployment.settings.max_deliveries
@@ -159,7 +162,7 @@ def test_the_hard_time_limit_fails_the_job_from_the_main_process(
     # main process. Called here as Celery calls it.
     from worker.tasks import train
 
-    job_id = deployment.create(QUICK_SPEC)
+    job_id = deployment.park(QUICK_SPEC)
     deployment.store.mark_running(
         job_id, worker=WorkerInfo("stuck@host", "cpu", "CPU", ""), max_deliveries=3
     )
@@ -179,7 +182,7 @@ def test_a_failure_outside_the_body_tells_its_reason_without_the_stack(
 ) -> None:
     from worker.tasks import train
 
-    job_id = deployment.create(QUICK_SPEC)
+    job_id = deployment.park(QUICK_SPEC)
     deployment.store.mark_running(
         job_id, worker=WorkerInfo("w@host", "cpu", "CPU", ""), max_deliveries=3
     )

@@ -9,6 +9,7 @@ the job's key layout (`core.store.scripts.jobs.JOB_LAYOUT`) after it.
                  an owner's admission; a PNG cached beside a finished job or study
     workers.py   heartbeats, lost workers and their jobs, the outbox of dispatches
     studies.py   a study beside its children: create, reconcile, seal, cancel, delete
+    dispatch.py  the dispatcher: a queue's units waiting, a worker's claim on the next
 """
 
 from __future__ import annotations

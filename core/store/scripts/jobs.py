@@ -9,6 +9,7 @@ every transition shares.
 from __future__ import annotations
 
 from core.store.scripts import LuaScript, lua_script
+from core.store.scripts.dispatch import DISPATCHER
 
 # Job duration histogram buckets (seconds); the Lua scripts count into them.
 DURATION_BUCKETS: tuple[float, ...] = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -28,7 +29,19 @@ local id, ttl, cap = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 
 local function emit(kind, data) append_event(events, cap, kind, data) end
 
+-- While it waits for a worker, or is on its way to one, a job sits in an index of the
+-- dispatcher (core.store.scripts.dispatch) its record names; any change of status, a
+-- re-queue or a delete takes it out.
+local function leave_dispatcher()
+  local index = redis.call('HGET', record, 'dispatch_index')
+  if index then
+    redis.call('ZREM', index, id)
+    redis.call('HDEL', record, 'dispatch_index')
+  end
+end
+
 local function set_status(from, to)
+  leave_dispatcher()
   redis.call('HSET', record, 'status', to)
   if from then redis.call('ZREM', by_status[from], id) end
   redis.call('ZADD', by_status[to], 0, id)
@@ -91,25 +104,24 @@ end
 """
 )
 
-# A new queued job, whole: its record (with the task that trains it, at dispatch 0),
-# owner, indexes, "queued" event, and its first dispatch in the outbox, where it stays
-# until its sender confirms the message went out (a reaper sends it if none does).
-# Shared by CREATE and a study's creation (core.store.scripts.studies). `at` holds the
-# keys record, events, jobs, queued (the status index), owners and outbox; `job` the
-# fields id, queue, spec, epochs, owner, task.
+# A new queued job's record, owner, indexes and "queued" event; the caller queues it on its
+# queue's dispatcher (core.store.scripts.dispatch.DISPATCHER: `enqueue`), alone or with
+# others, in the same step. Shared by CREATE and a study's creation
+# (core.store.scripts.studies). `at` holds the keys record, events, jobs, queued (the status
+# index) and owners; `job` the fields id, queue, spec, epochs, owner, task, graph (its
+# graph's signature, core.experiment.grouping.graph_signature).
 NEW_JOB = """
 local function new_job(at, job, cap, t)
   redis.call('HSET', at.record, 'id', job.id, 'status', 'queued', 'queue', job.queue,
              'created_at', stamp(t), 'spec', job.spec, 'epoch', 0,
              'epochs', job.epochs, 'deliveries', 0, 'dispatch', 0, 'cancel_requested', 0,
-             'owner', job.owner, 'task', job.task)
+             'owner', job.owner, 'task', job.task, 'graph', job.graph)
   redis.call('HSET', at.owners, job.id, job.owner)
   for _, index in ipairs({at.jobs, at.queued}) do
     redis.call('ZADD', index, 0, job.id)
     redis.call('ZADD', owned(index, job.owner), 0, job.id)
   end
   append_event(at.events, cap, 'state', '{"status":"queued"}')
-  redis.call('ZADD', at.outbox, t, job.id .. ' 0')
 end
 """
 
@@ -121,29 +133,33 @@ def job_script(name: str, *parts: str) -> LuaScript:
 
 CREATE = job_script(
     "create",
+    DISPATCHER,
     NEW_JOB,
     """
 -- ARGV[4] queue, [5] spec JSON, [6] epochs, [7] idempotency value or '',
 -- [8] idempotency ttl, [9] the stale idempotency value this replaces, or '', [10] owner,
--- [11] the owner's limit of active jobs (0: none), [12] the task JSON;
--- KEYS[15] the outbox, [16] the idempotency key (when ARGV[7] is given)
+-- [11] the owner's limit of active jobs (0: none), [12] the task JSON, [13] the dispatch
+-- base, [14] the graph signature; KEYS[15] the idempotency key (when ARGV[7] is given)
 local owner, limit = ARGV[10], tonumber(ARGV[11])
 if ARGV[7] ~= '' then
   -- A replay whose first job is gone replaces only the value it found: of two such
   -- replays at once, the second finds the first one's new job here, and replays it.
-  local previous = redis.call('GET', KEYS[16])
+  local previous = redis.call('GET', KEYS[15])
   if previous and previous ~= ARGV[9] then return {'replay', previous} end
 end
 if limit > 0 then
   local active = active_jobs(by_status.queued, by_status.running, owner)
   if active >= limit then return {'limited', active} end
 end
-if ARGV[7] ~= '' then redis.call('SET', KEYS[16], ARGV[7], 'EX', ARGV[8]) end
+if ARGV[7] ~= '' then redis.call('SET', KEYS[15], ARGV[7], 'EX', ARGV[8]) end
+local t = now()
 new_job({record = record, events = events, jobs = jobs, queued = by_status.queued,
-         owners = owners, outbox = KEYS[15]},
+         owners = owners},
         {id = id, queue = ARGV[4], spec = ARGV[5], epochs = ARGV[6], owner = owner,
-         task = ARGV[12]},
-        cap, now())
+         task = ARGV[12], graph = ARGV[14]},
+        cap, t)
+enqueue(dispatcher(ARGV[13], ARGV[4]), owner, {{id = id, dispatch = 0, record = record}},
+        graph_of(ARGV[14], 1), ARGV[12], t, false)
 return {'created', redis.call('HGETALL', record)}
 """,
 )
@@ -281,6 +297,7 @@ DELETE = job_script(
     "delete",
     """
 local existed = redis.call('EXISTS', record)
+leave_dispatcher()
 redis.call('DEL', record, result, arrays, plots, events)
 redis.call('ZREM', jobs, id)
 redis.call('ZREM', expiry, id)

@@ -9,35 +9,51 @@ once).
 from __future__ import annotations
 
 from core.store.scripts import LuaScript, lua_script
+from core.store.scripts.dispatch import DISPATCHER
 from core.store.scripts.jobs import NEW_JOB
 
 CREATE_STUDY = lua_script(
     "create_study",
+    DISPATCHER,
     NEW_JOB,
     """
 -- KEYS[1] record, [2] events, [3] studies index, [4] the owner's, [5] jobs index,
--- [6] queued jobs index, [7] running jobs index, [8] job owners, [9] the job outbox,
--- then each child's record and events; ARGV[1] id, [2] cap, [3] a job's events cap,
--- [4] owner, [5] the owner's limit of active jobs (0: none), [6] n children,
--- [7] m, [8 .. 7+m] record field/value pairs, then per child id, queue, spec JSON,
--- epochs, task JSON.
--- The study and every child in one step: a creation that fails part-way leaves none
--- of them, and every child waits in the outbox until its message is confirmed sent.
+-- [6] queued jobs index, [7] running jobs index, [8] job owners, then each child's record
+-- and events; ARGV[1] id, [2] cap, [3] a job's events cap, [4] owner, [5] the owner's
+-- limit of active jobs (0: none), [6] n children, [7] m, [8] the dispatch base,
+-- [9 .. 8+m] record field/value pairs, then per child id, queue, spec JSON, epochs, task
+-- JSON, graph signature; then per unit its task JSON and the indexes of its children
+-- ("0,3,6"), which share the first one's graph.
+-- The study and every child in one step, each child queued on its queue's dispatcher in
+-- its unit (alone, or with the children it trains beside): a creation that fails
+-- part-way leaves none of them.
 local owner, limit, n, m = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 if limit > 0 then
   local active = active_jobs(KEYS[6], KEYS[7], owner)
   if active + n > limit then return {'limited', active} end
 end
 local t = now()
-local at = {jobs = KEYS[5], queued = KEYS[6], owners = KEYS[8], outbox = KEYS[9]}
+local at = {jobs = KEYS[5], queued = KEYS[6], owners = KEYS[8]}
+local children = {}
 for i = 0, n - 1 do
-  local a = 8 + m + 5 * i
-  at.record, at.events = KEYS[10 + 2 * i], KEYS[11 + 2 * i]
+  local a = 9 + m + 6 * i
+  at.record, at.events = KEYS[9 + 2 * i], KEYS[10 + 2 * i]
+  children[i] = {id = ARGV[a], queue = ARGV[a + 1], record = at.record, graph = ARGV[a + 5]}
   new_job(at, {id = ARGV[a], queue = ARGV[a + 1], spec = ARGV[a + 2], epochs = ARGV[a + 3],
-               owner = owner, task = ARGV[a + 4]}, ARGV[3], t)
+               owner = owner, task = ARGV[a + 4], graph = ARGV[a + 5]}, ARGV[3], t)
+end
+for u = 9 + m + 6 * n, #ARGV, 2 do
+  local jobs = {}
+  for index in string.gmatch(ARGV[u + 1], '%d+') do
+    local child = children[tonumber(index)]
+    jobs[#jobs + 1] = {id = child.id, dispatch = 0, record = child.record}
+  end
+  local first = children[tonumber(string.match(ARGV[u + 1], '%d+'))]
+  enqueue(dispatcher(ARGV[8], first.queue), owner, jobs, graph_of(first.graph, #jobs),
+          ARGV[u], t, false)
 end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'status', 'queued', 'created_at',
-           stamp(t), 'cancel_requested', 0, unpack(ARGV, 8, 7 + m))
+           stamp(t), 'cancel_requested', 0, unpack(ARGV, 9, 8 + m))
 redis.call('ZADD', KEYS[3], 0, ARGV[1])
 redis.call('ZADD', KEYS[4], 0, ARGV[1])
 append_event(KEYS[2], ARGV[2], 'state', '{"status":"queued"}')

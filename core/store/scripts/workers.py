@@ -5,6 +5,7 @@ re-queue of a lost worker's jobs, and the outbox of dispatches not yet confirmed
 from __future__ import annotations
 
 from core.store.scripts import LuaScript, lua_script
+from core.store.scripts.dispatch import DISPATCHER
 from core.store.scripts.jobs import job_script
 
 HEARTBEAT = lua_script(
@@ -68,25 +69,33 @@ return redis.call('DEL', KEYS[2])
 # What the reaper's scripts reply: {'requeued', dispatch, task JSON, queue, reason},
 # {'failed', reason}, {'cancelled'} or {'skip'} (nothing to do, or another reaper did it).
 REQUEUE = """
--- `last_worker`: the hostname of the lost run's worker, told in the event (or nil).
-local function requeue(reason, outbox, last_worker)
+-- Queue the job again, as a new dispatch, at the head of its owner's units on its queue's
+-- dispatcher (`base`: the namespace's dispatch base); a message of an earlier dispatch is
+-- void from now on. `last_worker`: the hostname of the lost run's worker, told in the
+-- event (or nil).
+local function requeue(reason, base, last_worker)
+  leave_dispatcher()
   local dispatch = redis.call('HINCRBY', record, 'dispatch', 1)
   local t = now()
+  local job = redis.call('HMGET', record, 'queue', 'owner', 'graph', 'task')
   redis.call('HSET', record, 'requeued_at', stamp(t))
-  redis.call('ZADD', outbox, t, id .. ' ' .. dispatch)
+  enqueue(dispatcher(base, job[1]), job[2] or ANONYMOUS,
+          {{id = id, dispatch = dispatch, record = record}}, graph_of(job[3], 1),
+          job[4] or '', t, true)
   emit('state', cjson.encode({status = 'queued', requeued = true, dispatch = dispatch,
                               reason = reason, last_worker = last_worker}))
-  return {'requeued', dispatch, redis.call('HGET', record, 'task') or '',
-          redis.call('HGET', record, 'queue'), reason}
+  return {'requeued', dispatch, job[4] or '', job[1], reason}
 end
 """
 
 REQUEUE_LOST = job_script(
     "requeue_lost",
+    DISPATCHER,
     REQUEUE,
     """
--- KEYS[15] heartbeats of the job's queue, [16] its worker's jobs key, [17] the outbox;
--- ARGV[4] worker hostname, [5] delivery, [6] silent seconds, [7] max deliveries.
+-- KEYS[15] heartbeats of the job's queue, [16] its worker's jobs key;
+-- ARGV[4] worker hostname, [5] delivery, [6] silent seconds, [7] max deliveries,
+-- [8] the dispatch base.
 -- A running job is lost when its worker has not beaten for `silent` seconds, or beats
 -- but its last report (taken well after the job started) no longer lists the job.
 -- Re-checked here, atomically, so of several reapers exactly one acts.
@@ -135,20 +144,21 @@ set_status('running', 'queued')
 -- kept (last_worker) for its late word that the run was interrupted.
 redis.call('HDEL', record, 'started_at', 'worker')
 redis.call('HSET', record, 'epoch', 0, 'last_worker', host)
-return requeue(reason, KEYS[17], host)
+return requeue(reason, ARGV[8], host)
 """,
 )
 
 REQUEUE_HELD = job_script(
     "requeue_held",
+    DISPATCHER,
     REQUEUE,
     """
--- KEYS[15] heartbeats of the worker's queue, [16] its jobs key, [17] the outbox;
--- ARGV[4] worker hostname, [5] dispatch, [6] silent seconds.
--- A queued job whose message a lost worker held, at the job's current dispatch, was
--- never started: the worker died between taking the message and marking the job
--- running. Its message waits in Celery's unacked set for the visibility timeout (an
--- hour and more); dispatched anew, the job runs now, and that message is void by then.
+-- KEYS[15] heartbeats of the worker's queue, [16] its jobs key;
+-- ARGV[4] worker hostname, [5] dispatch, [6] silent seconds, [7] the dispatch base.
+-- A queued job whose message a lost worker held (or had claimed from the dispatcher), at
+-- the job's current dispatch, was never started: the worker died between claiming it and
+-- marking it running. Its message waits in the worker's own queue, or in Celery's unacked
+-- set for the visibility timeout; dispatched anew, the job runs now, that message void.
 if redis.call('HGET', record, 'status') ~= 'queued' or not dispatched(ARGV[5]) then
   return {'skip'}
 end
@@ -159,18 +169,19 @@ local report = redis.call('GET', KEYS[16])
 if not report or not string.find(report .. ' ', ' ' .. id .. ':' .. ARGV[5] .. ' ', 1, true) then
   return {'skip'}
 end
-return requeue('its worker ' .. host .. ' was lost before it started the job', KEYS[17])
+return requeue('its worker ' .. host .. ' was lost before it started the job', ARGV[7])
 """,
 )
 
 REDISPATCH = job_script(
     "redispatch",
+    DISPATCHER,
     REQUEUE,
     """
 -- KEYS[15] the outbox; ARGV[4] its entry "<id> <dispatch>", [5] seconds unconfirmed,
--- [6] the reason to tell, or '' for the usual one.
--- A dispatch whose message was never confirmed sent (the API could not reach the queue,
--- or its process, or a reaper, died between the two) is dispatched anew: the new number
+-- [6] the reason to tell, or '' for the usual one, [7] the dispatch base.
+-- A dispatch a worker claimed but never confirmed sent to itself (it could not reach the
+-- queue, or its claiming thread died between the two) is queued anew: the new number
 -- voids the old message, had it gone out after all.
 local since = redis.call('ZSCORE', KEYS[15], ARGV[4])
 if not since or now() - tonumber(since) < tonumber(ARGV[5]) then return {'skip'} end
@@ -181,10 +192,9 @@ if redis.call('HGET', record, 'status') ~= 'queued' or not dispatched(dispatch) 
 end
 local reason = ARGV[6]
 if reason == '' then
-  reason = dispatch == '0' and 'its message was not confirmed sent'
-    or 'its re-queued message was not confirmed sent'
+  reason = 'its message was not confirmed sent'
 end
-return requeue(reason, KEYS[15])
+return requeue(reason, ARGV[7])
 """,
 )
 

@@ -25,7 +25,6 @@ SUMMARY = Summary(loss=0.5, accuracy=0.5)
 def started(store: JobStore, *, worker: WorkerInfo = LOST, dispatch: int = 0) -> JobRecord:
     spec = ExperimentSpec.model_validate({"seed": 1, "training": {"epochs": 3}})
     job_id = store.create(spec=spec, queue="cpu").record.id
-    store.confirm_dispatch(job_id, dispatch=0)  # sent, as the API does
     task = {**TASK, "kwargs": {"job_id": job_id}}
     record = store.mark_running(
         job_id, worker=worker, max_deliveries=3, dispatch=dispatch, task=task
@@ -44,6 +43,17 @@ def reap(store: JobStore, record: JobRecord, *, silent: float = 0.0, limit: int 
         silent_seconds=silent,
         max_deliveries=limit,
     )
+
+
+def assert_waits_again(store: JobStore, job_id: str, *, dispatch: int) -> None:
+    """The job waits on the dispatcher again, at `dispatch`: the next claim takes it, and
+    its claim waits in the outbox until confirmed."""
+    assert store.waiting(queue="cpu") == [job_id]
+    claim = store.claim(queue="cpu", hostname=OTHER.hostname)
+    assert claim is not None and claim.jobs == [(job_id, dispatch)]
+    assert store.unsent_dispatches() == [(job_id, dispatch)]
+    store.confirm_dispatch(job_id, dispatch=dispatch)
+    assert store.unsent_dispatches() == [] and store.waiting(queue="cpu") == []
 
 
 def current(store: JobStore, job_id: str) -> JobRecord:
@@ -102,9 +112,7 @@ def test_a_job_whose_worker_sent_no_heartbeat_is_requeued_with_its_task(
         "reason": outcome.reason,
         "last_worker": "lost@test",
     }
-    assert isolated_store.unsent_dispatches() == [(record.id, 1)]
-    isolated_store.confirm_dispatch(record.id, dispatch=1)
-    assert isolated_store.unsent_dispatches() == []
+    assert_waits_again(isolated_store, record.id, dispatch=1)
     # A second round finds nothing to do.
     assert reap(isolated_store, record).action == "skip"
 
@@ -202,88 +210,71 @@ def test_of_many_reapers_at_once_exactly_one_requeues(isolated_store: JobStore) 
         thread.join()
 
     assert sorted(outcome.action for outcome in outcomes) == ["requeued"] + ["skip"] * 7
-    assert isolated_store.unsent_dispatches() == [(record.id, 1)]
+    assert_waits_again(isolated_store, record.id, dispatch=1)
 
 
-def test_an_unconfirmed_requeue_is_dispatched_anew_voiding_the_first(
-    isolated_store: JobStore,
-) -> None:
-    record = started(isolated_store)
-    reap(isolated_store, record)
-    # Not yet overdue: left for the reaper that claimed it.
-    assert isolated_store.redispatch(record.id, dispatch=1, unconfirmed_seconds=30).action == (
-        "skip"
-    )
-
-    outcome = isolated_store.redispatch(record.id, dispatch=1, unconfirmed_seconds=0)
-
-    assert outcome.action == "requeued" and outcome.dispatch == 2
-    assert outcome.reason == "its re-queued message was not confirmed sent"
-    assert isolated_store.unsent_dispatches() == [(record.id, 2)]
-    assert (
-        isolated_store.mark_running(record.id, worker=OTHER, max_deliveries=3, dispatch=1) is None
-    )
-    isolated_store.confirm_dispatch(record.id, dispatch=2)
-    assert isolated_store.unsent_dispatches() == []
+def claimed(store: JobStore) -> str:
+    """A new job, claimed by worker `lost@test`, its message not yet confirmed sent."""
+    spec = ExperimentSpec.model_validate({"seed": 1, "training": {"epochs": 3}})
+    job_id = store.create(spec=spec, queue="cpu").record.id
+    claim = store.claim(queue="cpu", hostname=LOST.hostname)
+    assert claim is not None and claim.jobs == [(job_id, 0)]
+    return job_id
 
 
-def test_a_requeue_of_a_job_that_started_since_is_dropped(isolated_store: JobStore) -> None:
-    record = started(isolated_store)
-    reap(isolated_store, record)
-    isolated_store.mark_running(record.id, worker=OTHER, max_deliveries=3, dispatch=1)
-
-    assert isolated_store.redispatch(record.id, dispatch=1, unconfirmed_seconds=0).action == (
-        "skip"
-    )
-    assert isolated_store.unsent_dispatches() == []
-
-
-# ------------------------------------------------------------- the first dispatch
-
-
-def test_a_new_job_waits_in_the_outbox_with_its_task_until_its_message_is_confirmed(
+def test_a_new_job_waits_on_the_dispatcher_with_its_task_and_in_no_outbox(
     isolated_store: JobStore,
 ) -> None:
     spec = ExperimentSpec.model_validate({"seed": 1, "training": {"epochs": 3}})
     job_id = isolated_store.create(spec=spec, queue="cpu").record.id
 
-    assert isolated_store.unsent_dispatches() == [(job_id, 0)]
-    assert isolated_store.unsent_dispatches(older_than=30) == []  # not overdue yet
+    assert isolated_store.waiting(queue="cpu") == [job_id]
+    assert isolated_store.unsent_dispatches() == []  # nothing to send until a worker claims it
     task = isolated_store.client.hget(isolated_store.plans.keys.job(job_id).record, "task")
     assert json.loads(task or b"null") == training_task(job_id)
+
+
+def test_a_claim_waits_in_the_outbox_until_its_message_is_confirmed(
+    isolated_store: JobStore,
+) -> None:
+    job_id = claimed(isolated_store)
+
+    assert isolated_store.waiting(queue="cpu") == []
+    assert isolated_store.unsent_dispatches() == [(job_id, 0)]
+    assert isolated_store.unsent_dispatches(older_than=30) == []  # not overdue yet
     isolated_store.confirm_dispatch(job_id, dispatch=0)
     assert isolated_store.unsent_dispatches() == []
 
 
-def test_a_new_job_never_sent_is_dispatched_anew_voiding_a_late_first_message(
+def test_a_claim_never_confirmed_sent_is_queued_anew_voiding_a_late_message(
     isolated_store: JobStore,
 ) -> None:
-    spec = ExperimentSpec.model_validate({"seed": 1, "training": {"epochs": 3}})
-    job_id = isolated_store.create(spec=spec, queue="cpu").record.id
+    job_id = claimed(isolated_store)
+    # Not yet overdue: left to the worker that claimed it.
+    assert isolated_store.redispatch(job_id, dispatch=0, unconfirmed_seconds=30).action == "skip"
 
     outcome = isolated_store.redispatch(job_id, dispatch=0, unconfirmed_seconds=0)
 
     assert outcome.action == "requeued" and outcome.dispatch == 1
     assert outcome.task == training_task(job_id) and outcome.queue == "cpu"
     assert outcome.reason == "its message was not confirmed sent"
-    assert isolated_store.unsent_dispatches() == [(job_id, 1)]
     record = current(isolated_store, job_id)
     assert record.status is JobStatus.QUEUED and record.dispatch == 1
     assert record.deliveries == 0 and record.worker is None
     # The first message, had it gone out after all, may not start the job.
     assert isolated_store.mark_running(job_id, worker=LOST, max_deliveries=3, dispatch=0) is None
     assert current(isolated_store, job_id).deliveries == 0
+    assert_waits_again(isolated_store, job_id, dispatch=1)
     again = isolated_store.mark_running(job_id, worker=OTHER, max_deliveries=3, dispatch=1)
     assert again is not None and again.deliveries == 1
 
 
 @pytest.mark.parametrize("since", ["started", "cancelled", "deleted"])
-def test_an_unconfirmed_first_dispatch_of_a_job_that_moved_on_is_dropped(
+def test_an_unconfirmed_claim_of_a_job_that_moved_on_is_dropped(
     isolated_store: JobStore, since: str
 ) -> None:
-    spec = ExperimentSpec.model_validate({"seed": 1, "training": {"epochs": 3}})
-    job_id = isolated_store.create(spec=spec, queue="cpu").record.id
-    if since == "started":  # sent, run, and its API died before confirming
+    job_id = claimed(isolated_store)
+    if since == "started":  # sent, run, and its claimer died before confirming
         isolated_store.mark_running(job_id, worker=OTHER, max_deliveries=3, dispatch=0)
     elif since == "cancelled":
         isolated_store.request_cancel(job_id)
@@ -292,6 +283,7 @@ def test_an_unconfirmed_first_dispatch_of_a_job_that_moved_on_is_dropped(
 
     assert isolated_store.redispatch(job_id, dispatch=0, unconfirmed_seconds=0).action == "skip"
     assert isolated_store.unsent_dispatches() == []
+    assert isolated_store.waiting(queue="cpu") == []
 
 
 def test_a_running_delivery_names_its_worker_in_full_once_its_engine_is_loaded(
@@ -313,12 +305,13 @@ def test_a_running_delivery_names_its_worker_in_full_once_its_engine_is_loaded(
 
 
 def held(store: JobStore, *, hostname: str = "lost@test") -> str:
-    """A queued job whose message worker `hostname` reported holding, not yet started."""
+    """A queued job worker `hostname` claimed and sent itself, not yet started: its claim
+    put it in the worker's report."""
     spec = ExperimentSpec.model_validate({"seed": 1, "training": {"epochs": 3}})
     job_id = store.create(spec=spec, queue="cpu").record.id
-    store.confirm_dispatch(job_id, dispatch=0)
-    store.record_worker_jobs(hostname=hostname, jobs=[(job_id, 0)])
     store.record_heartbeat(queue="cpu", hostname=hostname)
+    assert store.claim(queue="cpu", hostname=hostname) is not None
+    store.confirm_dispatch(job_id, dispatch=0)
     return job_id
 
 
@@ -339,7 +332,7 @@ def test_a_queued_job_held_by_a_worker_that_went_silent_is_dispatched_anew(
     assert outcome.reason == "its worker lost@test was lost before it started the job"
     assert outcome.task == training_task(job_id)
     assert current(isolated_store, job_id).deliveries == 0
-    assert isolated_store.unsent_dispatches() == [(job_id, 1)]
+    assert_waits_again(isolated_store, job_id, dispatch=1)
     # Done once: the report still names it, but at a dispatch the job has left.
     again = isolated_store.requeue_held(
         job_id, queue="cpu", hostname=host, dispatch=0, silent_seconds=0.2
