@@ -1,4 +1,4 @@
-"""`--device`: the queue a worker consumes, and its heartbeat there while it runs."""
+"""`--device`: the queue a worker takes work from, and its heartbeat there while it runs."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from collections.abc import Callable
 
 import redis
 
-from core.experiment.spec import Device
+from core.experiment.jobs import JobStatus
+from core.experiment.spec import Device, ExperimentSpec
 from core.settings import Settings
 from tests.conftest import ROOT, WORKER_START_SECONDS, stop_process, wait_for
-from tests.worker.conftest import make_deployment
+from tests.worker.conftest import QUICK_SPEC, make_deployment
 
 
 def start_worker(
@@ -26,13 +27,14 @@ def start_worker(
     return subprocess.Popen(command, cwd=ROOT, env=env)
 
 
-def test_a_gpu_worker_consumes_the_gpu_queue_and_leaves_it_on_shutdown(
+def test_a_gpu_worker_trains_the_gpu_queues_jobs_and_leaves_it_on_shutdown(
     new_namespace: Callable[[], Settings], service_env: dict[str, str], redis_client: redis.Redis
 ) -> None:
     settings = new_namespace()
     store = make_deployment(settings, redis_client).store
     gpu_queue, cpu_queue = settings.queue_for(Device.GPU), settings.queue_for(Device.CPU)
     hostname = f"{settings.namespace}@device"
+    cpu_job = store.create(spec=ExperimentSpec.model_validate(QUICK_SPEC), queue=cpu_queue)
     process = start_worker(settings, service_env, "--device", "gpu")
     try:
         wait_for(
@@ -41,6 +43,18 @@ def test_a_gpu_worker_consumes_the_gpu_queue_and_leaves_it_on_shutdown(
             what="the gpu worker's heartbeat",
         )
         assert store.live_workers(queue=cpu_queue) == []
+        # It claims from the gpu queue's dispatcher (training on this machine's CPU).
+        spec = ExperimentSpec.model_validate({**QUICK_SPEC, "device": "gpu"})
+        job_id = store.create(spec=spec, queue=gpu_queue).record.id
+        wait_for(
+            lambda: getattr(store.get(job_id), "status", None) is JobStatus.SUCCEEDED,
+            timeout=WORKER_START_SECONDS,
+            what="the gpu job",
+        )
+        record = store.get(job_id)
+        assert record is not None and record.worker is not None
+        assert record.worker["hostname"] == hostname  # its device: what the engine found
+        assert store.waiting(queue=cpu_queue) == [cpu_job.record.id]  # not its queue
     finally:
         stop_process(process, grace=30.0)
 
