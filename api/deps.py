@@ -7,7 +7,7 @@ A route's signature then reads like a sentence:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -21,9 +21,6 @@ from core.settings import Settings
 from core.store.records import JobRecord
 from core.store.stores import AsyncJobStore
 
-if TYPE_CHECKING:
-    from celery import Celery  # only core.queue.app and the worker import Celery
-
 
 @dataclass(frozen=True, slots=True)
 class Services:
@@ -31,7 +28,6 @@ class Services:
 
     settings: Settings
     store: AsyncJobStore
-    celery: Celery
     renderer: PlotRenderer
     access: Access
     plot_index: PlotIndex = field(default_factory=PlotIndex)

@@ -23,7 +23,6 @@ from api.hot_reads import HotReads
 from api.limits import BodySizeLimit
 from api.rendering import PlotRenderer
 from api.routes import events, experiments, health, plots, presets, studies
-from core.queue.app import make_celery
 from core.settings import Settings, get_settings
 from core.store.stores import AsyncJobStore
 
@@ -51,8 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         access.log_mode()
         store = AsyncJobStore.from_settings(settings)
-        celery = make_celery(settings, main="gradwatch-api")
-        app.state.services = Services(settings, store, celery, PlotRenderer(), access)
+        app.state.services = Services(settings, store, PlotRenderer(), access)
         # Everything imported so far (FastAPI, pydantic, matplotlib) lives as long as the
         # process: moving it out of the collector's sight keeps full collections, which
         # otherwise walk it all, from stalling requests for tens of milliseconds.
@@ -62,7 +60,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await store.close()
-            celery.close()
 
     app = FastAPI(
         title="gradwatch",

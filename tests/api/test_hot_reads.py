@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 import pytest
-from celery import Celery
 from redis.exceptions import BusyLoadingError, MasterDownError, ResponseError
 
 from api.access import Access
@@ -78,9 +77,7 @@ class Downstream:
 async def hot(settings: Settings) -> Any:
     store = AsyncJobStore.from_settings(settings)
     downstream = Downstream()
-    services = Services(
-        settings, store, Celery("unused"), PlotRenderer(), Access.from_settings(settings)
-    )
+    services = Services(settings, store, PlotRenderer(), Access.from_settings(settings))
     middleware = HotReads(downstream)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
