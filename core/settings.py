@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from core.access.api_keys import parse_key_entry
 from core.access.share_links import MIN_SECRET_LENGTH
 from core.experiment.grouping import MAX_MEMBERS
-from core.experiment.spec import Device
+from core.experiment.spec import Device, Limits
 
 # The hard time limit comes at least this long after the soft one.
 HARD_LIMIT_MARGIN = 5
@@ -80,6 +80,14 @@ class Settings(BaseSettings):
     # all; the API draws any other on its first request.
     eager_plots: Literal["tutorial", "all"] = "tutorial"
     data_dir: str = "var"
+    # Uploaded datasets (POST /v1/datasets), per owner with API keys and for everyone in
+    # open mode: how many an owner keeps, the upload's size (its own cap, far above a
+    # spec's 64 KiB), and what one may hold.
+    datasets_per_owner: int = Field(20, ge=1, le=10_000)
+    dataset_max_megabytes: int = Field(32, ge=1, le=1024)
+    dataset_max_samples: int = Field(Limits.SAMPLES, ge=4, le=Limits.SAMPLES)
+    dataset_max_features: int = Field(16_384, ge=1, le=Limits.DATA_VALUES)
+    dataset_max_classes: int = Field(Limits.CLASSES, ge=2, le=Limits.CLASSES)
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -130,6 +138,11 @@ class Settings(BaseSettings):
         if self.cors_origins is not None:
             return self.cors_origins
         return [] if self.api_keys else ["*"]
+
+    @property
+    def dataset_max_bytes(self) -> int:
+        """An upload's body cap, in bytes."""
+        return self.dataset_max_megabytes * 1024 * 1024
 
     def queue_for(self, device: Device) -> str:
         """The Celery queue that trains on `device`: `cpu` or `gpu` in the default namespace."""

@@ -10,6 +10,7 @@ It may import `core.experiment`, `core.access`, `core.queue.tasks` and `core.set
     outbox.py       operations: claims whose message is not yet confirmed sent
     metrics.py      operations: the counts /metrics shows
     studies.py      operations: a study beside its children
+    datasets.py     operations: an owner's uploaded datasets
     plans.py        an operation as data: one round trip and how to read its reply
     events.py, plots.py, pages.py   the event streams, cached PNGs, listing pages
     records.py      the job and study records, parsed and as clients see them

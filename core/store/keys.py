@@ -31,6 +31,15 @@ Layout, for namespace `gradwatch` and job `01J...`:
     gradwatch:studies                 sorted set: every study id, one score, ordered by id
     gradwatch:studies:owner:<owner>   the owner's study ids, same order (`owned(studies, owner)`)
     gradwatch:studies:expiry          sorted set: finished study id -> when its keys expire
+    gradwatch:dataset:01J...          hash: an uploaded dataset's record (owner, meta JSON,
+                                      dedupe key, created_at)
+    gradwatch:dataset:01J...:data     string: its arrays, a compressed NPZ
+    gradwatch:dataset:01J...:jobs     set: ids of the jobs given it (the queued and running
+                                      ones keep it from being deleted)
+    gradwatch:datasets:owner:<owner>  sorted set: the owner's dataset ids, one score,
+                                      ordered by id (`owned(datasets, owner)`)
+    gradwatch:datasets:hashes:owner:<owner>  hash: content hash, label and task -> the
+                                      owner's dataset of them (one copy of the same upload)
     gradwatch:workers:<queue>         sorted set: worker hostname -> last heartbeat
     gradwatch:worker:<hostname>:jobs  string: "<time> <job id>:<dispatch>...", the messages
                                       the worker held at its last heartbeat, started or
@@ -111,6 +120,14 @@ class StudyKeys(RecordKeys):
         return (self.record, self.seen, self.series, self.plots, self.events)
 
 
+class DatasetKeys(RecordKeys):
+    """The keys one uploaded dataset owns (it does not expire: an owner deletes it)."""
+
+    __slots__ = ()
+    data = _Beside("string: the arrays, a compressed NPZ")
+    jobs = _Beside("set: ids of the jobs given the dataset")
+
+
 @dataclass(frozen=True, slots=True)
 class DispatcherKeys:
     """The keys of one queue's dispatcher (the layout above), all named after its prefix;
@@ -149,6 +166,9 @@ class Keys:
         self.dispatch_base = f"{namespace}:dispatch:"
         self.studies = f"{namespace}:studies"
         self.studies_expiry = f"{namespace}:studies:expiry"
+        # Only ever read through `owned(..., owner)`: datasets are listed per owner.
+        self.datasets = f"{namespace}:datasets"
+        self.dataset_hashes = f"{namespace}:datasets:hashes"
         # Celery prefixes every broker key with this (kombu's global_keyprefix).
         self.celery_prefix = f"{namespace}:celery:"
         # One index per status, in JobStatus order (the job scripts take them so).
@@ -161,6 +181,14 @@ class Keys:
     def study(self, study_id: str) -> StudyKeys:
         """The keys of study `study_id`."""
         return StudyKeys(f"{self._prefix}study:{study_id}")
+
+    def dataset(self, dataset_id: str) -> DatasetKeys:
+        """The keys of uploaded dataset `dataset_id`."""
+        return DatasetKeys(f"{self._prefix}dataset:{dataset_id}")
+
+    def job_record_prefix(self) -> str:
+        """What every job's record key starts with (a script appends the id)."""
+        return f"{self._prefix}job:"
 
     def jobs_with_status(self, status: str) -> str:
         """The index of jobs whose status is `status`."""

@@ -28,6 +28,7 @@ import redis.exceptions
 from core.settings import Settings
 from core.store.admission import AdmissionPlans
 from core.store.connections import asyncio_client, blocking_client, multiplexed_client
+from core.store.datasets import DatasetPlans
 from core.store.dispatch import DispatchPlans
 from core.store.keys import Keys
 from core.store.metrics import MetricsPlans
@@ -35,6 +36,7 @@ from core.store.multiplex import MultiplexedRedis
 from core.store.outbox import OutboxPlans
 from core.store.plans import Arg, Plan
 from core.store.scripts import LuaScript
+from core.store.scripts.datasets import DATASET_SCRIPTS
 from core.store.scripts.dispatch import DISPATCH_SCRIPTS
 from core.store.scripts.jobs import JOB_SCRIPTS
 from core.store.scripts.studies import STUDY_SCRIPTS
@@ -50,11 +52,20 @@ SCRIPTS: tuple[LuaScript, ...] = (
     *WORKER_SCRIPTS,
     *STUDY_SCRIPTS,
     *DISPATCH_SCRIPTS,
+    *DATASET_SCRIPTS,
 )
 
 
-class StorePlans(WorkerPlans, OutboxPlans, DispatchPlans, MetricsPlans, AdmissionPlans, StudyPlans):
-    """Every operation of the store, job and study, as plans."""
+class StorePlans(
+    WorkerPlans,
+    OutboxPlans,
+    DispatchPlans,
+    MetricsPlans,
+    AdmissionPlans,
+    StudyPlans,
+    DatasetPlans,
+):
+    """Every operation of the store, job, study and dataset, as plans."""
 
 
 def plans_from_settings(settings: Settings) -> StorePlans:
@@ -184,6 +195,12 @@ class JobStore:
     claim_study_drawing = _sync(StorePlans.claim_study_drawing)
     study_owner = _sync(StorePlans.study_owner)
     seal_study = _sync(StorePlans.seal_study)
+    put_dataset = _sync(StorePlans.put_dataset)
+    get_dataset = _sync(StorePlans.get_dataset)
+    list_datasets = _sync(StorePlans.list_datasets)
+    dataset_data = _sync(StorePlans.dataset_data)
+    use_dataset = _sync(StorePlans.use_dataset)
+    delete_dataset = _sync(StorePlans.delete_dataset)
 
 
 class AsyncJobStore:
@@ -299,6 +316,12 @@ class AsyncJobStore:
     claim_study_drawing = _async(StorePlans.claim_study_drawing)
     study_owner = _async(StorePlans.study_owner)
     seal_study = _async(StorePlans.seal_study)
+    put_dataset = _async(StorePlans.put_dataset)
+    get_dataset = _async(StorePlans.get_dataset)
+    list_datasets = _async(StorePlans.list_datasets)
+    dataset_data = _async(StorePlans.dataset_data)
+    use_dataset = _async(StorePlans.use_dataset)
+    delete_dataset = _async(StorePlans.delete_dataset)
 
 
 class StudyStore(JobStore):
