@@ -41,6 +41,7 @@ from pydantic import (
     Discriminator,
     Field,
     GetJsonSchemaHandler,
+    StrictInt,
     Tag,
     TypeAdapter,
     field_validator,
@@ -256,9 +257,9 @@ class _Weighted(_LayerConfig):
 
 
 Shape = tuple[int, ...]
-Extent = Annotated[int, Field(ge=1, le=LayerLimits.KERNEL)]
-Stride = Annotated[int, Field(ge=1, le=LayerLimits.STRIDE)]
-Dilation = Annotated[int, Field(ge=1, le=LayerLimits.DILATION)]
+Extent = Annotated[StrictInt, Field(ge=1, le=LayerLimits.KERNEL)]
+Stride = Annotated[StrictInt, Field(ge=1, le=LayerLimits.STRIDE)]
+Dilation = Annotated[StrictInt, Field(ge=1, le=LayerLimits.DILATION)]
 
 
 def _axes(value: int | list[int], rank: int) -> tuple[int, ...]:
@@ -282,14 +283,14 @@ def _sliding(size: int, extent: int, stride: int, dilation: int, padding: str) -
 
 
 class DenseConfig(_Weighted):
-    units: int = Field(ge=1, le=LayerLimits.UNITS)
+    units: StrictInt = Field(ge=1, le=LayerLimits.UNITS)
     activation: KerasActivation = KerasActivation.LINEAR
     quantization_config: None = None
     lora_rank: None = None
 
 
 class _ConvConfig(_Weighted):
-    filters: int = Field(ge=1, le=LayerLimits.FILTERS)
+    filters: StrictInt = Field(ge=1, le=LayerLimits.FILTERS)
     kernel_size: Extent | list[Extent]
     strides: Stride | list[Stride] = 1
     padding: Literal["valid", "same"] = "valid"
@@ -356,7 +357,7 @@ class FlattenConfig(_LayerConfig):
 
 
 class ReshapeConfig(_LayerConfig):
-    target_shape: list[Annotated[int, Field(ge=-1, le=1_000_000)]] = Field(
+    target_shape: list[Annotated[StrictInt, Field(ge=-1, le=1_000_000)]] = Field(
         min_length=1, max_length=4
     )
 
@@ -369,7 +370,7 @@ class ReshapeConfig(_LayerConfig):
 
 
 class _RecurrentConfig(_Weighted):
-    units: int = Field(ge=1, le=LayerLimits.UNITS)
+    units: StrictInt = Field(ge=1, le=LayerLimits.UNITS)
     activation: KerasActivation = KerasActivation.TANH
     recurrent_initializer: Initializer = "orthogonal"
     recurrent_regularizer: None = None
@@ -460,10 +461,10 @@ class ActivationConfig(_LayerConfig):
 
 
 class InputLayerConfig(_Strict):
-    batch_shape: list[Annotated[int, Field(ge=1, le=1_000_000)] | None] | None = Field(
+    batch_shape: list[Annotated[StrictInt, Field(ge=1, le=1_000_000)] | None] | None = Field(
         None, max_length=5
     )
-    shape: list[Annotated[int, Field(ge=1, le=1_000_000)]] | None = Field(None, max_length=4)
+    shape: list[Annotated[StrictInt, Field(ge=1, le=1_000_000)]] | None = Field(None, max_length=4)
     dtype: Literal["float32"] | DTypePolicy | None = None
     sparse: Literal[False] = False
     ragged: Literal[False] = False

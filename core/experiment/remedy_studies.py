@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from core.experiment.fixes import FixId
 from core.experiment.jobs import JobStatus
@@ -61,7 +61,9 @@ class RemedyRequest(BaseModel):
         description="fixes to try, by name (see the run's `diagnosis.prescriptions`); "
         "omitted: every fix prescribed",
     )
-    seeds: int = Field(DEFAULT_SEEDS, ge=1, le=MAX_SEEDS, description="runs per configuration")
+    seeds: StrictInt = Field(
+        DEFAULT_SEEDS, ge=1, le=MAX_SEEDS, description="runs per configuration"
+    )
 
 
 class NothingPrescribedError(ValueError):

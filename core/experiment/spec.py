@@ -26,6 +26,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    StrictInt,
     field_validator,
     model_serializer,
     model_validator,
@@ -175,19 +176,19 @@ class DatasetSpec(_Section):
     """
 
     kind: DatasetKind = DatasetKind.CIRCLES
-    n_samples: int = Field(1000, ge=8, le=Limits.SAMPLES)
+    n_samples: StrictInt = Field(1000, ge=8, le=Limits.SAMPLES)
     noise: float = Field(0.1, ge=0.0, le=10.0)
     factor: float = Field(0.5, gt=0.0, lt=1.0, description="circles: inner/outer radius")
-    classes: int = Field(
+    classes: StrictInt = Field(
         2, ge=2, le=Limits.CLASSES, description="spiral and gaussian: arms/classes"
     )
-    centers: int = Field(3, ge=2, le=Limits.CENTERS, description="blobs: number of blobs")
+    centers: StrictInt = Field(3, ge=2, le=Limits.CENTERS, description="blobs: number of blobs")
     cluster_std: float = Field(1.0, gt=0.0, le=10.0, description="blobs: spread of each blob")
     turns: float = Field(1.5, gt=0.0, le=5.0, description="spiral: turns of each arm")
-    sequence_length: int = Field(
+    sequence_length: StrictInt = Field(
         50, ge=2, le=Limits.SEQUENCE_LENGTH, description="adding and recall: time steps"
     )
-    image_size: int = Field(
+    image_size: StrictInt = Field(
         16, ge=4, le=Limits.IMAGE_SIZE, description="bars: height and width in pixels"
     )
     validation_split: float = Field(0.0, ge=0.0, le=0.5)
@@ -277,7 +278,7 @@ class InitializerSpec(_Section):
         return self
 
 
-Width = Annotated[int, Field(ge=1, le=Limits.WIDTH)]
+Width = Annotated[StrictInt, Field(ge=1, le=Limits.WIDTH)]
 
 
 MLP_FIELDS = ("hidden_layers", "activation", "initializer", "batch_norm", "residual")
@@ -408,8 +409,8 @@ class TrainingSpec(_Section):
     kind of compiled graph (see `GraphKind`)."""
 
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
-    epochs: int = Field(100, ge=1, le=Limits.EPOCHS)
-    batch_size: int = Field(32, ge=1, le=Limits.BATCH_SIZE)
+    epochs: StrictInt = Field(100, ge=1, le=Limits.EPOCHS)
+    batch_size: StrictInt = Field(32, ge=1, le=Limits.BATCH_SIZE)
     clipnorm: float | None = Field(None, gt=0.0, le=1e6)
     clipvalue: float | None = Field(None, gt=0.0, le=1e6)
     graph: GraphKind = Field(
@@ -462,9 +463,9 @@ class CaptureSpec(_Section):
     gradients: bool = True
     activations: bool = True
     histograms: bool = True
-    histogram_bins: int = Field(30, ge=2, le=Limits.HISTOGRAM_BINS)
-    histogram_snapshots: int = Field(5, ge=2, le=Limits.HISTOGRAM_SNAPSHOTS)
-    probe_size: int = Field(256, ge=1, le=Limits.PROBE_SIZE)
+    histogram_bins: StrictInt = Field(30, ge=2, le=Limits.HISTOGRAM_BINS)
+    histogram_snapshots: StrictInt = Field(5, ge=2, le=Limits.HISTOGRAM_SNAPSHOTS)
+    probe_size: StrictInt = Field(256, ge=1, le=Limits.PROBE_SIZE)
     raw: bool = False
 
 
@@ -485,7 +486,7 @@ class ExperimentSpec(_Section):
     """One experiment: data, model, training, capture and where to run it."""
 
     name: str | None = Field(None, max_length=Limits.NAME_LENGTH)
-    seed: int = Field(default_factory=draw_seed, ge=0, le=Limits.SEED)
+    seed: StrictInt = Field(default_factory=draw_seed, ge=0, le=Limits.SEED)
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from core.experiment.spec import ExperimentSpec, Limits, SpecLimitError, draw_seed
 from core.experiment.study_axes import (
@@ -67,7 +67,7 @@ class StudyRequest(BaseModel):
         max_length=MAX_AXES,
         description="spec field path -> values, e.g. {'model.activation': ['sigmoid', 'relu']}",
     )
-    seeds: int = Field(1, ge=1, le=MAX_SEEDS, description="runs per configuration")
+    seeds: StrictInt = Field(1, ge=1, le=MAX_SEEDS, description="runs per configuration")
 
 
 class StudyError(ValueError):

@@ -148,6 +148,26 @@ def test_unknown_fields_at_any_depth_are_refused_by_name(
     assert "not permitted" in body["errors"][0]["reason"]
 
 
+@pytest.mark.parametrize("value", [b"true", b"1e3", b"10.0", b'"10"'])
+@pytest.mark.parametrize(
+    ("template", "field"),
+    [
+        (b'{"training": {"epochs": %s}}', "training.epochs"),
+        (b'{"dataset": {"n_samples": %s}}', "dataset.n_samples"),
+        (b'{"model": {"hidden_layers": [5, %s]}}', "model.hidden_layers[1]"),
+        (b'{"seed": %s}', "seed"),
+    ],
+)
+def test_an_integer_field_takes_only_an_integer(
+    client: httpx.Client, value: bytes, template: bytes, field: str
+) -> None:
+    response = client.post(
+        "/v1/experiments", content=template % value, headers={"Content-Type": "application/json"}
+    )
+    body = problem(response, 422)
+    assert [error["field"] for error in body["errors"]] == [field]
+
+
 @pytest.mark.parametrize(
     "body",
     [b"null", b"[]", b'"spec"', b"42", b'{"training": []}', b'{"seed": "one"}', b'{"seed": 1e400}'],
