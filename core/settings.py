@@ -25,6 +25,16 @@ SILENT_BEATS = 3
 MIN_METRICS_TOKEN_LENGTH = 16
 
 
+def _split_list(value: Any) -> Any:
+    """A list setting from the environment: a JSON list, or entries separated by commas."""
+    if isinstance(value, str):
+        text = value.strip()
+        value = json.loads(text) if text.startswith("[") else text.split(",")
+    if isinstance(value, list | tuple):
+        value = tuple(str(item).strip() for item in value if str(item).strip())
+    return value
+
+
 class Settings(BaseSettings):
     """The service's configuration."""
 
@@ -88,18 +98,29 @@ class Settings(BaseSettings):
     dataset_max_samples: int = Field(Limits.SAMPLES, ge=4, le=Limits.SAMPLES)
     dataset_max_features: int = Field(16_384, ge=1, le=Limits.DATA_VALUES)
     dataset_max_classes: int = Field(Limits.CLASSES, ge=2, le=Limits.CLASSES)
+    # Where clients reach the API (`https://gradwatch.example.com`, a path prefix allowed):
+    # share links and plot URLs are absolute from it. Unset, they are absolute only for a
+    # request whose Host is one of `public_hosts`, else paths: never from a Host header no
+    # one vetted (`Host: evil.example` must not make a link to evil.example).
+    public_url: str | None = Field(
+        None, pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$"
+    )
+    public_hosts: Annotated[tuple[str, ...], NoDecode] = ()
 
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_api_keys(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            value = json.loads(text) if text.startswith("[") else text.split(",")
-        if isinstance(value, list | tuple):
-            value = tuple(str(item).strip() for item in value if str(item).strip())
+        value = _split_list(value)
+        if isinstance(value, tuple):
             for entry in value:
                 parse_key_entry(entry)  # a ValueError naming what is wrong
         return value
+
+    @field_validator("public_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        value = _split_list(value)
+        return tuple(host.lower() for host in value) if isinstance(value, tuple) else value
 
     @model_validator(mode="after")
     def _fit_together(self) -> Self:

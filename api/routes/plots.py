@@ -26,6 +26,7 @@ from starlette.responses import Response
 from api.access import SHARE_DEFAULT_SECONDS, SHARE_MAX_SECONDS, SHARE_MIN_SECONDS, unauthorized
 from api.deps import ExistingJob, JobId, OptionalOwner, OwnedJobId, Services, ServicesDep
 from api.errors import Problem, job_not_found, job_not_succeeded
+from api.links import public_url
 from api.rendering import render_etag
 from api.responses import (
     FastJSONResponse,
@@ -93,7 +94,7 @@ async def list_plots(job: ExistingJob, request: Request, services: ServicesDep) 
         {
             "name": name,
             "description": PLOT_DESCRIPTIONS.get(name, ""),
-            "url": str(request.url_for("read_plot", job_id=job.id, name=name)),
+            "url": public_url(request, services.settings, "read_plot", job_id=job.id, name=name),
         }
         for name in PLOT_NAMES
         if name in names
@@ -242,8 +243,8 @@ async def share_plot(
     """A signed link to the plot at this size, for an `<img>` anywhere: no key, until it expires."""
     check_plot_name(name)
     grant = PlotGrant("experiment", job_id, name, size_of(width, height, dpi), 0)
-    url = request.url_for("read_plot", job_id=job_id, name=name)
-    link = share_link(services, grant, str(url), expires_in, width=width, height=height, dpi=dpi)
+    url = public_url(request, services.settings, "read_plot", job_id=job_id, name=name)
+    link = share_link(services, grant, url, expires_in, width=width, height=height, dpi=dpi)
     return FastJSONResponse(link)
 
 

@@ -28,6 +28,7 @@ from starlette.responses import Response
 from api.access import SHARE_DEFAULT_SECONDS, limit_refused, unauthorized
 from api.deps import OptionalOwner, OwnerDep, Services, ServicesDep
 from api.errors import EndOfStream, Problem
+from api.links import public_url
 from api.responses import FastJSONResponse, etag_matches, not_modified, png_response
 from api.routes.events import LastEventId, is_final
 from api.routes.plots import (
@@ -395,7 +396,9 @@ async def stream_study_events(
 @router.get(
     "/{study_id}/plots", response_model=PlotList, responses=problem_responses(401, 404, 409)
 )
-async def list_study_plots(study: ExistingStudy, request: Request) -> Response:
+async def list_study_plots(
+    study: ExistingStudy, request: Request, services: ServicesDep
+) -> Response:
     """The plots of a finished study, with their URLs."""
     if not study.status.finished:
         raise study_not_finished(study, "plots")
@@ -403,7 +406,9 @@ async def list_study_plots(study: ExistingStudy, request: Request) -> Response:
         {
             "name": name,
             "description": STUDY_PLOT_DESCRIPTIONS[name],
-            "url": str(request.url_for("read_study_plot", study_id=study.id, name=name)),
+            "url": public_url(
+                request, services.settings, "read_study_plot", study_id=study.id, name=name
+            ),
         }
         for name in study.plots
     ]
@@ -512,8 +517,8 @@ async def share_study_plot(
     it expires."""
     check_study_plot_name(name)
     grant = PlotGrant("study", study.id, name, size_of(width, height, dpi), 0)
-    url = request.url_for("read_study_plot", study_id=study.id, name=name)
-    link = share_link(services, grant, str(url), expires_in, width=width, height=height, dpi=dpi)
+    url = public_url(request, services.settings, "read_study_plot", study_id=study.id, name=name)
+    link = share_link(services, grant, url, expires_in, width=width, height=height, dpi=dpi)
     return FastJSONResponse(link)
 
 

@@ -13,7 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from fastapi import Request
 
+from api.links import public_url
 from api.main import create_app
 from core.access.api_keys import key_entry, new_api_key
 from core.access.share_links import PlotGrant, sign_plot
@@ -371,6 +373,44 @@ def test_share_links_work_in_open_mode_too(client: httpx.Client, store: JobStore
     job = finished_job_of(store, "anonymous")
     link = share(client, job.id)
     assert client.get(link["url"]).content == PNG
+
+
+def test_a_forged_host_never_makes_a_link(client: httpx.Client, store: JobStore) -> None:
+    job = finished_job_of(store, "anonymous")
+    headers = {"Host": "evil.example"}
+
+    link = client.post(f"/v1/experiments/{job.id}/plots/weights/share", headers=headers).json()
+    [listed] = client.get(f"/v1/experiments/{job.id}/plots", headers=headers).json()["items"]
+
+    for url in (link["url"], listed["url"]):
+        assert url.startswith(f"/v1/experiments/{job.id}/plots/weights.png"), url
+    assert client.get(link["url"]).content == PNG
+
+
+@pytest.mark.parametrize(
+    ("configured", "host", "expected"),
+    [
+        ({"public_url": "https://gw.example/api"}, "evil.example", "https://gw.example/api/v1/"),
+        ({"public_hosts": ("gw.example",)}, "gw.example", "http://gw.example/v1/"),
+        ({"public_hosts": ("gw.example",)}, "evil.example", "/v1/"),
+    ],
+)
+def test_links_are_absolute_only_from_a_configured_url_or_a_listed_host(
+    settings: Settings, configured: dict[str, Any], host: str, expected: str
+) -> None:
+    own = settings.model_copy(update=configured)
+    app = create_app(own)
+    scope = {
+        "type": "http",
+        "app": app,
+        "scheme": "http",
+        "root_path": "",
+        "headers": [(b"host", host.encode())],
+    }
+
+    url = public_url(Request(scope), own, "read_plot", job_id=new_job_id(), name="weights")
+
+    assert url.startswith(expected) and url.endswith("/plots/weights.png")
 
 
 STUDY: dict[str, Any] = {  # left queued: no test worker consumes the gpu queue
