@@ -138,9 +138,15 @@ OwnedJobId = Annotated[str, Depends(get_owned_job_id)]
 
 
 async def get_existing_job(job_id: JobId, services: ServicesDep, owner: OwnerDep) -> JobRecord:
-    """The job's record, when the caller may see it, or a 404 problem."""
-    record = await services.store.get(job_id) if is_job_id(job_id) else None
-    if record is None or not services.access.may_see(owner, record.owner):
+    """The job's record, when the caller may see it, or a 404 problem: the same, by the
+    same path and work, for another owner's job as for an unknown one."""
+    if not is_job_id(job_id):
+        raise job_not_found(job_id)
+    store = services.store
+    record = await (
+        store.get(job_id) if services.access.open else store.get_owned(job_id, owner=owner)
+    )
+    if record is None:
         raise job_not_found(job_id)
     return record
 

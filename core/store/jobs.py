@@ -91,6 +91,7 @@ from core.store.scripts.jobs import (
     MARK_SUCCEEDED,
     NOTE_INTERRUPTED,
     PRUNE_OWNED,
+    READ_OWNED,
     REQUEST_CANCEL,
     SET_PROGRESS,
     SET_WORKER,
@@ -273,6 +274,16 @@ class JobPlans(Plans):
         return Plan(
             lambda reply: job_record(reply[0]),
             commands=[("HGETALL", self.keys.job(job_id).record)],
+        )
+
+    def get_owned(self, job_id: str, *, owner: str) -> Plan[JobRecord | None]:
+        """The record of `job_id` when `owner` owns it; None, by the same path and
+        work, for an unknown job and for another owner's."""
+        return Plan(
+            lambda reply: None if reply is None else job_record(reply),
+            script=READ_OWNED,
+            keys=[self.keys.job(job_id).record],
+            args=[owner, ANONYMOUS],
         )
 
     def mark_running(

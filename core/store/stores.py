@@ -145,6 +145,7 @@ class JobStore:
 
     create = _sync(StorePlans.create)
     get = _sync(StorePlans.get)
+    get_owned = _sync(StorePlans.get_owned)
     owner_of = _sync(StorePlans.owner_of)
     admit = _sync(StorePlans.admit)
     mark_running = _sync(StorePlans.mark_running)
@@ -266,6 +267,7 @@ class AsyncJobStore:
 
     create = _async(StorePlans.create)
     get = _async(StorePlans.get)
+    get_owned = _async(StorePlans.get_owned)
     owner_of = _async(StorePlans.owner_of)
     admit = _async(StorePlans.admit)
     mark_running = _async(StorePlans.mark_running)

@@ -368,6 +368,18 @@ return 1
 """,
 )
 
+READ_OWNED = lua_script(
+    "read_owned",
+    """
+-- KEYS[1] record; ARGV[1] the owner asking, [2] the owner of a record that names none.
+-- The whole record for its owner; nil, after the same single read, both for an unknown id
+-- and for another owner's record, so neither answers sooner than the other.
+local id, owner = unpack(redis.call('HMGET', KEYS[1], 'id', 'owner'))
+if not id or (owner or ARGV[2]) ~= ARGV[1] then return false end
+return redis.call('HGETALL', KEYS[1])
+""",
+)
+
 JOB_SCRIPTS: tuple[LuaScript, ...] = (
     CREATE,
     MARK_RUNNING,
@@ -381,4 +393,5 @@ JOB_SCRIPTS: tuple[LuaScript, ...] = (
     PRUNE_OWNED,
     ADMIT,
     PUT_PLOT,
+    READ_OWNED,
 )

@@ -36,6 +36,17 @@ def test_jobs_carry_their_owner(isolated_store: JobStore) -> None:
     assert isolated_store.owner_of("01ARZ3NDEKTSV4RRFFQ69G5FAV") is None
 
 
+def test_a_record_is_read_for_its_owner_alone(isolated_store: JobStore) -> None:
+    mine = isolated_store.create(spec=spec(), queue="cpu", owner="alice").record
+    default = isolated_store.create(spec=spec(), queue="cpu").record
+
+    assert isolated_store.get_owned(mine.id, owner="alice") == isolated_store.get(mine.id)
+    assert isolated_store.get_owned(default.id, owner=ANONYMOUS) is not None
+    assert isolated_store.get_owned(mine.id, owner="bob") is None
+    assert isolated_store.get_owned(default.id, owner="bob") is None
+    assert isolated_store.get_owned("01ARZ3NDEKTSV4RRFFQ69G5FAV", owner="alice") is None
+
+
 def test_listing_by_owner_sees_only_its_jobs(isolated_store: JobStore) -> None:
     alice = [isolated_store.create(spec=spec(), queue="cpu", owner="alice").record.id for _ in "ab"]
     bob = isolated_store.create(spec=spec(), queue="cpu", owner="bob").record.id
