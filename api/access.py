@@ -4,7 +4,7 @@ Open mode (no `GRADWATCH_API_KEYS`): every request acts for the anonymous
 owner, sees every job, and no per-owner limit applies; the API says so in its
 log at start and in /readyz (`"auth": "open"`).
 
-Keys mode: every request under /v1 but the presets and a signed plot link
+Keys mode: every request under /v1 but the presets, the verdicts and a signed plot link
 needs a key, as `Authorization: Bearer <key>` or `X-API-Key: <key>`; a missing
 or unknown key is a 401. A request sees only its owner's jobs: another owner's
 job is a 404 with the very body of an unknown one. Submissions are limited per

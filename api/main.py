@@ -22,7 +22,7 @@ from api.errors import UnexpectedErrors, install_error_handlers
 from api.hot_reads import HotReads
 from api.limits import BodySizeLimit
 from api.rendering import PlotRenderer
-from api.routes import events, experiments, health, plots, presets, studies
+from api.routes import events, experiments, health, plots, presets, studies, verdicts
 from core.settings import Settings, get_settings
 from core.store.stores import AsyncJobStore
 
@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["ETag", "Location", "Idempotent-Replayed", "Retry-After"],
         max_age=3600,
     )
-    for module in (experiments, plots, events, presets, studies):
+    for module in (experiments, plots, events, presets, studies, verdicts):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(health.router)
     return app

@@ -126,6 +126,38 @@ class ProblemDetails(BaseModel):
     errors: list[FieldError] | None = None
 
 
+class Reference(BaseModel):
+    """A paper to read, with a stable link."""
+
+    key: str = Field(examples=["glorot2010"])
+    authors: str
+    year: int
+    title: str
+    venue: str
+    url: str
+
+
+class VerdictExplanation(BaseModel):
+    """One verdict kind for people: what it means, why it happens, where to read more."""
+
+    verdict: str = Field(examples=["vanishing"])
+    title: str
+    meaning: str
+    cause: str
+    read_more: list[Reference]
+
+
+class VerdictPublic(VerdictExplanation):
+    fixes: list[str] = Field(
+        description="the fixes this verdict can prescribe, in the textbook's order (a run's "
+        "`diagnosis.prescriptions` ranks those that apply to it by what was measured)"
+    )
+
+
+class VerdictList(BaseModel):
+    items: list[VerdictPublic]
+
+
 class Health(BaseModel):
     status: str
 

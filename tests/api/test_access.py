@@ -136,9 +136,9 @@ def test_no_valid_key_is_a_401(
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
-def test_listing_needs_a_key_but_probes_and_presets_do_not(anybody: httpx.Client) -> None:
+def test_listing_needs_a_key_but_probes_presets_and_verdicts_do_not(anybody: httpx.Client) -> None:
     problem(anybody.get("/v1/experiments"), 401)
-    for path in ("/healthz", "/readyz", "/v1/presets", "/openapi.json"):
+    for path in ("/healthz", "/readyz", "/v1/presets", "/v1/verdicts", "/openapi.json"):
         assert anybody.get(path).status_code == 200, path
 
 
