@@ -30,7 +30,16 @@ Thresholds (module constants, reported with every diagnosis):
   the gradient grows going back in time.
 
 For a layer list, "first" and "output" are the first and the last layer with
-a kernel (a convolution, a dense or a recurrent layer: its input kernel).
+a kernel (a convolution or a dense layer), leaving recurrent layers out of the
+depth ratio: a recurrent layer's input kernel gets the sum over its time steps,
+so its gradient shrinks with the distance back in time (and with inputs that
+come early and sparsely, as a recall task's single symbol) as well as with
+depth; the through-time verdicts judge that. One GRU or LSTM of 16 units
+recalling a symbol 10 steps back learns it perfectly (accuracy 1.0, seeds 1
+and 2) with an input kernel gradient 1/22 (GRU) to 1/67 (LSTM) of the output
+layer's, and a through-time ratio of 0.04 to 0.14. A network whose layers
+before the output are all recurrent has no depth ratio: `vanishing` is then
+not judged (`evidence.not_judged` says why), `exploding` only by the norm.
 
 A verdict whose numbers were not captured (`capture.gradients` or
 `capture.activations` off) is not given either way: `evidence.not_judged`
@@ -61,6 +70,10 @@ EXPLODING_TIME_RATIO = 1e2
 
 NO_GRADIENTS = "gradients were not captured"
 NO_ACTIVATIONS = "activations were not captured"
+NO_DEPTH = (
+    "the layers before the output are all recurrent: their gradient through time is "
+    "judged by vanishing_through_time"
+)
 
 THRESHOLDS = {
     "vanishing_ratio": VANISHING_RATIO,
@@ -92,6 +105,8 @@ def diagnose(result: Mapping[str, Any]) -> dict[str, Any]:
         not_judged |= {"vanishing": NO_GRADIENTS, "exploding": NO_GRADIENTS}
     else:
         ratio = flow["first_to_last_rms_ratio"]
+        if flow["first_layer"] is None:
+            not_judged["vanishing"] = NO_DEPTH
         if ratio is not None and ratio < VANISHING_RATIO:
             verdicts.append("vanishing")
         if (
@@ -210,7 +225,8 @@ def _divergence(result: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _gradient_flow(series: Mapping[str, Any], layers: Mapping[str, Any]) -> dict[str, Any]:
-    """Median RMS kernel gradient per layer and the first-to-last ratio."""
+    """Median RMS kernel gradient per layer and the first-to-last ratio (the first
+    layer not recurrent; None, and no ratio, when every layer before the last is)."""
     rms: dict[str, float | None] = {}
     max_norm = 0.0
     for name, layer in series.items():
@@ -221,10 +237,14 @@ def _gradient_flow(series: Mapping[str, Any], layers: Mapping[str, Any]) -> dict
             max_norm = max(max_norm, float(finite.max()))
     names = [name for name in series if _stat(series[name], "kernel", "grad_norm") is not None]
     names = names or list(series)
-    first, last = rms[names[0]], rms[names[-1]]
+    deep = [name for name in names[:-1] if not layers[name].get("timesteps")]
+    first_layer = deep[0] if deep else None
+    first = None if first_layer is None else rms[first_layer]
+    last = rms[names[-1]]
     ratio = first / last if first is not None and last else None
     return {
         "median_rms_grad": rms,
+        "first_layer": first_layer,
         "first_to_last_rms_ratio": ratio,
         "max_grad_norm": max_norm if any(v is not None for v in rms.values()) else None,
     }

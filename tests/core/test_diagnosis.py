@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.experiment.diagnosis import DEAD_FRACTION, VANISHING_RATIO, diagnose
+from core.experiment.diagnosis import DEAD_FRACTION, NO_DEPTH, VANISHING_RATIO, diagnose
 
 LAYERS = ["hidden_1", "hidden_2", "output"]
 
@@ -124,3 +124,34 @@ def test_verdicts_without_their_numbers_are_not_judged_but_the_loss_still_diverg
 def test_everything_captured_leaves_nothing_unjudged() -> None:
     norms = {"hidden_1": [8**0.5] * 5, "hidden_2": [4.0] * 5, "output": [2.0] * 5}
     assert diagnose(result_with(norms))["evidence"]["not_judged"] == {}
+
+
+def recurrent(result: dict[str, Any], *names: str) -> dict[str, Any]:
+    """`result` with layers `names` recurrent (10 time steps)."""
+    for layer in result["layers"]:
+        if layer["name"] in names:
+            layer["timesteps"] = 10
+    return result
+
+
+def test_a_recurrent_layer_is_left_out_of_the_depth_ratio() -> None:
+    # The GRU and LSTM that recall a symbol 10 steps back perfectly have an input kernel
+    # gradient 1/22 to 1/67 of the output's: time, not depth, and not a depth verdict.
+    norms = {"hidden_1": [1e-3] * 5, "hidden_2": [4.0] * 5, "output": [2.0] * 5}
+    diagnosis = diagnose(recurrent(result_with(norms), "hidden_1"))
+    assert diagnosis["verdicts"] == ["healthy"]
+    flow = diagnosis["evidence"]["gradient_flow"]
+    assert flow["first_layer"] == "hidden_2" and flow["first_to_last_rms_ratio"] == 1.0
+    assert flow["median_rms_grad"]["hidden_1"] is not None  # still reported
+
+
+def test_only_recurrent_layers_before_the_output_leave_vanishing_unjudged() -> None:
+    norms = {"hidden_1": [1e-3] * 5, "hidden_2": [1e-3] * 5, "output": [2.0] * 5}
+    diagnosis = diagnose(recurrent(result_with(norms), "hidden_1", "hidden_2"))
+    assert diagnosis["verdicts"] == ["healthy"]
+    assert diagnosis["evidence"]["not_judged"]["vanishing"] == NO_DEPTH
+    assert diagnosis["evidence"]["gradient_flow"]["first_to_last_rms_ratio"] is None
+    huge = {"hidden_1": [1e5] * 5, "hidden_2": [1.0] * 5, "output": [2.0] * 5}
+    assert diagnose(recurrent(result_with(huge), "hidden_1", "hidden_2"))["verdicts"] == [
+        "exploding"
+    ]  # by the norm, which needs no depth
