@@ -3,6 +3,9 @@
     gradwatch run [SPEC.json] --out DIR    train one experiment here, write its files
     gradwatch serve                        start the whole service on this machine
     gradwatch keys new [--owner NAME]      make an API key and its GRADWATCH_API_KEYS entry
+    gradwatch submit SPEC.json --server URL [--wait] [--out DIR]
+                                           queue one on a service (core.cli.remote), and
+    gradwatch study | status | download    a study, a record, the files of a finished one
 
 `run` takes the spec from a file (`-` for standard input; none means the
 tutorial's default), trains it in this process with a progress bar, writes
@@ -15,55 +18,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from pydantic import ValidationError
 
-from core.cli import keys, serve
-from core.experiment.hooks import TrainingHook
+from core.cli import keys, remote, serve
+from core.cli.progress import ProgressBar, number
 from core.experiment.spec import ExperimentSpec
-
-
-class ProgressBar(TrainingHook):
-    """A progress bar with the latest loss and accuracy.
-
-    On a terminal it redraws one line every epoch; into a file or pipe it
-    writes a line every tenth of the run instead.
-    """
-
-    def __init__(self, stream: IO[str], width: int = 30) -> None:
-        self.stream = stream
-        self.width = width
-        self.redraw = stream.isatty()
-        self.started = time.perf_counter()
-
-    def on_train_begin(self, epochs: int) -> None:
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, epochs: int, logs: Mapping[str, float | None]) -> None:
-        if not self.redraw and epoch % max(1, epochs // 10) and epoch != epochs:
-            return
-        filled = round(self.width * epoch / epochs)
-        bar = "#" * filled + "." * (self.width - filled)
-        elapsed = time.perf_counter() - self.started
-        line = (
-            f"[{bar}] {epoch}/{epochs}  loss {_number(logs.get('loss'))}"
-            f"  accuracy {_number(logs.get('accuracy'))}  {elapsed:.1f}s"
-        )
-        self.stream.write(f"\r{line}" if self.redraw else f"{line}\n")
-        self.stream.flush()
-
-    def on_train_end(self, logs: Mapping[str, float | None]) -> None:
-        if self.redraw:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _number(value: float | None) -> str:
-    return "nan" if value is None else f"{value:.4f}"
 
 
 def load_spec(path: str | None) -> ExperimentSpec:
@@ -119,7 +82,7 @@ def run_command(args: argparse.Namespace) -> int:
     written = write_outputs(Path(args.out), output.result, output.arrays)
     result = output.result
     after = result["metrics"]["after"]
-    loss, accuracy = _number(after["loss"]), _number(after["accuracy"])
+    loss, accuracy = number(after["loss"]), number(after["accuracy"])
     print(f"seed {result['seed']}: loss {loss}, accuracy {accuracy}")
     print(f"verdict: {', '.join(result['diagnosis']['verdicts'])}")
     ratio = result["diagnosis"]["evidence"]["gradient_flow"]["first_to_last_rms_ratio"]
@@ -139,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="override the seed")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=run_command)
+    remote.register(commands)
     serve.register(commands)
     keys.register(commands)
     return parser

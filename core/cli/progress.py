@@ -1,0 +1,50 @@
+"""A progress bar on the terminal, fed by a local training run or a remote event stream."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import IO
+
+from core.experiment.hooks import TrainingHook
+
+
+class ProgressBar(TrainingHook):
+    """A progress bar with the latest loss and accuracy.
+
+    On a terminal it redraws one line every epoch; into a file or pipe it
+    writes a line every tenth of the run instead.
+    """
+
+    def __init__(self, stream: IO[str], width: int = 30) -> None:
+        self.stream = stream
+        self.width = width
+        self.redraw = stream.isatty()
+        self.started = time.perf_counter()
+
+    def on_train_begin(self, epochs: int) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, epochs: int, logs: Mapping[str, float | None]) -> None:
+        loss, accuracy = number(logs.get("loss")), number(logs.get("accuracy"))
+        self.draw(epoch, epochs, f"loss {loss}  accuracy {accuracy}")
+
+    def draw(self, done: int, total: int, note: str) -> None:
+        """Show `done` of `total` with `note` (on a pipe: every tenth, and the last)."""
+        if not self.redraw and done % max(1, total // 10) and done != total:
+            return
+        filled = round(self.width * done / total) if total else self.width
+        bar = "#" * filled + "." * (self.width - filled)
+        elapsed = time.perf_counter() - self.started
+        line = f"[{bar}] {done}/{total}  {note}  {elapsed:.1f}s"
+        self.stream.write(f"\r{line}" if self.redraw else f"{line}\n")
+        self.stream.flush()
+
+    def on_train_end(self, logs: Mapping[str, float | None]) -> None:
+        if self.redraw:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def number(value: float | None) -> str:
+    return "nan" if value is None else f"{value:.4f}"
