@@ -9,17 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Request, Security
+from fastapi import Depends, Header, Path, Query, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.access import Access, metrics_unauthorized, unauthorized
-from api.errors import job_not_found
+from api.errors import job_not_found, study_not_found
 from api.rendering import PlotIndex, PlotRenderer
 from core.access.api_keys import ANONYMOUS
 from core.experiment.jobs import is_job_id
 from core.settings import Settings
-from core.store.records import JobRecord
-from core.store.stores import AsyncJobStore
+from core.store.records import JobRecord, StudyRecord
+from core.store.stores import AsyncJobStore, AsyncStudyStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,7 @@ class Services:
 
     settings: Settings
     store: AsyncJobStore
+    studies: AsyncStudyStore  # on the job store's connections
     renderer: PlotRenderer
     access: Access
     plot_index: PlotIndex = field(default_factory=PlotIndex)
@@ -45,6 +46,11 @@ async def get_store(request: Request) -> AsyncJobStore:
     return services.store
 
 
+async def get_study_store(request: Request) -> AsyncStudyStore:
+    services: Services = request.app.state.services
+    return services.studies
+
+
 async def get_settings_of_app(request: Request) -> Settings:
     services: Services = request.app.state.services
     return services.settings
@@ -52,11 +58,16 @@ async def get_settings_of_app(request: Request) -> Settings:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 StoreDep = Annotated[AsyncJobStore, Depends(get_store)]
+StudyStoreDep = Annotated[AsyncStudyStore, Depends(get_study_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings_of_app)]
 
 JobId = Annotated[
     str,
     Path(description="the experiment's id (a ULID)", examples=["01JD8X3Q7R5M2N4P6T8V0W2Y4Z"]),
+]
+StudyId = Annotated[
+    str,
+    Path(description="the study's id (a ULID)", examples=["01JD8X3Q7R5M2N4P6T8V0W2Y4Z"]),
 ]
 IdempotencyKey = Annotated[
     str | None,
@@ -67,7 +78,15 @@ IdempotencyKey = Annotated[
         description="repeat a POST safely: the same key and body return the first job",
     ),
 ]
+LastEventId = Annotated[
+    str | None,
+    Header(alias="Last-Event-ID", max_length=64, description="resume after this event id"),
+]
 
+# A page of a listing: at most MAX_PAGE items, DEFAULT_PAGE unless asked.
+MAX_PAGE = 200
+DEFAULT_PAGE = 50
+Cursor = Annotated[str | None, Query(max_length=64, description="next_cursor of the previous page")]
 
 # ------------------------------------------------------------------------- access
 
@@ -152,3 +171,17 @@ async def get_existing_job(job_id: JobId, services: ServicesDep, owner: OwnerDep
 
 
 ExistingJob = Annotated[JobRecord, Depends(get_existing_job)]
+
+
+async def get_existing_study(
+    study_id: StudyId, studies: StudyStoreDep, services: ServicesDep, owner: OwnerDep
+) -> StudyRecord:
+    """The study, brought up to date with its children, when the caller may see it; else
+    a 404 problem (the same for another owner's study as for an unknown one)."""
+    record = await studies.get_study(study_id) if is_job_id(study_id) else None
+    if record is None or not services.access.may_see(owner, record.owner):
+        raise study_not_found(study_id)
+    return record
+
+
+ExistingStudy = Annotated[StudyRecord, Depends(get_existing_study)]

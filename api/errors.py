@@ -114,6 +114,34 @@ def job_not_found(job_id: str) -> Problem:
     )
 
 
+def study_not_found(study_id: str) -> Problem:
+    return Problem(404, "Study not found", f"no study with id {study_id!r}", kind="not-found")
+
+
+def already_finished(noun: str, record_id: str, before: str, *, status_field: str) -> Problem:
+    """409 for a cancel of an experiment or a study that had already ended (`before`)."""
+    status: dict[str, Any] = {status_field: before}
+    return Problem(
+        409,
+        f"{noun.capitalize()} already finished",
+        f"{noun} {record_id} already {before}",
+        kind="already-finished",
+        **status,
+    )
+
+
+def invalid_cursor() -> Problem:
+    """422 for a `cursor` query parameter that is not one a page handed out."""
+    reason = "not a cursor this API handed out"
+    return Problem(
+        422,
+        "Invalid request",
+        f"cursor: {reason}",
+        kind="invalid-request",
+        errors=[{"field": "cursor", "reason": reason}],
+    )
+
+
 def job_not_succeeded(job_id: str, status: str, what: str) -> Problem:
     """409 for the result or plots of a job that has not succeeded (yet, or at all)."""
     return Problem(

@@ -24,7 +24,7 @@ from api.limits import BodySizeLimit
 from api.rendering import PlotRenderer
 from api.routes import events, experiments, health, plots, presets, studies, verdicts
 from core.settings import Settings, get_settings
-from core.store.stores import AsyncJobStore
+from core.store.stores import AsyncJobStore, AsyncStudyStore
 
 API_PREFIX = "/v1"
 # A spec is a few kilobytes at most; refuse anything far larger before parsing it.
@@ -50,7 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         access.log_mode()
         store = AsyncJobStore.from_settings(settings)
-        app.state.services = Services(settings, store, PlotRenderer(), access)
+        studies = AsyncStudyStore.sharing(store)
+        app.state.services = Services(settings, store, studies, PlotRenderer(), access)
         # Everything imported so far (FastAPI, pydantic, matplotlib) lives as long as the
         # process: moving it out of the collector's sight keeps full collections, which
         # otherwise walk it all, from stalling requests for tens of milliseconds.

@@ -174,6 +174,14 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+# The responses of a route that answers a plot's PNG (an experiment's or a study's).
+PNG_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}}, "description": "the PNG"},
+    304: {"description": "If-None-Match matched: not modified"},
+    **problem_responses(401, 403, 404, 409, 422),
+}
+
+
 # --------------------------------------------------------------------------- studies
 
 

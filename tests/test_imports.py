@@ -61,3 +61,29 @@ def test_a_module_level_import_breaks_the_module_level_contract_a_function_level
     assert status != 0, output
     assert "front BROKEN" in output
     assert "lazy KEPT" in output
+
+
+def test_an_import_outside_the_allowed_modules_breaks_the_imports_only_contract(
+    tmp_path: Path,
+) -> None:
+    package = tmp_path / "shop"
+    (package / "rooms").mkdir(parents=True)
+    for name in ("__init__.py", "rooms/__init__.py", "door.py", "cellar.py"):
+        (package / name).write_text("")
+    (package / "rooms" / "kitchen.py").write_text("import shop.door\n")
+    (package / "rooms" / "hall.py").write_text("import shop.door\nimport shop.rooms.kitchen\n")
+    (package / "rooms" / "attic.py").write_text("import shop.cellar\n")
+    (tmp_path / ".importlinter").write_text(
+        "[importlinter]\nroot_package = shop\ncontract_types =\n"
+        "    imports_only: tests.import_contracts.ImportsOnlyContract\n"
+        "[importlinter:contract:rooms]\nname = rooms\ntype = imports_only\n"
+        "source_modules = shop.rooms.*\ninside = shop\nallowed_modules = shop.door\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+
+    status, output = lint_imports(cwd=tmp_path, env=env)
+
+    assert status != 0, output
+    assert "shop.rooms.hall is not allowed to import shop.rooms.kitchen" in output
+    assert "shop.rooms.attic is not allowed to import shop.cellar" in output
+    assert "shop.rooms.kitchen is not allowed" not in output

@@ -13,50 +13,36 @@ answered 204, which tells a browser's EventSource to stop.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-import orjson
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from api.deps import ExistingJob, StoreDep
-from api.errors import EndOfStream
+from api.deps import ExistingJob, LastEventId, StoreDep
 from api.schemas import problem_responses
-from core.experiment.jobs import FINISHED
+from api.services.streams import is_final, resume_after
 from core.store.records import JobRecord
 
 router = APIRouter(prefix="/experiments", tags=["events"])
 
 # How long one XREAD waits before checking that the job still exists.
 BLOCK_MS = 10_000
-_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
-_FINISHED = {status.value for status in FINISHED}
-
-LastEventId = Annotated[
-    str | None,
-    Header(alias="Last-Event-ID", max_length=64, description="resume after this event id"),
-]
 
 
 async def resume_point(
     job: ExistingJob, store: StoreDep, last_event_id: LastEventId = None
 ) -> tuple[JobRecord, str]:
     """The job and the stream id to read after; 204 when a finished stream was fully read."""
-    after = last_event_id if last_event_id and _STREAM_ID.match(last_event_id) else "0"
-    finished_and_read = job.status.finished and after != "0"
-    if finished_and_read and not await store.read_events(job.id, after=after, count=1):
-        raise EndOfStream()
+    after = await resume_after(
+        last_event_id,
+        finished=job.status.finished,
+        events_after=lambda after: store.read_events(job.id, after=after, count=1),
+    )
     return job, after
 
 
 ResumePoint = Annotated[tuple[JobRecord, str], Depends(resume_point)]
-
-
-def is_final(event_type: str, data: str) -> bool:
-    """True for the state event that ends a job."""
-    return event_type == "state" and orjson.loads(data).get("status") in _FINISHED
 
 
 @router.get(

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Body, Query
 from starlette.responses import Response
 
-from api.access import limit_refused
 from api.deps import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    Cursor,
     IdempotencyKey,
     JobId,
     OwnedJobId,
@@ -19,20 +19,17 @@ from api.deps import (
     ServicesDep,
     StoreDep,
 )
-from api.errors import Problem, job_not_found, job_not_succeeded
+from api.errors import Problem, already_finished, invalid_cursor, job_not_found, job_not_succeeded
 from api.responses import FastJSONResponse, record_response
 from api.schemas import JobPublic, JobsPage, problem_responses
+from api.services.submission import submit_experiment
 from core.experiment.jobs import JobStatus, is_job_id
 from core.experiment.spec import ExperimentSpec
-from core.store.admission import ACTIVE_LIMIT_RETRY_AFTER, Refusal, TooManyActiveJobs
-from core.store.jobs import IdempotencyKeyReused
 from core.store.pages import InvalidCursor
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 
 logger = logging.getLogger(__name__)
-
-MAX_PAGE = 200
 
 SpecBody = Annotated[
     ExperimentSpec,
@@ -52,12 +49,6 @@ def location(job_id: str) -> str:
     return f"/v1/experiments/{job_id}"
 
 
-def fingerprint(spec: ExperimentSpec) -> str:
-    """A hash of what the client asked for (fields it set, not a drawn seed)."""
-    asked = spec.model_dump(mode="json", exclude_unset=True)
-    return hashlib.sha256(orjson.dumps(asked, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
-
-
 @router.post(
     "",
     status_code=202,
@@ -68,35 +59,7 @@ async def create_experiment(
     services: ServicesDep, spec: SpecBody, owner: OwnerDep, idempotency_key: IdempotencyKey = None
 ) -> Response:
     """Queue an experiment: 202, its record and Location; Idempotency-Key makes it repeatable."""
-    queue = services.settings.queue_for(spec.device)
-    access = services.access
-    if not access.open:
-        refusal = await services.store.admit(
-            owner, per_minute=access.submissions_per_minute, max_active=access.max_active_jobs
-        )
-        if refusal is not None:
-            raise limit_refused(refusal, access)
-    try:
-        created = await services.store.create(
-            spec=spec,
-            queue=queue,
-            idempotency_key=idempotency_key,
-            fingerprint=fingerprint(spec),
-            owner=owner,
-            # Checked again as the job is made: concurrent submissions cannot pass it together.
-            max_active=0 if access.open else access.max_active_jobs,
-        )
-    except TooManyActiveJobs as error:
-        refusal = Refusal("max_active_jobs", ACTIVE_LIMIT_RETRY_AFTER, error.active)
-        raise limit_refused(refusal, access) from error
-    except IdempotencyKeyReused as error:
-        raise Problem(
-            422,
-            "Idempotency-Key reused",
-            f"this Idempotency-Key was first sent with another body (job {error.job_id})",
-            kind="idempotency-key-reused",
-            errors=[{"field": "Idempotency-Key", "reason": "already used with another body"}],
-        ) from error
+    created = await submit_experiment(services, spec, owner, idempotency_key)
     record = created.record
     headers = {"Location": location(record.id)}
     if not created.new:
@@ -109,24 +72,15 @@ async def list_experiments(
     services: ServicesDep,
     owner: OwnerDep,
     status: Annotated[JobStatus | None, Query(description="only jobs with this status")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="jobs per page")] = 50,
-    cursor: Annotated[
-        str | None, Query(max_length=64, description="next_cursor of the previous page")
-    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="jobs per page")] = DEFAULT_PAGE,
+    cursor: Cursor = None,
 ) -> Response:
     """Jobs, newest first, one page at a time (with API keys, the key owner's only)."""
     mine = None if services.access.open else owner
     try:
         page = await services.store.list_jobs(status=status, limit=limit, cursor=cursor, owner=mine)
     except InvalidCursor as error:
-        reason = "not a cursor this API handed out"
-        raise Problem(
-            422,
-            "Invalid request",
-            f"cursor: {reason}",
-            kind="invalid-request",
-            errors=[{"field": "cursor", "reason": reason}],
-        ) from error
+        raise invalid_cursor() from error
     items = [record.to_public() for record in page.items]
     return FastJSONResponse({"items": items, "next_cursor": page.next_cursor})
 
@@ -209,12 +163,8 @@ async def cancel_experiment(job_id: OwnedJobId, store: StoreDep) -> Response:
     if outcome is None:
         raise job_not_found(job_id)
     if outcome.before in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-        raise Problem(
-            409,
-            "Experiment already finished",
-            f"experiment {job_id} already {outcome.before.value}",
-            kind="already-finished",
-            job_status=outcome.before.value,
+        raise already_finished(
+            "experiment", job_id, outcome.before.value, status_field="job_status"
         )
     status_code = 202 if outcome.record.status is JobStatus.RUNNING else 200
     return FastJSONResponse(outcome.record.to_public(), status_code=status_code)

@@ -16,7 +16,7 @@ from api.rendering import PlotRenderer
 from core.plotting.experiment_plots import PlotSize
 from core.settings import Settings
 from core.store.multiplex import MultiplexedRedis
-from core.store.stores import AsyncJobStore
+from core.store.stores import AsyncJobStore, AsyncStudyStore
 from tests.api.conftest import UNTRAINED, FinishedJob
 
 pytestmark = pytest.mark.anyio
@@ -77,7 +77,8 @@ class Downstream:
 async def hot(settings: Settings) -> Any:
     store = AsyncJobStore.from_settings(settings)
     downstream = Downstream()
-    services = Services(settings, store, PlotRenderer(), Access.from_settings(settings))
+    studies = AsyncStudyStore.sharing(store)
+    services = Services(settings, store, studies, PlotRenderer(), Access.from_settings(settings))
     middleware = HotReads(downstream)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:

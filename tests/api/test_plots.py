@@ -97,6 +97,19 @@ def test_unknown_plot_name_is_404(client: httpx.Client, finished_job: FinishedJo
     assert "weights" in body["detail"]
 
 
+def test_an_unknown_plot_is_the_same_problem_for_a_study_as_for_an_experiment(
+    client: httpx.Client, finished_job: FinishedJob
+) -> None:
+    job = finished_job(plots={"weights": b"w"})
+    study_id = "01ARZ3NDEKTSV4RRFFQ69G5FAV"  # the name is checked before the study is read
+    experiment = problem(client.get(f"/v1/experiments/{job.id}/plots/nonsense.png"), 404)
+    study = problem(client.get(f"/v1/studies/{study_id}/plots/nonsense.png"), 404)
+    assert experiment["type"] == "urn:gradwatch:problem:plot-not-found"
+    assert study["type"] == experiment["type"]
+    assert study["title"] == experiment["title"] == "Plot not found"
+    assert "curves" in study["detail"] and "weights" in experiment["detail"]
+
+
 def test_plot_of_an_unfinished_job_is_409(client: httpx.Client) -> None:
     job_id = client.post("/v1/experiments", json=UNTRAINED).json()["id"]
     body = problem(client.get(f"/v1/experiments/{job_id}/plots/weights.png"), 409)

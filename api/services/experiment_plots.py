@@ -1,0 +1,104 @@
+"""An experiment's plot behind its routes: the stored PNG, or one drawn from the result.
+
+The default size was rendered by the worker when the job ended; other sizes, and
+any plot the worker failed to draw that the result has the numbers for, are
+drawn here on first request, off the event loop (api.rendering), and cached in
+Redis.
+"""
+
+from __future__ import annotations
+
+import anyio.to_thread
+import orjson
+from starlette.responses import Response
+
+from api.deps import Services
+from api.errors import Problem, job_not_found, job_not_succeeded
+from api.rendering import render_etag
+from api.responses import etag_matches, not_modified, png_response
+from api.services.plots import DEFAULT_SIZE
+from core.experiment.jobs import JobStatus
+from core.plotting.experiment_plots import PlotUnavailableError, available_plots, render_plot
+from core.store.keys import plot_field
+
+
+async def available_plot_names(services: Services, job_id: str) -> tuple[str, ...] | None:
+    """The plots a succeeded job's result has the numbers for; None without a result."""
+    names = services.plot_index.get(job_id)
+    if names is not None:
+        return names
+    stored = await services.store.get_result(job_id)
+    if stored.content is None:  # expired or deleted meanwhile
+        return None
+    content = stored.content
+
+    def read() -> tuple[str, ...]:
+        return tuple(available_plots(orjson.loads(content)))
+
+    names = await anyio.to_thread.run_sync(read)  # a result can be megabytes of JSON
+    services.plot_index.remember(job_id, names)
+    return names
+
+
+async def experiment_plot(
+    services: Services,
+    job_id: str,
+    name: str,
+    size: tuple[int, int, int],
+    if_none_match: str | None,
+    cache_control: str,
+) -> Response:
+    # The default size is the one the worker rendered when the job ended.
+    field = plot_field(name, None if size == DEFAULT_SIZE else size)
+    store = services.store
+    # With If-None-Match, only the stored ETag first: a match needs no PNG.
+    plot = await store.get_plot(job_id, field=field, body=if_none_match is None)
+    if plot.etag is not None and plot.png is None:
+        if if_none_match is not None and etag_matches(if_none_match, plot.etag):
+            return not_modified(plot.etag, cache_control)
+        plot = await store.get_plot(job_id, field=field)
+    if plot.png is not None and plot.etag is not None:
+        return png_response(plot.png, plot.etag, cache_control)
+    # Not stored: the miss brought the job's status and the plots the worker drew.
+    if plot.status is None:
+        raise job_not_found(job_id)
+    if plot.status is not JobStatus.SUCCEEDED:
+        raise job_not_succeeded(job_id, plot.status.value, "plots")
+    if name not in plot.names:  # the worker may have failed to draw it: can the API?
+        available = await available_plot_names(services, job_id)
+        if available is None:
+            raise job_not_found(job_id)
+        if name not in available:
+            raise plot_unavailable(job_id, name)
+    key = f"{job_id}/{field}"
+    etag = render_etag(key)
+    if if_none_match is not None and etag_matches(if_none_match, etag):
+        return not_modified(etag, cache_control)  # drawn before, and not kept: the same bytes
+    png = await _render(services, job_id, name, size, key)
+    # Cached under the hash of its bytes while the job's cache has room; else not kept,
+    # and named by the render ETag, which the next If-None-Match is checked against.
+    stored_etag = await store.put_plot(job_id, field=field, png=png)
+    return png_response(png, stored_etag or etag, cache_control)
+
+
+def plot_unavailable(job_id: str, name: str) -> Problem:
+    detail = f"plot {name!r} is not available for experiment {job_id}"
+    return Problem(404, "Plot not available", detail, kind="plot-unavailable")
+
+
+async def _render(
+    services: Services, job_id: str, name: str, size: tuple[int, int, int], key: str
+) -> bytes:
+    stored = await services.store.get_result(job_id)
+    if stored.content is None:  # expired or deleted meanwhile
+        raise job_not_found(job_id)
+    content = stored.content
+    width, height, dpi = size
+
+    def draw() -> bytes:
+        return render_plot(name, orjson.loads(content), width=width, height=height, dpi=dpi)
+
+    try:
+        return await services.renderer.render(key, draw)
+    except PlotUnavailableError as error:
+        raise Problem(404, "Plot not available", str(error), kind="plot-unavailable") from error

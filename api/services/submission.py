@@ -1,0 +1,114 @@
+"""Submission: an owner's experiment or study admitted against its limits and stored.
+
+Experiments and studies go through the same two gates: the owner's per-minute
+submissions and queued-or-running jobs are counted first (a 429 naming the limit
+that refused), then the jobs are made in one step that checks the active-jobs
+limit again, so concurrent submissions cannot pass it together. A stored job
+waits on its queue's dispatcher (core.store.dispatch) until a worker claims it:
+the API sends nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import orjson
+
+from api.access import limit_refused
+from api.deps import Services
+from api.errors import Problem
+from core.experiment.spec import ExperimentSpec
+from core.experiment.studies import StudyError, StudyPlan, expand_study, parse_study
+from core.plotting.study_plots import planned_study_plots
+from core.store.admission import ACTIVE_LIMIT_RETRY_AFTER, Refusal, TooManyActiveJobs
+from core.store.jobs import Created, IdempotencyKeyReused
+from core.store.records import StudyRecord
+
+T = TypeVar("T")
+
+
+async def submit_experiment(
+    services: Services, spec: ExperimentSpec, owner: str, idempotency_key: str | None
+) -> Created:
+    """The queued job for `spec`, or the one an earlier request with this key made."""
+
+    def create(max_active: int) -> Awaitable[Created]:
+        return services.store.create(
+            spec=spec,
+            queue=services.settings.queue_for(spec.device),
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint(spec),
+            owner=owner,
+            max_active=max_active,
+        )
+
+    try:
+        return await _admitted(services, owner, 1, create)
+    except IdempotencyKeyReused as error:
+        raise Problem(
+            422,
+            "Idempotency-Key reused",
+            f"this Idempotency-Key was first sent with another body (job {error.job_id})",
+            kind="idempotency-key-reused",
+            errors=[{"field": "Idempotency-Key", "reason": "already used with another body"}],
+        ) from error
+
+
+async def submit_study(services: Services, body: Mapping[str, Any], owner: str) -> StudyRecord:
+    """The queued study `body` asks for, with one queued experiment per configuration and
+    seed; a 422 problem naming each bad field."""
+    plan = plan_study(body)
+    studies = services.studies
+
+    def create(max_active: int) -> Awaitable[StudyRecord]:
+        return studies.create_study(
+            plan=plan,
+            queues=[services.settings.queue_for(spec.device) for spec in plan.children],
+            plots=planned_study_plots(plan.children),
+            owner=owner,
+            max_active=max_active,
+            members=services.settings.ensemble_members,
+        )
+
+    record = await _admitted(services, owner, len(plan.children), create)
+    return await studies.get_study(record.id) or record
+
+
+def plan_study(body: Mapping[str, Any]) -> StudyPlan:
+    """The validated study, or a 422 problem naming each bad field."""
+    try:
+        return expand_study(parse_study(body))
+    except StudyError as error:
+        errors = error.errors
+    detail = "; ".join(f"{item['field']}: {item['reason']}" for item in errors)
+    raise Problem(422, "Invalid study", detail, kind="invalid-study", errors=errors)
+
+
+def fingerprint(spec: ExperimentSpec) -> str:
+    """A hash of what the client asked for (fields it set, not a drawn seed)."""
+    asked = spec.model_dump(mode="json", exclude_unset=True)
+    return hashlib.sha256(orjson.dumps(asked, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+async def _admitted(
+    services: Services, owner: str, jobs: int, create: Callable[[int], Awaitable[T]]
+) -> T:
+    """What `create` makes once `owner` may add `jobs` jobs; a 429 problem when a limit
+    refuses. `create` is given the active-jobs limit to check again (0: none)."""
+    access = services.access
+    if not access.open:
+        refusal = await services.store.admit(
+            owner,
+            jobs=jobs,
+            per_minute=access.submissions_per_minute,
+            max_active=access.max_active_jobs,
+        )
+        if refusal is not None:
+            raise limit_refused(refusal, access)
+    try:
+        return await create(0 if access.open else access.max_active_jobs)
+    except TooManyActiveJobs as error:
+        refusal = Refusal("max_active_jobs", ACTIVE_LIMIT_RETRY_AFTER, error.active)
+        raise limit_refused(refusal, access) from error
