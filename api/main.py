@@ -22,7 +22,7 @@ from api.errors import UnexpectedErrors, install_error_handlers
 from api.hot_reads import HotReads
 from api.limits import BodySizeLimit
 from api.rendering import PlotRenderer
-from api.routes import events, experiments, health, plots, presets, studies, verdicts
+from api.routes import datasets, events, experiments, health, plots, presets, studies, verdicts
 from core.settings import Settings, get_settings
 from core.store.stores import AsyncJobStore, AsyncStudyStore
 
@@ -37,6 +37,7 @@ activations, and see the vanishing-gradient problem.
 `POST /v1/experiments` with a spec (`{}` is the tutorial) returns 202 and the job;
 follow it with `GET /v1/experiments/{id}` or `/events` (Server-Sent Events), then
 fetch `/result` and the PNGs under `/plots`. Errors are `application/problem+json`.
+Bring your own data: `POST /v1/datasets` a CSV or an NPZ.
 """
 
 
@@ -71,7 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     # Innermost first: CORS wraps everything, the hot reads and unexpected 500s included.
     app.add_middleware(HotReads)
-    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    # An upload has a cap of its own, in megabytes (Settings.dataset_max_megabytes).
+    caps = {f"{API_PREFIX}/datasets": settings.dataset_max_bytes}
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, caps=caps)
     app.add_middleware(UnexpectedErrors)
     app.add_middleware(
         CORSMiddleware,
@@ -89,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["ETag", "Location", "Idempotent-Replayed", "Retry-After"],
         max_age=3600,
     )
-    for module in (experiments, plots, events, presets, studies, verdicts):
+    for module in (experiments, plots, events, presets, studies, verdicts, datasets):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(health.router)
     return app

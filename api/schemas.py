@@ -10,7 +10,7 @@ in the tests.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -278,3 +278,39 @@ class StudyPresetPublic(BaseModel):
     title: str
     description: str
     study: dict[str, Any] = Field(description="a body to POST to /v1/studies as it is")
+
+
+# -------------------------------------------------------------------------- datasets
+
+
+class DatasetPublic(BaseModel):
+    """An uploaded dataset as clients see it; train on it with
+    `{"dataset": {"kind": "uploaded", "id": ...}}`."""
+
+    id: str = Field(examples=["01JD8X3Q7R5M2N4P6T8V0W2Y4Z"])
+    name: str = Field(description="the file's name, or the `name` query parameter")
+    format: Literal["csv", "npz"]
+    task: Literal["classification", "regression"]
+    label: str | None = Field(description="a CSV's label column (null for an NPZ)")
+    samples: int
+    sample_shape: list[int] = Field(
+        description="one sample's shape: [features], [steps, features] or [height, width, channels]"
+    )
+    features: int = Field(description="values in one sample")
+    classes: list[str] | None = Field(
+        description="class names, in the order of the network's outputs (null: regression)"
+    )
+    target_range: list[float] | None = Field(
+        description="a regression's smallest and largest target (null: classification)"
+    )
+    size: int = Field(description="bytes as uploaded")
+    stored_size: int = Field(description="bytes kept, compressed")
+    content_hash: str = Field(description="sha256 of the bytes as uploaded")
+    created_at: datetime
+
+
+class DatasetsPage(BaseModel):
+    """Datasets newest first; pass `next_cursor` as `cursor` for the next page (null: no more)."""
+
+    items: list[DatasetPublic]
+    next_cursor: str | None

@@ -1,4 +1,5 @@
-"""What the routes call to do their work: submission, study reads and plots, plot links, streams.
+"""What the routes call to do their work: submission, study reads and plots, plot links, streams,
+uploads.
 
 A route module parses a request and answers it; the work it shares with another
 route, or that is more than a few lines, lives here. Routes import only

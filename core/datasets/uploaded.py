@@ -77,6 +77,11 @@ class ParsedDataset:
     task: Task
     classes: list[str] | None  # names in index order; None for regression
     content_hash: str  # sha256 of the bytes as sent
+    label: str | None  # a CSV's label column; None for an NPZ
+
+    @property
+    def format(self) -> str:
+        return "csv" if self.label is not None else "npz"
 
     @property
     def samples(self) -> int:
@@ -90,7 +95,8 @@ class ParsedDataset:
     def target_range(self) -> tuple[float, float] | None:
         if self.task is not Task.REGRESSION:
             return None
-        return float(self.y.min()), float(self.y.max())
+        # Float32 targets, shown to the digits float32 holds (0.857, not 0.8569999933).
+        return float(f"{self.y.min():.7g}"), float(f"{self.y.max():.7g}")
 
 
 def content_hash(body: bytes) -> str:
@@ -106,15 +112,16 @@ def parse_dataset(
 ) -> ParsedDataset:
     """The dataset in `body`, an NPZ (by its magic bytes) or else a CSV; raises
     `DatasetFileError`."""
+    column: str | None = None
     if body.startswith(NPZ_MAGIC):
         x, labels = _read_npz(body, limits)
         where = "array y"
     else:
         x, labels = _read_csv(body, label, limits)
-        where = f"column {label!r}"
-    _check_size(x, limits, where="array x" if where == "array y" else "file")
+        column, where = label, f"column {label!r}"
+    _check_size(x, limits, where="file" if column else "array x")
     y, classes = _labels(labels, task, limits, where)
-    return ParsedDataset(x, y, task, classes, content_hash(body))
+    return ParsedDataset(x, y, task, classes, content_hash(body), column)
 
 
 # ------------------------------------------------------------------------- CSV

@@ -1,0 +1,217 @@
+"""Datasets over HTTP: uploads as a form or raw, the bad-file table, owners, limits."""
+
+from __future__ import annotations
+
+import io
+import socket
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.api.conftest import problem
+from tests.conftest import KeysServer, keys_env, serve_api
+
+POINTS = b"x1,x2,label\n" + b"".join(
+    f"{i % 7 / 7:.3f},{i % 5 / 5:.3f},{'ab'[i % 2]}\n".encode() for i in range(40)
+)
+
+
+def npz(**arrays: Any) -> bytes:
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    return out.getvalue()
+
+
+@pytest.fixture
+def alice(keys_server: KeysServer) -> Iterator[httpx.Client]:
+    with keys_server.client_of("alice") as client:
+        yield client
+        _delete_all(client)
+
+
+@pytest.fixture
+def bob(keys_server: KeysServer) -> Iterator[httpx.Client]:
+    with keys_server.client_of("bob") as client:
+        yield client
+        _delete_all(client)
+
+
+def _delete_all(client: httpx.Client) -> None:
+    for item in client.get("/v1/datasets", params={"limit": 200}).json()["items"]:
+        client.delete(f"/v1/datasets/{item['id']}")
+
+
+def test_a_csv_form_upload_answers_its_shape_and_classes(alice: httpx.Client) -> None:
+    response = alice.post("/v1/datasets", files={"file": ("points.csv", POINTS, "text/csv")})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert response.headers["location"] == f"/v1/datasets/{body['id']}"
+    assert body["name"] == "points.csv" and body["format"] == "csv"
+    assert body["samples"] == 40 and body["sample_shape"] == [2] and body["features"] == 2
+    assert body["classes"] == ["a", "b"] and body["target_range"] is None
+    assert body["task"] == "classification" and body["label"] == "label"
+    assert body["size"] == len(POINTS) and body["stored_size"] > 0
+    assert len(body["content_hash"]) == 64
+    assert alice.get(f"/v1/datasets/{body['id']}").json() == body
+
+
+def test_the_same_upload_is_the_same_dataset(alice: httpx.Client) -> None:
+    first = alice.post("/v1/datasets", content=POINTS, headers={"Content-Type": "text/csv"})
+    again = alice.post("/v1/datasets", files={"file": ("other.csv", POINTS)})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"]
+    regression = alice.post(
+        "/v1/datasets",
+        params={"label": "x1", "task": "regression"},
+        content=POINTS.replace(b",a\n", b",0\n").replace(b",b\n", b",1\n"),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert regression.status_code == 201, regression.text
+    assert regression.json()["target_range"] == [0.0, 0.857]
+    assert len(alice.get("/v1/datasets").json()["items"]) == 2
+
+
+def test_an_npz_of_sequences(alice: httpx.Client) -> None:
+    x = np.random.default_rng(0).normal(size=(30, 6, 3)).astype(np.float32)
+    body = npz(x=x, y=np.arange(30) % 3)
+    response = alice.post(
+        "/v1/datasets",
+        params={"name": "seqs"},
+        content=body,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert response.status_code == 201, response.text
+    shown = response.json()
+    assert shown["format"] == "npz" and shown["label"] is None and shown["name"] == "seqs"
+    assert shown["sample_shape"] == [6, 3] and shown["classes"] == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b"x1,x2,label\n1,2,a\n3,a\n", 422, "row 3"),
+        (b"x1,x2,label\n1,2,a\n3,four,b\n", 422, "row 3, column 'x2'"),
+        (b"x1,x2,label\n1,2,a\n3,nan,b\n", 422, "row 3, column 'x2'"),
+        (b"x1,x2,y\n1,2,a\n3,4,b\n", 422, "row 1"),
+        (b"x1,x2,label\n1,2,a\n3,4,a\n5,6,a\n7,8,a\n", 422, "column 'label'"),
+        (b"\x7fELF\x02\x01\x01\x00\xff\xfe", 415, "file"),
+        (npz(x=np.zeros((4, 2)), y=np.zeros(5)), 422, "array y"),
+        (npz(x=np.zeros((4, 2)), y=np.array([None] * 4, dtype=object)), 422, "array y"),
+    ],
+    ids=[
+        "ragged",
+        "non-numeric",
+        "nan",
+        "no-label",
+        "one-class",
+        "neither",
+        "lengths",
+        "pickle",
+    ],
+)
+def test_a_bad_file_is_refused_naming_where_and_kept_nowhere(
+    alice: httpx.Client, body: bytes, status: int, field: str
+) -> None:
+    response = alice.post(
+        "/v1/datasets", content=body, headers={"Content-Type": "application/octet-stream"}
+    )
+    refused = problem(response, status)
+    assert refused["errors"][0]["field"] == field, refused
+    assert field in refused["detail"]
+    assert alice.get("/v1/datasets").json()["items"] == []
+
+
+def test_a_body_that_is_not_an_upload_is_refused(alice: httpx.Client) -> None:
+    sent = alice.post("/v1/datasets", json={"x": [1, 2]})
+    assert problem(sent, 415)["errors"][0]["field"] == "Content-Type"
+    empty_form = alice.post("/v1/datasets", files={"other": ("a.csv", POINTS)})
+    assert problem(empty_form, 400)["errors"][0]["field"] == "file"
+
+
+def test_another_owners_dataset_is_not_found(alice: httpx.Client, bob: httpx.Client) -> None:
+    mine = alice.post("/v1/datasets", files={"file": ("p.csv", POINTS)}).json()["id"]
+    assert problem(bob.get(f"/v1/datasets/{mine}"), 404)["detail"]
+    problem(bob.delete(f"/v1/datasets/{mine}"), 404)
+    assert bob.get("/v1/datasets").json()["items"] == []
+    # Bob's copy of the same bytes is his own.
+    theirs = bob.post("/v1/datasets", files={"file": ("p.csv", POINTS)})
+    assert theirs.status_code == 201 and theirs.json()["id"] != mine
+    assert alice.delete(f"/v1/datasets/{mine}").status_code == 204
+    problem(alice.get(f"/v1/datasets/{mine}"), 404)
+
+
+def test_listing_pages_newest_first(alice: httpx.Client) -> None:
+    ids = [
+        alice.post("/v1/datasets", files={"file": (f"{n}.csv", POINTS + b"0,0,a\n" * n)}).json()[
+            "id"
+        ]
+        for n in (1, 2, 3)
+    ]
+    first = alice.get("/v1/datasets", params={"limit": 2}).json()
+    assert [item["id"] for item in first["items"]] == ids[:0:-1]
+    rest = alice.get("/v1/datasets", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    assert [item["id"] for item in rest["items"]] == ids[:1] and rest["next_cursor"] is None
+    problem(alice.get("/v1/datasets", params={"cursor": "nonsense"}), 422)
+
+
+# ----------------------------------------------------------------------------- limits
+
+
+@pytest.fixture(scope="module")
+def small(service_env: dict[str, str]) -> Iterator[KeysServer]:
+    """An API whose owners keep 2 datasets of 1 MB and 50 samples at most."""
+    env, keys = keys_env(
+        service_env, datasets_per_owner=2, dataset_max_megabytes=1, dataset_max_samples=50
+    )
+    with serve_api(env) as server:
+        yield KeysServer(server.url, server.process, keys, env["GRADWATCH_SHARE_SECRET"])
+
+
+def test_an_owner_keeps_at_most_its_limit_of_datasets(small: KeysServer) -> None:
+    with small.client_of("carol") as carol, small.client_of("dave") as dave:
+        for n in (1, 2):
+            sent = carol.post("/v1/datasets", files={"file": ("a", POINTS + b"0,0,a\n" * n)})
+            assert sent.status_code == 201
+        third = problem(carol.post("/v1/datasets", files={"file": ("c", POINTS)}), 409)
+        assert "GRADWATCH_DATASETS_PER_OWNER (2)" in third["detail"]
+        assert dave.post("/v1/datasets", files={"file": ("a", POINTS)}).status_code == 201
+
+
+def test_too_many_samples_name_the_limit(small: KeysServer) -> None:
+    rows = POINTS + POINTS.split(b"\n", 1)[1]  # 80 rows
+    with small.client_of("carol") as carol:
+        refused = problem(carol.post("/v1/datasets", files={"file": ("big", rows)}), 422)
+    assert refused["errors"][0]["field"] == "row 52" and "limit of 50 samples" in refused["detail"]
+
+
+def test_an_upload_over_its_cap_is_413_declared_or_streamed(small: KeysServer) -> None:
+    with small.client_of("carol") as carol:
+        declared = carol.post(
+            "/v1/datasets", content=b"0" * (1024 * 1024 + 1), headers={"Content-Type": "text/csv"}
+        )
+        assert "1 MB" in problem(declared, 413)["detail"]
+        # Far above the 64 KiB of a spec, within its own cap: read and parsed.
+        sized = b"a,label\n" + b"1,1\n2,2\n" * 20_000
+        sent = carol.post("/v1/datasets", content=sized, headers={"Content-Type": "text/csv"})
+        assert "limit of 50 samples" in problem(sent, 422)["detail"]
+
+
+def test_a_streamed_upload_is_answered_413_before_it_ends(small: KeysServer) -> None:
+    """Chunks past the cap, then silence: the 413 comes without the rest of the body."""
+    url = urlsplit(small.url)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as connection:
+        connection.sendall(
+            b"POST /v1/datasets HTTP/1.1\r\nHost: test\r\nContent-Type: text/csv\r\n"
+            + f"Authorization: Bearer {small.keys['carol']}\r\n".encode()
+            + b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        chunk = b"1" * 65536
+        for _ in range(17):  # 1.06 MB of a body that would go on
+            connection.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        reply = connection.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert b"application/problem+json" in reply
