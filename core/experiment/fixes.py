@@ -2,9 +2,12 @@
 
 A fix is one change, so a study that proves it (core/experiment/remedy_studies.py)
 can credit the change alone: another activation, another initializer, batch
-normalization, residual connections, a lower learning rate, gradient
-clipping. Its patch depends on the run (a learning rate ten times lower than
-*this* run's) and is None where the run already has the change. Which fixes
+normalization, residual connections, gated recurrent cells, a lower learning
+rate, gradient clipping. Its patch depends on the run (a learning rate ten
+times lower than *this* run's) and is None where the run already has the
+change or it does not apply. For a network given as a layer list, a model fix
+patches the whole list (core/experiment/layer_fixes.py); the training fixes
+patch any spec alike. Which fixes
 a verdict calls for, in which order and with which words, is the ranking
 table of core/experiment/prescriptions.py.
 
@@ -15,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from core.experiment import layer_fixes
 from core.experiment.spec import Activation, ExperimentSpec, InitializerKind, OptimizerKind
 
 # Keras' own default learning rate of each optimizer (what `learning_rate: null` trains
@@ -52,6 +57,8 @@ class FixId(StrEnum):
     RESIDUAL = "residual"
     GLOROT_INIT = "glorot_init"
     HE_INIT = "he_init"
+    LSTM = "lstm"
+    GRU = "gru"
     LOWER_LEARNING_RATE = "lower_learning_rate"
     CLIP_GRADIENTS = "clip_gradients"
 
@@ -61,16 +68,41 @@ Patch = dict[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class Fix:
-    """One change: its name, what it does in a few words, and how to patch a spec."""
+    """One change: its name, what it does in a few words, and how to patch a spec.
+
+    `make_patch` patches an MLP spec (or any spec, for a fix of `training`);
+    `make_layers` gives a layer list's whole new `model.layers` (None: no such fix
+    for a list).
+    """
 
     id: FixId
     title: str
     make_patch: Callable[[ExperimentSpec], Patch | None]
     read_more: tuple[str, ...]  # keys of core.experiment.explanations.REFERENCES
+    make_layers: Callable[[ExperimentSpec], layer_fixes.Layers | None] | None = None
+    training: bool = False  # patches `training` alone, whatever the network
 
     def patch_for(self, spec: ExperimentSpec) -> Patch | None:
-        """The merge patch that applies this fix to `spec`; None when `spec` has it already."""
-        return self.make_patch(spec)
+        """The merge patch that applies this fix to `spec`; None when `spec` has it already
+        or it does not apply."""
+        if spec.model.layers is None or self.training:
+            return self.make_patch(spec)
+        layers = None if self.make_layers is None else self.make_layers(spec)
+        return None if layers is None else {"model": {"layers": layers}}
+
+
+def hidden_activations(spec: ExperimentSpec) -> list[Activation]:
+    """The activations of the hidden layers, a layer list's included (linear ones left out)."""
+    if spec.model.layers is None:
+        return spec.model.activations
+    return layer_fixes.hidden_activations(spec)
+
+
+def hidden_depth(spec: ExperimentSpec) -> int:
+    """Hidden layers with a kernel."""
+    if spec.model.layers is None:
+        return len(spec.model.hidden_layers)
+    return layer_fixes.weighted_depth(spec)
 
 
 def learning_rate(spec: ExperimentSpec) -> float:
@@ -114,6 +146,10 @@ def _residual(spec: ExperimentSpec) -> Patch | None:
     return {"model": {"residual": True}}
 
 
+def _not_for_an_mlp(spec: ExperimentSpec) -> Patch | None:
+    return None
+
+
 def _lower_learning_rate(spec: ExperimentSpec) -> Patch | None:
     return {"training": {"optimizer": {"learning_rate": lower_learning_rate(spec)}}}
 
@@ -128,41 +164,79 @@ def _clip_gradients(spec: ExperimentSpec) -> Patch | None:
     return {"training": patch}
 
 
+def _activation_fix(fix_id: FixId, activation: Activation, reference: str) -> Fix:
+    return Fix(
+        fix_id,
+        f"{activation.value.replace('_', ' ')} in the hidden layers",
+        _activation(activation),
+        (reference,),
+        make_layers=functools.partial(layer_fixes.with_activation, activation=activation),
+    )
+
+
+def _initializer_fix(fix_id: FixId, kind: InitializerKind, title: str, reference: str) -> Fix:
+    return Fix(
+        fix_id,
+        title,
+        _initializer(kind),
+        (reference,),
+        make_layers=functools.partial(layer_fixes.with_initializer, kind=kind.value),
+    )
+
+
+def _cell_fix(fix_id: FixId, cell: str, reference: str) -> Fix:
+    return Fix(
+        fix_id,
+        f"{cell} cells instead of SimpleRNN",
+        _not_for_an_mlp,
+        (reference,),
+        make_layers=functools.partial(layer_fixes.recurrent_cells, cell=cell),
+    )
+
+
 FIXES: tuple[Fix, ...] = (
-    Fix(FixId.TANH, "tanh in the hidden layers", _activation(Activation.TANH), ("glorot2010",)),
-    Fix(FixId.RELU, "relu in the hidden layers", _activation(Activation.RELU), ("he2015",)),
+    _activation_fix(FixId.TANH, Activation.TANH, "glorot2010"),
+    _activation_fix(FixId.RELU, Activation.RELU, "he2015"),
+    _activation_fix(FixId.LEAKY_RELU, Activation.LEAKY_RELU, "maas2013"),
+    _activation_fix(FixId.ELU, Activation.ELU, "clevert2016"),
     Fix(
-        FixId.LEAKY_RELU,
-        "leaky relu in the hidden layers",
-        _activation(Activation.LEAKY_RELU),
-        ("maas2013",),
+        FixId.BATCH_NORM,
+        "batch normalization",
+        _batch_norm,
+        ("ioffe2015",),
+        make_layers=layer_fixes.normalized,
     ),
-    Fix(FixId.ELU, "elu in the hidden layers", _activation(Activation.ELU), ("clevert2016",)),
-    Fix(FixId.BATCH_NORM, "batch normalization", _batch_norm, ("ioffe2015",)),
-    Fix(FixId.RESIDUAL, "residual connections", _residual, ("he2016",)),
     Fix(
+        FixId.RESIDUAL,
+        "residual connections",
+        _residual,
+        ("he2016",),
+        make_layers=layer_fixes.residual,
+    ),
+    _initializer_fix(
         FixId.GLOROT_INIT,
+        InitializerKind.GLOROT_UNIFORM,
         "Glorot uniform initialization",
-        _initializer(InitializerKind.GLOROT_UNIFORM),
-        ("glorot2010",),
+        "glorot2010",
     ),
-    Fix(
-        FixId.HE_INIT,
-        "He normal initialization",
-        _initializer(InitializerKind.HE_NORMAL),
-        ("he2015",),
+    _initializer_fix(
+        FixId.HE_INIT, InitializerKind.HE_NORMAL, "He normal initialization", "he2015"
     ),
+    _cell_fix(FixId.LSTM, "LSTM", "hochreiter1997"),
+    _cell_fix(FixId.GRU, "GRU", "pascanu2013"),
     Fix(
         FixId.LOWER_LEARNING_RATE,
         f"a learning rate {LEARNING_RATE_FACTOR} times lower",
         _lower_learning_rate,
         ("pascanu2013",),
+        training=True,
     ),
     Fix(
         FixId.CLIP_GRADIENTS,
         f"gradient clipping (norm {CLIP_NORM:g})",
         _clip_gradients,
         ("pascanu2013",),
+        training=True,
     ),
 )
 

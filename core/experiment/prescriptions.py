@@ -33,9 +33,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from core.experiment import layer_fixes
 from core.experiment.diagnosis import EXPLODING_NORM, VANISHING_RATIO
 from core.experiment.explanations import REFERENCES, explain
-from core.experiment.fixes import CLIP_NORM, FixId, fix, learning_rate, lower_learning_rate
+from core.experiment.fixes import (
+    CLIP_NORM,
+    FixId,
+    fix,
+    hidden_activations,
+    hidden_depth,
+    learning_rate,
+    lower_learning_rate,
+)
 from core.experiment.measured_remedies import MEASURED, Measurement
 from core.experiment.merge_patch import merge_patch
 from core.experiment.spec import (
@@ -95,6 +104,10 @@ FINDINGS: dict[str, str] = {
     "{activation}'s slope is under a tenth of its maximum",
     "diverged": "the loss stopped being finite in epoch {diverged_epoch}, with gradients up "
     "to {largest_gradient}",
+    "vanishing_through_time": "{time_low_layer}'s gradient with respect to its first hidden "
+    "state is {time_low_ratio} of that with respect to its last, {time_low_steps} steps later",
+    "exploding_through_time": "{time_high_layer}'s gradient with respect to its first hidden "
+    "state is {time_high_ratio} that with respect to its last, {time_high_steps} steps later",
 }
 
 # Why an activation lets the gradient shrink, for the `slope_note` of a vanishing finding.
@@ -145,8 +158,8 @@ RANKINGS: dict[str, tuple[Remedy, ...]] = {
         ),
         Remedy(
             FixId.RESIDUAL,
-            "identity shortcuts between layers of equal width carry the gradient back past "
-            "the {activation} slopes",
+            "identity shortcuts around layers that keep their input's shape carry the "
+            "gradient back past the {activation} slopes",
             "more of the gradient reaches the first layers; on a network this narrow the "
             "ratio rises, not always past the verdict's line",
         ),
@@ -268,6 +281,50 @@ RANKINGS: dict[str, tuple[Remedy, ...]] = {
             only_for=NOT_RELU_FAMILY,
         ),
     ),
+    "vanishing_through_time": (
+        Remedy(
+            FixId.LSTM,
+            "an LSTM's cell state carries the gradient back a step scaled by a forget gate "
+            "it learns (and starts near open), not by the recurrent weights and tanh's slope",
+            "the gradient with respect to the early hidden states stays within a hundredth "
+            "of the last's, so what a sequence showed early can be learned",
+        ),
+        Remedy(
+            FixId.GRU,
+            "a GRU's update gate lets its state pass a step unchanged, so the gradient goes "
+            "back through time without the product of the recurrent weights",
+            "the gradient with respect to the early hidden states stays within a hundredth "
+            "of the last's, with a quarter fewer weights than an LSTM",
+        ),
+    ),
+    "exploding_through_time": (
+        Remedy(
+            FixId.CLIP_GRADIENTS,
+            "clipping each gradient tensor to norm {clip_norm} bounds every step however "
+            "large the product over the time steps grows (Pascanu et al. 2013)",
+            "bounded steps, so one long sequence cannot throw the weights; the through-time "
+            "ratio, which the verdict measures before clipping, may stay as large",
+        ),
+        Remedy(
+            FixId.LOWER_LEARNING_RATE,
+            "a learning rate of {lower_learning_rate} makes every step {lr_factor} times "
+            "shorter, so the recurrent weights grow more slowly past the point where the "
+            "product over time steps explodes",
+            "no blow-up when training, not the initial weights, grew the recurrent weights",
+        ),
+        Remedy(
+            FixId.LSTM,
+            "an LSTM's gates bound what each step adds to its cell state, where a SimpleRNN "
+            "multiplies by its recurrent weights at every step",
+            "a through-time ratio near one or below; a step costs about four times as much",
+        ),
+        Remedy(
+            FixId.GRU,
+            "a GRU's gates mix its state with the new one instead of multiplying it by the "
+            "recurrent weights at every step",
+            "a through-time ratio near one or below; a step costs about three times as much",
+        ),
+    ),
 }
 
 
@@ -278,10 +335,10 @@ def run_facts(spec: ExperimentSpec, diagnosis: Mapping[str, Any]) -> dict[str, s
     """Every field a rationale may use, as text, from the run's spec and evidence."""
     evidence: Mapping[str, Any] = diagnosis.get("evidence") or {}
     flow: Mapping[str, Any] = evidence.get("gradient_flow") or {}
-    activations = _unique(spec.model.activations)
-    layers = len(spec.model.hidden_layers)
+    activations = _unique(hidden_activations(spec))
+    layers = hidden_depth(spec)
     facts = {
-        "activation": "/".join(a.value for a in activations),
+        "activation": "/".join(a.value for a in activations) or "linear",
         "layers": str(layers),
         "sigmoid_shrink": f"{4**layers:,}",
         "ratio": _number(flow.get("first_to_last_rms_ratio")),
@@ -298,6 +355,7 @@ def run_facts(spec: ExperimentSpec, diagnosis: Mapping[str, Any]) -> dict[str, s
         **_worst(evidence.get("dead_units"), "dead"),
         **_worst(evidence.get("saturated"), "saturated"),
         **_divergence(evidence.get("diverged")),
+        **_through_time(spec, evidence.get("through_time")),
     }
     note = SLOPE_NOTES.get(activations[0], DEFAULT_SLOPE_NOTE) if len(activations) == 1 else None
     facts["slope_note"] = (note or DEFAULT_SLOPE_NOTE).format(**facts)
@@ -326,6 +384,8 @@ def _fraction(ratio: Any) -> str:
 
 
 def _initializer(spec: ExperimentSpec) -> str:
+    if spec.model.layers is not None:
+        return layer_fixes.first_kernel_initializer(spec)
     init = spec.model.initializer
     if init.kind is InitializerKind.RANDOM_NORMAL:
         return f"N({init.mean:g}, {init.stddev:g})"
@@ -337,7 +397,7 @@ def _initializer(spec: ExperimentSpec) -> str:
 
 
 def _scaled_init(spec: ExperimentSpec) -> str:
-    relu_like = any(a in RELU_FAMILY for a in spec.model.activations)
+    relu_like = any(a in RELU_FAMILY for a in hidden_activations(spec))
     return "He initialization (variance 2/fan_in)" if relu_like else "Glorot initialization"
 
 
@@ -347,6 +407,22 @@ def _worst(fractions: Any, name: str) -> dict[str, str]:
         return {f"{name}_layer": "a layer", f"{name}_percent": "most"}
     layer = max(fractions, key=lambda key: fractions[key])
     return {f"{name}_layer": str(layer), f"{name}_percent": f"{100 * fractions[layer]:.0f}%"}
+
+
+def _through_time(spec: ExperimentSpec, through: Any) -> dict[str, str]:
+    """The recurrent layers with the lowest and the highest first-to-last ratio."""
+    ratios = (through or {}).get("first_to_last_ratio") if isinstance(through, Mapping) else None
+    judged = {k: v for k, v in (ratios or {}).items() if isinstance(v, int | float)}
+    facts: dict[str, str] = {}
+    for end, pick in (("low", min), ("high", max)):
+        layer = pick(judged, key=lambda key: judged[key]) if judged else None
+        steps = None if layer is None else layer_fixes.timesteps_of(spec, layer)
+        facts |= {
+            f"time_{end}_layer": layer or "a recurrent layer",
+            f"time_{end}_ratio": _fraction(judged.get(layer or "")),
+            f"time_{end}_steps": "several" if not steps else f"{steps - 1}",
+        }
+    return facts
 
 
 def _divergence(diverged: Any) -> dict[str, str]:
@@ -423,7 +499,7 @@ def advise(spec: ExperimentSpec, diagnosis: Mapping[str, Any]) -> dict[str, Any]
 def _ranked(
     verdict: str, spec: ExperimentSpec, original: dict[str, Any], facts: Mapping[str, str]
 ) -> list[dict[str, Any]]:
-    activations = spec.model.activations
+    activations = hidden_activations(spec)
     candidates = []
     for position, remedy in enumerate(RANKINGS.get(verdict, ())):
         if not remedy.only_for.intersection(activations):
@@ -431,7 +507,9 @@ def _ranked(
         patch = fix(remedy.fix).patch_for(spec)
         if patch is None or _breaks_a_limit(merge_patch(original, patch)):
             continue
-        measurement = measurement_for(verdict, remedy.fix, activations)
+        # Measured on MLPs (the tutorial's): a layer list of the same activation is not one.
+        mlp = spec.model.layers is None
+        measurement = measurement_for(verdict, remedy.fix, activations) if mlp else None
         support = support_of(measurement)
         candidates.append((SUPPORT_ORDER.index(support), position, remedy, patch, measurement))
     candidates.sort(key=lambda item: item[:2])

@@ -22,6 +22,7 @@ from core.experiment.prescriptions import (
     prescribe,
     support_of,
 )
+from core.experiment.presets import BARS, RECALL, cell, conv_stack, layered_spec
 from core.experiment.spec import Activation, ExperimentSpec, OptimizerKind
 
 TUTORIAL = ExperimentSpec(seed=1)
@@ -39,6 +40,17 @@ def diagnosis(*verdicts: str, ratio: float | None = 1 / 860, **evidence: Any) ->
 
 def spec_with(**model: Any) -> ExperimentSpec:
     return ExperimentSpec.model_validate({"seed": 1, "model": model})
+
+
+def layered(dataset: dict[str, Any], layers: list[dict[str, Any]]) -> ExperimentSpec:
+    return ExperimentSpec.model_validate(layered_spec("net", dataset, layers, 5) | {"seed": 1})
+
+
+def conv_list(activation: str, depth: int = 4) -> ExperimentSpec:
+    return layered(BARS, conv_stack(depth, activation))
+
+
+SIMPLE_RNN = layered(RECALL | {"sequence_length": 10}, [cell("SimpleRNN")])
 
 
 def fixes_of(prescriptions: dict[str, list[dict[str, Any]]], verdict: str) -> list[str]:
@@ -161,10 +173,14 @@ def test_every_line_of_every_ranking_reads_as_a_sentence_for_every_network() -> 
         "saturated": {"hidden_2": 0.7},
         "diverged": {"first_non_finite_epoch": 3, "largest_finite_gradient": 5e6},
     }
+    through = {"exploding_through_time": 320.0}  # else 1/250
+    networks = [spec_with(activation=activation.value) for activation in Activation]
+    networks += [SIMPLE_RNN, conv_list("sigmoid"), conv_list("relu")]
     seen = set()
-    for activation, verdict in itertools.product(Activation, RANKINGS):
-        spec = spec_with(activation=activation.value)
-        for item in prescribe(spec, diagnosis(verdict, **evidence)).get(verdict, []):
+    for spec, verdict in itertools.product(networks, RANKINGS):
+        ratios = {"first_to_last_ratio": {"simple_rnn_1": through.get(verdict, 1 / 250)}}
+        found = diagnosis(verdict, through_time=ratios, **evidence)
+        for item in prescribe(spec, found).get(verdict, []):
             seen.add((verdict, item["fix"]))
             for text in (item["rationale"], item["expected"]):
                 assert "{" not in text and "unknown" not in text, text
