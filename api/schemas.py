@@ -10,11 +10,13 @@ in the tests.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Body
 from pydantic import BaseModel, Field
 
 from core.experiment.jobs import JobStatus
+from core.experiment.remedy_studies import RemedyRequest
 from core.experiment.spec import ExperimentSpec
 
 
@@ -71,6 +73,10 @@ class JobPublic(BaseModel):
     summary: JobSummary | None
     plots: list[str] = Field(description="plots rendered at the default size when it finished")
     spec: ExperimentSpec
+    remedy_studies: list[str] = Field(
+        description="ids of the studies that prove this run's prescriptions "
+        "(POST /v1/experiments/{id}/remedies; GET /v1/studies/{id}), oldest first"
+    )
 
 
 class JobsPage(BaseModel):
@@ -235,6 +241,61 @@ class StudyRow(BaseModel):
     children: list[str]
 
 
+class RemedyVerdict(BaseModel):
+    """One verdict a fix was prescribed for, over the seeds both runs finished."""
+
+    verdict: str = Field(examples=["vanishing"])
+    baseline: int = Field(description="seeds whose baseline run had the verdict")
+    cleared: int = Field(description="of those, seeds whose run with the fix did not")
+    after: int = Field(description="seeds whose run with the fix has the verdict")
+
+
+class GradientRatioChange(BaseModel):
+    """The first-to-last RMS kernel gradient ratio (`summary.gradient_ratio`), median
+    over the seeds, of the baseline and of the fix."""
+
+    before: float | None
+    after: float | None
+
+
+class RemedyFixOutcome(BaseModel):
+    """What one fix did against the baseline, seed by seed."""
+
+    fix: str = Field(examples=["tanh"])
+    config: int = Field(description="its configuration in the study")
+    seeds: int = Field(description="seeds where both it and the baseline succeeded")
+    verdicts: list[RemedyVerdict] = Field(description="the verdicts it was prescribed for")
+    new_verdicts: dict[str, int] = Field(
+        description="verdicts it brought that the baseline did not have -> seeds"
+    )
+    accuracy_change: StudyStat = Field(
+        description="its final accuracy minus the baseline's, seed by seed"
+    )
+    loss_change: StudyStat = Field(description="its final loss minus the baseline's, seed by seed")
+    gradient_ratio: GradientRatioChange
+
+
+class RemedyBaseline(BaseModel):
+    config: int = Field(description="0: the run's own spec")
+    seeds: int = Field(description="seeds whose baseline run succeeded")
+    verdicts: dict[str, int] = Field(description="diagnosis -> seeds that got it")
+    gradient_ratio: float | None = Field(description="median over the seeds")
+
+
+class RemedySummary(BaseModel):
+    """A remedy study's finding: per fix, whether the verdict cleared and at what cost."""
+
+    baseline: RemedyBaseline
+    fixes: list[RemedyFixOutcome]
+
+
+class StudyOutcome(BaseModel):
+    rows: list[StudyRow]
+    remedies: RemedySummary | None = Field(
+        None, description="a remedy study's: what each fix did against the baseline"
+    )
+
+
 class StudySummary(BaseModel):
     """One row per configuration: final loss and accuracy as mean and spread over seeds."""
 
@@ -243,6 +304,39 @@ class StudySummary(BaseModel):
     axes: list[str]
     seeds: int
     rows: list[StudyRow]
+    remedies: RemedySummary | None = Field(
+        None, description="a remedy study's: what each fix did against the baseline"
+    )
+
+
+class ExperimentSource(BaseModel):
+    kind: Literal["experiment"]
+    experiment: str = Field(description="the run's id (GET /v1/experiments/{id})")
+
+
+class StudyConfigSource(BaseModel):
+    kind: Literal["study_config"]
+    study: str = Field(description="the study's id (GET /v1/studies/{id})")
+    config: int = Field(description="the configuration's index in it")
+    experiment: str = Field(
+        description="the configuration's first seed that succeeded: the run whose spec is "
+        "the baseline and whose diagnosis prescribed the fixes"
+    )
+
+
+RemedySource = Annotated[ExperimentSource | StudyConfigSource, Field(discriminator="kind")]
+
+
+class PrescribedFix(BaseModel):
+    patch: dict[str, Any] = Field(description="the JSON merge patch (RFC 7396) it applied")
+    verdicts: list[str] = Field(description="the verdicts it was prescribed for")
+
+
+class RemedyPlan(BaseModel):
+    """What a remedy study proves: the run it started from, and the fixes it tries."""
+
+    source: RemedySource
+    fixes: dict[str, PrescribedFix] = Field(description="fix -> its patch, in the study's order")
 
 
 class StudyPublic(BaseModel):
@@ -261,9 +355,16 @@ class StudyPublic(BaseModel):
     seeds: int
     seed: int = Field(description="the first seed; seed number k runs with seed + k")
     configs: list[StudyConfigPublic]
-    summary: dict[str, Any] | None = Field(description="{rows: [...]} once finished")
+    summary: StudyOutcome | None = Field(description="once finished")
     plots: list[str] = Field(description="the study's plots, once finished")
     base: dict[str, Any] = Field(description="the base spec the axes vary")
+    remedies: RemedyPlan | None = Field(
+        description="a remedy study's: the run whose prescriptions it proves, and the fixes"
+    )
+    remedy_studies: list[str] = Field(
+        description="ids of the studies that prove a configuration's prescriptions "
+        "(POST /v1/studies/{id}/configs/{index}/remedies), oldest first"
+    )
 
 
 class StudiesPage(BaseModel):
@@ -314,3 +415,21 @@ class DatasetsPage(BaseModel):
 
     items: list[DatasetPublic]
     next_cursor: str | None
+
+
+RemedyBody = Annotated[
+    RemedyRequest,
+    Body(
+        default_factory=RemedyRequest,
+        description="the fixes to prove (the run's `diagnosis.prescriptions`) and the seeds "
+        "each configuration runs over (at most the server's `remedy_max_seeds`); `{}` (or no "
+        "body) is every prescribed fix over 3 seeds",
+        openapi_examples={
+            "all": {"summary": "every prescribed fix, 3 seeds", "value": {}},
+            "two": {
+                "summary": "two fixes, 5 seeds",
+                "value": {"fixes": ["tanh", "batch_norm"], "seeds": 5},
+            },
+        },
+    ),
+]

@@ -17,6 +17,7 @@ from core.access.api_keys import parse_key_entry
 from core.access.share_links import MIN_SECRET_LENGTH
 from core.experiment.grouping import MAX_MEMBERS
 from core.experiment.spec import Device, Limits
+from core.experiment.studies import MAX_SEEDS
 
 # The hard time limit comes at least this long after the soft one.
 HARD_LIMIT_MARGIN = 5
@@ -71,6 +72,9 @@ class Settings(BaseSettings):
     # Per owner, read by the workers' dispatcher (core.store.dispatch): jobs running or on
     # their way to a worker at once; 0, no cap beyond the fair share every owner gets.
     max_running_jobs: int = Field(0, ge=0, le=1_000_000)
+    # Seeds a remedy study (POST /v1/experiments/{id}/remedies) runs each configuration
+    # over: the baseline and every fix, so one request makes up to (1 + fixes) x this jobs.
+    remedy_max_seeds: int = Field(5, ge=1, le=MAX_SEEDS)
     job_soft_time_limit: int = Field(1800, ge=10)
     job_time_limit: int = Field(1860, ge=15)
     max_deliveries: int = Field(3, ge=1, le=20)

@@ -12,6 +12,7 @@ from api.deps import (
     DEFAULT_PAGE,
     MAX_PAGE,
     Cursor,
+    ExistingJob,
     IdempotencyKey,
     JobId,
     OwnedJobId,
@@ -21,7 +22,9 @@ from api.deps import (
 )
 from api.errors import Problem, already_finished, invalid_cursor, job_not_found, job_not_succeeded
 from api.responses import FastJSONResponse, record_response
-from api.schemas import JobPublic, JobsPage, problem_responses
+from api.schemas import JobPublic, JobsPage, RemedyBody, StudyPublic, problem_responses
+from api.services.remedies import prove_experiment
+from api.services.studies import study_accepted
 from api.services.submission import submit_experiment
 from core.experiment.jobs import JobStatus, is_job_id
 from core.experiment.spec import ExperimentSpec
@@ -168,6 +171,20 @@ async def cancel_experiment(job_id: OwnedJobId, store: StoreDep) -> Response:
         )
     status_code = 202 if outcome.record.status is JobStatus.RUNNING else 200
     return FastJSONResponse(outcome.record.to_public(), status_code=status_code)
+
+
+@router.post(
+    "/{job_id}/remedies",
+    status_code=202,
+    response_model=StudyPublic,
+    responses=problem_responses(400, 401, 404, 409, 422, 429),
+)
+async def prove_remedies(
+    run: ExistingJob, services: ServicesDep, owner: OwnerDep, body: RemedyBody
+) -> Response:
+    """Prove the run's prescriptions: a study of its spec (`baseline`) and each fix, over
+    the same seeds; 202, the study, Location. 409 until the run succeeded."""
+    return study_accepted(await prove_experiment(services, run, body, owner))
 
 
 @router.delete("/{job_id}", status_code=204, responses=problem_responses(401, 404))

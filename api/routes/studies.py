@@ -36,6 +36,7 @@ from api.responses import FastJSONResponse
 from api.schemas import (
     PNG_RESPONSES,
     PlotList,
+    RemedyBody,
     ShareLink,
     StudiesPage,
     StudyPublic,
@@ -44,6 +45,7 @@ from api.schemas import (
 )
 from api.services import plots as plot_service
 from api.services import studies as study_work
+from api.services.remedies import prove_study_config
 from api.services.streams import is_final, resume_after
 from api.services.submission import submit_study
 from core.experiment.jobs import is_job_id
@@ -83,10 +85,6 @@ StudyBody = Annotated[
 ]
 
 
-def location(study_id: str) -> str:
-    return f"/v1/studies/{study_id}"
-
-
 # --------------------------------------------------------------------- lifecycle
 
 
@@ -98,10 +96,25 @@ def location(study_id: str) -> str:
 )
 async def create_study(services: ServicesDep, owner: OwnerDep, body: StudyBody) -> Response:
     """Queue a study: one experiment per configuration and seed; 202, the study, Location."""
-    record = await submit_study(services, body, owner)
-    return FastJSONResponse(
-        record.to_public(), status_code=202, headers={"Location": location(record.id)}
-    )
+    return study_work.study_accepted(await submit_study(services, body, owner))
+
+
+@router.post(
+    "/{study_id}/configs/{index}/remedies",
+    status_code=202,
+    response_model=StudyPublic,
+    responses=problem_responses(400, 401, 404, 409, 422, 429),
+)
+async def prove_config_remedies(
+    study: ExistingStudy,
+    index: Annotated[int, Path(ge=0, le=10_000, description="the configuration's index")],
+    services: ServicesDep,
+    owner: OwnerDep,
+    body: RemedyBody,
+) -> Response:
+    """Prove a configuration's prescriptions (as its first seed that succeeded got them):
+    a study of its spec and each fix; 202, the study, Location. 409 until it finished."""
+    return study_work.study_accepted(await prove_study_config(services, study, index, body, owner))
 
 
 @router.get("", response_model=StudiesPage, responses=problem_responses(401, 422))

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from api.deps import Services
 from api.errors import Problem, already_finished, study_not_found
-from api.responses import etag_matches, not_modified, png_response
+from api.responses import FastJSONResponse, etag_matches, not_modified, png_response
 from api.services.plots import DEFAULT_SIZE
 from core.experiment.jobs import JobStatus
 from core.plotting.study_plots import (
@@ -25,6 +25,16 @@ from core.store.keys import plot_field
 from core.store.plots import png_etag
 from core.store.records import StudyRecord, dumps_compact
 from core.store.stores import AsyncStudyStore
+
+
+def study_location(study_id: str) -> str:
+    return f"/v1/studies/{study_id}"
+
+
+def study_accepted(record: StudyRecord) -> Response:
+    """202 with a queued study and its Location."""
+    headers = {"Location": study_location(record.id)}
+    return FastJSONResponse(record.to_public(), status_code=202, headers=headers)
 
 
 def study_not_finished(record: StudyRecord, what: str) -> Problem:
@@ -84,6 +94,7 @@ def summary_document(study: StudyRecord) -> dict[str, Any]:
         "axes": list(study.request.get("axes", {})),
         "seeds": study.seeds,
         "rows": study.summary["rows"],
+        "remedies": study.summary.get("remedies"),
     }
 
 

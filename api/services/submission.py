@@ -59,7 +59,11 @@ async def submit_experiment(
 async def submit_study(services: Services, body: Mapping[str, Any], owner: str) -> StudyRecord:
     """The queued study `body` asks for, with one queued experiment per configuration and
     seed; a 422 problem naming each bad field."""
-    plan = plan_study(body)
+    return await submit_plan(services, plan_study(body), owner)
+
+
+async def submit_plan(services: Services, plan: StudyPlan, owner: str) -> StudyRecord:
+    """The queued study of a validated `plan`, with its experiments."""
     studies = services.studies
 
     def create(max_active: int) -> Awaitable[StudyRecord]:
@@ -81,9 +85,13 @@ def plan_study(body: Mapping[str, Any]) -> StudyPlan:
     try:
         return expand_study(parse_study(body))
     except StudyError as error:
-        errors = error.errors
-    detail = "; ".join(f"{item['field']}: {item['reason']}" for item in errors)
-    raise Problem(422, "Invalid study", detail, kind="invalid-study", errors=errors)
+        raise invalid_study(error) from None
+
+
+def invalid_study(error: StudyError) -> Problem:
+    """The 422 problem naming each field a StudyError names."""
+    detail = "; ".join(f"{item['field']}: {item['reason']}" for item in error.errors)
+    return Problem(422, "Invalid study", detail, kind="invalid-study", errors=error.errors)
 
 
 def fingerprint(spec: ExperimentSpec) -> str:

@@ -129,6 +129,7 @@ class JobRecord:
     # Which dispatch of the job its messages must belong to (0: the first send; a reaper's
     # re-queue starts the next). Not shown: it is the store's fencing, not the client's.
     dispatch: int = 0
+    remedy_studies: tuple[str, ...] = ()  # studies that prove its prescriptions, oldest first
 
     @classmethod
     def from_fields(cls, fields: Mapping[bytes, bytes]) -> JobRecord:
@@ -151,6 +152,7 @@ class JobRecord:
             plots=tuple(_json(fields, b"plots") or ()),
             owner=_text(fields, b"owner") or ANONYMOUS,
             dispatch=int(fields.get(b"dispatch", 0)),
+            remedy_studies=tuple(_json(fields, b"remedy_studies") or ()),
         )
 
     @property
@@ -177,6 +179,7 @@ class JobRecord:
             "summary": self.summary,
             "plots": list(self.plots),
             "spec": self.spec,
+            "remedy_studies": list(self.remedy_studies),
         }
 
 
@@ -239,6 +242,7 @@ class StudyRecord:
     started_at: float | None = None
     finished_at: float | None = None
     summary: dict[str, Any] | None = None
+    remedy_studies: tuple[str, ...] = ()  # studies that prove a configuration's prescriptions
 
     @classmethod
     def from_fields(
@@ -267,6 +271,7 @@ class StudyRecord:
             started_at=_time(fields, b"started_at"),
             finished_at=_time(fields, b"finished_at"),
             summary=_json(fields, b"summary"),
+            remedy_studies=tuple(_json(fields, b"remedy_studies") or ()),
         )
 
     @property
@@ -313,4 +318,6 @@ class StudyRecord:
             "summary": self.summary,
             "plots": list(self.plots) if self.status.finished else [],
             "base": self.request.get("base", {}),
+            "remedies": self.request.get("remedies"),
+            "remedy_studies": list(self.remedy_studies),
         }

@@ -33,6 +33,7 @@ The study stores (core.store.stores) add these operations to the job store's:
     get_study_series(study_id) -> bytes | None
     put_study_series(study_id, *, series_json) -> bool
     read_study_events(study_id, *, after="0", block_ms=None, count=100) -> list[JobEvent]
+    link_remedy_study(study_id, *, source) -> bool   (on the record of the run it proves)
 
 Example:
     >>> store = StudyStore.from_settings(get_settings())
@@ -53,6 +54,7 @@ import orjson
 from core.access.api_keys import ANONYMOUS
 from core.experiment.grouping import MAX_MEMBERS, ensemble_groups, graph_signature
 from core.experiment.jobs import JobStatus, new_job_id
+from core.experiment.remedy_studies import remedy_summary
 from core.experiment.studies import StudyPlan
 from core.experiment.study_summary import ChildOutcome, study_status, summarize
 from core.queue.tasks import study_child_task, study_group_task
@@ -69,6 +71,7 @@ from core.store.scripts.studies import (
     CLAIM_DRAWING,
     CREATE_STUDY,
     DELETE_STUDY,
+    LINK_REMEDY_STUDY,
     PUT_SERIES,
     RECONCILE,
     SEAL,
@@ -80,6 +83,8 @@ StudyPage = Page[StudyRecord]
 # seals it without them (they are then drawn on request): a worker that dies drawing
 # leaves a study that finishes anyway.
 SEAL_GRACE_SECONDS = 15.0
+# A run's record links this many of the studies that prove its prescriptions, the newest.
+MAX_REMEDY_LINKS = 20
 CHILD_FIELDS = ("status", "epoch", "epochs", "started_at", "finished_at", "summary")
 
 
@@ -344,8 +349,12 @@ class StudyPlans(Plans):
             )
             for child, row in zip(record.children, rows, strict=True)
         ]
+        summary = summarize(record.configs, record.seeds, outcomes)
+        remedies = record.request.get("remedies")
+        if remedies is not None:  # a study that proves a run's prescriptions
+            summary["remedies"] = remedy_summary(record.configs, record.seeds, outcomes, remedies)
         fields = {
-            "summary": dumps_compact(summarize(record.configs, record.seeds, outcomes)),
+            "summary": dumps_compact(summary),
             "child_states": dumps_compact([child.to_json_dict() for child in record.children]),
         }
         if (started := _earliest(rows)) is not None:
@@ -452,3 +461,20 @@ class StudyPlans(Plans):
         """Events after stream id `after`, waiting up to `block_ms` for the first one."""
         stream = self.keys.study(study_id).events
         return read_stream(stream, after=after, block_ms=block_ms, count=count)
+
+    def link_remedy_study(self, study_id: str, *, source: Mapping[str, Any]) -> Plan[bool]:
+        """Link study `study_id` from the record of the run whose prescriptions it proves
+        (`source`: `{"kind": "experiment", "experiment": id}` or `{"kind": "study_config",
+        "study": id, "config": i}`), keeping the newest MAX_REMEDY_LINKS; False when that
+        record is gone."""
+        record = (
+            self.keys.job(source["experiment"]).record
+            if source["kind"] == "experiment"
+            else self.keys.study(source["study"]).record
+        )
+        return Plan(
+            applied,
+            script=LINK_REMEDY_STUDY,
+            keys=[record],
+            args=[study_id, MAX_REMEDY_LINKS],
+        )

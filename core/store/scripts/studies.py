@@ -192,7 +192,23 @@ return 0
 """,
 )
 
+LINK_REMEDY_STUDY = lua_script(
+    "link_remedy_study",
+    """
+-- KEYS[1] a job's or a study's record; ARGV[1] the id of a study that proves its
+-- prescriptions, [2] how many such links it keeps (the newest). 0 when it is gone.
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local stored = redis.call('HGET', KEYS[1], 'remedy_studies')
+local ids = stored and cjson.decode(stored) or {}
+table.insert(ids, ARGV[1])
+while #ids > tonumber(ARGV[2]) do table.remove(ids, 1) end
+redis.call('HSET', KEYS[1], 'remedy_studies', cjson.encode(ids))
+return 1
+""",
+)
+
 STUDY_SCRIPTS: tuple[LuaScript, ...] = (
+    LINK_REMEDY_STUDY,
     CREATE_STUDY,
     RECONCILE,
     SEAL,
