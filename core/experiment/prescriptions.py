@@ -419,7 +419,9 @@ def _through_time(spec: ExperimentSpec, through: Any) -> dict[str, str]:
         steps = None if layer is None else layer_fixes.timesteps_of(spec, layer)
         facts |= {
             f"time_{end}_layer": layer or "a recurrent layer",
-            f"time_{end}_ratio": _fraction(judged.get(layer or "")),
+            f"time_{end}_ratio": "a vanishing fraction (0 in float32)"
+            if judged.get(layer or "") == 0
+            else _fraction(judged.get(layer or "")),
             f"time_{end}_steps": "several" if not steps else f"{steps - 1}",
         }
     return facts

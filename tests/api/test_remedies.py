@@ -11,6 +11,7 @@ import pytest
 
 from api.schemas import JobPublic, StudyPublic, StudySummary
 from core.experiment.prescriptions import prescribe
+from core.experiment.presets import cell, conv_stack, layered_spec
 from core.experiment.spec import ExperimentSpec
 from core.settings import Settings
 from tests.api.conftest import UNTRAINED, FinishedJob, problem
@@ -139,6 +140,67 @@ def test_a_configuration_of_a_study_is_proved_the_same_way(
     finally:
         client.post(f"/v1/studies/{again['id']}/cancel")
         client.delete(f"/v1/studies/{again['id']}")
+
+
+# Layer lists: a deep sigmoid convolution vanishes through depth, a SimpleRNN through time.
+BARS = {"kind": "bars", "image_size": 8, "noise": 0.5, "n_samples": 200}
+RECALL = {"kind": "recall", "classes": 4, "n_samples": 200, "sequence_length": 30, "noise": 0.0}
+SMALL_DRAWS = {"class_name": "RandomNormal", "config": {"stddev": 0.05}}  # it forgets fast
+CONV = layered_spec("conv", BARS, conv_stack(4, "sigmoid"), 2) | {"seed": 1}
+RNN = layered_spec("rnn", RECALL, [cell("SimpleRNN", 16, recurrent_initializer=SMALL_DRAWS)], 2) | {
+    "seed": 1
+}
+
+
+@pytest.mark.parametrize(
+    ("spec", "verdict", "fixes", "proved", "layer"),
+    [
+        (
+            CONV,
+            "vanishing",
+            ["tanh", "batch_norm", "relu", "residual"],
+            "batch_norm",
+            "BatchNormalization",
+        ),
+        (RNN, "vanishing_through_time", ["lstm", "gru"], "lstm", "LSTM"),
+    ],
+    ids=["conv", "rnn"],
+)
+def test_a_layer_list_run_is_prescribed_whole_lists_and_proves_them(
+    client: httpx.Client,
+    worker_process: Worker,
+    spec: dict[str, Any],
+    verdict: str,
+    fixes: list[str],
+    proved: str,
+    layer: str,
+) -> None:
+    response = client.post("/v1/experiments", json=spec)
+    assert response.status_code == 202, response.text
+    run = wait_for_run(client, response.json()["id"])
+    study: dict[str, Any] | None = None
+    try:
+        assert verdict in run["summary"]["verdicts"], run["summary"]
+        result = client.get(f"/v1/experiments/{run['id']}/result").json()
+        prescribed = result["diagnosis"]["prescriptions"][verdict]
+        assert [item["fix"] for item in prescribed] == fixes
+        assert all(list(item["patch"]["model"]) == ["layers"] for item in prescribed)
+        study = accepted(
+            remedies(client, f"/v1/experiments/{run['id']}", {"fixes": [proved], "seeds": 1})
+        )
+        baseline, fixed = (config["children"][0]["id"] for config in study["configs"])
+        baseline_spec = client.get(f"/v1/experiments/{baseline}").json()["spec"]
+        assert baseline_spec["model"] == run["spec"]["model"]
+        classes = [
+            item["class_name"]
+            for item in client.get(f"/v1/experiments/{fixed}").json()["spec"]["model"]["layers"]
+        ]
+        assert layer in classes
+    finally:
+        if study is not None:
+            client.post(f"/v1/studies/{study['id']}/cancel")
+            client.delete(f"/v1/studies/{study['id']}")
+        client.delete(f"/v1/experiments/{run['id']}")
 
 
 # ------------------------------------------------------------- refusals (nothing trained)

@@ -42,6 +42,13 @@ def test_a_simple_rnn_vanishing_through_time_is_prescribed_gated_cells() -> None
     assert items[0]["read_more"][0]["key"] == "hochreiter1997"
 
 
+def test_a_ratio_that_underflowed_still_reads_as_a_sentence() -> None:
+    (item, _) = prescribe(SIMPLE_RNN, through_time("vanishing_through_time", 0.0))[
+        "vanishing_through_time"
+    ]
+    assert "is a vanishing fraction (0 in float32) of that" in item["rationale"]
+
+
 def test_exploding_through_time_clips_first_then_slows_then_gates() -> None:
     ranked = prescribe(SIMPLE_RNN, through_time("exploding_through_time", 320.0))
     items = ranked["exploding_through_time"]
