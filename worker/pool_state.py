@@ -8,7 +8,8 @@ pool, so every pool process (a replacement too) writes where the main process
 reads: no file, no Redis round trip, a read costs microseconds. The pool
 process writes a small JSON document (`PoolState`); a sequence number around
 each write lets a reader that raced a write try again rather than read half
-of it.
+of it. A pool process killed mid-write leaves the page unreadable (read as not
+ready, nothing warm) until the next write, by its replacement, which starts afresh.
 
 With several pool processes (more than the one a worker runs by default) the
 last to write is what the main process reads.
@@ -53,6 +54,9 @@ def publish(state: PoolState) -> None:
             break
         warm.pop()
     sequence = _HEADER.unpack_from(_page, 0)[0]
+    # Odd: a pool process was killed mid-write. Its write is void; this one starts afresh
+    # (were it to go on from an odd number, every write would end odd, unreadable).
+    sequence += sequence % 2
     _HEADER.pack_into(_page, 0, sequence + 1, 0)  # odd: a write is under way
     _page[_HEADER.size : _HEADER.size + len(payload)] = payload
     _HEADER.pack_into(_page, 0, sequence + 2, len(payload))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 from core.store.stores import JobStore
 from tests.conftest import wait_for
@@ -25,6 +26,25 @@ def test_what_a_forked_process_publishes_its_parent_reads() -> None:
     os.waitpid(child, 0)
 
     assert pool_state.read() == state
+
+
+def test_a_pool_process_killed_mid_write_does_not_poison_the_page() -> None:
+    pool_state.publish(PoolState(ready=True, warm=[("0123456789abcdef", 1, True)]))
+
+    child = os.fork()
+    if child == 0:  # killed between the two halves of a write, as publish makes it
+        sequence = pool_state._HEADER.unpack_from(pool_state._page, 0)[0]
+        pool_state._HEADER.pack_into(pool_state._page, 0, sequence + 1, 0)
+        pool_state._page[pool_state._HEADER.size : pool_state._HEADER.size + 9] = b'{"ready":'
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.waitpid(child, 0)
+    assert pool_state.read() == PoolState()  # half a write is not read
+
+    replacement = PoolState(ready=True, warm=[("fedcba9876543210", 2, False)])
+    pool_state.publish(replacement)
+    assert pool_state.read() == replacement
+    pool_state.publish(PoolState())
+    assert pool_state.read() == PoolState()
 
 
 def test_warm_networks_past_the_page_are_left_out_oldest_first() -> None:
