@@ -41,6 +41,7 @@ from core.experiment.hooks import TrainingCancelled
 from core.experiment.jobs import JobStatus, Summary
 from core.experiment.result import dumps_result
 from core.experiment.spec import Device, ExperimentSpec
+from core.experiment.study_presets import study_preset
 from core.settings import get_settings
 from core.store.errors import StoreError, is_store_unavailable
 from core.store.records import JobRecord, WorkerInfo
@@ -296,7 +297,8 @@ _device_ready = False
 def prepare_device() -> None:
     """Once per process, before the first run: GPU memory growth on a gpu worker, and
     the tiered engine (core.engine.graph_cache): a network's first job trains on the
-    plain graph while XLA compiles in the background for its later jobs.
+    plain graph while XLA compiles in the background for its later jobs, when no
+    job waits.
 
     The warm-up thread and a first job may both get here; TensorFlow refuses
     to change a GPU's settings once it is in use, so only one of them acts.
@@ -313,28 +315,45 @@ def prepare_device() -> None:
         if worker_device() is Device.GPU:
             engine.configure_gpu_memory_growth()
         graph_cache.set_xla_mode("tiered")
+        graph_cache.set_compile_gate(no_job_waiting)
         graph_cache.on_warm_graphs_change(publish_pool_state)
         logger.info("training on %s", engine.device_info())
         _device_ready = True
 
 
-# A run and plots of a network too small to matter: the first trace of a process and
-# the first drawing pay one-off costs (TensorFlow's function machinery, Keras' layers,
-# matplotlib's fonts) that would otherwise fall on the first job.
-WARM_UP_SPEC: dict[str, Any] = {
-    "seed": 1,
-    "dataset": {"n_samples": 16},
-    "model": {"hidden_layers": [2]},
-    # Plain, not auto: the tiered engine would compile XLA for it in the background.
-    "training": {"epochs": 2, "batch_size": 8, "graph": "plain"},
-    "capture": {"probe_size": 8, "histogram_snapshots": 2},
-}
+def no_job_waiting() -> bool:
+    """Whether no job waits on this worker's queue: the background compiler's gate
+    (core.engine.graph_cache.set_compile_gate). While jobs wait (a study's children, a
+    busy service), every core trains them; a compile would only slow them down."""
+    queue = get_settings().queue_for(worker_device())
+    return not job_store().any_waiting(queue=queue)
+
+
+def warm_up_specs() -> list[dict[str, Any]]:
+    """The runs a fresh pool process trains before it counts as ready: the `tutorial`
+    study's three networks (the first is `{}`'s), two epochs each on the plain graph.
+
+    Their graphs stay in the process's cache (core.engine.graph_cache: epochs are not
+    part of a graph's key), so the first job of the service's default and the
+    tutorial study's children start on a graph already traced; and the first trace
+    and drawing of a process pay one-off costs (TensorFlow's function machinery,
+    Keras' layers, matplotlib's fonts) that would otherwise fall on the first job.
+    Plain, not auto: a warm-up asks the background compiler for nothing.
+    """
+    study = study_preset("tutorial").study
+    base = study["base"]
+    training = {**base["training"], "epochs": 2, "graph": "plain"}
+    return [
+        {**base, "model": {**base["model"], "activation": activation}, "training": training}
+        for activation in study["axes"]["model.activation"]
+    ]
 
 
 def start_warm_up() -> threading.Thread:
-    """Load the engine and plotting in the background, trace and draw a tiny run, then
-    tell the main process the pool is ready (worker.pool_state): the heartbeat counts
-    the worker as live only then, so the first job does not wait on any of it.
+    """Load the engine and plotting in the background, train and draw the warm-up runs
+    (`warm_up_specs`), then tell the main process the pool is ready
+    (worker.pool_state): the heartbeat counts the worker as live only then, so the
+    first job does not wait on any of it.
 
     Called from `worker_process_init`, which must return within seconds:
     importing TensorFlow takes longer, so it happens on this thread. A job that
@@ -352,7 +371,7 @@ def _warm_up() -> None:
 
         prepare_device()
         if get_settings().warm_start:
-            _trace_and_draw_a_tiny_run()
+            _trace_and_draw()
     except Exception:
         logger.exception("warm-up failed; the first job will load the engine itself")
         return
@@ -365,13 +384,16 @@ def _warm_up() -> None:
     publish_pool_state()
 
 
-def _trace_and_draw_a_tiny_run() -> None:
+def _trace_and_draw() -> None:
     from core.engine import run as engine
 
     started = time.perf_counter()
-    output = engine.run_experiment(ExperimentSpec.model_validate(WARM_UP_SPEC))
-    render_default_plots("warm-up", output.result, every=True)
-    logger.info("warm: a tiny run traced and drawn in %.2f s", time.perf_counter() - started)
+    for index, spec in enumerate(warm_up_specs()):
+        output = engine.run_experiment(ExperimentSpec.model_validate(spec))
+        if index == 0:
+            render_default_plots("warm-up", output.result, every=True)
+    logger.info("warm: the tutorial's networks traced and drawn in %.2f s",
+                time.perf_counter() - started)  # fmt: skip
 
 
 def publish_pool_state() -> None:

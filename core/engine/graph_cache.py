@@ -7,8 +7,9 @@ kind (`plain`, `xla`); for `auto` the process's XLA mode chooses:
 
 - `tiered` (a worker, which lives across many jobs): XLA when this process
   holds the network compiled; else the plain graph, while a background
-  thread compiles XLA for the next run of that network (between runs, at a
-  lower priority), unless the run is long enough to repay compiling first
+  thread compiles XLA for the next run of that network (between runs, and
+  only while the gate the process sets says no job waits for it: see
+  `set_compile_gate`), unless the run is long enough to repay compiling first
   (`XLA_MIN_STEPS`). So a
   network's first job answers at the plain graph's speed and its repeats at
   XLA's, and no job waits for a compile it did not ask for;
@@ -38,9 +39,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -62,9 +64,8 @@ XLA_MIN_STEPS = 18_000
 CACHE_SLOTS = 16
 # Networks waiting for the background compiler; past this the oldest request is dropped.
 MAX_PENDING_COMPILES = 4
-# The compiler's thread runs at this niceness: a tenth of a core's share beside a busy
-# job, all of what the jobs leave.
-COMPILER_NICENESS = 10
+# While the gate is shut, the compiler asks it again this often.
+GATE_SECONDS = 0.25
 BOUNDARY_RESOLUTION = 80  # the decision-surface grid is this many points a side
 
 XlaMode = Literal["tiered", "auto", "always", "never"]
@@ -288,6 +289,31 @@ _wake = threading.Condition(_lock)
 _compiler: threading.Thread | None = None
 
 
+def always_open() -> bool:
+    """The compile gate of a process that sets none: compile whenever no run is under way."""
+    return True
+
+
+_gate: Callable[[], bool] = always_open
+
+
+def set_compile_gate(gate: Callable[[], bool]) -> None:
+    """The background compiler starts a compile only when `gate()` is true (asked on its
+    thread, between runs): a worker's says no job waits for a worker. A compile takes
+    seconds of a core that cannot be taken back once it starts, so it is worth its
+    cost only where no job wants that core; a gate that raises counts as shut."""
+    global _gate
+    _gate = gate
+
+
+def _gate_open() -> bool:
+    try:
+        return bool(_gate())
+    except Exception:
+        logger.warning("the compile gate failed; no compile this round", exc_info=True)
+        return False
+
+
 def _request_compile(slot_key: _SlotKey, slot: _Slot) -> None:
     """Queue `slot_key` for the background compiler (under `_lock`)."""
     global _compiler
@@ -315,16 +341,14 @@ def wait_for_compiles(timeout: float | None = None) -> bool:
 
 
 def _compile_forever() -> None:
-    _lower_priority()
     while True:
-        with _wake:
-            # Between runs only: tracing holds the GIL a run's Python needs.
-            _wake.wait_for(lambda: bool(_pending) and _running == 0)
-            slot_key = _pending.popleft()
+        slot_key = _next_compile()
         trainer = None
+        started = time.perf_counter()
         try:
             trainer = _new_trainer(slot_key, jit=True)
             warm_up(trainer, slot_key[1])
+            logger.info("XLA compiled in the background in %.2f s", time.perf_counter() - started)
         except Exception:
             logger.exception("compiling XLA in the background failed; runs stay on the plain graph")
             trainer = None
@@ -344,11 +368,23 @@ def _compile_forever() -> None:
                 logger.exception("a listener of the warm graphs failed")
 
 
-def _lower_priority() -> None:
-    """This thread, and the threads it starts, run at COMPILER_NICENESS (Linux: a
-    thread's niceness is its own)."""
-    with suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), COMPILER_NICENESS)
+def _next_compile() -> _SlotKey:
+    """The next network to compile, once no run is under way and the gate is open.
+
+    Not at a lower priority: tracing holds the GIL, and a thread that holds it
+    while the scheduler starves it (a busy host) holds up the run that waits
+    for it, far longer than the compile would have taken at full priority.
+    """
+    while True:
+        with _wake:
+            # Between runs only: tracing holds the GIL a run's Python needs.
+            _wake.wait_for(lambda: bool(_pending) and _running == 0)
+        if not _gate_open():
+            time.sleep(GATE_SECONDS)
+            continue
+        with _wake:
+            if _pending and _running == 0:
+                return _pending.popleft()
 
 
 def warm_up(trainer: Trainer, shapes: Shapes) -> None:

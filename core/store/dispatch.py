@@ -28,6 +28,7 @@ own when a unit is left to it.
     wait_for_work(*, queues, hostname, seconds) -> bool
     forget_idle(*, queues, hostname) -> None
     waiting(*, queue) -> list[str]              the jobs waiting, oldest first
+    any_waiting(*, queue) -> bool               whether a job waits
 """
 
 from __future__ import annotations
@@ -145,3 +146,8 @@ class DispatchPlans(Plans):
         """The ids of `queue`'s jobs waiting for a worker, oldest first."""
         command = ("ZRANGE", self.keys.dispatcher(queue).waiting, 0, -1)
         return Plan(lambda reply: [member.decode() for member in reply[0]], commands=[command])
+
+    def any_waiting(self, *, queue: str) -> Plan[bool]:
+        """Whether a job of `queue` waits for a worker (one cheap read, however many wait)."""
+        command = ("ZRANGE", self.keys.dispatcher(queue).waiting, 0, 0)
+        return Plan(lambda reply: bool(reply[0]), commands=[command])

@@ -181,6 +181,7 @@ class JobStore:
     wait_for_work = _sync(StorePlans.wait_for_work)
     forget_idle = _sync(StorePlans.forget_idle)
     waiting = _sync(StorePlans.waiting)
+    any_waiting = _sync(StorePlans.any_waiting)
     metrics = _sync(StorePlans.metrics)
     ping = _sync(StorePlans.ping)
     create_study = _sync(StorePlans.create_study)

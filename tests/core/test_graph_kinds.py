@@ -4,6 +4,7 @@ process trains a new network on the plain graph while it compiles XLA for the ne
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -96,6 +97,28 @@ def test_a_tiered_ensemble_compiles_for_its_members_too(tiered: None) -> None:
     assert graphs_of(run_ensemble(specs, [[], []])) == ["plain", "plain"]
     assert graph_cache.wait_for_compiles(timeout=120)
     assert graphs_of(run_ensemble(specs, [[], []])) == ["xla", "xla"]
+
+
+def test_a_shut_gate_holds_the_compile_until_it_opens(tiered: None) -> None:
+    asked, open_ = threading.Event(), threading.Event()
+
+    def gate() -> bool:
+        asked.set()
+        return open_.is_set()
+
+    graph_cache.set_compile_gate(gate)
+    try:
+        spec = spec_of()
+        assert run_experiment(spec).result["timing"]["graph"] == "plain"
+        assert asked.wait(timeout=60)
+        assert not graph_cache.wait_for_compiles(timeout=0.5)  # still queued
+        assert run_experiment(spec_of(seed=6)).result["timing"]["graph"] == "plain"
+
+        open_.set()
+        assert graph_cache.wait_for_compiles(timeout=120)
+        assert run_experiment(spec_of(seed=7)).result["timing"]["graph"] == "xla"
+    finally:
+        graph_cache.set_compile_gate(graph_cache.always_open)
 
 
 def test_a_tiered_process_compiles_only_where_it_pays(tiered: None) -> None:

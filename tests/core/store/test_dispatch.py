@@ -122,8 +122,10 @@ def test_a_cancelled_or_deleted_job_leaves_the_queue_and_no_worker_gets_it(
     isolated_store.delete(deleted)
 
     assert isolated_store.waiting(queue=QUEUE) == [kept]
+    assert isolated_store.any_waiting(queue=QUEUE)
     assert isolated_store.metrics(queues=[QUEUE]).queue_depths == {QUEUE: 1}
     assert claimed(isolated_store.claim(queue=QUEUE, hostname=W1)) == kept
+    assert not isolated_store.any_waiting(queue=QUEUE)
     assert isolated_store.claim(queue=QUEUE, hostname=W1) is None
 
 
