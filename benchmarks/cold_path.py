@@ -10,7 +10,10 @@ script's own), for each engine `--variants` entry side by side in one run:
   - `today`: the mechanisms switched off (GRADWATCH_XLA=always, every job on
     XLA, a network's first paying the compile; GRADWATCH_WARM_START=0, the worker
     live before its pool process has loaded TensorFlow; GRADWATCH_EAGER_PLOTS=all,
-    all seven PNGs drawn as a job ends, not just the tutorial's two).
+    all seven PNGs drawn as a job ends, not just the tutorial's two);
+  - `before` (with `--before DIR`): `tiered` as another checkout of the project
+    runs it (say the commit before a change: `git archive <commit> | tar -x -C
+    DIR`), so a change is measured against the code it replaces, in one run.
 
 Each run starts, per variant, fresh deployments for:
 
@@ -30,6 +33,7 @@ the variants in turn so that the machine's load falls on both alike.
 Run (needs Redis at REDIS_URL, default 127.0.0.1:6379; deletes its keys after):
 
     .venv/bin/python benchmarks/cold_path.py [--runs 3] [--variants tiered today]
+        [--before DIR --variants tiered before]
 
 Targets (2 cores, POST to succeeded with the default PNGs stored): first job after
 ready <= 1.5 s; an unseen network <= 1.0 s and within 2.5x of its warm repeat; a
@@ -57,6 +61,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.service_processes import (
+    ROOT,
     Process,
     delete_namespace,
     free_port,
@@ -73,6 +78,7 @@ JOB_SECONDS = 300.0
 START_SECONDS = 180.0
 VARIANTS: dict[str, dict[str, str]] = {
     "tiered": {},
+    "before": {},  # tiered, from the checkout --before names
     "today": {
         "GRADWATCH_XLA": "always",
         "GRADWATCH_WARM_START": "0",
@@ -87,6 +93,8 @@ UNSEEN: list[dict[str, Any]] = [
     {"model": {"hidden_layers": [10] * 4, "activation": "swish"}},
     {"model": {"hidden_layers": [6, 6, 6, 6, 6], "activation": "leaky_relu"}},
 ]
+# The checkout each variant runs, where it is not this one.
+ROOTS: dict[str, Path] = {}
 TUTORIAL_STUDY: dict[str, Any] = {"preset": "tutorial"}
 SHAPES_STUDY: dict[str, Any] = {
     "base": {"seed": 1},
@@ -114,9 +122,18 @@ Figures = dict[str, list[float]]  # figure name -> seconds, one per run
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--networks", type=int, default=3, help="unseen networks (3 to 5)")
+    parser.add_argument(
+        "--before", type=Path, help="another checkout of the project: the `before` variant's code"
+    )
+    parser.add_argument(
+        "--variants", nargs="+", default=["tiered", "today"], choices=list(VARIANTS)
+    )
     args = parser.parse_args(argv)
+    if "before" in args.variants:
+        if args.before is None or not (args.before / "worker").is_dir():
+            parser.error("the `before` variant needs --before, a checkout of the project")
+        ROOTS["before"] = args.before.resolve()
     figures: dict[str, Figures] = {variant: defaultdict(list) for variant in args.variants}
     kinds: dict[str, dict[str, list[str]]] = {v: defaultdict(list) for v in args.variants}
     logs = Path(tempfile.mkdtemp(prefix="gradwatch-cold-path-"))
@@ -169,8 +186,12 @@ def deployment(variant: str, tag: str, workers: int, logs: Path) -> Iterator[Dep
     env = service_env(settings, **VARIANTS[variant])
     port = free_port()
     started = time.perf_counter()
-    processes = [start_worker(env, f"{tag}w{number}@cold", logs / tag) for number in range(workers)]
-    processes.append(start_api(env, port, logs / tag))
+    root = ROOTS.get(variant, ROOT)
+    processes = [
+        start_worker(env, f"{tag}w{number}@cold", logs / tag, root=root)
+        for number in range(workers)
+    ]
+    processes.append(start_api(env, port, logs / tag, root=root))
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60.0)
     service = Deployment(settings, client, processes, started)
     try:
@@ -256,14 +277,23 @@ def report(
             cell = f"{statistics.median(values):6.3f} ({min(values):.2f}-{max(values):.2f})"
             cells.append(f"{cell} {graph}".rstrip())
         print(f"  {name:<34}" + "".join(f"{cell:<30}" for cell in cells))
+    for baseline in ("before", "today"):
+        if "tiered" in figures and baseline in figures:
+            print(f"\n  tiered / {baseline}, medians (what survives the machine's load):")
+            for name in names:
+                ratio = statistics.median(figures["tiered"][name]) / statistics.median(
+                    figures[baseline][name]
+                )
+                print(f"    {name:<34}{ratio:6.2f}x")
     for variant in variants:
         print(f"\n  {variant}: targets")
-        for line in verdicts(figures[variant], figures.get("today")):
+        baselines = {b: figures[b] for b in ("before", "today") if b in figures and b != variant}
+        for line in verdicts(figures[variant], baselines):
             print(f"    {line}")
     print(f"\n  logs: {logs}")
 
 
-def verdicts(mine: Figures, today: Figures | None) -> list[str]:
+def verdicts(mine: Figures, baselines: dict[str, Figures]) -> list[str]:
     def median(name: str, of: Figures = mine) -> float:
         return statistics.median(of[name])
 
@@ -283,10 +313,10 @@ def verdicts(mine: Figures, today: Figures | None) -> list[str]:
     ]
     lines = [f"{label}: {value:.3f} {'met' if value <= limit else 'NOT met'}"
              for label, value, limit in checks]  # fmt: skip
-    if today is not None and today is not mine:
-        before = max(median(n, today) for n in warm)
-        verdict = "no regression" if worst_warm <= 1.1 * before else "REGRESSED"
-        lines.append(f"warm repeat against today's ({before:.3f} s, 10% noise): {verdict}")
+    for name, baseline in baselines.items():
+        then = max(median(n, baseline) for n in warm)
+        verdict = "no regression" if worst_warm <= 1.1 * then else "REGRESSED"
+        lines.append(f"warm repeat against {name}'s ({then:.3f} s, 10% noise): {verdict}")
     return lines
 
 

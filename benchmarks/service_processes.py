@@ -73,32 +73,36 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     }
 
 
-def start(name: str, argv: list[str], env: dict[str, str], logs: Path) -> Process:
+def start(
+    name: str, argv: list[str], env: dict[str, str], logs: Path, *, root: Path = ROOT
+) -> Process:
+    """Start `argv` in the project's checkout `root` (another one runs that one's code)."""
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"{name}.log"
+    env = env if root == ROOT else {**env, "PYTHONPATH": str(root)}
     with log.open("ab") as out:
         process = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            argv, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     return Process(name, process, log)
 
 
-def start_worker(env: dict[str, str], hostname: str, logs: Path) -> Process:
-    """A CPU worker named `hostname` (Celery's node name)."""
+def start_worker(env: dict[str, str], hostname: str, logs: Path, *, root: Path = ROOT) -> Process:
+    """A CPU worker named `hostname` (Celery's node name), of the checkout `root`."""
     argv = [
         sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
         "--device", "cpu", "--concurrency", "1", "-n", hostname, "--loglevel", "INFO",
         "--without-mingle", "--without-gossip",
     ]  # fmt: skip
-    return start(hostname.partition("@")[0], argv, env, logs)
+    return start(hostname.partition("@")[0], argv, env, logs, root=root)
 
 
-def start_api(env: dict[str, str], port: int, logs: Path) -> Process:
+def start_api(env: dict[str, str], port: int, logs: Path, *, root: Path = ROOT) -> Process:
     argv = [
         sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
         "--port", str(port), "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
-    return start("api", argv, env, logs)
+    return start("api", argv, env, logs, root=root)
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
