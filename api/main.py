@@ -23,6 +23,7 @@ from api.hot_reads import HotReads
 from api.limits import BodySizeLimit
 from api.rendering import PlotRenderer
 from api.routes import datasets, events, experiments, health, plots, presets, studies, verdicts
+from api.ui import install_ui
 from core.settings import Settings, get_settings
 from core.store.stores import AsyncJobStore, AsyncStudyStore
 
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (experiments, plots, events, presets, studies, verdicts, datasets):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(health.router)
+    install_ui(app)
     return app
 
 

@@ -307,14 +307,14 @@ def keys_server(service_env: dict[str, str], redis_client: redis.Redis) -> Itera
 
 
 @contextlib.contextmanager
-def serve_api(env: dict[str, str]) -> Iterator[Server]:
-    """`uvicorn api.main:app` with `env` on a free loopback port, ready once /healthz answers."""
+def serve_api(env: dict[str, str], app: str = "api.main:app", prefix: str = "") -> Iterator[Server]:
+    """`uvicorn app` with `env` on a free loopback port, ready once `prefix`/healthz answers."""
     port = free_port()
     command = [
         sys.executable,
         "-m",
         "uvicorn",
-        "api.main:app",
+        app,
         "--host=127.0.0.1",
         f"--port={port}",
         "--no-access-log",
@@ -327,7 +327,7 @@ def serve_api(env: dict[str, str]) -> Iterator[Server]:
         if process.poll() is not None:
             pytest.fail(f"the API server exited with {process.returncode}")
         try:
-            return httpx.get(f"{server.url}/healthz", timeout=1.0).status_code == 200
+            return httpx.get(f"{server.url}{prefix}/healthz", timeout=1.0).status_code == 200
         except httpx.TransportError:
             return False
 

@@ -7,21 +7,9 @@ from starlette.responses import Response
 
 from api.responses import FastJSONResponse
 from api.schemas import PresetList
-from core.experiment.presets import PRESETS
-from core.experiment.study_presets import STUDY_PRESETS
+from api.services.presets import PRESET_LIST
 
 router = APIRouter(prefix="/presets", tags=["presets"])
-
-_BODY = {
-    "items": [
-        {"name": p.name, "title": p.title, "description": p.description, "spec": p.spec}
-        for p in PRESETS
-    ],
-    "studies": [
-        {"name": p.name, "title": p.title, "description": p.description, "study": p.study}
-        for p in STUDY_PRESETS
-    ],
-}
 
 
 @router.get("", response_model=PresetList)
@@ -31,4 +19,4 @@ async def list_presets() -> Response:
     POST an item's `spec` to /v1/experiments as it is; a study's `study` to
     /v1/studies, or just `{"preset": name}`.
     """
-    return FastJSONResponse(_BODY)
+    return FastJSONResponse(PRESET_LIST)

@@ -1,0 +1,611 @@
+// The pages of the gradwatch web UI: one module, reading the same /v1 API as any client.
+//
+// The API key (keys mode) is kept in localStorage and sent as an Authorization header,
+// never in a URL; so event streams are read with fetch() streaming (EventSource cannot
+// send headers), and in keys mode plots are fetched as blobs. Every URL starts from the
+// page's root (the service's root_path), so the UI works behind a path prefix.
+
+const ROOT = document.body.dataset.root || "";
+const PAGE_ID = document.body.dataset.id || "";
+const KEY_STORE = "gradwatch.key";
+const FINAL = new Set(["succeeded", "failed", "cancelled"]);
+// Browsers allow about 6 connections per host: leave room for the page's other requests.
+const MAX_STREAMS = 4;
+
+// ------------------------------------------------------------------------- the API
+
+class ProblemError extends Error {
+  constructor(status, problem) {
+    super(problem.detail || problem.title || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+const storedKey = () => localStorage.getItem(KEY_STORE) || "";
+
+function headers(extra = {}) {
+  const key = storedKey();
+  return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
+}
+
+async function api(path, { method = "GET", json, headers: extra = {} } = {}) {
+  const init = { method, headers: headers(extra) };
+  if (json !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(json);
+  }
+  const response = await fetch(ROOT + path, init);
+  if (!response.ok) throw new ProblemError(response.status, await problemOf(response));
+  return response;
+}
+
+async function problemOf(response) {
+  try {
+    return await response.json();
+  } catch {
+    return { title: response.statusText || `HTTP ${response.status}` };
+  }
+}
+
+const getJSON = async (path) => (await api(path)).json();
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Server-Sent Events over fetch(): `onEvent({type, data, id})` until a final state.
+// A dropped connection is reopened with Last-Event-ID, a few times in a row at most.
+async function follow(path, onEvent) {
+  let last = null;
+  let failures = 0;
+  for (;;) {
+    const extra = { Accept: "text/event-stream" };
+    if (last) extra["Last-Event-ID"] = last;
+    try {
+      const response = await fetch(ROOT + path, { headers: headers(extra) });
+      if (response.status === 204) return;
+      if (!response.ok) throw new ProblemError(response.status, await problemOf(response));
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return; // closed without a final state: the record is gone
+        buffer += value.replace(/\r\n?/g, "\n");
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const event = parseEvent(buffer.slice(0, end));
+          buffer = buffer.slice(end + 2);
+          if (!event) continue;
+          failures = 0;
+          last = event.id || last;
+          onEvent(event);
+          if (event.type === "state" && FINAL.has(event.data.status)) return;
+        }
+      }
+    } catch (error) {
+      if (error instanceof ProblemError || ++failures > 5) throw error;
+      await pause(1000 * failures);
+    }
+  }
+}
+
+function parseEvent(block) {
+  let type = "message";
+  let id = null;
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (!line || line.startsWith(":")) continue;
+    const colon = line.indexOf(":");
+    const name = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+    if (name === "event") type = value;
+    else if (name === "data") data.push(value);
+    else if (name === "id") id = value;
+  }
+  return data.length ? { type, id, data: JSON.parse(data.join("\n")) } : null;
+}
+
+// Several jobs' streams, MAX_STREAMS at a time; `onEvent(id, event)`.
+async function followJobs(ids, onEvent) {
+  const waiting = [...ids];
+  const worker = async () => {
+    while (waiting.length) {
+      const id = waiting.shift();
+      await follow(`/v1/experiments/${id}/events`, (event) => onEvent(id, event)).catch(showError);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(MAX_STREAMS, ids.length) }, worker));
+}
+
+// ----------------------------------------------------------------------- rendering
+
+const $ = (selector) => document.querySelector(selector);
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === "text") node.textContent = value;
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  node.append(...children.filter((child) => child !== null && child !== undefined));
+  return node;
+}
+
+const number = (value, digits = 4) =>
+  value === null || value === undefined ? "–" : Number(value).toPrecision(digits);
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
+const link = (path, text) => el("a", { href: ROOT + path, text });
+const statusBadge = (status) => el("span", { class: `status ${status}`, text: status });
+
+function showError(error) {
+  const box = $("#page-error");
+  let text = error.message;
+  if (error.status === 401) text = "This service needs an API key: enter it above.";
+  box.textContent = text;
+  box.hidden = false;
+}
+
+function setProgress(done, total, text) {
+  $("#progress").max = Math.max(total, 1);
+  $("#progress").value = done;
+  $("#progress-text").textContent = text;
+}
+
+// A plot as <figure>; with a key, fetched with it and shown from a blob.
+function plotFigure(url, name, description) {
+  const img = el("img", { alt: description || name, width: 900, height: 600 });
+  if (storedKey()) {
+    api(url)
+      .then((response) => response.blob())
+      .then((blob) => { img.src = URL.createObjectURL(blob); })
+      .catch(showError);
+  } else {
+    img.src = ROOT + url;
+  }
+  img.dataset.plot = name;
+  return el("figure", {}, img, el("figcaption", {}, el("strong", { text: name }), ` ${description || ""}`));
+}
+
+async function showPlots(base, target) {
+  const { items } = await getJSON(`${base}/plots`);
+  target.replaceChildren(
+    ...items.map((item) => plotFigure(`${base}/plots/${item.name}.png`, item.name, item.description)),
+  );
+  return items;
+}
+
+// A uPlot chart of `series` ([{label, values}]) over `x`, in `target`.
+function chart(target, title, x, series, { log = false } = {}) {
+  const width = Math.min(target.clientWidth || 900, 1000);
+  const clean = (values) => values.map((v) => (v === null || (log && v <= 0) ? null : v));
+  const options = {
+    title,
+    width,
+    height: 320,
+    scales: { x: { time: false }, y: log ? { distr: 3 } : {} },
+    series: [
+      { label: "epoch" },
+      ...series.map((s, i) => ({ label: s.label, stroke: PALETTE[i % PALETTE.length], width: 1.5 })),
+    ],
+    axes: [{}, { size: 70 }],
+    cursor: { drag: { x: true, y: false } },
+  };
+  target.replaceChildren();
+  return new window.uPlot(options, [x, ...series.map((s) => clean(s.values))], target);
+}
+
+const PALETTE = ["#1f5fbf", "#c2410c", "#15803d", "#7e22ce", "#be123c", "#0e7490", "#854d0e", "#334155"];
+
+// ---------------------------------------------------------------------- the key form
+
+function keyForm() {
+  const state = $("#key-state");
+  const show = () => { state.textContent = storedKey() ? "key saved in this browser" : "no key (open mode)"; };
+  $("#key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    localStorage.setItem(KEY_STORE, $("#key-input").value.trim());
+    $("#key-input").value = "";
+    location.reload();
+  });
+  $("#key-forget").addEventListener("click", () => {
+    localStorage.removeItem(KEY_STORE);
+    location.reload();
+  });
+  show();
+}
+
+// ------------------------------------------------------------------------- the pages
+
+async function homePage() {
+  const [jobs, studies] = await Promise.all([
+    getJSON("/v1/experiments?limit=50"),
+    getJSON("/v1/studies?limit=20"),
+  ]);
+  const rows = new Map();
+  $("#experiments tbody").replaceChildren(
+    ...jobs.items.map((job) => {
+      const row = experimentRow(job);
+      rows.set(job.id, row);
+      return row;
+    }),
+  );
+  if (!jobs.items.length) $("#experiments tbody").replaceChildren(emptyRow(8, "No experiments yet."));
+  $("#studies tbody").replaceChildren(...studies.items.map(studyRow));
+  if (!studies.items.length) $("#studies tbody").replaceChildren(emptyRow(5, "No studies yet."));
+  compareForm();
+  const live = jobs.items.filter((job) => !FINAL.has(job.status)).map((job) => job.id);
+  followJobs(live, (id, event) => {
+    const row = rows.get(id);
+    if (event.type === "progress") {
+      row.querySelector("progress").max = event.data.epochs;
+      row.querySelector("progress").value = event.data.epoch;
+      row.querySelector(".epochs").textContent = `${event.data.epoch}/${event.data.epochs}`;
+    } else if (event.type === "state") {
+      row.querySelector(".status").replaceWith(statusBadge(event.data.status));
+    }
+  });
+}
+
+const emptyRow = (span, text) => el("tr", {}, el("td", { colspan: span, text }));
+
+function experimentRow(job) {
+  const summary = job.summary || {};
+  const { epoch, epochs } = job.progress;
+  return el(
+    "tr",
+    { "data-id": job.id },
+    el("td", {}, el("input", { type: "checkbox", value: job.id, "aria-label": `compare ${job.id}` })),
+    el("td", {}, link(`/experiments/${job.id}`, job.id)),
+    el("td", {}, statusBadge(job.status)),
+    el("td", {}, el("progress", { max: epochs, value: epoch, "aria-label": "epochs" }), " ",
+      el("span", { class: "epochs", text: `${epoch}/${epochs}` })),
+    el("td", { text: number(summary.loss) }),
+    el("td", { text: number(summary.accuracy) }),
+    el("td", { text: (summary.verdicts || []).join(", ") || (job.summary ? "healthy" : "") }),
+    el("td", { text: when(job.created_at) }),
+  );
+}
+
+function studyRow(study) {
+  const p = study.progress;
+  return el(
+    "tr",
+    {},
+    el("td", {}, link(`/studies/${study.id}`, study.name || study.preset || study.id)),
+    el("td", {}, statusBadge(study.status)),
+    el("td", { text: `${p.finished}/${p.children}` }),
+    el("td", { text: Object.keys(study.axes).join(" × ") }),
+    el("td", { text: when(study.created_at) }),
+  );
+}
+
+function compareForm() {
+  const boxes = () => [...document.querySelectorAll("#experiments input[type=checkbox]:checked")];
+  $("#experiments").addEventListener("change", () => {
+    $("#compare-button").disabled = boxes().length < 2;
+  });
+  $("#compare-form").addEventListener("submit", () => {
+    $("#compare-ids").value = boxes().map((box) => box.value).join(",");
+  });
+}
+
+async function experimentPage() {
+  const base = `/v1/experiments/${PAGE_ID}`;
+  let job = await getJSON(base);
+  $("#spec").textContent = JSON.stringify(job.spec, null, 2);
+  const cancel = $("#cancel");
+  cancel.addEventListener("click", () => api(`${base}/cancel`, { method: "POST" }).catch(showError));
+  const showJob = () => {
+    $("#status").replaceWith(Object.assign(statusBadge(job.status), { id: "status" }));
+    const { epoch, epochs } = job.progress;
+    setProgress(epoch, epochs, `epoch ${epoch} of ${epochs}`);
+    cancel.hidden = FINAL.has(job.status);
+  };
+  showJob();
+  if (!FINAL.has(job.status)) {
+    await follow(`${base}/events`, (event) => {
+      if (event.type === "progress") job.progress = { epoch: event.data.epoch, epochs: event.data.epochs };
+      if (event.type === "state") job.status = event.data.status;
+      showJob();
+    });
+    job = await getJSON(base);
+    showJob();
+  }
+  if (job.status === "failed" && job.error) showError(new Error(`${job.error.type}: ${job.error.message}`));
+  if (job.status !== "succeeded") return;
+  const result = await getJSON(`${base}/result`);
+  $("#finished").hidden = false;
+  showVerdicts(result.diagnosis);
+  showSeries(result);
+  await showPlots(base, $("#plots"));
+}
+
+function showVerdicts(diagnosis) {
+  const explanations = diagnosis.explanations || {};
+  const prescriptions = diagnosis.prescriptions || {};
+  const blocks = diagnosis.verdicts.map((verdict) => {
+    const about = explanations[verdict] || {};
+    const fixes = prescriptions[verdict] || [];
+    return el(
+      "article",
+      { class: "verdict", "data-verdict": verdict },
+      el("h3", { text: about.title || verdict }),
+      about.meaning ? el("p", { text: about.meaning }) : null,
+      about.cause ? el("p", { class: "hint", text: about.cause }) : null,
+      fixes.length ? el("h4", { text: "Prescriptions" }) : null,
+      fixes.length ? el("ol", {}, ...fixes.map(prescription)) : null,
+      about.read_more?.length ? el("h4", { text: "Read more" }) : null,
+      about.read_more?.length
+        ? el("ul", {}, ...about.read_more.map((r) => el("li", {}, el("a", { href: r.url, text: `${r.authors} (${r.year}), ${r.title}` }))))
+        : null,
+    );
+  });
+  if (!blocks.length) blocks.push(el("p", { class: "verdict healthy", text: "No verdict: the gradients flowed." }));
+  const evidence = el("details", {}, el("summary", { text: "Evidence" }),
+    el("pre", { class: "json", text: JSON.stringify(diagnosis.evidence, null, 2) }));
+  $("#verdicts").replaceChildren(...blocks, evidence);
+}
+
+const prescription = (fix) =>
+  el("li", {}, el("strong", { text: fix.title || fix.fix }), ` ${fix.rationale || ""} `,
+    fix.expected ? el("em", { text: fix.expected }) : null,
+    el("pre", { class: "json", text: JSON.stringify(fix.patch) }));
+
+// The per-layer series of the result as one chart, the quantity chosen from a list.
+const QUANTITIES = [
+  ["kernel.grad_norm", "gradient norm (kernel)", true],
+  ["kernel.grad_max_abs", "largest |gradient| (kernel)", true],
+  ["kernel.update_ratio", "update / weight ratio (kernel)", true],
+  ["kernel.weight_norm", "weight norm (kernel)", false],
+  ["kernel.weight_std", "weight S.D. (kernel)", false],
+  ["activation.mean", "activation mean", false],
+  ["activation.saturated", "saturated fraction", false],
+  ["activation.dead", "dead fraction", false],
+];
+
+function showSeries(result) {
+  const x = result.capture.every === "step" ? result.capture.step : result.capture.epoch;
+  const layers = Object.keys(result.series);
+  const pick = (path) => layers
+    .map((layer) => ({ label: layer, values: path.split(".").reduce((o, k) => o?.[k], result.series[layer]) }))
+    .filter((s) => Array.isArray(s.values));
+  const select = $("#series-quantity");
+  const available = QUANTITIES.filter(([path]) => pick(path).length);
+  select.replaceChildren(...available.map(([path, label]) => el("option", { value: path, text: label })));
+  const draw = () => {
+    const [path, label, log] = available.find(([p]) => p === select.value);
+    chart($("#chart-series"), `${label} by layer`, x, pick(path), { log });
+  };
+  select.addEventListener("change", draw);
+  draw();
+  const history = result.history;
+  const curves = ["loss", "accuracy", "val_loss", "val_accuracy"]
+    .filter((name) => Array.isArray(history[name]))
+    .map((name) => ({ label: name, values: history[name] }));
+  chart($("#chart-history"), "loss and accuracy by epoch", history.epoch, curves);
+}
+
+async function studyPage() {
+  const base = `/v1/studies/${PAGE_ID}`;
+  let study = await getJSON(base);
+  const cancel = $("#cancel");
+  cancel.addEventListener("click", () => api(`${base}/cancel`, { method: "POST" }).catch(showError));
+  const finished = new Set();
+  const showStudy = () => {
+    $("#study-name").textContent = study.name || study.preset || "";
+    $("#status").replaceWith(Object.assign(statusBadge(study.status), { id: "status" }));
+    const p = study.progress;
+    setProgress(Math.max(p.finished, finished.size), p.children,
+      `${Math.max(p.finished, finished.size)} of ${p.children} experiments finished`);
+    cancel.hidden = FINAL.has(study.status);
+    showConfigs(study);
+  };
+  showStudy();
+  if (!FINAL.has(study.status)) {
+    await follow(`${base}/events`, (event) => {
+      if (event.type === "child" && FINAL.has(event.data.status)) finished.add(event.data.child);
+      if (event.type === "state") study.status = event.data.status;
+      showStudy();
+    });
+    study = await getJSON(base);
+    showStudy();
+  }
+  if (!study.summary) return;
+  showSummary((await getJSON(`${base}/summary`)).rows, study);
+  downloadLink($("#summary-csv"), `${base}/summary.csv`, `study-${study.id}.csv`);
+  await showPlots(base, $("#plots"));
+}
+
+function showConfigs(study) {
+  $("#configs tbody").replaceChildren(...study.configs.map((config) => {
+    const ids = config.children.map((child) => child.id);
+    return el("tr", {},
+      el("th", { scope: "row", text: config.label }),
+      el("td", {}, ...config.children.flatMap((child) => [link(`/experiments/${child.id}`, child.status), " "])),
+      el("td", {}, ids.length > 1 ? link(`/compare?ids=${ids.join(",")}`, "side by side") : null));
+  }));
+}
+
+function showSummary(rows, study) {
+  const axes = Object.keys(study.axes);
+  const spread = (stat) => (stat.mean === null ? "–" : `${number(stat.mean)} ± ${number(stat.std ?? 0, 2)}`);
+  $("#summary thead").replaceChildren(el("tr", {}, ...[...axes, "seeds", "succeeded", "loss", "accuracy", "verdicts"]
+    .map((name) => el("th", { scope: "col", text: name }))));
+  $("#summary tbody").replaceChildren(...rows.map((row) => el("tr", {},
+    ...axes.map((axis) => el("td", { text: JSON.stringify(row.values[axis]) })),
+    el("td", { text: row.seeds }),
+    el("td", { text: row.succeeded }),
+    el("td", { text: spread(row.loss) }),
+    el("td", { text: spread(row.accuracy) }),
+    el("td", { text: Object.entries(row.verdicts).map(([v, n]) => `${v} ×${n}`).join(", ") || "healthy" }))));
+}
+
+function downloadLink(anchor, path, filename) {
+  api(path)
+    .then((response) => response.blob())
+    .then((blob) => {
+      Object.assign(anchor, { href: URL.createObjectURL(blob), download: filename, hidden: false });
+    })
+    .catch(showError);
+}
+
+async function comparePage() {
+  const ids = JSON.parse($("#compare-ids").textContent);
+  const jobs = await Promise.all(ids.map((id) => getJSON(`/v1/experiments/${id}`)));
+  const results = await Promise.all(jobs.map((job) =>
+    job.status === "succeeded" ? getJSON(`/v1/experiments/${job.id}/result`) : null));
+  const done = jobs.filter((job) => job.status === "succeeded");
+  const names = done.length ? (await getJSON(`/v1/experiments/${done[0].id}/plots`)).items.map((i) => i.name) : [];
+  const select = $("#compare-plot");
+  select.replaceChildren(...names.map((name) => el("option", { value: name, text: name })));
+  const columns = jobs.map((job, i) => compareColumn(job, results[i]));
+  const draw = () => {
+    jobs.forEach((job, i) => {
+      const slot = columns[i].querySelector(".slot");
+      slot.replaceChildren(job.status === "succeeded" && select.value
+        ? plotFigure(`/v1/experiments/${job.id}/plots/${select.value}.png`, select.value, `${select.value} of ${job.id}`)
+        : el("p", { text: `no plots: ${job.status}` }));
+    });
+  };
+  select.addEventListener("change", draw);
+  $("#columns").replaceChildren(...columns);
+  draw();
+  const withHistory = results.map((r, i) => [r, jobs[i]]).filter(([r]) => r);
+  if (withHistory.length) {
+    const longest = Math.max(...withHistory.map(([r]) => r.history.epoch.length));
+    const x = Array.from({ length: longest }, (_, i) => i + 1);
+    chart($("#chart-compare"), "loss by epoch", x, withHistory.map(([r, job]) => ({
+      label: job.id.slice(-6), values: x.map((_, i) => r.history.loss[i] ?? null),
+    })), { log: true });
+  }
+}
+
+function compareColumn(job, result) {
+  const summary = job.summary || {};
+  const spec = job.spec;
+  return el("section", { class: "column", "aria-label": `experiment ${job.id}` },
+    el("h2", {}, link(`/experiments/${job.id}`, job.id.slice(-6))),
+    el("p", {}, statusBadge(job.status)),
+    el("dl", {},
+      el("dt", { text: "network" }), el("dd", { text: `${(spec.model?.hidden_layers || []).join("-") || "layers"} ${spec.model?.activation || ""}` }),
+      el("dt", { text: "loss" }), el("dd", { text: number(summary.loss) }),
+      el("dt", { text: "accuracy" }), el("dd", { text: number(summary.accuracy) }),
+      el("dt", { text: "first/last gradient" }), el("dd", { text: number(summary.gradient_ratio, 3) }),
+      el("dt", { text: "verdicts" }), el("dd", { text: result ? result.diagnosis.verdicts.join(", ") || "healthy" : "–" })),
+    el("div", { class: "slot" }));
+}
+
+// --------------------------------------------------------------------- the new form
+
+function getPath(object, path) {
+  return path.split(".").reduce((o, k) => (o && typeof o === "object" ? o[k] : undefined), object);
+}
+
+function setPath(object, path, value) {
+  const keys = path.split(".");
+  const last = keys.pop();
+  let node = object;
+  for (const key of keys) {
+    if (typeof node[key] !== "object" || node[key] === null) node[key] = {};
+    node = node[key];
+  }
+  if (value === undefined) delete node[last];
+  else node[last] = value;
+}
+
+function fieldValue(input) {
+  const text = input.value.trim();
+  if (text === "") return undefined;
+  if (input.dataset.kind === "list") return text.split(",").map((part) => Number(part.trim()));
+  return input.type === "number" ? Number(text) : text;
+}
+
+function clearErrors(form) {
+  for (const box of form.querySelectorAll(".field-error")) box.textContent = "";
+  for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
+  $("#page-error").hidden = true;
+}
+
+// Each field error of a problem beside the input for its field (the longest path that
+// is a prefix of it), else beside the JSON; the first such input gets the focus.
+function showFieldErrors(form, json, error) {
+  const inputs = [...form.querySelectorAll("[data-path]")];
+  const errors = error.problem.errors || [{ field: "", reason: error.message }];
+  let first = null;
+  for (const { field, reason } of errors) {
+    const input = inputs
+      .filter((i) => field === i.dataset.path || field.startsWith(`${i.dataset.path}.`))
+      .sort((a, b) => b.dataset.path.length - a.dataset.path.length)[0] || json;
+    const box = document.getElementById(input.getAttribute("aria-describedby"));
+    const text = input === json && field ? `${field}: ${reason}` : reason;
+    box.textContent = box.textContent ? `${box.textContent} ${text}` : text;
+    input.setAttribute("aria-invalid", "true");
+    first = first || input;
+  }
+  first.focus();
+}
+
+function specForm({ form, json, preset, kind, post, page }) {
+  const presets = JSON.parse($("#presets").textContent)[kind === "experiments" ? "items" : "studies"];
+  const inputs = [...form.querySelectorAll("[data-path]")];
+  const parse = () => JSON.parse(json.value || "{}");
+  const fillFields = () => {
+    let spec;
+    try { spec = parse(); } catch { return; }
+    for (const input of inputs) {
+      const value = getPath(spec, input.dataset.path);
+      input.value = value === undefined ? "" : Array.isArray(value) ? value.join(", ") : value;
+    }
+  };
+  const choose = () => {
+    const chosen = presets.find((p) => p.name === preset.value);
+    json.value = JSON.stringify(chosen ? chosen.spec || chosen.study : {}, null, 2);
+    $(`#${preset.id}-about`).textContent = chosen ? chosen.description : "";
+    fillFields();
+  };
+  preset.addEventListener("change", choose);
+  json.addEventListener("input", fillFields);
+  for (const input of inputs) {
+    input.addEventListener("input", () => {
+      try {
+        const spec = parse();
+        setPath(spec, input.dataset.path, fieldValue(input));
+        json.value = JSON.stringify(spec, null, 2);
+      } catch { /* the JSON is being edited: it is checked on submit */ }
+    });
+  }
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    let body;
+    try {
+      body = parse();
+    } catch (error) {
+      showFieldErrors(form, json, new ProblemError(400, { errors: [{ field: "", reason: `not JSON: ${error.message}` }] }));
+      return;
+    }
+    try {
+      const extra = kind === "experiments" ? { "Idempotency-Key": crypto.randomUUID() } : {};
+      const created = await (await api(post, { method: "POST", json: body, headers: extra })).json();
+      location.assign(`${ROOT}/${page}/${created.id}`);
+    } catch (error) {
+      if (error instanceof ProblemError && error.status !== 401) showFieldErrors(form, json, error);
+      else showError(error);
+    }
+  });
+  choose();
+}
+
+function newPage() {
+  specForm({ form: $("#experiment-form"), json: $("#experiment-json"), preset: $("#experiment-preset"),
+    kind: "experiments", post: "/v1/experiments", page: "experiments" });
+  specForm({ form: $("#study-form"), json: $("#study-json"), preset: $("#study-preset"),
+    kind: "studies", post: "/v1/studies", page: "studies" });
+}
+
+// --------------------------------------------------------------------------- start
+
+const PAGES = { home: homePage, new: newPage, experiment: experimentPage, study: studyPage, compare: comparePage };
+
+// A module runs once the document is parsed, after the deferred uPlot script.
+keyForm();
+Promise.resolve(PAGES[document.body.dataset.page]?.()).catch(showError);

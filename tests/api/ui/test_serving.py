@@ -1,0 +1,63 @@
+"""The pages and their files as any HTTP client sees them: HTML, offline, no CDN."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from api.ui import HERE
+
+ID = "01JD8X3Q7R5M2N4P6T8V0W2Y4Z"
+PAGES = ["/", "/new", f"/experiments/{ID}", f"/studies/{ID}", f"/compare?ids={ID},{ID}"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_each_page_is_html_that_loads_scripts_from_this_service_alone(
+    client: httpx.Client, path: str
+) -> None:
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    sources = re.findall(r'(?:src|href)="([^"]*)"', response.text)
+    assert sources and all(s.startswith(("/", "#", "data:")) for s in sources), sources
+
+
+def test_the_script_style_and_vendored_library_are_served_with_its_licence(
+    client: httpx.Client,
+) -> None:
+    for name in (
+        "gradwatch.js",
+        "gradwatch.css",
+        "vendor/uPlot.iife.min.js",
+        "vendor/uPlot.LICENSE",
+    ):
+        response = client.get(f"/ui/static/{name}")
+        assert response.status_code == 200, name
+        assert response.headers.get("etag")
+    assert "MIT" in client.get("/ui/static/vendor/uPlot.LICENSE").text
+
+
+def test_no_page_file_names_another_origin() -> None:
+    own = [
+        *HERE.glob("templates/*.html"),
+        HERE / "static/gradwatch.js",
+        HERE / "static/gradwatch.css",
+    ]
+    for path in own:
+        assert not re.search(r"https?://", path.read_text()), path
+
+
+def test_a_page_id_that_is_not_an_id_is_a_problem_not_a_page(client: httpx.Client) -> None:
+    response = client.get("/experiments/not-an-id!")
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_the_ui_is_not_part_of_the_api_contract(client: httpx.Client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert not [
+        path for path in paths if not path.startswith(("/v1", "/healthz", "/readyz", "/metrics"))
+    ]
