@@ -6,6 +6,7 @@ A route's signature then reads like a sentence:
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from api.access import Access, metrics_unauthorized, unauthorized
 from api.errors import job_not_found, study_not_found
 from api.rendering import PlotIndex, PlotRenderer
+from api.services.streams import Streams
 from core.access.api_keys import ANONYMOUS
 from core.experiment.jobs import is_job_id
 from core.settings import Settings
@@ -31,6 +33,7 @@ class Services:
     studies: AsyncStudyStore  # on the job store's connections
     renderer: PlotRenderer
     access: Access
+    streams: Streams
     plot_index: PlotIndex = field(default_factory=PlotIndex)
 
 
@@ -185,3 +188,13 @@ async def get_existing_study(
 
 
 ExistingStudy = Annotated[StudyRecord, Depends(get_existing_study)]
+
+
+async def open_stream(services: ServicesDep, owner: OwnerDep) -> AsyncIterator[Streams]:
+    """The process's event streams, holding one more of `owner`'s open while the response
+    lasts; a 429 (the owner's cap) or 503 (the process's) problem past the caps."""
+    with services.streams.gate.admit(owner):
+        yield services.streams
+
+
+OpenStream = Annotated[Streams, Depends(open_stream)]

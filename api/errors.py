@@ -130,16 +130,20 @@ def already_finished(noun: str, record_id: str, before: str, *, status_field: st
     )
 
 
-def invalid_cursor() -> Problem:
-    """422 for a `cursor` query parameter that is not one a page handed out."""
-    reason = "not a cursor this API handed out"
+def invalid_field(field: str, reason: str) -> Problem:
+    """422 naming one field of the request (a query parameter, a header) and what is wrong."""
     return Problem(
         422,
         "Invalid request",
-        f"cursor: {reason}",
+        f"{field}: {reason}",
         kind="invalid-request",
-        errors=[{"field": "cursor", "reason": reason}],
+        errors=[{"field": field, "reason": reason}],
     )
+
+
+def invalid_cursor() -> Problem:
+    """422 for a `cursor` query parameter that is not one a page handed out."""
+    return invalid_field("cursor", "not a cursor this API handed out")
 
 
 def job_not_succeeded(job_id: str, status: str, what: str) -> Problem:

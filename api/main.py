@@ -22,7 +22,18 @@ from api.errors import UnexpectedErrors, install_error_handlers
 from api.hot_reads import HotReads
 from api.limits import BodySizeLimit
 from api.rendering import PlotRenderer
-from api.routes import datasets, events, experiments, health, plots, presets, studies, verdicts
+from api.routes import (
+    datasets,
+    events,
+    experiments,
+    following,
+    health,
+    plots,
+    presets,
+    studies,
+    verdicts,
+)
+from api.services.streams import Streams
 from api.ui import install_ui
 from core.settings import Settings, get_settings
 from core.store.stores import AsyncJobStore, AsyncStudyStore
@@ -53,7 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         access.log_mode()
         store = AsyncJobStore.from_settings(settings)
         studies = AsyncStudyStore.sharing(store)
-        app.state.services = Services(settings, store, studies, PlotRenderer(), access)
+        streams = Streams.from_settings(settings, store)
+        app.state.services = Services(settings, store, studies, PlotRenderer(), access, streams)
+        streams.hub.start()
         # Everything imported so far (FastAPI, pydantic, matplotlib) lives as long as the
         # process: moving it out of the collector's sight keeps full collections, which
         # otherwise walk it all, from stalling requests for tens of milliseconds.
@@ -62,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await streams.hub.close()
             await store.close()
 
     app = FastAPI(
@@ -93,7 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["ETag", "Location", "Idempotent-Replayed", "Retry-After"],
         max_age=3600,
     )
-    for module in (experiments, plots, events, presets, studies, verdicts, datasets):
+    for module in (experiments, plots, events, following, presets, studies, verdicts, datasets):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(health.router)
     install_ui(app)

@@ -433,3 +433,24 @@ RemedyBody = Annotated[
         },
     ),
 ]
+
+
+# --------------------------------------------------------------------------- events
+
+
+class FollowedEvent(BaseModel):
+    """One event of a stream following several records (`GET /v1/events?ids=...`): the
+    record it is about and that record's own event (its SSE `event:` is the type:
+    `state`, `progress`, `cancel_requested` or `child`; its `id:` is
+    `<record id>/<stream id>`)."""
+
+    id: str = Field(description="the experiment's or study's id")
+    kind: str = Field(description="`experiment` or `study`")
+    data: dict[str, Any] = Field(description="the event as that record's own stream sends it")
+
+
+class StreamInterrupted(BaseModel):
+    """The last event (`event: interrupted`) of a stream the server stopped serving (Redis
+    went away, or the client read too slowly): reconnect with Last-Event-ID."""
+
+    detail: str

@@ -102,6 +102,15 @@ class Settings(BaseSettings):
     dataset_max_samples: int = Field(Limits.SAMPLES, ge=4, le=Limits.SAMPLES)
     dataset_max_features: int = Field(16_384, ge=1, le=Limits.DATA_VALUES)
     dataset_max_classes: int = Field(Limits.CLASSES, ge=2, le=Limits.CLASSES)
+    # Event streams (SSE) open at once, per owner and per API process (429 / 503 past
+    # them, with Retry-After: this many seconds); a silent stream sends a comment this
+    # often so that proxies keep it open; one stream follows at most `max_stream_ids`
+    # jobs and studies (GET /v1/events?ids=...).
+    max_streams_per_owner: int = Field(100, ge=1, le=1_000_000)
+    max_streams_per_process: int = Field(10_000, ge=1, le=1_000_000)
+    stream_retry_after_seconds: int = Field(5, ge=1, le=3600)
+    stream_heartbeat_seconds: float = Field(15.0, gt=0, le=300)
+    max_stream_ids: int = Field(50, ge=1, le=1000)
     # Where clients reach the API (`https://gradwatch.example.com`, a path prefix allowed):
     # share links and plot URLs are absolute from it. Unset, they are absolute only for a
     # request whose Host is one of `public_hosts`, else paths: never from a Host header no

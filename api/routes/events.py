@@ -19,15 +19,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from api.deps import ExistingJob, LastEventId, StoreDep
+from api.deps import ExistingJob, LastEventId, OpenStream, StoreDep
 from api.schemas import problem_responses
-from api.services.streams import is_final, resume_after
+from api.services.streams import followed_job, resume_after
 from core.store.records import JobRecord
 
 router = APIRouter(prefix="/experiments", tags=["events"])
 
-# How long one XREAD waits before checking that the job still exists.
-BLOCK_MS = 10_000
+STREAM_RESPONSES: dict[int | str, dict[str, str]] = {
+    204: {"description": "the stream already ended before Last-Event-ID"},
+}
 
 
 async def resume_point(
@@ -50,24 +51,14 @@ ResumePoint = Annotated[tuple[JobRecord, str], Depends(resume_point)]
     response_class=EventSourceResponse,
     responses={
         200: {"description": "text/event-stream of `state`, `progress`, `cancel_requested`"},
-        204: {"description": "the stream already ended before Last-Event-ID"},
-        **problem_responses(401, 404),
+        **STREAM_RESPONSES,
+        **problem_responses(401, 404, 429),
     },
 )
-async def stream_events(start: ResumePoint, store: StoreDep) -> AsyncIterator[ServerSentEvent]:
+async def stream_events(
+    start: ResumePoint, store: StoreDep, streams: OpenStream
+) -> AsyncIterator[ServerSentEvent]:
     """Progress and state of an experiment as Server-Sent Events, until it finishes."""
     job, after = start
-    while True:
-        events = await store.read_events(job.id, after=after, block_ms=BLOCK_MS)
-        for event in events:
-            after = event.id
-            yield ServerSentEvent(raw_data=event.data, event=event.type, id=event.id)
-            if is_final(event.type, event.data):
-                return
-        if not events:
-            record = await store.get(job.id)
-            if record is None:  # deleted, or expired
-                return
-            if record.status.finished:  # its events are gone: still say how it ended
-                yield ServerSentEvent(data={"status": record.status.value}, event="state")
-                return
+    async for event in streams.events([followed_job(store, job.id, after)], labelled=False):
+        yield event

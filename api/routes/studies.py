@@ -24,6 +24,7 @@ from api.deps import (
     Cursor,
     ExistingStudy,
     LastEventId,
+    OpenStream,
     OptionalOwner,
     OwnerDep,
     ServicesDep,
@@ -46,7 +47,7 @@ from api.schemas import (
 from api.services import plots as plot_service
 from api.services import studies as study_work
 from api.services.remedies import prove_study_config
-from api.services.streams import is_final, resume_after
+from api.services.streams import followed_study, resume_after
 from api.services.submission import submit_study
 from core.experiment.jobs import is_job_id
 from core.experiment.study_summary import summary_csv
@@ -55,9 +56,6 @@ from core.store.pages import InvalidCursor
 from core.store.records import StudyRecord
 
 router = APIRouter(prefix="/studies", tags=["studies"])
-
-# How long an event stream waits for its next event before reading the children itself.
-POLL_MS = 500
 
 StudyPlotName = Annotated[str, Path(description=f"one of: {', '.join(STUDY_PLOT_NAMES)}")]
 StudyBody = Annotated[
@@ -217,32 +215,16 @@ StudyResumePoint = Annotated[tuple[StudyRecord, str], Depends(study_resume_point
     responses={
         200: {"description": "text/event-stream of `state`, `child`, `cancel_requested`"},
         204: {"description": "the stream already ended before Last-Event-ID"},
-        **problem_responses(404),
+        **problem_responses(404, 429),
     },
 )
 async def stream_study_events(
-    start: StudyResumePoint, studies: StudyStoreDep
+    start: StudyResumePoint, studies: StudyStoreDep, streams: OpenStream
 ) -> AsyncIterator[ServerSentEvent]:
     """Each child's state changes and the study's, as Server-Sent Events, until it ends."""
     study, after = start
-    while True:
-        events = await studies.read_study_events(study.id, after=after, block_ms=POLL_MS)
-        for event in events:
-            after = event.id
-            yield ServerSentEvent(raw_data=event.data, event=event.type, id=event.id)
-            if is_final(event.type, event.data):
-                return
-        if events:
-            continue
-        # Nothing new: read the children, which adds their changes to the stream.
-        record = await studies.get_study(study.id)
-        if record is None:  # deleted, or expired
-            return
-        if record.status.finished and not await studies.read_study_events(
-            study.id, after=after, count=1
-        ):  # its events are gone: still say how it ended
-            yield ServerSentEvent(data={"status": record.status.value}, event="state")
-            return
+    async for event in streams.events([followed_study(studies, study.id, after)], labelled=False):
+        yield event
 
 
 # ------------------------------------------------------------------------- plots

@@ -34,6 +34,17 @@ def asyncio_client(url: str) -> redis.asyncio.Redis:
     )
 
 
+def reader_client(url: str) -> redis.asyncio.Redis:
+    """A redis.asyncio client on one connection of `url`: the API's event reader's
+    (core.store.event_hub), which blocks on it."""
+    return redis.asyncio.Redis.from_url(
+        url,
+        single_connection_client=True,
+        socket_connect_timeout=SOCKET_CONNECT_TIMEOUT,
+        socket_timeout=SOCKET_TIMEOUT,
+    )
+
+
 def multiplexed_client(url: str) -> MultiplexedRedis:
     """The API's one auto-pipelined connection on `url`."""
     return MultiplexedRedis.from_url(url)

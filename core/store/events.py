@@ -8,6 +8,7 @@ connection with Last-Event-ID misses nothing), waiting a while for the next.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,12 +47,23 @@ def read_stream(
         if not reply[0]:
             return []
         _, entries = reply[0][0]
-        events = []
-        for entry_id, data in entries:
-            fields = fields_of(data)
-            events.append(
-                JobEvent(entry_id.decode(), fields[b"type"].decode(), fields[b"data"].decode())
-            )
-        return events
+        return stream_entries(entries)
 
     return Plan(decode, commands=[command], blocking=block_ms is not None)
+
+
+def stream_entries(entries: Sequence[Any]) -> list[JobEvent]:
+    """The events of one stream's entries in an XREAD reply."""
+    events = []
+    for entry_id, data in entries:
+        fields = fields_of(data)
+        events.append(
+            JobEvent(entry_id.decode(), fields[b"type"].decode(), fields[b"data"].decode())
+        )
+    return events
+
+
+def stream_position(entry_id: str) -> tuple[int, int]:
+    """A stream id (`1732000000123-0`) as numbers, which order as the stream does."""
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence or 0)

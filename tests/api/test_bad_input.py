@@ -226,6 +226,8 @@ def test_ids_of_the_wrong_shape_are_404_without_touching_redis(
     client: httpx.Client, job_id: str
 ) -> None:
     for path in ("", "/result", "/plots", "/plots/weights.png", "/events"):
+        if (job_id, path) == ("..", "/events"):
+            continue  # /v1/experiments/../events is /v1/events, a route of its own
         problem(client.get(f"/v1/experiments/{job_id}{path}"), 404)
 
 

@@ -25,8 +25,13 @@ class Event:
 
 def sse_events(response: httpx.Response) -> Iterator[Event]:
     """Parse a text/event-stream response into events (comments skipped)."""
+    return parse_events(response.iter_lines())
+
+
+def parse_events(lines: Iterator[str]) -> Iterator[Event]:
+    """Parse the lines of a text/event-stream into events (comments skipped)."""
     fields: dict[str, str] = {}
-    for line in response.iter_lines():
+    for line in lines:
         if line == "":
             if "data" in fields:
                 yield Event(

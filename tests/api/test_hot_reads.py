@@ -13,6 +13,7 @@ from api.access import Access
 from api.deps import Services
 from api.hot_reads import HotReads
 from api.rendering import PlotRenderer
+from api.services.streams import Streams
 from core.plotting.experiment_plots import PlotSize
 from core.settings import Settings
 from core.store.multiplex import MultiplexedRedis
@@ -78,7 +79,9 @@ async def hot(settings: Settings) -> Any:
     store = AsyncJobStore.from_settings(settings)
     downstream = Downstream()
     studies = AsyncStudyStore.sharing(store)
-    services = Services(settings, store, studies, PlotRenderer(), Access.from_settings(settings))
+    access = Access.from_settings(settings)
+    streams = Streams.from_settings(settings, store)
+    services = Services(settings, store, studies, PlotRenderer(), access, streams)
     middleware = HotReads(downstream)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
