@@ -124,6 +124,15 @@ _metrics_bearer = HTTPBearer(
 )
 
 
+def security_in_force(access: Access) -> frozenset[str]:
+    """The security schemes a request must satisfy under `access`: the API keys' in keys
+    mode, the metrics token's when one is set (the OpenAPI document declares only these)."""
+    schemes = set() if access.open else {_bearer.scheme_name, _api_key.scheme_name}
+    if access.metrics_token is not None:
+        schemes.add(_metrics_bearer.scheme_name)
+    return frozenset(schemes)
+
+
 async def check_metrics_token(
     services: ServicesDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_metrics_bearer)],

@@ -15,12 +15,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 
 from api.access import Access
-from api.deps import Services
+from api.deps import Services, security_in_force
+from api.docs_pages import install_docs_pages
 from api.errors import UnexpectedErrors, install_error_handlers
+from api.head import HeadAsGet
 from api.hot_reads import HotReads
 from api.limits import BodySizeLimit
+from api.openapi import install_contract
 from api.rendering import PlotRenderer
 from api.routes import (
     datasets,
@@ -53,6 +57,10 @@ Bring your own data: `POST /v1/datasets` a CSV or an NPZ.
 """
 
 
+def operation_id(route: APIRoute) -> str:
+    return route.name
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API for `settings` (default: read from the environment)."""
     settings = settings or get_settings()
@@ -83,7 +91,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # One schema per model for what clients send and are shown: one class in a
+        # generated client, not an -Input and an -Output twin.
+        separate_input_output_schemas=False,
+        # Served by api.docs_pages, from the package's own assets rather than a CDN.
+        docs_url=None,
+        redoc_url=None,
+        # Operation ids are the routes' names (`create_experiment`, `read_plot`): what a
+        # generated client calls its functions.
+        generate_unique_id_function=operation_id,
     )
+    install_contract(app, security_in_force=security_in_force(access))
     install_error_handlers(app)
     # Innermost first: CORS wraps everything, the hot reads and unexpected 500s included.
     app.add_middleware(HotReads)
@@ -91,11 +109,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     caps = {f"{API_PREFIX}/datasets": settings.dataset_max_bytes}
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, caps=caps)
     app.add_middleware(UnexpectedErrors)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(
         CORSMiddleware,
         # With API keys, none unless configured: see Settings.cors_origins.
         allow_origins=settings.allowed_origins,
-        allow_methods=["GET", "POST", "DELETE"],
+        allow_methods=["GET", "HEAD", "POST", "DELETE"],
         allow_headers=[
             "Content-Type",
             "Idempotency-Key",
@@ -111,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(health.router)
     install_ui(app)
+    install_docs_pages(app)
     return app
 
 

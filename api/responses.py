@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from core.store.plots import png_etag
 from core.store.records import JobRecord
 
 # Content that never changes for its URL: a finished job's result and plots.
@@ -27,8 +28,8 @@ def record_response(record: JobRecord) -> Response:
     return FastJSONResponse(record.to_public())
 
 
-def png_headers(etag: str, cache_control: str = IMMUTABLE) -> dict[str, str]:
-    """Headers of a stored plot: it never changes for its URL, and any page may embed it."""
+def stored_headers(etag: str, cache_control: str = IMMUTABLE) -> dict[str, str]:
+    """Headers of a stored plot or file: it never changes for its URL, any page may embed it."""
     return {
         "ETag": etag,
         "Cache-Control": cache_control,
@@ -38,11 +39,11 @@ def png_headers(etag: str, cache_control: str = IMMUTABLE) -> dict[str, str]:
 
 
 def png_response(png: bytes, etag: str, cache_control: str = IMMUTABLE) -> Response:
-    return Response(png, media_type="image/png", headers=png_headers(etag, cache_control))
+    return Response(png, media_type="image/png", headers=stored_headers(etag, cache_control))
 
 
 def not_modified(etag: str, cache_control: str = IMMUTABLE) -> Response:
-    return Response(status_code=304, headers=png_headers(etag, cache_control))
+    return Response(status_code=304, headers=stored_headers(etag, cache_control))
 
 
 def etag_matches(header: str, etag: str) -> bool:
@@ -50,3 +51,23 @@ def etag_matches(header: str, etag: str) -> bool:
     if header.strip() == "*":
         return True
     return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
+
+
+def stored_file_response(
+    content: bytes,
+    media_type: str,
+    *,
+    cache_control: str,
+    if_none_match: str | None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A finished job's stored file (its result, its arrays): a strong ETag of its bytes,
+    which never change for the URL, and 304 for a matching If-None-Match."""
+    etag = png_etag(content)  # a hash of the bytes, whatever they hold
+    if if_none_match is not None and etag_matches(if_none_match, etag):
+        return not_modified(etag, cache_control)
+    return Response(
+        content,
+        media_type=media_type,
+        headers={**stored_headers(etag, cache_control), **(headers or {})},
+    )

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from core.experiment.jobs import JobStatus
 from core.experiment.remedy_studies import RemedyRequest
 from core.experiment.spec import ExperimentSpec
+from core.experiment.studies import StudyRequest
 
 
 class JobProgress(BaseModel):
@@ -168,6 +169,10 @@ class Health(BaseModel):
     status: str
 
 
+# The answer to a matching If-None-Match, for `responses=`.
+NOT_MODIFIED: dict[str, Any] = {"description": "If-None-Match matched: not modified"}
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries documenting problem documents for `statuses`, and
     503: every route that reads or writes the store answers it while Redis cannot serve."""
@@ -183,12 +188,21 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 # The responses of a route that answers a plot's PNG (an experiment's or a study's).
 PNG_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "the PNG"},
-    304: {"description": "If-None-Match matched: not modified"},
+    304: NOT_MODIFIED,
     **problem_responses(401, 403, 404, 409, 422),
 }
 
 
 # --------------------------------------------------------------------------- studies
+
+
+class StudyCreate(StudyRequest):
+    """A study to run: a base spec, axes of values to vary and seeds; or a preset's name."""
+
+    base: ExperimentSpec = Field(  # type: ignore[assignment]  # read as a dict, a partial spec
+        default_factory=ExperimentSpec,
+        description="the experiment spec each configuration starts from; `{}` is the tutorial",
+    )
 
 
 class StudyChild(BaseModel):

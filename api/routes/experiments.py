@@ -21,8 +21,17 @@ from api.deps import (
     StoreDep,
 )
 from api.errors import Problem, already_finished, invalid_cursor, job_not_found, job_not_succeeded
-from api.responses import FastJSONResponse, record_response
-from api.schemas import JobPublic, JobsPage, RemedyBody, StudyPublic, problem_responses
+from api.responses import FastJSONResponse, record_response, stored_file_response
+from api.result_schema import ExperimentResult
+from api.schemas import (
+    NOT_MODIFIED,
+    JobPublic,
+    JobsPage,
+    RemedyBody,
+    StudyPublic,
+    problem_responses,
+)
+from api.services.plots import IfNoneMatch
 from api.services.remedies import prove_experiment
 from api.services.studies import study_accepted
 from api.services.submission import submit_experiment
@@ -102,24 +111,26 @@ async def read_experiment(job_id: JobId, services: ServicesDep, owner: OwnerDep)
     "/{job_id}/result",
     response_class=Response,
     responses={
-        200: {
-            "content": {"application/json": {}},
-            "description": "result.json (core.experiment.result)",
-        },
+        200: {"model": ExperimentResult, "description": "result.json (core.experiment.result)"},
+        304: NOT_MODIFIED,
         **problem_responses(401, 404, 409),
     },
 )
-async def read_result(job_id: OwnedJobId, services: ServicesDep) -> Response:
-    """The full result: every captured series, metrics and diagnosis (409 until it succeeded)."""
+async def read_result(
+    job_id: OwnedJobId, services: ServicesDep, if_none_match: IfNoneMatch = None
+) -> Response:
+    """The full result: every captured series, metrics and diagnosis (409 until it succeeded);
+    ETag and 304 supported."""
     stored = await services.store.get_result(job_id)
     if stored.status is None:
         raise job_not_found(job_id)
     if stored.content is None:
         raise job_not_succeeded(job_id, stored.status.value, "a result")
-    return Response(
+    return stored_file_response(
         stored.content,
-        media_type="application/json",
-        headers={"Cache-Control": services.access.immutable},
+        "application/json",
+        cache_control=services.access.immutable,
+        if_none_match=if_none_match,
     )
 
 
@@ -128,10 +139,13 @@ async def read_result(job_id: OwnedJobId, services: ServicesDep) -> Response:
     response_class=Response,
     responses={
         200: {"content": {"application/octet-stream": {}}, "description": "NumPy .npz"},
+        304: NOT_MODIFIED,
         **problem_responses(401, 404, 409),
     },
 )
-async def read_arrays(job_id: OwnedJobId, services: ServicesDep) -> Response:
+async def read_arrays(
+    job_id: OwnedJobId, services: ServicesDep, if_none_match: IfNoneMatch = None
+) -> Response:
     """The raw captured tensors as a NumPy .npz (when the spec asked for capture.raw)."""
     stored = await services.store.get_arrays(job_id)
     if stored.status is None:
@@ -145,13 +159,12 @@ async def read_arrays(job_id: OwnedJobId, services: ServicesDep) -> Response:
             f"experiment {job_id} did not capture raw arrays (set capture.raw to true)",
             kind="no-arrays",
         )
-    return Response(
+    return stored_file_response(
         stored.content,
-        media_type="application/octet-stream",
-        headers={
-            "Cache-Control": services.access.immutable,
-            "Content-Disposition": f'attachment; filename="{job_id}.npz"',
-        },
+        "application/octet-stream",
+        cache_control=services.access.immutable,
+        if_none_match=if_none_match,
+        headers={"Content-Disposition": f'attachment; filename="{job_id}.npz"'},
     )
 
 

@@ -33,6 +33,7 @@ from api.deps import (
 )
 from api.errors import invalid_cursor, study_not_found
 from api.links import public_url
+from api.openapi import typed_body
 from api.responses import FastJSONResponse
 from api.schemas import (
     PNG_RESPONSES,
@@ -40,6 +41,7 @@ from api.schemas import (
     RemedyBody,
     ShareLink,
     StudiesPage,
+    StudyCreate,
     StudyPublic,
     StudySummary,
     problem_responses,
@@ -58,8 +60,10 @@ from core.store.records import StudyRecord
 router = APIRouter(prefix="/studies", tags=["studies"])
 
 StudyPlotName = Annotated[str, Path(description=f"one of: {', '.join(STUDY_PLOT_NAMES)}")]
+# Read as a dict: core.experiment.studies names a bad field its own way (axes by path).
 StudyBody = Annotated[
     dict[str, Any],
+    typed_body(StudyCreate),
     Body(
         description=(
             "`base` (an experiment spec), `axes` (spec field path -> values) and `seeds`; "

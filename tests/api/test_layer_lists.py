@@ -59,7 +59,7 @@ def test_hostile_layers_are_a_422_naming_the_path(
 
 def test_the_openapi_types_the_layer_union_by_class_name(client: httpx.Client) -> None:
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
-    layers = schemas["ModelSpec-Input"]["properties"]["layers"]["anyOf"][0]["items"]
+    layers = schemas["ModelSpec"]["properties"]["layers"]["anyOf"][0]["items"]
     assert layers["discriminator"]["propertyName"] == "class_name"
     mapping = layers["discriminator"]["mapping"]
     assert mapping["LSTM"] == "#/components/schemas/LSTMLayer"
