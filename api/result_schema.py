@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas import Reference, VerdictExplanation
+
 Num = float | None
 Series = list[float | None]
 
@@ -195,15 +197,6 @@ class Boundary(BaseModel):
     classes: int
 
 
-class Reference(BaseModel):
-    key: str
-    title: str
-    authors: str | None = None
-    year: int | None = None
-    venue: str | None = None
-    url: str | None = None
-
-
 class Prescription(BaseModel):
     """A change to the spec that should clear a verdict (core.experiment.prescriptions)."""
 
@@ -218,14 +211,6 @@ class Prescription(BaseModel):
     read_more: list[Reference] | None = None
 
 
-class Explanation(BaseModel):
-    verdict: str
-    title: str
-    meaning: str
-    cause: str | None = None
-    read_more: list[Reference] | None = None
-
-
 class Diagnosis(BaseModel):
     verdicts: list[str] = Field(examples=[["vanishing"]])
     evidence: dict[str, Any] = Field(description="the numbers behind the verdicts")
@@ -233,7 +218,7 @@ class Diagnosis(BaseModel):
     prescriptions: dict[str, list[Prescription]] | None = Field(
         None, description="verdict -> fixes, best first"
     )
-    explanations: dict[str, Explanation] | None = None
+    explanations: dict[str, VerdictExplanation] | None = None
 
 
 class DeviceInfo(BaseModel):

@@ -62,6 +62,12 @@ def test_every_error_of_every_operation_is_a_problem_document(document: dict[str
     assert schemas[errors.rsplit("/", 1)[1]]["required"] == ["field", "reason"]
 
 
+def test_every_schema_has_one_name(document: dict[str, Any]) -> None:
+    """FastAPI names two models of one name by their modules (`api__schemas__Reference`),
+    which a generator refuses as duplicate models: give each its own name."""
+    assert not [name for name in document["components"]["schemas"] if "__" in name]
+
+
 def successes(document: dict[str, Any]) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
     """(operation, status, media type, media) of every success body in `document`."""
     for method, path, operation in operations(document):

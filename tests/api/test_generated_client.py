@@ -63,6 +63,20 @@ def client(generated: Any, api_server: Server) -> Any:
     return generated.Client(base_url=api_server.url, raise_on_unexpected_status=True)
 
 
+def wait_until_finished(client: Any, job_id: str) -> Any:
+    """The job's typed record once it has finished."""
+    models = module("models")
+    read = module("api.experiments.read_experiment")
+
+    def finished() -> bool:
+        record = read.sync(job_id=job_id, client=client)
+        assert isinstance(record, models.JobPublic), record
+        return bool(record.status.value in ("succeeded", "failed", "cancelled"))
+
+    wait_for(finished, timeout=180, what=f"experiment {job_id}")
+    return read.sync(job_id=job_id, client=client)
+
+
 def test_a_generated_client_runs_an_experiment_end_to_end(
     client: Any, worker_process: Worker
 ) -> None:
@@ -77,15 +91,7 @@ def test_a_generated_client_runs_an_experiment_end_to_end(
     assert isinstance(job, models.JobPublic), job
     assert job.spec.training.epochs == 3
 
-    read = module(f"{experiments}.read_experiment")
-
-    def finished() -> bool:
-        record = read.sync(job_id=job.id, client=client)
-        assert isinstance(record, models.JobPublic)
-        return record.status.value in ("succeeded", "failed", "cancelled")
-
-    wait_for(finished, timeout=180, what="the experiment")
-    record = read.sync(job_id=job.id, client=client)
+    record = wait_until_finished(client, job.id)
     assert record.status == models.JobStatus.SUCCEEDED, record
     assert isinstance(record.summary, models.JobSummary)
 
@@ -105,6 +111,34 @@ def test_a_generated_client_runs_an_experiment_end_to_end(
     assert isinstance(arrays, module("types").File)
     with np.load(io.BytesIO(arrays.payload.read())) as npz:
         assert npz.files
+
+
+def test_a_generated_client_reads_a_recurrent_result_through_time(
+    client: Any, worker_process: Worker
+) -> None:
+    models = module("models")
+    spec = models.ExperimentSpec.from_dict(
+        {
+            "seed": 5,
+            "dataset": {"kind": "adding", "n_samples": 200, "sequence_length": 12},
+            "model": {"layers": [{"class_name": "LSTM", "config": {"units": 4}}]},
+            "training": {"epochs": 2},
+        }
+    )
+    job = module("api.experiments.create_experiment").sync(client=client, body=spec)
+    assert isinstance(job, models.JobPublic), job
+    assert wait_until_finished(client, job.id).status == models.JobStatus.SUCCEEDED
+
+    result = module("api.experiments.read_result").sync(job_id=job.id, client=client)
+    assert isinstance(result, models.ExperimentResult), result
+    assert result.dataset.task == "regression"
+    assert [layer.class_name for layer in result.layers] == ["LSTM", "Dense"]
+    lstm = result.through_time["lstm_1"]
+    assert isinstance(lstm, models.LayerThroughTime)
+    assert lstm.timesteps == list(range(1, 13))
+    assert len(lstm.gradient_norm) == result.capture.points
+    assert result.metrics.baseline.loss is not None
+    assert "recurrent_kernel" in result.series["lstm_1"]
 
 
 def test_a_generated_client_submits_a_typed_study(client: Any) -> None:

@@ -1,0 +1,40 @@
+"""The result's schema (api.result_schema) reads results of version 1, kept from real runs.
+
+Version 2 results are read from real runs too, by a generated client
+(tests/api/test_generated_client.py): an MLP's and a recurrent layer list's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.result_schema import ExperimentResult
+
+FIXTURES = sorted((Path(__file__).resolve().parent.parent / "core" / "fixtures").glob("v1_*.json"))
+
+
+def load(path: Path) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(path.read_text())
+    return result
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda path: path.name)
+def test_the_schema_reads_a_version_1_result(path: Path) -> None:
+    result = load(path)
+    read = ExperimentResult.model_validate(result)
+    assert read.version == 1 and read.through_time is None
+    assert set(read.series) == set(result["series"])
+    # What the models do not name is kept, not dropped: a layer's weights by their names.
+    for layer in read.series.values():
+        assert layer.model_extra is not None and set(layer.model_extra) == {"kernel", "bias"}
+
+
+def test_a_result_missing_a_section_is_refused() -> None:
+    result = load(FIXTURES[0])
+    del result["metrics"]
+    with pytest.raises(ValueError, match="metrics"):
+        ExperimentResult.model_validate(result)
