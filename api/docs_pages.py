@@ -6,6 +6,7 @@ URLs are relative to the app's root path, so the pages work behind a path prefix
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -17,34 +18,46 @@ ASSETS = Path(__file__).parent / "static" / "docs"
 ASSETS_PATH = "/docs/assets"
 
 
+def swagger_ui(title: str, openapi: str, assets: str) -> HTMLResponse:
+    return get_swagger_ui_html(
+        openapi_url=openapi,
+        title=f"{title} - Swagger UI",
+        swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+        swagger_css_url=f"{assets}/swagger-ui.css",
+        swagger_favicon_url=f"{assets}/favicon.png",
+        # Swagger UI would otherwise show a badge loaded from validator.swagger.io.
+        swagger_ui_parameters={"validatorUrl": None},
+    )
+
+
+def redoc(title: str, openapi: str, assets: str) -> HTMLResponse:
+    return get_redoc_html(
+        openapi_url=openapi,
+        title=f"{title} - ReDoc",
+        redoc_js_url=f"{assets}/redoc.standalone.js",
+        redoc_favicon_url=f"{assets}/favicon.png",
+        with_google_fonts=False,
+    )
+
+
+PAGES: dict[str, Callable[[str, str, str], HTMLResponse]] = {"/docs": swagger_ui, "/redoc": redoc}
+
+
 def install_docs_pages(app: FastAPI) -> None:
     """Serve /docs, /redoc and their assets (create `app` with docs_url=redoc_url=None)."""
     app.mount(ASSETS_PATH, StaticFiles(directory=ASSETS), name="docs-assets")
+    for path, render in PAGES.items():
+        app.add_api_route(path, page_of(app, render), include_in_schema=False)
 
-    def urls(request: Request) -> tuple[str, str]:
+
+def page_of(
+    app: FastAPI, render: Callable[[str, str, str], HTMLResponse]
+) -> Callable[[Request], Awaitable[HTMLResponse]]:
+    """A route answering `render`'s page, its URLs under the request's root path."""
+
+    async def page(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "").rstrip("/")
-        return root + (app.openapi_url or "/openapi.json"), root + ASSETS_PATH
+        openapi = root + (app.openapi_url or "/openapi.json")
+        return render(app.title, openapi, root + ASSETS_PATH)
 
-    @app.get("/docs", include_in_schema=False)
-    async def swagger_ui(request: Request) -> HTMLResponse:
-        openapi, assets = urls(request)
-        return get_swagger_ui_html(
-            openapi_url=openapi,
-            title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
-            swagger_css_url=f"{assets}/swagger-ui.css",
-            swagger_favicon_url=f"{assets}/favicon.png",
-            # Swagger UI would otherwise show a badge loaded from validator.swagger.io.
-            swagger_ui_parameters={"validatorUrl": None},
-        )
-
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc(request: Request) -> HTMLResponse:
-        openapi, assets = urls(request)
-        return get_redoc_html(
-            openapi_url=openapi,
-            title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{assets}/redoc.standalone.js",
-            redoc_favicon_url=f"{assets}/favicon.png",
-            with_google_fonts=False,
-        )
+    return page
