@@ -23,7 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from core.engine import graph_cache
 from core.engine.run import run_experiment
-from core.experiment.spec import ExperimentSpec, layered_shapes, steps_per_epoch
+from core.experiment.sizing import layered_shapes, steps_per_epoch
+from core.experiment.spec import ExperimentSpec
 
 CONV_BLOCK = [
     {"class_name": "Conv2D", "config": {"filters": 16, "kernel_size": 3, "padding": "same"}},

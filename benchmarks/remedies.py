@@ -37,7 +37,8 @@ from core.experiment.measured_remedies import Measurement
 from core.experiment.merge_patch import merge_patch
 from core.experiment.prescriptions import support_of
 from core.experiment.remedy_studies import RemedyRequest, plan_remedies, remedy_summary
-from core.experiment.spec import ExperimentSpec, layer_widths
+from core.experiment.sizing import layer_widths
+from core.experiment.spec import ExperimentSpec
 from core.experiment.studies import StudyPlan
 from core.experiment.study_summary import ChildOutcome, summarize
 

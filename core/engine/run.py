@@ -47,13 +47,8 @@ from core.experiment.grouping import graph_signature
 from core.experiment.hooks import TrainingCancelled, TrainingHook
 from core.experiment.prescriptions import advise
 from core.experiment.result import RESULT_VERSION, finite_list, finite_or_none
-from core.experiment.spec import (
-    CaptureEvery,
-    ExperimentSpec,
-    output_units,
-    sample_shape,
-    steps_per_epoch,
-)
+from core.experiment.sizing import steps_per_epoch
+from core.experiment.spec import CaptureEvery, ExperimentSpec, output_units, sample_shape
 
 DATASET_POINTS = 2000  # points kept in the result for the dataset plot
 

@@ -28,13 +28,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from core.experiment.layers import (
-    RECURRENT_CLASSES,
+from core.experiment.layer_configs import resolve_initializer
+from core.experiment.layer_shapes import (
     LayerShape,
-    resolve_initializer,
     weight_parts,
 )
-from core.experiment.spec import Activation, ExperimentSpec, layered_shapes
+from core.experiment.layers import RECURRENT_CLASSES
+from core.experiment.sizing import layered_shapes
+from core.experiment.spec import (
+    Activation,
+    ExperimentSpec,
+)
 
 Layers = list[dict[str, Any]]
 

@@ -13,11 +13,8 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 import math
 import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
@@ -32,18 +29,9 @@ from pydantic import (
     model_validator,
 )
 
-from core.experiment.layers import (
-    DenseLayer,
-    KerasActivation,
-    LayerLimits,
-    LayerShape,
-    LayerSpec,
-    ShapeError,
-    infer_shapes,
-    layer_count,
-    probes_activations,
-    weight_parts,
-)
+from core.experiment.layer_configs import LayerLimits
+from core.experiment.layer_shapes import layer_count
+from core.experiment.layers import LayerSpec
 
 
 class Limits:
@@ -82,7 +70,7 @@ class Limits:
     SEQUENCE_LENGTH = 1_000
     IMAGE_SIZE = 64
     # Layer lists (core/experiment/layers.py) are bounded by their arithmetic,
-    # counted per sample by `layers.infer_shapes` (a training step costs about 3x
+    # counted per sample by `layer_shapes.infer_shapes` (a training step costs about 3x
     # its forward pass), and recurrent layers by their time steps, which run one
     # after another whatever their size. benchmarks/networks.py measured (on a
     # loaded 2-core machine, so a floor) ~3 GFLOP/s for small convolutions and
@@ -205,6 +193,61 @@ class DatasetSpec(_Section):
     @property
     def regression(self) -> bool:
         return self.kind in REGRESSION_KINDS
+
+
+REAL_SHAPES: dict[DatasetKind, tuple[int, int, int]] = {
+    # kind: (samples, features, classes), as shipped in scikit-learn
+    DatasetKind.DIGITS: (1797, 64, 10),
+    DatasetKind.BREAST_CANCER: (569, 30, 2),
+    DatasetKind.IRIS: (150, 4, 3),
+    DatasetKind.WINE: (178, 13, 3),
+}
+
+
+def sample_shape(dataset: DatasetSpec) -> tuple[int, ...]:
+    """One sample's shape as a layer list receives it (the MLP gets it flattened)."""
+    kind = dataset.kind
+    if kind is DatasetKind.DIGITS:
+        return (8, 8, 1)
+    if kind is DatasetKind.BARS:
+        return (dataset.image_size, dataset.image_size, 1)
+    if kind is DatasetKind.ADDING:
+        return (dataset.sequence_length, 2)
+    if kind is DatasetKind.RECALL:
+        return (dataset.sequence_length, dataset.classes + 1)
+    if not dataset.generated:
+        return (REAL_SHAPES[kind][1],)
+    return (2,)
+
+
+def dataset_shape(dataset: DatasetSpec) -> tuple[int, int, int]:
+    """(samples, features, classes) of a dataset spec, known without loading it.
+
+    Features are a sample's values, flattened; a regression set has 0 classes.
+    """
+    if not dataset.generated:
+        return REAL_SHAPES[dataset.kind]
+    classes = {
+        DatasetKind.BLOBS: dataset.centers,
+        DatasetKind.SPIRAL: dataset.classes,
+        DatasetKind.GAUSSIAN: dataset.classes,
+        DatasetKind.RECALL: dataset.classes,
+        DatasetKind.ADDING: 0,
+    }.get(dataset.kind, 2)
+    return dataset.n_samples, math.prod(sample_shape(dataset)), classes
+
+
+def output_units(dataset: DatasetSpec) -> int:
+    """The output layer's width: 1 for two classes and for regression, else one per class."""
+    _, _, classes = dataset_shape(dataset)
+    return 1 if classes <= 2 else classes
+
+
+def split_sizes(dataset: DatasetSpec) -> tuple[int, int]:
+    """(train, validation) sample counts."""
+    n, _, _ = dataset_shape(dataset)
+    n_val = round(n * dataset.validation_split)
+    return n - n_val, n_val
 
 
 # ----------------------------------------------------------------------------- model
@@ -502,326 +545,11 @@ class ExperimentSpec(_Section):
 
     @model_validator(mode="after")
     def _within_limits(self) -> Self:
+        # Here, not at the top: core.experiment.sizing reads this module's classes.
+        from core.experiment.sizing import check_limits
+
         check_limits(self)
         return self
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
-
-
-# ------------------------------------------------------------------- derived sizes
-
-REAL_SHAPES: dict[DatasetKind, tuple[int, int, int]] = {
-    # kind: (samples, features, classes), as shipped in scikit-learn
-    DatasetKind.DIGITS: (1797, 64, 10),
-    DatasetKind.BREAST_CANCER: (569, 30, 2),
-    DatasetKind.IRIS: (150, 4, 3),
-    DatasetKind.WINE: (178, 13, 3),
-}
-
-
-def sample_shape(dataset: DatasetSpec) -> tuple[int, ...]:
-    """One sample's shape as a layer list receives it (the MLP gets it flattened)."""
-    kind = dataset.kind
-    if kind is DatasetKind.DIGITS:
-        return (8, 8, 1)
-    if kind is DatasetKind.BARS:
-        return (dataset.image_size, dataset.image_size, 1)
-    if kind is DatasetKind.ADDING:
-        return (dataset.sequence_length, 2)
-    if kind is DatasetKind.RECALL:
-        return (dataset.sequence_length, dataset.classes + 1)
-    if not dataset.generated:
-        return (REAL_SHAPES[kind][1],)
-    return (2,)
-
-
-def dataset_shape(dataset: DatasetSpec) -> tuple[int, int, int]:
-    """(samples, features, classes) of a dataset spec, known without loading it.
-
-    Features are a sample's values, flattened; a regression set has 0 classes.
-    """
-    if not dataset.generated:
-        return REAL_SHAPES[dataset.kind]
-    classes = {
-        DatasetKind.BLOBS: dataset.centers,
-        DatasetKind.SPIRAL: dataset.classes,
-        DatasetKind.GAUSSIAN: dataset.classes,
-        DatasetKind.RECALL: dataset.classes,
-        DatasetKind.ADDING: 0,
-    }.get(dataset.kind, 2)
-    return dataset.n_samples, math.prod(sample_shape(dataset)), classes
-
-
-def output_units(dataset: DatasetSpec) -> int:
-    """The output layer's width: 1 for two classes and for regression, else one per class."""
-    _, _, classes = dataset_shape(dataset)
-    return 1 if classes <= 2 else classes
-
-
-def split_sizes(dataset: DatasetSpec) -> tuple[int, int]:
-    """(train, validation) sample counts."""
-    n, _, _ = dataset_shape(dataset)
-    n_val = round(n * dataset.validation_split)
-    return n - n_val, n_val
-
-
-def layer_widths(spec: ExperimentSpec) -> list[int]:
-    """Input, hidden and output widths of the MLP, e.g. [2, 5, 5, 5, 5, 1]."""
-    _, features, _ = dataset_shape(spec.dataset)
-    return [features, *spec.model.hidden_layers, output_units(spec.dataset)]
-
-
-@dataclass(frozen=True)
-class LayeredShapes:
-    """A layer list's layers as the data flows through them, and its output layer."""
-
-    hidden: list[LayerShape]  # the list, less a leading InputLayer and a pasted output
-    output: LayerShape  # a Dense named "output", pasted or made to fit the data
-
-    @property
-    def layers(self) -> list[LayerShape]:
-        return [*self.hidden, self.output]
-
-    @property
-    def parameters(self) -> int:
-        return sum(layer.parameters for layer in self.layers)
-
-    @property
-    def flops(self) -> int:
-        """Forward float operations per sample (a training step costs ~3x)."""
-        return sum(layer.flops for layer in self.layers)
-
-    @property
-    def timesteps(self) -> int:
-        """Time steps the recurrent layers run one after another, per forward pass."""
-        return sum(_timesteps(layer) for layer in self.hidden)
-
-
-def _timesteps(layer: LayerShape) -> int:
-    return layer.timesteps + sum(_timesteps(inner) for inner in layer.inner)
-
-
-def _output_activations(dataset: DatasetSpec) -> set[KerasActivation]:
-    """What a pasted output layer may apply: a softmax, sigmoid or none (logits)."""
-    if dataset.regression:
-        return {KerasActivation.LINEAR}
-    last = KerasActivation.SIGMOID if output_units(dataset) == 1 else KerasActivation.SOFTMAX
-    return {KerasActivation.LINEAR, last}
-
-
-def layered_shapes(spec: ExperimentSpec) -> LayeredShapes | None:
-    """The shapes of `spec.model.layers` on its data (None for the MLP).
-
-    Raises `SpecLimitError` naming the first layer that cannot take its input.
-    """
-    layers = spec.model.layers
-    if layers is None:
-        return None
-    units = output_units(spec.dataset)
-    last = layers[-1]
-    pasted = (
-        isinstance(last, DenseLayer)
-        and last.config.units == units
-        and last.config.activation in _output_activations(spec.dataset)
-        and len(layers) > 1
-    )
-    try:
-        hidden = infer_shapes(layers[:-1] if pasted else layers, sample_shape(spec.dataset))
-    except ShapeError as error:
-        raise SpecLimitError(error.path, error.message) from None
-    _refuse_hidden_softmax(hidden)
-    end = hidden[-1].output_shape if hidden else sample_shape(spec.dataset)
-    if len(end) != 1:
-        raise SpecLimitError(
-            "model.layers",
-            f"the layers must end in one vector per sample; they end in shape {list(end)}: "
-            "add Flatten or a GlobalAveragePooling layer",
-        )
-    output_layer = last if pasted else DenseLayer(class_name="Dense", config={"units": units})
-    path = f"model.layers[{len(layers) - 1}]" if pasted else "model.layers"
-    fan_in = end[0]
-    output = LayerShape(
-        output_layer, path, "output", end, (units,), (fan_in + 1) * units, 2 * fan_in * units
-    )
-    return LayeredShapes(hidden, output)
-
-
-def _refuse_hidden_softmax(shapes: Sequence[LayerShape]) -> None:
-    for shape in shapes:
-        config = shape.layer.config
-        if getattr(config, "activation", None) is KerasActivation.SOFTMAX:
-            raise SpecLimitError(
-                f"{shape.path}.config.activation", "softmax is for the output layer only"
-            )
-        _refuse_hidden_softmax(shape.inner)
-
-
-def parameter_count(spec: ExperimentSpec) -> int:
-    shapes = layered_shapes(spec)
-    if shapes is not None:
-        return shapes.parameters
-    widths = layer_widths(spec)
-    dense = sum((a + 1) * b for a, b in itertools.pairwise(widths))
-    norm = 4 * sum(spec.model.hidden_layers) if spec.model.batch_norm else 0
-    return dense + norm
-
-
-def steps_per_epoch(spec: ExperimentSpec) -> int:
-    n_train, _ = split_sizes(spec.dataset)
-    return -(-n_train // spec.training.batch_size)
-
-
-def result_values(spec: ExperimentSpec) -> int:
-    """How many numbers result.json's series, histograms and through-time norms hold for
-    `spec` (at most)."""
-    capture = spec.capture
-    steps = spec.training.epochs * steps_per_epoch(spec)
-    points = steps if capture.every is CaptureEvery.STEP else spec.training.epochs
-    hidden = len(spec.model.hidden_layers)
-    # variables, probed layers, kernels (histograms), through-time norms per point
-    variables, probed, kernels, timesteps = 2 * (hidden + 1), hidden, hidden + 1, 0
-    shapes = layered_shapes(spec)
-    if shapes is not None:
-        members = _members(shapes.layers)
-        variables = sum(len(weight_parts(layer.class_name)) for layer in members)
-        probed = sum(probes_activations(layer) for layer in members)
-        kernels = sum("kernel" in weight_parts(layer.class_name) for layer in members)
-        timesteps = shapes.timesteps * int(capture.gradients)
-    # Per variable: 4 weight statistics and the update ratio, 4 of the gradient.
-    per_variable = 5 * int(capture.weights) + 4 * int(capture.gradients)
-    per_point = variables * per_variable + 5 * probed * int(capture.activations) + 2 + timesteps
-    kinds = int(capture.weights) + int(capture.gradients)
-    snapshots = capture.histogram_snapshots if capture.histograms else 0
-    histograms = snapshots * kernels * kinds * (2 * capture.histogram_bins + 1)
-    return points * per_point + histograms
-
-
-def _members(shapes: Sequence[LayerShape]) -> list[LayerShape]:
-    """The layers of a list, each residual block's members in its place."""
-    return [m for shape in shapes for m in (_members(shape.inner) if shape.inner else [shape])]
-
-
-def check_limits(spec: ExperimentSpec) -> None:
-    """Refuse sizes that span fields; each message names the field and the limit."""
-    samples, _, classes = dataset_shape(spec.dataset)
-    if spec.dataset.generated and samples < 2 * classes:
-        # Fewer and a generator fails (gaussian) or leaves a class out, and the
-        # network's output would not be as wide as the classes it was promised.
-        raise SpecLimitError(
-            "dataset.n_samples",
-            f"{samples} samples are fewer than 2 for each of {classes} classes; "
-            f"send at least {2 * classes}",
-        )
-    values = samples * math.prod(sample_shape(spec.dataset))
-    if values > Limits.DATA_VALUES:
-        raise SpecLimitError(
-            "dataset.n_samples",
-            f"{samples:,} samples of {math.prod(sample_shape(spec.dataset)):,} values each "
-            f"exceed the limit of {Limits.DATA_VALUES:,} values",
-        )
-    n_train, _ = split_sizes(spec.dataset)
-    if n_train < 2:
-        raise SpecLimitError("dataset.validation_split", "leaves fewer than 2 training samples")
-    if spec.training.batch_size > n_train:
-        raise SpecLimitError(
-            "training.batch_size",
-            f"{spec.training.batch_size} exceeds the {n_train} training samples",
-        )
-    shapes = layered_shapes(spec)
-    params = parameter_count(spec)
-    if params > Limits.PARAMETERS:
-        raise SpecLimitError(
-            "model.hidden_layers" if shapes is None else "model.layers",
-            f"{params:,} parameters exceed the limit of {Limits.PARAMETERS:,}",
-        )
-    steps = spec.training.epochs * steps_per_epoch(spec)
-    if steps > Limits.STEPS:
-        raise SpecLimitError(
-            "training.epochs",
-            f"{steps:,} optimizer steps (epochs x batches) exceed the limit of {Limits.STEPS:,}",
-        )
-    if shapes is None:
-        _check_mlp_work(spec, n_train, params)
-    else:
-        _check_layered_work(spec, shapes, n_train)
-    if spec.capture.every is CaptureEvery.STEP and steps > Limits.STEP_CAPTURE_POINTS:
-        raise SpecLimitError(
-            "capture.every",
-            f"capturing every step records {steps:,} points, over the limit of "
-            f"{Limits.STEP_CAPTURE_POINTS:,}; capture every epoch or train fewer steps",
-        )
-    if spec.capture.raw:
-        points = steps if spec.capture.every is CaptureEvery.STEP else spec.training.epochs
-        kinds = int(spec.capture.weights) + int(spec.capture.gradients)
-        values = kinds * points * params
-        if values > Limits.RAW_VALUES:
-            raise SpecLimitError(
-                "capture.raw",
-                f"{values:,} raw values ({kinds} x capture points x parameters) exceed the "
-                f"limit of {Limits.RAW_VALUES:,}",
-            )
-    values = result_values(spec)
-    if values > Limits.RESULT_VALUES:
-        raise SpecLimitError(
-            "capture",
-            f"the result would hold {values:,} numbers (capture points x layers x the "
-            f"statistics captured, and the histograms), over the limit of "
-            f"{Limits.RESULT_VALUES:,}; capture every epoch, fewer statistics, fewer "
-            "epochs or a shallower network",
-        )
-    widths = spec.model.hidden_layers
-    if spec.model.residual and not any(a == b for a, b in itertools.pairwise(widths)):
-        raise SpecLimitError(
-            "model.residual",
-            "needs at least two consecutive hidden layers of equal width",
-        )
-
-
-def _check_mlp_work(spec: ExperimentSpec, n_train: int, params: int) -> None:
-    work = spec.training.epochs * n_train * params
-    if work > Limits.WORK:
-        raise SpecLimitError(
-            "training.epochs",
-            f"{spec.training.epochs:,} epochs x {n_train:,} training samples x {params:,} "
-            f"parameters = {work:.3g} sample-parameter passes exceed the limit of "
-            f"{Limits.WORK:.3g}; train fewer epochs, on fewer samples or a smaller network",
-        )
-
-
-def _check_layered_work(spec: ExperimentSpec, shapes: LayeredShapes, n_train: int) -> None:
-    """A layer list's arithmetic per step and per job, its time steps, its through-time capture."""
-    step = 3 * shapes.flops * spec.training.batch_size
-    if step > Limits.STEP_FLOPS:
-        raise SpecLimitError(
-            "training.batch_size",
-            f"one optimizer step of {spec.training.batch_size} samples x {shapes.flops:,} "
-            f"forward operations x 3 = {step:.3g} float operations exceeds the limit of "
-            f"{Limits.STEP_FLOPS:.3g} (about half a second); use smaller batches or layers",
-        )
-    timesteps = shapes.timesteps
-    if timesteps > Limits.STEP_TIMESTEPS:
-        raise SpecLimitError(
-            "dataset.sequence_length",
-            f"the recurrent layers run {timesteps:,} time steps one after another per pass, "
-            f"over the limit of {Limits.STEP_TIMESTEPS:,}; use shorter sequences or fewer "
-            "recurrent layers",
-        )
-    work = 3 * shapes.flops * n_train * spec.training.epochs
-    if work > Limits.FLOPS:
-        raise SpecLimitError(
-            "training.epochs",
-            f"{spec.training.epochs:,} epochs x {n_train:,} training samples x "
-            f"{shapes.flops:,} forward operations x 3 = {work:.3g} float operations exceed "
-            f"the limit of {Limits.FLOPS:.3g}; train fewer epochs, on fewer samples or a "
-            "smaller network",
-        )
-    run = spec.training.epochs * steps_per_epoch(spec) * timesteps
-    if run > Limits.RUN_TIMESTEPS:
-        raise SpecLimitError(
-            "training.epochs",
-            f"{spec.training.epochs:,} epochs x {steps_per_epoch(spec):,} steps x {timesteps:,} "
-            f"time steps = {run:,} recurrent time steps exceed the limit of "
-            f"{Limits.RUN_TIMESTEPS:,}; train fewer epochs, with larger batches or shorter "
-            "sequences",
-        )

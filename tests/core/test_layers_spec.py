@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from api.errors import field_errors
 from core.experiment.layers import LAYER_CLASS_NAMES
-from core.experiment.spec import ExperimentSpec, layered_shapes, parameter_count
+from core.experiment.sizing import layered_shapes, parameter_count
+from core.experiment.spec import ExperimentSpec
 
 L = keras.layers
 

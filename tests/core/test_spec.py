@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from core.experiment.sizing import layer_widths, parameter_count, result_values
 from core.experiment.spec import (
     Activation,
     CaptureEvery,
@@ -19,9 +20,6 @@ from core.experiment.spec import (
     Limits,
     OptimizerKind,
     SpecLimitError,
-    layer_widths,
-    parameter_count,
-    result_values,
 )
 
 

@@ -17,17 +17,15 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from core.datasets.builtin import load_dataset
+from core.experiment.sizing import layer_widths, parameter_count, steps_per_epoch
 from core.experiment.spec import (
     CaptureEvery,
     ExperimentSpec,
     Limits,
     SpecLimitError,
     dataset_shape,
-    layer_widths,
-    parameter_count,
     sample_shape,
     split_sizes,
-    steps_per_epoch,
 )
 
 PROPERTIES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
