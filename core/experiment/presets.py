@@ -66,6 +66,12 @@ def _preset(
     return Preset(name, title, description, tutorial_spec(name, hidden, activation, init))
 
 
+# Eight 3x3 filters, padded to keep the image's size, then relu.
+_CONV_3X3 = {
+    "class_name": "Conv2D",
+    "config": {"filters": 8, "kernel_size": 3, "padding": "same", "activation": "relu"},
+}
+
 PRESETS: tuple[Preset, ...] = (
     _preset(
         "shallow-relu",
@@ -222,24 +228,7 @@ PRESETS += (
             "conv-digits",
             {"kind": "digits"},
             [
-                {
-                    "class_name": "Conv2D",
-                    "config": {
-                        "filters": 8,
-                        "kernel_size": 3,
-                        "padding": "same",
-                        "activation": "relu",
-                    },
-                },
-                {
-                    "class_name": "Conv2D",
-                    "config": {
-                        "filters": 8,
-                        "kernel_size": 3,
-                        "padding": "same",
-                        "activation": "relu",
-                    },
-                },
+                *[_CONV_3X3] * 2,
                 {"class_name": "MaxPooling2D"},
                 {"class_name": "Flatten"},
                 {"class_name": "Dense", "config": {"units": 32, "activation": "relu"}},
