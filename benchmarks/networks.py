@@ -6,7 +6,7 @@ For each network: seconds per epoch on the plain graph and on XLA, cold (the
 first run of its shape in this process: tracing or compiling included) and
 warm (a second run: the graph reused), capturing every epoch and every step;
 the arithmetic rate a warm epoch reaches (forward float operations per sample,
-counted by core/experiment/layers.py, x 3 for the backward pass, x samples /
+counted by core/experiment/layer_shapes.py, x 3 for the backward pass, x samples /
 seconds), which is what `Limits.FLOPS` and `Limits.STEP_FLOPS` are set from;
 and one warm optimizer step's seconds (its largest batch: the bound on how long
 a cancel waits).
