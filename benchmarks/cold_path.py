@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -130,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--variants", nargs="+", default=["tiered", "today"], choices=list(VARIANTS)
     )
     args = parser.parse_args(argv)
+    # Stopped (SIGTERM, or SIGINT, which a shell's background job ignores): the
+    # deployments under way still stop their processes and delete their keys.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if "before" in args.variants:
         if args.before is None or not (args.before / "worker").is_dir():
             parser.error("the `before` variant needs --before, a checkout of the project")

@@ -7,10 +7,9 @@ kind (`plain`, `xla`); for `auto` the process's XLA mode chooses:
 
 - `tiered` (a worker, which lives across many jobs): XLA when this process
   holds the network compiled; else the plain graph, while a background
-  thread compiles XLA for the next run of that network (between runs, and
-  only while the gate the process sets says no job waits for it: see
-  `set_compile_gate`), unless the run is long enough to repay compiling first
-  (`XLA_MIN_STEPS`). So a
+  thread compiles XLA for the next run of that network (while the gate the
+  process sets says no job waits for a core: see `set_compile_gate`), unless
+  the run is long enough to repay compiling first (`XLA_MIN_STEPS`). So a
   network's first job answers at the plain graph's speed and its repeats at
   XLA's, and no job waits for a compile it did not ask for;
 - `auto` (`gradwatch run`, one run in a fresh process): the plain graph,
@@ -98,7 +97,6 @@ class _Slot:
 
 _slots: OrderedDict[_SlotKey, _Slot] = OrderedDict()
 _lock = threading.Lock()
-_running = 0  # trainers checked out: runs under way
 _mode: XlaMode = "auto"
 
 
@@ -216,7 +214,6 @@ def _new_trainer(slot_key: _SlotKey, *, jit: bool) -> Trainer:
 def _take(
     slot_key: _SlotKey, *, steps: int, graph: GraphKind, signature: str
 ) -> tuple[Trainer, bool]:
-    global _running
     mode = xla_mode()
     long_run = steps >= XLA_MIN_STEPS
     with _lock:
@@ -234,17 +231,13 @@ def _take(
         else:
             jit = graph is GraphKind.XLA
         kept = slot.xla if jit else slot.plain
-        _running += 1
         if kept:
             return kept.pop(), True
     return _new_trainer(slot_key, jit=jit), False
 
 
 def _give_back(slot_key: _SlotKey, trainer: Trainer) -> None:
-    global _running
     with _lock:
-        _running -= 1
-        _wake.notify_all()
         slot = _slots.get(slot_key)
         if slot is None:
             return  # dropped from the cache meanwhile
@@ -369,21 +362,24 @@ def _compile_forever() -> None:
 
 
 def _next_compile() -> _SlotKey:
-    """The next network to compile, once no run is under way and the gate is open.
+    """The next network to compile, once the gate is open.
 
-    Not at a lower priority: tracing holds the GIL, and a thread that holds it
-    while the scheduler starves it (a busy host) holds up the run that waits
-    for it, far longer than the compile would have taken at full priority.
+    Beside a run, not only between runs: jobs posted one after another leave no
+    gap between them, so a compile that waits for one never starts, and a
+    network's repeats would stay on the plain graph. While no job waits, a run
+    leaves a core of a 2-core host free. Not at a lower priority either: tracing
+    holds the GIL, and a thread that holds it while the scheduler starves it (a
+    busy host) holds up the run that waits for it, far longer than the compile
+    would have taken at full priority.
     """
     while True:
         with _wake:
-            # Between runs only: tracing holds the GIL a run's Python needs.
-            _wake.wait_for(lambda: bool(_pending) and _running == 0)
+            _wake.wait_for(lambda: bool(_pending))
         if not _gate_open():
             time.sleep(GATE_SECONDS)
             continue
         with _wake:
-            if _pending and _running == 0:
+            if _pending:
                 return _pending.popleft()
 
 

@@ -121,6 +121,21 @@ def test_a_shut_gate_holds_the_compile_until_it_opens(tiered: None) -> None:
         graph_cache.set_compile_gate(graph_cache.always_open)
 
 
+def test_the_cache_holds_its_slots_of_networks_the_least_recently_used_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(graph_cache, "CACHE_SLOTS", 2)
+    graph_cache.clear()
+    specs = [spec_of("plain", model={"hidden_layers": [width]}) for width in (3, 4, 5)]
+    for spec in (specs[0], specs[1], specs[0], specs[2]):
+        run_experiment(spec)
+    held = [graph.signature for graph in graph_cache.warm_graphs()]
+    assert held == [graph_signature(specs[2]), graph_signature(specs[0])]
+    again = run_experiment(specs[1]).result  # dropped: built anew
+    assert not again["timing"]["graph_reused"]
+    graph_cache.clear()
+
+
 def test_a_tiered_process_compiles_only_where_it_pays(tiered: None) -> None:
     # An epoch too long for one call (core.engine.chunks) is arithmetic: no compile.
     wide = spec_of(
