@@ -29,14 +29,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.deps import Services
 from api.errors import problem_response, store_unavailable
 from api.responses import etag_matches, not_modified, png_response, record_response
-from core.plotting.experiment_plots import PLOT_NAMES
+from core.plotting.catalog import EXPERIMENT_PLOTS
 from core.store.errors import is_store_unavailable
 from core.store.keys import plot_field
 
 _ID = r"[0-9A-HJKMNP-TV-Z]{26}"
 _RECORD = re.compile(rf"^/v1/experiments/({_ID})$")
 _PLOT = re.compile(rf"^/v1/experiments/({_ID})/plots/([a-z_]+)\.png$")
-_NAMES = frozenset(PLOT_NAMES)
+_NAMES = frozenset(EXPERIMENT_PLOTS.names)
 
 
 class HotReads:

@@ -7,7 +7,7 @@ distinct renders run or wait at a time: one more is refused with a 503 and
 Retry-After, so a flood of odd sizes cannot queue without bound and hold the
 API's memory and threads.
 
-A render is deterministic (core.plotting.experiment_plots: the same result and size give the same
+A render is deterministic (core.plotting.sources: the same result and size give the same
 bytes), and a finished job's result never changes, so `render_etag` names a
 render's bytes without drawing them: a PNG the job store did not keep (its
 per-job cache is full) still answers a matching If-None-Match with 304, at no
@@ -18,22 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable
-from functools import cache
-from pathlib import Path
 
 import anyio
 import anyio.to_thread
-import matplotlib
-import numpy
 
 from api.errors import Problem
-from core.plotting import canvas as plot_canvas
-from core.plotting import experiment_plots as plots
-from core.plotting import layout as plot_layout
-from core.plotting import study_plots
 
 # Distinct renders running or waiting at once, per API process.
 MAX_PENDING_RENDERS = 16
@@ -86,23 +77,12 @@ def render_etag(key: str) -> str:
     A hash of the key and of the renderer, not of the bytes: the same for every
     render of that key by the same code, known before (or without) rendering.
     """
-    digest = hashlib.blake2b(key.encode(), digest_size=16, key=_renderer_identity())
+    # The drawing code and libraries a render's bytes depend on, as the plotting
+    # package finds them; read without loading matplotlib.
+    from core.plotting.sources import renderer_identity
+
+    digest = hashlib.blake2b(key.encode(), digest_size=16, key=renderer_identity())
     return '"r' + digest.hexdigest() + '"'
-
-
-@cache
-def _renderer_identity() -> bytes:
-    """What a render's bytes depend on besides the result and size: the drawing code
-    and the libraries under it. A deploy that changes any of them changes every
-    render ETag, so no tag ever names two different PNGs."""
-    digest = hashlib.blake2b(digest_size=32)
-    for library in (matplotlib, numpy):
-        digest.update(f"{library.__name__} {library.__version__}\n".encode())
-    digest.update(f"zlib {zlib.ZLIB_RUNTIME_VERSION}\n".encode())  # the PNG's compression
-    for module in (plots, plot_canvas, plot_layout, study_plots):
-        source = module.__file__
-        digest.update(Path(source).read_bytes() if source else module.__name__.encode())
-    return digest.digest()
 
 
 class PlotIndex:

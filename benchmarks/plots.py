@@ -14,8 +14,10 @@ Run:
     .venv/bin/python benchmarks/plots.py --against HEAD~3   # before/after, same run
     .venv/bin/python benchmarks/plots.py --result out/result.json  # a stored result
 
-`--against REV` also times `core/plotting/experiment_plots.py` as of git revision REV, rendering
-the same results alternately with the current one, so both see the same load.
+`--against REV` also times the plotting package (`core/plotting/`) as of git revision REV,
+rendering the same results alternately with the current one, so both see the same load; a
+revision from before the plot catalog (core/plotting/catalog.py) is timed through its
+`core/plotting/experiment_plots.py`.
 
 Target (issue 3): all default plots of the tutorial in <= 0.35 s.
 """
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
+import importlib
 import json
 import os
 import subprocess
@@ -39,8 +41,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import core.plotting.experiment_plots  # noqa: E402
-from core.plotting.experiment_plots import PlotSize  # noqa: E402
+import core.plotting.catalog  # noqa: E402
+from core.plotting.kinds import PlotSize  # noqa: E402
 
 Result = dict[str, Any]
 
@@ -55,19 +57,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--against",
         metavar="REV",
-        help="also time core/plotting/experiment_plots.py as of git revision REV",
+        help="also time core/plotting/ as of git revision REV",
     )
     parser.add_argument("--save", type=Path, help="also write the results' JSON into this folder")
     args = parser.parse_args(argv)
     results = load_results(args.result) if args.result else run_tutorials(args.seed)
     if args.save:
         save_results(results, args.save)
-    modules = {"current": core.plotting.experiment_plots}
+    modules: dict[str, ModuleType] = {"current": core.plotting.catalog}
     if args.against:
         modules[args.against] = load_revision(args.against)
     size = f"{PlotSize.WIDTH}x{PlotSize.HEIGHT} at {PlotSize.DPI} dpi"
     for label, result in results.items():
-        names = core.plotting.experiment_plots.available_plots(result)
+        names = core.plotting.catalog.available_plots(result)
         print(f"\n{label}: {len(names)} plots, {size}, ms (min of {args.repeat})")
         report(names, time_renders(modules, result, names, args.repeat))
     return 0
@@ -100,24 +102,35 @@ def save_results(results: dict[str, Result], folder: Path) -> None:
         (folder / f"result-{index}.json").write_text(dumps_result(result))
 
 
-def load_revision(revision: str, module: str = "core/plotting/experiment_plots.py") -> ModuleType:
-    """`module` (a path in the repository) as of `revision`, imported under another name."""
-    source = subprocess.run(
-        ["git", "show", f"{revision}:{module}"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
+PACKAGE = "core/plotting"
+
+
+def load_revision(revision: str, before_catalog: str = "experiment_plots") -> ModuleType:
+    """The plotting package as of `revision`, imported beside this one under another name.
+
+    Returns its `catalog` module, or for a revision from before the catalog, its
+    `before_catalog` module (which has the same render functions). Imports of
+    `core.plotting` inside it are pointed at the copy; the rest of `core` is today's.
+    """
+    listing = _git("ls-tree", "-r", "--name-only", revision, PACKAGE + "/")
+    alias = "gradwatch_plotting_at_" + "".join(c if c.isalnum() else "_" for c in revision)
+    folder = Path(tempfile.mkdtemp(prefix="gradwatch-plots-"))
+    for path in listing.split():
+        if not path.endswith(".py"):
+            continue
+        source = _git("show", f"{revision}:{path}").replace("core.plotting", alias)
+        target = folder / alias / Path(path).relative_to(PACKAGE)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(source)
+    sys.path.insert(0, str(folder))
+    catalog = f"{PACKAGE}/catalog.py" in listing.split()
+    return importlib.import_module(f"{alias}.{'catalog' if catalog else before_catalog}")
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=ROOT, check=True, capture_output=True, text=True
     ).stdout
-    name = f"{Path(module).stem}_at_revision"
-    path = Path(tempfile.mkdtemp(prefix="gradwatch-plots-")) / f"{name}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    loaded = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = loaded  # dataclasses look their module up while it executes
-    spec.loader.exec_module(loaded)
-    return loaded
 
 
 def time_renders(

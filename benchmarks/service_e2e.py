@@ -222,7 +222,7 @@ def time_in_process(body: dict[str, Any], runs: int) -> tuple[Timings, Timings]:
     """The engine alone, and the engine plus the default plots, warm, in this process."""
     from core.engine import graph_cache
     from core.engine.run import run_experiment
-    from core.plotting.experiment_plots import available_plots, render_plot
+    from core.plotting.catalog import available_plots, render_plot
 
     spec = ExperimentSpec.model_validate(body)
 

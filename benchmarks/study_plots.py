@@ -20,7 +20,7 @@ Run:
     .venv/bin/python benchmarks/study_plots.py --save out/ --pngs out/  # keep series, PNGs
     .venv/bin/python benchmarks/study_plots.py --series out/tutorial.json  # a stored series
 
-`--against REV` also times `core/plotting/study_plots.py` as of git revision REV,
+`--against REV` also times the plotting package (`core/plotting/`) as of git revision REV,
 rendering the same series alternately with the current one, so both see the
 same load. `--pngs DIR` writes every plot of every series at 900x600 and
 320x240 from each module, to look at.
@@ -42,10 +42,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import core.plotting.study_plots  # noqa: E402
+import core.plotting.catalog  # noqa: E402
 from benchmarks.plots import load_revision, report, time_renders  # noqa: E402
 from core.experiment.study_presets import study_preset  # noqa: E402
-from core.plotting.experiment_plots import PlotSize  # noqa: E402
+from core.plotting.kinds import PlotSize  # noqa: E402
+from core.plotting.study.series import study_series  # noqa: E402
 
 Series = dict[str, Any]
 
@@ -72,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--against",
         metavar="REV",
-        help="also time core/plotting/study_plots.py as of git revision REV",
+        help="also time core/plotting/ as of git revision REV",
     )
     parser.add_argument("--save", type=Path, help="also write the series' JSON into this folder")
     parser.add_argument("--pngs", type=Path, help="also write every plot's PNG into this folder")
@@ -82,14 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.freeze()
     if args.save:
         save_series(all_series, args.save)
-    modules = {"current": core.plotting.study_plots}
+    modules: dict[str, ModuleType] = {"current": core.plotting.catalog}
     if args.against:
-        modules[args.against] = load_revision(args.against, "core/plotting/study_plots.py")
+        modules[args.against] = load_revision(args.against, "study_plots")
     if args.pngs:
         write_pngs(modules, all_series, args.pngs)
     size = f"{PlotSize.WIDTH}x{PlotSize.HEIGHT} at {PlotSize.DPI} dpi"
     for label, series in all_series.items():
-        names = core.plotting.study_plots.available_study_plots(series)
+        names = core.plotting.catalog.available_study_plots(series)
         configs = len(series["configs"])
         print(f"\n{label}: {configs} configurations, {size}, ms (min of {args.repeat})")
         report(names, time_renders(modules, series, names, args.repeat, render="render_study_plot"))
@@ -109,7 +110,7 @@ def run_studies(seed: int) -> dict[str, Series]:
         started = time.perf_counter()
         results = [run_experiment(spec).result for spec in plan.children]
         configs = [config.to_json_dict() for config in plan.configs]
-        all_series[label] = core.plotting.study_plots.study_series(configs, plan.seeds, results)
+        all_series[label] = study_series(configs, plan.seeds, results)
         elapsed = time.perf_counter() - started
         print(f"{label}: {len(results)} children trained in {elapsed:.1f} s", file=sys.stderr)
     return all_series

@@ -23,7 +23,8 @@ from typing import Any
 import orjson
 
 from core.experiment.jobs import JobStatus
-from core.plotting.study_plots import available_study_plots, render_study_plot, study_series
+from core.plotting.catalog import STUDY_PLOTS
+from core.plotting.study.series import study_series
 from core.store.records import StudyRecord, dumps_compact
 from core.store.stores import StudyStore
 
@@ -43,11 +44,14 @@ def finish_study(store: StudyStore, study_id: str, *, by: str) -> StudyRecord | 
 
 
 def draw_default_plots(study_id: str, series: Mapping[str, Any]) -> dict[str, bytes]:
-    """Every plot the series supports, at the default size; one that fails is left out."""
+    """Every eager plot (`PlotKind.eager`) the series supports, at the default size; one
+    that fails is left out."""
     plots: dict[str, bytes] = {}
-    for name in available_study_plots(series):
+    for name in STUDY_PLOTS.available(series):
+        if not STUDY_PLOTS[name].eager:
+            continue  # drawn on its first request
         try:
-            plots[name] = render_study_plot(name, series)
+            plots[name] = STUDY_PLOTS.render(name, series)
         except Exception:  # the numbers stand; the API can still draw it on request
             logger.exception("study %s: plot %s could not be drawn", study_id, name)
     return plots

@@ -259,15 +259,11 @@ def store_success(
     return JobStatus.SUCCEEDED
 
 
-# The tutorial's own two figures, which a client fetches first; drawn as a job ends.
-TUTORIAL_PLOTS = ("weights", "gradients")
-
-
 def render_default_plots(
     job_id: str, result: Mapping[str, Any], *, every: bool | None = None
 ) -> dict[str, bytes]:
     """The plots drawn as a job ends, at the default size, so their first fetch is
-    instant: the tutorial's two (`TUTORIAL_PLOTS`), or with `every` (by default
+    instant: the eager ones (the tutorial's two, `PlotKind.eager`), or with `every` (by default
     `Settings.eager_plots == "all"`) every plot the result supports. The API draws
     the others on their first request (tens of milliseconds each); drawing all seven
     here took most of a warm job's time.
@@ -275,16 +271,16 @@ def render_default_plots(
     A plot that fails to draw is left out (and logged) rather than failing the
     job: the numbers stand, and the API can still try to render it on demand.
     """
-    from core.plotting.experiment_plots import available_plots, render_plot
+    from core.plotting.catalog import EXPERIMENT_PLOTS
 
     if every is None:
         every = get_settings().eager_plots == "all"
     plots: dict[str, bytes] = {}
-    for name in available_plots(result):
-        if not every and name not in TUTORIAL_PLOTS:
+    for name in EXPERIMENT_PLOTS.available(result):
+        if not every and not EXPERIMENT_PLOTS[name].eager:
             continue
         try:
-            plots[name] = render_plot(name, result)
+            plots[name] = EXPERIMENT_PLOTS.render(name, result)
         except Exception:
             logger.exception("job %s: plot %s could not be drawn", job_id, name)
     return plots
@@ -367,7 +363,7 @@ def start_warm_up() -> threading.Thread:
 
 def _warm_up() -> None:
     try:
-        import core.plotting.experiment_plots  # noqa: F401 - loads matplotlib
+        import core.plotting.catalog  # noqa: F401 - loads matplotlib
 
         prepare_device()
         if get_settings().warm_start:

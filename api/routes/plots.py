@@ -27,11 +27,11 @@ from api.schemas import PNG_RESPONSES, PlotList, ShareLink, problem_responses
 from api.services import plots as plot_service
 from api.services.experiment_plots import available_plot_names, experiment_plot
 from core.experiment.jobs import JobStatus, is_job_id
-from core.plotting.experiment_plots import PLOT_DESCRIPTIONS, PLOT_NAMES
+from core.plotting.catalog import EXPERIMENT_PLOTS
 
 router = APIRouter(prefix="/experiments", tags=["plots"])
 
-PlotName = Annotated[str, Path(description=f"one of: {', '.join(PLOT_NAMES)}")]
+PlotName = Annotated[str, Path(description=f"one of: {', '.join(EXPERIMENT_PLOTS.names)}")]
 
 
 @router.get("/{job_id}/plots", response_model=PlotList, responses=problem_responses(401, 404, 409))
@@ -40,15 +40,16 @@ async def list_plots(job: ExistingJob, request: Request, services: ServicesDep) 
     if job.status is not JobStatus.SUCCEEDED:
         raise job_not_succeeded(job.id, job.status.value, "plots")
     names = set(job.plots)
-    if not names.issuperset(PLOT_NAMES):  # a plot the worker did not draw may still be drawn
+    # A plot the worker did not draw may still be drawn.
+    if not names.issuperset(EXPERIMENT_PLOTS.names):
         names.update(await available_plot_names(services, job.id) or ())
     items = [
         {
             "name": name,
-            "description": PLOT_DESCRIPTIONS.get(name, ""),
+            "description": EXPERIMENT_PLOTS[name].description,
             "url": public_url(request, services.settings, "read_plot", job_id=job.id, name=name),
         }
-        for name in PLOT_NAMES
+        for name in EXPERIMENT_PLOTS.names
         if name in names
     ]
     return FastJSONResponse({"items": items})
@@ -74,7 +75,7 @@ async def read_plot(
     # A stored default-size PNG is usually answered before this route, by api.hot_reads.
     if not is_job_id(job_id):
         raise job_not_found(job_id)
-    plot_service.check_plot_name(name, PLOT_NAMES)
+    plot_service.check_plot_name(name, EXPERIMENT_PLOTS.names)
     cache_control, headers = await plot_service.plot_access(
         services,
         ask.grant("experiment", job_id, name),
@@ -103,7 +104,7 @@ async def share_plot(
     ask: plot_service.PlotShare,
 ) -> Response:
     """A signed link to the plot at this size, for an `<img>` anywhere: no key, until it expires."""
-    plot_service.check_plot_name(name, PLOT_NAMES)
+    plot_service.check_plot_name(name, EXPERIMENT_PLOTS.names)
     url = public_url(request, services.settings, "read_plot", job_id=job_id, name=name)
     link = plot_service.share_link(services, ask.grant("experiment", job_id, name), url, ask)
     return FastJSONResponse(link)

@@ -53,13 +53,13 @@ from api.services.streams import followed_study, resume_after
 from api.services.submission import submit_study
 from core.experiment.jobs import is_job_id
 from core.experiment.study_summary import summary_csv
-from core.plotting.study_plots import STUDY_PLOT_DESCRIPTIONS, STUDY_PLOT_NAMES
+from core.plotting.catalog import STUDY_PLOTS
 from core.store.pages import InvalidCursor
 from core.store.records import StudyRecord
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 
-StudyPlotName = Annotated[str, Path(description=f"one of: {', '.join(STUDY_PLOT_NAMES)}")]
+StudyPlotName = Annotated[str, Path(description=f"one of: {', '.join(STUDY_PLOTS.names)}")]
 # Read as a dict: core.experiment.studies names a bad field its own way (axes by path).
 StudyBody = Annotated[
     dict[str, Any],
@@ -246,7 +246,7 @@ async def list_study_plots(
     items = [
         {
             "name": name,
-            "description": STUDY_PLOT_DESCRIPTIONS[name],
+            "description": STUDY_PLOTS[name].description,
             "url": public_url(
                 request, services.settings, "read_study_plot", study_id=study.id, name=name
             ),
@@ -275,7 +275,7 @@ async def read_study_plot(
     """
     if not is_job_id(study_id):
         raise study_not_found(study_id)
-    plot_service.check_plot_name(name, STUDY_PLOT_NAMES, what="study plot")
+    plot_service.check_plot_name(name, STUDY_PLOTS.names, what="study plot")
     cache_control, headers = await plot_service.plot_access(
         services,
         ask.grant("study", study_id, name),
@@ -305,7 +305,7 @@ async def share_study_plot(
 ) -> Response:
     """A signed link to the study plot at this size, for an `<img>` anywhere: no key, until
     it expires."""
-    plot_service.check_plot_name(name, STUDY_PLOT_NAMES, what="study plot")
+    plot_service.check_plot_name(name, STUDY_PLOTS.names, what="study plot")
     url = public_url(request, services.settings, "read_study_plot", study_id=study.id, name=name)
     link = plot_service.share_link(services, ask.grant("study", study.id, name), url, ask)
     return FastJSONResponse(link)

@@ -18,7 +18,8 @@ from api.rendering import render_etag
 from api.responses import etag_matches, not_modified, png_response
 from api.services.plots import DEFAULT_SIZE
 from core.experiment.jobs import JobStatus
-from core.plotting.experiment_plots import PlotUnavailableError, available_plots, render_plot
+from core.plotting.catalog import EXPERIMENT_PLOTS
+from core.plotting.kinds import PlotUnavailableError
 from core.store.keys import plot_field
 
 
@@ -33,7 +34,7 @@ async def available_plot_names(services: Services, job_id: str) -> tuple[str, ..
     content = stored.content
 
     def read() -> tuple[str, ...]:
-        return tuple(available_plots(orjson.loads(content)))
+        return tuple(EXPERIMENT_PLOTS.available(orjson.loads(content)))
 
     names = await anyio.to_thread.run_sync(read)  # a result can be megabytes of JSON
     services.plot_index.remember(job_id, names)
@@ -96,7 +97,8 @@ async def _render(
     width, height, dpi = size
 
     def draw() -> bytes:
-        return render_plot(name, orjson.loads(content), width=width, height=height, dpi=dpi)
+        result = orjson.loads(content)
+        return EXPERIMENT_PLOTS.render(name, result, width=width, height=height, dpi=dpi)
 
     try:
         return await services.renderer.render(key, draw)

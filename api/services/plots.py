@@ -16,7 +16,7 @@ from api.access import SHARE_DEFAULT_SECONDS, SHARE_MAX_SECONDS, SHARE_MIN_SECON
 from api.deps import Services
 from api.errors import Problem
 from core.access.share_links import PlotGrant
-from core.plotting.experiment_plots import PlotSize
+from core.plotting.kinds import PlotSize
 from core.store.records import iso_time
 
 Width = Annotated[

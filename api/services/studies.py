@@ -16,11 +16,9 @@ from api.errors import Problem, already_finished, study_not_found
 from api.responses import FastJSONResponse, etag_matches, not_modified, png_response
 from api.services.plots import DEFAULT_SIZE
 from core.experiment.jobs import JobStatus
-from core.plotting.study_plots import (
-    StudyPlotUnavailableError,
-    render_study_plot,
-    study_series,
-)
+from core.plotting.catalog import STUDY_PLOTS
+from core.plotting.kinds import PlotUnavailableError
+from core.plotting.study.series import study_series
 from core.store.keys import plot_field
 from core.store.plots import png_etag
 from core.store.records import StudyRecord, dumps_compact
@@ -134,11 +132,11 @@ async def _render(
     width, height, dpi = size
 
     def draw() -> bytes:
-        return render_study_plot(name, series, width=width, height=height, dpi=dpi)
+        return STUDY_PLOTS.render(name, series, width=width, height=height, dpi=dpi)
 
     try:
         return await services.renderer.render(f"study/{study.id}/{field}", draw)
-    except StudyPlotUnavailableError as error:
+    except PlotUnavailableError as error:
         raise Problem(404, "Plot not available", str(error), kind="plot-unavailable") from error
 
 

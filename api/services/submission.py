@@ -21,7 +21,7 @@ from api.deps import Services
 from api.errors import Problem
 from core.experiment.spec import ExperimentSpec
 from core.experiment.studies import StudyError, StudyPlan, expand_study, parse_study
-from core.plotting.study_plots import planned_study_plots
+from core.plotting.catalog import planned_study_plots
 from core.store.admission import ACTIVE_LIMIT_RETRY_AFTER, Refusal, TooManyActiveJobs
 from core.store.jobs import Created, IdempotencyKeyReused
 from core.store.records import StudyRecord

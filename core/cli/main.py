@@ -40,7 +40,7 @@ def load_spec(path: str | None) -> ExperimentSpec:
 def write_outputs(out: Path, result: dict[str, Any], arrays: bytes | None) -> list[Path]:
     """result.json, every available plot and arrays.npz into `out`; the paths written."""
     from core.experiment.result import dumps_result
-    from core.plotting.experiment_plots import available_plots, render_plot
+    from core.plotting.catalog import available_plots, render_plot
 
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "result.json"]

@@ -114,7 +114,7 @@ wherever it would be; training is the same, so every other number is too.
   judged.
 - With weights and gradients both off, `series` layers and `initial` layers
   are empty objects and `histograms` is null.
-A plot drawn from absent numbers is unavailable (core/plotting/experiment_plots.py says which).
+A plot drawn from absent numbers is unavailable (core/plotting/catalog.py says which).
 
 Layers (`layers`, `series`): an MLP's are `hidden_1` ... `hidden_n` and
 `output`. A layer list's are named by class and position in the list (after a

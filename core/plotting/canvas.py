@@ -10,7 +10,7 @@ pixels (as matplotlib did before 3.11), so its pixels never depend on what
 was drawn before and the PNG bytes stay deterministic.
 
 Everything here is shared state: callers must serialize figure building and
-drawing (`core.plotting.experiment_plots` holds one lock around both).
+drawing (`core.plotting.kinds` holds one lock around both).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from core.access.api_keys import key_entry, new_api_key
 from core.access.share_links import PlotGrant, sign_plot
 from core.experiment.jobs import Summary, new_job_id
 from core.experiment.spec import ExperimentSpec
-from core.plotting.experiment_plots import PlotSize
+from core.plotting.kinds import PlotSize
 from core.settings import Settings
 from core.store.records import JobRecord
 from core.store.stores import JobStore

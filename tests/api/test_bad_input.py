@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from core.experiment.spec import Limits
-from core.plotting.experiment_plots import PlotSize
+from core.plotting.kinds import PlotSize
 from tests.api.conftest import UNTRAINED, FinishedJob, problem
 
 _BIG_CONV = {"class_name": "Conv2D", "config": {"filters": 64, "kernel_size": 3, "padding": "same"}}

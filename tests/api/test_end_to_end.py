@@ -8,10 +8,12 @@ from typing import Any
 import httpx
 import pytest
 
-from core.plotting.experiment_plots import PLOT_NAMES
+from core.plotting.catalog import EXPERIMENT_PLOTS
 from tests.api.test_events import sse_events
 from tests.api.test_plots import ORIGIN, png_size
 from tests.conftest import LONG_SPEC, Server, Worker, wait_for
+
+PLOT_NAMES = EXPERIMENT_PLOTS.names
 
 # The first job of a fresh worker imports TensorFlow and compiles the network.
 JOB_SECONDS = 180.0

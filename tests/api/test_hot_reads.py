@@ -14,7 +14,7 @@ from api.deps import Services
 from api.hot_reads import HotReads
 from api.rendering import PlotRenderer
 from api.services.streams import Streams
-from core.plotting.experiment_plots import PlotSize
+from core.plotting.kinds import PlotSize
 from core.settings import Settings
 from core.store.multiplex import MultiplexedRedis
 from core.store.stores import AsyncJobStore, AsyncStudyStore

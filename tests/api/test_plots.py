@@ -9,7 +9,8 @@ import pytest
 import redis
 
 from core.experiment.result import dumps_result
-from core.plotting.experiment_plots import PlotSize, available_plots
+from core.plotting.catalog import available_plots
+from core.plotting.kinds import PlotSize
 from core.store.keys import Keys, plot_field
 from core.store.plots import MAX_CACHED_PLOTS
 from tests.api.conftest import UNTRAINED, FinishedJob, problem

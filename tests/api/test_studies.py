@@ -10,13 +10,15 @@ import httpx
 import pytest
 import redis
 
-from core.plotting.study_plots import STUDY_PLOT_NAMES
+from core.plotting.catalog import STUDY_PLOTS
 from core.settings import Settings
 from core.store.stores import StudyStore, plans_from_settings
 from tests.api.conftest import problem
 from tests.api.test_events import sse_events
 from tests.api.test_plots import ORIGIN, png_size
 from tests.conftest import LONG_SPEC, KeysServer, Server, Worker, keys_env, serve_api, wait_for
+
+STUDY_PLOT_NAMES = STUDY_PLOTS.names
 
 STUDY_SECONDS = 240.0  # a fresh worker loads TensorFlow and compiles each architecture
 # Four short children: two activations, two seeds, 3 epochs on 200 points.

@@ -15,12 +15,10 @@ from core.engine import trainer as trainer_module
 from core.engine.run import RunOutput, run_experiment
 from core.experiment.result import dumps_result
 from core.experiment.spec import ExperimentSpec
-from core.plotting.experiment_plots import (
-    PLOT_NAMES,
-    PlotUnavailableError,
-    available_plots,
-    render_plot,
-)
+from core.plotting.catalog import EXPERIMENT_PLOTS, available_plots, render_plot
+from core.plotting.kinds import PlotUnavailableError
+
+PLOT_NAMES = EXPERIMENT_PLOTS.names
 
 BASE: dict[str, Any] = {
     "seed": 5,

@@ -22,19 +22,13 @@ from matplotlib.transforms import Affine2D, Bbox, TransformedBbox
 from PIL import Image
 
 from core.plotting import canvas as plot_canvas
-from core.plotting.experiment_plots import (
-    MISSING_COLOR,
-    PLOT_NAMES,
-    PlotSize,
-    PlotSizeError,
-    PlotUnavailableError,
-    UnknownPlotError,
-    available_plots,
-    build_figure,
-    figure_inches,
-    render_plot,
-)
+from core.plotting.catalog import EXPERIMENT_PLOTS, available_plots, render_plot
+from core.plotting.kinds import PlotSize, PlotSizeError, PlotUnavailableError, UnknownPlotError
+from core.plotting.style import MISSING_COLOR, figure_inches
 from tests.core.result_samples import make_diverged_result, make_result
+
+PLOT_NAMES = EXPERIMENT_PLOTS.names
+build_figure = EXPERIMENT_PLOTS.build_figure
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LAYERS = ["hidden_1", "hidden_2", "hidden_3", "output"]
@@ -535,7 +529,7 @@ def test_an_all_null_series_renders_an_empty_panel_with_a_note(result: dict[str,
 
 def test_importing_plots_does_not_import_tensorflow() -> None:
     code = (
-        "import sys, core.plotting.experiment_plots; "
+        "import sys, core.plotting.catalog; "
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

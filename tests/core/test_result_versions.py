@@ -12,7 +12,7 @@ import pytest
 from core.experiment.diagnosis import diagnose
 from core.experiment.jobs import Summary
 from core.experiment.result import RESULT_VERSION
-from core.plotting.experiment_plots import available_plots, render_plot
+from core.plotting.catalog import available_plots, render_plot
 
 FIXTURES = Path(__file__).parent / "fixtures"
 V1 = sorted(FIXTURES.glob("v1_*.json"))

@@ -28,23 +28,24 @@ from core.experiment.studies import (
 from core.experiment.study_presets import STUDY_PRESETS
 from core.experiment.study_summary import ChildOutcome, study_status, summarize, summary_csv
 from core.plotting import canvas as plot_canvas
-from core.plotting import study_plots
-from core.plotting.experiment_plots import PlotSizeError
-from core.plotting.study_plots import (
-    STUDY_PLOT_NAMES,
-    StudyPlotUnavailableError,
-    UnknownStudyPlotError,
+from core.plotting.catalog import (
+    STUDY_PLOTS,
     available_study_plots,
     planned_study_plots,
     render_study_plot,
-    study_series,
 )
+from core.plotting.kinds import PlotSizeError
+from core.plotting.kinds import PlotUnavailableError as StudyPlotUnavailableError
+from core.plotting.kinds import UnknownPlotError as UnknownStudyPlotError
+from core.plotting.study.series import study_series
 from core.queue.tasks import study_child_task, study_group_task
 from core.settings import Settings
 from core.store.admission import TooManyActiveJobs
 from core.store.records import WorkerInfo
 from core.store.stores import StudyStore, plans_from_settings
 from tests.core.result_samples import make_diverged_result, make_result
+
+STUDY_PLOT_NAMES = STUDY_PLOTS.names
 
 WORKER = WorkerInfo(hostname="fake@test", device="cpu", device_name="CPU", tensorflow="0")
 
@@ -381,7 +382,7 @@ def grid_series() -> dict[int, dict[str, Any]]:
 
 def _built(name: str, series: dict[str, Any], width: int, height: int, dpi: int) -> Figure:
     """The figure behind the PNG, drawn on a canvas of its own."""
-    figure = study_plots._build_figure(name, series, width=width, height=height, dpi=dpi)
+    figure = STUDY_PLOTS.build_figure(name, series, width=width, height=height, dpi=dpi)
     FigureCanvasAgg(figure).draw()
     return figure
 

@@ -20,7 +20,7 @@ import httpx
 from api.main import create_app
 from core.experiment.jobs import FINISHED, JobStatus, new_job_id
 from core.experiment.studies import StudyRequest, expand_study
-from core.plotting.study_plots import planned_study_plots
+from core.plotting.catalog import planned_study_plots
 from core.settings import Settings
 from core.store.stores import StudyStore, plans_from_settings
 from tests.conftest import wait_for

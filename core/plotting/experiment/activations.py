@@ -1,0 +1,87 @@
+"""Activations on the probe batch: saturated, dead and always-negative units, mean and S.D."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from core.plotting.experiment.axes import (
+    capture_epochs,
+    shared_x_panels,
+    span_x,
+    style_axes,
+    suptitle,
+)
+from core.plotting.experiment.layers import (
+    colors_by_layer,
+    layer_legend,
+    layer_names_of,
+    plot_layer_lines,
+)
+from core.plotting.kinds import PlotKind
+from core.plotting.layout import Frame
+from core.plotting.style import (
+    Style,
+    note,
+)
+
+Result = Mapping[str, Any]
+
+
+def _draw_activations(figure: Figure, result: Result, style: Style) -> Frame:
+    names = _activation_layers(result)
+    activations = {name: result["series"][name]["activation"] for name in names}
+    saturated = [name for name in names if activations[name].get("saturated") is not None]
+    dead = [name for name in names if activations[name].get("dead") is not None]
+    negative = [name for name in names if activations[name].get("negative") is not None]
+    # Saturation and death exist for some activations only (units that are
+    # negative everywhere still pass a gradient past relu); every layer has a
+    # mean and a spread, and a spread that shrinks with depth is the signal dying.
+    panels = [
+        (key, title, ylabel, chosen)
+        for key, title, ylabel, chosen in (
+            ("saturated", "saturated units", "fraction of units saturated", saturated),
+            ("dead", "dead units", "fraction of units dead", dead),
+            ("negative", "units negative on every sample", "fraction of units", negative),
+            ("mean", "activation mean", "mean", names),
+            ("std", "activation S.D.", "S.D.", names),
+        )
+        if chosen
+    ]
+    x, xlabel = capture_epochs(result)
+    colors = colors_by_layer(layer_names_of(result))
+    drawn_anywhere: set[str] = set()
+    axes = shared_x_panels(figure, len(panels), style)
+    for ax, (key, title, ylabel, chosen) in zip(axes, panels, strict=True):
+        series = {name: activations[name].get(key) for name in chosen}
+        drawn = plot_layer_lines(ax, x, series, colors, style)
+        if key in ("saturated", "dead", "negative"):
+            ax.set_ylim(-0.03, 1.03)
+        style_axes(ax, style, title=title, xlabel=xlabel, ylabel=ylabel)
+        if not drawn:
+            note(ax, "no finite values", style)
+        drawn_anywhere |= drawn
+        span_x(ax, x, style)
+    frame = layer_legend(figure, names, drawn_anywhere, colors, style)
+    frame.title = suptitle(figure, result, "Activations on the probe batch", style)
+    return frame
+
+
+def _activation_layers(result: Result) -> list[str]:
+    series = result.get("series") or {}
+    return [
+        name
+        for name in layer_names_of(result)
+        if isinstance((series.get(name) or {}).get("activation"), Mapping)
+    ]
+
+
+ACTIVATIONS = PlotKind(
+    name="activations",
+    description="saturated, dead or always-negative units, and activation mean and S.D.",
+    needs=lambda result: bool(_activation_layers(result)),
+    missing="activations were not captured",
+    draw=_draw_activations,
+)

@@ -1,0 +1,156 @@
+"""The tutorial's own two plots: kernel weights and kernel gradients per layer over epochs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from core.plotting.experiment.axes import (
+    has_finite,
+    log_y,
+    series_x,
+    shared_x_panels,
+    span_x,
+    style_axes,
+    suptitle,
+)
+from core.plotting.experiment.layers import (
+    colors_by_layer,
+    layer_legend,
+    layer_names_of,
+    plot_layer_lines,
+    positive_only,
+)
+from core.plotting.kinds import PlotKind
+from core.plotting.layout import Frame
+from core.plotting.style import (
+    Color,
+    Style,
+    as_floats,
+    note,
+)
+
+Result = Mapping[str, Any]
+
+
+def _draw_weights(figure: Figure, result: Result, style: Style) -> Frame:
+    tutorial = result["tutorial"]
+    weights = tutorial["weights"]
+    x = as_floats(tutorial.get("epochs"))
+    names = [name for name in layer_names_of(result) if name in weights]
+    colors = colors_by_layer(layer_names_of(result))
+    mean_ax, std_ax = shared_x_panels(figure, 2, style)
+    drawn_anywhere: set[str] = set()
+    for ax, key, title in (
+        (mean_ax, "mean", "mean of kernel weights"),
+        (std_ax, "std", "S.D. of kernel weights"),
+    ):
+        series = {name: weights[name].get(key) for name in names}
+        drawn = plot_layer_lines(ax, x, series, colors, style)
+        style_axes(ax, style, title=title, xlabel="epoch", ylabel=title.split(" of ")[0])
+        if not drawn:
+            note(ax, "no finite values", style)
+        drawn_anywhere |= drawn
+    span_x(mean_ax, x, style)
+    frame = layer_legend(figure, names, drawn_anywhere, colors, style)
+    frame.title = suptitle(figure, result, "Weights per layer over epochs", style)
+    return frame
+
+
+def _draw_gradients(figure: Figure, result: Result, style: Style) -> Frame:
+    tutorial = result["tutorial"]
+    gradients = tutorial.get("gradients") or {}
+    epochs = as_floats(tutorial.get("epochs"))
+    x = epochs[1:] if epochs.size else epochs  # taken at the first step of epochs 1..E
+    names = [name for name in layer_names_of(result) if name in gradients]
+    colors = colors_by_layer(layer_names_of(result))
+    mean_ax, std_ax, loss_ax = shared_x_panels(figure, 3, style)
+    means = {name: gradients[name].get("mean") for name in names}
+    stds = {name: as_floats(gradients[name].get("std")) for name in names}
+    drawn = _draw_gradient_means(mean_ax, x, means, colors, style)
+    drawn |= _draw_gradient_spread(std_ax, x, stds, colors, style)
+    loss = as_floats(tutorial.get("loss") or (result.get("history") or {}).get("loss"))
+    _draw_loss(loss_ax, x, loss, style)
+    frame = layer_legend(figure, names, drawn, colors, style)
+    frame.title = suptitle(figure, result, "Gradients per layer over epochs", style)
+    return frame
+
+
+def _draw_gradient_means(
+    ax: Axes, x: np.ndarray, means: Mapping[str, Any], colors: Mapping[str, Color], style: Style
+) -> set[str]:
+    drawn = plot_layer_lines(ax, x, means, colors, style)
+    style_axes(ax, style, title="mean of kernel gradients", xlabel="epoch", ylabel="mean")
+    if drawn:
+        ax.axhline(0.0, color="#888888", linewidth=style.pt(0.6))
+    else:
+        note(ax, "no finite values", style)
+    return drawn
+
+
+def _draw_gradient_spread(
+    ax: Axes,
+    x: np.ndarray,
+    stds: Mapping[str, np.ndarray],
+    colors: Mapping[str, Color],
+    style: Style,
+) -> set[str]:
+    """S.D. on a log axis, where vanishing shows as layers decades apart."""
+    positive = {name: positive_only(values) for name, values in stds.items()}
+    drawn = plot_layer_lines(ax, x, positive, colors, style)
+    style_axes(ax, style, title="S.D. of kernel gradients", xlabel="epoch", ylabel="S.D.")
+    if not drawn:
+        note(ax, "no positive finite values", style)
+        return drawn
+    log_y(ax, style)
+    if any((values == 0).any() for values in stds.values()):
+        # Zero gradients (dead units) leave gaps on a log axis: say so.
+        ax.text(
+            0.02,
+            0.02,
+            "zeros not shown (log scale)",
+            transform=ax.transAxes,
+            fontsize=style.small,
+            color="#555555",
+        )
+    return drawn
+
+
+def _draw_loss(ax: Axes, x: np.ndarray, loss: np.ndarray, style: Style) -> None:
+    style_axes(ax, style, title="training loss", xlabel="epoch", ylabel="loss")
+    if has_finite(loss):
+        ax.plot(series_x(x, loss), loss, color="#222222", linewidth=style.line)
+    else:
+        note(ax, "no finite loss", style)
+    span_x(ax, x, style)
+
+
+def _has_tutorial(key: str) -> Callable[[Result], bool]:
+    def check(result: Result) -> bool:
+        return bool((result.get("tutorial") or {}).get(key))
+
+    return check
+
+
+# The tutorial's own two figures, which a client fetches first: drawn as a job ends.
+WEIGHTS = PlotKind(
+    name="weights",
+    description="mean and S.D. of each layer's kernel weights over epochs (the tutorial's plot)",
+    needs=_has_tutorial("weights"),
+    missing="weights were not captured",
+    draw=_draw_weights,
+    eager=True,
+)
+
+GRADIENTS = PlotKind(
+    name="gradients",
+    description="mean and S.D. (log scale) of each layer's kernel gradients, and the loss",
+    needs=_has_tutorial("gradients"),
+    missing="gradients were not captured",
+    draw=_draw_gradients,
+    eager=True,
+)

@@ -1,0 +1,125 @@
+"""A study's lines, one per configuration: gradients against depth, and the learning curves.
+
+depth   per-layer gradient S.D. and norm against depth at initialization (the
+        first step's gradient) and in the last epoch: Glorot & Bengio's view
+        of where gradients vanish
+curves  loss and accuracy over epochs, the band spanning the seeds
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from core.plotting.kinds import PlotKind
+from core.plotting.layout import Frame
+from core.plotting.study.axes import (
+    cell_size,
+    config_colors,
+    config_legend,
+    finite_floats,
+    log_y,
+    style_axes,
+    suptitle,
+    tick_locator,
+)
+from core.plotting.study.series import any_config_has, captures_gradients
+from core.plotting.style import (
+    Style,
+)
+
+
+def _draw_depth(figure: Figure, series: Mapping[str, Any], style: Style) -> Frame:
+    configs = [c for c in series["configs"] if c.get("depth")]
+    colors = config_colors(len(configs))
+    axes = figure.subplots(2, 2, sharex=True, sharey="row", squeeze=False)
+    panels = (
+        ("std_first", "std_last", "kernel gradient S.D."),
+        ("norm_first", "norm_last", "kernel gradient norm"),
+    )
+    widest: list[str] = []
+    for row, (first, last, ylabel) in enumerate(panels):
+        for column, key in enumerate((first, last)):
+            ax = axes[row][column]
+            for config, color in zip(configs, colors, strict=True):
+                depth = config["depth"]
+                values = finite_floats(depth[key])
+                x = np.arange(1, values.size + 1)
+                ax.plot(x, np.where(values > 0, values, np.nan), color=color, marker="o",
+                        markersize=style.pt(3.5), linewidth=style.pt(1.6))  # fmt: skip
+                if len(depth["layers"]) > len(widest):
+                    widest = list(depth["layers"])
+            log_y(ax)
+            when = "at initialization" if column == 0 else "last epoch"
+            style_axes(ax, style, f"{ylabel}, {when}", ylabel="" if column else ylabel)
+    for ax in axes[1]:
+        ax.set_xlabel("layer (input side to output)", fontsize=style.pt(9.0))
+        if len(widest) <= 12:
+            ax.set_xticks(range(1, len(widest) + 1), widest, rotation=30, ha="right")
+        else:
+            across = 0.8 * cell_size(ax, style)[0]
+            ax.xaxis.set_major_locator(tick_locator(across, style, across=True, integer=True))
+    return Frame(
+        title=suptitle(figure, "Gradients by depth", len(configs), len(configs), style),
+        bottom=config_legend(figure, configs, colors, style),
+    )
+
+
+def _draw_curves(figure: Figure, series: Mapping[str, Any], style: Style) -> Frame:
+    configs = [c for c in series["configs"] if c["curves"]["loss"]["mean"]]
+    colors = config_colors(len(configs))
+    rows, cols = (1, 2) if style.landscape else (2, 1)
+    axes = figure.subplots(rows, cols, sharex=True, squeeze=False).ravel()
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for config, color in zip(configs, colors, strict=True):
+            band = config["curves"][metric]
+            mean = finite_floats(band["mean"])
+            epochs = np.arange(1, mean.size + 1)
+            ax.plot(epochs, mean, color=color, linewidth=style.pt(1.6))
+            if config["runs"] > 1:
+                ax.fill_between(epochs, finite_floats(band["min"]), finite_floats(band["max"]),
+                                color=color, alpha=0.18, linewidth=0)  # fmt: skip
+        band_note = " (band: min to max over seeds)" if _seeded(configs) else ""
+        title = f"training {metric}{band_note}"
+        style_axes(ax, style, title, xlabel="epoch", ylabel=metric)
+        # About 0.8 of a cell is panel, the rest its labels.
+        across, up = (0.8 * size for size in cell_size(ax, style))
+        ax.xaxis.set_major_locator(tick_locator(across, style, across=True, integer=True))
+        ax.yaxis.set_major_locator(tick_locator(up, style, across=False))
+    return Frame(
+        title=suptitle(figure, "Learning curves", len(configs), len(configs), style),
+        bottom=config_legend(figure, configs, colors, style),
+    )
+
+
+def _seeded(configs: Sequence[Mapping[str, Any]]) -> bool:
+    return any(config["runs"] > 1 for config in configs)
+
+
+def _has_curves(series: Mapping[str, Any]) -> bool:
+    return any(c["curves"]["loss"]["mean"] for c in series.get("configs", []))
+
+
+DEPTH = PlotKind(
+    name="depth",
+    description="per-layer gradient S.D. and norm against depth, one line per configuration, "
+    "at initialization and in the last epoch (Glorot & Bengio's view)",
+    needs=any_config_has("depth"),
+    missing="no child captured gradients",
+    draw=_draw_depth,
+    eager=True,
+    planned=captures_gradients,
+)
+
+CURVES = PlotKind(
+    name="curves",
+    description="loss and accuracy over epochs, one line per configuration, bands over seeds",
+    needs=_has_curves,
+    missing="no child finished training",
+    draw=_draw_curves,
+    eager=True,
+    planned=lambda specs: True,
+)
