@@ -16,6 +16,8 @@ import yaml
 from celery import Celery
 from celery.app.utils import find_app
 
+from core.store.connections import MAXMEMORY, MAXMEMORY_POLICY
+
 ROOT = Path(__file__).resolve().parent.parent
 APP_SERVICES = ("api", "worker-cpu", "worker-gpu")
 
@@ -60,6 +62,14 @@ def test_redis_persists_to_an_append_only_file_on_a_volume(
     volume = redis["volumes"][0].split(":")
     assert volume[1] == "/data" and volume[0] in compose["volumes"]
     assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+
+
+def test_redis_refuses_writes_past_its_ceiling_rather_than_evict(
+    services: dict[str, Any],
+) -> None:
+    command = services["redis"]["command"]
+    assert option(command, "--maxmemory") == MAXMEMORY
+    assert option(command, "--maxmemory-policy") == MAXMEMORY_POLICY == "noeviction"
 
 
 def test_the_app_services_reach_redis_once_it_is_healthy(services: dict[str, Any]) -> None:

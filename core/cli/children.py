@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.store.connections import MAXMEMORY, MAXMEMORY_POLICY
+
 READY_TIMEOUT_SECONDS = 120.0
 POLL_SECONDS = 0.2
 API_STOP_SECONDS = 10.0
@@ -104,6 +106,8 @@ def start_redis(redis_dir: Path, port: int, log_dir: Path) -> Child:
         "--save", "",  # the append-only file is the persistence; no RDB snapshots
         "--daemonize", "no",
         "--protected-mode", "yes",
+        "--maxmemory", MAXMEMORY,
+        "--maxmemory-policy", MAXMEMORY_POLICY,
     ]  # fmt: skip
     return start_child("redis", argv, dict(os.environ), log_dir, REDIS_STOP_SECONDS)
 

@@ -16,6 +16,12 @@ import redis.asyncio
 
 from core.store.multiplex import MultiplexedRedis
 
+# The memory ceiling of a Redis this project starts (docker-compose.yml, `gradwatch
+# serve`), and what it does there: refuse writes (OOM, answered 503) rather than evict.
+# No eviction policy could keep job records, queued work and rate-limit keys while
+# dropping caches, so the store bounds its caches itself (core.store.plots).
+MAXMEMORY = "1gb"
+MAXMEMORY_POLICY = "noeviction"
 SOCKET_CONNECT_TIMEOUT = 5.0
 SOCKET_TIMEOUT = 30.0
 

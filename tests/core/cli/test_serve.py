@@ -14,11 +14,13 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import redis
 
 from core.cli import children, serve
 from core.experiment.spec import Device
 from core.settings import get_settings
-from tests.conftest import ROOT, free_port, wait_for
+from core.store.connections import MAXMEMORY_POLICY
+from tests.conftest import ROOT, free_port, redis_answers, wait_for
 
 START_SECONDS = 120.0
 JOB_SECONDS = 180.0
@@ -119,3 +121,18 @@ def _alive(process: psutil.Process) -> bool:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_the_started_redis_refuses_writes_past_its_ceiling(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "logs").mkdir()
+    child = children.start_redis(tmp_path / "redis", port, tmp_path / "logs")
+    try:
+        client = redis.Redis(port=port)
+        wait_for(lambda: redis_answers(f"redis://127.0.0.1:{port}/0"), timeout=10, what="redis")
+        config = client.config_get("maxmemory*")
+        assert config["maxmemory-policy"] == MAXMEMORY_POLICY == "noeviction"
+        assert int(config["maxmemory"]) == 1024**3  # MAXMEMORY, "1gb"
+        client.close()
+    finally:
+        children.stop_all([child])
