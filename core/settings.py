@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     stream_retry_after_seconds: int = Field(5, ge=1, le=3600)
     stream_heartbeat_seconds: float = Field(15.0, gt=0, le=300)
     max_stream_ids: int = Field(50, ge=1, le=1000)
+    # PNGs rendered at other sizes than the default, cached across every job and study
+    # (the oldest dropped past it); and renders one owner may ask the API to draw per
+    # minute (429 with Retry-After past it; with API keys, per key owner).
+    render_cache_megabytes: int = Field(256, ge=1, le=65_536)
+    renders_per_minute: int = Field(120, ge=1, le=1_000_000)
     # Where clients reach the API (`https://gradwatch.example.com`, a path prefix allowed):
     # share links and plot URLs are absolute from it. Unset, they are absolute only for a
     # request whose Host is one of `public_hosts`, else paths: never from a Host header no

@@ -84,8 +84,9 @@ async def read_plot(
         owner_of=services.store.owner_of,
         not_found=job_not_found(job_id),
     )
+    payer = plot_service.render_payer(owner, job_id)
     response = await experiment_plot(
-        services, job_id, name, ask.size, ask.if_none_match, cache_control
+        services, job_id, name, ask.size, ask.if_none_match, cache_control, payer
     )
     response.headers.update(headers)
     return response

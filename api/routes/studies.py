@@ -284,8 +284,9 @@ async def read_study_plot(
         owner_of=services.studies.study_owner,
         not_found=study_not_found(study_id),
     )
+    payer = plot_service.render_payer(owner, study_id)
     response = await study_work.study_plot(
-        services, study_id, name, ask.size, ask.if_none_match, cache_control
+        services, study_id, name, ask.size, ask.if_none_match, cache_control, payer
     )
     response.headers.update(headers)
     return response

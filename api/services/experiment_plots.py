@@ -16,7 +16,7 @@ from api.deps import Services
 from api.errors import Problem, job_not_found, job_not_succeeded
 from api.rendering import render_etag
 from api.responses import etag_matches, not_modified, png_response
-from api.services.plots import DEFAULT_SIZE
+from api.services.plots import DEFAULT_SIZE, charge_render
 from core.experiment.jobs import JobStatus
 from core.plotting.catalog import EXPERIMENT_PLOTS
 from core.plotting.kinds import PlotUnavailableError
@@ -48,7 +48,10 @@ async def experiment_plot(
     size: tuple[int, int, int],
     if_none_match: str | None,
     cache_control: str,
+    payer: str,
 ) -> Response:
+    """The plot's PNG: stored, or drawn from the result (counted against `payer`'s
+    renders a minute) and stored."""
     # The default size is the one the worker rendered when the job ended.
     field = plot_field(name, None if size == DEFAULT_SIZE else size)
     store = services.store
@@ -75,6 +78,7 @@ async def experiment_plot(
     etag = render_etag(key)
     if if_none_match is not None and etag_matches(if_none_match, etag):
         return not_modified(etag, cache_control)  # drawn before, and not kept: the same bytes
+    await charge_render(services, payer)
     png = await _render(services, job_id, name, size, key)
     # Cached under the hash of its bytes while the job's cache has room; else not kept,
     # and named by the render ETag, which the next If-None-Match is checked against.

@@ -145,3 +145,24 @@ def share_link(services: Services, grant: PlotGrant, url: str, ask: PlotAsk) -> 
     sizes = {key: value for key, value in asked.items() if value is not None}
     query = services.access.share_query(grant, sizes)
     return {"url": f"{url}?{query}", "expires": expires, "expires_at": iso_time(expires)}
+
+
+async def charge_render(services: Services, payer: str) -> None:
+    """Count a render about to be drawn for `payer` (an owner, or the record a share link
+    names); a 429 problem with Retry-After past `renders_per_minute`."""
+    limit = services.settings.renders_per_minute
+    wait = await services.store.take_render(payer, per_minute=limit)
+    if wait is not None:
+        raise Problem(
+            429,
+            "Too many renders",
+            f"at most {limit} plots drawn a minute (other sizes, or plots not drawn yet); "
+            f"cached ones answer as before",
+            kind="too-many-renders",
+            headers={"Retry-After": str(int(wait))},
+        )
+
+
+def render_payer(owner: str | None, record_id: str) -> str:
+    """Who a render is counted against: the key's owner, else the record a link names."""
+    return owner if owner is not None else f"link:{record_id}"

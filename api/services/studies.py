@@ -14,7 +14,7 @@ from starlette.responses import Response
 from api.deps import Services
 from api.errors import Problem, already_finished, study_not_found
 from api.responses import FastJSONResponse, etag_matches, not_modified, png_response
-from api.services.plots import DEFAULT_SIZE
+from api.services.plots import DEFAULT_SIZE, charge_render
 from core.experiment.jobs import JobStatus
 from core.plotting.catalog import STUDY_PLOTS
 from core.plotting.kinds import PlotUnavailableError
@@ -103,8 +103,10 @@ async def study_plot(
     size: tuple[int, int, int],
     if_none_match: str | None,
     cache_control: str,
+    payer: str,
 ) -> Response:
-    """The study plot's PNG: stored, or drawn from its children's results and stored."""
+    """The study plot's PNG: stored, or drawn from its children's results (counted
+    against `payer`'s renders a minute) and stored."""
     studies = services.studies
     field = plot_field(name, None if size == DEFAULT_SIZE else size)
     if if_none_match is not None:
@@ -119,6 +121,7 @@ async def study_plot(
         raise study_not_found(study_id)
     if not study.status.finished:
         raise study_not_finished(study, "plots")
+    await charge_render(services, payer)
     png = await _render(services, study, name, size, field)
     etag = await studies.put_study_plot(study_id, field=field, png=png)
     # Not cached (the cache is full): the bytes still have a stable tag.

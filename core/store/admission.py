@@ -71,3 +71,15 @@ class AdmissionPlans(Plans):
             return None
 
         return Plan(decode, script=ADMIT, keys=keys, args=args)
+
+    def take_render(self, owner: str, *, per_minute: int) -> Plan[float | None]:
+        """Count one render drawn for `owner`: None while within `per_minute` renders a
+        minute (a window from its first), else the seconds until its window ends."""
+        key = self.keys.renders_drawn(owner)
+
+        def decode(reply: list[Any]) -> float | None:
+            drawn, ttl = int(reply[0]), int(reply[2])
+            return None if drawn <= per_minute else float(max(ttl, 1))
+
+        commands = [("INCR", key), ("EXPIRE", key, 60, "NX"), ("TTL", key)]
+        return Plan(decode, commands=commands, atomic=True)

@@ -495,7 +495,8 @@ class JobPlans(Plans):
 
     def put_plot(self, job_id: str, *, field: str, png: bytes) -> Plan[str | None]:
         """Cache a rendered PNG beside a finished job; its ETag, or None if not cached."""
-        return cache_plot(self.keys.job(job_id), field=field, png=png)
+        budget = self.render_cache_bytes
+        return cache_plot(self.keys.job(job_id), self.keys, field=field, png=png, budget=budget)
 
     def read_events(
         self, job_id: str, *, after: str = "0", block_ms: int | None = None, count: int = 100

@@ -40,6 +40,11 @@ Layout, for namespace `gradwatch` and job `01J...`:
                                       ordered by id (`owned(datasets, owner)`)
     gradwatch:datasets:hashes:owner:<owner>  hash: content hash, label and task -> the
                                       owner's dataset of them (one copy of the same upload)
+    gradwatch:renders                 sorted set: "<plots key> <field>" of each PNG cached at
+                                      another size than the default -> when it was stored
+    gradwatch:renders:sizes           hash: the same member -> its bytes
+    gradwatch:renders:bytes           string: their total, kept under the render budget
+    gradwatch:renders:drawn:<owner>   string: renders drawn for the owner this minute
     gradwatch:workers:<queue>         sorted set: worker hostname -> last heartbeat
     gradwatch:worker:<hostname>:jobs  string: "<time> <job id>:<dispatch>...", the messages
                                       the worker held at its last heartbeat, started or
@@ -165,6 +170,11 @@ class Keys:
         # job's from its queue the same way.
         self.dispatch_base = f"{namespace}:dispatch:"
         self.studies = f"{namespace}:studies"
+        # Renders at other sizes than the default, across jobs and studies, counted
+        # against one byte budget (core.store.plots).
+        self.renders = f"{namespace}:renders"
+        self.render_sizes = f"{namespace}:renders:sizes"
+        self.render_bytes = f"{namespace}:renders:bytes"
         self.studies_expiry = f"{namespace}:studies:expiry"
         # Only ever read through `owned(..., owner)`: datasets are listed per owner.
         self.datasets = f"{namespace}:datasets"
@@ -204,6 +214,10 @@ class Keys:
     def submissions(self, owner: str) -> str:
         """The owner's recent submissions (time -> request id), for its rate limit."""
         return f"{self._prefix}submissions:{owner}"
+
+    def renders_drawn(self, owner: str) -> str:
+        """The renders drawn for the owner in its current minute, for its render limit."""
+        return f"{self._prefix}renders:drawn:{owner}"
 
     def worker_heartbeats(self, queue: str) -> str:
         """Hostname -> time of last heartbeat, for the workers consuming `queue`."""

@@ -30,6 +30,9 @@ Arg = str | bytes | int | float
 # A worker that beat within this many seconds is live, unless the settings say otherwise
 # (`Settings.worker_silent_seconds`: the silence after which a reaper counts it lost).
 LIVE_WORKER_SECONDS = 30.0
+# The bytes of PNGs cached at other sizes than the default, across every job and study,
+# unless the settings say otherwise (`Settings.render_cache_megabytes`).
+RENDER_CACHE_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +84,10 @@ class Plans:
         job_ttl_seconds: int,
         idempotency_ttl_seconds: int,
         live_worker_seconds: float = LIVE_WORKER_SECONDS,
+        render_cache_bytes: int = RENDER_CACHE_BYTES,
     ) -> None:
         self.keys = keys
+        self.render_cache_bytes = render_cache_bytes
         self.job_ttl_seconds = job_ttl_seconds
         self.idempotency_ttl_seconds = idempotency_ttl_seconds
         self.live_worker_seconds = live_worker_seconds

@@ -2,7 +2,8 @@
 
 A record's plots hash holds the default-size PNGs its worker drew when it ended,
 and the other sizes clients asked for, each with its strong ETag; the cache is
-bounded per record and expires with it.
+bounded per record and expires with it, and the other sizes of every record together
+are bounded by one byte budget, the oldest dropped first.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.experiment.jobs import JobStatus
-from core.store.keys import RecordKeys, plot_etag_field, plot_field
+from core.store.keys import Keys, RecordKeys, plot_etag_field, plot_field
 from core.store.plans import Plan
 from core.store.scripts.jobs import PUT_PLOT
 
 # PNGs (sizes x plots, the default ones included) cached per job or study: bounds Redis
-# memory whatever sizes clients ask for.
+# memory whatever sizes clients ask for (the bytes of all of them together:
+# core.store.plans.RENDER_CACHE_BYTES).
 MAX_CACHED_PLOTS = 64
 
 
@@ -66,13 +68,22 @@ def read_plot(keys: RecordKeys, *, field: str, body: bool = True) -> Plan[Stored
     return Plan(decode, commands=[("HMGET", keys.plots, *fields)])
 
 
-def cache_plot(keys: RecordKeys, *, field: str, png: bytes) -> Plan[str | None]:
-    """Cache a rendered PNG beside a finished record; its ETag, or None if not cached."""
+def cache_plot(
+    keys: RecordKeys, renders: Keys, *, field: str, png: bytes, budget: int
+) -> Plan[str | None]:
+    """Cache a rendered PNG beside a finished record; its ETag, or None if not cached.
+
+    A PNG at another size than the default counts against the deployment's render
+    `budget` (bytes): past it, the oldest such renders are dropped as this one is stored.
+    """
     etag = png_etag(png)
-    args: list[str | bytes | int] = [field, png, plot_etag_field(field), etag, 2 * MAX_CACHED_PLOTS]
+    sized = "@" in field  # keys.plot_field: a size beside the name
+    args: list[str | bytes | int] = [
+        field, png, plot_etag_field(field), etag, 2 * MAX_CACHED_PLOTS, budget if sized else "",
+    ]  # fmt: skip
     return Plan(
         lambda reply: etag if reply == 1 else None,
         script=PUT_PLOT,
-        keys=[keys.record, keys.plots],
+        keys=[keys.record, keys.plots, renders.renders, renders.render_sizes, renders.render_bytes],
         args=args,
     )

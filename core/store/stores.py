@@ -76,6 +76,7 @@ def plans_from_settings(settings: Settings) -> StorePlans:
         job_ttl_seconds=settings.job_ttl_seconds,
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
         live_worker_seconds=settings.worker_silent_seconds,
+        render_cache_bytes=settings.render_cache_megabytes * 1024 * 1024,
     )
 
 
@@ -148,6 +149,7 @@ class JobStore:
     get_owned = _sync(StorePlans.get_owned)
     owner_of = _sync(StorePlans.owner_of)
     admit = _sync(StorePlans.admit)
+    take_render = _sync(StorePlans.take_render)
     mark_running = _sync(StorePlans.mark_running)
     set_worker = _sync(StorePlans.set_worker)
     note_interrupted = _sync(StorePlans.note_interrupted)
@@ -272,6 +274,7 @@ class AsyncJobStore:
     get_owned = _async(StorePlans.get_owned)
     owner_of = _async(StorePlans.owner_of)
     admit = _async(StorePlans.admit)
+    take_render = _async(StorePlans.take_render)
     mark_running = _async(StorePlans.mark_running)
     set_worker = _async(StorePlans.set_worker)
     note_interrupted = _async(StorePlans.note_interrupted)

@@ -435,7 +435,13 @@ class StudyPlans(Plans):
 
     def put_study_plot(self, study_id: str, *, field: str, png: bytes) -> Plan[str | None]:
         """Cache a rendered PNG beside a finished study; its ETag, or None if not cached."""
-        return cache_plot(self.keys.study(study_id), field=field, png=png)
+        return cache_plot(
+            self.keys.study(study_id),
+            self.keys,
+            field=field,
+            png=png,
+            budget=self.render_cache_bytes,
+        )
 
     def get_study_series(self, study_id: str) -> Plan[bytes | None]:
         """The numbers the study's plots are drawn from (JSON), once stored."""

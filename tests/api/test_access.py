@@ -63,16 +63,19 @@ def anybody(keys_server: KeysServer) -> Iterator[httpx.Client]:
         yield client
 
 
-def finished_job_of(store: JobStore, owner: str) -> JobRecord:
-    """A succeeded job of `owner`, made in the store, with a stored weights PNG."""
+def finished_job_of(
+    store: JobStore, owner: str, *, result_json: str = '{"version":1}', weights: bool = True
+) -> JobRecord:
+    """A succeeded job of `owner`, made in the store, with a stored weights PNG (unless
+    not `weights`)."""
     spec = ExperimentSpec.model_validate(UNTRAINED)
     job_id = store.create(spec=spec, queue="nowhere", owner=owner).record.id
     store.mark_running(job_id, worker=WORKER, max_deliveries=3)
     store.mark_succeeded(
         job_id,
         summary=Summary(loss=0.5, accuracy=0.75),
-        result_json='{"version":1}',
-        plots={"weights": PNG},
+        result_json=result_json,
+        plots={"weights": PNG} if weights else {},
         arrays=b"npz",
     )
     record = store.get(job_id)

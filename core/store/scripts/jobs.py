@@ -357,13 +357,35 @@ return {'ok'}
 PUT_PLOT = lua_script(
     "put_plot",
     """
--- KEYS[1] record, [2] plots; ARGV[1] field, [2] png, [3] etag field, [4] etag, [5] max fields.
--- Cache only for a finished job or study (its record has a TTL), and expire with it.
+-- KEYS[1] record, [2] plots, [3] renders (sorted set: "<plots key> <field>" -> when
+-- stored), [4] render sizes (hash: the same member -> bytes), [5] render bytes (counter).
+-- ARGV[1] field, [2] png, [3] etag field, [4] etag, [5] max fields, [6] the byte budget
+-- of renders ('' for a default-size PNG, which is kept outside it).
+-- Cache only for a finished job or study (its record has a TTL), and expire with it. A
+-- render at another size counts against the deployment's budget: past it, the oldest
+-- renders (of any record) are dropped here, in the same step that stores this one.
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then return 0 end
 if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[5]) then return 0 end
+local budget = tonumber(ARGV[6])
+local size = string.len(ARGV[2])
+if budget and size > budget then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ttl)
+if not budget then return 1 end
+local member = KEYS[2] .. ' ' .. ARGV[1]
+local before = tonumber(redis.call('HGET', KEYS[4], member) or '0')
+redis.call('ZADD', KEYS[3], now(), member)
+redis.call('HSET', KEYS[4], member, size)
+local total = redis.call('INCRBY', KEYS[5], size - before)
+while total > budget do
+  local oldest = redis.call('ZPOPMIN', KEYS[3])
+  if #oldest == 0 then break end
+  local plots, field = string.match(oldest[1], '^(%S+) (.+)$')
+  redis.call('HDEL', plots, field, field .. '#etag')  -- its ETag (keys.plot_etag_field)
+  total = redis.call('DECRBY', KEYS[5], tonumber(redis.call('HGET', KEYS[4], oldest[1]) or '0'))
+  redis.call('HDEL', KEYS[4], oldest[1])
+end
 return 1
 """,
 )

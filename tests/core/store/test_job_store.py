@@ -470,6 +470,35 @@ def test_plot_cache_is_bounded(isolated_store: JobStore) -> None:
     assert cached.count(True) == MAX_CACHED_PLOTS - 1  # the default plot holds one slot
 
 
+def test_renders_of_every_job_share_one_byte_budget_the_oldest_dropped(
+    isolated_store: JobStore,
+) -> None:
+    plans = isolated_store.plans
+    store = JobStore(
+        isolated_store.client,
+        StorePlans(
+            plans.keys,
+            job_ttl_seconds=plans.job_ttl_seconds,
+            idempotency_ttl_seconds=plans.idempotency_ttl_seconds,
+            render_cache_bytes=10,
+        ),
+    )
+    jobs = [running(store).id for _ in range(2)]
+    for job_id in jobs:
+        succeed(store, job_id, weights=b"default-size PNG, outside the budget")
+    fields = [plot_field("weights", (200 + i, 200, 100)) for i in range(3)]
+    stored = [(jobs[i % 2], field) for i, field in enumerate(fields)]
+
+    for job_id, field in stored:  # 4 bytes each: the third pushes the first out
+        assert store.put_plot(job_id, field=field, png=b"abcd") is not None
+    assert store.put_plot(jobs[0], field=plot_field("weights", (9, 9, 9)), png=b"x" * 11) is None
+
+    kept = [store.get_plot(job_id, field=field).png for job_id, field in stored]
+    assert kept == [None, b"abcd", b"abcd"]
+    assert int(store.client.get(plans.keys.render_bytes) or 0) == 8
+    assert all(store.get_plot(job_id, field="weights").png for job_id in jobs)
+
+
 def test_plot_miss_reports_status_and_default_names(isolated_store: JobStore) -> None:
     job_id = running(isolated_store).id
     succeed(isolated_store, job_id, weights=b"w", dataset=b"d")
