@@ -107,7 +107,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(HotReads)
     # An upload has a cap of its own, in megabytes (Settings.dataset_max_megabytes).
     caps = {f"{API_PREFIX}/datasets": settings.dataset_max_bytes}
-    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, caps=caps)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=MAX_BODY_BYTES,
+        caps=caps,
+        idle_seconds=settings.body_idle_seconds,
+        min_bytes_per_second=settings.body_min_bytes_per_second,
+        grace_seconds=settings.body_grace_seconds,
+    )
     app.add_middleware(UnexpectedErrors)
     app.add_middleware(HeadAsGet)
     app.add_middleware(

@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     # minute (429 with Retry-After past it; with API keys, per key owner).
     render_cache_megabytes: int = Field(256, ge=1, le=65_536)
     renders_per_minute: int = Field(120, ge=1, le=1_000_000)
+    # A request body must keep arriving: nothing for `body_idle_seconds`, or less than
+    # `body_min_bytes_per_second` on average after `body_grace_seconds`, is a 408.
+    body_idle_seconds: float = Field(10.0, gt=0, le=600)
+    body_min_bytes_per_second: float = Field(1024.0, ge=0, le=1e9)
+    body_grace_seconds: float = Field(5.0, ge=0, le=600)
     # Where clients reach the API (`https://gradwatch.example.com`, a path prefix allowed):
     # share links and plot URLs are absolute from it. Unset, they are absolute only for a
     # request whose Host is one of `public_hosts`, else paths: never from a Host header no
