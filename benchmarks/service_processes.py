@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,3 +153,37 @@ def delete_namespace(settings: Settings) -> None:
             client.delete(*keys[start_at : start_at + 1000])
     finally:
         client.close()
+
+
+@contextlib.contextmanager
+def own_redis(name: str, logs: Path, *, maxclients: int = 10_000) -> Iterator[str]:
+    """A redis-server of the benchmark's own on a free port (no persistence): its URL."""
+    port = free_port()
+    argv = [
+        shutil.which("redis-server") or "redis-server", "--port", str(port),
+        "--save", "", "--appendonly", "no", "--maxclients", str(maxclients),
+    ]  # fmt: skip
+    server = start(f"redis-{name}", argv, dict(os.environ), logs)
+    url = f"redis://127.0.0.1:{port}/0"
+
+    def answers() -> bool:
+        try:
+            return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    try:
+        wait_until(answers, timeout=30, what="redis-server")
+        yield url
+    finally:
+        server.stop()
+
+
+def checkout(repo: Path, commit: str, folder: Path) -> Path:
+    """A copy of `commit` of the git checkout `repo` in `folder` (to run that code)."""
+    folder.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "archive", commit], cwd=repo, check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder

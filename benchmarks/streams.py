@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,12 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.service_processes import (
     ROOT,
     Process,
+    checkout,
     free_port,
+    own_redis,
     service_env,
-    start,
     start_api,
     wait_for_api,
-    wait_until,
 )
 from core.experiment.spec import ExperimentSpec
 from core.settings import Settings
@@ -142,39 +140,23 @@ async def measure(port: int, api: Process, redis_url: str, jobs: Sequence[str]) 
 
 def run(variant: str, root: Path, count: int, logs: Path) -> Figures:
     """`count` streams on an API of checkout `root`, against a fresh redis-server."""
-    redis_port = free_port()
-    redis_process = start(
-        f"redis-{variant}",
-        [shutil.which("redis-server") or "redis-server", "--port", str(redis_port),
-         "--save", "", "--appendonly", "no", "--maxclients", str(count + 1000)],
-        dict(os.environ), logs,
-    )  # fmt: skip
-    redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    settings = Settings(namespace=f"gwbenchstreams{os.getpid()}", redis_url=redis_url)
-    wait_until(lambda: _answers(redis_url), timeout=30, what="redis-server")
-    store = JobStore.from_settings(settings)
-    jobs = [store.create(spec=SPEC, queue="nowhere").record.id for _ in range(count)]
-    env = service_env(
-        settings,
-        GRADWATCH_MAX_STREAMS_PER_OWNER=str(count + 10),
-        GRADWATCH_MAX_STREAMS_PER_PROCESS=str(count + 10),
-    )
-    port = free_port()
-    api = start_api(env, port, logs / variant, root=root)
-    try:
-        wait_for_api(f"http://127.0.0.1:{port}", api)
-        return asyncio.run(measure(port, api, redis_url, jobs))
-    finally:
-        api.stop()
-        store.close()
-        redis_process.stop()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
-    except redis.RedisError:
-        return False
+    with own_redis(variant, logs, maxclients=count + 1000) as redis_url:
+        settings = Settings(namespace=f"gwbenchstreams{os.getpid()}", redis_url=redis_url)
+        store = JobStore.from_settings(settings)
+        jobs = [store.create(spec=SPEC, queue="nowhere").record.id for _ in range(count)]
+        env = service_env(
+            settings,
+            GRADWATCH_MAX_STREAMS_PER_OWNER=str(count + 10),
+            GRADWATCH_MAX_STREAMS_PER_PROCESS=str(count + 10),
+        )
+        port = free_port()
+        api = start_api(env, port, logs / variant, root=root)
+        try:
+            wait_for_api(f"http://127.0.0.1:{port}", api)
+            return asyncio.run(measure(port, api, redis_url, jobs))
+        finally:
+            api.stop()
+            store.close()
 
 
 def describe(name: str, figures: Figures) -> str:
@@ -197,12 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, default=ROOT, help="the git checkout holding it")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="gwbench-streams-") as folder:
-        before = Path(folder) / "before"
-        before.mkdir()
-        archive = subprocess.run(
-            ["git", "archive", args.before], cwd=args.repo, check=True, capture_output=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
+        before = checkout(args.repo, args.before, Path(folder) / "before")
         logs = Path(folder) / "logs"
         shared = run("shared reader", ROOT, args.streams, logs)
         baseline = run("per stream", before, args.streams, logs)
