@@ -87,3 +87,21 @@ def test_a_worker_whose_pool_never_says_ready_joins_after_the_wait(store: JobSto
                  timeout=5, what="the wait to pass")  # fmt: skip
     finally:
         store.forget_worker(queue=queue, hostname=hostname)
+
+
+def test_the_warm_start_traces_the_first_jobs_graph_and_the_tutorial_studys() -> None:
+    from core.engine import graph_cache
+    from core.engine.run import run_experiment
+    from core.experiment.spec import ExperimentSpec
+    from worker.training import warm_up_specs
+
+    graph_cache.clear()
+    try:
+        for spec in warm_up_specs():
+            run_experiment(ExperimentSpec.model_validate(spec))
+        for activation in ("sigmoid", "tanh", "relu"):  # {} is the sigmoid one
+            spec = {"training": {"epochs": 1}, "model": {"activation": activation}}
+            result = run_experiment(ExperimentSpec.model_validate(spec)).result
+            assert result["timing"] == result["timing"] | {"graph": "plain", "graph_reused": True}
+    finally:
+        graph_cache.clear()
