@@ -16,7 +16,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from core.plotting.experiment import activations, gradient_flow, histograms, points, tutorial
+from core.plotting.experiment import (
+    activations,
+    gradient_flow,
+    histograms,
+    points,
+    through_time,
+    tutorial,
+)
 from core.plotting.experiment.axes import label_bottom_row_only
 from core.plotting.kinds import PlotCatalog
 from core.plotting.study import grids, lines
@@ -37,6 +44,7 @@ EXPERIMENT_PLOTS = PlotCatalog(
         activations.ACTIVATIONS,
         histograms.HISTOGRAMS,
         points.BOUNDARY,
+        through_time.THROUGH_TIME,
     ),
     # Panels stacked on a shared x axis need its label once, at the bottom.
     before_layout=label_bottom_row_only,

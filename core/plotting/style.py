@@ -29,6 +29,7 @@ SNAPSHOT_COLORMAP = "plasma"
 HEATMAP_COLORMAP = "magma"
 MISSING_COLOR = "#d0d0d0"
 NOTE_COLOR = "#555555"
+TIMES = "\N{MULTIPLICATION SIGN}"  # between the sizes of a shape, as 8x8x1
 
 
 @dataclass(frozen=True)
@@ -171,3 +172,8 @@ def power_of_ten(value: float, _: Any = None) -> str:
     if abs(exponent - round(exponent)) > 1e-9:
         return ""
     return "10" + str(round(exponent)).translate(SUPERSCRIPTS)
+
+
+def shape_text(shape: Sequence[Any]) -> str:
+    """A shape as its sizes with multiplication signs between them."""
+    return TIMES.join(str(size) for size in shape)

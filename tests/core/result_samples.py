@@ -40,8 +40,13 @@ def make_result(
     bins: int = 12,
     grid: int = 25,
     seed: int = 0,
+    timesteps: int = 12,
 ) -> dict[str, Any]:
     """A finished run: hidden layers with the given activations plus the output.
+
+    hidden_1 also stands in for a recurrent layer over `timesteps` steps (none for 0):
+    its ‖dL/dh_t‖ in `through_time` shrinks by about 2x per step back from the last,
+    less so as training goes on.
 
     Gradients shrink by 10x per layer from the output back (vanishing), so the
     plots have a clear shape. Passed through strict JSON, as clients see it.
@@ -101,6 +106,9 @@ def make_result(
             "after": {"loss": 0.3, "accuracy": 0.9},
         },
         "boundary": _boundary(grid, n_classes) if n_features == 2 else None,
+        "through_time": _through_time(names[0], timesteps, capture_epoch, capture_step, epochs)
+        if timesteps
+        else None,
         "diagnosis": {"verdicts": ["vanishing"], "evidence": {}, "thresholds": {}},
         "diverged": False,
         "device": {"name": "CPU", "tensorflow": "2.21.0"},
@@ -150,10 +158,30 @@ def make_diverged_result(*, every: str = "epoch") -> dict[str, Any]:
         last["edges"] = [None] * len(last["edges"])
         last["counts"] = [0] * len(last["counts"])
     result["boundary"]["z"] = [[None] * len(row) for row in result["boundary"]["z"]]
+    for entry in result["through_time"].values():
+        norms = entry["gradient_norm"]
+        norms[cut - 1] = [1e30] * len(norms[cut - 1])
+        norms[cut:] = [[None] * len(row) for row in norms[cut:]]
     result["metrics"]["after"] = {"loss": None, "accuracy": None}
     result["diagnosis"]["verdicts"] = ["diverged"]
     result["diverged"] = True
     return result
+
+
+def _through_time(
+    name: str, timesteps: int, epochs: list[int], steps: list[int], total: int
+) -> dict[str, Any]:
+    t = np.arange(1, timesteps + 1)
+    rows = [list(0.1 * 2.0 ** (-(timesteps - t) * (1.0 - 0.5 * epoch / total))) for epoch in epochs]
+    return {
+        name: {
+            "timesteps": list(range(1, timesteps + 1)),
+            "epoch": epochs,
+            "step": steps,
+            "gradient_norm": rows,
+            "initial": rows[0],
+        }
+    }
 
 
 def _dataset(rng: np.random.Generator, n_classes: int, n_features: int, n: int) -> dict[str, Any]:

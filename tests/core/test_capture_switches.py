@@ -18,7 +18,8 @@ from core.experiment.spec import ExperimentSpec
 from core.plotting.catalog import EXPERIMENT_PLOTS, available_plots, render_plot
 from core.plotting.kinds import PlotUnavailableError
 
-PLOT_NAMES = EXPERIMENT_PLOTS.names
+# An MLP has no recurrent layer, so no gradients through time.
+PLOT_NAMES = tuple(name for name in EXPERIMENT_PLOTS.names if name != "through_time")
 
 BASE: dict[str, Any] = {
     "seed": 5,

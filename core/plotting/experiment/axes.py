@@ -27,6 +27,7 @@ from core.plotting.style import (
     PlainLogFormatter,
     Style,
     as_floats,
+    shape_text,
 )
 
 Result = Mapping[str, Any]
@@ -38,7 +39,12 @@ def capture_epochs(result: Result) -> tuple[np.ndarray, str]:
     Per-step capture becomes fractional epochs (step k of n in epoch e sits at
     e - 1 + k / n), so every plot of a run shares an axis in epochs.
     """
-    capture = result.get("capture") or {}
+    return point_epochs(result.get("capture") or {})
+
+
+def point_epochs(capture: Mapping[str, Any]) -> tuple[np.ndarray, str]:
+    """`capture_epochs` of capture points given by their `epoch` and `step` lists, and
+    `every` ("epoch" or "step")."""
     epochs = as_floats(capture.get("epoch"))
     if capture.get("every") != "step" or epochs.size == 0:
         return epochs, "epoch"
@@ -200,10 +206,16 @@ def suptitle(figure: Figure, result: Result, title: str, style: Style) -> Text:
     return figure.suptitle(text, fontsize=style.title)
 
 
+MAX_LABEL_LAYERS = 6  # a longer layer list is labelled by its ends
+
+
 def run_label(result: Result) -> str:
-    """e.g. "circles, 2-5-5-5-1 sigmoid"; a deep net as "2-64-…-64-1 (20 hidden)"."""
+    """e.g. "circles, 2-5-5-5-1 sigmoid"; a deep net as "2-64-…-64-1 (20 hidden)"; a
+    layer list by class, as "digits 8x8x1, Conv2D 8, MaxPooling2D, Flatten → 10 softmax"."""
     dataset = result.get("dataset") or {}
     layers = result.get("layers") or []
+    if ((result.get("spec") or {}).get("model") or {}).get("layers"):
+        return _layer_list_label(dataset, layers)
     widths = [str(dataset.get("n_features", "?"))] + [
         str(layer.get("units", "?")) for layer in layers
     ]
@@ -215,6 +227,34 @@ def run_label(result: Result) -> str:
     hidden = {layer.get("activation") for layer in layers if layer.get("name") != "output"}
     activation = hidden.pop() if len(hidden) == 1 else "mixed activations"
     return f"{dataset.get('kind', 'data')}, {shape} {activation}"
+
+
+def _layer_list_label(dataset: Mapping[str, Any], layers: Sequence[Mapping[str, Any]]) -> str:
+    """A layer list's run: its data and input shape, its layers by class (units or
+    filters where they have weights), and its output."""
+    shape = shape_text(dataset.get("sample_shape") or [])
+    about = f"{dataset.get('kind', 'data')} {shape}".strip()
+    hidden = [layer for layer in layers if layer.get("name") != "output"]
+    parts: list[str] = []
+    block = ""
+    for layer in hidden:
+        name = str(layer.get("name", ""))
+        part = str(layer.get("class_name", "?"))
+        if layer.get("kernel_size") is not None:
+            part += f" {layer.get('units', '?')}"
+        inside = name.split(".")[0] if "." in name else ""
+        if inside and inside == block:
+            parts[-1] = parts[-1][:-1] + f", {part}]"
+        elif inside:
+            parts.append(f"Residual[{part}]")
+        else:
+            parts.append(part)
+        block = inside
+    if len(parts) > MAX_LABEL_LAYERS:
+        parts = [*parts[:2], "…", *parts[-2:], f"({len(hidden)} layers)"]
+    output = next((layer for layer in layers if layer.get("name") == "output"), None)
+    tail = "" if output is None else f" → {output.get('units', '?')} {output.get('activation', '')}"
+    return ", ".join([about, *parts]) + tail.rstrip()
 
 
 def figure_legend(

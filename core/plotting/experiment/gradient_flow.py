@@ -55,12 +55,12 @@ def _draw_gradient_flow(figure: Figure, result: Result, style: Style) -> Frame:
             # The panel is narrower than the figure: more columns than that
             # only make the resampler average them, at a cost that grows
             # with their number.
-            _bin_columns(logs, round(figure.bbox.width)),
+            bin_columns(logs, round(figure.bbox.width)),
             aspect="auto",
             cmap=cmap,
             interpolation="antialiased",
             extent=(
-                *_column_extent(x if x.size == width else np.arange(1.0, width + 1)),
+                *column_extent(x if x.size == width else np.arange(1.0, width + 1)),
                 len(names) - 0.5,
                 -0.5,
             ),
@@ -75,7 +75,7 @@ def _draw_gradient_flow(figure: Figure, result: Result, style: Style) -> Frame:
     return frame
 
 
-def _bin_columns(values: np.ma.MaskedArray, most: int) -> np.ma.MaskedArray:
+def bin_columns(values: np.ma.MaskedArray, most: int) -> np.ma.MaskedArray:
     """The means of runs of neighbouring columns, at most `most` of them.
 
     Runs differ by at most one column in length, so a column moves by under
@@ -101,7 +101,7 @@ def _gradient_layers(result: Result) -> list[str]:
     ]
 
 
-def _column_extent(x: np.ndarray) -> tuple[float, float]:
+def column_extent(x: np.ndarray) -> tuple[float, float]:
     """Left and right edges of heatmap columns centered on the capture points."""
     if x.size == 0:
         return 0.0, 1.0

@@ -19,11 +19,13 @@ from core.plotting.experiment.axes import (
 from core.plotting.kinds import PlotKind
 from core.plotting.layout import Frame
 from core.plotting.style import (
+    LAYER_COLORMAP,
     Color,
     Style,
     as_floats,
     class_colors,
     note,
+    shape_text,
 )
 
 Result = Mapping[str, Any]
@@ -35,19 +37,50 @@ def _draw_dataset(figure: Figure, result: Result, style: Style) -> Frame:
     x = as_floats(points["x"]).reshape(len(points["x"]), -1)
     if x.shape[1] == 1:
         x = np.column_stack([x[:, 0], np.zeros(len(x))])
-    labels = np.asarray(points["y"], dtype=np.int64)
     ax = figure.subplots()
-    scatter_classes(ax, x, labels, _class_count(result, labels), style)
+    frame = Frame(title=figure.suptitle(f"Dataset — {run_label(result)}", fontsize=style.title))
+    if dataset.get("task") == "regression":
+        # A target is a number, not a class: one color scale, keyed by a colorbar.
+        targets = as_floats(points["y"])
+        shown = ax.scatter(
+            x[:, 0],
+            x[:, 1],
+            c=targets,
+            cmap=LAYER_COLORMAP,
+            s=_point_size(len(targets), style),
+            alpha=0.85,
+            edgecolors="none",
+        )
+        cax = figure.add_axes((0.0, 0.0, 1.0, 1.0))  # placed by the layout
+        style_colorbar(figure.colorbar(shown, cax=cax), "target", style)
+        frame.right, frame.bar, frame.bar_gap = cax, style.pt(14.0), style.pt(18.0)
+        count = len(targets)
+    else:
+        labels = np.asarray(points["y"], dtype=np.int64)
+        scatter_classes(ax, x, labels, _class_count(result, labels), style)
+        ax.legend(fontsize=style.small, title="class", title_fontsize=style.small, markerscale=2)
+        count = len(labels)
     pca = points.get("projection") == "pca"
     axis = "principal component" if pca else "feature"
-    title = f"{len(labels)} training points"
+    title = f"{count} training points"
     if pca:
-        title += f", PCA projection of {dataset.get('n_features', '?')} features"
+        title += f", PCA projection of {_input_size(dataset)}"
     style_axes(ax, style, title=title, xlabel=f"{axis} 1", ylabel=f"{axis} 2")
     if not pca:
         ax.set_aspect("equal", adjustable="datalim")
-    ax.legend(fontsize=style.small, title="class", title_fontsize=style.small, markerscale=2)
-    return Frame(title=figure.suptitle(f"Dataset — {run_label(result)}", fontsize=style.title))
+    return frame
+
+
+def _input_size(dataset: Mapping[str, Any]) -> str:
+    """ "64 features", or a sequence's or an image's "30x2 inputs"."""
+    shape = dataset.get("sample_shape") or []
+    if len(shape) > 1:
+        return shape_text(shape) + " inputs"
+    return f"{dataset.get('n_features', '?')} features"
+
+
+def _point_size(count: int, style: Style) -> float:
+    return float(np.clip(6000 / max(count, 1), 3, 24)) * style.scale**2
 
 
 def _class_count(result: Result, labels: np.ndarray) -> int:
@@ -59,7 +92,7 @@ def scatter_classes(
     ax: Axes, x: np.ndarray, labels: np.ndarray, classes: int, style: Style, *, edge: bool = False
 ) -> None:
     colors = class_colors(classes)
-    size = float(np.clip(6000 / max(len(labels), 1), 3, 24)) * style.scale**2
+    size = _point_size(len(labels), style)
     for label in np.unique(labels):
         chosen = labels == label
         ax.scatter(

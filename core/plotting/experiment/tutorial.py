@@ -74,7 +74,10 @@ def _draw_gradients(figure: Figure, result: Result, style: Style) -> Frame:
     drawn = _draw_gradient_means(mean_ax, x, means, colors, style)
     drawn |= _draw_gradient_spread(std_ax, x, stds, colors, style)
     loss = as_floats(tutorial.get("loss") or (result.get("history") or {}).get("loss"))
-    _draw_loss(loss_ax, x, loss, style)
+    regression = (result.get("dataset") or {}).get("task") == "regression"
+    _draw_loss(loss_ax, x, loss, style, title="training loss (MSE)" if regression else "")
+    if regression:
+        _draw_baseline(loss_ax, result, style)
     frame = layer_legend(figure, names, drawn, colors, style)
     frame.title = suptitle(figure, result, "Gradients per layer over epochs", style)
     return frame
@@ -120,13 +123,31 @@ def _draw_gradient_spread(
     return drawn
 
 
-def _draw_loss(ax: Axes, x: np.ndarray, loss: np.ndarray, style: Style) -> None:
-    style_axes(ax, style, title="training loss", xlabel="epoch", ylabel="loss")
+def _draw_loss(ax: Axes, x: np.ndarray, loss: np.ndarray, style: Style, *, title: str) -> None:
+    style_axes(ax, style, title=title or "training loss", xlabel="epoch", ylabel="loss")
     if has_finite(loss):
         ax.plot(series_x(x, loss), loss, color="#222222", linewidth=style.line)
     else:
         note(ax, "no finite loss", style)
     span_x(ax, x, style)
+
+
+def _draw_baseline(ax: Axes, result: Result, style: Style) -> None:
+    """A regression's loss beside what predicting the targets' mean scores (its baseline)."""
+    baseline = ((result.get("metrics") or {}).get("baseline") or {}).get("loss")
+    if not isinstance(baseline, int | float):
+        return
+    ax.axhline(baseline, color="#888888", linewidth=style.line, linestyle=(0, (4, 2)))
+    ax.text(
+        0.98,
+        baseline,
+        f"baseline: predict the mean ({baseline:.3g})",
+        transform=ax.get_yaxis_transform(),
+        ha="right",
+        va="bottom",
+        fontsize=style.small,
+        color="#555555",
+    )
 
 
 def _has_tutorial(key: str) -> Callable[[Result], bool]:

@@ -1,0 +1,129 @@
+"""Every plot of a run of a layer list: the presets beyond the MLP (a regression LSTM, a
+classification LSTM, a small convolutional network) trained small by the engine, and the
+through-time plot drawn from their numbers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from matplotlib.lines import Line2D
+
+from core.engine.run import run_experiment
+from core.experiment.presets import preset
+from core.experiment.result import dumps_result
+from core.experiment.spec import ExperimentSpec
+from core.plotting.catalog import EXPERIMENT_PLOTS, available_plots, render_plot
+from core.plotting.kinds import PlotUnavailableError
+from tests.core.result_samples import make_result
+from tests.core.test_plots import all_text, decode
+
+PRESETS = ("lstm-adding", "lstm-recall", "conv-digits")
+EVERY_RUN_HAS = {"dataset", "weights", "gradients", "gradient_flow", "activations", "histograms"}
+build_figure = EXPERIMENT_PLOTS.build_figure
+
+
+def small_run(name: str) -> dict[str, Any]:
+    """The preset's network trained briefly on a smaller task, as a client reads it."""
+    spec = json.loads(json.dumps(preset(name).spec))
+    if "sequence_length" in spec["dataset"]:
+        spec["dataset"] = {**spec["dataset"], "sequence_length": 12, "n_samples": 64}
+    spec["training"] = {**spec["training"], "epochs": 2}
+    result = run_experiment(ExperimentSpec.model_validate(spec)).result
+    loaded: dict[str, Any] = json.loads(dumps_result(result))
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, dict[str, Any]]:
+    return {name: small_run(name) for name in PRESETS}
+
+
+def plotted_lines(ax: Any) -> list[Line2D]:
+    return [line for line in ax.get_lines() if not str(line.get_label()).startswith("_")]
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_plot_of_a_preset_renders_at_every_size(
+    runs: dict[str, dict[str, Any]], name: str
+) -> None:
+    result = runs[name]
+    names = available_plots(result)
+    assert set(names) >= EVERY_RUN_HAS
+    assert ("through_time" in names) == name.startswith("lstm")
+    for plot in names:
+        for width, height, dpi in ((900, 600, 100), (320, 240, 72), (500, 800, 150)):
+            pixels = decode(render_plot(plot, result, width=width, height=height, dpi=dpi))
+            assert pixels.shape == (height, width, 3), (plot, width, height)
+
+
+def test_layers_are_named_by_class_and_position_as_the_result_names_them(
+    runs: dict[str, dict[str, Any]],
+) -> None:
+    conv = build_figure("gradient_flow", runs["conv-digits"])
+    rows = [label.get_text() for label in conv.axes[0].get_yticklabels()]
+    assert rows == ["conv2d_1", "conv2d_2", "dense_5", "output"]
+    shape = "digits 8\N{MULTIPLICATION SIGN}8\N{MULTIPLICATION SIGN}1"
+    assert f"{shape}, Conv2D 8, Conv2D 8, MaxPooling2D, Flatten, Dense 32 → 10 softmax" in (
+        all_text(conv)
+    )
+    weights = build_figure("weights", runs["lstm-adding"])
+    assert "LSTM 32 → 1 linear" in all_text(weights)
+    assert {line.get_label() for line in plotted_lines(weights.axes[0])} == {"lstm_1", "output"}
+
+
+def test_a_regression_reads_its_loss_against_the_baseline_where_classes_have_a_legend(
+    runs: dict[str, dict[str, Any]],
+) -> None:
+    adding = runs["lstm-adding"]
+    baseline = adding["metrics"]["baseline"]["loss"]
+    loss_ax = build_figure("gradients", adding).axes[2]
+    assert loss_ax.get_title() == "training loss (MSE)"
+    assert any(np.allclose(line.get_ydata(), baseline) for line in loss_ax.get_lines())
+    assert "baseline: predict the mean" in all_text(loss_ax.get_figure())
+    dataset = build_figure("dataset", adding)
+    assert dataset.axes[0].get_legend() is None and "target" in all_text(dataset)
+    recall = build_figure("dataset", runs["lstm-recall"])
+    assert recall.axes[0].get_legend() is not None  # classes, as an MLP's
+    assert "training loss (MSE)" not in all_text(build_figure("gradients", runs["lstm-recall"]))
+
+
+def test_the_through_time_plot_draws_the_results_own_norms(
+    runs: dict[str, dict[str, Any]],
+) -> None:
+    result = runs["lstm-recall"]
+    norms = np.array(result["through_time"]["lstm_1"]["gradient_norm"], dtype=np.float64)
+    figure = build_figure("through_time", result)
+    heat, decay = figure.axes[0], figure.axes[1]
+    assert heat.get_title().startswith("lstm_1")
+    drawn = np.ma.asarray(heat.get_images()[0].get_array())
+    np.testing.assert_allclose(drawn, np.log10(norms), rtol=1e-6)
+    first, last = plotted_lines(decay)
+    np.testing.assert_allclose(first.get_ydata(), norms[0] / norms[0, -1], rtol=1e-6)
+    np.testing.assert_allclose(last.get_ydata(), norms[-1] / norms[-1, -1], rtol=1e-6)
+    assert "epoch 1" in str(first.get_label()) and "epoch 2" in str(last.get_label())
+
+
+def test_through_time_is_unavailable_without_a_recurrent_layer_and_says_why(
+    runs: dict[str, dict[str, Any]],
+) -> None:
+    for result in (runs["conv-digits"], make_result(timesteps=0)):
+        assert "through_time" not in available_plots(result)
+        with pytest.raises(PlotUnavailableError, match="no recurrent layer"):
+            render_plot("through_time", result)
+
+
+def test_recurrent_layers_side_by_side_share_one_color_scale() -> None:
+    result = make_result()
+    entry = result["through_time"]["hidden_1"]
+    result["through_time"]["hidden_2"] = {
+        **entry,
+        "gradient_norm": [[100 * value for value in row] for row in entry["gradient_norm"]],
+    }
+    figure = build_figure("through_time", result)
+    images = [ax.get_images()[0] for ax in figure.axes if ax.get_images()]
+    assert len(images) == 2
+    assert images[0].norm.vmin == images[1].norm.vmin and images[0].norm.vmax == images[1].norm.vmax
+    assert images[1].norm.vmax - images[0].norm.vmin > 2  # two decades apart, on one scale
