@@ -16,7 +16,6 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from core.experiment.hooks import TrainingCancelled
 from core.experiment.jobs import JobStatus
-from core.experiment.spec import ExperimentSpec
 from core.settings import get_settings
 from core.store.errors import is_store_unavailable
 from core.store.records import JobRecord
@@ -29,6 +28,7 @@ from worker.training import (
     job_store,
     name_worker,
     publish_pool_state,
+    spec_of,
     start_job,
     store_success,
 )
@@ -92,7 +92,7 @@ def _train_group(
     from core.experiment.grouping import ensemble_groups
 
     members = [(d, r) for d, r in started if name_worker(store, d, r, hostname)]
-    specs = [ExperimentSpec.model_validate(record.spec) for _, record in members]
+    specs = [spec_of(store, record) for _, record in members]
     statuses: dict[str, JobStatus | None] = {}
     for group in ensemble_groups(specs):
         deliveries = [members[index][0] for index in group]

@@ -36,11 +36,12 @@ from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 
+from core.datasets.uploaded import DatasetDeleted, unpack
 from core.engine.hardware import cpu_name
 from core.experiment.hooks import TrainingCancelled
 from core.experiment.jobs import JobStatus, Summary
 from core.experiment.result import dumps_result
-from core.experiment.spec import Device, ExperimentSpec
+from core.experiment.spec import DatasetKind, Device, ExperimentSpec
 from core.experiment.study_presets import study_preset
 from core.settings import get_settings
 from core.store.errors import StoreError, is_store_unavailable
@@ -199,7 +200,7 @@ def _train(
 
     if not name_worker(store, delivery, record, hostname):
         return None
-    spec = ExperimentSpec.model_validate(record.spec)
+    spec = spec_of(store, record)
     started = time.perf_counter()
     hook = JobProgressHook(store, delivery.job_id, delivery=delivery.token)
     output = engine.run_experiment(spec, hooks=[hook])
@@ -208,6 +209,21 @@ def _train(
     plots = render_default_plots(delivery.job_id, output.result) if default_plots else {}
     times = (trained - started, time.perf_counter() - trained)
     return store_success(store, delivery, output, plots, times=times)
+
+
+def spec_of(store: JobStore, record: JobRecord) -> ExperimentSpec:
+    """The job's spec, an uploaded dataset's arrays read from the store and handed over;
+    raises DatasetDeleted (the job fails saying so) when that dataset is gone."""
+    spec = ExperimentSpec.model_validate(record.spec)
+    dataset = spec.dataset
+    if dataset.kind is DatasetKind.UPLOADED and dataset.id is not None:
+        packed = store.dataset_data(dataset.id)
+        if packed is None:
+            raise DatasetDeleted(
+                f"dataset {dataset.id} ({dataset.uploaded.name}) was deleted before the job ran"
+            )
+        dataset.provide(*unpack(packed))
+    return spec
 
 
 def name_worker(store: JobStore, delivery: JobDelivery, record: JobRecord, hostname: str) -> bool:

@@ -7,6 +7,7 @@ in a thread and the event loop keeps serving other requests meanwhile.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio.to_thread
@@ -23,7 +24,14 @@ from core.datasets.uploaded import (
     parse_dataset,
 )
 from core.experiment.jobs import is_job_id
-from core.experiment.spec import Limits
+from core.experiment.sizing import check_limits
+from core.experiment.spec import (
+    DatasetKind,
+    ExperimentSpec,
+    Limits,
+    SpecLimitError,
+    UploadedData,
+)
 from core.settings import Settings
 from core.store.datasets import DatasetPut, DatasetRecord, TooManyDatasets
 
@@ -126,3 +134,89 @@ async def owned_dataset(services: Services, owner: str, dataset_id: str) -> Data
     if record is None or not services.access.may_see(owner, record.owner):
         raise dataset_not_found(dataset_id)
     return record
+
+
+# ------------------------------------------------------------- datasets in specs
+
+
+def _unknown(field: str, dataset_id: object) -> Problem:
+    reason = f"no dataset with id {dataset_id!r} (POST /v1/datasets makes one)"
+    return Problem(
+        422,
+        "Unknown dataset",
+        f"{field}: {reason}",
+        kind="unknown-dataset",
+        errors=[{"field": field, "reason": reason}],
+    )
+
+
+async def uploaded_data(
+    services: Services, owner: str, dataset_id: object, *, field: str
+) -> UploadedData:
+    """The shape and classes of the owner's dataset `dataset_id`, as a spec holds them; a
+    422 problem naming `field` for an id that is not one of the owner's datasets."""
+    if not isinstance(dataset_id, str) or not is_job_id(dataset_id):
+        raise _unknown(field, dataset_id)
+    record = await services.store.get_dataset(dataset_id)
+    if record is None or not services.access.may_see(owner, record.owner):
+        raise _unknown(field, dataset_id)
+    meta = record.meta
+    return UploadedData(
+        name=meta["name"],
+        samples=meta["samples"],
+        sample_shape=meta["sample_shape"],
+        classes=len(meta["classes"] or ()),
+    )
+
+
+async def with_uploaded_data(
+    services: Services, owner: str, spec: ExperimentSpec
+) -> ExperimentSpec:
+    """`spec`, its uploaded dataset's shape and classes filled in from the store (whatever
+    the client sent there) and every limit checked against them; a 422 problem otherwise."""
+    dataset = spec.dataset
+    if dataset.kind is not DatasetKind.UPLOADED:
+        return spec
+    dataset.data = await uploaded_data(services, owner, dataset.id, field="dataset.id")
+    try:
+        check_limits(spec)
+    except SpecLimitError as error:
+        raise Problem(
+            422,
+            "Invalid request",
+            f"{error.field}: {error.message}",
+            kind="invalid-request",
+            errors=[{"field": error.field, "reason": error.message}],
+        ) from None
+    return spec
+
+
+async def fill_study_datasets(services: Services, owner: str, body: Mapping[str, Any]) -> None:
+    """Fill the shape and classes of each uploaded dataset a study body names, in its base
+    or along a `dataset` axis, into the body (before it is validated)."""
+    base = body.get("base")
+    if isinstance(base, dict):
+        await _fill(services, owner, base.get("dataset"), "base.dataset.id")
+    axes = body.get("axes")
+    values = axes.get("dataset") if isinstance(axes, dict) else None
+    for index, value in enumerate(values if isinstance(values, list) else ()):
+        await _fill(services, owner, value, f"axes.dataset[{index}].id")
+
+
+async def _fill(services: Services, owner: str, dataset: object, field: str) -> None:
+    if isinstance(dataset, dict) and dataset.get("kind") == DatasetKind.UPLOADED.value:
+        data = await uploaded_data(services, owner, dataset.get("id"), field=field)
+        dataset["data"] = data.model_dump(mode="json")
+
+
+async def note_dataset_users(
+    services: Services, specs: Sequence[ExperimentSpec], job_ids: Sequence[str]
+) -> None:
+    """Name the jobs that train on each uploaded dataset, so it is not deleted under them."""
+    users: dict[str, list[str]] = {}
+    for spec, job_id in zip(specs, job_ids, strict=True):
+        if spec.dataset.kind is DatasetKind.UPLOADED and spec.dataset.id is not None:
+            users.setdefault(spec.dataset.id, []).append(job_id)
+    for dataset_id, jobs in users.items():
+        # False: deleted meanwhile; the jobs then fail saying so (core.datasets.uploaded).
+        await services.store.use_dataset(dataset_id, jobs)

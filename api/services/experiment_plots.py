@@ -87,7 +87,9 @@ async def experiment_plot(
 
 
 def plot_unavailable(job_id: str, name: str) -> Problem:
-    detail = f"plot {name!r} is not available for experiment {job_id}"
+    """404 for a known plot this experiment's result has no numbers for, saying why."""
+    reason = PlotUnavailableError(EXPERIMENT_PLOTS[name], EXPERIMENT_PLOTS.subject)
+    detail = f"experiment {job_id}: {reason}"
     return Problem(404, "Plot not available", detail, kind="plot-unavailable")
 
 

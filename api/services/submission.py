@@ -10,6 +10,7 @@ the API sends nothing.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ import orjson
 from api.access import limit_refused
 from api.deps import Services
 from api.errors import Problem
+from api.services.datasets import fill_study_datasets, note_dataset_users, with_uploaded_data
 from core.experiment.spec import ExperimentSpec
 from core.experiment.studies import StudyError, StudyPlan, expand_study, parse_study
 from core.plotting.catalog import planned_study_plots
@@ -33,6 +35,7 @@ async def submit_experiment(
     services: Services, spec: ExperimentSpec, owner: str, idempotency_key: str | None
 ) -> Created:
     """The queued job for `spec`, or the one an earlier request with this key made."""
+    spec = await with_uploaded_data(services, owner, spec)
 
     def create(max_active: int) -> Awaitable[Created]:
         return services.store.create(
@@ -45,7 +48,7 @@ async def submit_experiment(
         )
 
     try:
-        return await _admitted(services, owner, 1, create)
+        created = await _admitted(services, owner, 1, create)
     except IdempotencyKeyReused as error:
         raise Problem(
             422,
@@ -54,11 +57,16 @@ async def submit_experiment(
             kind="idempotency-key-reused",
             errors=[{"field": "Idempotency-Key", "reason": "already used with another body"}],
         ) from error
+    if created.new:
+        await note_dataset_users(services, [spec], [created.record.id])
+    return created
 
 
 async def submit_study(services: Services, body: Mapping[str, Any], owner: str) -> StudyRecord:
     """The queued study `body` asks for, with one queued experiment per configuration and
     seed; a 422 problem naming each bad field."""
+    body = copy.deepcopy(dict(body))
+    await fill_study_datasets(services, owner, body)
     return await submit_plan(services, plan_study(body), owner)
 
 
@@ -77,6 +85,7 @@ async def submit_plan(services: Services, plan: StudyPlan, owner: str) -> StudyR
         )
 
     record = await _admitted(services, owner, len(plan.children), create)
+    await note_dataset_users(services, plan.children, [child.id for child in record.children])
     return await studies.get_study(record.id) or record
 
 

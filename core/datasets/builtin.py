@@ -1,6 +1,7 @@
 """Datasets: generated sets and the real sets that ship inside scikit-learn.
 
 Generated: 2-D point sets, images (`bars`) and sequences (`adding`, `recall`);
+uploaded: a client's own arrays (core.datasets.uploaded), handed over by the worker;
 core/experiment/spec.py `DatasetSpec` says what each one asks. Images and
 sequences come in their own shape (`Dataset.sample_shape`: height x width x
 channels, steps x channels) for a layer list; `Dataset.flattened` gives the
@@ -262,6 +263,21 @@ def _recall(spec: DatasetSpec, state: int) -> Arrays:
     return x, y
 
 
+def _uploaded(spec: DatasetSpec, state: int) -> Arrays:
+    """The arrays a worker read from the store (`DatasetSpec.provide`), checked against the
+    shape the spec was validated with."""
+    if spec.provided is None:
+        raise ValueError(f"the arrays of uploaded dataset {spec.id} were not provided")
+    x, y = spec.provided
+    data = spec.uploaded
+    if len(y) != data.samples or list(x.shape[1:]) != data.sample_shape:
+        raise ValueError(
+            f"dataset {spec.id} holds {len(y)} samples of shape {list(x.shape[1:])}, not "
+            f"the {data.samples} of shape {data.sample_shape} its spec was checked with"
+        )
+    return x, y
+
+
 def _real(
     loader: Callable[..., tuple[np.ndarray, np.ndarray]],
 ) -> Callable[[DatasetSpec, int], Arrays]:
@@ -285,4 +301,5 @@ _LOADERS: dict[DatasetKind, Callable[[DatasetSpec, int], Arrays]] = {
     DatasetKind.BARS: _bars,
     DatasetKind.ADDING: _adding,
     DatasetKind.RECALL: _recall,
+    DatasetKind.UPLOADED: _uploaded,
 }

@@ -58,6 +58,10 @@ class DatasetFileError(ValueError):
         self.kind = kind
 
 
+class DatasetDeleted(Exception):  # noqa: N818 - reads as the event it reports
+    """The uploaded dataset a job trains on was deleted before the job ran."""
+
+
 @dataclass(frozen=True, slots=True)
 class UploadLimits:
     """The most a dataset may hold (core.settings reads them from the environment)."""

@@ -572,15 +572,19 @@ class _Run:
         x, projection = data.x_train[keep].reshape(len(keep), -1), "raw"
         if data.n_features > 2:
             x, projection = _pca_2d(x), "pca"
+        dataset = self.spec.dataset
         return {
-            "kind": str(self.spec.dataset.kind),
+            "kind": str(dataset.kind),
+            # What plots and people call it: an uploaded file's name, else the kind.
+            "name": dataset.uploaded.name if dataset.data is not None else str(dataset.kind),
+            "id": dataset.id,
             "task": "regression" if data.regression else "classification",
             "sample_shape": list(sample_shape(self.spec.dataset)),
             "n_train": len(data.y_train),
             "n_validation": len(data.y_val),
             "n_features": data.n_features,
             "n_classes": data.n_classes,
-            "standardized": self.spec.dataset.standardized,
+            "standardized": dataset.standardized,
             "points": {
                 "x": np.round(x, 5).tolist(),
                 "y": data.y_train[keep].tolist(),

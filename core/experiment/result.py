@@ -8,6 +8,8 @@ E is the number of epochs run, `epochs_run`):
       "spec": {...},                       # the spec as run, seed filled in
       "seed": 1234,
       "dataset": {"kind": "circles", "task": "classification" | "regression",
+                  "name": "circles",       # an uploaded dataset's file name, else the kind
+                  "id": null,              # an uploaded dataset's id
                   "sample_shape": [2],     # [8, 8, 1] for digits given to a layer list
                   "n_train": 1000, "n_validation": 0,
                   "n_features": 2, "n_classes": 2,

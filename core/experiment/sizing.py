@@ -27,6 +27,7 @@ from core.experiment.layer_shapes import (
 from core.experiment.layers import make_layer
 from core.experiment.spec import (
     CaptureEvery,
+    DatasetKind,
     DatasetSpec,
     ExperimentSpec,
     Limits,
@@ -171,6 +172,8 @@ def result_values(spec: ExperimentSpec) -> int:
 
 def check_limits(spec: ExperimentSpec) -> None:
     """Refuse sizes that span fields; each message names the field and the limit."""
+    if spec.dataset.kind is DatasetKind.UPLOADED and spec.dataset.data is None:
+        return  # checked once the service has filled in the uploaded data's shape
     samples, _, classes = dataset_shape(spec.dataset)
     if spec.dataset.generated and samples < 2 * classes:
         # Fewer and a generator fails (gaussian) or leaves a class out, and the

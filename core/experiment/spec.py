@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SerializerFunctionWrapHandler,
     StrictInt,
     field_validator,
@@ -119,6 +120,7 @@ class DatasetKind(StrEnum):
     BARS = "bars"
     ADDING = "adding"
     RECALL = "recall"
+    UPLOADED = "uploaded"
 
 
 GENERATED_KINDS = frozenset(
@@ -138,6 +140,22 @@ SEQUENCE_KINDS = frozenset({DatasetKind.ADDING, DatasetKind.RECALL})
 IMAGE_KINDS = frozenset({DatasetKind.DIGITS, DatasetKind.BARS})
 # Regression sets: a linear output and mean squared error (core.engine.trainer).
 REGRESSION_KINDS = frozenset({DatasetKind.ADDING})
+
+
+# An uploaded dataset's id, a ULID (POST /v1/datasets).
+DATASET_ID_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{26}$"
+# The fields an uploaded dataset takes; every other one is a generated set's.
+UPLOADED_FIELDS = frozenset({"kind", "id", "data", "validation_split", "standardize"})
+
+
+class UploadedData(_Section):
+    """What the service read from an uploaded dataset: filled into a spec from the store
+    when the spec is submitted (a value a client sends is replaced)."""
+
+    name: str = Field(max_length=Limits.NAME_LENGTH)
+    samples: int = Field(ge=4, le=Limits.SAMPLES)
+    sample_shape: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, max_length=3)
+    classes: int = Field(ge=0, le=Limits.CLASSES, description="0 for a regression")
 
 
 class DatasetSpec(_Section):
@@ -161,6 +179,12 @@ class DatasetSpec(_Section):
     - `recall`: a symbol out of `classes` at the first step; after it each step
       is blank or, a share `noise` of them, a random symbol. Which symbol came
       first? Chance is 1 / classes.
+
+    `uploaded` is a dataset a client sent (POST /v1/datasets), named by `id`; it
+    takes `validation_split` and `standardize` (on unless turned off, as for the
+    real sets) and nothing a generated set takes. Its shape and classes (`data`)
+    come from the store: until the service fills them in, only the fields are
+    checked, and every limit once they are.
     """
 
     kind: DatasetKind = DatasetKind.CIRCLES
@@ -181,6 +205,57 @@ class DatasetSpec(_Section):
     )
     validation_split: float = Field(0.0, ge=0.0, le=0.5)
     standardize: bool | None = None
+    id: str | None = Field(
+        None, pattern=DATASET_ID_PATTERN, description="uploaded: the dataset's id"
+    )
+    data: UploadedData | None = Field(
+        None, description="uploaded: its shape and classes, filled in by the service"
+    )
+    # The arrays a worker read from the store for an uploaded dataset; never serialized.
+    _provided: tuple[Any, Any] | None = PrivateAttr(None)
+
+    @model_serializer(mode="wrap")
+    # No return type: pydantic then keeps the model's own schema for what it dumps.
+    def _fields_of_its_kind_only(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        """Dumped as it validates again: an uploaded dataset with its own fields alone, a
+        generated or real one without `id` and `data` (so its records read as before)."""
+        out = handler(self)
+        if self.kind is DatasetKind.UPLOADED:
+            return {name: value for name, value in out.items() if name in UPLOADED_FIELDS}
+        out.pop("id", None)
+        out.pop("data", None)
+        return out
+
+    @model_validator(mode="after")
+    def _fields_of_its_kind(self) -> Self:
+        if self.kind is DatasetKind.UPLOADED:
+            if self.id is None:
+                raise SpecLimitError("dataset.id", "an uploaded dataset is named by its id")
+            generated_only = sorted(self.model_fields_set - UPLOADED_FIELDS)
+            if generated_only:
+                name = generated_only[0]
+                raise SpecLimitError(
+                    f"dataset.{name}", f"only generated sets take {name}, not an uploaded one"
+                )
+        elif self.model_fields_set & {"id", "data"}:
+            name = min(self.model_fields_set & {"id", "data"})
+            raise SpecLimitError(f"dataset.{name}", "only an uploaded dataset takes it")
+        return self
+
+    @property
+    def uploaded(self) -> UploadedData:
+        """An uploaded dataset's shape and classes; raises until the service filled them."""
+        if self.data is None:
+            raise SpecLimitError("dataset.id", f"dataset {self.id} was not looked up")
+        return self.data
+
+    def provide(self, x: Any, y: Any) -> None:
+        """Hand an uploaded dataset's arrays (as the store keeps them) to the loader."""
+        self._provided = (x, y)
+
+    @property
+    def provided(self) -> tuple[Any, Any] | None:
+        return self._provided
 
     @property
     def generated(self) -> bool:
@@ -192,6 +267,8 @@ class DatasetSpec(_Section):
 
     @property
     def regression(self) -> bool:
+        if self.kind is DatasetKind.UPLOADED:
+            return self.data is not None and self.data.classes == 0
         return self.kind in REGRESSION_KINDS
 
 
@@ -207,6 +284,8 @@ REAL_SHAPES: dict[DatasetKind, tuple[int, int, int]] = {
 def sample_shape(dataset: DatasetSpec) -> tuple[int, ...]:
     """One sample's shape as a layer list receives it (the MLP gets it flattened)."""
     kind = dataset.kind
+    if kind is DatasetKind.UPLOADED:
+        return tuple(dataset.uploaded.sample_shape)
     if kind is DatasetKind.DIGITS:
         return (8, 8, 1)
     if kind is DatasetKind.BARS:
@@ -225,6 +304,9 @@ def dataset_shape(dataset: DatasetSpec) -> tuple[int, int, int]:
 
     Features are a sample's values, flattened; a regression set has 0 classes.
     """
+    if dataset.kind is DatasetKind.UPLOADED:
+        data = dataset.uploaded
+        return data.samples, math.prod(data.sample_shape), data.classes
     if not dataset.generated:
         return REAL_SHAPES[dataset.kind]
     classes = {

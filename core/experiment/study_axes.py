@@ -83,6 +83,8 @@ def value_label(value: Any) -> str:
         return str(int(value))
     if isinstance(value, Mapping) and "class_name" in value:
         return _layer_label(value)
+    if isinstance(value, Mapping) and value.get("kind") == "uploaded":
+        return str((value.get("data") or {}).get("name") or value.get("id"))
     if isinstance(value, Mapping) and "kind" in value:
         rest = ", ".join(f"{k}={value_label(v)}" for k, v in value.items() if k != "kind")
         return f"{value['kind']}({rest})" if rest else str(value["kind"])

@@ -215,3 +215,86 @@ def test_a_streamed_upload_is_answered_413_before_it_ends(small: KeysServer) -> 
         reply = connection.recv(65536)
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
     assert b"application/problem+json" in reply
+
+
+# ------------------------------------------------------------------- used in specs
+
+# Queued on the GPU queue, which no test worker consumes: they stay queued.
+QUEUED: dict[str, Any] = {"seed": 1, "device": "gpu", "training": {"epochs": 2}}
+
+
+def uploaded_spec(dataset_id: str, **fields: Any) -> dict[str, Any]:
+    return {**QUEUED, "dataset": {"kind": "uploaded", "id": dataset_id, **fields}}
+
+
+def test_a_spec_names_an_uploaded_dataset_by_id(alice: httpx.Client, bob: httpx.Client) -> None:
+    mine = alice.post("/v1/datasets", files={"file": ("p.csv", POINTS)}).json()["id"]
+    faked = {"name": "x", "samples": 400, "sample_shape": [1], "classes": 2}
+    job = alice.post("/v1/experiments", json=uploaded_spec(mine, data=faked))
+    assert job.status_code == 202, job.text
+    # What the service read from the upload, whatever the client said.
+    assert job.json()["spec"]["dataset"]["data"] == {
+        "name": "p.csv",
+        "samples": 40,
+        "sample_shape": [2],
+        "classes": 2,
+    }
+    noisy = problem(alice.post("/v1/experiments", json=uploaded_spec(mine, noise=0.2)), 422)
+    assert noisy["errors"][0]["field"] == "dataset.noise"
+    unknown = problem(alice.post("/v1/experiments", json=uploaded_spec("0" * 26)), 422)
+    assert unknown["errors"][0]["field"] == "dataset.id"
+    theirs = problem(bob.post("/v1/experiments", json=uploaded_spec(mine)), 422)
+    assert (
+        theirs["errors"][0] == unknown["errors"][0] | {"reason": theirs["errors"][0]["reason"]}
+        and mine in theirs["detail"]
+    )
+    too_big = problem(
+        alice.post("/v1/experiments", json={**uploaded_spec(mine), "training": {"batch_size": 64}}),
+        422,
+    )
+    assert too_big["errors"][0]["field"] == "training.batch_size"
+    alice.post(f"/v1/experiments/{job.json()['id']}/cancel")
+
+
+def test_a_dataset_in_use_is_not_deleted(alice: httpx.Client) -> None:
+    mine = alice.post("/v1/datasets", files={"file": ("p.csv", POINTS)}).json()["id"]
+    job = alice.post("/v1/experiments", json=uploaded_spec(mine)).json()["id"]
+    refused = problem(alice.delete(f"/v1/datasets/{mine}"), 409)
+    assert refused["jobs"] == [job] and job in refused["detail"]
+    assert alice.post(f"/v1/experiments/{job}/cancel").status_code == 200
+    assert alice.delete(f"/v1/datasets/{mine}").status_code == 204
+    assert problem(alice.post("/v1/experiments", json=uploaded_spec(mine)), 422)
+
+
+def test_a_study_compares_uploaded_datasets_along_an_axis(alice: httpx.Client) -> None:
+    first = alice.post("/v1/datasets", files={"file": ("one.csv", POINTS)}).json()["id"]
+    second = alice.post("/v1/datasets", files={"file": ("two.csv", POINTS + b"1,1,a\n")})
+    second_id = second.json()["id"]
+    body = {
+        "base": {
+            **QUEUED,
+            "dataset": {"kind": "uploaded", "id": first},
+            "training": {"epochs": 2, "batch_size": 8},
+        },
+        "axes": {
+            "dataset": [
+                {"kind": "uploaded", "id": first},
+                {"kind": "uploaded", "id": second_id, "validation_split": 0.25},
+                {"kind": "circles", "n_samples": 40},
+            ]
+        },
+    }
+    study = alice.post("/v1/studies", json=body)
+    assert study.status_code == 202, study.text
+    shown = study.json()
+    assert [config["label"] for config in shown["configs"]] == [
+        "dataset=one.csv",
+        "dataset=two.csv",
+        "dataset=circles(n_samples=40)",
+    ]
+    problem(alice.delete(f"/v1/datasets/{second_id}"), 409)
+    unknown = {**body, "axes": {"dataset": [{"kind": "uploaded", "id": "0" * 26}]}}
+    refused = problem(alice.post("/v1/studies", json=unknown), 422)
+    assert refused["errors"][0]["field"] == "axes.dataset[0].id"
+    alice.post(f"/v1/studies/{shown['id']}/cancel")
+    assert alice.delete(f"/v1/datasets/{second_id}").status_code == 204

@@ -15,11 +15,14 @@ from core.experiment.spec import (
     Activation,
     CaptureEvery,
     DatasetKind,
+    DatasetSpec,
     ExperimentSpec,
     InitializerKind,
     Limits,
     OptimizerKind,
     SpecLimitError,
+    dataset_shape,
+    output_units,
 )
 
 
@@ -220,3 +223,43 @@ def test_a_result_stays_near_ten_megabytes_whatever_the_spec() -> None:
     assert "capture:" in error_of(lean)
     lean["dataset"] = {"n_samples": 8_000}
     assert ExperimentSpec.model_validate(lean).training.batch_size == 1
+
+
+# ------------------------------------------------------------------ uploaded datasets
+
+UPLOADED_ID = "01JD8X3Q7R5M2N4P6T8V0W2Y4Z"
+UPLOADED_DATA = {"name": "mine.csv", "samples": 200, "sample_shape": [5], "classes": 3}
+
+
+def test_an_uploaded_dataset_takes_its_own_fields_only() -> None:
+    spec = DatasetSpec.model_validate({"kind": "uploaded", "id": UPLOADED_ID})
+    assert spec.standardized and not spec.generated and spec.data is None
+    for field, value in [("n_samples", 100), ("noise", 0.1), ("image_size", 8)]:
+        with pytest.raises(ValidationError, match=f"only generated sets take {field}"):
+            DatasetSpec.model_validate({"kind": "uploaded", "id": UPLOADED_ID, field: value})
+    with pytest.raises(ValidationError, match="named by its id"):
+        DatasetSpec.model_validate({"kind": "uploaded"})
+    with pytest.raises(ValidationError, match="only an uploaded dataset takes it"):
+        DatasetSpec.model_validate({"kind": "circles", "id": UPLOADED_ID})
+
+
+def test_an_uploaded_dataset_is_checked_once_its_shape_is_known() -> None:
+    dataset = {"kind": "uploaded", "id": UPLOADED_ID, "data": UPLOADED_DATA}
+    spec = ExperimentSpec.model_validate({"dataset": dataset})
+    assert dataset_shape(spec.dataset) == (200, 5, 3) and output_units(spec.dataset) == 3
+    assert ExperimentSpec.model_validate(spec.model_dump(mode="json")) == spec
+    assert set(spec.model_dump()["dataset"]) == {
+        "kind",
+        "id",
+        "data",
+        "validation_split",
+        "standardize",
+    }
+    assert "id" not in ExperimentSpec().model_dump()["dataset"]
+    small = {**dataset, "data": {**UPLOADED_DATA, "samples": 20}}
+    with pytest.raises(ValidationError, match="batch_size"):
+        ExperimentSpec.model_validate({"dataset": small, "training": {"batch_size": 32}})
+    # Before the service fills in its shape, only the fields are checked.
+    ExperimentSpec.model_validate(
+        {"dataset": {"kind": "uploaded", "id": UPLOADED_ID}, "training": {"batch_size": 4096}}
+    )

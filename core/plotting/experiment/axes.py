@@ -226,7 +226,7 @@ def run_label(result: Result) -> str:
         shape = "-".join(widths)
     hidden = {layer.get("activation") for layer in layers if layer.get("name") != "output"}
     activation = hidden.pop() if len(hidden) == 1 else "mixed activations"
-    return f"{dataset.get('kind', 'data')}, {shape} {activation}"
+    return f"{dataset.get('name') or dataset.get('kind', 'data')}, {shape} {activation}"
 
 
 def _layer_list_label(dataset: Mapping[str, Any], layers: Sequence[Mapping[str, Any]]) -> str:
