@@ -15,8 +15,9 @@ from core.engine.run import run_experiment
 from core.experiment.presets import preset
 from core.experiment.result import dumps_result
 from core.experiment.spec import ExperimentSpec
-from core.plotting.catalog import EXPERIMENT_PLOTS, available_plots, render_plot
+from core.plotting.catalog import EXPERIMENT_PLOTS, STUDY_PLOTS, available_plots, render_plot
 from core.plotting.kinds import PlotUnavailableError
+from core.plotting.study.series import study_series
 from tests.core.result_samples import make_result
 from tests.core.test_plots import all_text, decode
 
@@ -127,3 +128,21 @@ def test_recurrent_layers_side_by_side_share_one_color_scale() -> None:
     assert len(images) == 2
     assert images[0].norm.vmin == images[1].norm.vmin and images[0].norm.vmax == images[1].norm.vmax
     assert images[1].norm.vmax - images[0].norm.vmin > 2  # two decades apart, on one scale
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_study_plot_of_a_presets_runs_renders(
+    runs: dict[str, dict[str, Any]], name: str
+) -> None:
+    configs = [{"index": index, "label": f"seed={index}", "values": {}} for index in (0, 1)]
+    series = study_series(configs, 1, [runs[name], runs[name]])
+    names = STUDY_PLOTS.available(series)
+    assert {"depth", "curves", "gradient_flow"} <= set(names)
+    for plot in names:
+        pixels = decode(STUDY_PLOTS.render(plot, series, width=640, height=480, dpi=80))
+        assert pixels.shape == (480, 640, 3), plot
+    curves = STUDY_PLOTS.build_figure("curves", series)
+    titles = [ax.get_title() for ax in curves.axes]
+    # A regression has no accuracy to draw: its loss alone.
+    metrics = ["loss"] if name == "lstm-adding" else ["loss", "accuracy"]
+    assert titles == [f"training {metric}" for metric in metrics]

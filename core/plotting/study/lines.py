@@ -71,9 +71,14 @@ def _draw_depth(figure: Figure, series: Mapping[str, Any], style: Style) -> Fram
 def _draw_curves(figure: Figure, series: Mapping[str, Any], style: Style) -> Frame:
     configs = [c for c in series["configs"] if c["curves"]["loss"]["mean"]]
     colors = config_colors(len(configs))
-    rows, cols = (1, 2) if style.landscape else (2, 1)
+    # A regression (adding) has no accuracy: its loss alone, on the whole figure.
+    scored = any(
+        any(value is not None for value in c["curves"]["accuracy"]["mean"]) for c in configs
+    )
+    metrics = ("loss", "accuracy") if scored else ("loss",)
+    rows, cols = (1, len(metrics)) if style.landscape else (len(metrics), 1)
     axes = figure.subplots(rows, cols, sharex=True, squeeze=False).ravel()
-    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+    for ax, metric in zip(axes, metrics, strict=True):
         for config, color in zip(configs, colors, strict=True):
             band = config["curves"][metric]
             mean = finite_floats(band["mean"])
