@@ -59,7 +59,12 @@ def draw_default_plots(study_id: str, series: Mapping[str, Any]) -> dict[str, by
 
 def load_series(store: StudyStore, record: StudyRecord) -> dict[str, Any]:
     """The study's plot series, read from its children's results one at a time."""
-    return study_series(record.configs, record.seeds, _results(store, record))
+    return study_series(
+        record.configs,
+        record.seeds,
+        _results(store, record),
+        remedies=record.request.get("remedies"),
+    )
 
 
 def _results(store: StudyStore, record: StudyRecord) -> Iterator[Mapping[str, Any] | None]:

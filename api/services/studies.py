@@ -164,7 +164,9 @@ async def _series(studies: AsyncStudyStore, study: StudyRecord) -> dict[str, Any
             yield orjson.loads(content) if content else None
 
     def build() -> dict[str, Any]:
-        return study_series(study.configs, study.seeds, results())
+        return study_series(
+            study.configs, study.seeds, results(), remedies=study.request.get("remedies")
+        )
 
     series = await anyio.to_thread.run_sync(build)
     await studies.put_study_series(study.id, series_json=dumps_compact(series))

@@ -24,6 +24,7 @@ from api.services.datasets import fill_study_datasets, note_dataset_users, with_
 from core.experiment.spec import ExperimentSpec
 from core.experiment.studies import StudyError, StudyPlan, expand_study, parse_study
 from core.plotting.catalog import planned_study_plots
+from core.plotting.study.remedies import REMEDIES
 from core.store.admission import ACTIVE_LIMIT_RETRY_AFTER, Refusal, TooManyActiveJobs
 from core.store.jobs import Created, IdempotencyKeyReused
 from core.store.records import StudyRecord
@@ -78,7 +79,7 @@ async def submit_plan(services: Services, plan: StudyPlan, owner: str) -> StudyR
         return studies.create_study(
             plan=plan,
             queues=[services.settings.queue_for(spec.device) for spec in plan.children],
-            plots=planned_study_plots(plan.children),
+            plots=planned_study_plots(plan.children) + remedy_plots(plan),
             owner=owner,
             max_active=max_active,
             members=services.settings.ensemble_members,
@@ -87,6 +88,12 @@ async def submit_plan(services: Services, plan: StudyPlan, owner: str) -> StudyR
     record = await _admitted(services, owner, len(plan.children), create)
     await note_dataset_users(services, plan.children, [child.id for child in record.children])
     return await studies.get_study(record.id) or record
+
+
+def remedy_plots(plan: StudyPlan) -> list[str]:
+    """The plot only a remedy study has (core.plotting.study.remedies): its specs do not
+    say they are one, its request does."""
+    return [REMEDIES.name] if plan.request.get("remedies") is not None else []
 
 
 def plan_study(body: Mapping[str, Any]) -> StudyPlan:

@@ -26,7 +26,7 @@ from core.plotting.experiment import (
 )
 from core.plotting.experiment.axes import label_bottom_row_only
 from core.plotting.kinds import PlotCatalog
-from core.plotting.study import grids, lines
+from core.plotting.study import grids, lines, remedies
 
 if TYPE_CHECKING:
     from core.experiment.spec import ExperimentSpec
@@ -54,7 +54,7 @@ EXPERIMENT_PLOTS = PlotCatalog(
 # (core.plotting.study.series) stored with the study.
 STUDY_PLOTS = PlotCatalog(
     "study",
-    (lines.DEPTH, lines.CURVES, grids.GRADIENT_FLOW, grids.BOUNDARY),
+    (lines.DEPTH, lines.CURVES, grids.GRADIENT_FLOW, grids.BOUNDARY, remedies.REMEDIES),
 )
 
 

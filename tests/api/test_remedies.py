@@ -15,6 +15,7 @@ from core.experiment.presets import cell, conv_stack, layered_spec
 from core.experiment.spec import ExperimentSpec
 from core.settings import Settings
 from tests.api.conftest import UNTRAINED, FinishedJob, problem
+from tests.api.test_plots import png_size
 from tests.api.test_studies import UNKNOWN, post_study, wait_for_study
 from tests.api.test_studies import UNTRAINED as UNTRAINED_STUDY
 from tests.conftest import KeysServer, Server, Worker, wait_for
@@ -111,6 +112,22 @@ def test_the_summary_says_per_fix_what_it_cleared_and_at_what_cost(
     # tanh's slope is 1 at zero: its gradient reaches the first layer (the measured truth).
     assert rows["tanh"].gradient_ratio.after > rows["tanh"].gradient_ratio.before  # type: ignore[operator]
     assert proof["summary"]["remedies"] == document["remedies"]
+
+
+def test_the_study_has_the_remedies_plot_drawn_and_shareable(
+    client: httpx.Client, proof: dict[str, Any]
+) -> None:
+    assert proof["plots"][-1] == "remedies" and "curves" in proof["plots"]
+    listed = client.get(f"/v1/studies/{proof['id']}/plots").json()["items"]
+    (item,) = [plot for plot in listed if plot["name"] == "remedies"]
+    assert "cleared" in item["description"]
+    response = client.get(item["url"])
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert png_size(response.content) == (900, 600)
+    link = client.post(f"/v1/studies/{proof['id']}/plots/remedies/share", params={"width": 450})
+    assert link.status_code == 200, link.text
+    shared = client.get(link.json()["url"])  # its signature is the grant
+    assert shared.status_code == 200 and png_size(shared.content)[0] == 450
 
 
 def test_the_experiment_links_its_remedy_studies(

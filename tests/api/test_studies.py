@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from core.plotting.catalog import STUDY_PLOTS
+from core.plotting.study.remedies import REMEDIES
 from core.settings import Settings
 from core.store.stores import StudyStore, plans_from_settings
 from tests.api.conftest import problem
@@ -18,7 +19,8 @@ from tests.api.test_events import sse_events
 from tests.api.test_plots import ORIGIN, png_size
 from tests.conftest import LONG_SPEC, KeysServer, Server, Worker, keys_env, serve_api, wait_for
 
-STUDY_PLOT_NAMES = STUDY_PLOTS.names
+# An ordinary study's plots; a remedy study adds `remedies` (tests/core/test_remedy_plot.py).
+STUDY_PLOT_NAMES = [name for name in STUDY_PLOTS.names if name != REMEDIES.name]
 
 STUDY_SECONDS = 240.0  # a fresh worker loads TensorFlow and compiles each architecture
 # Four short children: two activations, two seeds, 3 epochs on 200 points.

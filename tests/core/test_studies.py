@@ -37,6 +37,7 @@ from core.plotting.catalog import (
 from core.plotting.kinds import PlotSizeError
 from core.plotting.kinds import PlotUnavailableError as StudyPlotUnavailableError
 from core.plotting.kinds import UnknownPlotError as UnknownStudyPlotError
+from core.plotting.study.remedies import REMEDIES
 from core.plotting.study.series import study_series
 from core.queue.tasks import study_child_task, study_group_task
 from core.settings import Settings
@@ -45,7 +46,8 @@ from core.store.records import WorkerInfo
 from core.store.stores import StudyStore, plans_from_settings
 from tests.core.result_samples import make_diverged_result, make_result
 
-STUDY_PLOT_NAMES = STUDY_PLOTS.names
+# An ordinary study's plots; a remedy study adds `remedies` (tests/core/test_remedy_plot.py).
+STUDY_PLOT_NAMES = [name for name in STUDY_PLOTS.names if name != REMEDIES.name]
 
 WORKER = WorkerInfo(hostname="fake@test", device="cpu", device_name="CPU", tensorflow="0")
 

@@ -18,7 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from core.experiment.jobs import JobStatus, Summary
+from core.experiment.remedy_studies import remedy_summary
 from core.experiment.spec import ExperimentSpec, dataset_shape
+from core.experiment.study_summary import ChildOutcome
 from core.plotting.style import (
     as_floats,
     log10,
@@ -201,20 +204,35 @@ def study_series(
     configs: Sequence[Mapping[str, Any]],
     seeds: int,
     results: Iterable[Mapping[str, Any] | None],
+    *,
+    remedies: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The numbers the study's plots draw, from its children's results in child order.
 
     `results` may be a generator (each result is reduced, then dropped); None
-    stands for a child that did not succeed.
+    stands for a child that did not succeed. A remedy study's `remedies` (its
+    request's section) adds what each fix did, as its summary says it.
     """
     runs = [_ConfigRuns([], []) for _ in configs]
+    outcomes = []
     for child, result in enumerate(results):
         if result is not None:
             runs[child // seeds].add(result)
-    return {
+        outcomes.append(_outcome(child, result))
+    series: dict[str, Any] = {
         "version": SERIES_VERSION,
         "configs": [runs[index].to_json_dict(config) for index, config in enumerate(configs)],
     }
+    if remedies is not None:
+        series["remedies"] = remedy_summary(configs, seeds, outcomes, remedies)
+    return series
+
+
+def _outcome(child: int, result: Mapping[str, Any] | None) -> ChildOutcome:
+    if result is None:
+        return ChildOutcome(str(child), JobStatus.FAILED)
+    summary = Summary.from_result(result).to_json_dict()
+    return ChildOutcome(str(child), JobStatus.SUCCEEDED, summary)
 
 
 def captures_gradients(specs: Sequence[ExperimentSpec]) -> bool:
