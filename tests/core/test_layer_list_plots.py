@@ -70,6 +70,9 @@ def test_layers_are_named_by_class_and_position_as_the_result_names_them(
     assert f"{shape}, Conv2D 8, Conv2D 8, MaxPooling2D, Flatten, Dense 32 → 10 softmax" in (
         all_text(conv)
     )
+    recurrent = build_figure("gradient_flow", runs["lstm-recall"]).axes[0]
+    rows = [label.get_text() for label in recurrent.get_yticklabels()]
+    assert rows == ["lstm_1", "lstm_1 recurrent", "output"]
     weights = build_figure("weights", runs["lstm-adding"])
     assert "LSTM 32 → 1 linear" in all_text(weights)
     assert {line.get_label() for line in plotted_lines(weights.axes[0])} == {"lstm_1", "output"}

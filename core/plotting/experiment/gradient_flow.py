@@ -33,10 +33,10 @@ Result = Mapping[str, Any]
 
 
 def _draw_gradient_flow(figure: Figure, result: Result, style: Style) -> Frame:
-    names = _gradient_layers(result)
+    kernels = _kernel_rows(result)
+    names = [name for name, _ in kernels]
     x, xlabel = capture_epochs(result)
-    series = result["series"]
-    rows = [as_floats(series[name]["kernel"].get("grad_norm")) for name in names]
+    rows = [as_floats(values) for _, values in kernels]
     width = max((row.size for row in rows), default=0)
     norms = np.full((len(names), width), np.nan)
     for index, row in enumerate(rows):
@@ -44,7 +44,10 @@ def _draw_gradient_flow(figure: Figure, result: Result, style: Style) -> Frame:
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.ma.masked_invalid(np.log10(np.where(norms > 0, norms, np.nan)))
     ax = figure.subplots()
-    style_axes(ax, style, title="log10 of each layer's kernel gradient norm", xlabel=xlabel)
+    title = "log10 of each layer's kernel gradient norm"
+    if len(kernels) > len(_gradient_layers(result)):
+        title += " (and recurrent kernel's)"
+    style_axes(ax, style, title=title, xlabel=xlabel)
     ax.grid(False)
     frame = Frame(title=suptitle(figure, result, "Gradient flow", style))
     if logs.count() == 0:
@@ -99,6 +102,19 @@ def _gradient_layers(result: Result) -> list[str]:
         for name in layer_names_of(result)
         if (series.get(name) or {}).get("kernel", {}).get("grad_norm") is not None
     ]
+
+
+def _kernel_rows(result: Result) -> list[tuple[str, Any]]:
+    """(row label, gradient norms) per kernel, input side first: each layer's kernel,
+    and a recurrent layer's recurrent kernel under it ("lstm_1 recurrent")."""
+    series = result.get("series") or {}
+    rows: list[tuple[str, Any]] = []
+    for name in _gradient_layers(result):
+        rows.append((name, series[name]["kernel"]["grad_norm"]))
+        recurrent = (series[name].get("recurrent_kernel") or {}).get("grad_norm")
+        if recurrent is not None:
+            rows.append((f"{name} recurrent", recurrent))
+    return rows
 
 
 def column_extent(x: np.ndarray) -> tuple[float, float]:
