@@ -20,9 +20,11 @@ CHROMIUM = os.environ.get("GRADWATCH_CHROMIUM", "/usr/bin/chromium")
 JOB_MS = 240_000
 
 
-@pytest.fixture(scope="session")
+# Package, not session: Playwright's sync API runs an event loop in this thread until
+# it stops, and the anyio tests that run after these cannot start theirs beside it.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
-    """Headless Chromium for the session."""
+    """Headless Chromium for the browser tests."""
     if not Path(CHROMIUM).is_file():
         missing = (
             f"no Chromium at {CHROMIUM}: install Debian's (`apt-get install chromium`) or set "
