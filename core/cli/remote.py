@@ -1,7 +1,8 @@
-"""`gradwatch submit`, `study`, `status` and `download`: a remote service, through core.client.
+"""`gradwatch submit`, `study`, `remedies`, `status`, `download`: a remote service, by core.client.
 
     gradwatch submit SPEC.json --server URL [--key KEY] [--wait] [--out DIR]
     gradwatch study STUDY.json|--preset NAME --server URL [--wait] [--out DIR]
+    gradwatch remedies ID [--fix FIX ...] [--seeds N] [--wait] [--out DIR]
     gradwatch status ID            an experiment's or a study's status
     gradwatch download ID --out DIR
 
@@ -92,6 +93,16 @@ def register(commands: Any) -> None:
     body.add_argument("body", nargs="?", help="study JSON file (base, axes, seeds), - for stdin")
     body.add_argument("--preset", help="a preset study's name (GET /v1/presets)")
     study.set_defaults(func=_guarded(study_command))
+
+    remedies = commands.add_parser(
+        "remedies", parents=[following], help="prove a finished run's prescriptions in a study"
+    )
+    remedies.add_argument("id", help="the experiment whose prescriptions to try")
+    remedies.add_argument(
+        "--fix", action="append", help="a prescribed fix to try (repeat; default: all)"
+    )
+    remedies.add_argument("--seeds", type=int, help="seeds per configuration (default: 3)")
+    remedies.set_defaults(func=_guarded(remedies_command))
 
     status = commands.add_parser(
         "status", parents=[server], help="an experiment's or a study's status"
@@ -213,7 +224,16 @@ def _write(out: Path, files: dict[str, bytes]) -> list[Path]:
 
 def study_command(args: argparse.Namespace, client: Client) -> Exit:
     body = {"preset": args.preset} if args.preset else _read_json(args.body)
-    study = client.submit_study(body)
+    return _follow_study(args, client, client.submit_study(body))
+
+
+def remedies_command(args: argparse.Namespace, client: Client) -> Exit:
+    study = client.prove_remedies(args.id, fixes=args.fix, seeds=args.seeds)
+    return _follow_study(args, client, study)
+
+
+def _follow_study(args: argparse.Namespace, client: Client, study: Study) -> Exit:
+    """Print the queued study's id; with --wait or --out, follow it and write its files."""
     print(study["id"], flush=True)
     if not (args.wait or args.out):
         return Exit.OK

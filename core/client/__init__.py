@@ -17,13 +17,14 @@ from core.client.errors import (
 )
 from core.client.events import Event
 from core.client.http import Client
-from core.client.records import Job, PlotLink, Study
+from core.client.records import Dataset, Job, PlotLink, Study
 
 __all__ = [
     "BadRequestError",
     "Client",
     "ClientError",
     "ConflictError",
+    "Dataset",
     "Event",
     "Job",
     "NotFoundError",

@@ -28,7 +28,7 @@ import httpx
 
 from core.client.errors import NotFoundError, ServiceUnreachableError, problem_error
 from core.client.events import Event, parse_events
-from core.client.records import Job, Page, PlotLink, Study
+from core.client.records import Dataset, Job, Page, PlotLink, Study
 
 # Seconds waited before a retry when the service names no Retry-After, and at most.
 DEFAULT_RETRY_AFTER = 1.0
@@ -155,6 +155,15 @@ class Client:
         """Delete the experiment and everything stored for it."""
         self._request("DELETE", f"v1/experiments/{job_id}")
 
+    def prove_remedies(
+        self, job_id: str, *, fixes: list[str] | None = None, seeds: int | None = None
+    ) -> Study:
+        """Queue a study of the run's spec beside each prescribed fix (or `fixes`) over the
+        same seeds; not retried. 409 until the run succeeded."""
+        body = _params(fixes=fixes, seeds=seeds)
+        path = f"v1/experiments/{job_id}/remedies"
+        return cast(Study, self._json("POST", path, json=body, retry=False))
+
     def presets(self) -> dict[str, Any]:
         """The ready specs (`items`) and studies (`studies`)."""
         return cast(dict[str, Any], self._json("GET", "v1/presets"))
@@ -200,6 +209,34 @@ class Client:
 
     def delete_study(self, study_id: str) -> None:
         self._request("DELETE", f"v1/studies/{study_id}")
+
+    # --------------------------------------------------------------------- datasets
+
+    def upload_dataset(
+        self,
+        content: bytes,
+        filename: str,
+        *,
+        label: str = "label",
+        task: str = "classification",
+        name: str | None = None,
+    ) -> Dataset:
+        """Keep a CSV (header row, a `label` column) or an NPZ (`x`, `y`) on the service;
+        train on it with `{"dataset": {"kind": "uploaded", "id": ...}}`. The same upload
+        again answers the same dataset, so it is retried like a submission."""
+        params = _params(label=label, task=task, name=name)
+        files = {"file": (filename, content, "application/octet-stream")}
+        return cast(Dataset, self._json("POST", "v1/datasets", params=params, files=files))
+
+    def datasets(self, *, limit: int = 50, cursor: str | None = None) -> Page:
+        params = _params(limit=limit, cursor=cursor)
+        return cast(Page, self._json("GET", "v1/datasets", params=params))
+
+    def dataset(self, dataset_id: str) -> Dataset:
+        return cast(Dataset, self._json("GET", f"v1/datasets/{dataset_id}"))
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        self._request("DELETE", f"v1/datasets/{dataset_id}")
 
     # ------------------------------------------------------------------- transport
 

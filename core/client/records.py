@@ -36,6 +36,7 @@ class Job(TypedDict):
     error: dict[str, str] | None
     summary: Summary | None
     plots: list[str]
+    remedy_studies: list[str]
     spec: dict[str, Any]
 
 
@@ -63,6 +64,19 @@ class Study(TypedDict):
     configs: list[dict[str, Any]]
     summary: dict[str, Any] | None
     plots: list[str]
+    remedy_studies: list[str]
+
+
+class Dataset(TypedDict):
+    id: str
+    name: str
+    format: Literal["csv", "npz"]
+    task: Literal["classification", "regression"]
+    label: str | None
+    samples: int
+    sample_shape: list[int]
+    features: int
+    classes: list[str] | None
 
 
 class PlotLink(TypedDict):

@@ -315,6 +315,7 @@ async function experimentPage() {
   const result = await getJSON(`${base}/result`);
   $("#finished").hidden = false;
   showVerdicts(result.diagnosis);
+  remediesForm(base, job, result.diagnosis);
   showSeries(result);
   await showPlots(base, $("#plots"));
 }
@@ -343,6 +344,25 @@ function showVerdicts(diagnosis) {
   const evidence = el("details", {}, el("summary", { text: "Evidence" }),
     el("pre", { class: "json", text: JSON.stringify(diagnosis.evidence, null, 2) }));
   $("#verdicts").replaceChildren(...blocks, evidence);
+}
+
+// Prove the run's prescriptions (POST .../remedies): a study, opened once accepted.
+function remediesForm(base, job, diagnosis) {
+  const studies = job.remedy_studies || [];
+  $("#remedy-studies").replaceChildren(...studies.map((id) => el("li", {}, link(`/studies/${id}`, `study ${id}`))));
+  $("#remedies").hidden = !Object.keys(diagnosis.prescriptions || {}).length && !studies.length;
+  const form = $("#remedies");
+  $("#prove").addEventListener("click", async () => {
+    clearErrors(form);
+    try {
+      const body = { seeds: Number($("#remedy-seeds").value) };
+      const study = await (await api(`${base}/remedies`, { method: "POST", json: body })).json();
+      location.assign(`${ROOT}/studies/${study.id}`);
+    } catch (error) {
+      if (error instanceof ProblemError && error.status !== 401) showFieldErrors(form, $("#remedy-seeds"), error);
+      else showError(error);
+    }
+  });
 }
 
 const prescription = (fix) =>
@@ -410,7 +430,9 @@ async function studyPage() {
     showStudy();
   }
   if (!study.summary) return;
-  showSummary((await getJSON(`${base}/summary`)).rows, study);
+  const summary = await getJSON(`${base}/summary`);
+  showSummary(summary.rows, study);
+  if (summary.remedies) showRemedies(summary.remedies.fixes);
   downloadLink($("#summary-csv"), `${base}/summary.csv`, `study-${study.id}.csv`);
   await showPlots(base, $("#plots"));
 }
@@ -437,6 +459,17 @@ function showSummary(rows, study) {
     el("td", { text: spread(row.loss) }),
     el("td", { text: spread(row.accuracy) }),
     el("td", { text: Object.entries(row.verdicts).map(([v, n]) => `${v} ×${n}`).join(", ") || "healthy" }))));
+}
+
+function showRemedies(fixes) {
+  const change = (stat) => (stat && stat.mean !== null ? `${stat.mean >= 0 ? "+" : ""}${number(stat.mean, 3)}` : "–");
+  $("#remedy-summary tbody").replaceChildren(...fixes.map((fix) => el("tr", {},
+    el("th", { scope: "row", text: fix.fix }),
+    el("td", { text: fix.verdicts.map((v) => `${v.verdict}: ${v.cleared} of ${v.baseline}`).join(", ") || "–" }),
+    el("td", { text: Object.entries(fix.new_verdicts || {}).map(([v, n]) => `${v} ×${n}`).join(", ") || "none" }),
+    el("td", { text: change(fix.accuracy_change) }),
+    el("td", { text: fix.gradient_ratio ? `${number(fix.gradient_ratio.before, 3)} → ${number(fix.gradient_ratio.after, 3)}` : "–" }))));
+  $("#remedy-summary").hidden = false;
 }
 
 function downloadLink(anchor, path, filename) {
@@ -532,11 +565,12 @@ function showFieldErrors(form, json, error) {
   const errors = error.problem.errors || [{ field: "", reason: error.message }];
   let first = null;
   for (const { field, reason } of errors) {
-    const input = inputs
+    const matched = inputs
       .filter((i) => field === i.dataset.path || field.startsWith(`${i.dataset.path}.`))
-      .sort((a, b) => b.dataset.path.length - a.dataset.path.length)[0] || json;
+      .sort((a, b) => b.dataset.path.length - a.dataset.path.length)[0];
+    const input = matched || json;
     const box = document.getElementById(input.getAttribute("aria-describedby"));
-    const text = input === json && field ? `${field}: ${reason}` : reason;
+    const text = !matched && field ? `${field}: ${reason}` : reason;
     box.textContent = box.textContent ? `${box.textContent} ${text}` : text;
     input.setAttribute("aria-invalid", "true");
     first = first || input;

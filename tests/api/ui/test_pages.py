@@ -10,6 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from core.client import Client
 from tests.api.conftest import UNTRAINED
 from tests.api.ui.conftest import JOB_MS
 from tests.api.ui.prefixed import PREFIX
@@ -201,3 +202,25 @@ def test_the_pages_work_behind_a_path_prefix(
         page.click("nav >> text=New")
         page.wait_for_url(f"{server.url}{PREFIX}/new")
         expect(page.locator("#study-preset option").first).to_be_attached()
+
+
+def test_a_run_s_prescriptions_are_proven_from_its_page(
+    page: Page, api_server: Server, worker_process: Worker
+) -> None:
+    with Client(api_server.url) as client:
+        run = client.wait(client.submit({"seed": 1, "training": {"epochs": 5}})["id"])
+        assert run["summary"] and run["summary"]["verdicts"] == ["vanishing"]
+        page.goto(f"{api_server.url}/experiments/{run['id']}")
+        expect(page.locator("#remedies")).to_be_visible(timeout=JOB_MS)
+        page.fill("#remedy-seeds", "100")
+        page.click("#prove")
+        seeds_error = page.locator("#remedy-seeds-error")
+        expect(seeds_error).to_have_text(re.compile("^Input should be less"))
+        expect(page.locator("#remedy-seeds")).to_have_attribute("aria-invalid", "true")
+        page.fill("#remedy-seeds", "1")
+        page.click("#prove")
+        page.wait_for_url(re.compile(r"/studies/[0-9A-Z]{26}$"))
+        study_id = page.url.rsplit("/", 1)[1]
+        client.cancel_study(study_id)  # its training is not what this test is about
+        expect(page.locator("#configs tbody th").first).to_have_text("baseline")
+        assert client.get(run["id"])["remedy_studies"] == [study_id]

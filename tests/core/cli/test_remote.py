@@ -64,6 +64,8 @@ def test_submit_without_wait_prints_the_id_and_status_says_unfinished(
     download = gradwatch("download", job_id, "--server", api_server.url, "--out", str(tmp_path))
     assert download.returncode == Exit.REFUSED
     assert "409" in download.stderr
+    remedies = gradwatch("remedies", job_id, "--seeds", "1", "--server", api_server.url)
+    assert remedies.returncode == Exit.REFUSED and "409" in remedies.stderr
 
 
 def test_a_study_waits_and_writes_its_summary_and_plots(
@@ -88,6 +90,7 @@ def test_a_study_waits_and_writes_its_summary_and_plots(
         (["submit", "-"], "not json", Exit.USAGE, "Expecting value"),
         (["study", "-"], '{"axes": {"nope": [1]}}', Exit.REFUSED, "axes"),
         (["status", "01JD8X3Q7R5M2N4P6T8V0W2Y4Z"], None, Exit.NOT_FOUND, "404"),
+        (["remedies", "01JD8X3Q7R5M2N4P6T8V0W2Y4Z"], None, Exit.NOT_FOUND, "404"),
     ],
 )
 def test_what_went_wrong_is_said_and_is_the_exit_status(

@@ -189,3 +189,33 @@ def test_a_503_is_retried_after_retry_after_until_the_service_serves(
             client.get(job["id"])
         assert unavailable.value.status == 503 and len(pauses) == 2
         assert unavailable.value.problem["title"]
+
+
+def test_a_run_s_prescriptions_are_proven_in_a_study(
+    client: Client, trained: tuple[dict[str, Any], list[Event]]
+) -> None:
+    job = trained[0]
+    prescriptions = client.result(job["id"])["diagnosis"]["prescriptions"]
+    fix = next(iter(prescriptions.values()))[0]["fix"]
+    study = client.prove_remedies(job["id"], fixes=[fix], seeds=1)
+    assert [config["label"] for config in study["configs"]] == ["baseline", fix]
+    assert client.get(job["id"])["remedy_studies"] == [study["id"]]
+    client.cancel_study(study["id"])
+    with pytest.raises(BadRequestError) as refused:
+        client.prove_remedies(job["id"], fixes=["no_such_fix"])
+    assert refused.value.errors[0]["field"].startswith("fixes")
+
+
+def test_a_dataset_is_uploaded_read_listed_and_deleted(client: Client) -> None:
+    rows = "\n".join(f"{i % 7},{i % 3},{i % 2}" for i in range(40))
+    dataset = client.upload_dataset(f"a,b,label\n{rows}\n".encode(), "tiny.csv")
+    assert (dataset["format"], dataset["samples"], dataset["features"]) == ("csv", 40, 2)
+    assert client.upload_dataset(f"a,b,label\n{rows}\n".encode(), "tiny.csv")["id"] == dataset["id"]
+    assert client.dataset(dataset["id"])["name"] == "tiny.csv"
+    assert dataset["id"] in [item["id"] for item in client.datasets()["items"]]
+    with pytest.raises(BadRequestError) as refused:
+        client.upload_dataset(b"a,b\n1,2\n", "bad.csv")
+    assert refused.value.status in (400, 422)
+    client.delete_dataset(dataset["id"])
+    with pytest.raises(NotFoundError):
+        client.dataset(dataset["id"])
