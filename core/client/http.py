@@ -271,7 +271,7 @@ class Client:
 
     def _events(self, path: str) -> Iterator[Event]:
         """The events at `path` until a final state; reopened after `Last-Event-ID` when
-        the connection drops, or the stream closes early, up to `retries` times in a row."""
+        the connection drops or the server interrupts it, up to `retries` times in a row."""
         last_id: str | None = None
         failures = 0
         timeout = httpx.Timeout(self.http.timeout.connect, read=STREAM_READ_TIMEOUT)
@@ -287,17 +287,23 @@ class Client:
                         response.read()
                         raise problem_error(response.status_code, _problem(response))
                     for event in parse_events(response.iter_lines()):
+                        if event.type == "interrupted":  # the server stopped serving it
+                            raise StreamInterruptedError(str(event.data.get("detail")))
                         failures = 0
                         last_id = event.id or last_id
                         yield event
                         if event.final:
                             return
                 return  # closed without a final state: the record is gone
-            except httpx.TransportError as error:
+            except (httpx.TransportError, StreamInterruptedError) as error:
                 failures += 1
                 if failures > self.retries:
                     raise ServiceUnreachableError(f"{self.http.base_url}: {error}") from error
                 self.sleep(min(DEFAULT_RETRY_AFTER * failures, MAX_RETRY_AFTER))
+
+
+class StreamInterruptedError(Exception):
+    """An event stream's last event said to reconnect (Redis went away, a slow reader)."""
 
 
 def _follow(events: Iterator[Event], on_event: EventHandler | None) -> None:

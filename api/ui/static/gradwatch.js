@@ -9,8 +9,8 @@ const ROOT = document.body.dataset.root || "";
 const PAGE_ID = document.body.dataset.id || "";
 const KEY_STORE = "gradwatch.key";
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
-// Browsers allow about 6 connections per host: leave room for the page's other requests.
-const MAX_STREAMS = 4;
+// The ids one multiplexed stream follows at most (the service's max_stream_ids default).
+const MAX_FOLLOWED = 50;
 
 // ------------------------------------------------------------------------- the API
 
@@ -67,13 +67,15 @@ async function follow(path, onEvent) {
       let buffer = "";
       for (;;) {
         const { value, done } = await reader.read();
-        if (done) return; // closed without a final state: the record is gone
+        if (done) return; // closed without a final state: the record is gone, or all ended
         buffer += value.replace(/\r\n?/g, "\n");
         let end;
         while ((end = buffer.indexOf("\n\n")) >= 0) {
           const event = parseEvent(buffer.slice(0, end));
           buffer = buffer.slice(end + 2);
           if (!event) continue;
+          // The server stopped serving this stream (Redis went away, a slow reader): resume.
+          if (event.type === "interrupted") throw new Error(event.data.detail);
           failures = 0;
           last = event.id || last;
           onEvent(event);
@@ -103,16 +105,14 @@ function parseEvent(block) {
   return data.length ? { type, id, data: JSON.parse(data.join("\n")) } : null;
 }
 
-// Several jobs' streams, MAX_STREAMS at a time; `onEvent(id, event)`.
-async function followJobs(ids, onEvent) {
-  const waiting = [...ids];
-  const worker = async () => {
-    while (waiting.length) {
-      const id = waiting.shift();
-      await follow(`/v1/experiments/${id}/events`, (event) => onEvent(id, event)).catch(showError);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(MAX_STREAMS, ids.length) }, worker));
+// Many experiments and studies on one stream (GET /v1/events?ids=): `onEvent(id, event)`
+// with each record's own event, until every one has ended.
+async function followMany(ids, onEvent) {
+  for (let start = 0; start < ids.length; start += MAX_FOLLOWED) {
+    const some = ids.slice(start, start + MAX_FOLLOWED);
+    follow(`/v1/events?ids=${some.join(",")}`, (event) =>
+      onEvent(event.data.id, { type: event.type, data: event.data.data })).catch(showError);
+  }
 }
 
 // ----------------------------------------------------------------------- rendering
@@ -232,9 +232,10 @@ async function homePage() {
   $("#studies tbody").replaceChildren(...studies.items.map(studyRow));
   if (!studies.items.length) $("#studies tbody").replaceChildren(emptyRow(5, "No studies yet."));
   compareForm();
-  const live = jobs.items.filter((job) => !FINAL.has(job.status)).map((job) => job.id);
-  followJobs(live, (id, event) => {
-    const row = rows.get(id);
+  const live = [...jobs.items, ...studies.items].filter((r) => !FINAL.has(r.status)).map((r) => r.id);
+  followMany(live, (id, event) => {
+    const row = rows.get(id) || document.querySelector(`#studies tr[data-id="${id}"]`);
+    if (!row) return;
     if (event.type === "progress") {
       row.querySelector("progress").max = event.data.epochs;
       row.querySelector("progress").value = event.data.epoch;
@@ -269,7 +270,7 @@ function studyRow(study) {
   const p = study.progress;
   return el(
     "tr",
-    {},
+    { "data-id": study.id },
     el("td", {}, link(`/studies/${study.id}`, study.name || study.preset || study.id)),
     el("td", {}, statusBadge(study.status)),
     el("td", { text: `${p.finished}/${p.children}` }),

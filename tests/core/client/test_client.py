@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -219,3 +221,41 @@ def test_a_dataset_is_uploaded_read_listed_and_deleted(client: Client) -> None:
     client.delete_dataset(dataset["id"])
     with pytest.raises(NotFoundError):
         client.dataset(dataset["id"])
+
+
+def test_an_interrupted_stream_is_resumed_where_it_stopped(
+    service_env: dict[str, str], redis_later: RedisServer
+) -> None:
+    redis_later.options = ("--appendonly", "yes", "--appendfsync", "always")  # the job stays
+    redis_later.start()
+    first_event, back = threading.Event(), threading.Event()
+    seen: list[Event] = []
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:  # between the interruption and the reconnect
+        pauses.append(seconds)
+        redis_later.start()
+        back.set()
+
+    with serve_api({**service_env, "REDIS_URL": redis_later.url}) as server:
+        with Client(server.url) as client:
+            job = client.submit(UNTRAINED)
+
+        def read() -> None:
+            with Client(server.url, sleep=sleep) as client:
+                for event in client.events(job["id"]):
+                    seen.append(event)
+                    first_event.set()
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        assert first_event.wait(30)
+        redis_later.shut_down()
+        assert back.wait(60), "the client did not reconnect"
+        with Client(server.url, sleep=lambda _: time.sleep(0.2)) as client:
+            client.cancel(job["id"])
+        reader.join(60)
+    assert not reader.is_alive()
+    assert [event.type for event in seen] == ["state", "state"]
+    assert [event.data["status"] for event in seen] == ["queued", "cancelled"]
+    assert len(pauses) == 1
