@@ -211,8 +211,11 @@ def download_job(client: Client, job_id: str, out: Path) -> list[Path]:
 
 
 def _write(out: Path, files: dict[str, bytes]) -> list[Path]:
+    """Each file into `out` itself: a name the server sent never leaves that folder."""
     written = []
     for name, content in files.items():
+        if Path(name).name != name or name.startswith("."):
+            raise ValueError(f"refusing to write {name!r}: not a plain file name")
         path = out / name
         path.write_bytes(content)
         written.append(path)

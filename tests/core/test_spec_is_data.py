@@ -39,7 +39,16 @@ REVIEWED = {
         "core/engine/hardware.py",
         "pathlib.Path",
     ): 'the constant "/proc/cpuinfo", read for the CPU model',
-    ("api/rendering.py", "pathlib.Path"): "the plot modules' own source files, for render ETags",
+    (
+        "core/plotting/sources.py",
+        "pathlib.Path",
+    ): "the plotting package's own source files, for render ETags",
+    ("api/docs_pages.py", "pathlib.Path"): "the package's own folder of vendored docs assets",
+    ("api/ui/__init__.py", "pathlib.Path"): "the package's own templates and static folders",
+    (
+        "core/cli/remote.py",
+        "pathlib.Path",
+    ): "the spec file and output folder the local user gives; names from the server are checked",
     (
         "core/datasets/uploaded.py",
         "numpy.load",

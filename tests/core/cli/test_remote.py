@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.cli.remote import Exit
+from core.cli.remote import Exit, _write
 from tests.api.conftest import UNTRAINED
 from tests.conftest import KeysServer, Server, Worker, free_port
 from tests.core.cli.test_cli import gradwatch
@@ -111,3 +111,15 @@ def test_no_service_and_no_key_have_their_own_exit_statuses(keys_server: KeysSer
         stdin=json.dumps(UNTRAINED),
     )  # fmt: skip
     assert keyed.returncode == Exit.OK, keyed.stderr
+
+
+@pytest.mark.parametrize("name", ["../escaped.png", "/tmp/absolute.png", "sub/dir.png", ".hidden"])
+def test_a_file_name_from_the_server_never_leaves_the_output_folder(
+    tmp_path: Path, name: str
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ValueError, match="not a plain file name"):
+        _write(out, {name: b"png"})
+    assert list(tmp_path.rglob("*.png")) == []
+    assert _write(out, {"loss.png": b"png"}) == [out / "loss.png"]
