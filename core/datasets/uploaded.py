@@ -32,6 +32,7 @@ import hashlib
 import io
 import math
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -145,7 +146,7 @@ def _read_csv(body: bytes, label: str, limits: UploadLimits) -> tuple[np.ndarray
         raise DatasetFileError(
             "file", "neither an NPZ nor a CSV (it holds NUL bytes)", kind="unsupported-dataset"
         )
-    rows = csv.reader(io.StringIO(text))
+    rows = _rows(text)
     header = [name.strip() for name in next(rows, [])]
     if not any(header):
         raise DatasetFileError("row 1", "the file is empty; a CSV needs a header row")
@@ -182,6 +183,20 @@ def _read_csv(body: bytes, label: str, limits: UploadLimits) -> tuple[np.ndarray
     features = [i for i in range(len(header)) if i != at]
     x = _numbers(cells[:, features], [header[i] for i in features])
     return x.astype(np.float32), np.char.strip(cells[:, at])
+
+
+def _rows(text: str) -> Iterator[list[str]]:
+    """The CSV's rows; a row the csv module cannot split (a stray quote or carriage return,
+    a field past its size limit) is a DatasetFileError naming the row."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise DatasetFileError(f"row {reader.line_num}", f"not valid CSV: {error}") from None
+        yield row
 
 
 def _names(header: list[str]) -> str:

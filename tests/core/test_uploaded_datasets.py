@@ -73,6 +73,7 @@ def test_an_npz_of_images_keeps_their_shape_and_packs_back() -> None:
         (b"\x89PNG\r\n\x1a\n\x00\x00", {}, "file", "neither an NPZ nor a CSV"),
         (csv("a,b,label", "0,1,0", "1,0"), {}, "row 3", "has 2 fields"),
         (csv("a,b,label", "0,1,0", "1,x,1"), {}, "row 3, column 'b'", "not a number"),
+        (csv("a,b,label", "0,1,0", '1,"' + "9" * 200_000), {}, "row 3", "not valid CSV"),
         (csv("a,b,label", "0,1,0", "nan,1,1"), {}, "row 3, column 'a'", "NaN"),
         (csv("a,b,label", "0,inf,0", "1,1,1"), {}, "row 2, column 'b'", "infinite"),
         (csv("a,b,c", "0,1,0", "1,1,1"), {}, "row 1", "no label column 'label'"),
