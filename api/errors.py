@@ -130,15 +130,22 @@ def already_finished(noun: str, record_id: str, before: str, *, status_field: st
     )
 
 
-def invalid_field(field: str, reason: str) -> Problem:
-    """422 naming one field of the request (a query parameter, a header) and what is wrong."""
+def field_problem(
+    status: int, title: str, field: str, reason: str, *, kind: str, detail: str | None = None
+) -> Problem:
+    """A problem about one field and what is wrong with it; the detail says both unless given."""
     return Problem(
-        422,
-        "Invalid request",
-        f"{field}: {reason}",
-        kind="invalid-request",
+        status,
+        title,
+        detail or f"{field}: {reason}",
+        kind=kind,
         errors=[{"field": field, "reason": reason}],
     )
+
+
+def invalid_field(field: str, reason: str) -> Problem:
+    """422 naming one field of the request (a query parameter, a header) and what is wrong."""
+    return field_problem(422, "Invalid request", field, reason, kind="invalid-request")
 
 
 def invalid_cursor() -> Problem:

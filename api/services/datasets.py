@@ -13,7 +13,7 @@ from typing import Any
 import anyio.to_thread
 
 from api.deps import Services
-from api.errors import Problem
+from api.errors import Problem, field_problem
 from api.services.uploads import Upload
 from core.datasets.uploaded import (
     DatasetFileError,
@@ -100,12 +100,13 @@ async def keep_upload(
 
 
 def _refused(error: DatasetFileError) -> Problem:
-    return Problem(
+    return field_problem(
         _STATUS.get(error.kind, 422),
         "Unusable dataset",
-        f"{error.where}: {error.reason}; nothing was kept",
+        error.where,
+        error.reason,
         kind=error.kind,
-        errors=[{"field": error.where, "reason": error.reason}],
+        detail=f"{error.where}: {error.reason}; nothing was kept",
     )
 
 
@@ -141,13 +142,7 @@ async def owned_dataset(services: Services, owner: str, dataset_id: str) -> Data
 
 def _unknown(field: str, dataset_id: object) -> Problem:
     reason = f"no dataset with id {dataset_id!r} (POST /v1/datasets makes one)"
-    return Problem(
-        422,
-        "Unknown dataset",
-        f"{field}: {reason}",
-        kind="unknown-dataset",
-        errors=[{"field": field, "reason": reason}],
-    )
+    return field_problem(422, "Unknown dataset", field, reason, kind="unknown-dataset")
 
 
 async def uploaded_data(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from api.errors import Problem
+from api.errors import Problem, field_problem
 
 # Content types a raw upload may declare; anything else is refused before reading.
 RAW_TYPES = frozenset(
@@ -52,13 +52,8 @@ def _unsupported(content_type: str) -> Problem:
 
 
 def _bad_form(reason: str) -> Problem:
-    return Problem(
-        400,
-        "Bad form",
-        f"the form upload cannot be read: {reason}",
-        kind="bad-form",
-        errors=[{"field": FORM_FIELD, "reason": reason}],
-    )
+    detail = f"the form upload cannot be read: {reason}"
+    return field_problem(400, "Bad form", FORM_FIELD, reason, kind="bad-form", detail=detail)
 
 
 async def read_upload(request: Request) -> Upload:
