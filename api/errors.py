@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
@@ -42,6 +42,9 @@ from core.store.errors import (
     is_store_unavailable,
     is_unavailable_reply,
 )
+from core.store.pages import InvalidCursor, Page
+
+R = TypeVar("R")
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -151,6 +154,14 @@ def invalid_field(field: str, reason: str) -> Problem:
 def invalid_cursor() -> Problem:
     """422 for a `cursor` query parameter that is not one a page handed out."""
     return invalid_field("cursor", "not a cursor this API handed out")
+
+
+async def read_page(listing: Awaitable[Page[R]]) -> Page[R]:
+    """The page a store's listing gives; the 422 problem when its cursor was not ours."""
+    try:
+        return await listing
+    except InvalidCursor as error:
+        raise invalid_cursor() from error
 
 
 def job_not_succeeded(job_id: str, status: str, what: str) -> Problem:

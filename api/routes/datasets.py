@@ -8,13 +8,12 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from api.deps import DEFAULT_PAGE, MAX_PAGE, Cursor, OwnerDep, ServicesDep
-from api.errors import Problem, invalid_cursor
+from api.errors import Problem, read_page
 from api.responses import FastJSONResponse
 from api.schemas import DatasetPublic, DatasetsPage, problem_responses
 from api.services.datasets import NAME_LENGTH, dataset_not_found, keep_upload, owned_dataset
 from api.services.uploads import FORM_FIELD, RAW_TYPES, read_upload
 from core.datasets.uploaded import Task
-from core.store.pages import InvalidCursor
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
@@ -83,10 +82,7 @@ async def list_datasets(
     cursor: Cursor = None,
 ) -> Response:
     """The caller's datasets, newest first, one page at a time."""
-    try:
-        page = await services.store.list_datasets(owner=owner, limit=limit, cursor=cursor)
-    except InvalidCursor as error:
-        raise invalid_cursor() from error
+    page = await read_page(services.store.list_datasets(owner=owner, limit=limit, cursor=cursor))
     items = [record.to_public() for record in page.items]
     return FastJSONResponse({"items": items, "next_cursor": page.next_cursor})
 

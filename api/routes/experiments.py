@@ -20,7 +20,7 @@ from api.deps import (
     ServicesDep,
     StoreDep,
 )
-from api.errors import Problem, already_finished, invalid_cursor, job_not_found, job_not_succeeded
+from api.errors import Problem, already_finished, job_not_found, job_not_succeeded, read_page
 from api.responses import FastJSONResponse, record_response, stored_file_response
 from api.result_schema import ExperimentResult
 from api.schemas import (
@@ -37,7 +37,6 @@ from api.services.studies import study_accepted
 from api.services.submission import submit_experiment
 from core.experiment.jobs import JobStatus, is_job_id
 from core.experiment.spec import ExperimentSpec
-from core.store.pages import InvalidCursor
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 
@@ -89,10 +88,9 @@ async def list_experiments(
 ) -> Response:
     """Jobs, newest first, one page at a time (with API keys, the key owner's only)."""
     mine = None if services.access.open else owner
-    try:
-        page = await services.store.list_jobs(status=status, limit=limit, cursor=cursor, owner=mine)
-    except InvalidCursor as error:
-        raise invalid_cursor() from error
+    page = await read_page(
+        services.store.list_jobs(status=status, limit=limit, cursor=cursor, owner=mine)
+    )
     items = [record.to_public() for record in page.items]
     return FastJSONResponse({"items": items, "next_cursor": page.next_cursor})
 

@@ -31,7 +31,7 @@ from api.deps import (
     StudyId,
     StudyStoreDep,
 )
-from api.errors import invalid_cursor, study_not_found
+from api.errors import read_page, study_not_found
 from api.links import public_url
 from api.openapi import typed_body
 from api.responses import FastJSONResponse
@@ -54,7 +54,6 @@ from api.services.submission import submit_study
 from core.experiment.jobs import is_job_id
 from core.experiment.study_summary import summary_csv
 from core.plotting.catalog import STUDY_PLOTS
-from core.store.pages import InvalidCursor
 from core.store.records import StudyRecord
 
 router = APIRouter(prefix="/studies", tags=["studies"])
@@ -129,10 +128,7 @@ async def list_studies(
 ) -> Response:
     """Studies, newest first, one page at a time (with API keys, the key owner's only)."""
     mine = None if services.access.open else owner
-    try:
-        page = await studies.list_studies(limit=limit, cursor=cursor, owner=mine)
-    except InvalidCursor as error:
-        raise invalid_cursor() from error
+    page = await read_page(studies.list_studies(limit=limit, cursor=cursor, owner=mine))
     items = [record.to_public() for record in await study_work.current(studies, page.items)]
     return FastJSONResponse({"items": items, "next_cursor": page.next_cursor})
 
