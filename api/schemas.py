@@ -185,6 +185,16 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def stream_responses(events: str, *statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` of a route that streams a record's `events` as Server-Sent
+    Events, resumable by Last-Event-ID, with problem documents for `statuses`."""
+    return {
+        200: {"description": f"text/event-stream of {events}"},
+        204: {"description": "the stream already ended before Last-Event-ID"},
+        **problem_responses(*statuses),
+    }
+
+
 # The responses of a route that answers a plot's PNG (an experiment's or a study's).
 PNG_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "the PNG"},

@@ -20,15 +20,11 @@ from fastapi import APIRouter, Depends
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.deps import ExistingJob, LastEventId, OpenStream, StoreDep
-from api.schemas import problem_responses
+from api.schemas import stream_responses
 from api.services.streams import followed_job, resume_after
 from core.store.records import JobRecord
 
 router = APIRouter(prefix="/experiments", tags=["events"])
-
-STREAM_RESPONSES: dict[int | str, dict[str, str]] = {
-    204: {"description": "the stream already ended before Last-Event-ID"},
-}
 
 
 async def resume_point(
@@ -49,11 +45,7 @@ ResumePoint = Annotated[tuple[JobRecord, str], Depends(resume_point)]
 @router.get(
     "/{job_id}/events",
     response_class=EventSourceResponse,
-    responses={
-        200: {"description": "text/event-stream of `state`, `progress`, `cancel_requested`"},
-        **STREAM_RESPONSES,
-        **problem_responses(401, 404, 429),
-    },
+    responses=stream_responses("`state`, `progress`, `cancel_requested`", 401, 404, 429),
 )
 async def stream_events(
     start: ResumePoint, store: StoreDep, streams: OpenStream

@@ -45,6 +45,7 @@ from api.schemas import (
     StudyPublic,
     StudySummary,
     problem_responses,
+    stream_responses,
 )
 from api.services import plots as plot_service
 from api.services import studies as study_work
@@ -212,11 +213,7 @@ StudyResumePoint = Annotated[tuple[StudyRecord, str], Depends(study_resume_point
 @router.get(
     "/{study_id}/events",
     response_class=EventSourceResponse,
-    responses={
-        200: {"description": "text/event-stream of `state`, `child`, `cancel_requested`"},
-        204: {"description": "the stream already ended before Last-Event-ID"},
-        **problem_responses(404, 429),
-    },
+    responses=stream_responses("`state`, `child`, `cancel_requested`", 404, 429),
 )
 async def stream_study_events(
     start: StudyResumePoint, studies: StudyStoreDep, streams: OpenStream
