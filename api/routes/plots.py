@@ -76,20 +76,15 @@ async def read_plot(
     if not is_job_id(job_id):
         raise job_not_found(job_id)
     plot_service.check_plot_name(name, EXPERIMENT_PLOTS.names)
-    cache_control, headers = await plot_service.plot_access(
+    return await plot_service.serve_plot(
         services,
         ask.grant("experiment", job_id, name),
         ask,
+        experiment_plot,
         owner=owner,
         owner_of=services.store.owner_of,
         not_found=job_not_found(job_id),
     )
-    payer = plot_service.render_payer(owner, job_id)
-    response = await experiment_plot(
-        services, job_id, name, ask.size, ask.if_none_match, cache_control, payer
-    )
-    response.headers.update(headers)
-    return response
 
 
 @router.post(

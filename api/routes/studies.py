@@ -269,20 +269,15 @@ async def read_study_plot(
     if not is_job_id(study_id):
         raise study_not_found(study_id)
     plot_service.check_plot_name(name, STUDY_PLOTS.names, what="study plot")
-    cache_control, headers = await plot_service.plot_access(
+    return await plot_service.serve_plot(
         services,
         ask.grant("study", study_id, name),
         ask,
+        study_work.study_plot,
         owner=owner,
         owner_of=services.studies.study_owner,
         not_found=study_not_found(study_id),
     )
-    payer = plot_service.render_payer(owner, study_id)
-    response = await study_work.study_plot(
-        services, study_id, name, ask.size, ask.if_none_match, cache_control, payer
-    )
-    response.headers.update(headers)
-    return response
 
 
 @router.post(

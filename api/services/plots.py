@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query
+from starlette.responses import Response
 
 from api.access import SHARE_DEFAULT_SECONDS, SHARE_MAX_SECONDS, SHARE_MIN_SECONDS, unauthorized
 from api.deps import Services
@@ -166,3 +167,33 @@ async def charge_render(services: Services, payer: str) -> None:
 def render_payer(owner: str | None, record_id: str) -> str:
     """Who a render is counted against: the key's owner, else the record a link names."""
     return owner if owner is not None else f"link:{record_id}"
+
+
+# Draws (or finds stored) one plot's PNG: services, record id, plot name, size,
+# If-None-Match, Cache-Control, who pays for a render.
+PlotDrawer = Callable[
+    [Services, str, str, tuple[int, int, int], str | None, str, str], Awaitable[Response]
+]
+
+
+async def serve_plot(
+    services: Services,
+    grant: PlotGrant,
+    ask: PlotAsk,
+    draw: PlotDrawer,
+    *,
+    owner: str | None,
+    owner_of: Callable[[str], Awaitable[str | None]],
+    not_found: Problem,
+) -> Response:
+    """The PNG of the plot `grant` names, once the request may see it (plot_access),
+    drawn by `draw` with renders counted against the owner or the linked record."""
+    cache_control, headers = await plot_access(
+        services, grant, ask, owner=owner, owner_of=owner_of, not_found=not_found
+    )
+    payer = render_payer(owner, grant.id)
+    response = await draw(
+        services, grant.id, grant.name, ask.size, ask.if_none_match, cache_control, payer
+    )
+    response.headers.update(headers)
+    return response
