@@ -16,7 +16,7 @@ from api.deps import Services
 from api.errors import Problem, job_not_found, job_not_succeeded
 from api.rendering import render_etag
 from api.responses import etag_matches, not_modified, png_response
-from api.services.plots import DEFAULT_SIZE, charge_render
+from api.services.plots import DEFAULT_SIZE, PlotReply, charge_render
 from core.experiment.jobs import JobStatus
 from core.plotting.catalog import EXPERIMENT_PLOTS
 from core.plotting.kinds import PlotUnavailableError
@@ -45,24 +45,21 @@ async def experiment_plot(
     services: Services,
     job_id: str,
     name: str,
-    size: tuple[int, int, int],
-    if_none_match: str | None,
-    cache_control: str,
-    payer: str,
+    reply: PlotReply,
 ) -> Response:
-    """The plot's PNG: stored, or drawn from the result (counted against `payer`'s
-    renders a minute) and stored."""
+    """The plot's PNG: stored, or drawn from the result (counted against the
+    payer's renders a minute) and stored."""
     # The default size is the one the worker rendered when the job ended.
-    field = plot_field(name, None if size == DEFAULT_SIZE else size)
+    field = plot_field(name, None if reply.size == DEFAULT_SIZE else reply.size)
     store = services.store
     # With If-None-Match, only the stored ETag first: a match needs no PNG.
-    plot = await store.get_plot(job_id, field=field, body=if_none_match is None)
+    plot = await store.get_plot(job_id, field=field, body=reply.if_none_match is None)
     if plot.etag is not None and plot.png is None:
-        if if_none_match is not None and etag_matches(if_none_match, plot.etag):
-            return not_modified(plot.etag, cache_control)
+        if reply.if_none_match is not None and etag_matches(reply.if_none_match, plot.etag):
+            return not_modified(plot.etag, reply.cache_control)
         plot = await store.get_plot(job_id, field=field)
     if plot.png is not None and plot.etag is not None:
-        return png_response(plot.png, plot.etag, cache_control)
+        return png_response(plot.png, plot.etag, reply.cache_control)
     # Not stored: the miss brought the job's status and the plots the worker drew.
     if plot.status is None:
         raise job_not_found(job_id)
@@ -76,14 +73,15 @@ async def experiment_plot(
             raise plot_unavailable(job_id, name)
     key = f"{job_id}/{field}"
     etag = render_etag(key)
-    if if_none_match is not None and etag_matches(if_none_match, etag):
-        return not_modified(etag, cache_control)  # drawn before, and not kept: the same bytes
-    await charge_render(services, payer)
-    png = await _render(services, job_id, name, size, key)
+    if reply.if_none_match is not None and etag_matches(reply.if_none_match, etag):
+        # Drawn before, and not kept: the same bytes.
+        return not_modified(etag, reply.cache_control)
+    await charge_render(services, reply.payer)
+    png = await _render(services, job_id, name, reply.size, key)
     # Cached under the hash of its bytes while the job's cache has room; else not kept,
     # and named by the render ETag, which the next If-None-Match is checked against.
     stored_etag = await store.put_plot(job_id, field=field, png=png)
-    return png_response(png, stored_etag or etag, cache_control)
+    return png_response(png, stored_etag or etag, reply.cache_control)
 
 
 def plot_unavailable(job_id: str, name: str) -> Problem:

@@ -169,11 +169,19 @@ def render_payer(owner: str | None, record_id: str) -> str:
     return owner if owner is not None else f"link:{record_id}"
 
 
-# Draws (or finds stored) one plot's PNG: services, record id, plot name, size,
-# If-None-Match, Cache-Control, who pays for a render.
-PlotDrawer = Callable[
-    [Services, str, str, tuple[int, int, int], str | None, str, str], Awaitable[Response]
-]
+@dataclass(frozen=True, slots=True)
+class PlotReply:
+    """How a plot read is answered: the size drawn, the client's If-None-Match, the
+    Cache-Control the PNG goes out with, who a render is counted against."""
+
+    size: tuple[int, int, int]
+    if_none_match: str | None
+    cache_control: str
+    payer: str
+
+
+# Finds stored, or draws, one plot's PNG: services, record id, plot name, the reply.
+PlotDrawer = Callable[[Services, str, str, PlotReply], Awaitable[Response]]
 
 
 async def serve_plot(
@@ -191,9 +199,7 @@ async def serve_plot(
     cache_control, headers = await plot_access(
         services, grant, ask, owner=owner, owner_of=owner_of, not_found=not_found
     )
-    payer = render_payer(owner, grant.id)
-    response = await draw(
-        services, grant.id, grant.name, ask.size, ask.if_none_match, cache_control, payer
-    )
+    reply = PlotReply(ask.size, ask.if_none_match, cache_control, render_payer(owner, grant.id))
+    response = await draw(services, grant.id, grant.name, reply)
     response.headers.update(headers)
     return response

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from api.deps import Services
 from api.errors import Problem, already_finished, study_not_found
 from api.responses import FastJSONResponse, etag_matches, not_modified, png_response
-from api.services.plots import DEFAULT_SIZE, charge_render
+from api.services.plots import DEFAULT_SIZE, PlotReply, charge_render
 from core.experiment.jobs import JobStatus
 from core.plotting.catalog import STUDY_PLOTS
 from core.plotting.kinds import PlotUnavailableError
@@ -100,32 +100,29 @@ async def study_plot(
     services: Services,
     study_id: str,
     name: str,
-    size: tuple[int, int, int],
-    if_none_match: str | None,
-    cache_control: str,
-    payer: str,
+    reply: PlotReply,
 ) -> Response:
     """The study plot's PNG: stored, or drawn from its children's results (counted
-    against `payer`'s renders a minute) and stored."""
+    against the payer's renders a minute) and stored."""
     studies = services.studies
-    field = plot_field(name, None if size == DEFAULT_SIZE else size)
-    if if_none_match is not None:
+    field = plot_field(name, None if reply.size == DEFAULT_SIZE else reply.size)
+    if reply.if_none_match is not None:
         cached = await studies.get_study_plot(study_id, field=field, body=False)
-        if cached.etag is not None and etag_matches(if_none_match, cached.etag):
-            return not_modified(cached.etag, cache_control)
+        if cached.etag is not None and etag_matches(reply.if_none_match, cached.etag):
+            return not_modified(cached.etag, reply.cache_control)
     plot = await studies.get_study_plot(study_id, field=field)
     if plot.png is not None and plot.etag is not None:
-        return png_response(plot.png, plot.etag, cache_control)
+        return png_response(plot.png, plot.etag, reply.cache_control)
     study = await studies.get_study(study_id)  # brings a stale status up to date
     if study is None:
         raise study_not_found(study_id)
     if not study.status.finished:
         raise study_not_finished(study, "plots")
-    await charge_render(services, payer)
-    png = await _render(services, study, name, size, field)
+    await charge_render(services, reply.payer)
+    png = await _render(services, study, name, reply.size, field)
     etag = await studies.put_study_plot(study_id, field=field, png=png)
     # Not cached (the cache is full): the bytes still have a stable tag.
-    return png_response(png, etag or png_etag(png), cache_control)
+    return png_response(png, etag or png_etag(png), reply.cache_control)
 
 
 async def _render(
