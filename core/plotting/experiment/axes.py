@@ -160,21 +160,10 @@ def style_ticks(ax: Axes, style: Style, *, minor: bool = False) -> None:
     Styling minor ticks makes matplotlib build one (a tick costs about as much
     as a line and two texts), so axes without minor ticks leave them alone.
     """
-    ax.tick_params(
-        which="major",
-        labelsize=style.small,
-        width=style.pt(0.8),
-        pad=style.pt(3.0),
-        length=style.pt(3.5),
-    )
+    ticks: dict[str, Any] = {"labelsize": style.small, "width": style.pt(0.8), "pad": style.pt(3.0)}
+    ax.tick_params(which="major", length=style.pt(3.5), **ticks)
     if minor:
-        ax.tick_params(
-            which="minor",
-            labelsize=style.small,
-            width=style.pt(0.8),
-            pad=style.pt(3.0),
-            length=style.pt(2.0),
-        )
+        ax.tick_params(which="minor", length=style.pt(2.0), **ticks)
     for spine in ax.spines.values():
         spine.set_linewidth(style.pt(0.8))
 
