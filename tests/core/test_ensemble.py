@@ -193,7 +193,9 @@ def assert_results_close(together: Any, alone: Any, path: str = "result") -> Non
             for a, b in zip(together, alone, strict=True):
                 assert (a is None) == (b is None), path
                 if b is not None:
-                    assert abs(a - b) <= 1e-4 * abs(b) + 1e-5 * scale, path
+                    # A mean near zero of weights near one keeps their rounding: the
+                    # absolute floor, as for a single number below.
+                    assert abs(a - b) <= 1e-4 * abs(b) + 1e-5 * scale + 1e-6, path
         else:
             for index, (a, b) in enumerate(zip(together, alone, strict=True)):
                 assert_results_close(a, b, f"{path}[{index}]")
