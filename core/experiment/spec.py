@@ -13,22 +13,27 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import math
 import secrets
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     PrivateAttr,
     SerializerFunctionWrapHandler,
     StrictInt,
+    create_model,
     field_validator,
     model_serializer,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 from core.experiment.layer_configs import LayerLimits
 from core.experiment.layer_shapes import layer_count
@@ -140,6 +145,8 @@ SEQUENCE_KINDS = frozenset({DatasetKind.ADDING, DatasetKind.RECALL})
 IMAGE_KINDS = frozenset({DatasetKind.DIGITS, DatasetKind.BARS})
 # Regression sets: a linear output and mean squared error (core.engine.trainer).
 REGRESSION_KINDS = frozenset({DatasetKind.ADDING})
+# Every kind the service holds itself: the generated sets and the real ones.
+BUILTIN_KINDS = tuple(kind for kind in DatasetKind if kind is not DatasetKind.UPLOADED)
 
 
 # An uploaded dataset's id, a ULID (POST /v1/datasets).
@@ -214,6 +221,28 @@ class DatasetSpec(_Section):
     # The arrays a worker read from the store for an uploaded dataset; never serialized.
     _provided: tuple[Any, Any] | None = PrivateAttr(None)
 
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """Published as what validates: a union keyed on `kind` of `UploadedDatasetSpec` and
+        `BuiltinDatasetSpec`, not one flat object offering `n_samples` to an uploaded
+        dataset and `id` to circles. The validator and serializer below keep the rules."""
+        published = handler(
+            core_schema.tagged_union_schema(
+                {
+                    DatasetKind.UPLOADED.value: UploadedDatasetSpec.__pydantic_core_schema__,
+                    **{
+                        kind.value: BuiltinDatasetSpec.__pydantic_core_schema__
+                        for kind in BUILTIN_KINDS
+                    },
+                },
+                discriminator="kind",
+            )
+        )
+        description = inspect.cleandoc(cls.__doc__ or "")
+        return {**published, "title": cls.__name__, "description": description}
+
     @model_serializer(mode="wrap")
     # No return type: pydantic then keeps the model's own schema for what it dumps.
     def _fields_of_its_kind_only(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
@@ -270,6 +299,46 @@ class DatasetSpec(_Section):
         if self.kind is DatasetKind.UPLOADED:
             return self.data is not None and self.data.classes == 0
         return self.kind in REGRESSION_KINDS
+
+
+def _dataset_variant(name: str, doc: str, **fields: Any) -> type[BaseModel]:
+    """One member of the dataset section's published union: `fields` (name -> the
+    annotation and field, or None for DatasetSpec's own) and nothing else."""
+    own = DatasetSpec.model_fields
+    definitions: dict[str, Any] = {
+        field: spec or (own[field].annotation, own[field]) for field, spec in fields.items()
+    }
+    return create_model(name, __base__=_Section, __module__=__name__, __doc__=doc, **definitions)
+
+
+# The members of the dataset section's published union (DatasetSpec.__get_pydantic_json_schema__).
+# They only publish, DatasetSpec validates: their fields are DatasetSpec's own, so a limit
+# changed there is published changed.
+UploadedDatasetSpec = _dataset_variant(
+    "UploadedDatasetSpec",
+    "A dataset a client sent (POST /v1/datasets), named by its id.",
+    kind=(Literal[DatasetKind.UPLOADED.value], ...),
+    id=(str, Field(pattern=DATASET_ID_PATTERN, description="the dataset's id")),
+    validation_split=None,
+    standardize=None,
+    data=(
+        UploadedData | None,
+        Field(
+            None,
+            description="its shape and classes, filled in by the service",
+            json_schema_extra={"readOnly": True},
+        ),
+    ),
+)
+BuiltinDatasetSpec = _dataset_variant(
+    "BuiltinDatasetSpec",
+    "A generated set, or a real one shipped with scikit-learn; `{}` is circles.",
+    kind=(
+        Literal[tuple(kind.value for kind in BUILTIN_KINDS)],
+        DatasetKind.CIRCLES.value,
+    ),
+    **{field: None for field in DatasetSpec.model_fields if field not in ("kind", "id", "data")},
+)
 
 
 REAL_SHAPES: dict[DatasetKind, tuple[int, int, int]] = {

@@ -30,9 +30,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, StrictInt, ValidationError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
-from core.experiment.spec import ExperimentSpec, Limits, SpecLimitError, draw_seed
+from core.experiment.spec import DatasetSpec, ExperimentSpec, Limits, SpecLimitError, draw_seed
 from core.experiment.study_axes import (
     check_path,
     config_label,
@@ -46,6 +48,21 @@ MAX_SEEDS = 16
 MAX_AXES = 6
 
 AxisValues = Annotated[list[Any], Field(min_length=1, max_length=MAX_CHILDREN)]
+
+
+class _DatasetAxisTyped:
+    """Publishes the values of a `dataset` axis, each a whole dataset section replacing the
+    base's, as `DatasetSpec`s (its union keyed on kind); any other axis's values are any."""
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        published = handler(schema)
+        datasets = core_schema.list_schema(DatasetSpec.__pydantic_core_schema__)
+        published["properties"] = {
+            "dataset": {**published["additionalProperties"], "items": handler(datasets)["items"]}
+        }
+        return published
 
 
 class StudyRequest(BaseModel):
@@ -62,7 +79,7 @@ class StudyRequest(BaseModel):
     base: dict[str, Any] = Field(
         default_factory=dict, description="an experiment spec; `{}` is the tutorial's"
     )
-    axes: dict[str, AxisValues] = Field(
+    axes: Annotated[dict[str, AxisValues], _DatasetAxisTyped()] = Field(
         default_factory=dict,
         max_length=MAX_AXES,
         description="spec field path -> values, e.g. {'model.activation': ['sigmoid', 'relu']}",
