@@ -8,9 +8,26 @@ from typing import Any
 
 import httpx
 import pytest
+from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
+from pydantic import ValidationError
 
-from api.openapi import BINARY_SCHEMA, OCTET_STREAM, PROBLEM_SCHEMA, is_error, operations
+from api.openapi import (
+    BINARY_SCHEMA,
+    COMPONENTS,
+    OCTET_STREAM,
+    PROBLEM_SCHEMA,
+    is_error,
+    operations,
+)
+from core.experiment.spec import (
+    BUILTIN_KINDS,
+    DATASET_ID_PATTERN,
+    UPLOADED_FIELDS,
+    DatasetKind,
+    DatasetSpec,
+    Limits,
+)
 from tests.conftest import KeysServer
 
 # Error responses documented with a body of their own: /readyz answers a probe.
@@ -121,3 +138,77 @@ def test_an_invalid_parameter_is_answered_as_documented(client: httpx.Client) ->
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["errors"][0]["field"] == "limit"
+
+
+def test_the_dataset_section_is_a_union_keyed_on_kind(document: dict[str, Any]) -> None:
+    """Every kind maps to the one member that takes it, and neither member takes the
+    other's fields: a kind added later without its member fails here."""
+    schemas = document["components"]["schemas"]
+    section = schemas["DatasetSpec"]
+    discriminator = section["discriminator"]
+    assert discriminator["propertyName"] == "kind"
+    mapping = discriminator["mapping"]
+    assert set(mapping) == {kind.value for kind in DatasetKind}
+    assert [member["$ref"] for member in section["oneOf"]] == [
+        mapping["uploaded"],
+        mapping["circles"],
+    ]
+    assert {mapping[kind.value] for kind in BUILTIN_KINDS} == {mapping["circles"]}
+    uploaded = schemas[mapping["uploaded"].removeprefix(COMPONENTS)]
+    builtin = schemas[mapping["circles"].removeprefix(COMPONENTS)]
+    assert uploaded["additionalProperties"] is False and builtin["additionalProperties"] is False
+
+    assert set(uploaded["properties"]) == UPLOADED_FIELDS
+    assert uploaded["properties"]["kind"]["const"] == "uploaded"
+    assert sorted(uploaded["required"]) == ["id", "kind"]
+    assert uploaded["properties"]["id"]["pattern"] == DATASET_ID_PATTERN
+    assert uploaded["properties"]["data"]["readOnly"] is True
+
+    builtin_kind = builtin["properties"]["kind"]
+    assert builtin_kind["enum"] == [kind.value for kind in BUILTIN_KINDS]
+    assert builtin_kind["default"] == "circles"
+    assert "required" not in builtin  # `{}` is circles
+    assert set(builtin["properties"]) == set(DatasetSpec.model_fields) - {"id", "data"}
+    assert builtin["properties"]["n_samples"]["maximum"] == Limits.SAMPLES
+
+    dataset_section = {"$ref": f"{COMPONENTS}DatasetSpec"}
+    assert schemas["ExperimentSpec"]["properties"]["dataset"]["$ref"] == dataset_section["$ref"]
+    dataset_axis = schemas["StudyCreate"]["properties"]["axes"]["properties"]["dataset"]
+    assert dataset_axis["items"] == dataset_section
+
+
+UPLOADED_ID = "01JD8X3Q7R5M2N4P6T8V0W2Y4Z"
+UPLOADED_DATA = {"name": "mine.csv", "samples": 200, "sample_shape": [5], "classes": 3}
+
+
+@pytest.mark.parametrize(
+    "dataset",
+    [
+        {},
+        {"kind": "moons", "n_samples": 300, "noise": 0.2},
+        {"kind": "iris", "standardize": False, "validation_split": 0.2},
+        {"kind": "uploaded", "id": UPLOADED_ID},
+        {"kind": "uploaded", "id": UPLOADED_ID, "validation_split": 0.1, "data": UPLOADED_DATA},
+        {"kind": "uploaded", "id": UPLOADED_ID, "n_samples": 100},
+        {"kind": "uploaded"},
+        {"kind": "uploaded", "id": "not-an-id"},
+        {"kind": "circles", "id": UPLOADED_ID},
+        {"kind": "circles", "data": UPLOADED_DATA},
+        {"kind": "blobs", "centers": Limits.CENTERS + 1},
+        {"kind": "nope"},
+        {"n_samples": 100, "colour": "red"},
+    ],
+)
+def test_the_published_dataset_section_takes_what_validates(
+    document: dict[str, Any], dataset: dict[str, Any]
+) -> None:
+    published = OAS31Validator(
+        {"$ref": f"{COMPONENTS}DatasetSpec", "components": document["components"]}
+    )
+    try:
+        DatasetSpec.model_validate(dataset)
+    except ValidationError:
+        valid = False
+    else:
+        valid = True
+    assert published.is_valid(dataset) is valid

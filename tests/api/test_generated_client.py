@@ -28,6 +28,7 @@ from openapi_python_client.config import Config, ConfigFile, MetaType
 from openapi_python_client.parser.errors import GeneratorError
 
 from api.openapi import operations
+from tests.api.test_datasets import POINTS
 from tests.conftest import Server, Worker, wait_for
 
 PACKAGE = "gradwatch_client"
@@ -169,6 +170,34 @@ def test_a_generated_client_reads_a_recurrent_result_through_time(
     assert len(lstm.gradient_norm) == result.capture.points
     assert result.metrics.baseline.loss is not None
     assert "recurrent_kernel" in result.series["lstm_1"]
+
+
+def test_a_generated_client_trains_on_either_kind_of_dataset(
+    client: Any, api_server: Server, worker_process: Worker
+) -> None:
+    """The dataset section's union goes in typed and comes back typed, each member as
+    itself: a built-in set, and a dataset uploaded first (its `data` filled in)."""
+    models = module("models")
+    with api_server.client() as http:
+        upload = http.post("/v1/datasets", files={"file": ("points.csv", POINTS, "text/csv")})
+    assert upload.status_code in (200, 201), upload.text
+    sections = [
+        models.BuiltinDatasetSpec(kind=models.BuiltinDatasetSpecKind.MOONS, n_samples=40),
+        models.UploadedDatasetSpec(kind="uploaded", id=upload.json()["id"], validation_split=0.25),
+    ]
+    for dataset in sections:
+        spec = models.ExperimentSpec(
+            seed=2, dataset=dataset, training=models.TrainingSpec(epochs=2, batch_size=8)
+        )
+        job = module("api.experiments.create_experiment").sync(client=client, body=spec)
+        assert isinstance(job, models.JobPublic), job
+        record = wait_until_finished(client, job.id)
+        assert record.status == models.JobStatus.SUCCEEDED, record
+        assert type(record.spec.dataset) is type(dataset)
+    assert record.spec.dataset.data.name == "points.csv"
+    assert record.spec.dataset.data.samples == 40
+    with api_server.client() as http:
+        assert http.delete(f"/v1/datasets/{upload.json()['id']}").status_code == 204
 
 
 def test_a_generated_client_submits_a_typed_study(client: Any) -> None:
