@@ -33,4 +33,4 @@ RUN useradd --create-home --uid 10001 gradwatch
 USER gradwatch
 
 EXPOSE 8000
-CMD ["python", "-m", "uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["python", "-m", "uvicorn", "api.main:app", "--http", "api.head_deadline:HeadDeadline", "--host", "0.0.0.0", "--port", "8000"]

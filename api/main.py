@@ -1,4 +1,4 @@
-"""The gradwatch HTTP API: `uvicorn api.main:app`.
+"""The gradwatch HTTP API: `uvicorn api.main:app --http api.head_deadline:HeadDeadline`.
 
 Routes live under /v1, one module per resource (api/routes); probes and
 metrics at the root; OpenAPI at /docs. The app talks to Redis through the

@@ -247,8 +247,8 @@ def start_worker(env: dict[str, str], number: str) -> subprocess.Popen[bytes]:
 
 def start_api(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     command = [
-        sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
-        "--port", str(port), "--no-access-log", "--log-level", "warning",
+        sys.executable, "-m", "uvicorn", "api.main:app", "--http", "api.head_deadline:HeadDeadline",
+        "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
     return subprocess.Popen(command, cwd=ROOT, env=env)
 

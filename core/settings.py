@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     body_idle_seconds: float = Field(10.0, gt=0, le=600)
     body_min_bytes_per_second: float = Field(1024.0, ge=0, le=1e9)
     body_grace_seconds: float = Field(5.0, ge=0, le=600)
+    # A request's line and headers must be complete within `header_timeout_seconds` of
+    # the connection opening (or of the request's first byte on a kept-alive one) and
+    # `header_max_bytes`: a 408 or 431, then the connection closed (api.head_deadline).
+    header_timeout_seconds: float = Field(10.0, gt=0, le=600)
+    header_max_bytes: int = Field(65_536, ge=4096, le=1 << 20)
     # Where clients reach the API (`https://gradwatch.example.com`, a path prefix allowed):
     # share links and plot URLs are absolute from it. Unset, they are absolute only for a
     # request whose Host is one of `public_hosts`, else paths: never from a Host header no

@@ -315,6 +315,7 @@ def serve_api(env: dict[str, str], app: str = "api.main:app", prefix: str = "") 
         "-m",
         "uvicorn",
         app,
+        "--http=api.head_deadline:HeadDeadline",
         "--host=127.0.0.1",
         f"--port={port}",
         "--no-access-log",

@@ -7,6 +7,7 @@ runs with its options, the health checks' targets, the image's install.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,10 @@ def test_the_api_command_serves_the_asgi_app(services: dict[str, Any]) -> None:
     assert "/healthz" in " ".join(api["healthcheck"]["test"])
     assert option(command, "--port") == "8000"
     assert api["ports"][0].endswith(":8000")
+    # uvicorn's httptools protocol with a deadline on request heads, by import string.
+    module_name, _, attribute = option(command, "--http").partition(":")
+    protocol = getattr(importlib.import_module(module_name), attribute)
+    assert issubclass(protocol, asyncio.Protocol)
 
 
 @pytest.mark.parametrize(("name", "device"), [("worker-cpu", "cpu"), ("worker-gpu", "gpu")])

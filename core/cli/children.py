@@ -123,9 +123,9 @@ def start_worker(env: dict[str, str], log_dir: Path) -> Child:
 
 
 def start_api(env: dict[str, str], log_dir: Path, host: str, port: int) -> Child:
-    """The HTTP API under uvicorn, one process."""
+    """The HTTP API under uvicorn, one process, with a deadline on request heads."""
     argv = [
-        sys.executable, "-m", "uvicorn", "api.main:app",
+        sys.executable, "-m", "uvicorn", "api.main:app", "--http", "api.head_deadline:HeadDeadline",
         "--host", host, "--port", str(port), "--no-server-header",
     ]  # fmt: skip
     return start_child("api", argv, env, log_dir, API_STOP_SECONDS)
