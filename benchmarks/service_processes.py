@@ -98,9 +98,18 @@ def start_worker(env: dict[str, str], hostname: str, logs: Path, *, root: Path =
     return start(hostname.partition("@")[0], argv, env, logs, root=root)
 
 
-def start_api(env: dict[str, str], port: int, logs: Path, *, root: Path = ROOT) -> Process:
+HEAD_DEADLINE = "api.head_deadline:HeadDeadline"
+
+
+def start_api(
+    env: dict[str, str], port: int, logs: Path, *, root: Path = ROOT, http: str | None = None
+) -> Process:
+    """The API of the checkout `root` under uvicorn's `http` protocol: by default the
+    one `gradwatch serve` runs (the head deadline, where that code has it)."""
+    if http is None:
+        http = HEAD_DEADLINE if (root / "api" / "head_deadline.py").exists() else "httptools"
     argv = [
-        sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
+        sys.executable, "-m", "uvicorn", "api.main:app", "--http", http, "--host", "127.0.0.1",
         "--port", str(port), "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
     return start("api", argv, env, logs, root=root)
