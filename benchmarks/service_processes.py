@@ -44,6 +44,13 @@ class Process:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def rss_mb(self) -> float:
+        """The process's resident memory (its group's leader alone), MB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
     def kill(self) -> None:
         """SIGKILL the whole process group (a worker with its pool process)."""
         if self.alive():

@@ -56,14 +56,6 @@ class Figures:
     healthz_ms: list[float] = field(default_factory=list)
 
 
-def rss_mb(process: Process) -> float:
-    with open(f"/proc/{process.process.pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 async def slowloris(port: int, seconds: float, drip: float) -> str:
     """One connection dripping its head: 'held', '408' or 'closed' at the end."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -97,13 +89,13 @@ async def time_healthz(port: int, until: asyncio.Event, figures: Figures) -> Non
 
 
 async def measure(port: int, api: Process, args: argparse.Namespace) -> Figures:
-    figures = Figures(rss_idle_mb=rss_mb(api))
+    figures = Figures(rss_idle_mb=api.rss_mb())
     done = asyncio.Event()
     timer = asyncio.create_task(time_healthz(port, done, figures))
     outcomes = await asyncio.gather(
         *(slowloris(port, args.seconds, args.drip) for _ in range(args.connections))
     )
-    figures.rss_end_mb = rss_mb(api)
+    figures.rss_end_mb = api.rss_mb()
     done.set()
     await timer
     figures.held = outcomes.count("held")

@@ -64,13 +64,6 @@ class Figures:
     healthz_open_ms: list[float] = field(default_factory=list)
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def connected_clients(url: str) -> int:
     """Redis' clients, the one asking left out."""
     client = redis.Redis.from_url(url)
@@ -104,7 +97,7 @@ async def open_stream(port: int, job_id: str) -> asyncio.StreamWriter | None:
 
 async def measure(port: int, api: Process, redis_url: str, jobs: Sequence[str]) -> Figures:
     figures = Figures(
-        clients_idle=connected_clients(redis_url), rss_idle_mb=rss_mb(api.process.pid)
+        clients_idle=connected_clients(redis_url), rss_idle_mb=api.rss_mb()
     )
     opening = asyncio.Semaphore(OPENING_AT_ONCE)
     done = asyncio.Event()
@@ -128,7 +121,7 @@ async def measure(port: int, api: Process, redis_url: str, jobs: Sequence[str]) 
     figures.refused = len(writers) - figures.opened
     await asyncio.sleep(1.0)
     figures.clients_open = connected_clients(redis_url)
-    figures.rss_open_mb = rss_mb(api.process.pid)
+    figures.rss_open_mb = api.rss_mb()
     for _ in range(20):
         figures.healthz_open_ms.append(await healthz_ms(port))
         await asyncio.sleep(0.05)
