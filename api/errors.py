@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.experiment.spec import SpecLimitError
+from core.experiment.limits import SpecLimitError
 from core.store.errors import (
     StoreReplyError,
     StoreTimeout,

@@ -16,7 +16,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from core.access.api_keys import parse_key_entry
 from core.access.share_links import MIN_SECRET_LENGTH
 from core.experiment.grouping import MAX_MEMBERS
-from core.experiment.spec import Device, Limits
+from core.experiment.limits import Limits
+from core.experiment.spec import Device
 from core.experiment.studies import MAX_SEEDS
 
 # The hard time limit comes at least this long after the soft one.

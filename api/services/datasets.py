@@ -24,14 +24,9 @@ from core.datasets.uploaded import (
     parse_dataset,
 )
 from core.experiment.jobs import is_job_id
+from core.experiment.limits import Limits, SpecLimitError
 from core.experiment.sizing import check_limits
-from core.experiment.spec import (
-    DatasetKind,
-    ExperimentSpec,
-    Limits,
-    SpecLimitError,
-    UploadedData,
-)
+from core.experiment.spec import DatasetKind, ExperimentSpec, UploadedData
 from core.settings import Settings
 from core.store.datasets import DatasetPut, DatasetRecord, TooManyDatasets
 

@@ -76,7 +76,7 @@ def rows_per_call(widths: Sequence[int], *, members: int = 1) -> int:
 
 
 # A recurrent layer's time step, forward and back: a few small ops whatever its
-# size, ~0.2 ms on a plain graph (core/experiment/spec.py Limits.STEP_TIMESTEPS).
+# size, ~0.2 ms on a plain graph (core/experiment/limits.py Limits.STEP_TIMESTEPS).
 TIMESTEP_OVERHEAD_FLOPS = 2e6
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, m
 
 
 class LayerLimits:
-    """Bounds on one layer's sizes; a network's total work is bounded in spec.Limits."""
+    """Bounds on one layer's sizes; a network's total work is bounded in limits.Limits."""
 
     LAYERS = 64  # in the list, counting those inside residual blocks
     UNITS = 512  # dense and recurrent units

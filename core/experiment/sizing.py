@@ -25,13 +25,12 @@ from core.experiment.layer_shapes import (
     weight_parts,
 )
 from core.experiment.layers import make_layer
+from core.experiment.limits import Limits, SpecLimitError
 from core.experiment.spec import (
     CaptureEvery,
     DatasetKind,
     DatasetSpec,
     ExperimentSpec,
-    Limits,
-    SpecLimitError,
     dataset_shape,
     output_units,
     sample_shape,

@@ -34,7 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, StrictI
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
-from core.experiment.spec import DatasetSpec, ExperimentSpec, Limits, SpecLimitError, draw_seed
+from core.experiment.limits import Limits, SpecLimitError
+from core.experiment.spec import DatasetSpec, ExperimentSpec, draw_seed
 from core.experiment.study_axes import (
     check_path,
     config_label,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.experiment.spec import Limits
+from core.experiment.limits import Limits
 from core.experiment.studies import MAX_CHILDREN
 from core.store.plans import Plan
 from core.store.records import fields_of

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from core.experiment.spec import Limits
+from core.experiment.limits import Limits
 from core.plotting.kinds import PlotSize
 from tests.api.conftest import UNTRAINED, FinishedJob, problem
 

@@ -20,13 +20,13 @@ from api.openapi import (
     is_error,
     operations,
 )
+from core.experiment.limits import Limits
 from core.experiment.spec import (
     BUILTIN_KINDS,
     DATASET_ID_PATTERN,
     UPLOADED_FIELDS,
     DatasetKind,
     DatasetSpec,
-    Limits,
 )
 from tests.conftest import KeysServer
 

@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from api.errors import field_errors
-from core.experiment.spec import ExperimentSpec, SpecLimitError
+from core.experiment.limits import SpecLimitError
+from core.experiment.spec import ExperimentSpec
 
 
 def error(loc: tuple[Any, ...], msg: str, **ctx: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from core.experiment.limits import Limits, SpecLimitError
 from core.experiment.sizing import layer_widths, parameter_count, result_values
 from core.experiment.spec import (
     Activation,
@@ -18,9 +19,7 @@ from core.experiment.spec import (
     DatasetSpec,
     ExperimentSpec,
     InitializerKind,
-    Limits,
     OptimizerKind,
-    SpecLimitError,
     dataset_shape,
     output_units,
 )

@@ -17,12 +17,11 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from core.datasets.builtin import load_dataset
+from core.experiment.limits import Limits, SpecLimitError
 from core.experiment.sizing import layer_widths, parameter_count, steps_per_epoch
 from core.experiment.spec import (
     CaptureEvery,
     ExperimentSpec,
-    Limits,
-    SpecLimitError,
     dataset_shape,
     sample_shape,
     split_sizes,

@@ -12,7 +12,8 @@ import redis
 import redis.asyncio
 
 from core.experiment.jobs import JobStatus, Summary, is_job_id, new_job_id
-from core.experiment.spec import ExperimentSpec, Limits
+from core.experiment.limits import Limits
+from core.experiment.spec import ExperimentSpec
 from core.settings import Settings
 from core.store.events import EVENTS_MAXLEN
 from core.store.jobs import Created, IdempotencyKeyReused
