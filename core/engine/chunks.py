@@ -162,8 +162,8 @@ def concat_by_rows(
 class EpochCalls:
     """How a trainer (a run alone, or an ensemble) runs an epoch: in one call of its
     fused epoch graph, or in several (`train_in_chunks`), and evaluates and predicts
-    by rows. A base of `core.engine.trainer.CompiledTrainer` and
-    `core.engine.ensemble.EnsembleTrainer`, which provide the graph code.
+    by rows. The base of `core.engine.trainer.EpochGraph`, the graph code that
+    `core.engine.trainer.CompiledTrainer` and `core.engine.ensemble.EnsembleTrainer` share.
     """
 
     key: Any  # a core.engine.trainer.TrainerKey

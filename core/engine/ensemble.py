@@ -33,9 +33,8 @@ import tensorflow as tf
 from core.engine import chunks
 from core.engine.network import ACTIVATION_FUNCTIONS, Architecture, affine, kernel_initializer
 from core.engine.trainer import (
-    ACTIVATION_STATS,
-    TENSOR_STATS,
     EpochArrays,
+    EpochGraph,
     TrainerKey,
     activation_stats,
     graph_function,
@@ -50,7 +49,7 @@ _BN_MOMENTUM = 0.99
 _BN_EPSILON = 1e-3
 
 
-class EnsembleTrainer(chunks.EpochCalls):
+class EnsembleTrainer(EpochGraph):
     """`members` networks of `key`'s architecture, trained together.
 
     Example:
@@ -76,6 +75,8 @@ class EnsembleTrainer(chunks.EpochCalls):
         self._binary = architecture.widths[-1] == 1
         self._activation_fns = [ACTIVATION_FUNCTIONS[a] for a in architecture.activations]
         self._skips = architecture.skips()
+        self.probed_layers = len(architecture.hidden_widths)
+        self.timesteps = []  # an MLP's layers have no time steps
         self.kernels: list[keras.Variable] = []
         self.biases: list[keras.Variable] = []
         for name, fan_in, units in zip(
@@ -264,103 +265,9 @@ class EnsembleTrainer(chunks.EpochCalls):
             "gradients": captured_gradients,
         }
 
-    def _train_epoch(
-        self, x: tf.Tensor, y: tf.Tensor, probe: tf.Tensor, batch_size: int
-    ) -> dict[str, Any]:
-        n = int(x.shape[1])
-        steps = -(-n // batch_size)
-        padding = steps * batch_size - n
-        x = tf.pad(x, [[0, 0], [0, padding], [0, 0]])
-        y = tf.pad(y, [[0, 0], [0, padding]])
-        mask = tf.concat([tf.ones([n]), tf.zeros([padding])], axis=0)
-        start_loss, start_accuracy = self._evaluate(x[:, :n], y[:, :n])
-        probed = self.key.activations
-        start_activations = self._probe(probe) if probed else None
-        out = self._run_steps(x, y, mask, probe, batch_size, count=steps)
-        out |= {
-            "start_loss": start_loss,
-            "start_accuracy": start_accuracy,
-            # (M, variables, 4)
-            "end_weight_stats": self._weight_stats(),
-        }
-        if probed:
-            out["start_activation_stats"] = start_activations
-            if "step_activation_stats" in out:
-                # The probe after the last step is the end's.
-                out["end_activation_stats"] = out["step_activation_stats"][-1]
-            else:
-                out["end_activation_stats"] = self._probe(probe)
-        return out
-
     def _weight_stats(self) -> tf.Tensor:
         """(M, variables, 4): each member's weight statistics now."""
         return tf.stack([_member_moments(v.value) for v in self.captured_variables], axis=1)
-
-    def _run_steps(
-        self,
-        x: tf.Tensor,
-        y: tf.Tensor,
-        mask: tf.Tensor,
-        probe: tf.Tensor,
-        batch_size: int,
-        *,
-        count: int | tf.Tensor,
-    ) -> dict[str, Any]:
-        """Steps 0 .. count - 1 over the padded rows of x, y (M, rows, ...), each recorded."""
-        members, rows, features = (int(d) for d in x.shape)
-        slots = rows // batch_size
-        captured = self.captured_variables
-        hidden = len(self.architecture.hidden_widths)
-
-        def array(shape: tuple[int, ...]) -> tf.TensorArray:
-            return tf.TensorArray(tf.float32, size=slots, element_shape=shape)
-
-        arrays: dict[str, tf.TensorArray] = {
-            "stats": array((members, len(captured), len(TENSOR_STATS))),
-            "loss": array((members,)),
-            "accuracy": array((members,)),
-            "size": array(()),
-        }
-        if self.key.step_capture and self.key.activations:
-            arrays["activations"] = array((members, hidden, len(ACTIVATION_STATS)))
-
-        def body(
-            i: tf.Tensor, arrays: dict[str, Any], first: list[tf.Tensor], _: list[tf.Tensor]
-        ) -> Any:
-            start = i * batch_size
-            step = self._step(
-                tf.slice(x, [0, start, 0], [members, batch_size, features]),
-                tf.slice(y, [0, start], [members, batch_size]),
-                tf.slice(mask, [start], [batch_size]),
-            )
-            first = [
-                tf.where(i == 0, g, kept) for g, kept in zip(step["gradients"], first, strict=True)
-            ]
-            out = {name: arrays[name].write(i, step[name]) for name in ("stats", "loss")}
-            out |= {name: arrays[name].write(i, step[name]) for name in ("accuracy", "size")}
-            if "activations" in arrays:
-                out["activations"] = arrays["activations"].write(i, self._probe(probe))
-            return i + 1, out, first, step["gradients"]
-
-        zeros = [tf.zeros_like(v.value) for v in captured]
-        _, arrays, first_gradients, last_gradients = tf.while_loop(
-            lambda i, *_: i < count,
-            body,
-            (tf.constant(0), arrays, zeros, zeros),
-            maximum_iterations=slots,
-        )
-        stacked = {name: ta.stack() for name, ta in arrays.items()}
-        out = {
-            "step_stats": stacked["stats"],  # (steps, M, variables, 9)
-            "step_loss": stacked["loss"],  # (steps, M)
-            "step_accuracy": stacked["accuracy"],
-            "step_size": stacked["size"],  # (steps,)
-            "first_gradients": first_gradients,
-            "last_gradients": last_gradients,
-        }
-        if "activations" in stacked:
-            out["step_activation_stats"] = stacked["activations"]
-        return out
 
     def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         logits, _, _ = self._forward(x, training=False)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -255,7 +255,169 @@ def make_optimizer(key: TrainerKey) -> keras.optimizers.Optimizer:
     return _optimizer_class(key.optimizer)(**options)
 
 
-class CompiledTrainer(chunks.EpochCalls):
+class EpochGraph(chunks.EpochCalls):
+    """The graph code of an epoch in one call, for a run alone (`CompiledTrainer`) and an
+    ensemble (core.engine.ensemble, its members on a leading axis): the rows on
+    `rows_axis`, padded to whole batches, then the steps of `_run_steps` between the
+    start's and the end's evaluation and probe."""
+
+    # The layers the probe reports on, and the recurrent layers' time steps.
+    probed_layers: int
+    timesteps: list[int]
+
+    @property
+    def captured_variables(self) -> list[keras.Variable]:
+        """The variables whose statistics each step records, in order."""
+        raise NotImplementedError
+
+    def _step(self, x: tf.Tensor, y: tf.Tensor, mask: tf.Tensor) -> dict[str, Any]:
+        """One optimizer step on the batch rows where `mask` is 1."""
+        raise NotImplementedError
+
+    def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        raise NotImplementedError
+
+    def _train_epoch(
+        self, x: tf.Tensor, y: tf.Tensor, probe: tf.Tensor, batch_size: int
+    ) -> dict[str, Any]:
+        axis = self.rows_axis
+        n = int(x.shape[axis])
+        steps = -(-n // batch_size)
+        # A short last batch is padded and masked out of the loss (and of batch
+        # norm's moments), so a single step graph serves every batch: tracing
+        # and compiling it is most of a cold run's cost.
+        padding = steps * batch_size - n
+        pad = [[0, 0]] * len(x.shape)
+        pad[axis] = [0, padding]
+        x = tf.pad(x, pad)
+        y = tf.pad(y, pad[: len(y.shape)])
+        mask = tf.concat([tf.ones([n]), tf.zeros([padding])], axis=0)
+        real = (slice(None),) * axis + (slice(None, n),)
+        start_loss, start_accuracy = self._evaluate(x[real], y[real])
+        probed = self.key.activations
+        start_activations = self._probe(probe) if probed else None
+        out = self._run_steps(x, y, mask, probe, batch_size, count=steps)
+        out |= {
+            "start_loss": start_loss,
+            "start_accuracy": start_accuracy,
+            # (variables, 4), or (M, variables, 4) for an ensemble
+            "end_weight_stats": self._weight_stats(),
+        }
+        if probed:
+            out["start_activation_stats"] = start_activations
+            if self.key.step_capture:
+                # The probe after the last step is the end's.
+                out["end_activation_stats"] = out["step_activation_stats"][-1]
+            else:
+                out["end_activation_stats"] = self._probe(probe)
+        return out
+
+    def _run_steps(
+        self,
+        x: tf.Tensor,
+        y: tf.Tensor,
+        mask: tf.Tensor,
+        probe: tf.Tensor,
+        batch_size: int,
+        *,
+        count: int | tf.Tensor,
+    ) -> dict[str, Any]:
+        """Steps 0 .. count - 1 over the padded rows of x, y, each recorded."""
+        axis = self.rows_axis
+        slots = int(x.shape[axis]) // batch_size
+        captured = self.captured_variables
+
+        def batch(t: tf.Tensor, start: tf.Tensor) -> tf.Tensor:
+            """The `batch_size` rows of `t` from row `start` on."""
+            begin: list[Any] = [0] * len(t.shape)
+            begin[axis] = start
+            size = [int(d) for d in t.shape]
+            size[axis] = batch_size
+            return tf.slice(t, begin, size)
+
+        def body(
+            i: tf.Tensor, arrays: dict[str, Any], first: list[tf.Tensor], _: list[tf.Tensor]
+        ) -> Any:
+            start = i * batch_size
+            step = self._step(
+                batch(x, start), batch(y, start), tf.slice(mask, [start], [batch_size])
+            )
+            first = [
+                tf.where(i == 0, g, kept) for g, kept in zip(step["gradients"], first, strict=True)
+            ]
+            return i + 1, self._record(arrays, i, step, probe), first, step["gradients"]
+
+        zeros = [tf.zeros_like(v.value) for v in captured]
+        _, arrays, first_gradients, last_gradients = tf.while_loop(
+            lambda i, *_: i < count,
+            body,
+            (tf.constant(0), self._epoch_arrays(steps=slots, lead=x.shape[:axis]), zeros, zeros),
+            maximum_iterations=slots,
+        )
+        stacked = {name: ta.stack() for name, ta in arrays.items() if not isinstance(ta, list)}
+        out = {
+            "step_stats": stacked["stats"],
+            "step_loss": stacked["loss"],
+            "step_accuracy": stacked["accuracy"],
+            "step_size": stacked["size"],
+            "first_gradients": first_gradients,
+            "last_gradients": last_gradients,
+            "step_weights": [ta.stack() for ta in arrays.get("weights", [])],
+            "step_gradients": [ta.stack() for ta in arrays.get("gradients", [])],
+        }
+        if "activations" in stacked:
+            out["step_activation_stats"] = stacked["activations"]
+        if "through_time" in stacked:
+            out["step_through_time"] = stacked["through_time"]
+        return out
+
+    def _epoch_arrays(self, *, steps: int, lead: Sequence[int]) -> dict[str, Any]:
+        """TensorArrays, one slot per step, for everything a step records; `lead`: the
+        axes before the rows (an ensemble's members), which a step's figures keep."""
+
+        def array(shape: tuple[int, ...]) -> tf.TensorArray:
+            return tf.TensorArray(tf.float32, size=steps, element_shape=shape)
+
+        per_row = tuple(int(d) for d in lead)
+        captured = self.captured_variables
+        arrays: dict[str, Any] = {
+            "stats": array((*per_row, len(captured), len(TENSOR_STATS))),
+            "loss": array(per_row),
+            "accuracy": array(per_row),
+            "size": array(()),
+        }
+        if self.timesteps:
+            arrays["through_time"] = array((sum(self.timesteps),))
+        if self.key.step_capture:
+            if self.key.activations:
+                arrays["activations"] = array((*per_row, self.probed_layers, len(ACTIVATION_STATS)))
+            if self.key.raw:
+                arrays["weights"] = [array(tuple(v.shape)) for v in captured]
+                arrays["gradients"] = [array(tuple(v.shape)) for v in captured]
+        return arrays
+
+    def _record(
+        self, arrays: dict[str, Any], i: Any, step: dict[str, Any], probe: tf.Tensor
+    ) -> dict[str, Any]:
+        """`arrays` with step `i` written in (TensorArrays are values: rebind them)."""
+        out = dict(arrays)
+        for name in ("stats", "loss", "accuracy", "size", "through_time"):
+            if name in arrays:
+                out[name] = arrays[name].write(i, step[name])
+        if "activations" in arrays:
+            # Probed after the step, on the weights the next step starts from.
+            out["activations"] = arrays["activations"].write(i, self._probe(probe))
+        if "weights" in arrays:
+            out["weights"] = [
+                ta.write(i, w) for ta, w in zip(arrays["weights"], step["before"], strict=True)
+            ]
+            out["gradients"] = [
+                ta.write(i, g) for ta, g in zip(arrays["gradients"], step["gradients"], strict=True)
+            ]
+        return out
+
+
+class CompiledTrainer(EpochGraph):
     """A network, its optimizer and the compiled functions that train and probe it."""
 
     members = 1  # one run (core.engine.ensemble trains several)
@@ -273,6 +435,8 @@ class CompiledTrainer(chunks.EpochCalls):
         self._binary = self.network.output_units == 1
         self._regression = self.network.regression
         self._stats = _VariableStats(self.network.captured_variables, fused=jit)
+        self.probed_layers = len(self.network.probe_kinds)
+        self.timesteps = self.network.timesteps
         self._epoch_fn = graph_function(self._train_epoch, jit=jit)
         # An epoch too long for one call (core.engine.chunks) runs in these.
         self._chunk_fn = graph_function(self._train_chunk, jit=jit)
@@ -362,6 +526,10 @@ class CompiledTrainer(chunks.EpochCalls):
         count = tf.reduce_sum(mask)
         return tf.reduce_sum(loss * mask) / count, tf.reduce_sum(hits * mask) / count
 
+    @property
+    def captured_variables(self) -> list[keras.Variable]:
+        return self.network.captured_variables
+
     def _step(self, x: tf.Tensor, y: tf.Tensor, mask: tf.Tensor) -> dict[str, Any]:
         """One optimizer step on the batch rows where `mask` is 1."""
         variables = self.network.trainable_variables
@@ -393,135 +561,8 @@ class CompiledTrainer(chunks.EpochCalls):
             )
         return step
 
-    def _train_epoch(
-        self, x: tf.Tensor, y: tf.Tensor, probe: tf.Tensor, batch_size: int
-    ) -> dict[str, Any]:
-        n, rank = int(x.shape[0]), len(x.shape)
-        steps = -(-n // batch_size)
-        # A short last batch is padded and masked out of the loss (and of batch
-        # norm's moments), so a single step graph serves every batch: tracing
-        # and compiling it is most of a cold run's cost.
-        padding = steps * batch_size - n
-        x = tf.pad(x, [[0, padding]] + [[0, 0]] * (rank - 1))
-        y = tf.pad(y, [[0, padding]])
-        mask = tf.concat([tf.ones([n]), tf.zeros([padding])], axis=0)
-        start_loss, start_accuracy = self._evaluate(x[:n], y[:n])
-        probed = self.key.activations
-        start_activations = self._probe(probe) if probed else None
-        out = self._run_steps(x, y, mask, probe, batch_size, count=steps)
-        out |= {
-            "start_loss": start_loss,
-            "start_accuracy": start_accuracy,
-            "end_weight_stats": self._weight_stats(),
-        }
-        if probed:
-            out["start_activation_stats"] = start_activations
-            if self.key.step_capture:
-                # The probe after the last step is the end's.
-                out["end_activation_stats"] = out["step_activation_stats"][-1]
-            else:
-                out["end_activation_stats"] = self._probe(probe)
-        return out
-
     def _weight_stats(self) -> tf.Tensor:
         return self._stats.weights([v.value for v in self.network.captured_variables])
-
-    def _run_steps(
-        self,
-        x: tf.Tensor,
-        y: tf.Tensor,
-        mask: tf.Tensor,
-        probe: tf.Tensor,
-        batch_size: int,
-        *,
-        count: int | tf.Tensor,
-    ) -> dict[str, Any]:
-        """Steps 0 .. count - 1 over the padded rows of x, y, each recorded."""
-        sample = [int(d) for d in x.shape[1:]]
-        slots = int(x.shape[0]) // batch_size
-        captured = self.network.captured_variables
-
-        def body(
-            i: tf.Tensor, arrays: dict[str, Any], first: list[tf.Tensor], _: list[tf.Tensor]
-        ) -> Any:
-            start = i * batch_size
-            step = self._step(
-                tf.slice(x, [start] + [0] * len(sample), [batch_size, *sample]),
-                tf.slice(y, [start], [batch_size]),
-                tf.slice(mask, [start], [batch_size]),
-            )
-            first = [
-                tf.where(i == 0, g, kept) for g, kept in zip(step["gradients"], first, strict=True)
-            ]
-            return i + 1, self._record(arrays, i, step, probe), first, step["gradients"]
-
-        zeros = [tf.zeros_like(v.value) for v in captured]
-        _, arrays, first_gradients, last_gradients = tf.while_loop(
-            lambda i, *_: i < count,
-            body,
-            (tf.constant(0), self._epoch_arrays(steps=slots), zeros, zeros),
-            maximum_iterations=slots,
-        )
-        stacked = {name: ta.stack() for name, ta in arrays.items() if not isinstance(ta, list)}
-        out = {
-            "step_stats": stacked["stats"],
-            "step_loss": stacked["loss"],
-            "step_accuracy": stacked["accuracy"],
-            "step_size": stacked["size"],
-            "first_gradients": first_gradients,
-            "last_gradients": last_gradients,
-            "step_weights": [ta.stack() for ta in arrays.get("weights", [])],
-            "step_gradients": [ta.stack() for ta in arrays.get("gradients", [])],
-        }
-        if "activations" in stacked:
-            out["step_activation_stats"] = stacked["activations"]
-        if "through_time" in stacked:
-            out["step_through_time"] = stacked["through_time"]
-        return out
-
-    def _epoch_arrays(self, *, steps: int) -> dict[str, Any]:
-        """TensorArrays, one slot per step, for everything a step records."""
-
-        def array(shape: tuple[int, ...]) -> tf.TensorArray:
-            return tf.TensorArray(tf.float32, size=steps, element_shape=shape)
-
-        captured = self.network.captured_variables
-        hidden = len(self.network.probe_kinds)
-        arrays: dict[str, Any] = {
-            "stats": array((len(captured), len(TENSOR_STATS))),
-            "loss": array(()),
-            "accuracy": array(()),
-            "size": array(()),
-        }
-        if self.network.timesteps:
-            arrays["through_time"] = array((sum(self.network.timesteps),))
-        if self.key.step_capture:
-            if self.key.activations:
-                arrays["activations"] = array((hidden, len(ACTIVATION_STATS)))
-            if self.key.raw:
-                arrays["weights"] = [array(tuple(v.shape)) for v in captured]
-                arrays["gradients"] = [array(tuple(v.shape)) for v in captured]
-        return arrays
-
-    def _record(
-        self, arrays: dict[str, Any], i: Any, step: dict[str, Any], probe: tf.Tensor
-    ) -> dict[str, Any]:
-        """`arrays` with step `i` written in (TensorArrays are values: rebind them)."""
-        out = dict(arrays)
-        for name in ("stats", "loss", "accuracy", "size", "through_time"):
-            if name in arrays:
-                out[name] = arrays[name].write(i, step[name])
-        if "activations" in arrays:
-            # Probed after the step, on the weights the next step starts from.
-            out["activations"] = arrays["activations"].write(i, self._probe(probe))
-        if "weights" in arrays:
-            out["weights"] = [
-                ta.write(i, w) for ta, w in zip(arrays["weights"], step["before"], strict=True)
-            ]
-            out["gradients"] = [
-                ta.write(i, g) for ta, g in zip(arrays["gradients"], step["gradients"], strict=True)
-            ]
-        return out
 
     def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         forward = self.network.forward(x, training=False)
