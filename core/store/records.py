@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,12 +85,8 @@ class WorkerInfo:
         )
 
     def to_json_dict(self) -> dict[str, str]:
-        return {
-            "hostname": self.hostname,
-            "device": self.device,
-            "device_name": self.device_name,
-            "tensorflow": self.tensorflow,
-        }
+        """Its fields, by name."""
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
