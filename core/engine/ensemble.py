@@ -31,7 +31,12 @@ import numpy as np
 import tensorflow as tf
 
 from core.engine import chunks
-from core.engine.network import ACTIVATION_FUNCTIONS, Architecture, affine, kernel_initializer
+from core.engine.network import (
+    ACTIVATION_FUNCTIONS,
+    Architecture,
+    MLPForward,
+    kernel_initializer,
+)
 from core.engine.trainer import (
     EpochArrays,
     EpochGraph,
@@ -49,7 +54,7 @@ _BN_MOMENTUM = 0.99
 _BN_EPSILON = 1e-3
 
 
-class EnsembleTrainer(EpochGraph):
+class EnsembleTrainer(EpochGraph, MLPForward):
     """`members` networks of `key`'s architecture, trained together.
 
     Example:
@@ -101,9 +106,14 @@ class EnsembleTrainer(EpochGraph):
         self._predict_fn = graph_function(self._predict, jit=False, rows_axis=1)
 
     @property
+    def layer_variables(self) -> list[tuple[keras.Variable, keras.Variable]]:
+        """Kernel (M, fan_in, units) and bias (M, units) of each layer, the output's last."""
+        return list(zip(self.kernels, self.biases, strict=True))
+
+    @property
     def captured_variables(self) -> list[keras.Variable]:
         """Kernel and bias of every dense layer, in layer order (as for one run)."""
-        return [v for pair in zip(self.kernels, self.biases, strict=True) for v in pair]
+        return [v for pair in self.layer_variables for v in pair]
 
     @property
     def trainable_variables(self) -> list[keras.Variable]:
@@ -205,32 +215,6 @@ class EnsembleTrainer(EpochGraph):
 
     # ------------------------------------------------------------------ graph code
 
-    def _forward(
-        self,
-        x: tf.Tensor,
-        *,
-        training: bool,
-        mask: tf.Tensor | None = None,
-        unroll_small: bool = False,
-    ) -> tuple[tf.Tensor, list[tf.Tensor], list[tf.Tensor]]:
-        """Logits (M, b, out) and each hidden layer's pre-activation and activation.
-
-        `unroll_small` as for `core.engine.network.Network.forward`.
-        """
-        pre_activations, activations = [], []
-        h = x
-        for i, activation in enumerate(self._activation_fns):
-            z = affine(h, self.kernels[i].value, self.biases[i].value, unroll_small=unroll_small)
-            norm = self.norms[i]
-            if norm is not None:
-                z = norm(z, training=training, mask=mask)
-            a = activation(z)
-            pre_activations.append(z)
-            activations.append(a)
-            h = a + h if self._skips[i] else a
-        logits = affine(h, self.kernels[-1].value, self.biases[-1].value, unroll_small=unroll_small)
-        return logits, pre_activations, activations
-
     def _loss_and_accuracy(
         self, y: tf.Tensor, logits: tf.Tensor, mask: tf.Tensor | None = None
     ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -249,7 +233,7 @@ class EnsembleTrainer(EpochGraph):
         captured = self.captured_variables
         before = [tf.identity(v.value) for v in captured]
         with tf.GradientTape() as tape:
-            logits, _, _ = self._forward(x, training=True, mask=mask)
+            logits = self.forward(x, training=True, mask=mask).logits
             loss, accuracy = self._loss_and_accuracy(y, logits, mask)
             # Members share no weights: the sum's gradient is each member's own.
             total = tf.reduce_sum(loss)
@@ -270,31 +254,31 @@ class EnsembleTrainer(EpochGraph):
         return tf.stack([_member_moments(v.value) for v in self.captured_variables], axis=1)
 
     def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        logits, _, _ = self._forward(x, training=False)
+        logits = self.forward(x, training=False).logits
         return self._loss_and_accuracy(y, logits)
 
     def _evaluate_sums(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Per member (M,): the loss and the hits summed over its rows of (x, y)."""
-        logits, _, _ = self._forward(x, training=False)
+        logits = self.forward(x, training=False).logits
         loss, hits = losses_and_hits(y, logits, binary=self._binary)
         return tf.reduce_sum(loss, axis=1), tf.reduce_sum(hits, axis=1)
 
     def _probe(self, probe: tf.Tensor) -> tf.Tensor:
         """(M, hidden, len(ACTIVATION_STATS)): each member's activations on its own probe."""
-        _, pre_activations, activations = self._forward(
-            probe, training=False, unroll_small=unrolls_probe(self.jit)
-        )
+        forward = self.forward(probe, training=False, unroll_small=unrolls_probe(self.jit))
         kinds = self.architecture.activations
         return tf.stack(
             [
                 activation_stats(z, a, kind)
-                for z, a, kind in zip(pre_activations, activations, kinds, strict=True)
+                for z, a, kind in zip(
+                    forward.pre_activations, forward.activations, kinds, strict=True
+                )
             ],
             axis=-2,
         )
 
     def _predict(self, x: tf.Tensor) -> tf.Tensor:
-        logits, _, _ = self._forward(x, training=False)
+        logits = self.forward(x, training=False).logits
         return tf.sigmoid(logits[..., 0]) if self._binary else tf.nn.softmax(logits)
 
 
@@ -319,9 +303,10 @@ class _StackedNorm:
             variable.assign(np.full(variable.shape, value, np.float32))
 
     def __call__(self, z: tf.Tensor, *, training: bool, mask: tf.Tensor | None) -> tf.Tensor:
-        """z (M, b, units); `mask` (b,) keeps padding rows out of the batch moments."""
+        """z (M, b, units); `mask` (b,), true for real rows, keeps padding rows out of the
+        batch moments (as in Keras' BatchNormalization)."""
         if training:
-            weights = tf.ones_like(z[0, :, :1]) if mask is None else mask[:, None]
+            weights = tf.ones_like(z[0, :, :1]) if mask is None else tf.cast(mask, z.dtype)[:, None]
             count = tf.reduce_sum(weights)
             mean = tf.reduce_sum(z * weights, axis=1) / count
             variance = tf.reduce_sum(tf.square(z - mean[:, None]) * weights, axis=1) / count

@@ -82,7 +82,55 @@ class ForwardPass:
     activations: list[tf.Tensor]
 
 
-class Network:
+class MLPForward:
+    """The MLP's forward pass, over one network's weights (`Network`) or over an
+    ensemble's, each member's stacked on a leading axis (core.engine.ensemble), so
+    that a member computes what its run alone would."""
+
+    _activation_fns: list[ActivationFn]
+    _skips: list[bool]
+    # Batch norm of each hidden layer, or None: called as Keras' BatchNormalization is.
+    norms: Sequence[Callable[..., tf.Tensor] | None]
+
+    @property
+    def layer_variables(self) -> list[tuple[keras.Variable, keras.Variable]]:
+        """Kernel and bias of each layer, the output's last."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        x: tf.Tensor,
+        *,
+        training: bool,
+        mask: tf.Tensor | None = None,
+        unroll_small: bool = False,
+        perturbations: Sequence[tf.Tensor] = (),
+    ) -> ForwardPass:
+        """Logits plus each hidden layer's pre-activation and activation.
+
+        `mask` (1 for real rows, 0 for padding) keeps padding out of batch
+        norm's moments. `unroll_small` computes layers of a small fan-in term
+        by term (see `affine`): equal to float32 rounding, not bit for bit.
+        `perturbations` are for networks with recurrent layers; an MLP has none.
+        """
+        pre_activations, activations = [], []
+        h = x
+        for i, activation in enumerate(self._activation_fns):
+            kernel, bias = self.layer_variables[i]
+            z = affine(h, kernel.value, bias.value, unroll_small=unroll_small)
+            norm = self.norms[i]
+            if norm is not None:
+                z = norm(z, training=training, mask=None if mask is None else mask > 0)
+            a = activation(z)
+            pre_activations.append(z)
+            activations.append(a)
+            h = a + h if self._skips[i] else a
+        kernel, bias = self.layer_variables[-1]
+        logits = affine(h, kernel.value, bias.value, unroll_small=unroll_small)
+        return ForwardPass(logits, pre_activations, activations)
+
+
+class Network(MLPForward):
     """Dense (+ optional batch norm) layers of an `Architecture`, built and ready."""
 
     def __init__(self, architecture: Architecture) -> None:
@@ -117,6 +165,10 @@ class Network:
         return []
 
     @property
+    def layer_variables(self) -> list[tuple[keras.Variable, keras.Variable]]:
+        return [(layer.kernel, layer.bias) for layer in self.dense]
+
+    @property
     def captured_variables(self) -> list[keras.Variable]:
         """Kernel and bias of every dense layer, in layer order."""
         return [v for layer in self.dense for v in (layer.kernel, layer.bias)]
@@ -125,37 +177,6 @@ class Network:
     def trainable_variables(self) -> list[keras.Variable]:
         norms = [v for norm in self.norms if norm is not None for v in norm.trainable_variables]
         return self.captured_variables + norms
-
-    def forward(
-        self,
-        x: tf.Tensor,
-        *,
-        training: bool,
-        mask: tf.Tensor | None = None,
-        unroll_small: bool = False,
-        perturbations: Sequence[tf.Tensor] = (),
-    ) -> ForwardPass:
-        """Logits plus each hidden layer's pre-activation and activation.
-
-        `mask` (1 for real rows, 0 for padding) keeps padding out of batch
-        norm's moments. `unroll_small` computes layers of a small fan-in term
-        by term (see `affine`): equal to float32 rounding, not bit for bit.
-        """
-        pre_activations, activations = [], []
-        h = x
-        for i, activation in enumerate(self._activation_fns):
-            layer = self.dense[i]
-            z = affine(h, layer.kernel.value, layer.bias.value, unroll_small=unroll_small)
-            norm = self.norms[i]
-            if norm is not None:
-                z = norm(z, training=training, mask=None if mask is None else mask > 0)
-            a = activation(z)
-            pre_activations.append(z)
-            activations.append(a)
-            h = a + h if self._skips[i] else a
-        out = self.dense[-1]
-        logits = affine(h, out.kernel.value, out.bias.value, unroll_small=unroll_small)
-        return ForwardPass(logits, pre_activations, activations)
 
     def initialize(self, initializer: InitializerSpec, *, seed: int) -> None:
         """Give every kernel fresh values from `initializer`, biases zeros, norms identity."""
