@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -159,7 +159,11 @@ def concat_by_rows(
     return np.concatenate(parts, axis=axis)
 
 
-class EpochCalls:
+# What a trainer's `train_epoch` hands back: a run's epoch, or each ensemble member's.
+Epoch = TypeVar("Epoch")
+
+
+class EpochCalls(Generic[Epoch]):
     """How a trainer (a run alone, or an ensemble) runs an epoch: in one call of its
     fused epoch graph, or in several (`train_in_chunks`), and evaluates and predicts
     by rows. The base of `core.engine.trainer.EpochGraph`, the graph code that
@@ -175,6 +179,28 @@ class EpochCalls:
     _edge_fn: Callable[..., Any]
     _sums_fn: Callable[..., Any]
     _predict_fn: Callable[..., Any]
+
+    def train_epoch(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        probe: np.ndarray,
+        *,
+        batch_size: int,
+        between: Between | None = None,
+    ) -> Epoch:
+        """Run one epoch over (x, y) in the given order, `batch_size` samples a step (an
+        ensemble's x (M, n, ...) and y (M, n): each member's own rows, in its order).
+
+        An epoch too long for one call runs in several, with `between` called between
+        them: it may raise to stop the run there.
+        """
+        out = self._epoch_outputs(x, y, probe, batch_size=batch_size, between=between)
+        return self._epoch_of(out)
+
+    def _epoch_of(self, out: dict[str, Any]) -> Epoch:
+        """What `train_epoch` hands back, from the epoch's outputs."""
+        raise NotImplementedError
 
     def _epoch_outputs(
         self,

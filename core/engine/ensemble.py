@@ -44,7 +44,6 @@ from core.engine.trainer import (
     activation_stats,
     graph_function,
     losses_and_hits,
-    make_optimizer,
     unrolls_probe,
 )
 from core.experiment.spec import InitializerSpec
@@ -54,7 +53,7 @@ _BN_MOMENTUM = 0.99
 _BN_EPSILON = 1e-3
 
 
-class EnsembleTrainer(EpochGraph, MLPForward):
+class EnsembleTrainer(EpochGraph[list[EpochArrays]], MLPForward):
     """`members` networks of `key`'s architecture, trained together.
 
     Example:
@@ -95,9 +94,7 @@ class EnsembleTrainer(EpochGraph, MLPForward):
                 architecture.layer_names[:-1], architecture.hidden_widths, strict=True
             )
         ]
-        self.optimizer = make_optimizer(key)
-        self.optimizer.build(self.trainable_variables)
-        self._optimizer_start = [np.array(v.numpy()) for v in self.optimizer.variables]
+        self._build_optimizer(self.trainable_variables)
         self._epoch_fn = graph_function(self._train_epoch, jit=jit)
         # An epoch too long for one call (core.engine.chunks) runs in these.
         self._chunk_fn = graph_function(self._train_chunk, jit=jit)
@@ -151,25 +148,10 @@ class EnsembleTrainer(EpochGraph, MLPForward):
         for norm in self.norms:
             if norm is not None:
                 norm.reset()
-        for variable, start in zip(self.optimizer.variables, self._optimizer_start, strict=True):
-            variable.assign(start)
-        self.optimizer.learning_rate = learning_rate
+        self._restart_optimizer(learning_rate)
 
-    def train_epoch(
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        probe: np.ndarray,
-        *,
-        batch_size: int,
-        between: chunks.Between | None = None,
-    ) -> list[EpochArrays]:
-        """One epoch of every member: x (M, n, f) and y (M, n) in each member's order.
-
-        As `CompiledTrainer.train_epoch`: a long epoch runs in several calls, with
-        `between` called between them.
-        """
-        out = self._epoch_outputs(x, y, probe, batch_size=batch_size, between=between)
+    def _epoch_of(self, out: dict[str, Any]) -> list[EpochArrays]:
+        """Each member's epoch, from the outputs of all of theirs."""
         tensors = {"first_gradients", "last_gradients", "step_weights", "step_gradients"}
         fetched = {name: np.asarray(value) for name, value in out.items() if name not in tensors}
         first = [np.asarray(g) for g in out["first_gradients"]]

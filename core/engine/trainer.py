@@ -255,7 +255,7 @@ def make_optimizer(key: TrainerKey) -> keras.optimizers.Optimizer:
     return _optimizer_class(key.optimizer)(**options)
 
 
-class EpochGraph(chunks.EpochCalls):
+class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
     """The graph code of an epoch in one call, for a run alone (`CompiledTrainer`) and an
     ensemble (core.engine.ensemble, its members on a leading axis): the rows on
     `rows_axis`, padded to whole batches, then the steps of `_run_steps` between the
@@ -269,6 +269,20 @@ class EpochGraph(chunks.EpochCalls):
     def captured_variables(self) -> list[keras.Variable]:
         """The variables whose statistics each step records, in order."""
         raise NotImplementedError
+
+    def _build_optimizer(self, variables: list[keras.Variable]) -> None:
+        """The key's optimizer, built for `variables`, and its state as new."""
+        self.optimizer = make_optimizer(self.key)
+        self.optimizer.build(variables)
+        # Optimizer slots start at kind-specific values (Adagrad: 0.1), so
+        # keep them to restore rather than assuming zeros.
+        self._optimizer_start = [np.array(v.numpy()) for v in self.optimizer.variables]
+
+    def _restart_optimizer(self, learning_rate: float) -> None:
+        """The optimizer's state as new, for a new run at `learning_rate`."""
+        for variable, start in zip(self.optimizer.variables, self._optimizer_start, strict=True):
+            variable.assign(start)
+        self.optimizer.learning_rate = learning_rate
 
     def _step(self, x: tf.Tensor, y: tf.Tensor, mask: tf.Tensor) -> dict[str, Any]:
         """One optimizer step on the batch rows where `mask` is 1."""
@@ -417,7 +431,7 @@ class EpochGraph(chunks.EpochCalls):
         return out
 
 
-class CompiledTrainer(EpochGraph):
+class CompiledTrainer(EpochGraph[EpochArrays]):
     """A network, its optimizer and the compiled functions that train and probe it."""
 
     members = 1  # one run (core.engine.ensemble trains several)
@@ -427,11 +441,7 @@ class CompiledTrainer(EpochGraph):
         self.key = key
         self.jit = jit
         self.network = build_network(key.architecture)
-        self.optimizer = make_optimizer(key)
-        self.optimizer.build(self.network.trainable_variables)
-        # Optimizer slots start at kind-specific values (Adagrad: 0.1), so
-        # keep them to restore rather than assuming zeros.
-        self._optimizer_start = [np.array(v.numpy()) for v in self.optimizer.variables]
+        self._build_optimizer(self.network.trainable_variables)
         self._binary = self.network.output_units == 1
         self._regression = self.network.regression
         self._stats = _VariableStats(self.network.captured_variables, fused=jit)
@@ -451,29 +461,10 @@ class CompiledTrainer(EpochGraph):
     def reset(self, initializer: InitializerSpec, *, seed: int, learning_rate: float) -> None:
         """Start a new run: fresh weights from `seed`, optimizer state as new."""
         self.network.initialize(initializer, seed=seed)
-        for variable, start in zip(self.optimizer.variables, self._optimizer_start, strict=True):
-            variable.assign(start)
-        self.optimizer.learning_rate = learning_rate
+        self._restart_optimizer(learning_rate)
         self.runs += 1
 
-    def train_epoch(
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        probe: np.ndarray,
-        *,
-        batch_size: int,
-        between: chunks.Between | None = None,
-    ) -> EpochArrays:
-        """Run one epoch over (x, y) in the given order, `batch_size` samples a step.
-
-        An epoch too long for one call runs in several (core.engine.chunks), with
-        `between` called between them: it may raise to stop the run there.
-        """
-        out = self._epoch_outputs(x, y, probe, batch_size=batch_size, between=between)
-        return self._epoch_arrays_of(out)
-
-    def _epoch_arrays_of(self, out: dict[str, Any]) -> EpochArrays:
+    def _epoch_of(self, out: dict[str, Any]) -> EpochArrays:
         raw = self.key.raw and self.key.step_capture
         probed = self.key.activations
         return EpochArrays(
