@@ -173,7 +173,7 @@ class EpochCalls(Generic[Epoch]):
     key: Any  # a core.engine.trainer.TrainerKey
     members: int
     rows_axis: int  # 0 for a run alone; 1 where a leading axis holds an ensemble's members
-    # Graph functions (core.engine.trainer.graph_function) of the methods named alike.
+    # Graph functions (core.engine.graph_calls.graph_function) of the methods named alike.
     _epoch_fn: Callable[..., Any]
     _chunk_fn: Callable[..., Any]
     _edge_fn: Callable[..., Any]

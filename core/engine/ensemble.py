@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from core.engine import chunks
+from core.engine.graph_calls import unrolls_probe
 from core.engine.network import (
     ACTIVATION_FUNCTIONS,
     Architecture,
@@ -42,9 +43,7 @@ from core.engine.trainer import (
     EpochGraph,
     TrainerKey,
     activation_stats,
-    graph_function,
     losses_and_hits,
-    unrolls_probe,
 )
 from core.experiment.spec import InitializerSpec
 
@@ -95,12 +94,7 @@ class EnsembleTrainer(EpochGraph[list[EpochArrays]], MLPForward):
             )
         ]
         self._build_optimizer(self.trainable_variables)
-        self._epoch_fn = graph_function(self._train_epoch, jit=jit)
-        # An epoch too long for one call (core.engine.chunks) runs in these.
-        self._chunk_fn = graph_function(self._train_chunk, jit=jit)
-        self._edge_fn = graph_function(self._edge, jit=jit)
-        self._sums_fn = graph_function(self._evaluate_sums, jit=False, rows_axis=1)
-        self._predict_fn = graph_function(self._predict, jit=False, rows_axis=1)
+        self._make_graph_functions(jit=jit)
 
     @property
     def layer_variables(self) -> list[tuple[keras.Variable, keras.Variable]]:

@@ -16,22 +16,17 @@ This module imports TensorFlow; only the engine imports it.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import config_pb2
-from tensorflow.python.eager import context as eager_context
-from tensorflow.python.eager import record as tape_record
 
 from core.engine import chunks
+from core.engine.graph_calls import graph_function, unrolls_probe
 from core.engine.layered import LayeredArchitecture, build_network
 from core.engine.network import Architecture
 from core.experiment.result import TENSOR_STATS
@@ -89,120 +84,6 @@ class EpochArrays:
     last_gradients: list[tf.Tensor] | None = None  # per variable, at the epoch's last step
     # |dL/dh_t| of each step, the recurrent layers' time steps end to end: (steps, sum of T)
     step_through_time: np.ndarray | None = None
-
-
-def graph_function(
-    fn: Callable[..., Any], *, jit: bool, rows_axis: int | None = None
-) -> Callable[..., Any]:
-    """`fn` as a TensorFlow graph function: XLA-compiled with `jit`, else a plain graph.
-
-    The graph code is plain TensorFlow with explicit while loops: AutoGraph's
-    source rewriting would double a cold run's tracing time. A plain graph is
-    traced and run under `_lean_calls` where it can be. Calls go straight to
-    the concrete function traced for their arguments' shapes: `tf.function`'s
-    own dispatch costs 0.1-0.25 ms a call, up to a quarter of a warm epoch. With
-    `rows_axis`, array arguments' sizes on that axis (their rows) may vary: one
-    graph serves them all (evaluation on the training and validation parts).
-    """
-    compiled = tf.function(fn, jit_compile=jit, autograph=False)
-    lean = not jit and _lean_options() is not None
-    concrete: dict[tuple[Any, ...], Any] = {}
-
-    def spec(a: Any) -> Any:
-        if not isinstance(a, np.ndarray | tf.Tensor):
-            return a
-        shape = list(a.shape)
-        if rows_axis is not None:
-            shape[rows_axis] = None
-        return tf.TensorSpec(shape, a.dtype)
-
-    def call(*args: Any) -> Any:
-        specs = tuple(spec(a) for a in args)
-        with _lean_calls() if lean else contextlib.nullcontext():
-            function = concrete.get(specs)
-            if function is None:
-                function = concrete[specs] = _DirectCall(compiled.get_concrete_function(*specs))
-            return function(*args)
-
-    return call
-
-
-class _DirectCall:
-    """A concrete function, called with its arguments' arrays as its flat inputs.
-
-    A concrete function's own call binds its arguments to its signature anew
-    each time (~1 ms a call in Python, a tenth of a warm run of the tutorial's
-    100 epochs). The arguments here are flat (arrays and Python constants the
-    graph was traced for), so the arrays, in order, followed by the captured
-    variables, are the function's inputs: that list goes straight to the traced
-    function. Where that does not hold (a nested argument, an input count that
-    does not match) or a gradient tape watches, the function's own call serves.
-    """
-
-    def __init__(self, function: Any) -> None:
-        self.function = function
-        self._inference = getattr(function, "_inference_function", None)
-        self._captured = list(function.captured_inputs)
-        self._arrays = len(function.inputs) - len(self._captured)
-
-    def __call__(self, *args: Any) -> Any:
-        flat = [a for a in args if isinstance(a, np.ndarray | tf.Tensor)]
-        if (
-            self._inference is None
-            or len(flat) != self._arrays
-            or any(isinstance(a, list | tuple | dict) for a in args)
-            or tape_record.could_possibly_record()
-        ):
-            return self.function(*args)
-        inputs = [a if isinstance(a, tf.Tensor) else tf.constant(a) for a in flat]
-        return self._inference.call_preflattened(inputs + self._captured)
-
-
-@functools.cache
-def _gpu_visible() -> bool:
-    """Whether TensorFlow sees a GPU (it lists devices without initialising them)."""
-    return bool(tf.config.list_physical_devices("GPU"))
-
-
-def unrolls_probe(jit: bool) -> bool:
-    """Whether a graph's probe unrolls its products of a small fan-in (see
-    `core.engine.network.affine`): under XLA on a CPU, where that was measured to pay."""
-    return jit and not _gpu_visible()
-
-
-@functools.cache
-def _lean_options() -> eager_context.FunctionCallOptions | None:
-    """Call options for plain graphs on a CPU: TensorFlow's single-threaded executor,
-    and no Grappler.
-
-    A small net's step is a few hundred tiny ops, so what a plain graph costs is
-    the runtime's overhead per op: the single-threaded executor runs them inline,
-    in order (an epoch ~25% faster than on the default executor on 2 cores), and
-    Grappler's rewrites, ~0.12 s at a graph's first call, buy nothing here. The
-    executor takes neither devices other than the CPU nor lowered control flow,
-    so it is used only where TensorFlow sees no GPU, and graphs are traced under
-    it too (their loops then stay functional). None where a GPU is visible.
-    """
-    if _gpu_visible():
-        return None
-    config = config_pb2.ConfigProto()
-    config.ParseFromString(eager_context.context().function_call_options.config_proto_serialized)
-    config.graph_options.rewrite_options.disable_meta_optimizer = True
-    return eager_context.FunctionCallOptions(
-        executor_type="SINGLE_THREADED_EXECUTOR", config_proto=config
-    )
-
-
-@contextmanager
-def _lean_calls() -> Iterator[None]:
-    """This thread's graph function calls (and tracing) use `_lean_options`."""
-    ctx = eager_context.context()
-    previous = ctx.function_call_options
-    ctx.function_call_options = _lean_options()
-    try:
-        yield
-    finally:
-        ctx.function_call_options = previous
 
 
 def losses_and_hits(
@@ -270,6 +151,17 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         """The variables whose statistics each step records, in order."""
         raise NotImplementedError
 
+    def _make_graph_functions(self, *, jit: bool) -> None:
+        """The graph functions `chunks.EpochCalls` calls, of the methods named alike."""
+        self._epoch_fn = graph_function(self._train_epoch, jit=jit)
+        # An epoch too long for one call (core.engine.chunks) runs in these.
+        self._chunk_fn = graph_function(self._train_chunk, jit=jit)
+        self._edge_fn = graph_function(self._edge, jit=jit)
+        # Called a few times a run: tracing alone is cheaper than compiling.
+        rows = self.rows_axis
+        self._sums_fn = graph_function(self._evaluate_sums, jit=False, rows_axis=rows)
+        self._predict_fn = graph_function(self._predict, jit=False, rows_axis=rows)
+
     def _build_optimizer(self, variables: list[keras.Variable]) -> None:
         """The key's optimizer, built for `variables`, and its state as new."""
         self.optimizer = make_optimizer(self.key)
@@ -289,6 +181,12 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         raise NotImplementedError
 
     def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        raise NotImplementedError
+
+    def _evaluate_sums(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        raise NotImplementedError
+
+    def _predict(self, x: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError
 
     def _train_epoch(
@@ -447,13 +345,7 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
         self._stats = _VariableStats(self.network.captured_variables, fused=jit)
         self.probed_layers = len(self.network.probe_kinds)
         self.timesteps = self.network.timesteps
-        self._epoch_fn = graph_function(self._train_epoch, jit=jit)
-        # An epoch too long for one call (core.engine.chunks) runs in these.
-        self._chunk_fn = graph_function(self._train_chunk, jit=jit)
-        self._edge_fn = graph_function(self._edge, jit=jit)
-        # Called a few times a run: tracing alone is cheaper than compiling.
-        self._sums_fn = graph_function(self._evaluate_sums, jit=False, rows_axis=0)
-        self._predict_fn = graph_function(self._predict, jit=False, rows_axis=0)
+        self._make_graph_functions(jit=jit)
         self.runs = 0
 
     # ------------------------------------------------------------------ Python API
