@@ -32,12 +32,7 @@ import tensorflow as tf
 
 from core.engine import chunks
 from core.engine.graph_calls import unrolls_probe
-from core.engine.network import (
-    ACTIVATION_FUNCTIONS,
-    Architecture,
-    MLPForward,
-    kernel_initializer,
-)
+from core.engine.network import ACTIVATION_FUNCTIONS, Architecture, MLPForward, kernel_initializer
 from core.engine.trainer import (
     EpochArrays,
     EpochGraph,

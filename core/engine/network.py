@@ -113,10 +113,11 @@ class MLPForward:
         by term (see `affine`): equal to float32 rounding, not bit for bit.
         `perturbations` are for networks with recurrent layers; an MLP has none.
         """
+        layers = self.layer_variables
         pre_activations, activations = [], []
         h = x
         for i, activation in enumerate(self._activation_fns):
-            kernel, bias = self.layer_variables[i]
+            kernel, bias = layers[i]
             z = affine(h, kernel.value, bias.value, unroll_small=unroll_small)
             norm = self.norms[i]
             if norm is not None:
@@ -125,7 +126,7 @@ class MLPForward:
             pre_activations.append(z)
             activations.append(a)
             h = a + h if self._skips[i] else a
-        kernel, bias = self.layer_variables[-1]
+        kernel, bias = layers[-1]
         logits = affine(h, kernel.value, bias.value, unroll_small=unroll_small)
         return ForwardPass(logits, pre_activations, activations)
 
