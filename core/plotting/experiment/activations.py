@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from matplotlib.figure import Figure
 
 from core.plotting.experiment.axes import (
+    Result,
     capture_epochs,
     shared_x_panels,
     span_x,
@@ -22,12 +22,7 @@ from core.plotting.experiment.layers import (
 )
 from core.plotting.kinds import PlotKind
 from core.plotting.layout import Frame
-from core.plotting.style import (
-    Style,
-    note,
-)
-
-Result = Mapping[str, Any]
+from core.plotting.style import Style, note
 
 
 def _draw_activations(figure: Figure, result: Result, style: Style) -> Frame:

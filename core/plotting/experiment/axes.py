@@ -23,12 +23,7 @@ from matplotlib.text import Text
 from matplotlib.ticker import LogLocator, MaxNLocator, NullLocator
 
 from core.plotting.layout import Frame, InViewLocator, InViewLogLocator
-from core.plotting.style import (
-    PlainLogFormatter,
-    Style,
-    as_floats,
-    shape_text,
-)
+from core.plotting.style import PlainLogFormatter, Style, as_floats, shape_text
 
 Result = Mapping[str, Any]
 

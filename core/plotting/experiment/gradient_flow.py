@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import matplotlib
@@ -10,26 +9,17 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from core.plotting.experiment.axes import (
+    Result,
     capture_epochs,
     style_axes,
     style_colorbar,
     suptitle,
     tick_locator,
 )
-from core.plotting.experiment.layers import (
-    layer_names_of,
-)
+from core.plotting.experiment.layers import layer_names_of
 from core.plotting.kinds import PlotKind
 from core.plotting.layout import Frame
-from core.plotting.style import (
-    HEATMAP_COLORMAP,
-    MISSING_COLOR,
-    Style,
-    as_floats,
-    note,
-)
-
-Result = Mapping[str, Any]
+from core.plotting.style import HEATMAP_COLORMAP, MISSING_COLOR, Style, as_floats, note
 
 
 def _draw_gradient_flow(figure: Figure, result: Result, style: Style) -> Frame:

@@ -11,15 +11,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from core.plotting.experiment.axes import (
-    figure_legend,
-    style_axes,
-    suptitle,
-)
-from core.plotting.experiment.layers import (
-    colors_by_layer,
-    layer_names_of,
-)
+from core.plotting.experiment.axes import Result, figure_legend, style_axes, suptitle
+from core.plotting.experiment.layers import colors_by_layer, layer_names_of
 from core.plotting.kinds import PlotKind
 from core.plotting.layout import Frame
 from core.plotting.style import (
@@ -31,8 +24,6 @@ from core.plotting.style import (
     sample_colors,
     spread_pick,
 )
-
-Result = Mapping[str, Any]
 
 MAX_HISTOGRAM_PANELS = 12  # beyond this the small multiples become unreadable
 

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from core.plotting.experiment.axes import (
+    Result,
     cell_width,
     figure_legend,
     has_finite,
@@ -26,16 +27,7 @@ from core.plotting.experiment.axes import (
     style_colorbar,
 )
 from core.plotting.layout import Frame
-from core.plotting.style import (
-    LAYER_COLORMAP,
-    Color,
-    Style,
-    as_floats,
-    sample_colors,
-    spread_pick,
-)
-
-Result = Mapping[str, Any]
+from core.plotting.style import LAYER_COLORMAP, Color, Style, as_floats, sample_colors, spread_pick
 
 MAX_LAYER_LEGEND = 12  # beyond this a colorbar keyed by layer replaces the legend
 

@@ -10,12 +10,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import Colormap, LinearSegmentedColormap, ListedColormap
 from matplotlib.figure import Figure
 
-from core.plotting.experiment.axes import (
-    run_label,
-    style_axes,
-    style_colorbar,
-    suptitle,
-)
+from core.plotting.experiment.axes import Result, run_label, style_axes, style_colorbar, suptitle
 from core.plotting.kinds import PlotKind
 from core.plotting.layout import Frame
 from core.plotting.style import (
@@ -27,8 +22,6 @@ from core.plotting.style import (
     note,
     shape_text,
 )
-
-Result = Mapping[str, Any]
 
 
 def _draw_dataset(figure: Figure, result: Result, style: Style) -> Frame:

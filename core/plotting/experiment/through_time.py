@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
 from core.plotting.experiment.axes import (
+    Result,
     cell_width,
     log_y,
     point_epochs,
@@ -44,8 +45,6 @@ from core.plotting.style import (
     sample_colors,
     spread_pick,
 )
-
-Result = Mapping[str, Any]
 
 MAX_RECURRENT_PANELS = 4  # columns of heatmap and decay curve; past this they are unreadable
 RATIO_LABEL = "‖∂L/∂h_t‖ / ‖∂L/∂h_T‖"

@@ -10,6 +10,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from core.plotting.experiment.axes import (
+    Result,
     has_finite,
     log_y,
     series_x,
@@ -27,14 +28,7 @@ from core.plotting.experiment.layers import (
 )
 from core.plotting.kinds import PlotKind
 from core.plotting.layout import Frame
-from core.plotting.style import (
-    Color,
-    Style,
-    as_floats,
-    note,
-)
-
-Result = Mapping[str, Any]
+from core.plotting.style import Color, Style, as_floats, note
 
 
 def _draw_weights(figure: Figure, result: Result, style: Style) -> Frame:

@@ -19,11 +19,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 
 from core.plotting.canvas import shared_renderer
 from core.plotting.layout import InViewLocator, InViewLogLocator
-from core.plotting.style import (
-    Style,
-    as_floats,
-    power_of_ten,
-)
+from core.plotting.style import Style, as_floats, power_of_ten
 
 MAX_PANELS = 16  # heatmaps or surfaces in one figure; past this they are unreadable
 

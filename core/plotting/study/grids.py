@@ -31,13 +31,7 @@ from core.plotting.study.axes import (
     wrapped,
 )
 from core.plotting.study.series import any_config_has, captures_gradients, planar, stack_rows
-from core.plotting.style import (
-    HEATMAP_COLORMAP,
-    MISSING_COLOR,
-    Style,
-    as_floats,
-    note,
-)
+from core.plotting.style import HEATMAP_COLORMAP, MISSING_COLOR, Style, as_floats, note
 
 _FLOW_BAR_PT = 90.0  # the colorbar's band right of the heatmaps, ticks and label included
 

@@ -27,9 +27,7 @@ from core.plotting.study.axes import (
     tick_locator,
 )
 from core.plotting.study.series import any_config_has, captures_gradients
-from core.plotting.style import (
-    Style,
-)
+from core.plotting.style import Style
 
 
 def _draw_depth(figure: Figure, series: Mapping[str, Any], style: Style) -> Frame:

@@ -22,10 +22,7 @@ from core.experiment.jobs import JobStatus, Summary
 from core.experiment.remedy_studies import remedy_summary
 from core.experiment.spec import ExperimentSpec, dataset_shape
 from core.experiment.study_summary import ChildOutcome
-from core.plotting.style import (
-    as_floats,
-    log10,
-)
+from core.plotting.style import as_floats, log10
 
 SERIES_VERSION = 1
 MAX_BOUNDARY_POINTS = 300  # data points drawn over each surface
