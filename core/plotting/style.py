@@ -114,6 +114,11 @@ def sample_colors(colormap: str, count: int) -> list[Color]:
     return [to_hex(cmap(position)) for position in positions]
 
 
+def snapshot_colors(count: int) -> list[Color]:
+    """The colors of `count` moments of a run, first to last (histogram snapshots, ...)."""
+    return sample_colors(SNAPSHOT_COLORMAP, count)
+
+
 def class_colors(count: int) -> list[Color]:
     cmap = matplotlib.colormaps["tab10" if count <= 10 else "tab20"]
     return [to_hex(cmap(index % cmap.N)) for index in range(count)]

@@ -15,15 +15,7 @@ from core.plotting.experiment.axes import Result, figure_legend, style_axes, sup
 from core.plotting.experiment.layers import colors_by_layer, layer_names_of
 from core.plotting.kinds import PlotKind
 from core.plotting.layout import Frame
-from core.plotting.style import (
-    SNAPSHOT_COLORMAP,
-    Color,
-    Style,
-    as_floats,
-    note,
-    sample_colors,
-    spread_pick,
-)
+from core.plotting.style import Color, Style, as_floats, note, snapshot_colors, spread_pick
 
 MAX_HISTOGRAM_PANELS = 12  # beyond this the small multiples become unreadable
 
@@ -33,7 +25,7 @@ def _draw_histograms(figure: Figure, result: Result, style: Style) -> Frame:
     all_names = _histogram_layers(result)
     names = spread_pick(all_names, MAX_HISTOGRAM_PANELS)
     epochs = list(histograms.get("epochs") or [])
-    snapshot_colors = sample_colors(SNAPSHOT_COLORMAP, len(epochs))
+    epoch_colors = snapshot_colors(len(epochs))
     layer_colors = colors_by_layer(layer_names_of(result))
     cols = _grid_columns(len(names), style)
     rows = math.ceil(len(names) / cols)
@@ -43,7 +35,7 @@ def _draw_histograms(figure: Figure, result: Result, style: Style) -> Frame:
             ax.set_axis_off()
             continue
         name = names[index]
-        widest = _plot_snapshots(ax, histograms[name]["gradients"], snapshot_colors, style)
+        widest = _plot_snapshots(ax, histograms[name]["gradients"], epoch_colors, style)
         # Each panel has its own x scale; the title gives it at a glance, so
         # layers whose gradients vanish stand out without reading tick labels.
         scale = "" if widest is None else f"  (|g| ≤ {widest:.1g})"
@@ -53,7 +45,7 @@ def _draw_histograms(figure: Figure, result: Result, style: Style) -> Frame:
         ax.locator_params(axis="x", nbins=4)
         if widest is None:
             note(ax, "no finite histogram", style)
-    handles = [Line2D([], [], color=color, linewidth=style.pt(1.8)) for color in snapshot_colors]
+    handles = [Line2D([], [], color=color, linewidth=style.pt(1.8)) for color in epoch_colors]
     # Right of the grid, so that it does not collide with the shared x label.
     labels = _snapshot_labels(histograms)
     frame = figure_legend(figure, handles, labels, style, "epoch", right=True)

@@ -37,12 +37,11 @@ from core.plotting.layout import Frame
 from core.plotting.style import (
     HEATMAP_COLORMAP,
     MISSING_COLOR,
-    SNAPSHOT_COLORMAP,
     Style,
     as_floats,
     log10,
     note,
-    sample_colors,
+    snapshot_colors,
     spread_pick,
 )
 
@@ -126,7 +125,7 @@ def _decay(
         ratios = positive_only(norms / norms[:, -1:])
     finite = np.flatnonzero(np.isfinite(ratios).any(axis=1))
     rows = list(dict.fromkeys(finite[[0, -1]].tolist())) if finite.size else []
-    colors = sample_colors(SNAPSHOT_COLORMAP, 2)
+    colors = snapshot_colors(2)
     labels = ("first", "last") if len(rows) > 1 else ("only",)
     for row, color, which in zip(rows, colors, labels, strict=False):
         label = f"{which} capture point ({_point(entry, row)})"
