@@ -6,23 +6,16 @@ from collections.abc import Mapping
 
 from matplotlib.figure import Figure
 
-from core.plotting.experiment.axes import (
-    Result,
-    capture_epochs,
-    shared_x_panels,
-    span_x,
-    style_axes,
-    suptitle,
-)
+from core.plotting.experiment.axes import Result, capture_epochs, shared_x_panels, span_x, suptitle
 from core.plotting.experiment.layers import (
     colors_by_layer,
     layer_legend,
     layer_names_of,
-    plot_layer_lines,
+    layer_panel,
 )
 from core.plotting.kinds import PlotKind
 from core.plotting.layout import Frame
-from core.plotting.style import Style, note
+from core.plotting.style import Style
 
 
 def _draw_activations(figure: Figure, result: Result, style: Style) -> Frame:
@@ -51,13 +44,11 @@ def _draw_activations(figure: Figure, result: Result, style: Style) -> Frame:
     axes = shared_x_panels(figure, len(panels), style)
     for ax, (key, title, ylabel, chosen) in zip(axes, panels, strict=True):
         series = {name: activations[name].get(key) for name in chosen}
-        drawn = plot_layer_lines(ax, x, series, colors, style)
+        drawn_anywhere |= layer_panel(
+            ax, x, series, colors, style, title=title, xlabel=xlabel, ylabel=ylabel
+        )
         if key in ("saturated", "dead", "negative"):
             ax.set_ylim(-0.03, 1.03)
-        style_axes(ax, style, title=title, xlabel=xlabel, ylabel=ylabel)
-        if not drawn:
-            note(ax, "no finite values", style)
-        drawn_anywhere |= drawn
         span_x(ax, x, style)
     frame = layer_legend(figure, names, drawn_anywhere, colors, style)
     frame.title = suptitle(figure, result, "Activations on the probe batch", style)

@@ -24,10 +24,19 @@ from core.plotting.experiment.axes import (
     figure_legend,
     has_finite,
     series_x,
+    style_axes,
     style_colorbar,
 )
 from core.plotting.layout import Frame
-from core.plotting.style import LAYER_COLORMAP, Color, Style, as_floats, sample_colors, spread_pick
+from core.plotting.style import (
+    LAYER_COLORMAP,
+    Color,
+    Style,
+    as_floats,
+    note,
+    sample_colors,
+    spread_pick,
+)
 
 MAX_LAYER_LEGEND = 12  # beyond this a colorbar keyed by layer replaces the legend
 
@@ -48,14 +57,20 @@ def positive_only(values: np.ndarray) -> np.ndarray:
     return np.where(values > 0, values, np.nan)
 
 
-def plot_layer_lines(
+def layer_panel(
     ax: Axes,
     x: np.ndarray,
     series: Mapping[str, Any],
     colors: Mapping[str, Color],
     style: Style,
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    empty: str = "no finite values",
 ) -> set[str]:
-    """One line per layer in its color; the names of the layers with a finite value."""
+    """A titled panel of one line per layer in its color, and the note `empty` in it
+    when no layer has a finite value; the names of the layers drawn."""
     drawn: set[str] = set()
     for name, raw in series.items():
         values = as_floats(raw)
@@ -73,6 +88,9 @@ def plot_layer_lines(
                 line_x[lonely], values[lonely], "o", markersize=style.pt(2.5), color=colors[name]
             )
         drawn.add(name)
+    style_axes(ax, style, title=title, xlabel=xlabel, ylabel=ylabel)
+    if not drawn:
+        note(ax, empty, style)
     return drawn
 
 

@@ -23,7 +23,7 @@ from core.plotting.experiment.layers import (
     colors_by_layer,
     layer_legend,
     layer_names_of,
-    plot_layer_lines,
+    layer_panel,
     positive_only,
 )
 from core.plotting.kinds import PlotKind
@@ -44,11 +44,10 @@ def _draw_weights(figure: Figure, result: Result, style: Style) -> Frame:
         (std_ax, "std", "S.D. of kernel weights"),
     ):
         series = {name: weights[name].get(key) for name in names}
-        drawn = plot_layer_lines(ax, x, series, colors, style)
-        style_axes(ax, style, title=title, xlabel="epoch", ylabel=title.split(" of ")[0])
-        if not drawn:
-            note(ax, "no finite values", style)
-        drawn_anywhere |= drawn
+        ylabel = title.split(" of ")[0]
+        drawn_anywhere |= layer_panel(
+            ax, x, series, colors, style, title=title, xlabel="epoch", ylabel=ylabel
+        )
     span_x(mean_ax, x, style)
     frame = layer_legend(figure, names, drawn_anywhere, colors, style)
     frame.title = suptitle(figure, result, "Weights per layer over epochs", style)
@@ -80,12 +79,10 @@ def _draw_gradients(figure: Figure, result: Result, style: Style) -> Frame:
 def _draw_gradient_means(
     ax: Axes, x: np.ndarray, means: Mapping[str, Any], colors: Mapping[str, Color], style: Style
 ) -> set[str]:
-    drawn = plot_layer_lines(ax, x, means, colors, style)
-    style_axes(ax, style, title="mean of kernel gradients", xlabel="epoch", ylabel="mean")
+    title = "mean of kernel gradients"
+    drawn = layer_panel(ax, x, means, colors, style, title=title, xlabel="epoch", ylabel="mean")
     if drawn:
         ax.axhline(0.0, color="#888888", linewidth=style.pt(0.6))
-    else:
-        note(ax, "no finite values", style)
     return drawn
 
 
@@ -98,10 +95,11 @@ def _draw_gradient_spread(
 ) -> set[str]:
     """S.D. on a log axis, where vanishing shows as layers decades apart."""
     positive = {name: positive_only(values) for name, values in stds.items()}
-    drawn = plot_layer_lines(ax, x, positive, colors, style)
-    style_axes(ax, style, title="S.D. of kernel gradients", xlabel="epoch", ylabel="S.D.")
+    title, empty = "S.D. of kernel gradients", "no positive finite values"
+    drawn = layer_panel(
+        ax, x, positive, colors, style, title=title, xlabel="epoch", ylabel="S.D.", empty=empty
+    )
     if not drawn:
-        note(ax, "no positive finite values", style)
         return drawn
     log_y(ax, style)
     if any((values == 0).any() for values in stds.values()):
