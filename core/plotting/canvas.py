@@ -206,21 +206,14 @@ def _font_height_metrics(prop: FontProperties, dpi: float) -> FontHeights:
     if head is None:
         return None, None, None  # matplotlib then measures "lp" instead
     scale = prop.get_size_in_points() * dpi / 72 / head["unitsPerEm"]
-    typographic = font.get_sfnt_table("OS/2")
-    if typographic is not None:
-        return (
-            typographic["sTypoAscender"] * scale,
-            -typographic["sTypoDescender"] * scale,
-            typographic["sTypoLineGap"] * scale,
-        )
-    horizontal = font.get_sfnt_table("hhea")
-    if horizontal is not None:
-        return (
-            horizontal["ascent"] * scale,
-            -horizontal["descent"] * scale,
-            horizontal["lineGap"] * scale,
-        )
-    return None, None, None
+    # The typographic metrics (OS/2) where the font has them, else the horizontal header's.
+    if (os2 := font.get_sfnt_table("OS/2")) is not None:
+        ascent, descent, gap = os2["sTypoAscender"], -os2["sTypoDescender"], os2["sTypoLineGap"]
+    elif (hhea := font.get_sfnt_table("hhea")) is not None:
+        ascent, descent, gap = hhea["ascent"], -hhea["descent"], hhea["lineGap"]
+    else:
+        return None, None, None
+    return ascent * scale, descent * scale, gap * scale
 
 
 def _has_shaping_options(mtext: Any) -> bool:
