@@ -32,6 +32,16 @@ NOTE_COLOR = "#555555"
 TIMES = "\N{MULTIPLICATION SIGN}"  # between the sizes of a shape, as 8x8x1
 
 
+class _Points:
+    """A size in points at full scale that a `Style` gives scaled for its figure (`Style.pt`)."""
+
+    def __init__(self, size: float) -> None:
+        self.size = size
+
+    def __get__(self, style: Style, owner: type[Style] | None = None) -> float:
+        return self.size * style.scale  # as style.pt(self.size), one call fewer
+
+
 @dataclass(frozen=True)
 class Style:
     """Sizes in points for one render.
@@ -55,25 +65,15 @@ class Style:
         scale = min(1.0, min(width_pt, height_pt) / cls.FULL_SIZE_PT)
         return cls(scale=scale, width_pt=width_pt, height_pt=height_pt, landscape=width >= height)
 
+    # The sizes most text and lines take, scaled for the figure when read (`style.text`).
+    text = _Points(10.0)
+    small = _Points(8.5)
+    title = _Points(11.0)
+    line = _Points(1.6)  # a line's width
+
     def pt(self, size: float) -> float:
         """A size in points at full scale, scaled for this figure."""
         return size * self.scale
-
-    @property
-    def text(self) -> float:
-        return self.pt(10.0)
-
-    @property
-    def small(self) -> float:
-        return self.pt(8.5)
-
-    @property
-    def title(self) -> float:
-        return self.pt(11.0)
-
-    @property
-    def line(self) -> float:
-        return self.pt(1.6)
 
 
 def new_figure(width: int, height: int, dpi: int) -> Figure:
