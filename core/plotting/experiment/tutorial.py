@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ from core.plotting.experiment.layers import (
     layer_panel,
     positive_only,
 )
-from core.plotting.kinds import PlotKind
+from core.plotting.kinds import Drawer, PlotKind
 from core.plotting.layout import Frame
 from core.plotting.style import Color, Style, as_floats, note
 
@@ -142,28 +142,26 @@ def _draw_baseline(ax: Axes, result: Result, style: Style) -> None:
     )
 
 
-def _has_tutorial(key: str) -> Callable[[Result], bool]:
-    def check(result: Result) -> bool:
-        return bool((result.get("tutorial") or {}).get(key))
+def _tutorial_kind(name: str, description: str, draw: Drawer) -> PlotKind:
+    """One of the tutorial's own figures, which a client fetches first: drawn as a job ends,
+    from the result's `tutorial[name]`."""
 
-    return check
+    def needs(result: Result) -> bool:
+        return bool((result.get("tutorial") or {}).get(name))
+
+    missing = f"{name} were not captured"
+    return PlotKind(
+        name=name, description=description, needs=needs, missing=missing, draw=draw, eager=True
+    )
 
 
-# The tutorial's own two figures, which a client fetches first: drawn as a job ends.
-WEIGHTS = PlotKind(
-    name="weights",
-    description="mean and S.D. of each layer's kernel weights over epochs (the tutorial's plot)",
-    needs=_has_tutorial("weights"),
-    missing="weights were not captured",
-    draw=_draw_weights,
-    eager=True,
+WEIGHTS = _tutorial_kind(
+    "weights",
+    "mean and S.D. of each layer's kernel weights over epochs (the tutorial's plot)",
+    _draw_weights,
 )
-
-GRADIENTS = PlotKind(
-    name="gradients",
-    description="mean and S.D. (log scale) of each layer's kernel gradients, and the loss",
-    needs=_has_tutorial("gradients"),
-    missing="gradients were not captured",
-    draw=_draw_gradients,
-    eager=True,
+GRADIENTS = _tutorial_kind(
+    "gradients",
+    "mean and S.D. (log scale) of each layer's kernel gradients, and the loss",
+    _draw_gradients,
 )
