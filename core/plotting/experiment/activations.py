@@ -7,12 +7,7 @@ from collections.abc import Mapping
 from matplotlib.figure import Figure
 
 from core.plotting.experiment.axes import Result, capture_epochs, shared_x_panels, span_x, suptitle
-from core.plotting.experiment.layers import (
-    colors_by_layer,
-    layer_legend,
-    layer_names_of,
-    layer_panel,
-)
+from core.plotting.experiment.layers import layer_colors, layer_legend, layer_names_of, layer_panel
 from core.plotting.kinds import PlotKind
 from core.plotting.layout import Frame
 from core.plotting.style import Style
@@ -39,7 +34,7 @@ def _draw_activations(figure: Figure, result: Result, style: Style) -> Frame:
         if chosen
     ]
     x, xlabel = capture_epochs(result)
-    colors = colors_by_layer(layer_names_of(result))
+    colors = layer_colors(result)
     drawn_anywhere: set[str] = set()
     axes = shared_x_panels(figure, len(panels), style)
     for ax, (key, title, ylabel, chosen) in zip(axes, panels, strict=True):

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from core.plotting.experiment.axes import Result, figure_legend, style_axes, suptitle
-from core.plotting.experiment.layers import colors_by_layer, layer_names_of
+from core.plotting.experiment.layers import layer_colors, layer_names_of
 from core.plotting.kinds import PlotKind
 from core.plotting.layout import Frame
 from core.plotting.style import Color, Style, as_floats, note, snapshot_colors, spread_pick
@@ -26,7 +26,7 @@ def _draw_histograms(figure: Figure, result: Result, style: Style) -> Frame:
     names = spread_pick(all_names, MAX_HISTOGRAM_PANELS)
     epochs = list(histograms.get("epochs") or [])
     epoch_colors = snapshot_colors(len(epochs))
-    layer_colors = colors_by_layer(layer_names_of(result))
+    title_colors = layer_colors(result)
     cols = _grid_columns(len(names), style)
     rows = math.ceil(len(names) / cols)
     grid = figure.subplots(rows, cols, squeeze=False)
@@ -40,7 +40,7 @@ def _draw_histograms(figure: Figure, result: Result, style: Style) -> Frame:
         # layers whose gradients vanish stand out without reading tick labels.
         scale = "" if widest is None else f"  (|g| ≤ {widest:.1g})"
         style_axes(ax, style, title=name + scale)
-        ax.title.set_color(layer_colors.get(name, "#222222"))
+        ax.title.set_color(title_colors.get(name, "#222222"))
         # Few x ticks: the panels are small and gradient values have long labels.
         ax.locator_params(axis="x", nbins=4)
         if widest is None:

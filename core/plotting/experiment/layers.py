@@ -47,8 +47,10 @@ def layer_names_of(result: Result) -> list[str]:
     return names or list((result.get("series") or {}).keys())
 
 
-def colors_by_layer(names: Sequence[str]) -> dict[str, Color]:
-    """One color per layer from one colormap, the same in every plot of a run."""
+def layer_colors(result: Result) -> dict[str, Color]:
+    """One color per layer of the run from one colormap, the same in every plot of it
+    (keyed by all its layers, whichever a plot shows)."""
+    names = layer_names_of(result)
     return dict(zip(names, sample_colors(LAYER_COLORMAP, len(names)), strict=True))
 
 

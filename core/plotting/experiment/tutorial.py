@@ -20,7 +20,7 @@ from core.plotting.experiment.axes import (
     suptitle,
 )
 from core.plotting.experiment.layers import (
-    colors_by_layer,
+    layer_colors,
     layer_legend,
     layer_names_of,
     layer_panel,
@@ -36,7 +36,7 @@ def _draw_weights(figure: Figure, result: Result, style: Style) -> Frame:
     weights = tutorial["weights"]
     x = as_floats(tutorial.get("epochs"))
     names = [name for name in layer_names_of(result) if name in weights]
-    colors = colors_by_layer(layer_names_of(result))
+    colors = layer_colors(result)
     mean_ax, std_ax = shared_x_panels(figure, 2, style)
     drawn_anywhere: set[str] = set()
     for ax, key, title in (
@@ -60,7 +60,7 @@ def _draw_gradients(figure: Figure, result: Result, style: Style) -> Frame:
     epochs = as_floats(tutorial.get("epochs"))
     x = epochs[1:] if epochs.size else epochs  # taken at the first step of epochs 1..E
     names = [name for name in layer_names_of(result) if name in gradients]
-    colors = colors_by_layer(layer_names_of(result))
+    colors = layer_colors(result)
     mean_ax, std_ax, loss_ax = shared_x_panels(figure, 3, style)
     means = {name: gradients[name].get("mean") for name in names}
     stds = {name: as_floats(gradients[name].get("std")) for name in names}
