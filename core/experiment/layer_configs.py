@@ -183,6 +183,13 @@ def resolve_initializer(value: Initializer) -> InitializerChoice:
     )
 
 
+def printable_name(value: str | None) -> str | None:
+    """A name as given (a layer's, an experiment's), refused unless printable text."""
+    if value is not None and not value.isprintable():
+        raise ValueError("name must be printable text")
+    return value
+
+
 class _LayerConfig(_Strict):
     """What every Keras layer config carries; accepted at its neutral value."""
 
@@ -193,9 +200,7 @@ class _LayerConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _printable(cls, value: str | None) -> str | None:
-        if value is not None and not value.isprintable():
-            raise ValueError("name must be printable text")
-        return value
+        return printable_name(value)
 
 
 class _Weighted(_LayerConfig):

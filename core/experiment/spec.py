@@ -35,7 +35,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
-from core.experiment.layer_configs import LayerLimits
+from core.experiment.layer_configs import LayerLimits, printable_name
 from core.experiment.layer_shapes import layer_count
 from core.experiment.layers import LayerSpec
 from core.experiment.limits import Limits, SpecLimitError
@@ -627,9 +627,7 @@ class ExperimentSpec(_Section):
     @field_validator("name")
     @classmethod
     def _printable_name(cls, value: str | None) -> str | None:
-        if value is not None and not value.isprintable():
-            raise ValueError("name must be printable text")
-        return value
+        return printable_name(value)
 
     @model_validator(mode="after")
     def _within_limits(self) -> Self:
