@@ -96,9 +96,7 @@ async def open_stream(port: int, job_id: str) -> asyncio.StreamWriter | None:
 
 
 async def measure(port: int, api: Process, redis_url: str, jobs: Sequence[str]) -> Figures:
-    figures = Figures(
-        clients_idle=connected_clients(redis_url), rss_idle_mb=api.rss_mb()
-    )
+    figures = Figures(clients_idle=connected_clients(redis_url), rss_idle_mb=api.rss_mb())
     opening = asyncio.Semaphore(OPENING_AT_ONCE)
     done = asyncio.Event()
 
