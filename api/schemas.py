@@ -185,6 +185,12 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def accepted(model: type[BaseModel], *statuses: int) -> dict[str, Any]:
+    """The decorator arguments of a route that queues work: 202 with `model` (the queued
+    record, its Location in the headers) and problem documents for `statuses`."""
+    return {"status_code": 202, "response_model": model, "responses": problem_responses(*statuses)}
+
+
 def stream_responses(events: str, *statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` of a route that streams a record's `events` as Server-Sent
     Events, resumable by Last-Event-ID, with problem documents for `statuses`."""

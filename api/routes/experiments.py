@@ -29,6 +29,7 @@ from api.schemas import (
     JobsPage,
     RemedyBody,
     StudyPublic,
+    accepted,
     problem_responses,
 )
 from api.services.plots import IfNoneMatch
@@ -60,12 +61,7 @@ def location(job_id: str) -> str:
     return f"/v1/experiments/{job_id}"
 
 
-@router.post(
-    "",
-    status_code=202,
-    response_model=JobPublic,
-    responses=problem_responses(400, 401, 413, 422, 429, 503),
-)
+@router.post("", **accepted(JobPublic, 400, 401, 413, 422, 429, 503))
 async def create_experiment(
     services: ServicesDep, spec: SpecBody, owner: OwnerDep, idempotency_key: IdempotencyKey = None
 ) -> Response:
@@ -184,12 +180,7 @@ async def cancel_experiment(job_id: OwnedJobId, store: StoreDep) -> Response:
     return FastJSONResponse(outcome.record.to_public(), status_code=status_code)
 
 
-@router.post(
-    "/{job_id}/remedies",
-    status_code=202,
-    response_model=StudyPublic,
-    responses=problem_responses(400, 401, 404, 409, 422, 429),
-)
+@router.post("/{job_id}/remedies", **accepted(StudyPublic, 400, 401, 404, 409, 422, 429))
 async def prove_remedies(
     run: ExistingJob, services: ServicesDep, owner: OwnerDep, body: RemedyBody
 ) -> Response:

@@ -44,6 +44,7 @@ from api.schemas import (
     StudyCreate,
     StudyPublic,
     StudySummary,
+    accepted,
     problem_responses,
     stream_responses,
 )
@@ -90,12 +91,7 @@ StudyBody = Annotated[
 # --------------------------------------------------------------------- lifecycle
 
 
-@router.post(
-    "",
-    status_code=202,
-    response_model=StudyPublic,
-    responses=problem_responses(400, 401, 413, 415, 422, 429, 503),
-)
+@router.post("", **accepted(StudyPublic, 400, 401, 413, 415, 422, 429, 503))
 async def create_study(services: ServicesDep, owner: OwnerDep, body: StudyBody) -> Response:
     """Queue a study: one experiment per configuration and seed; 202, the study, Location."""
     return study_work.study_accepted(await submit_study(services, body, owner))
@@ -103,9 +99,7 @@ async def create_study(services: ServicesDep, owner: OwnerDep, body: StudyBody) 
 
 @router.post(
     "/{study_id}/configs/{index}/remedies",
-    status_code=202,
-    response_model=StudyPublic,
-    responses=problem_responses(400, 401, 404, 409, 422, 429),
+    **accepted(StudyPublic, 400, 401, 404, 409, 422, 429),
 )
 async def prove_config_remedies(
     study: ExistingStudy,
