@@ -99,8 +99,7 @@ class Client:
         self, *, status: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> Page:
         """One page of experiments, newest first; pass `next_cursor` on for the next."""
-        params = _params(status=status, limit=limit, cursor=cursor)
-        return cast(Page, self._json("GET", "v1/experiments", params=params))
+        return self._page("v1/experiments", status=status, limit=limit, cursor=cursor)
 
     def events(self, job_id: str) -> Iterator[Event]:
         """The experiment's events (`progress`, `state`, ...) until it ends."""
@@ -178,8 +177,7 @@ class Client:
         return cast(Study, self._json("GET", f"v1/studies/{study_id}"))
 
     def studies(self, *, limit: int = 50, cursor: str | None = None) -> Page:
-        params = _params(limit=limit, cursor=cursor)
-        return cast(Page, self._json("GET", "v1/studies", params=params))
+        return self._page("v1/studies", limit=limit, cursor=cursor)
 
     def study_events(self, study_id: str) -> Iterator[Event]:
         """The study's events (`child`, `state`, ...) until it ends."""
@@ -229,8 +227,7 @@ class Client:
         return cast(Dataset, self._json("POST", "v1/datasets", params=params, files=files))
 
     def datasets(self, *, limit: int = 50, cursor: str | None = None) -> Page:
-        params = _params(limit=limit, cursor=cursor)
-        return cast(Page, self._json("GET", "v1/datasets", params=params))
+        return self._page("v1/datasets", limit=limit, cursor=cursor)
 
     def dataset(self, dataset_id: str) -> Dataset:
         return cast(Dataset, self._json("GET", f"v1/datasets/{dataset_id}"))
@@ -242,6 +239,10 @@ class Client:
 
     def _json(self, method: str, path: str, **options: Any) -> Any:
         return self._request(method, path, **options).json()
+
+    def _page(self, path: str, **query: Any) -> Page:
+        """One page of the list at `path`, asked with the `query` values that are not None."""
+        return cast(Page, self._json("GET", path, params=_params(**query)))
 
     def _request(
         self,
