@@ -117,6 +117,11 @@ class Access:
             return ANONYMOUS
         return self.keyring.owner_of(presented_key(authorization, api_key))
 
+    def reader(self, owner: str) -> str | None:
+        """Whose records `owner` may read, as the store's owned reads take it: None, every
+        owner's (open mode)."""
+        return None if self.open else owner
+
     def may_see(self, owner: str, job_owner: str | None) -> bool:
         """True when `owner` may see a job owned by `job_owner` (None: no such job)."""
         return job_owner is not None and (self.open or job_owner == owner)

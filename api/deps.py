@@ -173,10 +173,7 @@ async def get_existing_job(job_id: JobId, services: ServicesDep, owner: OwnerDep
     same path and work, for another owner's job as for an unknown one."""
     if not is_job_id(job_id):
         raise job_not_found(job_id)
-    store = services.store
-    record = await (
-        store.get(job_id) if services.access.open else store.get_owned(job_id, owner=owner)
-    )
+    record = await services.store.get_owned(job_id, owner=services.access.reader(owner))
     if record is None:
         raise job_not_found(job_id)
     return record
@@ -189,9 +186,12 @@ async def get_existing_study(
     study_id: StudyId, studies: StudyStoreDep, services: ServicesDep, owner: OwnerDep
 ) -> StudyRecord:
     """The study, brought up to date with its children, when the caller may see it; else
-    a 404 problem (the same for another owner's study as for an unknown one)."""
-    record = await studies.get_study(study_id) if is_job_id(study_id) else None
-    if record is None or not services.access.may_see(owner, record.owner):
+    a 404 problem: the same, by the same path and work, for another owner's study as for
+    an unknown one (neither is reconciled with its children)."""
+    if not is_job_id(study_id):
+        raise study_not_found(study_id)
+    record = await studies.get_study(study_id, owner=services.access.reader(owner))
+    if record is None:
         raise study_not_found(study_id)
     return record
 

@@ -72,8 +72,8 @@ class HotReads:
         if owner is None:
             return None
         if match := _RECORD.match(path):
-            record = await services.store.get(match[1])
-            if record is None or not access.may_see(owner, record.owner):
+            record = await services.store.get_owned(match[1], owner=access.reader(owner))
+            if record is None:
                 return None
             return record_response(record)
         if (match := _PLOT.match(path)) and match[2] in _NAMES:

@@ -276,9 +276,11 @@ class JobPlans(Plans):
             commands=[("HGETALL", self.keys.job(job_id).record)],
         )
 
-    def get_owned(self, job_id: str, *, owner: str) -> Plan[JobRecord | None]:
-        """The record of `job_id` when `owner` owns it; None, by the same path and
-        work, for an unknown job and for another owner's."""
+    def get_owned(self, job_id: str, *, owner: str | None) -> Plan[JobRecord | None]:
+        """The record of `job_id` when `owner` owns it (None: whoever does); None, by the
+        same path and work, for an unknown job and for another owner's."""
+        if owner is None:
+            return self.get(job_id)
         return Plan(
             lambda reply: None if reply is None else job_record(reply),
             script=READ_OWNED,

@@ -21,7 +21,7 @@ The study stores (core.store.stores) add these operations to the job store's:
 
     create_study(*, plan: StudyPlan, queues: [queue], plots, owner=ANONYMOUS, max_active=0)
         -> StudyRecord       The study and its children (queued jobs), in one step
-    get_study(study_id) -> StudyRecord | None          (reconciles; seals when complete)
+    get_study(study_id, *, owner=None) -> StudyRecord | None   (reconciles; seals when complete)
     seal_study(study_id, *, series_json, plots) -> StudyRecord | None
     claim_study_drawing(study_id, *, by) -> bool
     list_studies(*, limit=50, cursor=None, owner=None) -> StudyPage
@@ -66,6 +66,7 @@ from core.store.pages import Page, newest_first
 from core.store.plans import Plan, Plans, applied
 from core.store.plots import StoredPlot, cache_plot, default_plot_fields, read_plot
 from core.store.records import ChildState, StudyRecord, dumps_compact, fields_of, number
+from core.store.scripts.jobs import READ_OWNED
 from core.store.scripts.studies import (
     CANCEL_STUDY,
     CLAIM_DRAWING,
@@ -229,7 +230,11 @@ class StudyPlans(Plans):
         )
 
     def get_study(
-        self, study_id: str, *, seal_after: float | None = SEAL_GRACE_SECONDS
+        self,
+        study_id: str,
+        *,
+        seal_after: float | None = SEAL_GRACE_SECONDS,
+        owner: str | None = None,
     ) -> Plan[StudyRecord | None]:
         """The study; an unsealed one reconciled with its children.
 
@@ -237,8 +242,11 @@ class StudyPlans(Plans):
         succeeded (there is nothing to draw) or when its last child finished
         `seal_after` seconds ago or more: until then the worker that ran that
         child is drawing its plots and seals it with them. None never seals.
+
+        With `owner`, only that owner's study: None, by the same single read and
+        before any reconciling, for an unknown study and for another owner's.
         """
-        return self._read(study_id, _Sealing(seal_after))
+        return self._read(study_id, _Sealing(seal_after), owner=owner)
 
     def seal_study(
         self, study_id: str, *, series_json: str, plots: Mapping[str, bytes]
@@ -259,11 +267,13 @@ class StudyPlans(Plans):
             args=[by],
         )
 
-    def _read(self, study_id: str, sealing: _Sealing) -> Plan[StudyRecord | None]:
+    def _read(
+        self, study_id: str, sealing: _Sealing, *, owner: str | None = None
+    ) -> Plan[StudyRecord | None]:
         record = self.keys.study(study_id).record
 
-        def decode(reply: list[Any]) -> StudyRecord | Plan[StudyRecord | None] | None:
-            fields = fields_of(reply[0])
+        def decode(reply: Any) -> StudyRecord | Plan[StudyRecord | None] | None:
+            fields = fields_of(reply or ())
             if not fields:
                 return None
             study = StudyRecord.from_fields(fields)
@@ -273,7 +283,9 @@ class StudyPlans(Plans):
                 return self._seal(study, (), sealing)
             return study
 
-        return Plan(decode, commands=[("HGETALL", record)])
+        if owner is not None:
+            return Plan(decode, script=READ_OWNED, keys=[record], args=[owner, ANONYMOUS])
+        return Plan(lambda replies: decode(replies[0]), commands=[("HGETALL", record)])
 
     def _reconcile(
         self, study_id: str, fields: Mapping[bytes, bytes], sealing: _Sealing

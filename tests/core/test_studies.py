@@ -541,6 +541,26 @@ def test_a_study_is_made_with_its_children_waiting_in_units_that_share_a_graph(
     assert events == [("state", {"status": "queued"})]
 
 
+def test_a_study_is_read_for_its_owner_alone_and_another_owners_read_touches_nothing(
+    study_store: StudyStore,
+) -> None:
+    plan = expand({"base": {"seed": 1}, "axes": {"model.activation": ["relu", "tanh"]}})
+    study = study_store.create_study(
+        plan=plan, queues=["nowhere"] * 2, plots=["curves"], owner="alice"
+    )
+    _succeed(study_store, study.child_ids[0], 0.9)
+    told = _events(study_store, study.id)
+
+    assert study_store.get_study(study.id, owner="bob") is None
+    assert study_store.get_study(new_job_id(), owner="alice") is None
+    # Bob's read stopped at the owner: the child's success is not yet told on the study.
+    assert _events(study_store, study.id) == told
+    mine = study_store.get_study(study.id, owner="alice")
+    assert mine is not None and mine.progress["succeeded"] == 1
+    assert len(_events(study_store, study.id)) > len(told)
+    assert study_store.get_study(study.id) == mine  # no owner: whoever owns it
+
+
 def test_a_study_past_the_active_jobs_limit_makes_nothing(study_store: StudyStore) -> None:
     owner = f"limited-{new_job_id()}"
     plan = expand({"base": {"seed": 1}, "axes": {"model.activation": ["relu", "tanh"]}})

@@ -393,7 +393,8 @@ return 1
 READ_OWNED = lua_script(
     "read_owned",
     """
--- KEYS[1] record; ARGV[1] the owner asking, [2] the owner of a record that names none.
+-- KEYS[1] a job's or a study's record; ARGV[1] the owner asking, [2] the owner of a
+-- record that names none.
 -- The whole record for its owner; nil, after the same single read, both for an unknown id
 -- and for another owner's record, so neither answers sooner than the other.
 local id, owner = unpack(redis.call('HMGET', KEYS[1], 'id', 'owner'))
