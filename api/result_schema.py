@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas import Reference, VerdictExplanation
+from core.experiment.spec import ExperimentSpec
 
 Num = float | None
 Series = list[float | None]
@@ -197,6 +198,34 @@ class Boundary(BaseModel):
     classes: int
 
 
+class MeanStdChange(BaseModel):
+    mean: Num
+    std: Num
+
+
+class RatioChange(BaseModel):
+    before: Num
+    after: Num
+
+
+class MeasuredRemedy(BaseModel):
+    """What the fix did on the example network it was measured on, over `seeds` seeds
+    (core.experiment.measured_remedies): the ranking's evidence."""
+
+    network: str = Field(description="the example network it was measured on")
+    seeds: int
+    had: int = Field(description="seeds whose baseline run had the verdict")
+    cleared: int = Field(description="of those, seeds whose run with the fix did not")
+    accuracy_change: MeanStdChange = Field(
+        description="final accuracy with the fix minus the baseline's, seed by seed"
+    )
+    gradient_ratio: RatioChange = Field(
+        description="the first-to-last RMS gradient ratio, median over the seeds"
+    )
+    new_verdicts: dict[str, int] = Field(description="verdicts the fix brought -> seeds")
+    source: str = Field(description="what measured it")
+
+
 class Prescription(BaseModel):
     """A change to the spec that should clear a verdict (core.experiment.prescriptions)."""
 
@@ -207,13 +236,73 @@ class Prescription(BaseModel):
     rationale: str | None = None
     expected: str | None = None
     support: str | None = None
-    measured: dict[str, Any] | None = None
+    measured: MeasuredRemedy | None = None
     read_more: list[Reference] | None = None
+
+
+class GradientFlow(BaseModel):
+    """Evidence of `vanishing` and `exploding`: how the kernel gradient flows by depth."""
+
+    median_rms_grad: dict[str, Num] = Field(
+        description="layer -> its median RMS kernel gradient over the capture points"
+    )
+    first_layer: str | None = Field(
+        None,
+        description="the first layer of the depth ratio (not recurrent); null when every "
+        "layer before the output is recurrent (version 2)",
+    )
+    first_to_last_rms_ratio: Num = Field(description="under 0.1 vanishing, over 1000 exploding")
+    max_grad_norm: Num = Field(description="the largest kernel gradient norm of the run")
+
+
+class Divergence(BaseModel):
+    """Evidence of `diverged`: where values stopped being finite."""
+
+    first_non_finite_epoch: int | None = Field(description="the first epoch whose loss is not")
+    layers_with_non_finite_values: list[str]
+    largest_finite_gradient: Num
+    gradients_blew_up: bool | None = Field(
+        description="some kernel gradient passed the exploding norm first; null when "
+        "gradients were not captured"
+    )
+
+
+class ThroughTimeEvidence(BaseModel):
+    """Evidence of `vanishing_through_time` and `exploding_through_time`."""
+
+    first_to_last_ratio: dict[str, Num] = Field(
+        description="recurrent layer -> median ||dL/dh_1|| / ||dL/dh_T|| over the capture points"
+    )
+
+
+class Evidence(BaseModel):
+    """The numbers behind the verdicts, one member per kind of verdict; a member is absent
+    when its numbers were not captured or do not apply (`not_judged` says why)."""
+
+    gradient_flow: GradientFlow
+    diverged: Divergence | None = Field(None, description="present when the run diverged")
+    through_time: ThroughTimeEvidence | None = Field(
+        None, description="networks with recurrent layers whose gradients were captured"
+    )
+    dead_units: dict[str, Num] | None = Field(
+        None, description="relu layer -> share of units dead at the end of the run"
+    )
+    negative_units: dict[str, Num] | None = Field(
+        None,
+        description="leaky_relu, elu, selu, gelu, swish layer -> share of units below zero "
+        "at the end (reported, never a verdict)",
+    )
+    saturated: dict[str, Num] | None = Field(
+        None, description="sigmoid, tanh, softsign layer -> share of saturated activations"
+    )
+    not_judged: dict[str, str] = Field(
+        description="verdict -> why it was not judged, e.g. gradients were not captured"
+    )
 
 
 class Diagnosis(BaseModel):
     verdicts: list[str] = Field(examples=[["vanishing"]])
-    evidence: dict[str, Any] = Field(description="the numbers behind the verdicts")
+    evidence: Evidence = Field(description="the numbers behind the verdicts")
     thresholds: dict[str, float]
     prescriptions: dict[str, list[Prescription]] | None = Field(
         None, description="verdict -> fixes, best first"
@@ -238,7 +327,7 @@ class ExperimentResult(BaseModel):
     """result.json: every captured series, metrics and the diagnosis of one run."""
 
     version: int = Field(description="2; 1 for results written before layer lists")
-    spec: dict[str, Any] = Field(description="the spec as run, seed filled in")
+    spec: ExperimentSpec = Field(description="the spec as run, seed filled in")
     seed: int
     dataset: DatasetInfo
     layers: list[LayerInfo]

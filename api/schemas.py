@@ -109,7 +109,7 @@ class PresetPublic(BaseModel):
     name: str
     title: str
     description: str
-    spec: dict[str, Any] = Field(description="a spec to POST to /v1/experiments as it is")
+    spec: ExperimentSpec = Field(description="a spec to POST to /v1/experiments as it is")
 
 
 class PresetList(BaseModel):
@@ -387,7 +387,9 @@ class StudyPublic(BaseModel):
     configs: list[StudyConfigPublic]
     summary: StudyOutcome | None = Field(description="once finished")
     plots: list[str] = Field(description="the study's plots, once finished")
-    base: dict[str, Any] = Field(description="the base spec the axes vary")
+    base: ExperimentSpec = Field(
+        description="the base spec the axes vary, as it was given (its seed is `seed`)"
+    )
     remedies: RemedyPlan | None = Field(
         description="a remedy study's: the run whose prescriptions it proves, and the fixes"
     )
@@ -408,7 +410,7 @@ class StudyPresetPublic(BaseModel):
     name: str
     title: str
     description: str
-    study: dict[str, Any] = Field(description="a body to POST to /v1/studies as it is")
+    study: StudyCreate = Field(description="a body to POST to /v1/studies as it is")
 
 
 # -------------------------------------------------------------------------- datasets

@@ -17,10 +17,12 @@ import re
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import attrs
 import numpy as np
 import pytest
 from openapi_python_client import generate
@@ -94,6 +96,52 @@ def client(generated: Any, api_server: Server) -> Any:
     return generated.Client(base_url=api_server.url, raise_on_unexpected_status=True)
 
 
+def assert_reads_as_sent(typed: Any, api_server: Server, path: str) -> None:
+    """The typed object holds the whole body the service sends for `path`: written back as
+    JSON it is that body, so no field was dropped or left a free-form dict on the way."""
+    with api_server.client() as http:
+        sent = http.get(path).json()
+    assert instants(typed.to_dict()) == instants(sent)
+    assert not list(untyped(typed, "")), list(untyped(typed, ""))
+
+
+# What is free-form by nature: a JSON merge patch, a study's axis values (any spec field's),
+# Keras' build_config.
+FREE_FORM = {"patch", "values", "axes", "build_config"}
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
+
+
+def instants(value: Any) -> Any:
+    """`value` with its timestamps as datetimes: the same instant is written `Z` by the
+    service and `+00:00` by a generated client."""
+    if isinstance(value, dict):
+        return {key: instants(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [instants(item) for item in value]
+    if isinstance(value, str) and TIMESTAMP.match(value):
+        return datetime.fromisoformat(value)
+    return value
+
+
+def untyped(value: Any, path: str) -> Iterator[str]:
+    """The paths in a generated client's object where a plain dict was left, not a model."""
+    if path.rpartition(".")[2] in FREE_FORM:
+        return
+    if isinstance(value, dict):
+        yield path
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from untyped(item, f"{path}[{index}]")
+    elif attrs.has(type(value)):
+        for field in attrs.fields(type(value)):
+            inner = getattr(value, field.name)
+            if field.name == "additional_properties":
+                for name, item in inner.items():
+                    yield from untyped(item, f"{path}.{name}")
+            else:
+                yield from untyped(inner, f"{path}.{field.name}")
+
+
 def wait_until_finished(client: Any, job_id: str) -> Any:
     """The job's typed record once it has finished."""
     models = module("models")
@@ -109,7 +157,7 @@ def wait_until_finished(client: Any, job_id: str) -> Any:
 
 
 def test_a_generated_client_runs_an_experiment_end_to_end(
-    client: Any, worker_process: Worker
+    client: Any, api_server: Server, worker_process: Worker
 ) -> None:
     models = module("models")
     experiments = "api.experiments"
@@ -129,6 +177,23 @@ def test_a_generated_client_runs_an_experiment_end_to_end(
     result = module(f"{experiments}.read_result").sync(job_id=job.id, client=client)
     assert isinstance(result, models.ExperimentResult), result
     assert result.epochs_run == 3 and result.version == 2
+    assert_reads_as_sent(result, api_server, f"/v1/experiments/{job.id}/result")
+    assert isinstance(result.spec, models.ExperimentSpec)
+    assert result.spec.seed == 3 and result.spec.training.epochs == 3
+    evidence = result.diagnosis.evidence
+    assert isinstance(evidence, models.Evidence)
+    assert isinstance(evidence.gradient_flow, models.GradientFlow)
+    assert evidence.gradient_flow.first_layer == "hidden_1"
+    assert set(evidence.gradient_flow.median_rms_grad.to_dict()) == set(result.series.to_dict())
+    assert isinstance(evidence.saturated["hidden_1"], float)  # sigmoid layers
+    assert evidence.not_judged.to_dict() == {}
+    prescriptions = result.diagnosis.prescriptions
+    assert isinstance(prescriptions, models.DiagnosisPrescriptionsType0), prescriptions
+    fixes = prescriptions.additional_properties.values()
+    measured = [fix.measured for offered in fixes for fix in offered if fix.measured]
+    assert measured, "the tutorial's vanishing run has measured fixes"
+    assert all(isinstance(m, models.MeasuredRemedy) for m in measured)
+    assert all(isinstance(m.gradient_ratio, models.RatioChange) for m in measured)
     hidden = result.series["hidden_1"]
     assert isinstance(hidden, models.LayerSeries)
     assert len(hidden["kernel"].grad_std) == result.capture.points == 3
@@ -145,7 +210,7 @@ def test_a_generated_client_runs_an_experiment_end_to_end(
 
 
 def test_a_generated_client_reads_a_recurrent_result_through_time(
-    client: Any, worker_process: Worker
+    client: Any, api_server: Server, worker_process: Worker
 ) -> None:
     models = module("models")
     spec = models.ExperimentSpec.from_dict(
@@ -162,7 +227,15 @@ def test_a_generated_client_reads_a_recurrent_result_through_time(
 
     result = module("api.experiments.read_result").sync(job_id=job.id, client=client)
     assert isinstance(result, models.ExperimentResult), result
+    assert_reads_as_sent(result, api_server, f"/v1/experiments/{job.id}/result")
     assert result.dataset.task == "regression"
+    assert isinstance(result.spec.model.layers[0], models.LSTMLayer)
+    through = result.diagnosis.evidence.through_time
+    assert isinstance(through, models.ThroughTimeEvidence)
+    assert set(through.first_to_last_ratio.to_dict()) == {"lstm_1"}
+    # every layer before the output is recurrent: no depth ratio, and it says why
+    assert result.diagnosis.evidence.gradient_flow.first_layer is None
+    assert "vanishing" in result.diagnosis.evidence.not_judged.to_dict()
     assert [layer.class_name for layer in result.layers] == ["LSTM", "Dense"]
     lstm = result.through_time["lstm_1"]
     assert isinstance(lstm, models.LayerThroughTime)
@@ -200,7 +273,7 @@ def test_a_generated_client_trains_on_either_kind_of_dataset(
         assert http.delete(f"/v1/datasets/{upload.json()['id']}").status_code == 204
 
 
-def test_a_generated_client_submits_a_typed_study(client: Any) -> None:
+def test_a_generated_client_submits_a_typed_study(client: Any, api_server: Server) -> None:
     models = module("models")
     # On the GPU queue, which no test worker consumes: it is only queued, then deleted.
     base = models.ExperimentSpec(device=models.Device.GPU, training=models.TrainingSpec(epochs=2))
@@ -210,10 +283,42 @@ def test_a_generated_client_submits_a_typed_study(client: Any) -> None:
     study = module("api.studies.create_study").sync(client=client, body=body)
     assert isinstance(study, models.StudyPublic), study
     assert len(study.configs) == 2 and study.progress.children == 2
+    assert_reads_as_sent(study, api_server, f"/v1/studies/{study.id}")
+    # the base as it was given, typed
+    assert isinstance(study.base, models.ExperimentSpec)
+    assert study.base.device == models.Device.GPU and study.base.training.epochs == 2
+    assert study.base.to_dict() == base.to_dict()
     again = module("api.studies.read_study").sync(study_id=study.id, client=client)
     assert isinstance(again, models.StudyPublic) and again.id == study.id
     deleted = module("api.studies.delete_study").sync_detailed(study_id=study.id, client=client)
     assert deleted.status_code == 204
+
+
+def test_a_generated_client_reads_the_presets_typed(client: Any, api_server: Server) -> None:
+    """Each preset's spec is an ExperimentSpec and each study preset's body a StudyCreate, read
+    as the service sends them (partial specs: what is left out stays out), ready to POST."""
+    models = module("models")
+    presets = module("api.presets.list_presets").sync(client=client)
+    assert isinstance(presets, models.PresetList), presets
+    assert_reads_as_sent(presets, api_server, "/v1/presets")
+    assert presets.items and presets.studies
+    for preset in presets.items:
+        assert isinstance(preset.spec, models.ExperimentSpec), preset.name
+        assert isinstance(preset.spec.model, models.ModelSpec), preset.name
+        assert isinstance(preset.spec.seed, module("types").Unset), "presets leave the seed out"
+    for preset in presets.studies:
+        assert isinstance(preset.study, models.StudyCreate), preset.name
+        assert isinstance(preset.study.base, models.ExperimentSpec), preset.name
+    layered = {p.name: p.study.base for p in presets.studies}["recurrent-cells"]
+    assert isinstance(layered.model.layers[0], models.LSTMLayer)
+
+    # A study preset's typed body goes back as it is (on the GPU queue, no worker: only queued)
+    tutorial = {p.name: p.study for p in presets.studies}["tutorial"]
+    tutorial.base.device = models.Device.GPU
+    study = module("api.studies.create_study").sync(client=client, body=tutorial)
+    assert isinstance(study, models.StudyPublic), study
+    assert study.base.to_dict() == tutorial.base.to_dict()
+    module("api.studies.delete_study").sync_detailed(study_id=study.id, client=client)
 
 
 def test_every_error_reaches_a_generated_client_as_a_problem_document(client: Any) -> None:

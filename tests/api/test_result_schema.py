@@ -38,3 +38,19 @@ def test_a_result_missing_a_section_is_refused() -> None:
     del result["metrics"]
     with pytest.raises(ValueError, match="metrics"):
         ExperimentResult.model_validate(result)
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda path: path.name)
+def test_a_version_1_result_reads_its_spec_and_evidence_typed(path: Path) -> None:
+    """The spec as run is an ExperimentSpec, the evidence its typed members: the gradient
+    flow (before `first_layer` was added), the activations' fractions, `not_judged`."""
+    result = load(path)
+    read = ExperimentResult.model_validate(result)
+    assert read.spec.seed == result["seed"]
+    assert read.spec.model_dump(mode="json", exclude_unset=True) == result["spec"]
+    evidence = read.diagnosis.evidence
+    assert evidence.gradient_flow.first_layer is None
+    flow = result["diagnosis"]["evidence"]["gradient_flow"]
+    assert evidence.gradient_flow.first_to_last_rms_ratio == flow["first_to_last_rms_ratio"]
+    assert evidence.dead_units or evidence.saturated
+    assert evidence.model_dump(exclude_unset=True) == result["diagnosis"]["evidence"]
