@@ -67,7 +67,7 @@ class BodySizeLimit:
         if scope["type"] != "http" or scope["method"] not in _WITH_BODY:
             await self.app(scope, receive, send)
             return
-        limit = self.caps.get(scope["path"].rstrip("/"), self.max_bytes)
+        limit = self.caps.get(_route_path(scope).rstrip("/"), self.max_bytes)
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             await problem_response(self._problem(limit), scope["path"])(scope, receive, send)
@@ -97,3 +97,10 @@ class BodySizeLimit:
             return message
 
         await self.app(scope, receive_within_limit, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the app routes on: behind a proxy's prefix (root_path), without it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path

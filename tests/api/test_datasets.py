@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.api.conftest import problem
+from tests.api.ui.prefixed import PREFIX
 from tests.conftest import KeysServer, keys_env, serve_api
 
 POINTS = b"x1,x2,label\n" + b"".join(
@@ -215,6 +216,20 @@ def test_a_streamed_upload_is_answered_413_before_it_ends(small: KeysServer) -> 
         reply = connection.recv(65536)
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
     assert b"application/problem+json" in reply
+
+
+def test_behind_a_path_prefix_an_upload_keeps_its_own_cap(service_env: dict[str, str]) -> None:
+    """A proxy's prefix is in the path the app sees: the upload's cap is still found."""
+    rows = b"x1,x2,label\n" + b"0.1250,0.5000,a\n0.7500,0.2500,b\n" * 2_500  # 80 KB
+    assert len(rows) > 64 * 1024
+    env, keys = keys_env(service_env)
+    with serve_api(env, "tests.api.ui.prefixed:app", PREFIX) as server:
+        sent = httpx.post(
+            f"{server.url}{PREFIX}/v1/datasets",
+            content=rows,
+            headers={"Content-Type": "text/csv", "Authorization": f"Bearer {keys['carol']}"},
+        )
+    assert sent.status_code == 201, sent.text
 
 
 # ------------------------------------------------------------------- used in specs
