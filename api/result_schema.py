@@ -161,6 +161,10 @@ class Points(BaseModel):
 
 class DatasetInfo(BaseModel):
     kind: str
+    name: str | None = Field(
+        None, description="an uploaded file's name, else the kind (absent in older results)"
+    )
+    id: str | None = Field(None, description="an uploaded dataset's id (null: a generated set)")
     task: str | None = Field(None, description="classification or regression (version 2)")
     sample_shape: list[int] | None = None
     n_train: int

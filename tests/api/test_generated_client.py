@@ -269,6 +269,9 @@ def test_a_generated_client_trains_on_either_kind_of_dataset(
         assert type(record.spec.dataset) is type(dataset)
     assert record.spec.dataset.data.name == "points.csv"
     assert record.spec.dataset.data.samples == 40
+    result = module("api.experiments.read_result").sync(job_id=record.id, client=client)
+    assert isinstance(result, models.ExperimentResult), result
+    assert (result.dataset.name, result.dataset.id) == ("points.csv", upload.json()["id"])
     with api_server.client() as http:
         assert http.delete(f"/v1/datasets/{upload.json()['id']}").status_code == 204
 
