@@ -21,6 +21,8 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from api.deps import SettingsDep
+from api.services.datasets import NAME_LENGTH
 from api.services.presets import PRESET_LIST
 
 HERE = Path(__file__).parent
@@ -63,6 +65,12 @@ async def home(request: Request) -> Response:
 async def new(request: Request) -> Response:
     """Start an experiment or a study: from a preset, a few fields, or the JSON spec."""
     return page(request, "new", presets=PRESET_LIST)
+
+
+@router.get("/datasets")
+async def datasets(request: Request, settings: SettingsDep) -> Response:
+    """Upload a CSV or an NPZ, list the owner's datasets, delete one, train on one."""
+    return page(request, "datasets", max_bytes=settings.dataset_max_bytes, name_length=NAME_LENGTH)
 
 
 @router.get("/experiments/{job_id}")

@@ -29,8 +29,9 @@ function headers(extra = {}) {
   return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
 }
 
-async function api(path, { method = "GET", json, headers: extra = {} } = {}) {
-  const init = { method, headers: headers(extra) };
+// `json` is sent as JSON; `body` (a FormData) as it is, its Content-Type set by the browser.
+async function api(path, { method = "GET", json, body, headers: extra = {} } = {}) {
+  const init = { method, headers: headers(extra), body };
   if (json !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(json);
@@ -133,6 +134,9 @@ function el(tag, attributes = {}, ...children) {
 const number = (value, digits = 4) =>
   value === null || value === undefined ? "–" : Number(value).toPrecision(digits);
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
+const bytes = (count) =>
+  count < 1024 ? `${count} B` : count < 1024 * 1024 ? `${(count / 1024).toFixed(1)} KB`
+    : `${(count / (1024 * 1024)).toFixed(1)} MB`;
 const link = (path, text) => el("a", { href: ROOT + path, text });
 const statusBadge = (status) => el("span", { class: `status ${status}`, text: status });
 
@@ -293,6 +297,7 @@ async function experimentPage() {
   const base = `/v1/experiments/${PAGE_ID}`;
   let job = await getJSON(base);
   $("#spec").textContent = JSON.stringify(job.spec, null, 2);
+  showDataset(job.spec);
   const cancel = $("#cancel");
   cancel.addEventListener("click", () => api(`${base}/cancel`, { method: "POST" }).catch(showError));
   const showJob = () => {
@@ -315,6 +320,7 @@ async function experimentPage() {
   if (job.status !== "succeeded") return;
   const result = await getJSON(`${base}/result`);
   $("#finished").hidden = false;
+  showDataset(job.spec, result.dataset);
   showVerdicts(result.diagnosis);
   remediesForm(base, job, result.diagnosis);
   showSeries(result);
@@ -528,6 +534,161 @@ function compareColumn(job, result) {
     el("div", { class: "slot" }));
 }
 
+// ----------------------------------------------------------------------- datasets
+
+const shapeOf = (dataset) => dataset.sample_shape.join(" × ");
+
+function classesOrRange(dataset) {
+  if (dataset.classes) {
+    const shown = dataset.classes.slice(0, 8).join(", ");
+    return `${dataset.classes.length}: ${shown}${dataset.classes.length > 8 ? ", …" : ""}`;
+  }
+  const [low, high] = dataset.target_range || [];
+  return dataset.target_range ? `${number(low)} to ${number(high)}` : "–";
+}
+
+// How an uploaded dataset is named in a picker: the name, its size and a bit of its id.
+const datasetOption = (dataset) =>
+  `${dataset.name}: ${dataset.samples} samples of ${shapeOf(dataset)}, ` +
+  `${dataset.classes ? `${dataset.classes.length} classes` : "regression"} (…${dataset.id.slice(-6)})`;
+
+const trainLink = (dataset) =>
+  el("a", { href: `${ROOT}/new?dataset=${dataset.id}`, text: "Train on this", "aria-label": `Train on ${dataset.name}` });
+
+async function datasetsPage() {
+  const form = $("#upload-form");
+  const file = $("#upload-file");
+  const tbody = $("#datasets tbody");
+  const more = $("#datasets-more");
+  const empty = () => emptyRow(9, "No datasets yet: upload one above.");
+  let cursor = null;
+  const loadPage = async (first) => {
+    const query = new URLSearchParams({ limit: "20" });
+    if (cursor) query.set("cursor", cursor);
+    const page = await getJSON(`/v1/datasets?${query}`);
+    if (first) tbody.replaceChildren();
+    const seen = new Set([...tbody.querySelectorAll("tr[data-id]")].map((row) => row.dataset.id));
+    tbody.append(...page.items.filter((d) => !seen.has(d.id)).map((d) => datasetRow(d, tbody, empty)));
+    if (!tbody.children.length) tbody.replaceChildren(empty());
+    cursor = page.next_cursor;
+    more.hidden = !cursor;
+  };
+  more.addEventListener("click", () => loadPage(false).catch(showError));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    const refuse = (reason) =>
+      showFieldErrors(form, file, new ProblemError(400, { errors: [{ field: "file", reason }] }));
+    const chosen = file.files[0];
+    if (!chosen) return refuse("choose a CSV or NPZ file to upload");
+    const limit = Number(form.dataset.maxBytes || Infinity);
+    if (chosen.size > limit) {
+      return refuse(`${chosen.name} is ${bytes(chosen.size)}, over this service's limit of ${bytes(limit)}`);
+    }
+    const query = new URLSearchParams({ label: $("#upload-label").value.trim(), task: $("#upload-task").value });
+    const name = $("#upload-name").value.trim();
+    if (name) query.set("name", name);
+    const body = new FormData();
+    body.append("file", chosen, chosen.name);
+    const button = $("#upload-button");
+    button.disabled = true;
+    $("#uploaded").hidden = true;
+    $("#upload-state").textContent = `Uploading ${chosen.name}…`;
+    try {
+      const response = await api(`/v1/datasets?${query}`, { method: "POST", body });
+      const dataset = await response.json();
+      const fresh = response.status === 201;
+      $("#upload-state").textContent = fresh ? `Uploaded ${dataset.name}.` : `${dataset.name} was uploaded before.`;
+      showUploaded(dataset, fresh);
+      tbody.querySelector(`tr[data-id="${dataset.id}"]`)?.remove();
+      tbody.querySelector("tr:not([data-id])")?.remove();
+      tbody.prepend(datasetRow(dataset, tbody, empty));
+    } catch (error) {
+      $("#upload-state").textContent = "";
+      if (error instanceof ProblemError && error.status !== 401) showFieldErrors(form, file, error);
+      else if (error instanceof TypeError) {
+        // fetch() itself failed: the service closed the connection mid-upload, or is gone.
+        refuse(`the upload got no answer (${error.message}); is the file over the size limit?`);
+      } else showError(error);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  await loadPage(true);
+}
+
+function showUploaded(dataset, fresh) {
+  const facts = [
+    ["id", el("code", { text: dataset.id })],
+    ["format, task", `${dataset.format}, ${dataset.task}`],
+    ["label column", dataset.label ?? "– (an NPZ's y)"],
+    ["samples", String(dataset.samples)],
+    ["sample shape", `${shapeOf(dataset)} (${dataset.features} values)`],
+    [dataset.classes ? "classes" : "target range", classesOrRange(dataset)],
+    ["size", `${bytes(dataset.size)} uploaded, ${bytes(dataset.stored_size)} kept`],
+    ["content hash", el("code", { text: dataset.content_hash.slice(0, 16) + "…", title: dataset.content_hash })],
+  ];
+  $("#uploaded-title").textContent = fresh
+    ? `${dataset.name}: uploaded`
+    : `${dataset.name}: the same as an upload before, kept once`;
+  $("#uploaded-facts").replaceChildren(
+    ...facts.flatMap(([term, value]) => [el("dt", { text: term }), el("dd", {}, value)]),
+  );
+  $("#uploaded-train").href = `${ROOT}/new?dataset=${dataset.id}`;
+  $("#uploaded").hidden = false;
+}
+
+function datasetRow(dataset, tbody, empty) {
+  const problem = el("p", { class: "field-error", role: "alert" });
+  const remove = el("button", { type: "button", text: "Delete", "aria-label": `Delete ${dataset.name}` });
+  const row = el(
+    "tr",
+    { "data-id": dataset.id },
+    el("th", { scope: "row", text: dataset.name }),
+    el("td", {}, el("code", { text: dataset.id })),
+    el("td", { text: `${dataset.format}, ${dataset.task}` }),
+    el("td", { text: String(dataset.samples) }),
+    el("td", { text: shapeOf(dataset) }),
+    el("td", { text: classesOrRange(dataset) }),
+    el("td", { text: bytes(dataset.size) }),
+    el("td", { text: when(dataset.created_at) }),
+    el("td", {}, trainLink(dataset), " ", remove, problem),
+  );
+  remove.addEventListener("click", async () => {
+    problem.replaceChildren();
+    if (!confirm(`Delete the dataset ${dataset.name} (${dataset.id})? This cannot be undone.`)) return;
+    try {
+      await api(`/v1/datasets/${dataset.id}`, { method: "DELETE" });
+      row.remove();
+      if (!tbody.children.length) tbody.replaceChildren(empty());
+      $("#upload-state").textContent = `Deleted ${dataset.name}.`;
+    } catch (error) {
+      if (!(error instanceof ProblemError) || error.status === 401) return showError(error);
+      // 409: the experiments still queued or running on it, each a link.
+      const jobs = (error.problem.jobs || []).flatMap((id, i) => [i ? ", " : "", link(`/experiments/${id}`, id)]);
+      problem.replaceChildren(error.message, ...(jobs.length ? [" Open: ", ...jobs] : []));
+      remove.focus();
+    }
+  });
+  return row;
+}
+
+// The dataset a run trains on: from its spec while it runs, from its result once done.
+function showDataset(spec, section) {
+  const dataset = spec.dataset || {};
+  const uploaded = dataset.kind === "uploaded";
+  const name = section?.name || dataset.data?.name || dataset.kind || "circles";
+  const parts = [el("strong", { text: name })];
+  if (uploaded) parts.push(" (uploaded dataset ", el("code", { text: dataset.id }), ")");
+  else parts.push(" (generated)");
+  if (section) {
+    const classes = section.task === "regression" ? "regression" : `${section.n_classes} classes`;
+    parts.push(`: ${section.n_train} training and ${section.n_validation} validation samples, ${classes}` +
+      `${section.standardized ? ", standardized" : ""}`);
+  }
+  $("#dataset").replaceChildren("Data: ", ...parts);
+}
+
 // --------------------------------------------------------------------- the new form
 
 function getPath(object, path) {
@@ -579,6 +740,41 @@ function showFieldErrors(form, json, error) {
   first.focus();
 }
 
+// The fields an uploaded dataset takes besides its id; a generated set's others would be a 422.
+const UPLOADED_KEEPS = ["validation_split", "standardize"];
+
+// The spec's dataset once the picker says `id` ("" : none): the uploaded one, keeping the
+// fields it takes; none drops an uploaded dataset and leaves a generated one as it was.
+function pickedDataset(current, id) {
+  const was = current && typeof current === "object" ? current : {};
+  const kept = Object.fromEntries(UPLOADED_KEEPS.filter((key) => key in was).map((key) => [key, was[key]]));
+  if (id) return { kind: "uploaded", id, ...kept };
+  if (was.kind !== "uploaded") return current;
+  return Object.keys(kept).length ? kept : undefined;
+}
+
+// A field's value as the spec holds it, and back.
+function showField(input, spec) {
+  const value = getPath(spec, input.dataset.path);
+  if (input.dataset.kind === "uploaded") {
+    const id = value?.kind === "uploaded" ? String(value.id ?? "") : "";
+    if (id && ![...input.options].some((option) => option.value === id)) {
+      input.append(el("option", { value: id, text: `${id} (not among your datasets)` }));
+    }
+    input.value = id;
+  } else {
+    input.value = value === undefined ? "" : Array.isArray(value) ? value.join(", ") : value;
+  }
+}
+
+function setField(input, spec) {
+  const path = input.dataset.path;
+  const value = input.dataset.kind === "uploaded"
+    ? pickedDataset(getPath(spec, path), input.value)
+    : fieldValue(input);
+  setPath(spec, path, value);
+}
+
 function specForm({ form, json, preset, kind, post, page }) {
   const presets = JSON.parse($("#presets").textContent)[kind === "experiments" ? "items" : "studies"];
   const inputs = [...form.querySelectorAll("[data-path]")];
@@ -586,14 +782,14 @@ function specForm({ form, json, preset, kind, post, page }) {
   const fillFields = () => {
     let spec;
     try { spec = parse(); } catch { return; }
-    for (const input of inputs) {
-      const value = getPath(spec, input.dataset.path);
-      input.value = value === undefined ? "" : Array.isArray(value) ? value.join(", ") : value;
-    }
+    for (const input of inputs) showField(input, spec);
   };
   const choose = () => {
     const chosen = presets.find((p) => p.name === preset.value);
-    json.value = JSON.stringify(chosen ? chosen.spec || chosen.study : {}, null, 2);
+    const spec = structuredClone(chosen ? chosen.spec || chosen.study : {});
+    // A choice such as the dataset carries over to the next preset.
+    for (const input of inputs) if ("sticky" in input.dataset && input.value) setField(input, spec);
+    json.value = JSON.stringify(spec, null, 2);
     $(`#${preset.id}-about`).textContent = chosen ? chosen.description : "";
     fillFields();
   };
@@ -603,7 +799,7 @@ function specForm({ form, json, preset, kind, post, page }) {
     input.addEventListener("input", () => {
       try {
         const spec = parse();
-        setPath(spec, input.dataset.path, fieldValue(input));
+        setField(input, spec);
         json.value = JSON.stringify(spec, null, 2);
       } catch { /* the JSON is being edited: it is checked on submit */ }
     });
@@ -630,16 +826,48 @@ function specForm({ form, json, preset, kind, post, page }) {
   choose();
 }
 
-function newPage() {
+async function newPage() {
   specForm({ form: $("#experiment-form"), json: $("#experiment-json"), preset: $("#experiment-preset"),
     kind: "experiments", post: "/v1/experiments", page: "experiments" });
   specForm({ form: $("#study-form"), json: $("#study-json"), preset: $("#study-preset"),
     kind: "studies", post: "/v1/studies", page: "studies" });
+  await datasetPicker($("#f-dataset"), $("#experiment-json"));
+}
+
+// The owner's uploaded datasets in the picker; `?dataset=ID` (a "train on this" link) picks one.
+async function datasetPicker(select, json) {
+  const wanted = new URLSearchParams(location.search).get("dataset") || "";
+  const about = $("#f-dataset-about");
+  let items = [];
+  try {
+    items = (await getJSON("/v1/datasets?limit=200")).items;
+    if (!items.length) about.prepend("None uploaded yet. ");
+  } catch (error) {
+    const why = error.status === 401 ? "enter the API key above to list them" : error.message;
+    about.prepend(`Your datasets could not be listed: ${why}. `);
+  }
+  if (/^[0-9A-Za-z]{1,32}$/.test(wanted) && !items.some((d) => d.id === wanted)) {
+    try {
+      items.unshift(await getJSON(`/v1/datasets/${wanted}`));
+    } catch (error) {
+      $("#f-dataset-error").textContent = `dataset ${wanted}: ${error.message}`;
+    }
+  }
+  select.append(...items.map((dataset) => el("option", { value: dataset.id, text: datasetOption(dataset) })));
+  // The JSON may already name one; a link's choice goes into the JSON as if picked.
+  json.dispatchEvent(new Event("input"));
+  if (wanted && [...select.options].some((option) => option.value === wanted)) {
+    select.value = wanted;
+    select.dispatchEvent(new Event("input"));
+  }
 }
 
 // --------------------------------------------------------------------------- start
 
-const PAGES = { home: homePage, new: newPage, experiment: experimentPage, study: studyPage, compare: comparePage };
+const PAGES = {
+  home: homePage, new: newPage, experiment: experimentPage, study: studyPage, compare: comparePage,
+  datasets: datasetsPage,
+};
 
 // A module runs once the document is parsed, after the deferred uPlot script.
 keyForm();

@@ -10,7 +10,14 @@ import pytest
 from api.ui import HERE
 
 ID = "01JD8X3Q7R5M2N4P6T8V0W2Y4Z"
-PAGES = ["/", "/new", f"/experiments/{ID}", f"/studies/{ID}", f"/compare?ids={ID},{ID}"]
+PAGES = [
+    "/",
+    "/new",
+    "/datasets",
+    f"/experiments/{ID}",
+    f"/studies/{ID}",
+    f"/compare?ids={ID},{ID}",
+]
 
 
 @pytest.mark.parametrize("path", PAGES)
