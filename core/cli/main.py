@@ -6,6 +6,8 @@
     gradwatch submit SPEC.json --server URL [--wait] [--out DIR]
                                            queue one on a service (core.cli.remote), and
     gradwatch study | status | download    a study, a record, the files of a finished one
+    gradwatch datasets upload FILE | list | show ID | delete ID
+                                           your own data on a service (core.cli.datasets)
 
 `run` takes the spec from a file (`-` for standard input; none means the
 tutorial's default), trains it in this process with a progress bar, writes
@@ -24,7 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.cli import keys, remote, serve
+from core.cli import datasets, keys, remote, serve
 from core.cli.progress import ProgressBar, number
 from core.experiment.spec import ExperimentSpec
 
@@ -103,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=run_command)
     remote.register(commands)
+    datasets.register(commands)
     serve.register(commands)
     keys.register(commands)
     return parser

@@ -49,8 +49,8 @@ class Exit(IntEnum):
     OK = 0  # done: it succeeded (or, without --wait, it was accepted)
     FAILED = 1  # the experiment or study failed
     USAGE = 2  # bad arguments, or a spec file that cannot be read as JSON
-    REFUSED = 3  # the service refused the request (400, 409, 413, 422): its reasons printed
-    NOT_FOUND = 4  # no such experiment or study (or none this key may see)
+    REFUSED = 3  # the service refused the request (400, 409, 413, 415, 422): its reasons printed
+    NOT_FOUND = 4  # no such experiment, study or dataset (or none this key may see)
     UNAUTHORIZED = 5  # no key, or one the service does not know
     UNAVAILABLE = 6  # no answer, or 503/429 still after the retries: try again later
     CANCELLED = 7  # it was cancelled
@@ -65,8 +65,9 @@ def exit_for(status: str) -> Exit:
     return _BY_STATUS.get(status, Exit.UNFINISHED)
 
 
-def register(commands: Any) -> None:
-    """Add the remote subcommands to `gradwatch`'s subparsers."""
+def server_options(*, progress: bool = True) -> argparse.ArgumentParser:
+    """The options every remote command takes: --server, --key (and --quiet for a
+    command that may show progress)."""
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument(
         "--server",
@@ -77,7 +78,14 @@ def register(commands: Any) -> None:
     server.add_argument(
         "--key", default=os.environ.get("GRADWATCH_API_KEY"), help="API key ($GRADWATCH_API_KEY)"
     )
-    server.add_argument("--quiet", action="store_true", help="no progress bar")
+    if progress:
+        server.add_argument("--quiet", action="store_true", help="no progress bar")
+    return server
+
+
+def register(commands: Any) -> None:
+    """Add the remote subcommands to `gradwatch`'s subparsers."""
+    server = server_options()
     following = argparse.ArgumentParser(add_help=False, parents=[server])
     following.add_argument("--wait", action="store_true", help="wait until it ends")
     following.add_argument("--out", help="wait, then write its files into this folder")
@@ -86,13 +94,13 @@ def register(commands: Any) -> None:
         "submit", parents=[following], help="queue an experiment on a service"
     )
     submit.add_argument("spec", help="spec JSON file, - for stdin")
-    submit.set_defaults(func=_guarded(submit_command))
+    submit.set_defaults(func=guarded(submit_command))
 
     study = commands.add_parser("study", parents=[following], help="queue a study on a service")
     body = study.add_mutually_exclusive_group(required=True)
     body.add_argument("body", nargs="?", help="study JSON file (base, axes, seeds), - for stdin")
     body.add_argument("--preset", help="a preset study's name (GET /v1/presets)")
-    study.set_defaults(func=_guarded(study_command))
+    study.set_defaults(func=guarded(study_command))
 
     remedies = commands.add_parser(
         "remedies", parents=[following], help="prove a finished run's prescriptions in a study"
@@ -102,24 +110,24 @@ def register(commands: Any) -> None:
         "--fix", action="append", help="a prescribed fix to try (repeat; default: all)"
     )
     remedies.add_argument("--seeds", type=int, help="seeds per configuration (default: 3)")
-    remedies.set_defaults(func=_guarded(remedies_command))
+    remedies.set_defaults(func=guarded(remedies_command))
 
     status = commands.add_parser(
         "status", parents=[server], help="an experiment's or a study's status"
     )
     status.add_argument("id")
     status.add_argument("--json", action="store_true", help="print the whole record as JSON")
-    status.set_defaults(func=_guarded(status_command))
+    status.set_defaults(func=guarded(status_command))
 
     download = commands.add_parser(
         "download", parents=[server], help="write a finished experiment's or study's files"
     )
     download.add_argument("id")
     download.add_argument("--out", help="folder (default: the id)")
-    download.set_defaults(func=_guarded(download_command))
+    download.set_defaults(func=guarded(download_command))
 
 
-def _guarded(command: Callable[[argparse.Namespace, Client], Exit]) -> Any:
+def guarded(command: Callable[[argparse.Namespace, Client], Exit]) -> Any:
     """`command` with a client, and each error the service answers turned into its Exit."""
 
     def run(args: argparse.Namespace) -> int:
@@ -132,7 +140,7 @@ def _guarded(command: Callable[[argparse.Namespace, Client], Exit]) -> Any:
         except ClientError as error:
             print(f"gradwatch: {error}", file=sys.stderr)
             return int(Exit.UNAVAILABLE)
-        except (OSError, ValueError) as error:  # the spec file: unreadable, or not JSON
+        except (OSError, ValueError) as error:  # a file to send: unreadable, or not JSON
             print(f"gradwatch: {error}", file=sys.stderr)
             return int(Exit.USAGE)
 

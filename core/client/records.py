@@ -77,6 +77,11 @@ class Dataset(TypedDict):
     sample_shape: list[int]
     features: int
     classes: list[str] | None
+    target_range: list[float] | None
+    size: int
+    stored_size: int
+    content_hash: str
+    created_at: str
 
 
 class PlotLink(TypedDict):
