@@ -129,6 +129,65 @@ def test_a_layer_list_must_take_the_uploaded_shape(
     assert refused["errors"][0]["field"].startswith("model.layers[0]"), refused
 
 
+def prices_csv() -> tuple[bytes, list[float]]:
+    """120 rows of two features and a number to fit, price = 3 a - 2 b + 0.5 + noise; the
+    prices as written."""
+    rng = np.random.default_rng(5)
+    a, b = rng.uniform(-1, 1, size=(2, 120))
+    price = np.round(3 * a - 2 * b + 0.5 + rng.normal(0, 0.05, size=120), 4)
+    rows = [f"{x:.4f},{y:.4f},{p:.4f}" for x, y, p in zip(a, b, price, strict=True)]
+    return ("a,b,price\n" + "\n".join(rows) + "\n").encode(), price.tolist()
+
+
+def test_an_uploaded_regression_trains_end_to_end(client: httpx.Client) -> None:
+    body, prices = prices_csv()
+    uploaded = client.post(
+        "/v1/datasets",
+        params={"label": "price", "task": "regression"},
+        files={"file": ("prices.csv", body, "text/csv")},
+    )
+    assert uploaded.status_code in (200, 201), uploaded.text
+    dataset = uploaded.json()
+    assert (dataset["task"], dataset["label"], dataset["classes"]) == ("regression", "price", None)
+    assert dataset["target_range"] == pytest.approx([min(prices), max(prices)], abs=1e-4)
+
+    spec = {
+        "seed": 4,
+        "dataset": {"kind": "uploaded", "id": dataset["id"], "validation_split": 0.25},
+        "model": {"hidden_layers": [8], "activation": "tanh"},
+        "training": {
+            "epochs": 30,
+            "batch_size": 16,
+            "optimizer": {"kind": "adam", "learning_rate": 0.02},
+        },
+    }
+    job = train(client, spec)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["spec"]["dataset"]["data"]["classes"] == 0  # 0 classes: a regression
+    summary = job["summary"]
+    # A loss (mean squared error) and no accuracy; what predicting the mean scores beside it,
+    # and the network well under that: it learned the prices.
+    assert summary["accuracy"] is None
+    assert 2.0 < summary["baseline_loss"] < 8.0  # the targets' variance: 9/3 + 4/3, about
+    assert 0 <= summary["loss"] < summary["baseline_loss"] / 4, summary
+
+    result = client.get(f"/v1/experiments/{job['id']}/result").json()
+    shown = result["dataset"]
+    assert (shown["kind"], shown["name"], shown["id"]) == ("uploaded", "prices.csv", dataset["id"])
+    assert (shown["task"], shown["n_classes"]) == ("regression", 0)
+    assert (shown["n_train"], shown["n_validation"]) == (90, 30)  # no stratifying a number
+    low, high = dataset["target_range"]
+    assert all(low <= target <= high for target in shown["points"]["y"])  # targets as sent
+    after = result["metrics"]["after"]
+    assert after["accuracy"] is None and after["loss"] == pytest.approx(summary["loss"])
+    assert result["metrics"]["baseline"]["loss"] == pytest.approx(summary["baseline_loss"])
+    output = result["layers"][-1]
+    assert (output["units"], output["activation"]) == (1, "linear")
+    drawn = client.get(f"/v1/experiments/{job['id']}/plots/dataset.png")
+    assert drawn.status_code == 200 and png_size(drawn.content) == (900, 600)
+    assert client.delete(f"/v1/datasets/{dataset['id']}").status_code == 204
+
+
 def test_a_job_whose_dataset_is_gone_fails_saying_so(
     store: JobStore, client: httpx.Client, worker_process: Worker
 ) -> None:
