@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from celery.exceptions import SoftTimeLimitExceeded
 
+from core.datasets.uploaded import DatasetDeleted
 from core.experiment.hooks import TrainingCancelled
 from core.experiment.jobs import JobStatus
 from core.settings import get_settings
@@ -35,6 +36,7 @@ from worker.training import (
 
 if TYPE_CHECKING:
     from core.engine.run import RunOutput
+    from core.experiment.spec import ExperimentSpec
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,10 @@ def run_training_group(
     delivery token; a child that is already running elsewhere, finished or
     cancelled is left out. Should the specs not share a graph after all (the API
     groups them with core.experiment.grouping), each part trains on its own.
+
+    A child whose uploaded dataset was deleted fails with DatasetDeleted, naming it,
+    and the rest train. (Members share a graph, and the graph's key holds the
+    dataset's id, so they name one dataset: if it is gone, each of them fails so.)
     """
     store = job_store()
     statuses: dict[str, JobStatus | None] = dict.fromkeys(job_ids)
@@ -91,11 +97,23 @@ def _train_group(
     from core.engine import run as engine  # TensorFlow: only here, in the pool process
     from core.experiment.grouping import ensemble_groups
 
-    members = [(d, r) for d, r in started if name_worker(store, d, r, hostname)]
-    specs = [spec_of(store, record) for _, record in members]
     statuses: dict[str, JobStatus | None] = {}
+    members: list[JobDelivery] = []
+    specs: list[ExperimentSpec] = []
+    for delivery, record in started:
+        if not name_worker(store, delivery, record, hostname):
+            continue
+        try:
+            spec = spec_of(store, record)
+        except DatasetDeleted as gone:
+            # This member's data alone is missing: it fails saying so, the others train.
+            logger.info("job %s: %s", delivery.job_id, gone)
+            statuses[delivery.job_id] = fail_job(store, delivery, "DatasetDeleted", str(gone))
+            continue
+        members.append(delivery)
+        specs.append(spec)
     for group in ensemble_groups(specs):
-        deliveries = [members[index][0] for index in group]
+        deliveries = [members[index] for index in group]
         hooks = [[JobProgressHook(store, d.job_id, delivery=d.token)] for d in deliveries]
         began = time.perf_counter()
         if len(group) == 1:
