@@ -107,6 +107,66 @@ def test_its_charts_are_interactive(trained_via_form: dict[str, Any]) -> None:
     assert trained_via_form["retitled"] == "weight norm (kernel) by layer"
 
 
+def test_its_charts_work_from_the_keyboard(
+    trained_via_form: dict[str, Any], page: Page, api_server: Server
+) -> None:
+    """Tab reaches each chart; the keys step through the points, zoom in and out and show
+    it all, and each writes the point's values under the chart, in a live region."""
+    job_id = trained_via_form["id"]
+    with httpx.Client(base_url=api_server.url) as client:
+        loss = client.get(f"/v1/experiments/{job_id}/result").json()["history"]["loss"]
+    assert len(loss) == 150
+    page.goto(f"{api_server.url}/experiments/{job_id}")
+    expect(page.locator("#chart-history canvas")).to_have_count(1, timeout=JOB_MS)
+    page.focus("#series-quantity")
+    page.keyboard.press("Tab")
+    expect(page.locator("#chart-series")).to_be_focused()
+    page.keyboard.press("End")
+    series = page.locator("#chart-series .chart-readout")
+    expect(series).to_have_text(re.compile(r"^epoch 150: hidden_1 \S+, .*output \S+$"))
+    page.keyboard.press("Tab")
+    chart = page.locator("#chart-history")
+    expect(chart).to_be_focused()
+    readout = chart.locator(".chart-readout")
+    expect(readout).to_have_attribute("aria-live", "polite")
+    legend_epoch = chart.locator(".u-legend .u-series").first.locator(".u-value")
+
+    def shown(key: str, pattern: str) -> re.Match[str]:
+        page.keyboard.press(key)
+        # the browser reads the pattern, and its regular expressions have no (?P<name>...)
+        expect(readout).to_have_text(re.compile(re.sub(r"\(\?P<\w+>", "(", pattern)))
+        match = re.search(pattern, readout.inner_text())
+        assert match, readout.inner_text()
+        return match
+
+    def loss_at(match: re.Match[str]) -> None:
+        epoch, value = int(match["epoch"]), float(match["loss"])
+        assert value == pytest.approx(loss[epoch - 1], rel=1e-3), (epoch, value)
+        expect(legend_epoch).to_have_text(str(epoch))  # the cursor is on the point too
+
+    point = r"epoch (?P<epoch>\d+): loss (?P<loss>[\d.e+-]+), accuracy [\d.e+-]+$"
+    first = shown("Home", "^" + point)
+    assert first["epoch"] == "1"
+    loss_at(first)
+    loss_at(shown("ArrowRight", point))
+    assert int(shown("ArrowRight", point)["epoch"]) == 3
+    assert int(shown("ArrowLeft", point)["epoch"]) == 2
+    loss_at(shown("End", point))
+
+    in_view = r"^epochs (?P<low>\d+) to (?P<high>\d+) of 1 to 150 shown; " + point
+    zoomed = shown("+", in_view)
+    low, high = int(zoomed["low"]), int(zoomed["high"])
+    assert high == 150 and 60 <= high - low <= 90, (low, high)  # half of it, at the end
+    closer = shown("+", in_view)
+    assert 25 <= int(closer["high"]) - int(closer["low"]) <= 45, closer.groups()
+    step = shown("Home", point)
+    assert int(step["epoch"]) == int(closer["low"])  # Home is the first point in view
+    wider = shown("-", in_view)
+    assert int(wider["high"]) - int(wider["low"]) > int(closer["high"]) - int(closer["low"])
+    whole = shown("0", in_view)
+    assert (whole["low"], whole["high"]) == ("1", "150")
+
+
 def test_the_pages_load_nothing_from_elsewhere(
     trained_via_form: dict[str, Any], api_server: Server
 ) -> None:
