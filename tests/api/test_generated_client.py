@@ -9,6 +9,7 @@ in, typed records, results and problem documents out, PNG and .npz as bytes.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import io
@@ -16,6 +17,7 @@ import json
 import re
 import shutil
 import sys
+import typing
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +33,7 @@ from openapi_python_client.parser.errors import GeneratorError
 
 from api.openapi import operations
 from tests.api.test_datasets import POINTS
-from tests.conftest import Server, Worker, wait_for
+from tests.conftest import KeysServer, Server, Worker, free_port, serve_api, wait_for
 
 PACKAGE = "gradwatch_client"
 RUFF = Path(sys.executable).with_name("ruff")
@@ -55,40 +57,49 @@ def check_generated(errors: Sequence[GeneratorError], document: dict[str, Any]) 
         assert "application/octet-stream" in request_types(document, error.header), error
 
 
-@pytest.fixture(scope="module")
-def generated(api_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The generated package, imported; it is dropped from sys.modules afterwards."""
-    folder = tmp_path_factory.mktemp("generated")
+@contextlib.contextmanager
+def generated_package(
+    server: Server, folder: Path, package: str
+) -> Iterator[tuple[ModuleType, dict[str, Any]]]:
+    """The package generated from `server`'s document, imported, and the document; the
+    package is dropped from sys.modules afterwards."""
     source = folder / "openapi.json"
-    with api_server.client() as http:
+    with server.client() as http:
         source.write_bytes(http.get("/openapi.json").content)
     document = json.loads(source.read_bytes())
     config = Config.from_sources(
         # Its own formatting leaves `1and` where ruff writes `1 and`, which Python warns about.
-        ConfigFile(package_name_override=PACKAGE, post_hooks=[f"{RUFF} format ."]),
+        ConfigFile(package_name_override=package, post_hooks=[f"{RUFF} format ."]),
         MetaType.NONE,
         source,
         "utf-8",
         overwrite=True,
-        output_path=folder / PACKAGE,
+        output_path=folder / package,
     )
     check_generated(generate(config=config), document)
     sys.path.insert(0, str(folder))
     try:
-        package = importlib.import_module(PACKAGE)
+        imported = importlib.import_module(package)
         for _, _, operation in operations(document):
             tag = operation["tags"][0]
-            assert importlib.util.find_spec(f"{PACKAGE}.api.{tag}.{operation['operationId']}")
-        yield package
+            assert importlib.util.find_spec(f"{package}.api.{tag}.{operation['operationId']}")
+        yield imported, document
     finally:
         sys.path.remove(str(folder))
-        for name in [name for name in sys.modules if name.split(".")[0] == PACKAGE]:
+        for name in [name for name in sys.modules if name.split(".")[0] == package]:
             del sys.modules[name]
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def module(name: str) -> ModuleType:
-    return importlib.import_module(f"{PACKAGE}.{name}")
+@pytest.fixture(scope="module")
+def generated(api_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The package generated from the open service's document, imported."""
+    with generated_package(api_server, tmp_path_factory.mktemp("generated"), PACKAGE) as made:
+        yield made[0]
+
+
+def module(name: str, package: str = PACKAGE) -> ModuleType:
+    return importlib.import_module(f"{package}.{name}")
 
 
 @pytest.fixture
@@ -346,3 +357,90 @@ def test_every_error_reaches_a_generated_client_as_a_problem_document(client: An
     assert isinstance(early, models.ProblemDetails) and early.status == 409
     assert early["job_status"] == "queued"  # an extension member, kept
     module(f"{experiments}.delete_experiment").sync_detailed(job_id=queued.id, client=client)
+
+
+def client_of(function: Any) -> Any:
+    """The type a generated function declares for its `client`."""
+    return typing.get_type_hints(function)["client"]
+
+
+def test_in_keys_mode_a_generated_client_authenticates(
+    keys_server: KeysServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Generated from the document of a service with API keys: every operation but the
+    probes asks for an AuthenticatedClient, whose token gets typed records; another
+    owner's record and an unknown key are typed problems (404, 401)."""
+    package = "gradwatch_keys_client"
+    folder = tmp_path_factory.mktemp("generated_keys")
+    with generated_package(keys_server, folder, package) as (client_package, document):
+        schemes = document["components"]["securitySchemes"]
+        assert {scheme["scheme"] for scheme in schemes.values() if "scheme" in scheme} == {"bearer"}
+        models = module("models", package)
+        create = module("api.experiments.create_experiment", package)
+        read = module("api.experiments.read_experiment", package)
+        healthz = module("api.health.healthz", package)
+        # what a type checker holds a caller to: a token wherever the service wants a key
+        authenticated, plain = client_package.AuthenticatedClient, client_package.Client
+        assert client_of(read.sync) is authenticated
+        assert client_of(create.sync) is authenticated
+        assert plain in typing.get_args(client_of(healthz.sync))
+
+        def as_(name: str) -> Any:
+            return client_package.AuthenticatedClient(
+                base_url=keys_server.url, token=keys_server.keys[name]
+            )
+
+        alice = as_("alice")
+        # On the GPU queue, which no test worker consumes: it is only queued, then deleted.
+        spec = models.ExperimentSpec(
+            device=models.Device.GPU, training=models.TrainingSpec(epochs=2)
+        )
+        job = create.sync(client=alice, body=spec)
+        assert isinstance(job, models.JobPublic), job
+        again = read.sync(job_id=job.id, client=as_("alice2"))  # the same owner's other key
+        assert isinstance(again, models.JobPublic) and again.id == job.id
+
+        others = read.sync(job_id=job.id, client=as_("bob"))
+        assert isinstance(others, models.ProblemDetails) and others.status == 404, others
+        stranger = client_package.AuthenticatedClient(
+            base_url=keys_server.url, token="gw_" + "x" * 40
+        )
+        unknown = read.sync(job_id=job.id, client=stranger)
+        assert isinstance(unknown, models.ProblemDetails) and unknown.status == 401, unknown
+        anonymous = client_package.Client(base_url=keys_server.url)
+        missing = create.sync(client=anonymous, body=spec)
+        assert isinstance(missing, models.ProblemDetails) and missing.status == 401, missing
+        # probes need no key
+        assert healthz.sync_detailed(client=anonymous).status_code == 200
+
+        deleted = module("api.experiments.delete_experiment", package).sync_detailed(
+            job_id=job.id, client=alice
+        )
+        assert deleted.status_code == 204
+
+
+def test_a_generated_client_gets_a_typed_503_while_redis_is_unreachable(
+    generated: Any, service_env: dict[str, str]
+) -> None:
+    """With nothing listening where Redis should be, every store call is a typed problem
+    document, 503 `store-unavailable` with Retry-After, never a 500 or an untyped body."""
+    models = module("models")
+    env = {**service_env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    with serve_api(env) as server:
+        client = generated.Client(base_url=server.url)
+        answers = [
+            module("api.experiments.read_experiment").sync_detailed(
+                job_id="01JD8X3Q7R5M2N4P6T8V0W2Y4Z", client=client
+            ),
+            module("api.experiments.list_experiments").sync_detailed(client=client),
+            module("api.experiments.create_experiment").sync_detailed(
+                client=client, body=models.ExperimentSpec(training=models.TrainingSpec(epochs=2))
+            ),
+            module("api.studies.list_studies").sync_detailed(client=client),
+        ]
+        for answer in answers:
+            assert answer.status_code == 503, answer
+            problem = answer.parsed
+            assert isinstance(problem, models.ProblemDetails), answer.content
+            assert problem.status == 503 and problem.type_.endswith("store-unavailable"), problem
+            assert answer.headers["retry-after"] == "5"
