@@ -140,6 +140,46 @@ def test_an_invalid_parameter_is_answered_as_documented(client: httpx.Client) ->
     assert response.json()["errors"][0]["field"] == "limit"
 
 
+# Objects free-form by nature: a fix's JSON merge patch, a study's axis values (any spec
+# field's), Keras' build_config of a layer.
+FREE_FORM = {
+    ("PrescribedFix", "patch"),
+    ("Prescription", "patch"),
+    ("StudyConfigPublic", "values"),
+    ("StudyRow", "values"),
+    ("*Layer", "build_config"),
+}
+
+
+def free_form(node: Any) -> bool:
+    """True for an object schema that says nothing of its members, or a schema holding one
+    (an option, the items of an array, the values of a map)."""
+    if not isinstance(node, dict):
+        return False
+    if (
+        node.get("type") == "object"
+        and "properties" not in node
+        and node.get("additionalProperties", True) in (True, {})
+    ):
+        return True
+    inner = [*node.get("anyOf", []), node.get("items"), node.get("additionalProperties")]
+    return any(free_form(schema) for schema in inner)
+
+
+def test_no_schema_is_a_free_form_object_but_those_free_form_by_nature(
+    document: dict[str, Any],
+) -> None:
+    """A generated client reads a free-form object as an untyped dict: every object the
+    document describes has its members' types, bar the few that have no fixed shape."""
+    found = set()
+    for name, schema in document["components"]["schemas"].items():
+        for member, property_schema in schema.get("properties", {}).items():
+            if free_form(property_schema):
+                found.add(("*Layer" if name.endswith("Layer") else name, member))
+        assert not free_form(schema), name
+    assert found == FREE_FORM
+
+
 def test_the_dataset_section_is_a_union_keyed_on_kind(document: dict[str, Any]) -> None:
     """Every kind maps to the one member that takes it, and neither member takes the
     other's fields: a kind added later without its member fails here."""

@@ -229,6 +229,15 @@ def test_runs_are_listed_and_compared_side_by_side(
     expect(page.locator("#columns .column")).to_have_count(2)
     all_images_loaded(page, "#columns img")
     expect(page.locator("#chart-compare canvas")).to_have_count(1)
+    # from the keyboard too: each run's loss at the last epoch of the longest
+    page.focus("#compare-plot")
+    page.keyboard.press("Tab")
+    expect(page.locator("#chart-compare")).to_be_focused()
+    page.keyboard.press("End")
+    readout = page.locator("#chart-compare .chart-readout")
+    expect(readout).to_contain_text("epoch 150: ")
+    expect(readout).to_contain_text(f"{trained_via_form['id'][-6:]} ")
+    expect(readout).to_contain_text(f"{other_id[-6:]} \u2013")  # five epochs: no loss at 150
 
 
 def test_with_keys_the_key_is_sent_as_a_header_and_never_in_a_url(
