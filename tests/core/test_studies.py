@@ -42,8 +42,9 @@ from core.plotting.study.series import study_series
 from core.queue.tasks import study_child_task, study_group_task
 from core.settings import Settings
 from core.store.admission import TooManyActiveJobs
+from core.store.keys import Keys, plot_field
 from core.store.records import WorkerInfo
-from core.store.stores import StudyStore, plans_from_settings
+from core.store.stores import StorePlans, StudyStore, plans_from_settings
 from tests.core.result_samples import make_diverged_result, make_result
 
 # An ordinary study's plots; a remedy study adds `remedies` (tests/core/test_remedy_plot.py).
@@ -689,6 +690,54 @@ def test_series_and_plots_are_stored_once_the_study_is_sealed(study_store: Study
     assert stored.etag == etag and stored.png == b"png"
     miss = study_store.get_study_plot(study_id, field="depth")
     assert miss.png is None and miss.status is JobStatus.SUCCEEDED
+
+
+def test_a_studys_renders_share_the_byte_budget_of_every_jobs_the_oldest_dropped(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    keys = Keys(f"{settings.namespace}-render-budget")
+    ttls = {"job_ttl_seconds": 3600, "idempotency_ttl_seconds": 3600}
+    store = StudyStore(redis_client, StorePlans(keys, **ttls, render_cache_bytes=10))
+    study_id, children = _new_study(store)
+    for child in children:
+        _succeed(store, child, 0.8)
+    assert store.claim_study_drawing(study_id, by="worker-1")
+    default = b"default-size PNG, outside the budget"
+    assert store.seal_study(study_id, series_json="{}", plots={"curves": default}) is not None
+    job_spec = expand({"base": {"seed": 1}}).children[0]
+    job_id = store.create(spec=job_spec, queue="nowhere").record.id
+    assert store.mark_running(job_id, worker=WORKER, max_deliveries=3) is not None
+    summary = Summary(loss=0.5, accuracy=0.5)
+    assert store.mark_succeeded(
+        job_id, summary=summary, result_json="{}", plots={"weights": default}
+    )
+
+    def put(record: str, field: str) -> str | None:  # 4 bytes a render
+        if record == study_id:
+            return store.put_study_plot(study_id, field=field, png=b"abcd")
+        return store.put_plot(job_id, field=field, png=b"abcd")
+
+    def kept(record: str, field: str) -> bytes | None:
+        if record == study_id:
+            return store.get_study_plot(study_id, field=field).png
+        return store.get_plot(job_id, field=field).png
+
+    renders = [
+        (study_id, plot_field("curves", (200, 200, 100))),
+        (job_id, plot_field("weights", (201, 200, 100))),
+        (study_id, plot_field("depth", (202, 200, 100))),  # pushes the study's first out
+        (job_id, plot_field("weights", (203, 200, 100))),  # pushes the job's first out
+    ]
+    for record, field in renders:
+        assert put(record, field) is not None
+    too_big = store.put_study_plot(study_id, field=plot_field("curves", (9, 9, 9)), png=b"x" * 11)
+
+    assert too_big is None
+    assert [kept(record, field) for record, field in renders] == [None, None, b"abcd", b"abcd"]
+    total: bytes | None = redis_client.get(keys.render_bytes)  # type: ignore[assignment]
+    assert int(total or 0) == 8
+    assert store.get_study_plot(study_id, field="curves").png == default
+    assert store.get_plot(job_id, field="weights").png == default
 
 
 def test_a_study_is_listed_for_its_owner(study_store: StudyStore) -> None:
