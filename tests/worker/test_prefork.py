@@ -16,9 +16,13 @@ import pytest
 from celery.utils import worker_direct
 
 from core.experiment.jobs import FINISHED, JobStatus
+from core.experiment.studies import StudyRequest, expand_study
 from core.queue.app import celery_config, make_celery
+from core.queue.tasks import STUDY_GROUP_TASK, study_group_task
 from core.settings import Settings
 from core.store.keys import Keys
+from core.store.records import StudyRecord
+from core.store.stores import StudyStore
 from tests.conftest import LONG_SPEC, MEDIUM_SPEC, WORST_SPEC, wait_for
 from tests.worker.conftest import (
     JOB_SECONDS,
@@ -91,6 +95,52 @@ def test_the_soft_time_limit_stops_the_slowest_spec_within_its_epoch(
     assert record.error is not None
     message = "the job ran longer than the time limit of 3 s and was stopped"
     assert record.error["message"] == message
+
+
+def test_a_cancel_then_the_soft_time_limit_stop_a_studys_group_within_its_epoch(
+    prefork_worker: PreforkWorker,
+) -> None:
+    deployment = prefork_worker.deployment
+    studies = StudyStore(deployment.store.client, deployment.store.plans)
+    [pool] = pool_processes(prefork_worker)
+
+    def send_group(**limits: float) -> StudyRecord:
+        """Two seeds of the slowest spec share a graph: one group, trained side by side as
+        an ensemble whose one epoch would take hours. Made where no worker claims it, then
+        sent as the dispatcher sends a group, with `limits` (send_task's) of its own."""
+        plan = expand_study(StudyRequest.model_validate({"base": WORST_SPEC, "seeds": 2}))
+        study = studies.create_study(plan=plan, queues=[deployment.parking] * 2, plots=[])
+        kwargs = study_group_task(study.child_ids, study.id)["kwargs"]
+        deployment.celery.send_task(
+            STUDY_GROUP_TASK, kwargs=kwargs, queue=deployment.queue, **limits
+        )
+        return study
+
+    # A cancel: each child stops between its epoch's calls (the first group also traces
+    # the ensemble's graph, so the second trains at once).
+    cancelled = send_group()
+    for child_id in cancelled.child_ids:
+        deployment.wait_for_status(child_id, {JobStatus.RUNNING})
+    assert studies.cancel(cancelled.id) is not None
+    for child_id in cancelled.child_ids:
+        stopped = deployment.wait_for_status(child_id, FINISHED)
+        assert stopped.status is JobStatus.CANCELLED and stopped.error is None
+    # The soft time limit: without a pause between the epoch's calls, the hard one would
+    # kill the pool process.
+    limited = send_group(soft_time_limit=3, time_limit=90)
+
+    children = [deployment.wait_for_status(child, FINISHED) for child in limited.child_ids]
+
+    message = "the job ran longer than the time limit of 3 s and was stopped"
+    for child in children:
+        assert child.status is JobStatus.FAILED, child.to_public()
+        assert child.error == {"type": "TimeLimitExceeded", "message": message}
+        assert child.epoch == 0 and child.worker is not None  # stopped inside its one epoch
+    for study, status in ((cancelled, JobStatus.CANCELLED), (limited, JobStatus.FAILED)):
+        ended = studies.get_study(study.id, seal_after=0)
+        assert ended is not None and ended.status is status
+        assert [child.status for child in ended.children] == [status.value] * 2
+    assert pool_processes(prefork_worker) == [pool]  # the soft limit, not the hard one
 
 
 @pytest.mark.slow
