@@ -13,7 +13,7 @@ CANCEL_POLL_SECONDS = 0.25
 
 
 class JobProgressHook(TrainingHook):
-    """After each epoch: record progress (record and event stream), then stop if cancelled.
+    """Records a job's progress after each epoch; stops it if cancelled, within about a second.
 
     One Redis round trip per epoch: `set_progress` records the epoch and answers
     whether training should go on (False once a cancel was asked, the job was

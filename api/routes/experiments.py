@@ -168,7 +168,7 @@ async def read_arrays(
     responses={202: {"model": JobPublic}, **problem_responses(401, 404, 409)},
 )
 async def cancel_experiment(job_id: OwnedJobId, store: StoreDep) -> Response:
-    """Cancel: a queued job at once (200), a running one after its current epoch (202)."""
+    """Cancel: a queued job at once (200), a running one within about a second (202)."""
     outcome = await store.request_cancel(job_id)
     if outcome is None:
         raise job_not_found(job_id)
@@ -191,7 +191,7 @@ async def prove_remedies(
 
 @router.delete("/{job_id}", status_code=204, responses=problem_responses(401, 404))
 async def delete_experiment(job_id: OwnedJobId, store: StoreDep) -> Response:
-    """Delete the job and everything stored for it; a running job stops after its epoch."""
+    """Delete the job and everything stored for it; a running job stops within about a second."""
     if not await store.delete(job_id):
         raise job_not_found(job_id)
     return Response(status_code=204)

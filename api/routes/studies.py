@@ -140,7 +140,7 @@ async def read_study(study: ExistingStudy) -> Response:
     responses={202: {"model": StudyPublic}, **problem_responses(404, 409)},
 )
 async def cancel_study(study: ExistingStudy, studies: StudyStoreDep) -> Response:
-    """Cancel: queued children at once, running ones after their epoch (202 while any runs)."""
+    """Cancel: queued children at once, running ones within about a second (202 while any runs)."""
     record = await study_work.cancel(studies, study.id)
     status_code = 202 if record.progress["running"] else 200
     return FastJSONResponse(record.to_public(), status_code=status_code)
@@ -148,7 +148,7 @@ async def cancel_study(study: ExistingStudy, studies: StudyStoreDep) -> Response
 
 @router.delete("/{study_id}", status_code=204, responses=problem_responses(401, 404))
 async def delete_study(study: ExistingStudy, studies: StudyStoreDep) -> Response:
-    """Delete the study and all its experiments; running ones stop after their epoch."""
+    """Delete the study and all its experiments; running ones stop within about a second."""
     await study_work.delete(studies, study.id)
     return Response(status_code=204)
 

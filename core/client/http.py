@@ -147,7 +147,7 @@ class Client:
             raise
 
     def cancel(self, job_id: str) -> Job:
-        """Cancel: a queued experiment at once, a running one after its current epoch."""
+        """Cancel: a queued experiment at once, a running one within about a second."""
         return cast(Job, self._json("POST", f"v1/experiments/{job_id}/cancel"))
 
     def delete(self, job_id: str) -> None:

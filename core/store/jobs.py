@@ -43,8 +43,8 @@ everything else keyword-only:
         Each finishing call returns False (and changes nothing) unless the job was still
         running (or, for failed/cancelled, queued): a stale delivery is a no-op.
     request_cancel(job_id) -> CancelOutcome | None
-        Queued: cancelled now. Running: cancel_requested set, the worker stops after the
-        epoch. Finished: unchanged. None for an unknown job.
+        Queued: cancelled now. Running: cancel_requested set, the worker stops within
+        about a second (worker.progress). Finished: unchanged. None for an unknown job.
     delete(job_id) -> bool
     list_jobs(*, status=None, limit=50, cursor=None, owner=None) -> JobPage
         Newest first; with `owner`, only that owner's jobs (from its own indexes).
@@ -424,7 +424,7 @@ class JobPlans(Plans):
         )
 
     def request_cancel(self, job_id: str) -> Plan[CancelOutcome | None]:
-        """Cancel a queued job now, or ask a running one to stop after its epoch."""
+        """Cancel a queued job now, or ask a running one to stop (within about a second)."""
 
         def decode(reply: list[Any]) -> CancelOutcome | None:
             if reply[0] == b"missing":

@@ -345,7 +345,7 @@ class StudyStore(JobStore):
         return outcome
 
     def delete_with_children(self, study_id: str) -> bool:
-        """Delete the study and every child (a running child stops after its epoch)."""
+        """Delete the study and every child (a running child stops within about a second)."""
         children = self.delete_study(study_id)
         for child_id in children or ():
             self.delete(child_id)

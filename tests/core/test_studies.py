@@ -623,7 +623,7 @@ def test_cancel_flags_the_study_and_returns_its_children(study_store: StudyStore
     assert outcome is not None and outcome.children == children
     record = study_store.get_study(study_id)
     assert record is not None and record.cancel_requested
-    assert record.status is JobStatus.RUNNING  # the running child stops after its epoch
+    assert record.status is JobStatus.RUNNING  # until the running child stops
     assert [child.status for child in record.children] == ["running", "cancelled"]
     assert study_store.mark_cancelled(children[0])
     record = study_store.get_study(study_id)  # nothing succeeded: nothing to draw, sealed now
