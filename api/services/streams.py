@@ -87,7 +87,13 @@ class Followed:
 
 
 class StreamGate:
-    """Counts the open streams of the process, per owner and in all."""
+    """Counts the open streams of the process, per owner and in all.
+
+    The counts are this process's alone: with N API processes an owner may hold N x
+    `per_owner` streams in all. What a stream costs (memory, a socket, a share of the
+    process's reader) is its process's, so that is where it is bounded; the README
+    (Reliability, event streams) says why no count is shared in Redis.
+    """
 
     def __init__(self, *, per_owner: int, per_process: int, retry_after: int) -> None:
         self.per_owner = per_owner
