@@ -1,28 +1,42 @@
 """Layer-list networks on both kinds of graph, cold and warm, capturing every epoch or step.
 
-    python benchmarks/networks.py [--epochs 5] [--only lstm,conv]
+    python benchmarks/networks.py [--epochs 5] [--only lstm,conv] [--probe-size 256]
+        [--no-activations] [--graphs plain,xla]
 
 For each network: seconds per epoch on the plain graph and on XLA, cold (the
 first run of its shape in this process: tracing or compiling included) and
 warm (a second run: the graph reused), capturing every epoch and every step;
+the warm runs' CPU seconds per epoch too (this process's, every thread's),
+which a machine shared with other work inflates less than wall time;
 the arithmetic rate a warm epoch reaches (forward float operations per sample,
 counted by core/experiment/layer_shapes.py, x 3 for the backward pass, x samples /
 seconds), which is what `Limits.FLOPS` and `Limits.STEP_FLOPS` are set from;
 and one warm optimizer step's seconds (its largest batch: the bound on how long
-a cancel waits).
+a cancel waits). `--probe-size` and `--no-activations` set `capture.probe_size`
+and turn `capture.activations` off: what the activation probe, which capturing
+every step runs after every step, costs. `--parts` times instead the graph
+functions an epoch is made of, each called alone on a warm trainer: one
+optimizer step on a batch, one probe pass, one evaluation pass over a probe's
+rows (best of three rounds of 20 calls).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import time
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np
+
 from core.engine import graph_cache
+from core.engine.graph_calls import graph_function
+from core.engine.layered import LayeredArchitecture
 from core.engine.run import run_experiment
+from core.engine.trainer import CompiledTrainer
 from core.experiment.sizing import layered_shapes, steps_per_epoch
 from core.experiment.spec import ExperimentSpec
 
@@ -59,46 +73,126 @@ NETWORKS: dict[str, dict[str, Any]] = {
 }
 
 
-def timed(payload: dict[str, Any], *, every: str, epochs: int) -> float:
+GRAPHS: dict[str, graph_cache.XlaMode] = {"plain": "never", "xla": "always"}
+
+
+def cpu_seconds() -> float:
+    """This process's CPU time so far, every thread's, user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(
+    payload: dict[str, Any], *, every: str, epochs: int, capture: dict[str, Any]
+) -> tuple[float, float]:
+    """Wall and CPU seconds of one run."""
     spec = ExperimentSpec.model_validate(
-        {**payload, "seed": 1, "training": {"epochs": epochs}, "capture": {"every": every}}
+        {
+            **payload,
+            "seed": 1,
+            "training": {"epochs": epochs},
+            "capture": {**capture, "every": every},
+        }
     )
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     run_experiment(spec)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, cpu_seconds() - cpu
 
 
-def measure(name: str, payload: dict[str, Any], epochs: int) -> None:
+def measure(
+    name: str, payload: dict[str, Any], epochs: int, capture: dict[str, Any], graphs: list[str]
+) -> None:
     spec = ExperimentSpec.model_validate({**payload, "training": {"epochs": epochs}})
     shapes = layered_shapes(spec)
     assert shapes is not None
     samples = spec.dataset.n_samples
     print(f"\n{name}: {shapes.flops:,} forward flops/sample, {shapes.parameters:,} parameters")
-    for mode in ("never", "always"):
-        graph_cache.set_xla_mode(mode)
+    for graph in graphs:
+        graph_cache.set_xla_mode(GRAPHS[graph])
         row = []
         for every in ("epoch", "step"):
-            cold = timed(payload, every=every, epochs=epochs) / epochs
-            warm = timed(payload, every=every, epochs=epochs) / epochs
-            row.append((every, cold, warm))
-        kind = "XLA  " if mode == "always" else "plain"
-        (_, cold_e, warm_e), (_, cold_s, warm_s) = row
+            cold, _ = timed(payload, every=every, epochs=epochs, capture=capture)
+            warm, warm_cpu = timed(payload, every=every, epochs=epochs, capture=capture)
+            row.append((cold / epochs, warm / epochs, warm_cpu / epochs))
+        (cold_e, warm_e, cpu_e), (cold_s, warm_s, cpu_s) = row
         rate = 3 * shapes.flops * samples / warm_e / 1e9
         step = warm_e / steps_per_epoch(spec)
         print(
-            f"  {kind} s/epoch: epoch capture cold {cold_e:.3f} warm {warm_e:.3f}; "
-            f"step capture cold {cold_s:.3f} warm {warm_s:.3f} ({warm_s / warm_e:.2f}x); "
-            f"{rate:.2f} GFLOP/s; {step * 1000:.1f} ms/step"
+            f"  {graph:5} s/epoch: epoch capture cold {cold_e:.3f} warm {warm_e:.3f} "
+            f"(CPU {cpu_e:.3f}); step capture cold {cold_s:.3f} warm {warm_s:.3f} "
+            f"(CPU {cpu_s:.3f}); step/epoch warm {warm_s / warm_e:.2f}x, "
+            f"CPU {cpu_s / cpu_e:.2f}x; {rate:.2f} GFLOP/s; {step * 1000:.1f} ms/step"
         )
+
+
+def _part_calls(
+    trainer: CompiledTrainer, jit: bool, x: np.ndarray, y: np.ndarray, probe: int
+) -> dict[str, tuple[Any, tuple[np.ndarray, ...]]]:
+    """The graph functions `parts` times, each with its arguments: a step on the first
+    rows of x (as many as y has), a probe and an evaluation on its first `probe` rows."""
+    batch = len(y)
+    mask = np.ones(batch, np.float32)
+
+    def step(a: Any, b: Any, m: Any) -> Any:
+        return trainer._step(a, b, m)["loss"]
+
+    def evaluation(a: Any) -> Any:
+        return trainer.network.forward(a, training=False).logits
+
+    return {
+        "step": (graph_function(step, jit=jit), (x[:batch], y, mask)),
+        "probe": (graph_function(trainer._probe, jit=jit), (x[:probe],)),
+        "evaluation": (graph_function(evaluation, jit=jit), (x[:probe],)),
+    }
+
+
+def parts(name: str, payload: dict[str, Any], capture: dict[str, Any], graphs: list[str]) -> None:
+    """Milliseconds of one training step, one probe pass and one evaluation pass."""
+    spec = ExperimentSpec.model_validate({**payload, "seed": 1, "capture": capture})
+    architecture = LayeredArchitecture.from_spec(spec)
+    key = graph_cache.trainer_key(architecture, spec.training, step_capture=True, raw=False)
+    rng = np.random.default_rng(1)
+    batch, probe = spec.training.batch_size, spec.capture.probe_size
+    shape = tuple(architecture.shapes.layers[0].input_shape)
+    x = rng.standard_normal((max(batch, probe), *shape)).astype(np.float32)
+    y = np.zeros(batch, np.float32 if spec.dataset.regression else np.int32)
+    print(f"\n{name}: batch {batch}, probe {probe}")
+    for graph in graphs:
+        jit = graph == "xla"
+        calls = _part_calls(CompiledTrainer(key, jit=jit), jit, x, y, probe)
+        figures = []
+        for part, (fn, args) in calls.items():
+            np.asarray(fn(*args))
+            rounds = []
+            for _ in range(3):
+                started, cpu = time.perf_counter(), cpu_seconds()
+                for _ in range(20):
+                    np.asarray(fn(*args))
+                rounds.append(((time.perf_counter() - started) / 20, (cpu_seconds() - cpu) / 20))
+            wall, cpu_time = min(rounds)
+            figures.append(f"{part} {wall * 1000:.1f} ms (CPU {cpu_time * 1000:.1f})")
+        print(f"  {graph:5} " + "; ".join(figures))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--only", default=",".join(NETWORKS))
+    parser.add_argument("--probe-size", type=int, default=256, help="capture.probe_size")
+    parser.add_argument(
+        "--no-activations", action="store_true", help="capture.activations off: no probe"
+    )
+    parser.add_argument("--graphs", default="plain,xla", help="plain, xla or both")
+    parser.add_argument("--parts", action="store_true", help="time a step, a probe, an evaluation")
     args = parser.parse_args()
+    capture = {"probe_size": args.probe_size, "activations": not args.no_activations}
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; capture {capture}")
     for name in args.only.split(","):
-        measure(name, NETWORKS[name], args.epochs)
+        if args.parts:
+            parts(name, NETWORKS[name], capture, args.graphs.split(","))
+        else:
+            measure(name, NETWORKS[name], args.epochs, capture, args.graphs.split(","))
+    print(f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
