@@ -52,7 +52,10 @@ class Limits:
     # job to a few minutes and one step to about half a second.
     FLOPS = 5e11  # a job's float operations: 3 x forward per sample x samples x epochs
     STEP_FLOPS = 1.5e9  # one optimizer step's: 3 x forward per sample x batch
-    STEP_TIMESTEPS = 1_500  # time steps of all recurrent layers in one pass
+    # Time steps of all recurrent layers in one pass, which run one after another
+    # whatever the arithmetic: benchmarks/cancel.py measured an LSTM(16)'s step at
+    # batch 1 on this loaded 2-core machine at ~0.45 s for 1,000 and ~0.8 s for 1,500.
+    STEP_TIMESTEPS = 1_000
     # A job's time steps, optimizer steps x STEP_TIMESTEPS' count; it also bounds
     # the through-time gradient norms a result keeps (one per step and time step
     # at most).
