@@ -265,7 +265,15 @@ class StudyRow(BaseModel):
     failed: int
     cancelled: int
     loss: StudyStat = Field(description="training loss after the last epoch")
-    accuracy: StudyStat = Field(description="training accuracy after the last epoch")
+    accuracy: StudyStat = Field(
+        description="training accuracy after the last epoch (n 0 for a regression)"
+    )
+    baseline_loss: StudyStat | None = Field(
+        None,
+        description="a regression's: the loss of always predicting the mean target, which "
+        "says what `loss` means (a configuration that solved the task is far under it); n 0 "
+        "for classification; absent from summaries sealed before it was kept",
+    )
     diverged: int
     verdicts: dict[str, int] = Field(description="diagnosis -> seeds that got it")
     children: list[str]

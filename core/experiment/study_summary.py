@@ -1,5 +1,6 @@
 """A study's outcome: its status, and one row per configuration over its seeds
-(final loss and accuracy as mean and spread, verdicts), as JSON or CSV.
+(final loss and accuracy as mean and spread, a regression's baseline loss, verdicts),
+as JSON or CSV.
 
 Pure: `summarize` reads the children's finished records as `ChildOutcome`s; the
 store (core.store.studies) stores what it returns when it seals the study.
@@ -81,6 +82,8 @@ def summarize(
                 "cancelled": counts["cancelled"],
                 "loss": spread([_number(o.summary, "loss") for o in succeeded]),
                 "accuracy": spread([_number(o.summary, "accuracy") for o in succeeded]),
+                # A regression's yardstick (no accuracy): the loss of predicting the mean.
+                "baseline_loss": spread([_number(o.summary, "baseline_loss") for o in succeeded]),
                 "diverged": sum(bool((o.summary or {}).get("diverged")) for o in succeeded),
                 "verdicts": dict(sorted(verdicts.items())),
                 "children": [o.id for o in mine],
@@ -95,19 +98,21 @@ def _number(summary: Mapping[str, Any] | None, name: str) -> float:
 
 
 _STATS = ("mean", "std", "min", "max")
+_METRICS = ("loss", "accuracy", "baseline_loss")
 
 
 def summary_csv(summary: Mapping[str, Any], axes: Sequence[str]) -> str:
     """The summary's rows as CSV: one line per configuration, one column per axis."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    metrics = [f"{metric}_{stat}" for metric in ("loss", "accuracy") for stat in _STATS]
+    metrics = [f"{metric}_{stat}" for metric in _METRICS for stat in _STATS]
     counts = ["seeds", "succeeded", "failed", "cancelled"]
     writer.writerow(["config", "label", *axes, *counts, *metrics, "diverged", "verdicts"])
     for row in summary["rows"]:
         values = [_csv_value(row["values"].get(path)) for path in axes]
+        # Summaries sealed before the baseline was kept have none: empty cells.
         numbers = [
-            _csv_value(row[metric][stat]) for metric in ("loss", "accuracy") for stat in _STATS
+            _csv_value((row.get(metric) or {}).get(stat)) for metric in _METRICS for stat in _STATS
         ]
         verdicts = ";".join(f"{name}:{count}" for name, count in row["verdicts"].items())
         tally = [row[name] for name in counts]

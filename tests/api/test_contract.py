@@ -85,6 +85,15 @@ def test_every_schema_has_one_name(document: dict[str, Any]) -> None:
     assert not [name for name in document["components"]["schemas"] if "__" in name]
 
 
+def test_a_study_row_types_a_regressions_baseline_loss(document: dict[str, Any]) -> None:
+    row = document["components"]["schemas"]["StudyRow"]
+    baseline = row["properties"]["baseline_loss"]
+    refs = [option.get("$ref") for option in baseline["anyOf"]]
+    assert "#/components/schemas/StudyStat" in refs and {"type": "null"} in baseline["anyOf"]
+    assert "predicting the mean" in baseline["description"]
+    assert "baseline_loss" not in row.get("required", [])  # summaries sealed before lack it
+
+
 def successes(document: dict[str, Any]) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
     """(operation, status, media type, media) of every success body in `document`."""
     for method, path, operation in operations(document):

@@ -146,6 +146,13 @@ def test_every_study_plot_of_a_presets_runs_renders(
         assert pixels.shape == (480, 640, 3), plot
     curves = STUDY_PLOTS.build_figure("curves", series)
     titles = [ax.get_title() for ax in curves.axes]
-    # A regression has no accuracy to draw: its loss alone.
-    metrics = ["loss"] if name == "lstm-adding" else ["loss", "accuracy"]
-    assert titles == [f"training {metric}" for metric in metrics]
+    # A regression has no accuracy to draw: its loss alone, beside its baseline.
+    if name == "lstm-adding":
+        assert titles == ["training loss; dashed: predicting the mean"]
+        baseline = runs[name]["metrics"]["baseline"]["loss"]
+        assert [c["baseline_loss"] for c in series["configs"]] == [baseline, baseline]
+        dashed = [line for line in curves.axes[0].get_lines() if line.get_linestyle() == "--"]
+        assert [line.get_ydata()[0] for line in dashed] == [baseline, baseline]
+    else:
+        assert titles == ["training loss", "training accuracy"]
+        assert [c["baseline_loss"] for c in series["configs"]] == [None, None]

@@ -8,6 +8,7 @@ import itertools
 import json
 import struct
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -257,6 +258,32 @@ def test_the_summary_has_one_row_per_config_with_mean_and_spread() -> None:
     assert sigmoid["verdicts"] == {"vanishing": 2} and sigmoid["children"] == ["a", "b"]
     assert relu["succeeded"] == 1 and relu["failed"] == 1
     assert relu["accuracy"] == {"n": 1, "mean": 0.9, "std": None, "min": 0.9, "max": 0.9}
+
+
+def test_a_regression_study_row_carries_the_baseline_that_says_what_solved_means() -> None:
+    def regression(loss: float, baseline: float) -> dict[str, Any]:
+        return Summary(loss=loss, accuracy=None, verdicts=(), baseline_loss=baseline).to_json_dict()
+
+    outcomes = [
+        ChildOutcome("a", JobStatus.SUCCEEDED, regression(0.02, 0.166)),
+        ChildOutcome("b", JobStatus.SUCCEEDED, regression(0.16, 0.168)),
+        ChildOutcome("c", JobStatus.SUCCEEDED, _summary(0.1, 0.9)),
+        ChildOutcome("d", JobStatus.SUCCEEDED, _summary(0.2, 0.8)),
+    ]
+    summary = summarize(CONFIGS, 2, outcomes)
+    adding, classified = summary["rows"]
+    assert adding["baseline_loss"]["mean"] == pytest.approx(0.167)
+    assert (adding["baseline_loss"]["min"], adding["baseline_loss"]["max"]) == (0.166, 0.168)
+    assert adding["accuracy"]["n"] == 0
+    assert classified["baseline_loss"]["n"] == 0 and classified["accuracy"]["n"] == 2
+    rows = list(csv.DictReader(io.StringIO(summary_csv(summary, ["model.activation"]))))
+    assert float(rows[0]["baseline_loss_mean"]) == pytest.approx(0.167)
+    assert rows[1]["baseline_loss_mean"] == ""
+    # A summary sealed before the baseline was kept still writes its CSV, the cells empty.
+    for row in summary["rows"]:
+        del row["baseline_loss"]
+    rows = list(csv.DictReader(io.StringIO(summary_csv(summary, ["model.activation"]))))
+    assert [row["baseline_loss_mean"] for row in rows] == ["", ""]
 
 
 def test_a_study_is_cancelled_failed_or_succeeded_by_its_children() -> None:

@@ -3,7 +3,8 @@
 depth   per-layer gradient S.D. and norm against depth at initialization (the
         first step's gradient) and in the last epoch: Glorot & Bengio's view
         of where gradients vanish
-curves  loss and accuracy over epochs, the band spanning the seeds
+curves  loss and accuracy over epochs, the band spanning the seeds; a regression's
+        loss beside its baseline (predicting the mean target), dashed
 """
 
 from __future__ import annotations
@@ -85,8 +86,16 @@ def _draw_curves(figure: Figure, series: Mapping[str, Any], style: Style) -> Fra
             if config["runs"] > 1:
                 ax.fill_between(epochs, finite_floats(band["min"]), finite_floats(band["max"]),
                                 color=color, alpha=0.18, linewidth=0)  # fmt: skip
+            baseline = config.get("baseline_loss")  # series stored before it have none
+            if metric == "loss" and isinstance(baseline, int | float):
+                ax.axhline(baseline, color=color, linewidth=style.pt(1.0), linestyle=(0, (4, 2)))
         band_note = " (band: min to max over seeds)" if _seeded(configs) else ""
-        title = f"training {metric}{band_note}"
+        baseline_note = (
+            "; dashed: predicting the mean"
+            if metric == "loss" and any(c.get("baseline_loss") is not None for c in configs)
+            else ""
+        )
+        title = f"training {metric}{band_note}{baseline_note}"
         style_axes(ax, style, title, xlabel="epoch", ylabel=metric)
         # About 0.8 of a cell is panel, the rest its labels.
         across, up = (0.8 * size for size in cell_size(ax, style))

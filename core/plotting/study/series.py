@@ -11,9 +11,10 @@ Example:
 from __future__ import annotations
 
 import math
+import statistics
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -86,11 +87,15 @@ class _ConfigRuns:
     boundary: dict[str, Any] | None = None
     first_epoch: int | None = None
     last_epoch: int | None = None
+    baselines: list[float] = field(default_factory=list)  # a regression's, per run
 
     def add(self, result: Mapping[str, Any]) -> None:
         history = result.get("history") or {}
         self.loss.append(as_floats(history.get("loss")))
         self.accuracy.append(as_floats(history.get("accuracy")))
+        baseline = ((result.get("metrics") or {}).get("baseline") or {}).get("loss")
+        if isinstance(baseline, int | float) and math.isfinite(baseline):
+            self.baselines.append(float(baseline))
         self._add_gradients(result)
         if self.boundary is None and result.get("boundary"):
             self.boundary = _boundary(result)
@@ -129,6 +134,8 @@ class _ConfigRuns:
             "label": config["label"],
             "runs": len(self.loss),
             "curves": {"loss": _band(self.loss), "accuracy": _band(self.accuracy)},
+            # A regression's: the loss of predicting the mean target, mean over its runs.
+            "baseline_loss": statistics.fmean(self.baselines) if self.baselines else None,
             "depth": None,
             "flow": None,
             "boundary": self.boundary,
