@@ -78,9 +78,13 @@ STUDY_PRESETS += (
     StudyPreset(
         "recurrent-cells",
         "SimpleRNN vs GRU vs LSTM, recalling a symbol 10, 50 and 100 steps back",
-        "Bengio, Simard & Frasconi (1994) and Hochreiter & Schmidhuber (1997): a plain "
-        "recurrent layer's gradient vanishes back through time, a gated one's carries. "
-        "Each cell of 16 units on `recall` at three lengths.",
+        "Each cell of 16 units (Keras' initializers) on `recall` with blank steps after the "
+        "symbol, at three lengths: how far back ||dL/dh_t|| reaches (the through_time "
+        "plot) and whether the cell remembers. The textbook (Bengio, Simard & Frasconi "
+        "1994; Hochreiter & Schmidhuber 1997) expects the plain cell's gradient to vanish "
+        "and the gated ones' to carry; measured on this task over seeds 1 to 3 (README), "
+        "it went the other way: SimpleRNN solved all three lengths, GRU and LSTM stayed "
+        "at chance at 100 steps. One task and one training budget: not a ranking of cells.",
         {
             "base": layered_spec("recurrent-cells", RECALL, [cell("LSTM")], 30),
             "axes": {

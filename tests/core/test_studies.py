@@ -102,6 +102,20 @@ def test_layer_lists_are_labelled_by_what_they_hold() -> None:
     assert "Residual(Conv2D(8), sigmoid) x 7" in labels[2]
 
 
+def test_the_recurrent_cells_preset_points_at_what_was_measured() -> None:
+    """Its description names the textbook's claim and the README's measured outcome,
+    which on this task went the other way, rather than the claim alone."""
+    preset = next(p for p in STUDY_PRESETS if p.name == "recurrent-cells")
+    assert "textbook" in preset.description
+    assert "SimpleRNN solved all three lengths" in preset.description
+    assert "GRU and LSTM stayed at chance at 100 steps" in preset.description
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "| SimpleRNN | 100 | 1.000 |" in readme
+    assert (
+        "| GRU | 100 | 0.250 (chance) |" in readme and "| LSTM | 100 | 0.250 (chance) |" in readme
+    )
+
+
 def test_a_preset_keeps_the_seeds_asked_for() -> None:
     plan = expand({"preset": "tutorial", "seeds": 2, "name": "mine"})
     assert len(plan.children) == 6
