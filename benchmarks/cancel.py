@@ -1,17 +1,32 @@
-"""How long a cancel takes to stop the slowest spec inside the limits, on a real worker.
+"""How long a cancel takes to stop the slowest specs inside the limits, on a real worker.
 
-The spec: circles, 4,000 samples, four hidden layers of 512, one epoch at batch
-size 1, every step captured with the largest probe (each step forward-passes
-4,000 samples through the net: billions of operations). Its one epoch would take
-over half an hour; the engine runs it in calls of bounded cost and looks for a
-cancel between them (core.engine.chunks). Each trial POSTs it to a production-
-shaped worker (prefork, one pool process; warm after the first trial), waits
-until it has trained `--after` seconds, POSTs the cancel and times until the
-record says `cancelled`.
+`--spec mlp` (the default): circles, 4,000 samples, four hidden layers of 512, one
+epoch at batch size 1, every step captured with the largest probe (each step
+forward-passes 4,000 samples through the net: billions of operations). Its one
+epoch would take over half an hour; the engine runs it in calls of bounded cost
+and looks for a cancel between them (core.engine.chunks).
+
+`--spec lstm`, `gru`, `conv`: the slowest steps a layer list may take. A
+recurrent layer runs its time steps one after another, so the slowest is the
+longest pass the limits admit (`Limits.STEP_TIMESTEPS`, 1,000: one layer over
+`adding` at `sequence_length` 1,000) with the most arithmetic a step may hold
+(`Limits.STEP_FLOPS`, 1.5e9: LSTM(240) or GRU(280) at batch size 1), and a
+probe of 3 sequences at the epoch points (its forward pass is bounded by the
+same limit). `conv`: three 3x3 convolutions (32, 64, 64 filters) over `bars`
+at 64x64, batch size 1 (1.4e9 operations a step). Each calls at most one
+optimizer step at a time; `--spec all` runs every spec, one after another, in
+one run.
+
+Each trial POSTs the spec to a production-shaped worker (prefork, one pool
+process; warm after the first trial), waits until it has trained `--after`
+seconds (by default 3 s for the MLP, 10 s for the layer lists, past their
+first evaluation), plus 0.37 s more each trial so the cancels fall at
+different points of a step, POSTs the cancel and times until the record says
+`cancelled`.
 
 Run (needs Redis at REDIS_URL, default 127.0.0.1:6379; deletes its keys after):
 
-    .venv/bin/python benchmarks/cancel.py [--trials 5] [--after 3]
+    .venv/bin/python benchmarks/cancel.py [--spec all] [--trials 5] [--after 3]
 
 Target: about a second.
 """
@@ -26,6 +41,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -45,12 +61,51 @@ from core.settings import Settings
 from core.store.stores import JobStore
 from tests.conftest import WORST_SPEC
 
+_CONV = {"kernel_size": 3, "padding": "same", "activation": "relu"}
+SPECS: dict[str, dict[str, Any]] = {
+    "mlp": WORST_SPEC,
+    # One step of LSTM(240) over 1,000 steps at batch 1: 1.42e9 operations.
+    "lstm": {
+        "seed": 7,
+        "dataset": {"kind": "adding", "sequence_length": 1000, "n_samples": 100},
+        "model": {"layers": [{"class_name": "LSTM", "config": {"units": 240}}]},
+        "training": {"epochs": 1, "batch_size": 1},
+        "capture": {"probe_size": 3},
+    },
+    # GRU(280): 1.44e9.
+    "gru": {
+        "seed": 7,
+        "dataset": {"kind": "adding", "sequence_length": 1000, "n_samples": 100},
+        "model": {"layers": [{"class_name": "GRU", "config": {"units": 280}}]},
+        "training": {"epochs": 1, "batch_size": 1},
+        "capture": {"probe_size": 3},
+    },
+    # 32, 64, 64 filters over 64x64: 1.37e9.
+    "conv": {
+        "seed": 7,
+        "dataset": {"kind": "bars", "image_size": 64, "n_samples": 300},
+        "model": {
+            "layers": [
+                {"class_name": "Conv2D", "config": {"filters": 32, **_CONV}},
+                {"class_name": "Conv2D", "config": {"filters": 64, **_CONV}},
+                {"class_name": "Conv2D", "config": {"filters": 64, **_CONV}},
+                {"class_name": "GlobalAveragePooling2D"},
+            ]
+        },
+        "training": {"epochs": 1, "batch_size": 1},
+        "capture": {"probe_size": 3},
+    },
+}
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--spec", choices=[*SPECS, "all"], default="mlp")
     parser.add_argument("--trials", type=int, default=5)
-    parser.add_argument("--after", type=float, default=3.0, help="seconds trained before cancel")
+    parser.add_argument("--after", type=float, help="seconds trained before cancel")
     args = parser.parse_args(argv)
+    names = list(SPECS) if args.spec == "all" else [args.spec]
+    loads = [os.getloadavg()]
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     settings = Settings(namespace=f"gwbenchcancel{os.getpid()}", redis_url=redis_url)
     logs = Path(tempfile.mkdtemp(prefix="gradwatch-cancel-"))
@@ -60,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     api = start_api(env, port, logs)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60.0)
     store = JobStore.from_settings(settings)
-    latencies = []
+    latencies: dict[str, list[float]] = {name: [] for name in names}
     try:
         wait_for_api(f"http://127.0.0.1:{port}", api)
         queue = settings.queue_for(Device.CPU)
@@ -69,25 +124,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             timeout=180,
             what="the worker",
         )
-        for trial in range(1, args.trials + 1):
-            latencies.append(one_trial(client, store, args.after))
-            print(f"trial {trial}: cancelled {latencies[-1]:.3f} s after the cancel", flush=True)
+        for name in names:
+            after = args.after if args.after is not None else (3.0 if name == "mlp" else 10.0)
+            for trial in range(1, args.trials + 1):
+                seconds = one_trial(client, store, SPECS[name], after + 0.37 * (trial - 1))
+                latencies[name].append(seconds)
+                print(
+                    f"{name} trial {trial}: cancelled {seconds:.3f} s after the cancel", flush=True
+                )
+            loads.append(os.getloadavg())
     finally:
         client.close()
         api.stop()
         worker.stop()
         store.close()
         delete_namespace(settings)
-    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
-    median, most = statistics.median(latencies), max(latencies)
-    print(f"\ncancel of the slowest spec, {args.trials} trials: median {median:.3f} s, "
-          f"max {most:.3f} s (target: about 1 s); load {load}; logs {logs}")  # fmt: skip
+    print(f"\ncancel, POST to cancelled, {args.trials} trials each (target: about 1 s):")
+    for name in names:
+        median, most = statistics.median(latencies[name]), max(latencies[name])
+        print(f"  {name:5} median {median:.3f} s, max {most:.3f} s")
+    spread = ", ".join(f"{one[0]:.2f}" for one in loads)
+    print(f"load average (1 min) at the start and after each spec: {spread}; logs {logs}")
     return 0
 
 
-def one_trial(client: httpx.Client, store: JobStore, after: float) -> float:
+def one_trial(client: httpx.Client, store: JobStore, spec: dict[str, Any], after: float) -> float:
     """Seconds from the cancel's POST until the job's record says cancelled."""
-    job_id = client.post("/v1/experiments", json=WORST_SPEC).json()["id"]
+    response = client.post("/v1/experiments", json=spec)
+    response.raise_for_status()
+    job_id = response.json()["id"]
 
     def training() -> bool:
         record = store.get(job_id)
