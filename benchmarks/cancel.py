@@ -19,10 +19,10 @@ one run.
 
 Each trial POSTs the spec to a production-shaped worker (prefork, one pool
 process; warm after the first trial), waits until it has trained `--after`
-seconds (by default 3 s for the MLP, 10 s for the layer lists, past their
-first evaluation), plus 0.37 s more each trial so the cancels fall at
-different points of a step, POSTs the cancel and times until the record says
-`cancelled`.
+seconds (by default 3 s for the MLP and the convolutions, 10 s for the
+recurrent layers: past their first evaluation, before their end), plus 0.37 s
+more each trial so the cancels fall at different points of a step, POSTs the
+cancel and times until the record says `cancelled`.
 
 Run (needs Redis at REDIS_URL, default 127.0.0.1:6379; deletes its keys after):
 
@@ -61,6 +61,8 @@ from core.settings import Settings
 from core.store.stores import JobStore
 from tests.conftest import WORST_SPEC
 
+# Seconds trained before the cancel: past the first evaluation, before the end.
+_AFTER = {"mlp": 3.0, "lstm": 10.0, "gru": 10.0, "conv": 3.0}
 _CONV = {"kernel_size": 3, "padding": "same", "activation": "relu"}
 SPECS: dict[str, dict[str, Any]] = {
     "mlp": WORST_SPEC,
@@ -83,7 +85,7 @@ SPECS: dict[str, dict[str, Any]] = {
     # 32, 64, 64 filters over 64x64: 1.37e9.
     "conv": {
         "seed": 7,
-        "dataset": {"kind": "bars", "image_size": 64, "n_samples": 300},
+        "dataset": {"kind": "bars", "image_size": 64, "n_samples": 360},
         "model": {
             "layers": [
                 {"class_name": "Conv2D", "config": {"filters": 32, **_CONV}},
@@ -125,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             what="the worker",
         )
         for name in names:
-            after = args.after if args.after is not None else (3.0 if name == "mlp" else 10.0)
+            after = args.after if args.after is not None else _AFTER[name]
             for trial in range(1, args.trials + 1):
                 seconds = one_trial(client, store, SPECS[name], after + 0.37 * (trial - 1))
                 latencies[name].append(seconds)
