@@ -53,7 +53,7 @@ class Limits:
     FLOPS = 5e11  # a job's float operations: 3 x forward per sample x samples x epochs
     STEP_FLOPS = 1.5e9  # one optimizer step's: 3 x forward per sample x batch
     # Time steps of all recurrent layers in one pass, which run one after another
-    # whatever the arithmetic: benchmarks/cancel.py measured an LSTM(16)'s step at
+    # whatever the arithmetic: timed between the engine's calls, an LSTM(16)'s step at
     # batch 1 on this loaded 2-core machine at ~0.45 s for 1,000 and ~0.8 s for 1,500.
     STEP_TIMESTEPS = 1_000
     # A job's time steps, optimizer steps x STEP_TIMESTEPS' count; it also bounds
