@@ -10,7 +10,7 @@ in the tests.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import Body
 from pydantic import BaseModel, Field
@@ -19,6 +19,16 @@ from core.experiment.jobs import JobStatus
 from core.experiment.remedy_studies import RemedyRequest
 from core.experiment.spec import ExperimentSpec
 from core.experiment.studies import StudyRequest
+
+Item = TypeVar("Item")
+
+
+class CursorPage(BaseModel, Generic[Item]):
+    """The shape of every list: one page of items, and the cursor of the next (null: no
+    more). Each list names its own subclass, which is what /docs shows."""
+
+    items: list[Item]
+    next_cursor: str | None
 
 
 class JobProgress(BaseModel):
@@ -80,11 +90,8 @@ class JobPublic(BaseModel):
     )
 
 
-class JobsPage(BaseModel):
+class JobsPage(CursorPage[JobPublic]):
     """Jobs newest first; pass `next_cursor` as `cursor` for the next page (null: no more)."""
-
-    items: list[JobPublic]
-    next_cursor: str | None
 
 
 class PlotLink(BaseModel):
@@ -407,11 +414,8 @@ class StudyPublic(BaseModel):
     )
 
 
-class StudiesPage(BaseModel):
+class StudiesPage(CursorPage[StudyPublic]):
     """Studies newest first; pass `next_cursor` as `cursor` for the next page (null: no more)."""
-
-    items: list[StudyPublic]
-    next_cursor: str | None
 
 
 class StudyPresetPublic(BaseModel):
@@ -450,11 +454,8 @@ class DatasetPublic(BaseModel):
     created_at: datetime
 
 
-class DatasetsPage(BaseModel):
+class DatasetsPage(CursorPage[DatasetPublic]):
     """Datasets newest first; pass `next_cursor` as `cursor` for the next page (null: no more)."""
-
-    items: list[DatasetPublic]
-    next_cursor: str | None
 
 
 RemedyBody = Annotated[
