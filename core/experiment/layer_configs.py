@@ -34,6 +34,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Spelled out rather than built from Activation: a type checker sees only the members a
+# class states (tests/core/test_spec.py keeps the two in step).
 class KerasActivation(StrEnum):
     """Activations by their Keras names (core.experiment.spec.Activation, plus softmax
     for a pasted output layer)."""

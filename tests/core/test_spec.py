@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from core.experiment.layer_configs import KerasActivation
 from core.experiment.limits import Limits, SpecLimitError
 from core.experiment.sizing import layer_widths, parameter_count, result_values
 from core.experiment.spec import (
@@ -48,6 +49,13 @@ def test_empty_spec_is_the_tutorial() -> None:
     assert spec.capture.every is CaptureEvery.EPOCH
     assert layer_widths(spec) == [2, 5, 5, 5, 5, 1]
     assert parameter_count(spec) == 15 + 3 * 30 + 6  # 2-5, three 5-5, 5-1
+
+
+def test_a_pasted_layer_takes_every_mlp_activation_and_softmax() -> None:
+    # Both enums are spelled out (mypy needs their members); this keeps them in step, as
+    # the engine maps each Keras activation but softmax back to the MLP's (blocks.probe_kind).
+    keras_names = {activation.value for activation in KerasActivation}
+    assert keras_names == {activation.value for activation in Activation} | {"softmax"}
 
 
 def test_seed_is_drawn_once_and_recorded() -> None:
