@@ -21,8 +21,6 @@ from starlette.responses import Response
 
 from api.deps import ExistingJob, JobId, OptionalOwner, OwnedJobId, ServicesDep
 from api.errors import job_not_found, job_not_succeeded
-from api.links import public_url
-from api.responses import FastJSONResponse
 from api.schemas import PNG_RESPONSES, PlotList, ShareLink, problem_responses
 from api.services import plots as plot_service
 from api.services.experiment_plots import available_plot_names, experiment_plot
@@ -43,16 +41,10 @@ async def list_plots(job: ExistingJob, request: Request, services: ServicesDep) 
     # A plot the worker did not draw may still be drawn.
     if not names.issuperset(EXPERIMENT_PLOTS.names):
         names.update(await available_plot_names(services, job.id) or ())
-    items = [
-        {
-            "name": name,
-            "description": EXPERIMENT_PLOTS[name].description,
-            "url": public_url(request, services.settings, "read_plot", job_id=job.id, name=name),
-        }
-        for name in EXPERIMENT_PLOTS.names
-        if name in names
-    ]
-    return FastJSONResponse({"items": items})
+    listed = [name for name in EXPERIMENT_PLOTS.names if name in names]
+    return plot_service.plot_list(
+        request, services, EXPERIMENT_PLOTS, listed, "read_plot", job_id=job.id
+    )
 
 
 @router.get(
@@ -101,6 +93,5 @@ async def share_plot(
 ) -> Response:
     """A signed link to the plot at this size, for an `<img>` anywhere: no key, until it expires."""
     plot_service.check_plot_name(name, EXPERIMENT_PLOTS.names)
-    url = public_url(request, services.settings, "read_plot", job_id=job_id, name=name)
-    link = plot_service.share_link(services, ask.grant("experiment", job_id, name), url, ask)
-    return FastJSONResponse(link)
+    grant = ask.grant("experiment", job_id, name)
+    return plot_service.share_link(request, services, grant, ask, "read_plot", job_id=job_id)

@@ -32,7 +32,6 @@ from api.deps import (
     StudyStoreDep,
 )
 from api.errors import read_page, study_not_found
-from api.links import public_url
 from api.openapi import typed_body
 from api.responses import FastJSONResponse
 from api.schemas import (
@@ -230,17 +229,9 @@ async def list_study_plots(
     """The plots of a finished study, with their URLs."""
     if not study.status.finished:
         raise study_work.study_not_finished(study, "plots")
-    items = [
-        {
-            "name": name,
-            "description": STUDY_PLOTS[name].description,
-            "url": public_url(
-                request, services.settings, "read_study_plot", study_id=study.id, name=name
-            ),
-        }
-        for name in study.plots
-    ]
-    return FastJSONResponse({"items": items})
+    return plot_service.plot_list(
+        request, services, STUDY_PLOTS, study.plots, "read_study_plot", study_id=study.id
+    )
 
 
 @router.get(
@@ -289,6 +280,7 @@ async def share_study_plot(
     """A signed link to the study plot at this size, for an `<img>` anywhere: no key, until
     it expires."""
     plot_service.check_plot_name(name, STUDY_PLOTS.names, what="study plot")
-    url = public_url(request, services.settings, "read_study_plot", study_id=study.id, name=name)
-    link = plot_service.share_link(services, ask.grant("study", study.id, name), url, ask)
-    return FastJSONResponse(link)
+    grant = ask.grant("study", study.id, name)
+    return plot_service.share_link(
+        request, services, grant, ask, "read_study_plot", study_id=study.id
+    )

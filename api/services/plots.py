@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import Depends, Header, Query
+from fastapi import Depends, Header, Query, Request
 from starlette.responses import Response
 
 from api.access import SHARE_DEFAULT_SECONDS, SHARE_MAX_SECONDS, SHARE_MIN_SECONDS, unauthorized
 from api.deps import Services
 from api.errors import Problem
+from api.links import public_url
+from api.responses import FastJSONResponse
 from core.access.share_links import PlotGrant
-from core.plotting.kinds import PlotSize
+from core.plotting.kinds import PlotCatalog, PlotSize
 from core.store.records import iso_time
 
 Width = Annotated[
@@ -137,15 +139,42 @@ async def plot_access(
     return access.immutable, {}
 
 
-def share_link(services: Services, grant: PlotGrant, url: str, ask: PlotAsk) -> dict[str, Any]:
-    """A ShareLink document: `url` signed for `grant` from now for `ask.expires_in`
-    seconds, the size parameters the client gave repeated in the link's query."""
+def plot_list(
+    request: Request,
+    services: Services,
+    catalog: PlotCatalog,
+    names: Iterable[str],
+    route: str,
+    **path: str,
+) -> Response:
+    """A PlotList of `names` (in that order): each plot's description from `catalog` and
+    the URL of `route` for it, with the record's `path` parameters."""
+    items = [
+        {
+            "name": name,
+            "description": catalog[name].description,
+            "url": public_url(request, services.settings, route, name=name, **path),
+        }
+        for name in names
+    ]
+    return FastJSONResponse({"items": items})
+
+
+def share_link(
+    request: Request, services: Services, grant: PlotGrant, ask: PlotAsk, route: str, **path: str
+) -> Response:
+    """A ShareLink: the URL of `route` for the plot (the record's `path` parameters) signed
+    for `grant` from now for `ask.expires_in` seconds, the size parameters the client gave
+    repeated in the link's query."""
+    url = public_url(request, services.settings, route, name=grant.name, **path)
     expires = int(time.time()) + ask.expires_in
     grant = dataclasses.replace(grant, expires=expires)
     asked = {"width": ask.width, "height": ask.height, "dpi": ask.dpi}
     sizes = {key: value for key, value in asked.items() if value is not None}
     query = services.access.share_query(grant, sizes)
-    return {"url": f"{url}?{query}", "expires": expires, "expires_at": iso_time(expires)}
+    return FastJSONResponse(
+        {"url": f"{url}?{query}", "expires": expires, "expires_at": iso_time(expires)}
+    )
 
 
 async def charge_render(services: Services, payer: str) -> None:
