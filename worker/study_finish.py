@@ -44,12 +44,10 @@ def finish_study(store: StudyStore, study_id: str, *, by: str) -> StudyRecord | 
 
 
 def draw_default_plots(study_id: str, series: Mapping[str, Any]) -> dict[str, bytes]:
-    """Every eager plot (`PlotKind.eager`) the series supports, at the default size; one
-    that fails is left out."""
+    """Every plot the series supports, at the default size (a study is looked at as a
+    whole, so none waits for its first request); one that fails is left out."""
     plots: dict[str, bytes] = {}
     for name in STUDY_PLOTS.available(series):
-        if not STUDY_PLOTS[name].eager:
-            continue  # drawn on its first request
         try:
             plots[name] = STUDY_PLOTS.render(name, series)
         except Exception:  # the numbers stand; the API can still draw it on request

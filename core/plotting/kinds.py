@@ -60,7 +60,8 @@ class PlotKind:
         needs: whether the numbers (a result, a study's series) have what it draws.
         missing: why it is unavailable when `needs` is false ("gradients were not captured").
         draw: fills a figure from the numbers and returns the pieces around its panels.
-        eager: drawn at the default size as its subject ends, not on first request.
+        eager: an experiment's plot drawn at the default size as the run ends, not on
+            first request (a study draws all of its plots as it ends).
         planned: for a study's plot, whether a study of these child specs will have it.
         after_layout: a last touch once the panels are placed (equal aspect, ...).
     """

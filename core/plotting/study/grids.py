@@ -144,7 +144,6 @@ GRADIENT_FLOW = PlotKind(
     needs=any_config_has("flow"),
     missing="no child captured gradients",
     draw=_draw_flow,
-    eager=True,
     planned=captures_gradients,
 )
 
@@ -154,7 +153,6 @@ BOUNDARY = PlotKind(
     needs=any_config_has("boundary"),
     missing="decision surfaces are drawn for 2-D datasets only",
     draw=_draw_boundary,
-    eager=True,
     planned=planar,
     after_layout=_square_surfaces,
 )

@@ -122,7 +122,6 @@ DEPTH = PlotKind(
     needs=any_config_has("depth"),
     missing="no child captured gradients",
     draw=_draw_depth,
-    eager=True,
     planned=captures_gradients,
 )
 
@@ -132,6 +131,5 @@ CURVES = PlotKind(
     needs=_has_curves,
     missing="no child finished training",
     draw=_draw_curves,
-    eager=True,
     planned=lambda specs: True,
 )

@@ -125,7 +125,6 @@ REMEDIES = PlotKind(
     needs=_has_remedies,
     missing="this study proves no prescriptions (POST /v1/experiments/{id}/remedies)",
     draw=_draw_remedies,
-    eager=True,
     # A remedy study's alone, and its specs do not say they are one: its submission adds it.
     planned=lambda specs: False,
 )
