@@ -2,8 +2,8 @@
 
 A compiled epoch is one call into TensorFlow: Python, and with it a cancel, a
 hook or Celery's soft time limit, gets a word in only when it returns. Most
-epochs take milliseconds, but a wide net at batch size 1 probed at every step
-can spend minutes in one. So an epoch whose estimated cost is over
+epochs take milliseconds, but a wide net at batch size 1 can spend minutes in
+one. So an epoch whose estimated cost is over
 `CALL_FLOPS` runs as several calls of a fixed number of steps each (the last
 one masked), with its start and end (the evaluation on the whole epoch's data,
 the probe) in calls of their own, and evaluation and prediction go by rows
@@ -46,25 +46,25 @@ def _dense_parameters(widths: Sequence[int]) -> int:
 
 
 def step_flops(
-    widths: Sequence[int], *, batch_size: int, probe: int, probes_every_step: bool, members: int = 1
+    widths: Sequence[int], *, batch_size: int, activations_every_step: bool, members: int = 1
 ) -> float:
-    """Estimated cost of one optimizer step (every member's) in float operations."""
+    """Estimated cost of one optimizer step (every member's) in float operations; with
+    `activations_every_step`, the statistics of its batch's activations too."""
     parameters = _dense_parameters(widths)
     cost = 6 * parameters * batch_size + STATS_FLOPS_PER_PARAMETER * parameters
-    if probes_every_step:
-        cost += 2 * parameters * probe + 10 * sum(widths[1:-1]) * probe
+    if activations_every_step:
+        cost += 10 * sum(widths[1:-1]) * batch_size
     return members * cost + STEP_OVERHEAD_FLOPS
 
 
 def steps_per_call(
-    widths: Sequence[int], *, batch_size: int, probe: int, probes_every_step: bool, members: int = 1
+    widths: Sequence[int], *, batch_size: int, activations_every_step: bool, members: int = 1
 ) -> int:
     """How many steps one call may run: at least one."""
     cost = step_flops(
         widths,
         batch_size=batch_size,
-        probe=probe,
-        probes_every_step=probes_every_step,
+        activations_every_step=activations_every_step,
         members=members,
     )
     return max(1, int(CALL_FLOPS // cost))
@@ -80,16 +80,12 @@ def rows_per_call(widths: Sequence[int], *, members: int = 1) -> int:
 TIMESTEP_OVERHEAD_FLOPS = 2e6
 
 
-def layered_step_flops(
-    shapes: Any, *, batch_size: int, probe: int, probes_every_step: bool
-) -> float:
+def layered_step_flops(shapes: Any, *, batch_size: int) -> float:
     """Estimated cost of one optimizer step of a layer list (core.experiment.spec
-    `LayeredShapes`: its float operations per sample, parameters and time steps)."""
+    `LayeredShapes`: its float operations per sample, parameters and time steps); the
+    statistics of its batch's activations, when a step records them, add little."""
     cost = 3 * shapes.flops * batch_size + STATS_FLOPS_PER_PARAMETER * shapes.parameters
-    passes = 2 if probes_every_step else 1
-    cost += passes * shapes.timesteps * TIMESTEP_OVERHEAD_FLOPS
-    if probes_every_step:
-        cost += shapes.flops * probe
+    cost += shapes.timesteps * TIMESTEP_OVERHEAD_FLOPS
     return cost + STEP_OVERHEAD_FLOPS
 
 
@@ -105,9 +101,8 @@ def _call_sizes(architecture: Any, **step: Any) -> tuple[float, float]:
     if shapes is None:
         widths = architecture.widths
         return step_flops(widths, **step), 2 * _dense_parameters(widths) + 1
-    del step["members"]
     row = shapes.flops + shapes.timesteps * TIMESTEP_OVERHEAD_FLOPS / 64
-    return layered_step_flops(shapes, **step), row
+    return layered_step_flops(shapes, batch_size=step["batch_size"]), row
 
 
 def _rows(x: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
@@ -217,8 +212,7 @@ class EpochCalls(Generic[Epoch]):
         per_call = architecture_steps_per_call(
             self.key.architecture,
             batch_size=batch_size,
-            probe=probe.shape[axis],
-            probes_every_step=self.key.step_capture and self.key.activations,
+            activations_every_step=self.key.step_capture and self.key.activations,
             members=self.members,
         )
         if per_call >= steps:
@@ -233,7 +227,7 @@ class EpochCalls(Generic[Epoch]):
         if shapes is None:
             return rows_per_call(self.key.architecture.widths, members=self.members)
         _, row = _call_sizes(
-            self.key.architecture, batch_size=1, probe=0, probes_every_step=False, members=1
+            self.key.architecture, batch_size=1, activations_every_step=False, members=1
         )
         return max(1, int(CALL_FLOPS // row))
 
@@ -242,13 +236,12 @@ class EpochCalls(Generic[Epoch]):
         x: np.ndarray,
         y: np.ndarray,
         mask: np.ndarray,
-        probe: np.ndarray,
         *,
         batch_size: int,
         count: int,
     ) -> dict[str, Any]:
         """Run `count` steps over the rows of x, y (as many steps as fit, the rest padding)."""
-        return dict(self._chunk_fn(x, y, mask, probe, batch_size, np.asarray(count, np.int32)))
+        return dict(self._chunk_fn(x, y, mask, batch_size, np.asarray(count, np.int32)))
 
     def edge_call(self, probe: np.ndarray) -> dict[str, Any]:
         """The weights' statistics now and, when probing, the activations on `probe`."""
@@ -270,7 +263,7 @@ class EpochCalls(Generic[Epoch]):
     # ------------------------------------------------------------------ graph code
 
     def _run_steps(
-        self, x: Any, y: Any, mask: Any, probe: Any, batch_size: int, *, count: Any
+        self, x: Any, y: Any, mask: Any, batch_size: int, *, count: Any
     ) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -281,10 +274,10 @@ class EpochCalls(Generic[Epoch]):
         raise NotImplementedError
 
     def _train_chunk(
-        self, x: Any, y: Any, mask: Any, probe: Any, batch_size: int, count: Any
+        self, x: Any, y: Any, mask: Any, batch_size: int, count: Any
     ) -> dict[str, Any]:
         """`count` steps over the rows of x, y: part of an epoch."""
-        return self._run_steps(x, y, mask, probe, batch_size, count=count)
+        return self._run_steps(x, y, mask, batch_size, count=count)
 
     def _edge(self, probe: Any) -> dict[str, Any]:
         """The weights' statistics and the activations on `probe`, as they are now."""
@@ -335,7 +328,7 @@ def train_in_chunks(
         mask = np.zeros(rows, np.float32)
         mask[:real] = 1.0
         count = -(-real // batch_size)
-        out = trainer.chunk_call(x_part, y_part, mask, probe, batch_size=batch_size, count=count)
+        out = trainer.chunk_call(x_part, y_part, mask, batch_size=batch_size, count=count)
         parts.append(_fetched(out, count))
     if between is not None:
         between()
@@ -356,11 +349,7 @@ def train_in_chunks(
         ]
     if "activation_stats" in start:
         epoch["start_activation_stats"] = np.asarray(start["activation_stats"])
-        if "step_activation_stats" in epoch:
-            # The probe after the last step is the end's.
-            epoch["end_activation_stats"] = epoch["step_activation_stats"][-1]
-        else:
-            epoch["end_activation_stats"] = np.asarray(end["activation_stats"])
+        epoch["end_activation_stats"] = np.asarray(end["activation_stats"])
     return epoch
 
 

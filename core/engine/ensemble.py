@@ -11,7 +11,8 @@ it would step alone; clipping by norm spans a whole tensor, so runs that use
 it are never grouped (`core.experiment.grouping`).
 
 Per step, the graph computes every member's weight, gradient and update
-statistics and, per epoch, its activations on its own probe batch, exactly
+statistics (and, capturing every step, its activations on its batch) and, per
+epoch, its activations on its own probe batch, exactly
 as `core.engine.trainer.CompiledTrainer` does for one run; `train_epoch` hands back
 one `EpochArrays` per member, so the engine records each member as a run of
 its own. Small networks leave a CPU mostly idle between ops, so M members
@@ -37,7 +38,6 @@ from core.engine.trainer import (
     EpochArrays,
     EpochGraph,
     TrainerKey,
-    activation_stats,
     losses_and_hits,
 )
 from core.experiment.spec import InitializerSpec
@@ -73,7 +73,8 @@ class EnsembleTrainer(EpochGraph[list[EpochArrays]], MLPForward):
         self._binary = architecture.widths[-1] == 1
         self._activation_fns = [ACTIVATION_FUNCTIONS[a] for a in architecture.activations]
         self._skips = architecture.skips()
-        self.probed_layers = len(architecture.hidden_widths)
+        self.probe_kinds = architecture.activations
+        self.probed_layers = len(self.probe_kinds)
         self.timesteps = []  # an MLP's layers have no time steps
         self.kernels: list[keras.Variable] = []
         self.biases: list[keras.Variable] = []
@@ -204,21 +205,24 @@ class EnsembleTrainer(EpochGraph[list[EpochArrays]], MLPForward):
         captured = self.captured_variables
         before = [tf.identity(v.value) for v in captured]
         with tf.GradientTape() as tape:
-            logits = self.forward(x, training=True, mask=mask).logits
-            loss, accuracy = self._loss_and_accuracy(y, logits, mask)
+            forward = self.forward(x, training=True, mask=mask)
+            loss, accuracy = self._loss_and_accuracy(y, forward.logits, mask)
             # Members share no weights: the sum's gradient is each member's own.
             total = tf.reduce_sum(loss)
         gradients = tape.gradient(total, variables)
         self.optimizer.apply(gradients, variables)
         captured_gradients = gradients[: len(captured)]
         stats = _step_stats(before, captured_gradients, [v.value for v in captured])
-        return {
+        step = {
             "stats": stats,
             "loss": loss,
             "accuracy": accuracy,
             "size": tf.reduce_sum(mask),
             "gradients": captured_gradients,
         }
+        if self._step_activations:
+            step["activations"] = self._activation_stats(forward, mask)
+        return step
 
     def _weight_stats(self) -> tf.Tensor:
         """(M, variables, 4): each member's weight statistics now."""
@@ -237,16 +241,7 @@ class EnsembleTrainer(EpochGraph[list[EpochArrays]], MLPForward):
     def _probe(self, probe: tf.Tensor) -> tf.Tensor:
         """(M, hidden, len(ACTIVATION_STATS)): each member's activations on its own probe."""
         forward = self.forward(probe, training=False, unroll_small=unrolls_probe(self.jit))
-        kinds = self.architecture.activations
-        return tf.stack(
-            [
-                activation_stats(z, a, kind)
-                for z, a, kind in zip(
-                    forward.pre_activations, forward.activations, kinds, strict=True
-                )
-            ],
-            axis=-2,
-        )
+        return self._activation_stats(forward)
 
     def _predict(self, x: tf.Tensor) -> tf.Tensor:
         logits = self.forward(x, training=False).logits

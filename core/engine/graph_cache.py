@@ -270,8 +270,7 @@ def _compile_pays(slot_key: _SlotKey) -> bool:
     per_call = chunks.architecture_steps_per_call(
         key.architecture,
         batch_size=shapes.batch_size,
-        probe=shapes.probe,
-        probes_every_step=key.step_capture and key.activations,
+        activations_every_step=key.step_capture and key.activations,
         members=members,
     )
     return per_call >= steps

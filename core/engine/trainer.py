@@ -28,7 +28,7 @@ import tensorflow as tf
 from core.engine import chunks
 from core.engine.graph_calls import graph_function, unrolls_probe
 from core.engine.layered import LayeredArchitecture, build_network
-from core.engine.network import Architecture
+from core.engine.network import Architecture, ForwardPass
 from core.experiment.result import TENSOR_STATS
 from core.experiment.spec import (
     BOUNDED_ACTIVATIONS,
@@ -142,8 +142,9 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
     `rows_axis`, padded to whole batches, then the steps of `_run_steps` between the
     start's and the end's evaluation and probe."""
 
-    # The layers the probe reports on, and the recurrent layers' time steps.
+    # The layers the probe reports on, the kind of each, and the recurrent layers' time steps.
     probed_layers: int
+    probe_kinds: Sequence[Activation]
     timesteps: list[int]
 
     @property
@@ -180,6 +181,28 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         """One optimizer step on the batch rows where `mask` is 1."""
         raise NotImplementedError
 
+    @property
+    def _step_activations(self) -> bool:
+        """Whether each step records activation statistics (step points, probing on)."""
+        return self.key.step_capture and self.key.activations
+
+    def _activation_stats(self, forward: ForwardPass, mask: tf.Tensor | None = None) -> tf.Tensor:
+        """(probed layers, len(ACTIVATION_STATS)), or (M, ...) for an ensemble: each probed
+        layer's statistics in `forward`, over the rows where `mask` is 1 (all when None).
+
+        On the probe batch at the epoch's start and end (`_probe`); at a step point, on
+        the step's own training batch, from the forward pass the step trains on (`_step`).
+        """
+        return tf.stack(
+            [
+                activation_stats(z, a, kind, mask)
+                for z, a, kind in zip(
+                    forward.pre_activations, forward.activations, self.probe_kinds, strict=True
+                )
+            ],
+            axis=-2,
+        )
+
     def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         raise NotImplementedError
 
@@ -208,7 +231,7 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         start_loss, start_accuracy = self._evaluate(x[real], y[real])
         probed = self.key.activations
         start_activations = self._probe(probe) if probed else None
-        out = self._run_steps(x, y, mask, probe, batch_size, count=steps)
+        out = self._run_steps(x, y, mask, batch_size, count=steps)
         out |= {
             "start_loss": start_loss,
             "start_accuracy": start_accuracy,
@@ -217,11 +240,7 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         }
         if probed:
             out["start_activation_stats"] = start_activations
-            if self.key.step_capture:
-                # The probe after the last step is the end's.
-                out["end_activation_stats"] = out["step_activation_stats"][-1]
-            else:
-                out["end_activation_stats"] = self._probe(probe)
+            out["end_activation_stats"] = self._probe(probe)
         return out
 
     def _run_steps(
@@ -229,7 +248,6 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         x: tf.Tensor,
         y: tf.Tensor,
         mask: tf.Tensor,
-        probe: tf.Tensor,
         batch_size: int,
         *,
         count: int | tf.Tensor,
@@ -257,7 +275,7 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
             first = [
                 tf.where(i == 0, g, kept) for g, kept in zip(step["gradients"], first, strict=True)
             ]
-            return i + 1, self._record(arrays, i, step, probe), first, step["gradients"]
+            return i + 1, self._record(arrays, i, step), first, step["gradients"]
 
         zeros = [tf.zeros_like(v.value) for v in captured]
         _, arrays, first_gradients, last_gradients = tf.while_loop(
@@ -308,17 +326,13 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
                 arrays["gradients"] = [array(tuple(v.shape)) for v in captured]
         return arrays
 
-    def _record(
-        self, arrays: dict[str, Any], i: Any, step: dict[str, Any], probe: tf.Tensor
-    ) -> dict[str, Any]:
+    def _record(self, arrays: dict[str, Any], i: Any, step: dict[str, Any]) -> dict[str, Any]:
         """`arrays` with step `i` written in (TensorArrays are values: rebind them)."""
         out = dict(arrays)
-        for name in ("stats", "loss", "accuracy", "size", "through_time"):
+        # "activations": the step's own forward pass on its training batch (`_step`).
+        for name in ("stats", "loss", "accuracy", "size", "through_time", "activations"):
             if name in arrays:
                 out[name] = arrays[name].write(i, step[name])
-        if "activations" in arrays:
-            # Probed after the step, on the weights the next step starts from.
-            out["activations"] = arrays["activations"].write(i, self._probe(probe))
         if "weights" in arrays:
             out["weights"] = [
                 ta.write(i, w) for ta, w in zip(arrays["weights"], step["before"], strict=True)
@@ -343,7 +357,8 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
         self._binary = self.network.output_units == 1
         self._regression = self.network.regression
         self._stats = _VariableStats(self.network.captured_variables, fused=jit)
-        self.probed_layers = len(self.network.probe_kinds)
+        self.probe_kinds = self.network.probe_kinds
+        self.probed_layers = len(self.probe_kinds)
         self.timesteps = self.network.timesteps
         self._make_graph_functions(jit=jit)
         self.runs = 0
@@ -437,6 +452,8 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
             "before": before,
             "gradients": gradients[: len(captured)],
         }
+        if self._step_activations:
+            step["activations"] = self._activation_stats(forward, mask)
         if perturbations:
             # ||dL/dh_t|| over the batch and the units, each layer's steps end to end
             step["through_time"] = tf.concat(
@@ -463,17 +480,7 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
         """(hidden, len(ACTIVATION_STATS)): the network now, on the probe batch `x`."""
         # Capturing every step probes after every step: make it cheap.
         forward = self.network.forward(x, training=False, unroll_small=unrolls_probe(self.jit))
-        return tf.stack(
-            [
-                activation_stats(z, a, kind)
-                for z, a, kind in zip(
-                    forward.pre_activations,
-                    forward.activations,
-                    self.network.probe_kinds,
-                    strict=True,
-                )
-            ]
-        )
+        return self._activation_stats(forward)
 
     def _predict(self, x: tf.Tensor) -> tf.Tensor:
         logits = self.network.forward(x, training=False).logits
@@ -554,31 +561,49 @@ def _moments(w: tf.Tensor) -> tf.Tensor:
     )
 
 
-def activation_stats(z: tf.Tensor, a: tf.Tensor, kind: Activation) -> tf.Tensor:
-    """Mean, S.D., saturated, dead and negative fractions of one layer on the probe.
+def activation_stats(
+    z: tf.Tensor, a: tf.Tensor, kind: Activation, mask: tf.Tensor | None = None
+) -> tf.Tensor:
+    """Mean, S.D., saturated, dead and negative fractions of one layer on a batch.
 
     z and a are (..., samples, units), the statistics (..., 5): one row for each
     index of any leading axes (an ensemble's members). Saturated (bounded
     activations only): the fraction of unit-sample pairs whose slope is under
     `SATURATION_SLOPE` of the steepest. Dead (relu only): the fraction of units
-    whose pre-activation is <= 0 on every probe sample, so that they pass no
+    whose pre-activation is <= 0 on every sample, so that they pass no
     signal and no gradient. Negative (the rest of the ReLU family: leaky_relu,
     elu, selu, gelu, swish): the same fraction, for units that still pass a
     reduced signal and gradient below zero. Each is NaN (null) where it does not
-    apply.
+    apply. `mask` (the batch's samples, 1 for real ones and 0 for padding) keeps
+    padding out of every statistic; a layer list's rows are each sample's positions
+    in turn (core.engine.blocks.Pass.probe), each taking its sample's mask.
     """
     samples_and_units = [-2, -1]
-    centre = tf.reduce_mean(a, axis=samples_and_units, keepdims=True)
-    mean = tf.squeeze(centre, axis=samples_and_units)
-    # tf.math.reduce_std's own steps, reusing the mean
-    std = tf.sqrt(tf.reduce_mean(tf.square(a - centre), axis=samples_and_units))
+    at_or_below = z <= 0
+    if mask is None:
+
+        def average(t: tf.Tensor) -> tf.Tensor:
+            return tf.reduce_mean(t, axis=samples_and_units)
+
+    else:
+        rows, samples = int(z.shape[-2]), int(mask.shape[0])
+        real = tf.repeat(mask, rows // samples) if rows != samples else mask
+        weight = real[:, None]  # (rows, 1): each row's weight, across the units
+        count = tf.reduce_sum(real) * float(z.shape[-1])
+        # a padding row never keeps a unit from counting as at or below zero
+        at_or_below = tf.logical_or(at_or_below, weight <= 0)
+
+        def average(t: tf.Tensor) -> tf.Tensor:
+            return tf.reduce_sum(t * weight, axis=samples_and_units) / count
+
+    mean = average(a)
+    std = tf.sqrt(average(tf.square(a - mean[..., None, None])))
     nan = tf.constant(np.full(mean.shape, np.nan, np.float32))
     saturated = dead = negative = nan
     if kind in BOUNDED_ACTIVATIONS:
-        slow = _slope_is_under(z, a, kind, SATURATION_SLOPE)
-        saturated = tf.reduce_mean(tf.cast(slow, tf.float32), axis=samples_and_units)
+        saturated = average(tf.cast(_slope_is_under(z, a, kind, SATURATION_SLOPE), tf.float32))
     if kind in RELU_FAMILY:
-        always = tf.reduce_all(z <= 0, axis=-2)
+        always = tf.reduce_all(at_or_below, axis=-2)
         below = tf.reduce_mean(tf.cast(always, tf.float32), axis=-1)
         dead, negative = (below, nan) if kind in DYING_ACTIVATIONS else (nan, below)
     return tf.stack([mean, std, saturated, dead, negative], axis=-1)

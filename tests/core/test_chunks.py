@@ -57,14 +57,16 @@ class StopAfterCalls(TrainingHook):
 
 
 def test_a_spec_is_split_by_its_cost() -> None:
-    tutorial = chunks.steps_per_call(
-        (2, 5, 5, 5, 5, 1), batch_size=32, probe=256, probes_every_step=True
-    )
+    tutorial = chunks.steps_per_call((2, 5, 5, 5, 5, 1), batch_size=32, activations_every_step=True)
     assert tutorial >= 32  # the tutorial's epoch, 32 steps, is one call
     widest = chunks.steps_per_call(
-        (2, 512, 512, 512, 512, 1), batch_size=1, probe=4096, probes_every_step=True
+        (2, 512, 512, 512, 512, 1), batch_size=1, activations_every_step=True
     )
-    assert widest == 1
+    assert widest < 100  # an epoch of 4,000 such steps takes 40 calls or more
+    wide_batch = chunks.steps_per_call(
+        (2, 512, 512, 512, 512, 1), batch_size=512, activations_every_step=True
+    )
+    assert wide_batch == 1
     assert (
         chunks.rows_per_call((2, 512, 512, 512, 512, 1))
         < 20_000

@@ -88,8 +88,6 @@ def test_xla_trains_and_probes_as_the_plain_graph(model: dict[str, Any]) -> None
             if name in ("step_stats", "end_weight_stats"):
                 mine, theirs = mine[..., kept, :], theirs[..., kept, :]
             assert_close(mine, theirs, f"epoch {epoch} {name}")
-        # the probe after the last step is the end's
-        np.testing.assert_array_equal(xla.step_activation_stats[-1], xla.end_activation_stats)
 
 
 @pytest.mark.parametrize("batched", [False, True])
