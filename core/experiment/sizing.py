@@ -268,7 +268,7 @@ def _check_layered_work(spec: ExperimentSpec, shapes: LayeredShapes, n_train: in
             f"forward operations x 3 = {step:.3g} float operations exceeds the limit of "
             f"{Limits.STEP_FLOPS:.3g} (about half a second); use smaller batches or layers",
         )
-    _check_probe(spec, shapes, n_train, step)
+    _check_probe(spec, shapes, n_train)
     timesteps = shapes.timesteps
     if timesteps > Limits.STEP_TIMESTEPS:
         raise SpecLimitError(
@@ -278,9 +278,10 @@ def _check_layered_work(spec: ExperimentSpec, shapes: LayeredShapes, n_train: in
             "recurrent layers",
         )
     work = 3 * shapes.flops * n_train * spec.training.epochs
-    probing = _probe_rows(spec, n_train) * shapes.flops * _capture_points(spec)
+    # the probe's forward passes, at each epoch's start and end (core.engine.trainer)
+    probing = _probe_rows(spec, n_train) * shapes.flops * 2 * spec.training.epochs
     if work + probing > Limits.FLOPS:
-        probes = f" + {probing:.3g} probing at the capture points" if probing else ""
+        probes = f" + {probing:.3g} probing at the epochs' edges" if probing else ""
         raise SpecLimitError(
             "training.epochs",
             f"{spec.training.epochs:,} epochs x {n_train:,} training samples x "
@@ -305,30 +306,17 @@ def _probe_rows(spec: ExperimentSpec, n_train: int) -> int:
     return min(spec.capture.probe_size, n_train) if spec.capture.activations else 0
 
 
-def _capture_points(spec: ExperimentSpec) -> int:
-    if spec.capture.every is CaptureEvery.STEP:
-        return spec.training.epochs * steps_per_epoch(spec)
-    return spec.training.epochs
-
-
-def _check_probe(spec: ExperimentSpec, shapes: LayeredShapes, n_train: int, step: int) -> None:
-    """The probe's forward pass runs in one call (core.engine.chunks): alone at an
-    epoch's edges, after the optimizer step when capturing every step. Bound it as a
-    step is bound, so a cancel still lands within about a second."""
+def _check_probe(spec: ExperimentSpec, shapes: LayeredShapes, n_train: int) -> None:
+    """The probe's forward pass runs in one call (core.engine.chunks), alone at an
+    epoch's edges (a step point's activations come from its own batch, not the probe).
+    Bound it as a step is bound, so a cancel still lands within about a second."""
     rows = _probe_rows(spec, n_train)
-    probe = shapes.flops * rows
-    every_step = spec.capture.every is CaptureEvery.STEP
-    call = probe + (step if every_step else 0)
+    call = shapes.flops * rows
     if call > Limits.STEP_FLOPS:
-        what = (
-            f"one optimizer step ({step:.3g}) and the probe after it, {rows:,} samples x "
-            f"{shapes.flops:,} forward operations,"
-            if every_step
-            else f"the probe's forward pass of {rows:,} samples x {shapes.flops:,} operations"
-        )
         raise SpecLimitError(
             "capture.probe_size",
-            f"{what} = {call:.3g} float operations exceeds the limit of "
+            f"the probe's forward pass of {rows:,} samples x {shapes.flops:,} operations "
+            f"= {call:.3g} float operations exceeds the limit of "
             f"{Limits.STEP_FLOPS:.3g} (about half a second, one call a cancel waits for); "
-            "use a smaller probe, capture every epoch or switch activations off",
+            "use a smaller probe or switch activations off",
         )
