@@ -1,15 +1,16 @@
 """The layout of `result.json` (core.experiment.result) as OpenAPI schemas.
 
 `GET /v1/experiments/{id}/result` serves the stored bytes as they are; these
-models only describe them, for /docs and for generated clients. They read both
-result versions: what version 2 added (layer lists, `through_time`, regression)
-and what a capture switch leaves out are optional. A non-finite number is null,
+models only describe them, for /docs and for generated clients. They read every
+result version: what version 2 added (layer lists, `through_time`, regression),
+what version 3 added (`capture.activations`) and what a capture switch leaves out
+are optional. A non-finite number is null,
 so every captured number is `number | null`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,7 +38,8 @@ class TensorSeries(BaseModel):
 
 
 class ActivationSeries(BaseModel):
-    """A layer's activations on the probe batch, one value per capture point."""
+    """A layer's activations, one value per capture point: on the probe batch at an
+    epoch point, on the step's training batch at a step point (`capture.activations`)."""
 
     mean: Series
     std: Series
@@ -186,11 +188,28 @@ class LayerInfo(BaseModel):
     timesteps: int | None = Field(None, description="recurrent layers")
 
 
+class CaptureActivations(BaseModel):
+    """What the capture points' activation statistics were computed on (version 3)."""
+
+    step_source: Literal["training_batch"] = Field(
+        description="a step point's: the samples of the batch the step trained on (its real "
+        "rows), in that step's own forward pass: the weights before it, in training mode"
+    )
+    epoch_source: Literal["probe"] = Field(
+        description="an epoch point's and `initial`'s: the fixed probe batch, in inference mode"
+    )
+
+
 class Capture(BaseModel):
     every: str = Field(description="epoch or step")
     points: int
     epoch: list[int] = Field(description="1-based epoch of each capture point")
     step: list[int] = Field(description="0-based optimizer step of each capture point")
+    activations: CaptureActivations | None = Field(
+        None,
+        description="absent with activations off, and before version 3, whose step points' "
+        "activations were on the probe batch after the step",
+    )
 
 
 class Boundary(BaseModel):
@@ -330,7 +349,10 @@ class Timing(BaseModel):
 class ExperimentResult(BaseModel):
     """result.json: every captured series, metrics and the diagnosis of one run."""
 
-    version: int = Field(description="2; 1 for results written before layer lists")
+    version: int = Field(
+        description="3; 2 before a step point's activations came from its training batch, "
+        "1 before layer lists"
+    )
     spec: ExperimentSpec = Field(description="the spec as run, seed filled in")
     seed: int
     dataset: DatasetInfo

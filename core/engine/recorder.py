@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.experiment.result import TENSOR_STATS, finite_list, finite_or_none
+from core.experiment.result import (
+    ACTIVATION_SOURCES,
+    TENSOR_STATS,
+    finite_list,
+    finite_or_none,
+)
 from core.experiment.spec import CaptureSpec
 
 if TYPE_CHECKING:
@@ -255,12 +260,16 @@ class Recorder:
         return sorted(names, key=lambda n: (n == "output", _positions(n)))
 
     def capture_axis(self) -> dict[str, Any]:
-        return {
+        axis: dict[str, Any] = {
             "every": str(self.capture.every),
             "points": len(self._point_epoch),
             "epoch": list(self._point_epoch),
             "step": list(self._point_step),
         }
+        if self.capture.activations:
+            # what each kind of point's activation statistics were computed on
+            axis["activations"] = dict(ACTIVATION_SOURCES)
+        return axis
 
     def initial(self) -> dict[str, Any]:
         """The untrained network: its weights, the gradient of the first step, and its

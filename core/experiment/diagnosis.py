@@ -13,10 +13,12 @@ Thresholds (module constants, reported with every diagnosis):
   kernel gradient norm exceeds `EXPLODING_NORM`, or the run diverged with
   gradients past that norm.
 - `dead_units`: some relu layer ends with at least `DEAD_FRACTION` of its
-  units at or below zero on every probe sample: they pass no gradient, so
-  they never recover. The rest of the ReLU family (leaky_relu, elu, selu,
-  gelu, swish) still passes a gradient below zero; the same fraction of such
-  layers is reported as evidence (`negative_units`), never as a verdict.
+  units at or below zero on every sample measured (the probe's at epoch
+  points, each step's batch at step points: core/experiment/result.py): they
+  pass no gradient, so they never recover. The rest of the ReLU family
+  (leaky_relu, elu, selu, gelu, swish) still passes a gradient below zero;
+  the same fraction of such layers is reported as evidence
+  (`negative_units`), never as a verdict.
 - `saturated`: some sigmoid/tanh/softsign layer spends the last tenth of the
   run with at least `SATURATED_FRACTION` of its activations where the slope
   is under a tenth of its maximum.

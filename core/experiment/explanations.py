@@ -166,8 +166,9 @@ EXPLANATIONS: tuple[Explanation, ...] = (
     Explanation(
         "dead_units",
         "Dead ReLU units",
-        "At least half the units of a relu layer output zero for every probe sample at the end "
-        "of the run: they pass no gradient back, so nothing moves them again.",
+        "At least half the units of a relu layer output zero for every sample measured at the "
+        "end of the run (the probe batch's, or each step's training batch when capturing every "
+        "step): they pass no gradient back, so nothing moves them again.",
         "A relu unit whose pre-activation is negative for every input is stuck at zero. One "
         "large step (a learning rate too high) or a badly scaled draw can push a unit's weights "
         "and bias there, and since its gradient is then zero, no later step brings it back.",

@@ -98,7 +98,7 @@ FINDINGS: dict[str, str] = {
     "layer's: {slope_note}",
     "exploding": "a kernel gradient's norm reached {max_grad_norm} (the line is "
     "{exploding_norm}) with {initializer} weights and a learning rate of {learning_rate}",
-    "dead_units": "{dead_percent} of {dead_layer}'s units output zero on every probe sample, "
+    "dead_units": "{dead_percent} of {dead_layer}'s units output zero on every sample measured, "
     "so no gradient passes through them",
     "saturated": "{saturated_percent} of {saturated_layer}'s activations sit where "
     "{activation}'s slope is under a tenth of its maximum",

@@ -4,7 +4,7 @@ Layout of `result.json` (all numbers plain floats; a non-finite number is `null`
 E is the number of epochs run, `epochs_run`):
 
     {
-      "version": 2,                        # 1: before layer lists (see "Versions")
+      "version": 3,                        # 2, 1: older layouts (see "Versions")
       "spec": {...},                       # the spec as run, seed filled in
       "seed": 1234,
       "dataset": {"kind": "circles", "task": "classification" | "regression",
@@ -20,7 +20,9 @@ E is the number of epochs run, `epochs_run`):
                   "activation": "sigmoid", "parameters": 15, "kernel_size": 10,
                   "output_shape": [5]}, ..., {"name": "output", ...}],  # see "Layers"
       "capture": {"every": "epoch" | "step", "points": P,
-                  "epoch": [...P], "step": [...P]},   # 1-based epoch, 0-based step
+                  "epoch": [...P], "step": [...P],    # 1-based epoch, 0-based step
+                  "activations": {"step_source": "training_batch",
+                                  "epoch_source": "probe"} | absent},  # with activations
       "series": {                          # per layer, P values per list
         "hidden_1": {
           "kernel": {"weight_mean": [...], "weight_std": [...], "weight_norm": [...],
@@ -79,7 +81,14 @@ What a capture point holds (`series`, `capture`):
   (`grad_max_abs`: the largest finite one); the update ratio averaged over
   the steps where it is defined; activations on the probe after the step.
 - `every == "step"`: one point per optimizer step: the weights before the
-  step and its gradient, its update ratio, activations after it.
+  step and its gradient, its update ratio, and the activations of the
+  step's own forward pass: on the samples of its training batch (a short
+  last batch's real ones alone), with the weights before the step, in
+  training mode (batch normalization on the batch's moments, dropout as
+  drawn), as the step's loss and gradient are. `capture.activations` says
+  so: `step_source` "training_batch", `epoch_source` "probe" (absent with
+  activations off; version 2 results' step points were on the probe after
+  the step, see "Versions").
 The update ratio |w_after - w_before| / |w_before| is null where |w_before|
 is zero (biases before their first step).
 
@@ -146,17 +155,25 @@ linear and the loss mean squared error; `accuracy` is null everywhere, and
 `metrics.baseline.loss` is the mean squared error of always predicting the
 training targets' mean, what a network that learned nothing scores.
 
-Versions: version 1 (results written before layer lists) has no
-`through_time`, no `dataset.task` or `sample_shape`, no `metrics.baseline`,
-and its `layers` entries only `name`, `units`, `activation` and
-`parameters`: read it as an MLP's classification result (every reader here
-does, and tests/core/fixtures keeps real ones to prove it).
+Versions: version 3 took a step point's activations from its training
+batch. Version 2 (before that) has no `capture.activations`, and its step
+points' activations are on the probe batch after each step; it reads as
+version 3 does otherwise (tests/core/fixtures keeps real ones). Version 1
+(results written before layer lists) has no `through_time`, no
+`dataset.task` or `sample_shape`, no `metrics.baseline`, and its `layers`
+entries only `name`, `units`, `activation` and `parameters`: read it as an
+MLP's classification result (every reader here does, and tests/core/fixtures
+keeps real ones to prove it).
 
-Activation fractions, on the probe batch; each is null where it does not apply:
+Activation fractions, over the samples a point saw: the probe batch at an
+epoch point and in `initial`, the step's training batch at a step point
+(`capture.activations`); each is null where it does not apply:
 - `saturated` (sigmoid, tanh, softsign): unit-sample pairs where the slope is
   under a tenth of the activation's steepest.
-- `dead` (relu): units at or below zero on every probe sample; they pass no
-  signal and no gradient, so they never recover.
+- `dead` (relu): units at or below zero on every one of those samples; they
+  pass no signal and no gradient, so they never recover. At a step point
+  that is every sample of one batch (32 by default), a weaker test than the
+  probe's (256 by default): a unit can be silent on a batch and not dead.
 - `negative` (leaky_relu, elu, selu, gelu, swish): the same fraction for the
   rest of the ReLU family, whose units still pass a reduced gradient below zero.
 """
@@ -170,7 +187,10 @@ from typing import Any
 
 import numpy as np
 
-RESULT_VERSION = 2
+RESULT_VERSION = 3
+
+# What a capture point's activation statistics are computed on (`capture.activations`).
+ACTIVATION_SOURCES = {"step_source": "training_batch", "epoch_source": "probe"}
 
 # The statistics captured per variable and step, in the order the engine computes them
 # (the columns of a step's statistics) and the result names them.

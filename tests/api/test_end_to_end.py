@@ -142,7 +142,7 @@ def test_a_recurrent_regression_trains_end_to_end(api_server: Server) -> None:
         summary = job["summary"]
         assert summary["accuracy"] is None and 0.1 < summary["baseline_loss"] < 0.25
         result = client.get(f"/v1/experiments/{job['id']}/result").json()
-    assert result["version"] == 2 and result["dataset"]["task"] == "regression"
+    assert result["version"] == 3 and result["dataset"]["task"] == "regression"
     through = result["through_time"]["gru_1"]
     assert len(through["timesteps"]) == 12 and len(through["gradient_norm"]) == 2
     assert "gradients" in job["plots"]

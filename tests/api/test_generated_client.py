@@ -187,7 +187,9 @@ def test_a_generated_client_runs_an_experiment_end_to_end(
 
     result = module(f"{experiments}.read_result").sync(job_id=job.id, client=client)
     assert isinstance(result, models.ExperimentResult), result
-    assert result.epochs_run == 3 and result.version == 2
+    assert result.epochs_run == 3 and result.version == 3
+    assert isinstance(result.capture.activations, models.CaptureActivations)
+    assert result.capture.activations.step_source == "training_batch"
     assert_reads_as_sent(result, api_server, f"/v1/experiments/{job.id}/result")
     assert isinstance(result.spec, models.ExperimentSpec)
     assert result.spec.seed == 3 and result.spec.training.epochs == 3

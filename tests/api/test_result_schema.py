@@ -1,6 +1,7 @@
-"""The result's schema (api.result_schema) reads results of version 1, kept from real runs.
+"""The result's schema (api.result_schema) reads results of versions 1 and 2, kept from
+real runs.
 
-Version 2 results are read from real runs too, by a generated client
+Version 3 results are read from real runs too, by a generated client
 (tests/api/test_generated_client.py): an MLP's and a recurrent layer list's.
 """
 
@@ -14,7 +15,9 @@ import pytest
 
 from api.result_schema import ExperimentResult
 
-FIXTURES = sorted((Path(__file__).resolve().parent.parent / "core" / "fixtures").glob("v1_*.json"))
+STORED = Path(__file__).resolve().parent.parent / "core" / "fixtures"
+FIXTURES = sorted(STORED.glob("v1_*.json"))
+V2 = sorted(STORED.glob("v2_*.json"))
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -31,6 +34,16 @@ def test_the_schema_reads_a_version_1_result(path: Path) -> None:
     # What the models do not name is kept, not dropped: a layer's weights by their names.
     for layer in read.series.values():
         assert layer.model_extra is not None and set(layer.model_extra) == {"kernel", "bias"}
+
+
+@pytest.mark.parametrize("path", V2, ids=lambda path: path.name)
+def test_the_schema_reads_a_version_2_result(path: Path) -> None:
+    """Its step points' activations were on the probe: it says nothing of their source."""
+    result = load(path)
+    read = ExperimentResult.model_validate(result)
+    assert read.version == 2 and read.capture.activations is None
+    assert set(read.series) == set(result["series"])
+    assert (read.through_time is not None) == ("lstm_1" in result["series"])
 
 
 def test_a_result_missing_a_section_is_refused() -> None:

@@ -1,4 +1,5 @@
-"""Activations on the probe batch: saturated, dead and always-negative units, mean and S.D."""
+"""Activations: saturated, dead and always-negative units, mean and S.D., on the probe batch
+(epoch points) or on each step's training batch (step points of a version 3 result)."""
 
 from __future__ import annotations
 
@@ -46,8 +47,17 @@ def _draw_activations(figure: Figure, result: Result, style: Style) -> Frame:
             ax.set_ylim(-0.03, 1.03)
         span_x(ax, x, style)
     frame = layer_legend(figure, names, drawn_anywhere, colors, style)
-    frame.title = suptitle(figure, result, "Activations on the probe batch", style)
+    frame.title = suptitle(figure, result, f"Activations on {_measured_on(result)}", style)
     return frame
+
+
+def _measured_on(result: Result) -> str:
+    """What the points' activations were computed on (core/experiment/result.py)."""
+    capture = result.get("capture") or {}
+    sources = capture.get("activations") or {}
+    if capture.get("every") == "step" and sources.get("step_source") == "training_batch":
+        return "each step's training batch"
+    return "the probe batch"
 
 
 def _activation_layers(result: Result) -> list[str]:
