@@ -22,6 +22,7 @@ class Summary(TypedDict, total=False):
     verdicts: list[str]
     diverged: bool
     gradient_ratio: float | None
+    baseline_loss: float | None  # a regression's (it has no accuracy); null for classification
 
 
 class Job(TypedDict):

@@ -191,7 +191,9 @@ function chart(target, title, x, series, { log = false, xName = "epoch" } = {}) 
     scales: { x: { time: false }, y: log ? { distr: 3 } : {} },
     series: [
       { label: "epoch" },
-      ...series.map((s, i) => ({ label: s.label, stroke: PALETTE[i % PALETTE.length], width: 1.5 })),
+      ...series.map((s, i) => ({
+        label: s.label, stroke: PALETTE[i % PALETTE.length], width: 1.5, ...(s.dash ? { dash: s.dash } : {}),
+      })),
     ],
     axes: [{}, { size: 70 }],
     cursor: { drag: { x: true, y: false } },
@@ -266,6 +268,45 @@ function chartKeys(target, plot, readout, x, series, xName) {
   };
 }
 
+// ----------------------------------------------------------------------- outcomes
+//
+// A classification run is read by its accuracy. A regression has none: its loss is read
+// against its baseline, the loss of always predicting the mean target (summary.baseline_loss);
+// under it (a ratio under 1) the run beat that, and one that solved the task is far under it.
+
+const present = (value) => value !== null && value !== undefined;
+
+// A run's summary is a regression's when it has a baseline; one sealed before baselines
+// were kept is still told by its loss without an accuracy.
+const runKind = (summary) =>
+  present(summary.baseline_loss) || (!present(summary.accuracy) && present(summary.loss))
+    ? "regression" : "classification";
+
+// A study row's kind from the seeds that succeeded; null when none did.
+function rowKind(row) {
+  if (row.baseline_loss?.n) return "regression";
+  if (row.accuracy.n) return "classification";
+  return row.loss.n ? "regression" : null;
+}
+
+// Loss ÷ baseline, and whether the loss beat the baseline.
+function againstBaseline(loss, baseline) {
+  if (!present(loss) || !present(baseline) || !(baseline > 0)) return "–";
+  const ratio = loss / baseline;
+  return `${number(ratio, 3)} (${ratio < 1 ? "beat it" : "did not beat it"})`;
+}
+
+// A run's outcome as [term, value] pairs: its loss, then its accuracy or its baseline.
+function outcomeFacts(summary) {
+  const loss = ["loss", number(summary.loss)];
+  if (runKind(summary) === "classification") return [loss, ["accuracy", number(summary.accuracy)]];
+  return [loss,
+    ["baseline loss (predicting the mean)", number(summary.baseline_loss)],
+    ["loss ÷ baseline", againstBaseline(summary.loss, summary.baseline_loss)]];
+}
+
+const factList = (pairs) => pairs.flatMap(([term, value]) => [el("dt", { text: term }), el("dd", { text: value })]);
+
 const PALETTE = ["#1f5fbf", "#c2410c", "#15803d", "#7e22ce", "#be123c", "#0e7490", "#854d0e", "#334155"];
 
 // ---------------------------------------------------------------------- the key form
@@ -333,7 +374,10 @@ function experimentRow(job) {
     el("td", {}, el("progress", { max: epochs, value: epoch, "aria-label": "epochs" }), " ",
       el("span", { class: "epochs", text: `${epoch}/${epochs}` })),
     el("td", { text: number(summary.loss) }),
-    el("td", { text: number(summary.accuracy) }),
+    job.summary && runKind(summary) === "regression"
+      ? el("td", { text: `regression: loss ÷ baseline ${againstBaseline(summary.loss, summary.baseline_loss)}`,
+        title: `baseline loss ${number(summary.baseline_loss)}: the loss of always predicting the mean` })
+      : el("td", { text: number(summary.accuracy) }),
     el("td", { text: (summary.verdicts || []).join(", ") || (job.summary ? "healthy" : "") }),
     el("td", { text: when(job.created_at) }),
   );
@@ -389,6 +433,7 @@ async function experimentPage() {
   if (job.status !== "succeeded") return;
   const result = await getJSON(`${base}/result`);
   $("#finished").hidden = false;
+  if (job.summary) $("#outcome").replaceChildren(...factList(outcomeFacts(job.summary)));
   showDataset(job.spec, result.dataset);
   showVerdicts(result.diagnosis);
   remediesForm(base, job, result.diagnosis);
@@ -475,10 +520,18 @@ function showSeries(result) {
   select.addEventListener("change", draw);
   draw();
   const history = result.history;
+  // A regression's accuracy is all null: left out, and its baseline drawn dashed instead.
   const curves = ["loss", "accuracy", "val_loss", "val_accuracy"]
-    .filter((name) => Array.isArray(history[name]))
+    .filter((name) => Array.isArray(history[name]) && history[name].some(present))
     .map((name) => ({ label: name, values: history[name] }));
-  chart($("#chart-history"), "loss and accuracy by epoch", history.epoch, curves);
+  const baseline = result.metrics?.baseline?.loss;
+  if (present(baseline)) {
+    curves.push({ label: "baseline loss", values: history.epoch.map(() => baseline), dash: [6, 4] });
+  }
+  const title = curves.some((c) => c.label.endsWith("accuracy")) ? "loss and accuracy by epoch"
+    : present(baseline) ? "loss and baseline loss by epoch" : "loss by epoch";
+  $("#chart-history").setAttribute("aria-label", title[0].toUpperCase() + title.slice(1));
+  chart($("#chart-history"), title, history.epoch, curves);
 }
 
 async function studyPage() {
@@ -524,27 +577,49 @@ function showConfigs(study) {
   }));
 }
 
+// One row per configuration. A classification's columns are its loss and accuracy; a
+// regression's its loss, its baseline and the ratio of the two; a study over both kinds
+// has all of them, each row filled by its own kind.
 function showSummary(rows, study) {
   const axes = Object.keys(study.axes);
-  const spread = (stat) => (stat.mean === null ? "–" : `${number(stat.mean)} ± ${number(stat.std ?? 0, 2)}`);
-  $("#summary thead").replaceChildren(el("tr", {}, ...[...axes, "seeds", "succeeded", "loss", "accuracy", "verdicts"]
-    .map((name) => el("th", { scope: "col", text: name }))));
-  $("#summary tbody").replaceChildren(...rows.map((row) => el("tr", {},
+  const spread = (stat) => (!stat || stat.mean === null ? "–" : `${number(stat.mean)} ± ${number(stat.std ?? 0, 2)}`);
+  const kinds = rows.map(rowKind);
+  const regression = kinds.includes("regression");
+  const classification = kinds.includes("classification") || !regression;
+  const notFor = (kind) => el("td", { class: "hint", text: `n/a (${kind})` });
+  const outcome = [
+    ...(classification ? [["accuracy", (row, kind) =>
+      (kind === "regression" ? notFor(kind) : el("td", { text: spread(row.accuracy) }))]] : []),
+    ...(regression ? [
+      ["baseline loss", (row, kind) =>
+        (kind === "classification" ? notFor(kind) : el("td", { text: spread(row.baseline_loss) }))],
+      ["loss ÷ baseline", (row, kind) => (kind === "classification" ? notFor(kind)
+        : el("td", { text: againstBaseline(row.loss.mean, row.baseline_loss?.mean) }))],
+    ] : []),
+  ];
+  $("#summary thead").replaceChildren(el("tr", {},
+    ...[...axes, "seeds", "succeeded", "loss", ...outcome.map(([name]) => name), "verdicts"]
+      .map((name) => el("th", { scope: "col", text: name }))));
+  $("#summary tbody").replaceChildren(...rows.map((row, i) => el("tr", { "data-kind": kinds[i] },
     ...axes.map((axis) => el("td", { text: JSON.stringify(row.values[axis]) })),
     el("td", { text: row.seeds }),
     el("td", { text: row.succeeded }),
     el("td", { text: spread(row.loss) }),
-    el("td", { text: spread(row.accuracy) }),
+    ...outcome.map(([, cell]) => cell(row, kinds[i])),
     el("td", { text: Object.entries(row.verdicts).map(([v, n]) => `${v} ×${n}`).join(", ") || "healthy" }))));
+  $("#summary-regression").hidden = !regression;
 }
 
 function showRemedies(fixes) {
   const change = (stat) => (stat && stat.mean !== null ? `${stat.mean >= 0 ? "+" : ""}${number(stat.mean, 3)}` : "–");
+  // A regression's fixes have no accuracy to change: their loss change instead.
+  const byLoss = !fixes.some((fix) => fix.accuracy_change?.n) && fixes.some((fix) => fix.loss_change?.n);
+  $("#remedy-change").textContent = byLoss ? "Loss change" : "Accuracy change";
   $("#remedy-summary tbody").replaceChildren(...fixes.map((fix) => el("tr", {},
     el("th", { scope: "row", text: fix.fix }),
     el("td", { text: fix.verdicts.map((v) => `${v.verdict}: ${v.cleared} of ${v.baseline}`).join(", ") || "–" }),
     el("td", { text: Object.entries(fix.new_verdicts || {}).map(([v, n]) => `${v} ×${n}`).join(", ") || "none" }),
-    el("td", { text: change(fix.accuracy_change) }),
+    el("td", { text: change(byLoss ? fix.loss_change : fix.accuracy_change) }),
     el("td", { text: fix.gradient_ratio ? `${number(fix.gradient_ratio.before, 3)} → ${number(fix.gradient_ratio.after, 3)}` : "–" }))));
   $("#remedy-summary").hidden = false;
 }
@@ -597,8 +672,7 @@ function compareColumn(job, result) {
     el("p", {}, statusBadge(job.status)),
     el("dl", {},
       el("dt", { text: "network" }), el("dd", { text: `${(spec.model?.hidden_layers || []).join("-") || "layers"} ${spec.model?.activation || ""}` }),
-      el("dt", { text: "loss" }), el("dd", { text: number(summary.loss) }),
-      el("dt", { text: "accuracy" }), el("dd", { text: number(summary.accuracy) }),
+      ...factList(job.summary ? outcomeFacts(summary) : [["loss", "–"], ["accuracy", "–"]]),
       el("dt", { text: "first/last gradient" }), el("dd", { text: number(summary.gradient_ratio, 3) }),
       el("dt", { text: "verdicts" }), el("dd", { text: result ? result.diagnosis.verdicts.join(", ") || "healthy" : "–" })),
     el("div", { class: "slot" }));

@@ -203,11 +203,27 @@ def test_a_study_started_from_the_form_ends_with_its_summary_and_plots(
     rows = page.locator("#summary tbody tr")
     expect(rows).to_have_count(2)
     expect(rows.first).to_contain_text('"tanh"')
+    # A classification's columns: its loss and accuracy, no baseline.
+    heads = ["model.activation", "seeds", "succeeded", "loss", "accuracy", "verdicts"]
+    expect(page.locator("#summary thead th")).to_have_text(heads)
+    study_id = page.url.rsplit("/", 1)[1]
+    with Client(api_server.url) as client:
+        summary = client.study_summary(study_id)
+    shown = "([v, d]) => Number(v).toPrecision(d)"
+    for index, row in enumerate(summary["rows"]):
+        accuracy = row["accuracy"]
+        assert accuracy["n"] == 1 and row["baseline_loss"]["n"] == 0
+        figure = f"{page.evaluate(shown, [accuracy['mean'], 4])} ± {page.evaluate(shown, [0, 2])}"
+        expect(rows.nth(index).locator("td").nth(4)).to_have_text(figure)
+    expect(page.locator("#summary-regression")).to_be_hidden()
     all_images_loaded(page, "#plots img")
     expect(page.locator("#summary-csv")).to_be_visible()
     page.click("#configs tbody tr >> nth=0 >> a >> nth=0")
     page.wait_for_url(re.compile(r"/experiments/[0-9A-Z]{26}$"))
     expect(page.locator("#status")).to_have_text("succeeded")
+    expect(page.locator("#outcome dt")).to_have_text(["loss", "accuracy"])
+    history = page.locator("#chart-history")
+    expect(history).to_have_attribute("aria-label", "Loss and accuracy by epoch")
 
 
 def test_runs_are_listed_and_compared_side_by_side(
