@@ -139,3 +139,23 @@ def test_a_study_over_both_kinds_fills_each_row_by_its_own(
         spread(page, adding["baseline_loss"]),
         ratio(page, adding["loss"]["mean"], adding["baseline_loss"]["mean"]),
     ]
+
+
+def test_a_regression_s_fixes_are_read_by_their_loss_change(
+    page: Page, api_server: Server, worker_process: Worker
+) -> None:
+    spec = {**BASE, "dataset": ADDING, "model": {"hidden_layers": [8], "activation": "tanh"}}
+    with Client(api_server.url) as client:
+        run = client.wait(client.submit(spec)["id"])
+        prescribed = client.result(run["id"])["diagnosis"]["prescriptions"]
+        assert prescribed, run["summary"]  # tanh over 8 units on this seed: saturated, vanishing
+        first = next(fix["fix"] for fixes in prescribed.values() for fix in fixes)
+        study_id = client.prove_remedies(run["id"], fixes=[first], seeds=1)["id"]
+        page.goto(f"{api_server.url}/studies/{study_id}")
+        expect(page.locator("#status")).to_have_text("succeeded", timeout=JOB_MS)
+        (fix,) = client.study_summary(study_id)["remedies"]["fixes"]
+    assert fix["accuracy_change"]["n"] == 0 and fix["loss_change"]["n"] == 1
+    expect(page.locator("#remedy-change")).to_have_text("Loss change")
+    change = fix["loss_change"]["mean"]
+    figure = f"{'+' if change >= 0 else ''}{shown(page, change, 3)}"
+    expect(page.locator("#remedy-summary tbody td").nth(2)).to_have_text(figure)
