@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.cli import datasets, keys, remote, serve
-from core.cli.progress import ProgressBar, number
+from core.cli.progress import ProgressBar, outcome
 from core.experiment.spec import ExperimentSpec
 
 
@@ -84,8 +84,8 @@ def run_command(args: argparse.Namespace) -> int:
     written = write_outputs(Path(args.out), output.result, output.arrays)
     result = output.result
     after = result["metrics"]["after"]
-    loss, accuracy = number(after["loss"]), number(after["accuracy"])
-    print(f"seed {result['seed']}: loss {loss}, accuracy {accuracy}")
+    baseline = (result["metrics"].get("baseline") or {}).get("loss")
+    print(f"seed {result['seed']}: {outcome(after['loss'], after['accuracy'], baseline)}")
     print(f"verdict: {', '.join(result['diagnosis']['verdicts'])}")
     ratio = result["diagnosis"]["evidence"]["gradient_flow"]["first_to_last_rms_ratio"]
     if ratio is not None:

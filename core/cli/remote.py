@@ -26,7 +26,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from core.cli.progress import ProgressBar, number
+from core.cli.progress import ProgressBar, outcome
 from core.client import (
     BadRequestError,
     Client,
@@ -197,8 +197,10 @@ def _job_progress() -> Callable[[Event], None]:
 def _report_job(job: Job) -> None:
     summary = job["summary"]
     if summary is not None:
-        loss, accuracy = number(summary.get("loss")), number(summary.get("accuracy"))
-        print(f"{job['status']}: loss {loss}, accuracy {accuracy}", file=sys.stderr)
+        figures = outcome(
+            summary.get("loss"), summary.get("accuracy"), summary.get("baseline_loss")
+        )
+        print(f"{job['status']}: {figures}", file=sys.stderr)
         print(f"verdict: {', '.join(summary.get('verdicts', []))}", file=sys.stderr)
     else:
         error = job["error"] or {}

@@ -9,11 +9,20 @@ from pathlib import Path
 
 import numpy as np
 
+from core.cli.progress import outcome
+
 SPEC = {
     "seed": 5,
     "model": {"hidden_layers": [4, 4], "activation": "tanh"},
     "training": {"epochs": 3},
     "capture": {"raw": True},
+}
+# A regression (the adding problem over 5 steps) on a small MLP: it has no accuracy.
+REGRESSION = {
+    "seed": 3,
+    "dataset": {"kind": "adding", "n_samples": 100, "sequence_length": 5},
+    "model": {"hidden_layers": [8]},
+    "training": {"epochs": 3},
 }
 
 
@@ -65,3 +74,22 @@ def test_bad_spec_is_refused_naming_the_field(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "training.epochs" in done.stderr and "1000" in done.stderr
     assert not (tmp_path / "result.json").exists()
+
+
+def test_run_reads_a_regression_s_loss_against_its_baseline(tmp_path: Path) -> None:
+    done = gradwatch("run", "-", "--out", str(tmp_path), stdin=json.dumps(REGRESSION))
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((tmp_path / "result.json").read_text())["metrics"]
+    loss, baseline = metrics["after"]["loss"], metrics["baseline"]["loss"]
+    assert metrics["after"]["accuracy"] is None
+    beat = "beat" if loss < baseline else "did not beat"
+    figures = f"loss {loss:.4f}, baseline loss {baseline:.4f} (loss/baseline {loss / baseline:.3g}"
+    assert f"seed 3: {figures}: {beat} it)" in done.stdout.splitlines()
+    assert "3/3  loss " in done.stderr and "accuracy" not in done.stderr + done.stdout
+
+
+def test_a_run_s_figures_are_its_accuracy_or_its_loss_against_the_baseline() -> None:
+    assert outcome(0.69314, 0.5, None) == "loss 0.6931, accuracy 0.5000"
+    beat = "loss 0.0500, baseline loss 0.2000 (loss/baseline 0.25: beat it)"
+    assert outcome(0.05, None, 0.2) == beat
+    assert outcome(None, None, 0.2) == "loss nan, baseline loss 0.2000"

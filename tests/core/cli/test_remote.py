@@ -12,7 +12,7 @@ import pytest
 from core.cli.remote import Exit, _write
 from tests.api.conftest import UNTRAINED
 from tests.conftest import KeysServer, Server, Worker, free_port
-from tests.core.cli.test_cli import gradwatch
+from tests.core.cli.test_cli import REGRESSION, gradwatch
 
 SPEC: dict[str, Any] = {"seed": 8, "training": {"epochs": 4}, "capture": {"raw": True}}
 STUDY: dict[str, Any] = {
@@ -50,6 +50,19 @@ def test_submit_waits_with_a_progress_bar_and_writes_what_run_writes(
     download = gradwatch("download", job_id, "--server", api_server.url, "--out", str(again))
     assert download.returncode == Exit.OK, download.stderr
     assert sorted(p.name for p in again.iterdir()) == sorted(p.name for p in out.iterdir())
+
+
+def test_a_waited_regression_reports_its_loss_against_its_baseline(
+    tmp_path: Path, api_server: Server, worker_process: Worker
+) -> None:
+    done = gradwatch("submit", write(tmp_path, REGRESSION), "--server", api_server.url, "--wait")
+    assert done.returncode == Exit.OK, done.stderr
+    status = gradwatch("status", done.stdout.strip(), "--server", api_server.url, "--json")
+    summary = json.loads(status.stdout)["summary"]
+    loss, baseline = summary["loss"], summary["baseline_loss"]
+    assert summary["accuracy"] is None and baseline is not None
+    said = f"succeeded: loss {loss:.4f}, baseline loss {baseline:.4f} (loss/baseline "
+    assert said in done.stderr and "accuracy" not in done.stderr
 
 
 def test_submit_without_wait_prints_the_id_and_status_says_unfinished(
