@@ -132,20 +132,20 @@ RANKINGS: dict[str, tuple[Remedy, ...]] = {
             "tanh's slope is 1 at zero, four times sigmoid's steepest, and its outputs are "
             "centred on zero",
             "the first layers get a gradient within a tenth of the output layer's and learn; "
-            "accuracy rises",
+            "{learns}",
             only_for=frozenset({Activation.SIGMOID}),
         ),
         Remedy(
             FixId.BATCH_NORM,
             "batch normalization recentres each layer's pre-activations where {activation}'s "
             "slope is steepest, whatever the weights' scale",
-            "the gradient reaches the first layers and accuracy rises; each hidden unit "
+            "the gradient reaches the first layers and {learns}; each hidden unit "
             "gains a scale and a shift to learn, and a step costs a little more",
         ),
         Remedy(
             FixId.RELU,
             "relu's slope is 1 wherever a unit is on",
-            "the gradient reaches the first layers and accuracy rises; with weights as large "
+            "the gradient reaches the first layers and {learns}; with weights as large "
             "as {initializer} some relu units may end dead, which he_init helps with",
             only_for=BOUNDED_ACTIVATIONS,
         ),
@@ -352,6 +352,10 @@ def run_facts(spec: ExperimentSpec, diagnosis: Mapping[str, Any]) -> dict[str, s
         "lower_learning_rate": f"{lower_learning_rate(spec):g}",
         "lr_factor": f"{learning_rate(spec) / lower_learning_rate(spec):.3g}",
         "clip_norm": f"{CLIP_NORM:g}",
+        # What learning shows: a regression has no accuracy, only a loss and its baseline.
+        "learns": "the loss falls well under its baseline"
+        if spec.dataset.regression
+        else "accuracy rises",
         **_worst(evidence.get("dead_units"), "dead"),
         **_worst(evidence.get("saturated"), "saturated"),
         **_divergence(evidence.get("diverged")),

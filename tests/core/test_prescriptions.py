@@ -167,6 +167,21 @@ def test_the_rationale_cites_the_runs_own_numbers() -> None:
     assert dead["dead_units"][0]["rationale"].startswith("80% of hidden_3's units")
 
 
+def test_what_to_expect_of_a_regression_s_fix_is_its_loss_not_an_accuracy() -> None:
+    adding = {"kind": "adding", "n_samples": 100, "sequence_length": 5}
+    sigmoid = {"hidden_layers": [8, 8], "activation": "sigmoid"}
+    regression = ExperimentSpec.model_validate({"seed": 1, "dataset": adding, "model": sigmoid})
+    for spec, learns in [
+        (regression, "the loss falls well under its baseline"),
+        (spec_with(**sigmoid), "accuracy rises"),
+    ]:
+        expected = [
+            item["expected"] for item in prescribe(spec, diagnosis("vanishing"))["vanishing"]
+        ]
+        assert sum(learns in text for text in expected) >= 2, expected
+        assert all("accuracy" not in text for text in expected) == spec.dataset.regression
+
+
 def test_every_line_of_every_ranking_reads_as_a_sentence_for_every_network() -> None:
     evidence = {
         "dead_units": {"hidden_1": 0.6},
