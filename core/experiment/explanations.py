@@ -201,7 +201,7 @@ EXPLANATIONS: tuple[Explanation, ...] = (
         "thousand times the output layer's, no relu layer is mostly dead, no bounded layer "
         "mostly saturated, and every number stayed finite.",
         "Healthy gradients say that every layer can learn, not that the network has: read the "
-        "loss and the accuracy too.",
+        "loss and the accuracy too (a regression's loss against its baseline).",
         ("glorot2010",),
     ),
     Explanation(
