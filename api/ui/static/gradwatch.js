@@ -433,7 +433,10 @@ async function experimentPage() {
   if (job.status !== "succeeded") return;
   const result = await getJSON(`${base}/result`);
   $("#finished").hidden = false;
-  if (job.summary) $("#outcome").replaceChildren(...factList(outcomeFacts(job.summary)));
+  if (job.summary) {
+    $("#outcome").replaceChildren(...factList(outcomeFacts(job.summary)));
+    $("#outcome-regression").hidden = runKind(job.summary) !== "regression";
+  }
   showDataset(job.spec, result.dataset);
   showVerdicts(result.diagnosis);
   remediesForm(base, job, result.diagnosis);

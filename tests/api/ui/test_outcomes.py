@@ -97,6 +97,7 @@ def test_a_regression_study_reads_each_loss_against_its_baseline(
                 ratio(page, run["loss"], run["baseline_loss"]),
             ]
         )
+        expect(page.locator("#outcome-regression")).to_be_visible()
         expect(page.locator("#chart-history")).to_have_attribute(
             "aria-label", "Loss and baseline loss by epoch"
         )

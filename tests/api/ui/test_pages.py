@@ -222,6 +222,7 @@ def test_a_study_started_from_the_form_ends_with_its_summary_and_plots(
     page.wait_for_url(re.compile(r"/experiments/[0-9A-Z]{26}$"))
     expect(page.locator("#status")).to_have_text("succeeded")
     expect(page.locator("#outcome dt")).to_have_text(["loss", "accuracy"])
+    expect(page.locator("#outcome-regression")).to_be_hidden()
     history = page.locator("#chart-history")
     expect(history).to_have_attribute("aria-label", "Loss and accuracy by epoch")
 
