@@ -1,13 +1,15 @@
 """The web UI at `/`: pages for people, served by the API itself.
 
 Each page is a server-rendered Jinja2 template (the shell: navigation, forms,
-the presets) and one JavaScript module (static/gradwatch.js) that reads the
-same /v1 API any client reads: the lists, the records, live progress from the
-event streams (read with `fetch()`, so an API key travels as a header, never in
-a URL), results, and plots. Charts are drawn with uPlot, vendored under
-static/vendor with its licence: nothing is fetched from elsewhere, so the pages
-work offline. Every URL a page uses starts from the request's root_path, so the
-UI works behind a proxy that serves the API under a path prefix.
+the presets) and native JavaScript modules: static/gradwatch.js starts the page
+and imports the rest from static/js, one concern a module, with plain relative
+imports and no build step. They read the same /v1 API any client reads: the
+lists, the records, live progress from the event streams (read with `fetch()`,
+so an API key travels as a header, never in a URL), results, and plots. Charts
+are drawn with uPlot, vendored under static/vendor with its licence: nothing is
+fetched from elsewhere, so the pages work offline. Every URL a page uses starts
+from the request's root_path, so the UI works behind a proxy that serves the
+API under a path prefix.
 """
 
 from __future__ import annotations

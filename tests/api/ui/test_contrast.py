@@ -119,11 +119,11 @@ def test_the_contrast_ratio_is_wcags() -> None:
 
 
 def test_chart_lines_have_3_to_1_contrast() -> None:
-    """The charts' series colours (gradwatch.js's PALETTE) are graphics a reader must tell
+    """The charts' series colours (js/chart.js's PALETTE) are graphics a reader must tell
     from the white plot: 3:1 (1.4.11)."""
-    script = (CSS.parent / "gradwatch.js").read_text()
+    script = (CSS.parent / "js/chart.js").read_text()
     palette = re.search(r"const PALETTE = \[([^\]]*)\]", script)
-    assert palette, "gradwatch.js names its series colours in PALETTE"
+    assert palette, "js/chart.js names its series colours in PALETTE"
     colours = HEX.findall(palette[1])
     assert len(colours) >= 4
     for colour in colours:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
 
 import httpx
 import pytest
@@ -47,10 +48,52 @@ def test_the_script_style_and_vendored_library_are_served_with_its_licence(
     assert "MIT" in client.get("/ui/static/vendor/uPlot.LICENSE").text
 
 
+# The page's script and every module it imports, however deep, with relative paths.
+IMPORT = re.compile(r'^import [^;]* from "(\.{1,2}/[^"]+\.js)";', re.MULTILINE)
+
+
+def test_every_module_the_page_imports_is_served_as_javascript_with_an_etag(
+    client: httpx.Client,
+) -> None:
+    """The entry and its imports, followed by URL as a browser does: each a native module
+    (a module script needs a JavaScript type), cacheable, and every one of static/js reached."""
+    seen: set[str] = set()
+    waiting = ["/ui/static/gradwatch.js"]
+    while waiting:
+        url = waiting.pop()
+        if url in seen:
+            continue
+        seen.add(url)
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert "javascript" in response.headers["content-type"], url
+        assert response.headers.get("etag"), url
+        base = PurePosixPath(url).parent
+        for target in IMPORT.findall(response.text):
+            parts: list[str] = []
+            for part in (base / target).parts:
+                if part == "..":
+                    parts.pop()
+                elif part != ".":
+                    parts.append(part)
+            waiting.append("/" + "/".join(parts[1:]))
+    on_disk = {f"/ui/static/{p.relative_to(HERE / 'static').as_posix()}" for p in SCRIPTS}
+    assert seen == on_disk
+
+
+SCRIPTS = [HERE / "static/gradwatch.js", *sorted((HERE / "static/js").rglob("*.js"))]
+
+
+def test_no_script_module_is_over_700_lines() -> None:
+    assert len(SCRIPTS) > 2
+    for path in SCRIPTS:
+        assert len(path.read_text().splitlines()) <= 700, path
+
+
 def test_no_page_file_names_another_origin() -> None:
     own = [
         *HERE.glob("templates/*.html"),
-        HERE / "static/gradwatch.js",
+        *SCRIPTS,
         HERE / "static/gradwatch.css",
     ]
     for path in own:
