@@ -28,6 +28,7 @@ from core.plotting.experiment.layers import (
 )
 from core.plotting.kinds import Drawer, PlotKind
 from core.plotting.layout import Frame
+from core.plotting.loss import draw_baseline, loss_on_log_scale
 from core.plotting.style import Color, Style, as_floats, note
 
 
@@ -70,7 +71,7 @@ def _draw_gradients(figure: Figure, result: Result, style: Style) -> Frame:
     regression = (result.get("dataset") or {}).get("task") == "regression"
     _draw_loss(loss_ax, x, loss, style, title="training loss (MSE)" if regression else "")
     if regression:
-        _draw_baseline(loss_ax, result, style)
+        _draw_baseline(loss_ax, result, loss, style)
     frame = layer_legend(figure, names, drawn, colors, style)
     frame.title = suptitle(figure, result, "Gradients per layer over epochs", style)
     return frame
@@ -124,22 +125,15 @@ def _draw_loss(ax: Axes, x: np.ndarray, loss: np.ndarray, style: Style, *, title
     span_x(ax, x, style)
 
 
-def _draw_baseline(ax: Axes, result: Result, style: Style) -> None:
-    """A regression's loss beside what predicting the targets' mean scores (its baseline)."""
+def _draw_baseline(ax: Axes, result: Result, loss: np.ndarray, style: Style) -> None:
+    """A regression's loss beside what predicting the targets' mean scores (its baseline),
+    on a log axis where both are legible (core.plotting.loss)."""
     baseline = ((result.get("metrics") or {}).get("baseline") or {}).get("loss")
     if not isinstance(baseline, int | float):
         return
-    ax.axhline(baseline, color="#888888", linewidth=style.line, linestyle=(0, (4, 2)))
-    ax.text(
-        0.98,
-        baseline,
-        f"baseline: predict the mean ({baseline:.3g})",
-        transform=ax.get_yaxis_transform(),
-        ha="right",
-        va="bottom",
-        fontsize=style.small,
-        color="#555555",
-    )
+    draw_baseline(ax, baseline, style)
+    if loss_on_log_scale([loss], baseline):
+        log_y(ax, style)
 
 
 def _tutorial_kind(name: str, description: str, draw: Drawer) -> PlotKind:

@@ -4,7 +4,8 @@ depth   per-layer gradient S.D. and norm against depth at initialization (the
         first step's gradient) and in the last epoch: Glorot & Bengio's view
         of where gradients vanish
 curves  loss and accuracy over epochs, the band spanning the seeds; a regression's
-        loss beside its baseline (predicting the mean target), dashed
+        loss beside its baseline (predicting the mean target), dashed and labelled,
+        on a log axis as an experiment's (core.plotting.loss)
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from core.plotting.experiment import axes as experiment_axes
 from core.plotting.kinds import PlotKind
 from core.plotting.layout import Frame
+from core.plotting.loss import draw_baseline, loss_on_log_scale
 from core.plotting.study.axes import (
     cell_size,
     config_colors,
@@ -78,33 +82,62 @@ def _draw_curves(figure: Figure, series: Mapping[str, Any], style: Style) -> Fra
     rows, cols = (1, len(metrics)) if style.landscape else (len(metrics), 1)
     axes = figure.subplots(rows, cols, sharex=True, squeeze=False).ravel()
     for ax, metric in zip(axes, metrics, strict=True):
+        drawn: list[np.ndarray] = []
         for config, color in zip(configs, colors, strict=True):
             band = config["curves"][metric]
             mean = finite_floats(band["mean"])
             epochs = np.arange(1, mean.size + 1)
             ax.plot(epochs, mean, color=color, linewidth=style.pt(1.6))
+            drawn.append(mean)
             if config["runs"] > 1:
-                ax.fill_between(epochs, finite_floats(band["min"]), finite_floats(band["max"]),
-                                color=color, alpha=0.18, linewidth=0)  # fmt: skip
-            baseline = config.get("baseline_loss")  # series stored before it have none
-            if metric == "loss" and isinstance(baseline, int | float):
-                ax.axhline(baseline, color=color, linewidth=style.pt(1.0), linestyle=(0, (4, 2)))
+                low, high = finite_floats(band["min"]), finite_floats(band["max"])
+                ax.fill_between(epochs, low, high, color=color, alpha=0.18, linewidth=0)
+                drawn += [low, high]
+        baselines = _baselines(configs) if metric == "loss" else []
         band_note = " (band: min to max over seeds)" if _seeded(configs) else ""
-        baseline_note = (
-            "; dashed: predicting the mean"
-            if metric == "loss" and any(c.get("baseline_loss") is not None for c in configs)
-            else ""
-        )
+        baseline_note = "; dashed: predicting the mean" if any(baselines) else ""
         title = f"training {metric}{band_note}{baseline_note}"
         style_axes(ax, style, title, xlabel="epoch", ylabel=metric)
         # About 0.8 of a cell is panel, the rest its labels.
         across, up = (0.8 * size for size in cell_size(ax, style))
         ax.xaxis.set_major_locator(tick_locator(across, style, across=True, integer=True))
         ax.yaxis.set_major_locator(tick_locator(up, style, across=False))
+        _draw_baselines(ax, baselines, colors, drawn, style)
     return Frame(
         title=suptitle(figure, "Learning curves", len(configs), len(configs), style),
         bottom=config_legend(figure, configs, colors, style),
     )
+
+
+def _baselines(configs: Sequence[Mapping[str, Any]]) -> list[float | None]:
+    """Each configuration's baseline loss; None for a classification's, and for a series
+    stored before baselines were kept."""
+    return [
+        float(b) if isinstance(b := c.get("baseline_loss"), int | float) else None for c in configs
+    ]
+
+
+def _draw_baselines(
+    ax: Axes,
+    baselines: Sequence[float | None],
+    colors: Sequence[str],
+    drawn: Sequence[np.ndarray],
+    style: Style,
+) -> None:
+    """A regression's baseline beside its loss, on a log axis where both are legible: one
+    grey labelled line when the configurations share it (one dataset), else one dashed line
+    in each configuration's colour."""
+    known = [b for b in baselines if b is not None]
+    if not known:
+        return
+    if len(set(known)) == 1:
+        draw_baseline(ax, known[0], style)
+    else:
+        for baseline, color in zip(baselines, colors, strict=True):
+            if baseline is not None:
+                draw_baseline(ax, baseline, style, color=color, label=False)
+    if loss_on_log_scale(drawn, min(known)):
+        experiment_axes.log_y(ax, style)  # labelled within a decade, as an experiment's
 
 
 def _seeded(configs: Sequence[Mapping[str, Any]]) -> bool:
