@@ -84,6 +84,13 @@ def test_every_module_the_page_imports_is_served_as_javascript_with_an_etag(
 SCRIPTS = [HERE / "static/gradwatch.js", *sorted((HERE / "static/js").rglob("*.js"))]
 
 
+def test_each_page_preloads_every_module_the_script_imports(client: httpx.Client) -> None:
+    """One round of requests for the whole script, not one per level of imports."""
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="([^"]+)">', client.get("/").text))
+    modules = {f"/ui/static/{p.relative_to(HERE / 'static').as_posix()}" for p in SCRIPTS[1:]}
+    assert preloaded == modules
+
+
 def test_no_script_module_is_over_700_lines() -> None:
     assert len(SCRIPTS) > 2
     for path in SCRIPTS:
