@@ -513,9 +513,10 @@ def _ranked(
         patch = fix(remedy.fix).patch_for(spec)
         if patch is None or _breaks_a_limit(merge_patch(original, patch)):
             continue
-        # Measured on MLPs (the tutorial's): a layer list of the same activation is not one.
-        mlp = spec.model.layers is None
-        measurement = measurement_for(verdict, remedy.fix, activations) if mlp else None
+        # Measured on the tutorial's MLP, a classification: a layer list of the same
+        # activation is not that network, nor is an MLP fitting a regression.
+        like_measured = spec.model.layers is None and not spec.dataset.regression
+        measurement = measurement_for(verdict, remedy.fix, activations) if like_measured else None
         support = support_of(measurement)
         candidates.append((SUPPORT_ORDER.index(support), position, remedy, patch, measurement))
     candidates.sort(key=lambda item: item[:2])

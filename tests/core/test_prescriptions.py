@@ -94,6 +94,18 @@ def test_a_fix_that_did_not_help_ranks_below_one_never_tried() -> None:
     assert [item["fix"] for item in ranked] == ["batch_norm", "relu", "residual", "glorot_init"]
 
 
+def test_a_regression_is_not_rated_by_measurements_on_a_classification() -> None:
+    # The fixes were measured on the tutorial's sigmoid MLP, which classifies the moons:
+    # the same MLP fitting the adding problem gets the table's order, every fix untested.
+    adding = {"kind": "adding", "n_samples": 100, "sequence_length": 5}
+    regression = ExperimentSpec.model_validate({"seed": 1, "dataset": adding})
+    ranked = prescribe(regression, diagnosis("vanishing"))["vanishing"]
+    assert {item["support"] for item in ranked} == {"untested"}
+    assert all(item["measured"] is None for item in ranked)
+    fixes = [item["fix"] for item in ranked]
+    assert fixes == [remedy.fix for remedy in RANKINGS["vanishing"] if remedy.fix in fixes]
+
+
 def test_ranks_follow_support_then_the_tables_order() -> None:
     for verdict, activation in itertools.product(RANKINGS, Activation):
         spec = spec_with(activation=activation.value)
