@@ -2,6 +2,7 @@
 
     python benchmarks/networks.py [--epochs 5] [--only lstm,conv] [--probe-size 256]
         [--no-activations] [--graphs plain,xla]
+    python benchmarks/networks.py --tiers [--epochs 3] [--repeats 2] [--only lstm-adding,...]
 
 For each network: seconds per epoch on the plain graph and on XLA, cold (the
 first run of its shape in this process: tracing or compiling included) and
@@ -18,6 +19,18 @@ every step runs after every step, costs. `--parts` times instead the graph
 functions an epoch is made of, each called alone on a warm trainer: one
 optimizer step on a batch, one probe pass, one evaluation pass over a probe's
 rows (best of three rounds of 20 calls).
+
+`--tiers` times instead the networks the presets train (`lstm-adding`,
+`lstm-recall`, `conv-digits`, each configuration of the `recurrent-cells` and
+`conv-depth` studies, and the tutorial's MLP beside them), each as its preset
+has it but for `--epochs`, on the plain graph and on XLA side by side: per
+repeat, for each network, a cold run of each kind (the cache emptied first: its
+first call traces, or compiles, every graph) and then a warm one (the graph
+reused), the kinds' order alternating between repeats. The table gives the
+medians: the cold run's seconds, the warm run's seconds (and CPU seconds) per
+epoch, XLA's warm speed-up, and the epochs after which compiling XLA first
+repays its compile. This is what the tier rule (core.engine.graph_cache.TIER_RULES)
+is set from.
 """
 
 from __future__ import annotations
@@ -25,6 +38,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import time
 from typing import Any
 
@@ -37,8 +51,10 @@ from core.engine.graph_calls import graph_function
 from core.engine.layered import LayeredArchitecture
 from core.engine.run import run_experiment
 from core.engine.trainer import CompiledTrainer
+from core.experiment.presets import preset
 from core.experiment.sizing import layered_shapes, steps_per_epoch
 from core.experiment.spec import ExperimentSpec
+from core.experiment.studies import StudyRequest, expand_study
 
 CONV_BLOCK = [
     {"class_name": "Conv2D", "config": {"filters": 16, "kernel_size": 3, "padding": "same"}},
@@ -174,6 +190,85 @@ def parts(name: str, payload: dict[str, Any], capture: dict[str, Any], graphs: l
         print(f"  {graph:5} " + "; ".join(figures))
 
 
+def tier_networks() -> dict[str, dict[str, Any]]:
+    """The presets' networks, and each configuration of the layer-list study presets,
+    as specs (one seed each), by name."""
+    networks: dict[str, dict[str, Any]] = {
+        name: dict(preset(name).spec)
+        for name in ("deep-sigmoid-normal", "lstm-adding", "lstm-recall", "conv-digits")
+    }
+    cells = expand_study(StudyRequest(preset="recurrent-cells", seeds=1))
+    for config, child in zip(cells.configs, cells.children, strict=True):
+        cell = config.values["model.layers"][0]["class_name"]
+        length = config.values["dataset.sequence_length"]
+        networks[f"cells-{cell}-T{length}"] = child.model_dump(mode="json")
+    depth = expand_study(StudyRequest(preset="conv-depth", seeds=1))
+    variants = ("sigmoid", "sigmoid-bn", "sigmoid-residual", "relu")  # the study's order
+    for variant, child in zip(variants, depth.children, strict=True):
+        networks[f"depth-{variant}"] = child.model_dump(mode="json")
+    return networks
+
+
+def kind_of(spec: ExperimentSpec) -> str:
+    """The spec's network's kind, as the tier rule names it (an MLP's is `mlp`)."""
+    if layered_shapes(spec) is None:
+        return "mlp"
+    return graph_cache.network_kind(LayeredArchitecture.from_spec(spec))
+
+
+def _tier_run(payload: dict[str, Any], graph: str, epochs: int) -> tuple[float, float]:
+    """Wall and CPU seconds of one run of `payload` pinned to `graph`."""
+    spec = ExperimentSpec.model_validate(
+        {
+            **payload,
+            "seed": 1,
+            "training": {**payload.get("training", {}), "epochs": epochs, "graph": graph},
+        }
+    )
+    started, cpu = time.perf_counter(), cpu_seconds()
+    output = run_experiment(spec)
+    assert output.result["timing"]["graph"] == graph
+    return time.perf_counter() - started, cpu_seconds() - cpu
+
+
+def tiers(names: list[str], epochs: int, repeats: int) -> None:
+    """Cold and warm seconds of each network on either kind of graph, side by side."""
+    networks = tier_networks()
+    for graph in GRAPHS:  # the process's one-off costs (imports, first trace) paid here
+        _tier_run(networks["deep-sigmoid-normal"], graph, 1)
+    figures: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    for repeat in range(repeats):
+        for name in names:
+            kinds = list(GRAPHS) if (repeat + names.index(name)) % 2 == 0 else list(GRAPHS)[::-1]
+            for graph in kinds:
+                graph_cache.clear()
+                cold, cold_cpu = _tier_run(networks[name], graph, epochs)
+                warm, warm_cpu = _tier_run(networks[name], graph, epochs)
+                figures.setdefault((name, graph), []).append((cold, cold_cpu, warm, warm_cpu))
+                print(f"  {name} {graph}: cold {cold:.2f} s, warm {warm:.2f} s", flush=True)
+    print(f"\n{epochs} epochs a run, medians of {repeats}; seconds (CPU seconds)")
+    print(
+        "| network | kind | plain: cold run / warm epoch | XLA: cold run / warm epoch "
+        "| XLA's warm speed-up | XLA repays its compile after |"
+    )
+    print("|---|---|---:|---:|---:|---:|")
+    for name in names:
+        spec = ExperimentSpec.model_validate(networks[name])
+        (p_cold, p_cold_cpu, p_warm, p_cpu), (x_cold, x_cold_cpu, x_warm, x_cpu) = (
+            tuple(statistics.median(f[i] for f in figures[(name, graph)]) for i in range(4))
+            for graph in GRAPHS
+        )
+        saving = (p_warm - x_warm) / epochs  # a warm epoch, XLA against plain
+        extra = (x_cold - x_warm) - (p_cold - p_warm)  # XLA's compile beyond the plain trace
+        repays = f"{extra / saving:.0f} epochs" if saving > 0 else "never"
+        print(
+            f"| {name} | {kind_of(spec)} "
+            f"| {p_cold:.2f} ({p_cold_cpu:.2f}) / {p_warm / epochs:.3f} ({p_cpu / epochs:.3f}) "
+            f"| {x_cold:.2f} ({x_cold_cpu:.2f}) / {x_warm / epochs:.3f} ({x_cpu / epochs:.3f}) "
+            f"| {p_warm / x_warm:.2f}x | {repays} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=5)
@@ -184,7 +279,15 @@ def main() -> None:
     )
     parser.add_argument("--graphs", default="plain,xla", help="plain, xla or both")
     parser.add_argument("--parts", action="store_true", help="time a step, a probe, an evaluation")
+    parser.add_argument("--tiers", action="store_true", help="the presets' networks, cold and warm")
+    parser.add_argument("--repeats", type=int, default=2, help="--tiers: rounds to take medians of")
     args = parser.parse_args()
+    if args.tiers:
+        print(f"load average {os.getloadavg()} on {os.cpu_count()} cores", flush=True)
+        names = list(tier_networks()) if args.only == ",".join(NETWORKS) else args.only.split(",")
+        tiers(names, args.epochs, args.repeats)
+        print(f"load average {os.getloadavg()}")
+        return
     capture = {"probe_size": args.probe_size, "activations": not args.no_activations}
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; capture {capture}")
     for name in args.only.split(","):
