@@ -236,7 +236,7 @@ def tiers(names: list[str], epochs: int, repeats: int) -> None:
     networks = tier_networks()
     for graph in GRAPHS:  # the process's one-off costs (imports, first trace) paid here
         _tier_run(networks["deep-sigmoid-normal"], graph, 1)
-    figures: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    figures: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
     for repeat in range(repeats):
         for name in names:
             kinds = list(GRAPHS) if (repeat + names.index(name)) % 2 == 0 else list(GRAPHS)[::-1]
