@@ -310,7 +310,8 @@ def prepare_device() -> None:
     """Once per process, before the first run: GPU memory growth on a gpu worker, and
     the tiered engine (core.engine.graph_cache): a network's first job trains on the
     plain graph while XLA compiles in the background for its later jobs, when no
-    job waits.
+    job waits and where the tier rule says XLA pays (an MLP; never a convolutional
+    or recurrent network, on which it ran slower).
 
     The warm-up thread and a first job may both get here; TensorFlow refuses
     to change a GPU's settings once it is in use, so only one of them acts.

@@ -2,16 +2,20 @@
 
 Two kinds of graph: a plain TensorFlow graph is traced in a fraction of a
 second, while XLA takes a second or two more to compile but then runs a
-small net's step several times faster. A run's `training.graph` pins the
-kind (`plain`, `xla`); for `auto` the process's XLA mode chooses:
+small MLP's step several times faster (not a convolution's, nor a recurrent
+loop's: measured, XLA ran those slower here). A run's `training.graph` pins the
+kind (`plain`, `xla`); for `auto` the process's XLA mode chooses, by the rule
+for the network's kind (`TIER_RULES`: an MLP, a convolutional network, a
+recurrent one):
 
 - `tiered` (a worker, which lives across many jobs): XLA when this process
   holds the network compiled; else the plain graph, while a background
-  thread compiles XLA for the next run of that network (while the gate the
-  process sets says no job waits for a core: see `set_compile_gate`), unless
-  the run is long enough to repay compiling first (`XLA_MIN_STEPS`). So a
-  network's first job answers at the plain graph's speed and its repeats at
-  XLA's, and no job waits for a compile it did not ask for;
+  thread compiles XLA for the next run of that network where the rule says
+  XLA pays (and while the gate the process sets says no job waits for a
+  core: see `set_compile_gate`), unless the run is long enough to repay
+  compiling first (the rule's `xla_min_steps`). So a network's first job
+  answers at the plain graph's speed and its repeats at XLA's, and no job
+  waits for a compile it did not ask for;
 - `auto` (`gradwatch run`, one run in a fresh process): the plain graph,
   unless the run is long enough to repay the compile;
 - `always`: XLA for every run (a worker before tiers: a network's first job
@@ -52,14 +56,45 @@ from core.engine.ensemble import EnsembleTrainer
 from core.engine.layered import LayeredArchitecture
 from core.engine.network import Architecture
 from core.engine.trainer import CompiledTrainer, TrainerKey
+from core.experiment.layer_shapes import layer_members
 from core.experiment.spec import GraphKind, TrainingSpec
 
 logger = logging.getLogger(__name__)
 
-# Steps over which compiling XLA first beats the plain graph: on 2 cores the
-# tutorial's net saves ~0.1 ms a step against ~1.5 s more to compile; a cold
-# run of 16,000 steps is 0.2 s faster plain, of 22,400 0.4 s faster on XLA.
-XLA_MIN_STEPS = 18_000
+NetworkKind = Literal["mlp", "conv", "recurrent"]
+
+
+@dataclass(frozen=True)
+class TierRule:
+    """How `auto` chooses the kind of graph for one kind of network.
+
+    `background_xla`: XLA's warm epoch beats the plain graph's by enough (1.3x or
+    more) to compile it beside a network's first runs for its later ones.
+    `xla_min_steps`: a run of this many optimizer steps or more compiles XLA first
+    (it repays the compile within the run); None: never.
+    """
+
+    background_xla: bool
+    xla_min_steps: int | None
+
+
+# The rule, per kind of network, as measured on this project's 2-core machine:
+# - mlp: the tutorial's net saves ~0.1 ms a step on XLA against ~1.5 s more to
+#   compile; a cold run of 16,000 steps is 0.2 s faster plain, of 22,400 0.4 s
+#   faster on XLA.
+# - conv and recurrent: `benchmarks/networks.py --tiers` (README, Performance,
+#   "Graph tiers": the presets' networks and the conv-depth and recurrent-cells
+#   studies' configurations, plain and XLA side by side). XLA lost for every
+#   convolutional network (its warm epoch 0.12x-0.63x the plain graph's speed, no
+#   fewer CPU seconds, 10-30 s more to compile): plain, nothing compiled. For the
+#   recurrent ones it was no faster in one run than in another (0.3x-1.4x, the
+#   same network both sides of 1.0x, no fewer CPU seconds), never the 1.3x that
+#   would repay a background compile on a 2-core host: plain, nothing compiled.
+TIER_RULES: dict[NetworkKind, TierRule] = {
+    "mlp": TierRule(background_xla=True, xla_min_steps=18_000),
+    "conv": TierRule(background_xla=False, xla_min_steps=None),
+    "recurrent": TierRule(background_xla=False, xla_min_steps=None),
+}
 CACHE_SLOTS = 16
 # Networks waiting for the background compiler; past this the oldest request is dropped.
 MAX_PENDING_COMPILES = 4
@@ -139,6 +174,34 @@ def trainer_key(
     )
 
 
+def network_kind(architecture: Architecture | LayeredArchitecture) -> NetworkKind:
+    """The kind whose rule (`TIER_RULES`) a network's graph follows: `recurrent` with a
+    recurrent layer anywhere (its loop dominates), else `conv` with a convolution,
+    else `mlp` (an MLP, or a layer list of dense and shape-keeping layers)."""
+    shapes = getattr(architecture, "shapes", None)
+    if shapes is None:
+        return "mlp"
+    if shapes.timesteps:
+        return "recurrent"
+    if any(layer.class_name.startswith("Conv") for layer in layer_members(shapes.hidden)):
+        return "conv"
+    return "mlp"
+
+
+def auto_graph(
+    architecture: Architecture | LayeredArchitecture, *, steps: int, mode: XlaMode, held: bool
+) -> tuple[bool, bool]:
+    """What `auto` gives a run of `steps` optimizer steps in a process of `mode`, by the
+    network's rule: (XLA, compile XLA in the background for its later runs). `held`:
+    the process holds XLA's graph of the network already."""
+    rule = TIER_RULES[network_kind(architecture)]
+    long_run = rule.xla_min_steps is not None and steps >= rule.xla_min_steps
+    if mode == "tiered":
+        jit = held or long_run
+        return jit, not jit and rule.background_xla
+    return mode == "always" or (mode == "auto" and long_run), False
+
+
 @dataclass(frozen=True)
 class WarmGraph:
     """A network this process holds compiled: its graph signature, how many runs it
@@ -215,19 +278,16 @@ def _take(
     slot_key: _SlotKey, *, steps: int, graph: GraphKind, signature: str
 ) -> tuple[Trainer, bool]:
     mode = xla_mode()
-    long_run = steps >= XLA_MIN_STEPS
     with _lock:
         slot = _slots.get(slot_key) or _Slot(signature)
         slot.signature = signature or slot.signature
         _slots[slot_key] = slot
         _slots.move_to_end(slot_key)
         if graph is GraphKind.AUTO:
-            if mode == "tiered":
-                jit = bool(slot.xla) or long_run
-                if not jit and _compile_pays(slot_key):
-                    _request_compile(slot_key, slot)
-            else:
-                jit = mode == "always" or (mode == "auto" and long_run)
+            architecture = slot_key[0].architecture
+            jit, compile_ = auto_graph(architecture, steps=steps, mode=mode, held=bool(slot.xla))
+            if compile_ and _compile_pays(slot_key):
+                _request_compile(slot_key, slot)
         else:
             jit = graph is GraphKind.XLA
         kept = slot.xla if jit else slot.plain

@@ -1,0 +1,147 @@
+"""The tier rule per kind of network (core.engine.graph_cache.TIER_RULES): which kind of
+graph `auto` gives an MLP, a convolutional and a recurrent network, and that no XLA
+compile is queued in the background for a kind whose rule says XLA never pays."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from core.engine import graph_cache
+from core.engine.layered import LayeredArchitecture
+from core.engine.network import Architecture
+from core.engine.run import run_experiment
+from core.experiment.grouping import graph_signature
+from core.experiment.spec import ExperimentSpec
+
+CONV = {
+    "dataset": {"kind": "bars", "image_size": 8, "n_samples": 96},
+    "model": {
+        "layers": [
+            {"class_name": "Conv2D", "config": {"filters": 4, "kernel_size": 3}},
+            {"class_name": "GlobalAveragePooling2D"},
+        ]
+    },
+}
+RECURRENT = {
+    "dataset": {"kind": "recall", "sequence_length": 6, "n_samples": 96, "classes": 3},
+    "model": {"layers": [{"class_name": "SimpleRNN", "config": {"units": 4}}]},
+}
+MLP = {"dataset": {"n_samples": 96}, "model": {"hidden_layers": [5, 5]}}
+# A layer list of dense layers alone is an MLP to the rule.
+DENSE_LIST = {
+    "dataset": {"n_samples": 96},
+    "model": {"layers": [{"class_name": "Dense", "config": {"units": 5, "activation": "tanh"}}]},
+}
+LONG = 10**6  # optimizer steps: past any rule's `xla_min_steps`
+
+
+def spec_of(network: dict[str, Any], graph: str = "auto", seed: int = 3) -> ExperimentSpec:
+    training = {"epochs": 1, "batch_size": 32, "graph": graph}
+    return ExperimentSpec.model_validate({**network, "seed": seed, "training": training})
+
+
+def architecture_of(spec: ExperimentSpec) -> Architecture | LayeredArchitecture:
+    if spec.model.layers is not None:
+        return LayeredArchitecture.from_spec(spec)
+    return Architecture.from_spec(spec.model, n_features=2, n_outputs=1, regression=False)
+
+
+@pytest.mark.parametrize(
+    ("network", "kind"),
+    [(CONV, "conv"), (RECURRENT, "recurrent"), (MLP, "mlp"), (DENSE_LIST, "mlp")],
+)
+def test_each_network_follows_its_kinds_rule(network: dict[str, Any], kind: str) -> None:
+    assert graph_cache.network_kind(architecture_of(spec_of(network))) == kind
+
+
+@pytest.mark.parametrize("network", [CONV, RECURRENT])
+def test_auto_keeps_convolutions_and_recurrent_networks_on_the_plain_graph(
+    network: dict[str, Any],
+) -> None:
+    architecture = architecture_of(spec_of(network))
+    # (XLA, compile XLA in the background) for: a worker's first run of the network,
+    # a long one, one it holds XLA's graph for; a fresh process's long run.
+    assert graph_cache.auto_graph(architecture, steps=3, mode="tiered", held=False) == (
+        False,
+        False,
+    )
+    assert graph_cache.auto_graph(architecture, steps=LONG, mode="tiered", held=False) == (
+        False,
+        False,
+    )
+    assert graph_cache.auto_graph(architecture, steps=3, mode="tiered", held=True)[0]
+    assert graph_cache.auto_graph(architecture, steps=LONG, mode="auto", held=False) == (
+        False,
+        False,
+    )
+    # The operator's override still holds.
+    assert graph_cache.auto_graph(architecture, steps=3, mode="always", held=False)[0]
+
+
+@pytest.mark.parametrize("network", [MLP, DENSE_LIST])
+def test_auto_gives_an_mlp_the_plain_graph_first_and_xla_in_the_background(
+    network: dict[str, Any],
+) -> None:
+    architecture = architecture_of(spec_of(network))
+    assert graph_cache.auto_graph(architecture, steps=3, mode="tiered", held=False) == (
+        False,
+        True,
+    )
+    assert graph_cache.auto_graph(architecture, steps=3, mode="tiered", held=True) == (
+        True,
+        False,
+    )
+    assert graph_cache.auto_graph(architecture, steps=LONG, mode="tiered", held=False) == (
+        True,
+        False,
+    )
+    assert graph_cache.auto_graph(architecture, steps=LONG, mode="auto", held=False) == (
+        True,
+        False,
+    )
+    assert graph_cache.auto_graph(architecture, steps=3, mode="auto", held=False) == (
+        False,
+        False,
+    )
+
+
+@pytest.fixture
+def tiered_and_shut() -> Iterator[None]:
+    """A tiered process (a worker's pool process) whose compile gate stays shut: a
+    compile asked for stays queued, where `wait_for_compiles(timeout=0)` sees it."""
+    mode = graph_cache.xla_mode()
+    graph_cache.clear()
+    graph_cache.set_xla_mode("tiered")
+    graph_cache.set_compile_gate(lambda: False)
+    try:
+        yield
+    finally:
+        graph_cache.clear()  # the queued compiles dropped before the gate opens
+        graph_cache.set_compile_gate(graph_cache.always_open)
+        graph_cache.set_xla_mode(mode)
+
+
+@pytest.mark.parametrize("network", [CONV, RECURRENT])
+def test_a_worker_queues_no_xla_compile_for_a_kind_it_never_pays_for(
+    tiered_and_shut: None, network: dict[str, Any]
+) -> None:
+    for seed in (1, 2):  # a first run and a repeat
+        result = run_experiment(spec_of(network, seed=seed)).result
+        assert result["timing"]["graph"] == "plain"
+        assert graph_cache.wait_for_compiles(timeout=0)  # nothing queued, nothing compiling
+    signature = graph_signature(spec_of(network))
+    assert graph_cache.warm_graphs() == [graph_cache.WarmGraph(signature, 1, xla=False)]
+
+
+def test_a_worker_queues_an_mlps_xla_compile(tiered_and_shut: None) -> None:
+    assert run_experiment(spec_of(MLP)).result["timing"]["graph"] == "plain"
+    assert not graph_cache.wait_for_compiles(timeout=0)  # queued behind the shut gate
+
+
+def test_a_pinned_xla_is_honoured_for_a_convolution(tiered_and_shut: None) -> None:
+    result = run_experiment(spec_of(CONV, graph="xla")).result
+    assert result["timing"]["graph"] == "xla"
+    assert result["spec"]["training"]["graph"] == "xla"
