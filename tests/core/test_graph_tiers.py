@@ -20,7 +20,10 @@ CONV = {
     "dataset": {"kind": "bars", "image_size": 8, "n_samples": 96},
     "model": {
         "layers": [
-            {"class_name": "Conv2D", "config": {"filters": 4, "kernel_size": 3}},
+            {
+                "class_name": "Conv2D",
+                "config": {"filters": 4, "kernel_size": 3, "activation": "relu"},
+            },
             {"class_name": "GlobalAveragePooling2D"},
         ]
     },
