@@ -60,55 +60,49 @@ def test_each_network_follows_its_kinds_rule(network: dict[str, Any], kind: str)
     assert graph_cache.network_kind(architecture_of(spec_of(network))) == kind
 
 
-@pytest.mark.parametrize("network", [CONV, RECURRENT])
-def test_auto_keeps_convolutions_and_recurrent_networks_on_the_plain_graph(
-    network: dict[str, Any],
-) -> None:
-    architecture = architecture_of(spec_of(network))
-    # (XLA, compile XLA in the background) for: a worker's first run of the network,
-    # a long one, one it holds XLA's graph for; a fresh process's long run.
-    assert graph_cache.auto_graph(architecture, steps=3, mode="tiered", held=False) == (
-        False,
-        False,
-    )
-    assert graph_cache.auto_graph(architecture, steps=LONG, mode="tiered", held=False) == (
-        False,
-        False,
-    )
-    assert graph_cache.auto_graph(architecture, steps=3, mode="tiered", held=True)[0]
-    assert graph_cache.auto_graph(architecture, steps=LONG, mode="auto", held=False) == (
-        False,
-        False,
-    )
-    # The operator's override still holds.
-    assert graph_cache.auto_graph(architecture, steps=3, mode="always", held=False)[0]
+# (mode, steps, held): a worker's first run of a network, its run of one it holds
+# XLA's graph for, its long run; a fresh process's long and short runs; the
+# operator's override (GRADWATCH_XLA=always).
+CASES: list[tuple[graph_cache.XlaMode, int, bool]] = [
+    ("tiered", 3, False),
+    ("tiered", 3, True),
+    ("tiered", LONG, False),
+    ("auto", LONG, False),
+    ("auto", 3, False),
+    ("always", 3, False),
+]
+# (XLA, compile XLA in the background) in each case
+PLAIN_ALWAYS = [
+    (False, False),
+    (True, False),
+    (False, False),
+    (False, False),
+    (False, False),
+    (True, False),
+]
+MLP_TIERS = [
+    (False, True),
+    (True, False),
+    (True, False),
+    (True, False),
+    (False, False),
+    (True, False),
+]
 
 
-@pytest.mark.parametrize("network", [MLP, DENSE_LIST])
-def test_auto_gives_an_mlp_the_plain_graph_first_and_xla_in_the_background(
-    network: dict[str, Any],
+@pytest.mark.parametrize(
+    ("network", "expected"),
+    [(CONV, PLAIN_ALWAYS), (RECURRENT, PLAIN_ALWAYS), (MLP, MLP_TIERS), (DENSE_LIST, MLP_TIERS)],
+)
+def test_auto_resolves_to_the_tier_the_kinds_rule_says(
+    network: dict[str, Any], expected: list[tuple[bool, bool]]
 ) -> None:
     architecture = architecture_of(spec_of(network))
-    assert graph_cache.auto_graph(architecture, steps=3, mode="tiered", held=False) == (
-        False,
-        True,
-    )
-    assert graph_cache.auto_graph(architecture, steps=3, mode="tiered", held=True) == (
-        True,
-        False,
-    )
-    assert graph_cache.auto_graph(architecture, steps=LONG, mode="tiered", held=False) == (
-        True,
-        False,
-    )
-    assert graph_cache.auto_graph(architecture, steps=LONG, mode="auto", held=False) == (
-        True,
-        False,
-    )
-    assert graph_cache.auto_graph(architecture, steps=3, mode="auto", held=False) == (
-        False,
-        False,
-    )
+    resolved = [
+        graph_cache.auto_graph(architecture, steps=steps, mode=mode, held=held)
+        for mode, steps, held in CASES
+    ]
+    assert resolved == expected
 
 
 @pytest.fixture
