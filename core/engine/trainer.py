@@ -193,15 +193,15 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         On the probe batch at the epoch's start and end (`_probe`); at a step point, on
         the step's own training batch, from the forward pass the step trains on (`_step`).
         """
-        return tf.stack(
-            [
-                activation_stats(z, a, kind, mask)
-                for z, a, kind in zip(
-                    forward.pre_activations, forward.activations, self.probe_kinds, strict=True
-                )
-            ],
-            axis=-2,
-        )
+        stats = [
+            activation_stats(z, a, kind, mask)
+            for z, a, kind in zip(
+                forward.pre_activations, forward.activations, self.probe_kinds, strict=True
+            )
+        ]
+        if not stats:  # a layer list whose layers apply no activation (MLPs always do)
+            return tf.zeros((0, len(ACTIVATION_STATS)))
+        return tf.stack(stats, axis=-2)
 
     def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         raise NotImplementedError

@@ -171,6 +171,31 @@ def test_every_allowed_class_trains_and_is_captured(name: str) -> None:
         assert "residual_2.conv2d_1" in result["series"]
 
 
+@pytest.mark.parametrize("every", ["epoch", "step"])
+def test_a_layer_list_that_applies_no_activation_trains_with_nothing_to_probe(every: str) -> None:
+    # A linear convolution then pooling: no layer has an activation for the probe or a
+    # step point to report on, and the gradients are captured all the same.
+    spec = ExperimentSpec.model_validate(
+        {
+            "seed": 1,
+            "dataset": {"kind": "bars", "image_size": 8, "n_samples": 96},
+            "model": {
+                "layers": [
+                    {"class_name": "Conv2D", "config": {"filters": 4, "kernel_size": 3}},
+                    {"class_name": "GlobalAveragePooling2D"},
+                ]
+            },
+            "training": {"epochs": 2},
+            "capture": {"every": every},
+        }
+    )
+    result = run_experiment(spec).result
+    conv = result["series"]["conv2d_1"]
+    assert "activation" not in conv
+    assert len(conv["kernel"]["grad_norm"]) == result["capture"]["points"]
+    assert all(v is not None for v in conv["kernel"]["grad_norm"])
+
+
 def test_adding_is_a_regression_with_a_baseline() -> None:
     spec = ExperimentSpec.model_validate(
         {
