@@ -77,7 +77,8 @@ class EpochArrays:
     step_size: np.ndarray  # (steps,) samples in each batch
     end_weight_stats: np.ndarray  # (variables, len(WEIGHT_STATS)) after the last step
     end_activation_stats: np.ndarray | None  # (hidden, len(ACTIVATION_STATS)) after the last step
-    step_activation_stats: np.ndarray | None  # (steps, hidden, 5) when capturing every step
+    # (steps, hidden, 5) when capturing every step: each step's batch, before the step
+    step_activation_stats: np.ndarray | None
     first_gradients: list[tf.Tensor]  # per variable, at the epoch's first step
     step_weights: list[np.ndarray] | None  # raw: per variable (steps, *shape), before each step
     step_gradients: list[np.ndarray] | None  # raw: per variable (steps, *shape)
@@ -478,7 +479,7 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
 
     def _probe(self, x: tf.Tensor) -> tf.Tensor:
         """(hidden, len(ACTIVATION_STATS)): the network now, on the probe batch `x`."""
-        # Capturing every step probes after every step: make it cheap.
+        # Every epoch probes at its start and end: make it cheap.
         forward = self.network.forward(x, training=False, unroll_small=unrolls_probe(self.jit))
         return self._activation_stats(forward)
 
