@@ -51,7 +51,9 @@ BUSY_POLL_SECONDS = 0.01
 RETRY_SECONDS = 1.0
 
 # Celery tells of a message (task_received) a moment before it reserves it: a claim's
-# message received this recently still counts, in case it is not reserved yet.
+# message received this recently, and not yet seen reserved, still counts. Once seen
+# reserved, Celery's own list holds it until the job is done, and only that list: a job
+# that ends sooner frees its slot as it ends, not this long after it arrived.
 RESERVING_SECONDS = 1.0
 
 
@@ -77,12 +79,14 @@ def in_flight() -> list[tuple[str, int]]:
 
 def messages_held() -> set[str]:
     """The ids of the messages the pool's slots are taken by: reserved by Celery, or
-    claimed and on their way."""
+    claimed and on their way (sent, or received but not yet reserved)."""
     held = {request.id for request in tuple(state.reserved_requests)}
     now = time.monotonic()
     with _in_flight_lock:
         for message_id, claim in list(_in_flight.items()):
-            if claim.received_at is not None and now - claim.received_at > RESERVING_SECONDS:
+            received = claim.received_at
+            if message_id in held or (received is not None and now - received > RESERVING_SECONDS):
+                # Reserved: from now on Celery's list says when its job is done.
                 del _in_flight[message_id]
             else:
                 held.add(message_id)

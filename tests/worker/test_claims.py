@@ -1,0 +1,79 @@
+"""When a worker's pool slot counts as taken by a claim (worker.claims): from the claim
+until Celery has done with its message, and not a moment longer, so that the next
+job is claimed as the last one ends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from celery.worker import state
+
+from core.settings import Settings
+from core.store.dispatch import Claim
+from worker import claims
+
+
+class _Store:
+    """What a claimer asks of the store when it sends a claim: confirm its dispatch."""
+
+    def __init__(self) -> None:
+        self.confirmed: list[tuple[str, int]] = []
+
+    def confirm_dispatch(self, job_id: str, *, dispatch: int) -> None:
+        self.confirmed.append((job_id, dispatch))
+
+
+class _Request:
+    """A Celery request as the worker's state and the task_received signal see it."""
+
+    def __init__(self, id: str) -> None:
+        self.id = id
+
+
+@pytest.fixture
+def claimer(monkeypatch: pytest.MonkeyPatch) -> claims.Claimer:
+    sent: list[Claim] = []
+
+    def send(celery: Any, *, hostname: str, claim: Claim) -> None:
+        sent.append(claim)
+
+    monkeypatch.setattr(claims, "send_to_worker", send)
+    return claims.Claimer(
+        _Store(),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        Settings(namespace="claims-test"),
+        hostname="w1@test",
+        queues=["cpu"],
+    )
+
+
+def test_a_claim_holds_the_slot_from_its_claim_until_its_job_is_done(
+    claimer: claims.Claimer,
+) -> None:
+    assert claimer.free()
+    claimer._send(Claim(task={}, jobs=[("01JOB", 4)]))
+    assert not claimer.free()  # on its way to the worker's own queue
+    assert claims.in_flight() == [("01JOB", 4)]
+
+    request = _Request("01JOB")
+    claims._received(request=request)
+    assert not claimer.free()  # received, a moment before Celery reserves it
+    state.task_reserved(request)
+    assert not claimer.free()  # reserved: training
+    assert claims.in_flight() == []  # Celery's list holds it now, for the heartbeat too
+
+    state.task_ready(request)
+    # Done: the slot is free at once, not a second after the message arrived (a fast
+    # job's successor waited for that second).
+    assert claimer.free()
+    assert claims.messages_held() == set()
+
+
+def test_a_claim_never_received_keeps_its_slot(claimer: claims.Claimer) -> None:
+    claimer._send(Claim(task={}, jobs=[("01LOST", 1)]))
+    try:
+        assert claims.messages_held() == {"01LOST"}
+        assert not claimer.free()
+    finally:
+        claims._in_flight.clear()
