@@ -5,8 +5,12 @@ and prefork workers, one pool process each, on a Redis namespace of the
 script's own), for each engine `--variants` entry side by side in one run:
 
   - `tiered`: as shipped: a worker counts as live once its pool process is warm,
-    a network's first job trains on the plain graph while XLA compiles in the
-    background for its next;
+    a network trains on the plain graph until it recurs (its second job), then
+    XLA compiles in the background for its next;
+  - `compile-first`: `tiered`, but compiling XLA from a network's first job on
+    (GRADWATCH_XLA_COMPILE_AFTER=1), as the tiered engine did at first;
+  - `never`: `tiered` without XLA (GRADWATCH_XLA=never): no background compile
+    ever takes a core, every job on the plain graph;
   - `today`: the mechanisms switched off (GRADWATCH_XLA=always, every job on
     XLA, a network's first paying the compile; GRADWATCH_WARM_START=0, the worker
     live before its pool process has loaded TensorFlow; GRADWATCH_EAGER_PLOTS=all,
@@ -79,6 +83,8 @@ JOB_SECONDS = 300.0
 START_SECONDS = 180.0
 VARIANTS: dict[str, dict[str, str]] = {
     "tiered": {},
+    "compile-first": {"GRADWATCH_XLA_COMPILE_AFTER": "1"},
+    "never": {"GRADWATCH_XLA": "never"},
     "before": {},  # tiered, from the checkout --before names
     "today": {
         "GRADWATCH_XLA": "always",
@@ -281,8 +287,8 @@ def report(
             cell = f"{statistics.median(values):6.3f} ({min(values):.2f}-{max(values):.2f})"
             cells.append(f"{cell} {graph}".rstrip())
         print(f"  {name:<34}" + "".join(f"{cell:<30}" for cell in cells))
-    for baseline in ("before", "today"):
-        if "tiered" in figures and baseline in figures:
+    for baseline in variants:
+        if "tiered" in figures and baseline != "tiered":
             print(f"\n  tiered / {baseline}, medians (what survives the machine's load):")
             for name in names:
                 ratio = statistics.median(figures["tiered"][name]) / statistics.median(
@@ -291,7 +297,11 @@ def report(
                 print(f"    {name:<34}{ratio:6.2f}x")
     for variant in variants:
         print(f"\n  {variant}: targets")
-        baselines = {b: figures[b] for b in ("before", "today") if b in figures and b != variant}
+        baselines = {
+            b: figures[b]
+            for b in ("before", "today", "compile-first")
+            if b in figures and b != variant
+        }
         for line in verdicts(figures[variant], baselines):
             print(f"    {line}")
     print(f"\n  logs: {logs}")

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # only then does the worker count as live (its first heartbeat); off, it counts as
     # live at once and its first job pays for all of that.
     warm_start: bool = True
+    # A worker compiles XLA for a network in the background from its this-many-th job on
+    # (core.engine.graph_cache.set_compile_after); 1: from its first, as soon as it is seen.
+    xla_compile_after: int = Field(2, ge=1, le=1000)
     # The PNGs a worker draws as a job ends: the tutorial's two (weights, gradients), or
     # all; the API draws any other on its first request.
     eager_plots: Literal["tutorial", "all"] = "tutorial"

@@ -308,10 +308,11 @@ _device_ready = False
 
 def prepare_device() -> None:
     """Once per process, before the first run: GPU memory growth on a gpu worker, and
-    the tiered engine (core.engine.graph_cache): a network's first job trains on the
-    plain graph while XLA compiles in the background for its later jobs, when no
-    job waits and where the tier rule says XLA pays (an MLP; never a convolutional
-    or recurrent network, on which it ran slower).
+    the tiered engine (core.engine.graph_cache): a network's jobs train on the plain
+    graph until it recurs (`Settings.xla_compile_after`), then XLA compiles in the
+    background for its later jobs, when no job waits and where the tier rule says
+    XLA pays (an MLP; never a convolutional or recurrent network, on which it ran
+    slower).
 
     The warm-up thread and a first job may both get here; TensorFlow refuses
     to change a GPU's settings once it is in use, so only one of them acts.
@@ -328,6 +329,7 @@ def prepare_device() -> None:
         if worker_device() is Device.GPU:
             engine.configure_gpu_memory_growth()
         graph_cache.set_xla_mode("tiered")
+        graph_cache.set_compile_after(get_settings().xla_compile_after)
         graph_cache.set_compile_gate(no_job_waiting)
         graph_cache.on_warm_graphs_change(publish_pool_state)
         logger.info("training on %s", engine.device_info())

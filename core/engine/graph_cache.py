@@ -9,13 +9,16 @@ for the network's kind (`TIER_RULES`: an MLP, a convolutional network, a
 recurrent one):
 
 - `tiered` (a worker, which lives across many jobs): XLA when this process
-  holds the network compiled; else the plain graph, while a background
-  thread compiles XLA for the next run of that network where the rule says
-  XLA pays (and while the gate the process sets says no job waits for a
-  core: see `set_compile_gate`), unless the run is long enough to repay
-  compiling first (the rule's `xla_min_steps`). So a network's first job
-  answers at the plain graph's speed and its repeats at XLA's, and no job
-  waits for a compile it did not ask for;
+  holds the network compiled; else the plain graph, unless the run is long
+  enough to repay compiling first (the rule's `xla_min_steps`). Where the
+  rule says XLA pays, once a network recurs (its `compile_after`-th run in
+  the process: `set_compile_after`), a background thread compiles XLA for
+  its next runs (while the gate the process sets says no job waits for a
+  core: see `set_compile_gate`). So a network's first jobs answer at the
+  plain graph's speed, its later ones at XLA's, no job waits for a compile
+  it did not ask for, and a network tried once (most of what users send, and
+  a study's children) costs no compile, which on a 2-core host would take
+  the core of the next job;
 - `auto` (`gradwatch run`, one run in a fresh process): the plain graph,
   unless the run is long enough to repay the compile;
 - `always`: XLA for every run (a worker before tiers: a network's first job
@@ -98,6 +101,9 @@ TIER_RULES: dict[NetworkKind, TierRule] = {
 CACHE_SLOTS = 16
 # Networks waiting for the background compiler; past this the oldest request is dropped.
 MAX_PENDING_COMPILES = 4
+# A tiered process compiles XLA for a network from its this-many-th run on (see
+# `set_compile_after`): the second, so that a network run once costs no compile.
+COMPILE_AFTER_RUNS = 2
 # While the gate is shut, the compiler asks it again this often.
 GATE_SECONDS = 0.25
 BOUNDARY_RESOLUTION = 80  # the decision-surface grid is this many points a side
@@ -127,12 +133,14 @@ class _Slot:
     plain: list[Trainer] = field(default_factory=list)
     xla: list[Trainer] = field(default_factory=list)
     compiling: bool = False  # queued for, or in, the background compiler
+    runs: int = 0  # runs that let the process choose the kind (`auto`)
     compile_failed: bool = False
 
 
 _slots: OrderedDict[_SlotKey, _Slot] = OrderedDict()
 _lock = threading.Lock()
 _mode: XlaMode = "auto"
+_compile_after = COMPILE_AFTER_RUNS
 
 
 def set_xla_mode(mode: XlaMode) -> None:
@@ -141,6 +149,16 @@ def set_xla_mode(mode: XlaMode) -> None:
     if mode not in XLA_MODES:
         raise ValueError(f"XLA mode must be one of {', '.join(XLA_MODES)}, not {mode!r}")
     _mode = mode
+
+
+def set_compile_after(runs: int) -> None:
+    """A tiered process compiles XLA for a network in the background from its `runs`-th
+    run on (each run whose graph is `auto` counts): 1 compiles for every network's first
+    run, as soon as it is seen."""
+    global _compile_after
+    if runs < 1:
+        raise ValueError(f"runs must be at least 1, not {runs}")
+    _compile_after = runs
 
 
 def xla_mode() -> XlaMode:
@@ -286,7 +304,9 @@ def _take(
         if graph is GraphKind.AUTO:
             architecture = slot_key[0].architecture
             jit, compile_ = auto_graph(architecture, steps=steps, mode=mode, held=bool(slot.xla))
-            if compile_ and _compile_pays(slot_key):
+            if mode == "tiered":
+                slot.runs += 1
+            if compile_ and slot.runs >= _compile_after and _compile_pays(slot_key):
                 _request_compile(slot_key, slot)
         else:
             jit = graph is GraphKind.XLA

@@ -1,6 +1,7 @@
 """Which kind of graph trains a run: `training.graph` pins it, the result says which
 ran, each kind repeats bit for bit, the two agree to float32 rounding, and a tiered
-process trains a new network on the plain graph while it compiles XLA for the next."""
+process trains a network on the plain graph until it recurs, then compiles XLA for
+its next runs."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ def tiered() -> Iterator[None]:
     finally:
         graph_cache.wait_for_compiles(timeout=120)
         graph_cache.set_xla_mode(mode)
+        graph_cache.set_compile_after(graph_cache.COMPILE_AFTER_RUNS)
 
 
 @pytest.mark.parametrize("graph", ["plain", "xla"])
@@ -79,22 +81,48 @@ def test_the_two_kinds_agree_to_float32_rounding(model: dict[str, Any]) -> None:
         assert_results_close(xla[part], plain[part], part)
 
 
-def test_a_tiered_process_trains_new_networks_plain_and_repeats_on_xla(tiered: None) -> None:
+def test_a_tiered_process_compiles_a_network_once_it_recurs(tiered: None) -> None:
     spec = spec_of()
-    first = run_experiment(spec).result
-    assert first["timing"]["graph"] == "plain"
+    plain_held = [graph_cache.WarmGraph(graph_signature(spec), 1, False)]
+    assert run_experiment(spec).result["timing"]["graph"] == "plain"
+    # Run once, a network costs no compile: nothing queued, only its plain graph held.
+    assert graph_cache.wait_for_compiles(timeout=0)
+    assert graph_cache.warm_graphs() == plain_held
+
+    assert run_experiment(spec_of(seed=6)).result["timing"]["graph"] == "plain"
     assert graph_cache.wait_for_compiles(timeout=120)
     assert graph_cache.warm_graphs() == [graph_cache.WarmGraph(graph_signature(spec), 1, True)]
 
-    again = run_experiment(spec_of(seed=6)).result
+    again = run_experiment(spec_of(seed=7)).result
     assert again["timing"] == again["timing"] | {"graph": "xla", "graph_reused": True}
-    # a pinned kind is honoured all the same
+    # a pinned kind is honoured all the same, and a pinned run does not count as a sighting
     assert run_experiment(spec_of("plain")).result["timing"]["graph"] == "plain"
+
+
+def test_pinned_runs_do_not_make_a_network_recur(tiered: None) -> None:
+    for seed in (1, 2):
+        assert run_experiment(spec_of("plain", seed=seed)).result["timing"]["graph"] == "plain"
+    assert run_experiment(spec_of()).result["timing"]["graph"] == "plain"
+    assert graph_cache.wait_for_compiles(timeout=0)
+    assert not any(graph.xla for graph in graph_cache.warm_graphs())
+
+
+def test_compiling_after_one_run_compiles_from_a_networks_first(tiered: None) -> None:
+    graph_cache.set_compile_after(1)
+    assert run_experiment(spec_of()).result["timing"]["graph"] == "plain"
+    assert graph_cache.wait_for_compiles(timeout=120)
+    assert run_experiment(spec_of(seed=6)).result["timing"]["graph"] == "xla"
+
+
+def test_compiling_after_fewer_than_one_run_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        graph_cache.set_compile_after(0)
 
 
 def test_a_tiered_ensemble_compiles_for_its_members_too(tiered: None) -> None:
     specs = [spec_of(seed=seed) for seed in (1, 2)]
-    assert graphs_of(run_ensemble(specs, [[], []])) == ["plain", "plain"]
+    for _ in range(2):
+        assert graphs_of(run_ensemble(specs, [[], []])) == ["plain", "plain"]
     assert graph_cache.wait_for_compiles(timeout=120)
     assert graphs_of(run_ensemble(specs, [[], []])) == ["xla", "xla"]
 
@@ -107,6 +135,7 @@ def test_a_shut_gate_holds_the_compile_until_it_opens(tiered: None) -> None:
         return open_.is_set()
 
     graph_cache.set_compile_gate(gate)
+    graph_cache.set_compile_after(1)
     try:
         spec = spec_of()
         assert run_experiment(spec).result["timing"]["graph"] == "plain"
@@ -138,6 +167,7 @@ def test_the_cache_holds_its_slots_of_networks_the_least_recently_used_dropped(
 
 def test_a_tiered_process_compiles_only_where_it_pays(tiered: None) -> None:
     # An epoch too long for one call (core.engine.chunks) is arithmetic: no compile.
+    graph_cache.set_compile_after(1)
     wide = spec_of(
         dataset={"n_samples": 600},
         model={"hidden_layers": [512, 512]},
