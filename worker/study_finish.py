@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -38,9 +39,18 @@ def finish_study(store: StudyStore, study_id: str, *, by: str) -> StudyRecord | 
         return record
     if not store.claim_study_drawing(study_id, by=by):
         return record  # another worker draws it
+    started = time.perf_counter()
     series = load_series(store, record)
+    read = time.perf_counter()
     plots = draw_default_plots(study_id, series)
-    return store.seal_study(study_id, series_json=dumps_compact(series), plots=plots)
+    drawn = time.perf_counter()
+    sealed = store.seal_study(study_id, series_json=dumps_compact(series), plots=plots)
+    logger.info(
+        "study %s sealed: %d results read %.3f s, %d PNGs %.3f s, storing %.3f s",
+        study_id, len(record.children), read - started, len(plots), drawn - read,
+        time.perf_counter() - drawn,
+    )  # fmt: skip
+    return sealed
 
 
 def draw_default_plots(study_id: str, series: Mapping[str, Any]) -> dict[str, bytes]:
