@@ -13,12 +13,13 @@ recurrent one):
   enough to repay compiling first (the rule's `xla_min_steps`). Where the
   rule says XLA pays, once a network recurs (its `compile_after`-th run in
   the process: `set_compile_after`), a background thread compiles XLA for
-  its next runs (while the gate the process sets says no job waits for a
-  core: see `set_compile_gate`). So a network's first jobs answer at the
-  plain graph's speed, its later ones at XLA's, no job waits for a compile
-  it did not ask for, and a network tried once (most of what users send, and
-  a study's children) costs no compile, which on a 2-core host would take
-  the core of the next job;
+  its next runs, from the moment that run gives its trainer back, so that
+  the compile does not slow the run that asked for it (and while the gate
+  the process sets says no job waits for a core: see `set_compile_gate`).
+  So a network's first jobs answer at the plain graph's speed, its later
+  ones at XLA's, no job waits for a compile, and a network tried once (most
+  of what users send, and a study's children) costs no compile, which on a
+  2-core host takes a core;
 - `auto` (`gradwatch run`, one run in a fresh process): the plain graph,
   unless the run is long enough to repay the compile;
 - `always`: XLA for every run (a worker before tiers: a network's first job
@@ -134,6 +135,7 @@ class _Slot:
     xla: list[Trainer] = field(default_factory=list)
     compiling: bool = False  # queued for, or in, the background compiler
     runs: int = 0  # runs that let the process choose the kind (`auto`)
+    compile_due: bool = False  # a run under way asked for XLA: compile as it ends
     compile_failed: bool = False
 
 
@@ -307,7 +309,7 @@ def _take(
             if mode == "tiered":
                 slot.runs += 1
             if compile_ and slot.runs >= _compile_after and _compile_pays(slot_key):
-                _request_compile(slot_key, slot)
+                slot.compile_due = True  # requested as this run ends: not beside it
         else:
             jit = graph is GraphKind.XLA
         kept = slot.xla if jit else slot.plain
@@ -322,6 +324,9 @@ def _give_back(slot_key: _SlotKey, trainer: Trainer) -> None:
         if slot is None:
             return  # dropped from the cache meanwhile
         (slot.xla if trainer.jit else slot.plain).append(trainer)
+        if slot.compile_due:
+            slot.compile_due = False
+            _request_compile(slot_key, slot)
         _trim()
 
 

@@ -6,7 +6,7 @@ its next runs."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ import pytest
 from core.engine import graph_cache
 from core.engine.run import RunOutput, run_ensemble, run_experiment
 from core.experiment.grouping import graph_signature
-from core.experiment.hooks import TrainingCancelled
+from core.experiment.hooks import TrainingCancelled, TrainingHook
 from core.experiment.spec import ExperimentSpec
 from tests.core.test_ensemble import assert_results_close
 
@@ -97,6 +97,25 @@ def test_a_tiered_process_compiles_a_network_once_it_recurs(tiered: None) -> Non
     assert again["timing"] == again["timing"] | {"graph": "xla", "graph_reused": True}
     # a pinned kind is honoured all the same, and a pinned run does not count as a sighting
     assert run_experiment(spec_of("plain")).result["timing"]["graph"] == "plain"
+
+
+class _NoCompileBeside(TrainingHook):
+    """Notes, at each epoch's end, whether a compile is queued or under way."""
+
+    def __init__(self) -> None:
+        self.compiling: list[bool] = []
+
+    def on_epoch_end(self, epoch: int, epochs: int, logs: Mapping[str, float | None]) -> None:
+        self.compiling.append(not graph_cache.wait_for_compiles(timeout=0))
+
+
+def test_the_run_that_asks_for_a_compile_is_not_run_beside_it(tiered: None) -> None:
+    run_experiment(spec_of())
+    asking = _NoCompileBeside()
+    assert run_experiment(spec_of(seed=6), hooks=[asking]).result["timing"]["graph"] == "plain"
+    assert asking.compiling == [False] * 6  # the compile waited for the run to end
+    assert graph_cache.wait_for_compiles(timeout=120)
+    assert run_experiment(spec_of(seed=7)).result["timing"]["graph"] == "xla"
 
 
 def test_pinned_runs_do_not_make_a_network_recur(tiered: None) -> None:
