@@ -133,8 +133,10 @@ def test_a_worker_queues_no_xla_compile_for_a_kind_it_never_pays_for(
     assert graph_cache.warm_graphs() == [graph_cache.WarmGraph(signature, 1, xla=False)]
 
 
-def test_a_worker_queues_an_mlps_xla_compile(tiered_and_shut: None) -> None:
+def test_a_worker_queues_an_mlps_xla_compile_once_it_recurs(tiered_and_shut: None) -> None:
     assert run_experiment(spec_of(MLP)).result["timing"]["graph"] == "plain"
+    assert graph_cache.wait_for_compiles(timeout=0)  # a first run costs no compile
+    assert run_experiment(spec_of(MLP, seed=2)).result["timing"]["graph"] == "plain"
     assert not graph_cache.wait_for_compiles(timeout=0)  # queued behind the shut gate
 
 
