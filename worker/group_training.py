@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -71,12 +71,12 @@ def run_training_group(
     if not started:
         return statuses
     try:
-        statuses |= _train_group(store, started, hostname)
+        _train_group(store, started, hostname, statuses)
     except SoftTimeLimitExceeded:
         limit = soft_time_limit or get_settings().job_soft_time_limit
         logger.warning("study %s: a group stopped at the soft time limit (%s s)", study_id, limit)
         message = f"the job ran longer than the time limit of {limit:g} s and was stopped"
-        for delivery, _ in started:
+        for delivery in _unfinished(started, statuses):
             statuses[delivery.job_id] = fail_job(store, delivery, "TimeLimitExceeded", message)
     except Exception as error:
         if is_store_unavailable(error):
@@ -85,19 +85,30 @@ def run_training_group(
             )
             return statuses
         logger.exception("study %s: a group failed", study_id)
-        for delivery, _ in started:
+        for delivery in _unfinished(started, statuses):
             message = public_message(error)
             statuses[delivery.job_id] = fail_job(store, delivery, type(error).__name__, message)
     return statuses
 
 
+def _unfinished(
+    started: Sequence[tuple[JobDelivery, JobRecord]], statuses: Mapping[str, JobStatus | None]
+) -> list[JobDelivery]:
+    """The started children that no part of the group has ended yet."""
+    return [delivery for delivery, _ in started if statuses[delivery.job_id] is None]
+
+
 def _train_group(
-    store: JobStore, started: Sequence[tuple[JobDelivery, JobRecord]], hostname: str
-) -> dict[str, JobStatus | None]:
+    store: JobStore,
+    started: Sequence[tuple[JobDelivery, JobRecord]],
+    hostname: str,
+    statuses: dict[str, JobStatus | None],
+) -> None:
+    """Train the started children, recording each one's end in `statuses` as it ends, so
+    that a part that ended stays recorded when a later part is stopped or fails."""
     from core.engine import run as engine  # TensorFlow: only here, in the pool process
     from core.experiment.grouping import ensemble_groups
 
-    statuses: dict[str, JobStatus | None] = {}
     members: list[JobDelivery] = []
     specs: list[ExperimentSpec] = []
     for delivery, record in started:
@@ -134,4 +145,3 @@ def _train_group(
                 statuses[delivery.job_id] = store_success(
                     store, delivery, outcome, {}, times=(trained_in, 0.0)
                 )
-    return statuses
