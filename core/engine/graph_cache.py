@@ -43,6 +43,7 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -364,6 +365,23 @@ def _compile_pays(slot_key: _SlotKey) -> bool:
 _pending: deque[_SlotKey] = deque()
 _wake = threading.Condition(_lock)
 _compiler: threading.Thread | None = None
+_exiting = False
+# How long a process that ends waits for a compile under way to finish.
+EXIT_WAIT_SECONDS = 60.0
+
+
+@atexit.register
+def _stop_compiler() -> None:
+    """As the process ends: start no other compile and let the one under way finish. A
+    daemon thread still inside XLA when the interpreter tears it down aborts the process
+    ("FATAL: exception not rethrown"), which would fail a clean exit: a pool process
+    recycled, a worker shut down, a test run at its end."""
+    global _exiting
+    with _wake:
+        _exiting = True
+        _wake.notify_all()
+    if _compiler is not None:
+        _compiler.join(EXIT_WAIT_SECONDS)
 
 
 def always_open() -> bool:
@@ -418,8 +436,7 @@ def wait_for_compiles(timeout: float | None = None) -> bool:
 
 
 def _compile_forever() -> None:
-    while True:
-        slot_key = _next_compile()
+    while (slot_key := _next_compile()) is not None:
         trainer = None
         started = time.perf_counter()
         try:
@@ -445,8 +462,8 @@ def _compile_forever() -> None:
                 logger.exception("a listener of the warm graphs failed")
 
 
-def _next_compile() -> _SlotKey:
-    """The next network to compile, once the gate is open.
+def _next_compile() -> _SlotKey | None:
+    """The next network to compile, once the gate is open; None as the process ends.
 
     Beside a run, not only between runs: jobs posted one after another leave no
     gap between them, so a compile that waits for one never starts, and a
@@ -458,12 +475,15 @@ def _next_compile() -> _SlotKey:
     """
     while True:
         with _wake:
-            _wake.wait_for(lambda: bool(_pending))
+            _wake.wait_for(lambda: bool(_pending) or _exiting)
+            if _exiting:
+                return None
         if not _gate_open():
-            time.sleep(GATE_SECONDS)
+            with _wake:
+                _wake.wait(GATE_SECONDS)
             continue
         with _wake:
-            if _pending:
+            if _pending and not _exiting:
                 return _pending.popleft()
 
 

@@ -4,7 +4,11 @@ compile is queued in the background for a kind whose rule says XLA never pays.""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -144,3 +148,34 @@ def test_a_pinned_xla_is_honoured_for_a_convolution(tiered_and_shut: None) -> No
     result = run_experiment(spec_of(CONV, graph="xla")).result
     assert result["timing"]["graph"] == "xla"
     assert result["spec"]["training"]["graph"] == "xla"
+
+
+EXITS_WHILE_COMPILING = """
+from core.engine import graph_cache
+from core.engine.run import run_experiment
+from core.experiment.spec import ExperimentSpec
+
+graph_cache.set_xla_mode("tiered")
+spec = ExperimentSpec.model_validate({"seed": 1, "training": {"epochs": 1}})
+for _ in range(3):  # it recurs: its XLA graph compiles in the background
+    run_experiment(spec)
+assert not graph_cache.wait_for_compiles(timeout=0.3), "no compile under way"
+print("exiting while XLA compiles", flush=True)
+"""
+
+
+def test_a_process_that_ends_while_xla_compiles_exits_cleanly() -> None:
+    """The compile thread is a daemon: left inside XLA as the interpreter ends, it aborted
+    the process (exit 134, "FATAL: exception not rethrown"): a pool process recycled, a
+    worker shut down or a test run ending at that moment."""
+    ended = subprocess.run(
+        [sys.executable, "-c", EXITS_WHILE_COMPILING],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).parents[2],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    assert "exiting while XLA compiles" in ended.stdout, ended.stderr[-2000:]
+    assert ended.returncode == 0, ended.stderr[-2000:]
+    assert "FATAL" not in ended.stderr
