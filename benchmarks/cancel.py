@@ -1,10 +1,12 @@
 """How long a cancel takes to stop the slowest specs inside the limits, on a real worker.
 
 `--spec mlp` (the default): circles, 4,000 samples, four hidden layers of 512, one
-epoch at batch size 1, every step captured with the largest probe (each step
-forward-passes 4,000 samples through the net: billions of operations). Its one
-epoch would take over half an hour; the engine runs it in calls of bounded cost
-and looks for a cancel between them (core.engine.chunks).
+epoch at batch size 1, every step captured with the largest probe. Until result
+version 3 the probe ran after every step (4,000 samples forward-passed through the
+net: billions of operations a step); it now runs at the epoch's edges only, so the
+steps are cheaper and the README's figures, taken before, bound today's. Its one
+epoch takes many minutes; the engine runs it in calls of bounded cost and looks
+for a cancel between them (core.engine.chunks).
 
 `--spec lstm`, `gru`, `conv`: the slowest steps a layer list may take. A
 recurrent layer runs its time steps one after another, so the slowest is the
