@@ -5,8 +5,9 @@ epoch at batch size 1, every step captured with the largest probe. Until result
 version 3 the probe ran after every step (4,000 samples forward-passed through the
 net: billions of operations a step); it now runs at the epoch's edges only, so the
 steps are cheaper and the README's figures, taken before, bound today's. Its one
-epoch still takes over a minute (82 s for the engine alone, at load 4); the engine runs it in calls of bounded cost and looks
-for a cancel between them (core.engine.chunks).
+epoch still takes over a minute (82 s for the engine alone, at load 4); the
+engine runs it in calls of bounded cost and looks for a cancel between them
+(core.engine.chunks).
 
 `--spec lstm`, `gru`, `conv`: the slowest steps a layer list may take. A
 recurrent layer runs its time steps one after another, so the slowest is the
