@@ -295,6 +295,7 @@ _STEPPED = (
     "step_size",
     "step_activation_stats",
     "step_through_time",
+    "step_channels",
 )
 _STEPPED_LISTS = ("step_weights", "step_gradients")
 

@@ -53,7 +53,12 @@ from core.experiment.layer_configs import (
     _RecurrentConfig,
     resolve_initializer,
 )
-from core.experiment.layer_shapes import LayerShape, layer_members, weighted_layers
+from core.experiment.layer_shapes import (
+    LayerShape,
+    conv_channels,
+    layer_members,
+    weighted_layers,
+)
 from core.experiment.sizing import LayeredShapes, layered_shapes
 from core.experiment.spec import ExperimentSpec, InitializerSpec, sample_shape
 
@@ -156,6 +161,17 @@ class LayeredNetwork:
     def recurrent_layers(self) -> list[tuple[str, int]]:
         """(name, time steps) of each recurrent layer, in order."""
         return [(block.name, block.timesteps) for block in self.recurrent]
+
+    @property
+    def conv_layers(self) -> list[tuple[str, int]]:
+        """(name, filters) of each convolution, in order, blocks' members in their place."""
+        return conv_channels(self.architecture.shapes.layers)
+
+    @property
+    def conv_kernels(self) -> list[int]:
+        """Where each convolution's kernel is among `captured_variables`, in order."""
+        parts = self.variable_parts
+        return [parts.index((name, "kernel")) for name, _ in self.conv_layers]
 
     def zero_perturbations(self, batch: int) -> list[tf.Tensor]:
         """One zero (batch, T, units) per recurrent layer, to add to its hidden states."""

@@ -160,6 +160,7 @@ class Network(MLPForward):
         self.probe_names = names[:-1]
         self.variable_parts = [(name, part) for name in names for part in ("kernel", "bias")]
         self.timesteps: list[int] = []  # no recurrent layers
+        self.conv_kernels: list[int] = []  # no convolutions
 
     def zero_perturbations(self, batch: int) -> list[tf.Tensor]:
         """None: an MLP has no hidden states through time (core.engine.layered has)."""

@@ -56,13 +56,55 @@ def histogram(values: np.ndarray, bins: int) -> dict[str, list[float | None] | l
 
 
 @dataclass
+class _PointNorms:
+    """Gradient norms a step records, (steps, columns), kept per capture point: each
+    step's at step points, the mean over the epoch's steps at epoch points, as the other
+    gradient statistics; `initial` is the first step's, the untrained network's."""
+
+    points: list[np.ndarray] = field(default_factory=list)  # (k, columns) per epoch
+    initial: np.ndarray | None = None
+
+    def add(self, norms: np.ndarray, *, every_step: bool) -> None:
+        if self.initial is None:
+            self.initial = norms[0]
+        if every_step:
+            self.points.append(norms)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                self.points.append(norms.mean(axis=0, keepdims=True))
+
+    def section(
+        self, layers: list[tuple[str, int]], axis: str, first: int, at: dict[str, list[int]]
+    ) -> dict[str, Any] | None:
+        """Per layer, its columns at each capture point, named beside them: `axis`
+        (numbered from `first`), the points' `epoch` and `step` (`at`) and `initial`."""
+        if not self.points or self.initial is None:
+            return None
+        norms = np.concatenate(self.points)
+        out: dict[str, Any] = {}
+        start = 0
+        for name, count in layers:
+            part = slice(start, start + count)
+            out[name] = {
+                axis: list(range(first, first + count)),
+                **{key: list(values) for key, values in at.items()},
+                "gradient_norm": [finite_list(row) for row in norms[:, part]],
+                "initial": finite_list(self.initial[part]),
+            }
+            start += count
+        return out
+
+
+@dataclass
 class Recorder:
     """Accumulates capture points and history over a run.
 
     `variable_parts` names each captured variable's layer and part (an MLP's:
     each layer's kernel and bias), `probe_names` the layer of each row of the
-    activation statistics (an MLP's hidden layers), `through_time` each
-    recurrent layer and its time steps, in the order the trainer writes them.
+    activation statistics (an MLP's hidden layers), `through_time_layers` each
+    recurrent layer and its time steps, `channel_layers` each convolution and its
+    filters, in the order the trainer writes them.
     """
 
     layer_names: list[str]
@@ -71,6 +113,7 @@ class Recorder:
     variable_parts: list[tuple[str, str]] = field(default_factory=list)
     probe_names: list[str] | None = None
     through_time_layers: list[tuple[str, int]] = field(default_factory=list)
+    channel_layers: list[tuple[str, int]] = field(default_factory=list)
     initial_weight_stats: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
     # The gradient at the very first step: the untrained network's (variables, 4).
     initial_gradient_stats: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
@@ -89,8 +132,8 @@ class Recorder:
     _histograms: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     _raw: dict[str, list[np.ndarray]] = field(default_factory=dict)
     _steps_done: int = 0
-    _through_time: list[np.ndarray] = field(default_factory=list)  # (k, sum of T) per epoch
-    _initial_through_time: np.ndarray | None = None
+    _through_time: _PointNorms = field(default_factory=_PointNorms)  # columns: sum of T
+    _channels: _PointNorms = field(default_factory=_PointNorms)  # columns: sum of filters
 
     def __post_init__(self) -> None:
         if not self.variable_parts:
@@ -150,7 +193,13 @@ class Recorder:
             self._point_step.append(self._steps_done + steps - 1)
             self._point_epoch.append(epoch)
         self._steps_done += steps
-        self._add_through_time(arrays.step_through_time)
+        if self.capture.gradients:
+            for norms, kept in (
+                (arrays.step_through_time, self._through_time),
+                (arrays.step_channels, self._channels),
+            ):
+                if norms is not None:
+                    kept.add(norms, every_step=self.step_capture)
         weights = arrays.step_size / arrays.step_size.sum()
         loss = float(np.dot(arrays.step_loss, weights))
         accuracy = float(np.dot(arrays.step_accuracy, weights))
@@ -159,39 +208,19 @@ class Recorder:
         self.history.setdefault("accuracy", []).append(finite_or_none(accuracy))
         return {"loss": finite_or_none(loss), "accuracy": finite_or_none(accuracy)}
 
-    def _add_through_time(self, norms: np.ndarray | None) -> None:
-        """Keep ||dL/dh_t|| per capture point: each step's, or the epoch's steps' mean."""
-        if norms is None or not self.capture.gradients:
-            return
-        if self._initial_through_time is None:
-            self._initial_through_time = norms[0]
-        if self.step_capture:
-            self._through_time.append(norms)
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                self._through_time.append(norms.mean(axis=0, keepdims=True))
+    def _points_at(self) -> dict[str, list[int]]:
+        return {"epoch": self._point_epoch, "step": self._point_step}
 
     def through_time(self) -> dict[str, Any] | None:
         """Per recurrent layer, ||dL/dh_t|| at each capture point (core/experiment/result.py)."""
-        if not self._through_time:
-            return None
-        norms = np.concatenate(self._through_time)
-        initial = self._initial_through_time
-        assert initial is not None
-        out: dict[str, Any] = {}
-        start = 0
-        for name, steps in self.through_time_layers:
-            part = slice(start, start + steps)
-            out[name] = {
-                "timesteps": list(range(1, steps + 1)),
-                "epoch": list(self._point_epoch),
-                "step": list(self._point_step),
-                "gradient_norm": [finite_list(row) for row in norms[:, part]],
-                "initial": finite_list(initial[part]),
-            }
-            start += steps
-        return out
+        return self._through_time.section(
+            self.through_time_layers, "timesteps", 1, self._points_at()
+        )
+
+    def channels(self) -> dict[str, Any] | None:
+        """Per convolution, the norm of its kernel's gradient for each output channel at
+        each capture point (core/experiment/result.py)."""
+        return self._channels.section(self.channel_layers, "channels", 0, self._points_at())
 
     def add_validation(self, metrics: dict[str, float | None]) -> None:
         self.history.setdefault("val_loss", []).append(metrics["loss"])

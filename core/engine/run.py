@@ -371,7 +371,8 @@ class _Run:
             else [(n, p) for n in self.layer_names for p in ("kernel", "bias")]
         )
         self.variable_names = [f"{n}/{p}" for n, p in parts]
-        recurrent = network.recurrent_layers if isinstance(network, LayeredNetwork) else []
+        layered = network if isinstance(network, LayeredNetwork) else None
+        recurrent = layered.recurrent_layers if layered else []
         self.recorder = Recorder(
             layer_names=self.layer_names,
             capture=spec.capture,
@@ -379,6 +380,7 @@ class _Run:
             variable_parts=list(parts),
             probe_names=None if network is None else list(network.probe_names),
             through_time_layers=recurrent,
+            channel_layers=layered.conv_layers if layered else [],
         )
         self.before: dict[str, dict[str, float | None]] = {}
         capture = spec.capture
@@ -507,6 +509,7 @@ class _Run:
             "tutorial": recorder.tutorial(),
             "histograms": recorder.histograms(),
             "through_time": recorder.through_time(),
+            "channels": recorder.channels(),
             "history": history,
             "metrics": {
                 "before": self.before["train"],

@@ -85,6 +85,8 @@ class EpochArrays:
     last_gradients: list[tf.Tensor] | None = None  # per variable, at the epoch's last step
     # |dL/dh_t| of each step, the recurrent layers' time steps end to end: (steps, sum of T)
     step_through_time: np.ndarray | None = None
+    # each convolution's |dL/dW| per output channel, the layers end to end: (steps, filters)
+    step_channels: np.ndarray | None = None
 
 
 def losses_and_hits(
@@ -147,6 +149,9 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
     probed_layers: int
     probe_kinds: Sequence[Activation]
     timesteps: list[int]
+    # Where each convolution's kernel is among `captured_variables` (none: no
+    # per-channel gradient norms).
+    conv_kernels: Sequence[int] = ()
 
     @property
     def captured_variables(self) -> list[keras.Variable]:
@@ -300,6 +305,8 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
             out["step_activation_stats"] = stacked["activations"]
         if "through_time" in stacked:
             out["step_through_time"] = stacked["through_time"]
+        if "channels" in stacked:
+            out["step_channels"] = stacked["channels"]
         return out
 
     def _epoch_arrays(self, *, steps: int, lead: Sequence[int]) -> dict[str, Any]:
@@ -319,6 +326,9 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         }
         if self.timesteps:
             arrays["through_time"] = array((sum(self.timesteps),))
+        if self.conv_kernels:
+            filters = sum(int(captured[k].shape[-1]) for k in self.conv_kernels)
+            arrays["channels"] = array((filters,))
         if self.key.step_capture:
             if self.key.activations:
                 arrays["activations"] = array((*per_row, self.probed_layers, len(ACTIVATION_STATS)))
@@ -331,7 +341,8 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         """`arrays` with step `i` written in (TensorArrays are values: rebind them)."""
         out = dict(arrays)
         # "activations": the step's own forward pass on its training batch (`_step`).
-        for name in ("stats", "loss", "accuracy", "size", "through_time", "activations"):
+        names = ("stats", "loss", "accuracy", "size", "through_time", "activations", "channels")
+        for name in names:
             if name in arrays:
                 out[name] = arrays[name].write(i, step[name])
         if "weights" in arrays:
@@ -361,6 +372,7 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
         self.probe_kinds = self.network.probe_kinds
         self.probed_layers = len(self.probe_kinds)
         self.timesteps = self.network.timesteps
+        self.conv_kernels = self.network.conv_kernels
         self._make_graph_functions(jit=jit)
         self.runs = 0
 
@@ -397,6 +409,7 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
             step_through_time=(
                 np.asarray(out["step_through_time"]) if "step_through_time" in out else None
             ),
+            step_channels=np.asarray(out["step_channels"]) if "step_channels" in out else None,
         )
 
     def evaluate(
@@ -460,6 +473,8 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
             step["through_time"] = tf.concat(
                 [tf.sqrt(tf.reduce_sum(tf.square(g), axis=[0, 2])) for g in through_time], 0
             )
+        if self.conv_kernels:
+            step["channels"] = channel_norms([gradients[k] for k in self.conv_kernels])
         return step
 
     def _weight_stats(self) -> tf.Tensor:
@@ -549,6 +564,15 @@ class _VariableStats:
         safe = tf.where(w_norm > 0, w_norm, 1.0)
         ratio = tf.where(w_norm > 0, update_norm / safe, math.nan)
         return tf.concat([weights, grads, ratio[:, None]], axis=1)
+
+
+def channel_norms(kernels: list[tf.Tensor]) -> tf.Tensor:
+    """Each kernel's L2 norm per output channel (over every axis but the last: a
+    convolution's kernel is (k..., in, out)), the kernels' channels end to end."""
+    return tf.concat(
+        [tf.sqrt(tf.reduce_sum(tf.square(k), axis=list(range(len(k.shape) - 1)))) for k in kernels],
+        0,
+    )
 
 
 def _flat(tensors: list[tf.Tensor]) -> tf.Tensor:

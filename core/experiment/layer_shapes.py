@@ -20,7 +20,7 @@ from typing import Any
 
 from core.experiment import layer_configs as configs
 from core.experiment.layer_configs import KerasActivation, Shape
-from core.experiment.layers import RECURRENT_CLASSES, LayerSpec, ResidualConfig
+from core.experiment.layers import CONV_CLASSES, RECURRENT_CLASSES, LayerSpec, ResidualConfig
 
 
 class ShapeError(ValueError):
@@ -228,6 +228,16 @@ def _infer(layer: Any, shape: Shape) -> tuple[Shape, int, int]:
 def layer_members(shapes: Sequence[LayerShape]) -> list[LayerShape]:
     """The layers of a list, each residual block's members in its place."""
     return [m for shape in shapes for m in (layer_members(shape.inner) if shape.inner else [shape])]
+
+
+def conv_channels(shapes: Sequence[LayerShape]) -> list[tuple[str, int]]:
+    """(name, filters) of each convolution (Conv1D, Conv2D), residual blocks' members in
+    their place: the layers whose per-channel gradient norms a result keeps."""
+    return [
+        (shape.name, shape.output_shape[-1])
+        for shape in layer_members(shapes)
+        if shape.class_name in CONV_CLASSES
+    ]
 
 
 def weighted_layers(shapes: Sequence[LayerShape]) -> list[LayerShape]:

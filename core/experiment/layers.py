@@ -118,6 +118,7 @@ _LAYER_CLASSES = tuple(_wrapper(name, *entry) for name, entry in _CONFIGS.items(
 LAYER_CLASS_NAMES = tuple(_CONFIGS)
 _BY_NAME = dict(zip(LAYER_CLASS_NAMES, _LAYER_CLASSES, strict=True))
 RECURRENT_CLASSES = frozenset({"SimpleRNN", "LSTM", "GRU"})
+CONV_CLASSES = frozenset({"Conv1D", "Conv2D"})
 
 
 def _class_name(value: Any) -> str | None:
