@@ -15,6 +15,7 @@ from core.engine.graph_cache import trainer_key
 from core.engine.layered import LayeredArchitecture
 from core.engine.run import _load, run_experiment
 from core.engine.trainer import CompiledTrainer
+from core.experiment.layer_shapes import conv_channels
 from core.experiment.spec import ExperimentSpec
 from tests.core.test_layered import network_of, recurrent_spec
 
@@ -121,9 +122,8 @@ def test_per_channel_gradient_norms_equal_a_keras_tape_reduced_by_numpy(
     np.testing.assert_allclose(captured, expected, rtol=1e-4, atol=1e-9)
     # The channels' norms make up the kernel's: the same gradient, cut by channel.
     ends = np.cumsum([int(k.shape[-1]) for k in kernels])
-    for (name, filters), gradient, end in zip(
-        trainer.network.conv_layers, gradients, ends, strict=True
-    ):
+    layers_filters = conv_channels(architecture.shapes.layers)
+    for (name, filters), gradient, end in zip(layers_filters, gradients, ends, strict=True):
         assert gradient.shape[-1] == filters, name
         np.testing.assert_allclose(
             np.linalg.norm(captured[end - filters : end]), np.linalg.norm(gradient), rtol=1e-5
