@@ -3,9 +3,9 @@
 `GET /v1/experiments/{id}/result` serves the stored bytes as they are; these
 models only describe them, for /docs and for generated clients. They read every
 result version: what version 2 added (layer lists, `through_time`, regression),
-what version 3 added (`capture.activations`) and what a capture switch leaves out
-are optional. A non-finite number is null,
-so every captured number is `number | null`.
+what version 3 added (`capture.activations`, `channels`) and what a capture
+switch leaves out are optional. A non-finite number is null, so every captured
+number is `number | null`.
 """
 
 from __future__ import annotations
@@ -103,14 +103,29 @@ class Tutorial(BaseModel):
     loss: Series
 
 
-class LayerThroughTime(BaseModel):
+class _PointNorms(BaseModel):
+    """Gradient norms at every capture point, the points named beside them."""
+
+    epoch: list[int] = Field(description="1-based epoch of each capture point")
+    step: list[int] = Field(description="0-based optimizer step of each capture point")
+    initial: Series = Field(description="the untrained network's, at the first step")
+
+
+class LayerThroughTime(_PointNorms):
     """||dL/dh_t|| of a recurrent layer for t = 1..T, at every capture point."""
 
     timesteps: list[int]
-    epoch: list[int]
-    step: list[int]
     gradient_norm: list[Series] = Field(description="one list of T values per capture point")
-    initial: Series = Field(description="the untrained network's, at the first step")
+
+
+class LayerChannels(_PointNorms):
+    """A convolution's ||dL/dW[..., c]||, its kernel's gradient norm for each output
+    channel c, at every capture point; a channel near zero throughout is a dead filter."""
+
+    channels: list[int] = Field(
+        description="the output channels 0..C-1, as Keras indexes the kernel's last axis"
+    )
+    gradient_norm: list[Series] = Field(description="one list of C values per capture point")
 
 
 class Histogram(BaseModel):
@@ -350,8 +365,8 @@ class ExperimentResult(BaseModel):
     """result.json: every captured series, metrics and the diagnosis of one run."""
 
     version: int = Field(
-        description="3; 2 before a step point's activations came from its training batch, "
-        "1 before layer lists"
+        description="3; 2 before a step point's activations came from its training batch "
+        "and before per-channel gradient norms, 1 before layer lists"
     )
     spec: ExperimentSpec = Field(description="the spec as run, seed filled in")
     seed: int
@@ -363,6 +378,10 @@ class ExperimentResult(BaseModel):
     tutorial: Tutorial
     through_time: dict[str, LayerThroughTime] | None = Field(
         None, description="recurrent layer -> gradients through time (version 2)"
+    )
+    channels: dict[str, LayerChannels] | None = Field(
+        None,
+        description="convolution -> its kernel's gradient norm per output channel (version 3)",
     )
     histograms: Histograms | None
     history: History

@@ -47,6 +47,9 @@ E is the number of epochs run, `epochs_run`):
       "through_time": {"lstm_1": {"timesteps": [1..T], "epoch": [...P], "step": [...P],
                                   "gradient_norm": [[T] x P], "initial": [T]}, ...}
                       | null,              # recurrent layers only; see "Through time"
+      "channels": {"conv2d_1": {"channels": [0..C-1], "epoch": [...P], "step": [...P],
+                                "gradient_norm": [[C] x P], "initial": [C]}, ...}
+                  | null,                  # convolutions only; see "Channels"
       "histograms": {"epochs": [...S], "at": ["start", ..., "end"], "bins": B,
                      "hidden_1": {"weights": [{"edges": [B+1], "counts": [B]}, ...S],
                                   "gradients": [...S]}, ...} | null,  # see "Snapshots"
@@ -150,6 +153,16 @@ points, the step's; at epoch points, the mean over the epoch's steps, as the
 other gradient statistics; `initial` is the untrained network's, at the first
 step.
 
+Channels (`channels`, Conv1D and Conv2D layers only, residual blocks' members
+included, with gradients captured): for each output channel c of the layer's
+kernel (shape (k..., in, C): `kernel[..., c]`, numbered from 0 as Keras indexes
+it), the L2 norm of the loss's gradient with respect to that channel's weights,
+taken from the training step's own gradient (the channels' norms make up the
+kernel's `grad_norm`). At step points, the step's; at epoch points, the mean
+over the epoch's steps, as the other gradient statistics; `initial` is the
+untrained network's, at the first step. A channel whose norm stays at or near
+zero is a dead filter: no gradient reaches its weights, so it never learns.
+
 Regression (`dataset.task == "regression"`, the `adding` set): the output is
 linear and the loss mean squared error; `accuracy` is null everywhere, and
 `metrics.baseline.loss` is the mean squared error of always predicting the
@@ -163,7 +176,8 @@ version 3 does otherwise (tests/core/fixtures keeps real ones). Version 1
 `dataset.task` or `sample_shape`, no `metrics.baseline`, and its `layers`
 entries only `name`, `units`, `activation` and `parameters`: read it as an
 MLP's classification result (every reader here does, and tests/core/fixtures
-keeps real ones to prove it).
+keeps real ones to prove it). Version 3 also added `channels`: versions 2 and
+1 have none, read as a result whose per-channel norms were not captured.
 
 Activation fractions, over the samples a point saw: the probe batch at an
 epoch point and in `initial`, the step's training batch at a step point

@@ -19,6 +19,7 @@ from core.experiment.layer_configs import DenseConfig, KerasActivation
 from core.experiment.layer_shapes import (
     LayerShape,
     ShapeError,
+    conv_channels,
     infer_shapes,
     layer_members,
     probes_activations,
@@ -145,14 +146,15 @@ def steps_per_epoch(spec: ExperimentSpec) -> int:
 
 
 def result_values(spec: ExperimentSpec) -> int:
-    """How many numbers result.json's series, histograms and through-time norms hold for
-    `spec` (at most)."""
+    """How many numbers result.json's series, histograms, through-time and per-channel
+    gradient norms hold for `spec` (at most)."""
     capture = spec.capture
     steps = spec.training.epochs * steps_per_epoch(spec)
     points = steps if capture.every is CaptureEvery.STEP else spec.training.epochs
     hidden = len(spec.model.hidden_layers)
     # variables, probed layers, kernels (histograms), through-time norms per point
     variables, probed, kernels, timesteps = 2 * (hidden + 1), hidden, hidden + 1, 0
+    channels = 0  # convolutions' filters: one gradient norm each per point, and initially
     shapes = layered_shapes(spec)
     if shapes is not None:
         members = layer_members(shapes.layers)
@@ -160,13 +162,16 @@ def result_values(spec: ExperimentSpec) -> int:
         probed = sum(probes_activations(layer) for layer in members)
         kernels = sum("kernel" in weight_parts(layer.class_name) for layer in members)
         timesteps = shapes.timesteps * int(capture.gradients)
+        channels = sum(filters for _, filters in conv_channels(shapes.layers))
+        channels *= int(capture.gradients)
     # Per variable: 4 weight statistics and the update ratio, 4 of the gradient.
     per_variable = 5 * int(capture.weights) + 4 * int(capture.gradients)
-    per_point = variables * per_variable + 5 * probed * int(capture.activations) + 2 + timesteps
+    per_point = variables * per_variable + 5 * probed * int(capture.activations) + 2
+    per_point += timesteps + channels
     kinds = int(capture.weights) + int(capture.gradients)
     snapshots = capture.histogram_snapshots if capture.histograms else 0
     histograms = snapshots * kernels * kinds * (2 * capture.histogram_bins + 1)
-    return points * per_point + histograms
+    return points * per_point + histograms + channels
 
 
 def check_limits(spec: ExperimentSpec) -> None:
@@ -235,9 +240,9 @@ def check_limits(spec: ExperimentSpec) -> None:
         raise SpecLimitError(
             "capture",
             f"the result would hold {values:,} numbers (capture points x layers x the "
-            f"statistics captured, and the histograms), over the limit of "
-            f"{Limits.RESULT_VALUES:,}; capture every epoch, fewer statistics, fewer "
-            "epochs or a shallower network",
+            f"statistics captured, the histograms, and the gradient norms per time step "
+            f"and per convolution channel), over the limit of {Limits.RESULT_VALUES:,}; "
+            "capture every epoch, fewer statistics, fewer epochs or a smaller network",
         )
     widths = spec.model.hidden_layers
     if spec.model.residual and not any(a == b for a, b in itertools.pairwise(widths)):

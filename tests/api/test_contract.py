@@ -94,6 +94,25 @@ def test_a_study_row_types_a_regressions_baseline_loss(document: dict[str, Any])
     assert "baseline_loss" not in row.get("required", [])  # summaries sealed before lack it
 
 
+def test_a_results_per_channel_gradient_norms_are_typed(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    channels = schemas["ExperimentResult"]["properties"]["channels"]
+    assert "channels" not in schemas["ExperimentResult"].get("required", [])  # version 3
+    assert {"type": "null"} in channels["anyOf"]
+    (mapping,) = [option for option in channels["anyOf"] if option.get("type") == "object"]
+    assert mapping["additionalProperties"] == {"$ref": f"{COMPONENTS}LayerChannels"}
+    layer = schemas["LayerChannels"]
+    assert set(layer["required"]) == {"channels", "epoch", "step", "gradient_norm", "initial"}
+    assert layer["properties"]["channels"] == {
+        "type": "array",
+        "items": {"type": "integer"},
+        "title": "Channels",
+        "description": layer["properties"]["channels"]["description"],
+    }
+    norms = layer["properties"]["gradient_norm"]
+    assert norms["items"]["items"]["anyOf"] == [{"type": "number"}, {"type": "null"}]
+
+
 def successes(document: dict[str, Any]) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
     """(operation, status, media type, media) of every success body in `document`."""
     for method, path, operation in operations(document):

@@ -1,5 +1,5 @@
 """The result's schema (api.result_schema) reads results of versions 1 and 2, kept from
-real runs.
+real runs, and a convolution's per-channel gradient norms (version 3).
 
 Version 3 results are read from real runs too, by a generated client
 (tests/api/test_generated_client.py): an MLP's and a recurrent layer list's.
@@ -41,9 +41,26 @@ def test_the_schema_reads_a_version_2_result(path: Path) -> None:
     """Its step points' activations were on the probe: it says nothing of their source."""
     result = load(path)
     read = ExperimentResult.model_validate(result)
-    assert read.version == 2 and read.capture.activations is None
+    assert read.version == 2 and read.capture.activations is None and read.channels is None
     assert set(read.series) == set(result["series"])
     assert (read.through_time is not None) == ("lstm_1" in result["series"])
+
+
+def test_the_schema_reads_a_convolutions_channels() -> None:
+    from core.engine.run import run_experiment
+    from core.experiment.result import dumps_result
+    from core.experiment.spec import ExperimentSpec
+    from tests.core.test_channels import SEQUENCE_LAYERS, conv_spec
+
+    result = json.loads(dumps_result(run_experiment(conv_spec(SEQUENCE_LAYERS)).result))
+    read = ExperimentResult.model_validate(result)
+    assert read.version == 3 and read.channels is not None
+    conv = read.channels["conv1d_1"]
+    assert conv.channels == list(range(5)) and conv.epoch == [1, 2]
+    assert len(conv.gradient_norm) == read.capture.points == 2
+    assert all(len(row) == 5 for row in conv.gradient_norm) and len(conv.initial) == 5
+    assert read.model_dump(mode="json", exclude_unset=True)["channels"] == result["channels"]
+    assert isinstance(read.spec, ExperimentSpec)
 
 
 def test_a_result_missing_a_section_is_refused() -> None:

@@ -4,6 +4,7 @@ and networks without a convolution have none."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import keras
@@ -16,8 +17,11 @@ from core.engine.layered import LayeredArchitecture
 from core.engine.run import _load, run_experiment
 from core.engine.trainer import CompiledTrainer
 from core.experiment.layer_shapes import conv_channels
+from core.experiment.limits import Limits
+from core.experiment.sizing import result_values
 from core.experiment.spec import ExperimentSpec
 from tests.core.test_layered import network_of, recurrent_spec
+from tests.core.test_spec import error_of
 
 RELU_SAME = {"activation": "relu", "padding": "same"}
 IMAGE_LAYERS: list[dict[str, Any]] = [
@@ -171,3 +175,36 @@ def test_networks_without_a_convolution_or_gradients_have_no_channels(
     spec: ExperimentSpec,
 ) -> None:
     assert run_experiment(spec).result["channels"] is None
+
+
+def wide_conv(filters: int, **capture: Any) -> dict[str, Any]:
+    """digits (1,797 samples) one sample a step for two epochs, captured every step:
+    3,594 points, through one 1x1 convolution of `filters`."""
+    return {
+        "dataset": {"kind": "digits"},
+        "model": {
+            "layers": [
+                {"class_name": "Conv2D", "config": {"filters": filters, "kernel_size": 1}},
+                {"class_name": "GlobalAveragePooling2D"},
+            ]
+        },
+        "training": {"epochs": 2, "batch_size": 1},
+        "capture": {"every": "step", **capture},
+    }
+
+
+def test_channels_count_toward_the_result_bound_and_too_many_are_refused() -> None:
+    narrow = ExperimentSpec.model_validate(wide_conv(16))
+    points = 2 * 1797
+    message = error_of(wide_conv(256))
+    assert "capture: the result would hold" in message and "per convolution channel" in message
+    held = re.search(r"would hold ([\d,]+) numbers", message)
+    assert held is not None
+    held_values = int(held[1].replace(",", ""))
+    # The same network but for its filters: the difference is one norm per channel and
+    # capture point, and the initial ones.
+    assert held_values - result_values(narrow) == (points + 1) * (256 - 16)
+    assert held_values > Limits.RESULT_VALUES
+    # Without gradients there are no norms to keep, and the same network fits.
+    lean = ExperimentSpec.model_validate(wide_conv(256, gradients=False))
+    assert result_values(lean) <= Limits.RESULT_VALUES

@@ -29,6 +29,7 @@ def load(path: Path) -> dict[str, Any]:
 def test_there_are_old_fixtures_and_the_version_moved_on() -> None:
     assert len(V1) >= 2 and all(load(path)["version"] == 1 for path in V1)
     assert len(V2) >= 2 and all(load(path)["version"] == 2 for path in V2)
+    assert all("channels" not in load(path) for path in V1 + V2)  # version 3 added them
     assert RESULT_VERSION == 3
 
 
@@ -54,6 +55,7 @@ def test_an_old_result_renders_every_plot_it_has(path: Path) -> None:
     result = load(path)
     names = available_plots(result)
     assert {"weights", "gradients", "gradient_flow"} <= set(names)
+    assert "channels" not in names  # it kept none, convolutions or not
     for name in names:
         png = render_plot(name, result, width=320, height=240, dpi=50)
         assert png.startswith(b"\x89PNG")
