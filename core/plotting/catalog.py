@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from core.plotting.experiment import (
     activations,
+    channels,
     gradient_flow,
     histograms,
     points,
@@ -45,6 +46,7 @@ EXPERIMENT_PLOTS = PlotCatalog(
         histograms.HISTOGRAMS,
         points.BOUNDARY,
         through_time.THROUGH_TIME,
+        channels.CHANNELS,
     ),
     # Panels stacked on a shared x axis need its label once, at the bottom.
     before_layout=label_bottom_row_only,

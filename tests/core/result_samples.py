@@ -41,12 +41,15 @@ def make_result(
     grid: int = 25,
     seed: int = 0,
     timesteps: int = 12,
+    filters: int = 6,
 ) -> dict[str, Any]:
     """A finished run: hidden layers with the given activations plus the output.
 
     hidden_1 also stands in for a recurrent layer over `timesteps` steps (none for 0):
     its ‖dL/dh_t‖ in `through_time` shrinks by about 2x per step back from the last,
-    less so as training goes on.
+    less so as training goes on. hidden_2 also stands in for a convolution of `filters`
+    output channels (none for 0): in `channels` its first is dead (a zero gradient
+    throughout), the others' norms spread over a decade and shrink as training goes on.
 
     Gradients shrink by 10x per layer from the output back (vanishing), so the
     plots have a clear shape. Passed through strict JSON, as clients see it.
@@ -109,6 +112,9 @@ def make_result(
         "through_time": _through_time(names[0], timesteps, capture_epoch, capture_step, epochs)
         if timesteps
         else None,
+        "channels": _channels(names[1], filters, capture_epoch, capture_step, epochs)
+        if filters
+        else None,
         "diagnosis": {"verdicts": ["vanishing"], "evidence": {}, "thresholds": {}},
         "diverged": False,
         "device": {"name": "CPU", "tensorflow": "2.21.0"},
@@ -158,7 +164,7 @@ def make_diverged_result(*, every: str = "epoch") -> dict[str, Any]:
         last["edges"] = [None] * len(last["edges"])
         last["counts"] = [0] * len(last["counts"])
     result["boundary"]["z"] = [[None] * len(row) for row in result["boundary"]["z"]]
-    for entry in result["through_time"].values():
+    for entry in [*result["through_time"].values(), *result["channels"].values()]:
         norms = entry["gradient_norm"]
         norms[cut - 1] = [1e30] * len(norms[cut - 1])
         norms[cut:] = [[None] * len(row) for row in norms[cut:]]
@@ -176,6 +182,23 @@ def _through_time(
     return {
         name: {
             "timesteps": list(range(1, timesteps + 1)),
+            "epoch": epochs,
+            "step": steps,
+            "gradient_norm": rows,
+            "initial": rows[0],
+        }
+    }
+
+
+def _channels(
+    name: str, filters: int, epochs: list[int], steps: list[int], total: int
+) -> dict[str, Any]:
+    spread = 10.0 ** np.linspace(-1.0, 0.0, filters)
+    spread[0] = 0.0  # a dead filter
+    rows = [list(0.05 * spread * (1.0 - 0.5 * epoch / total)) for epoch in epochs]
+    return {
+        name: {
+            "channels": list(range(filters)),
             "epoch": epochs,
             "step": steps,
             "gradient_norm": rows,

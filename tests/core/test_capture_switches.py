@@ -18,8 +18,10 @@ from core.experiment.spec import ExperimentSpec
 from core.plotting.catalog import EXPERIMENT_PLOTS, available_plots, render_plot
 from core.plotting.kinds import PlotUnavailableError
 
-# An MLP has no recurrent layer, so no gradients through time.
-PLOT_NAMES = tuple(name for name in EXPERIMENT_PLOTS.names if name != "through_time")
+# An MLP has no recurrent layer and no convolution: no gradients through time or per channel.
+PLOT_NAMES = tuple(
+    name for name in EXPERIMENT_PLOTS.names if name not in {"through_time", "channels"}
+)
 
 BASE: dict[str, Any] = {
     "seed": 5,

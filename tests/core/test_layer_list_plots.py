@@ -1,6 +1,6 @@
 """Every plot of a run of a layer list: the presets beyond the MLP (a regression LSTM, a
 classification LSTM, a small convolutional network) trained small by the engine, and the
-through-time plot drawn from their numbers."""
+through-time and per-channel plots drawn from their numbers."""
 
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ def test_every_plot_of_a_preset_renders_at_every_size(
     names = available_plots(result)
     assert set(names) >= EVERY_RUN_HAS
     assert ("through_time" in names) == name.startswith("lstm")
+    assert ("channels" in names) == name.startswith("conv")
     for plot in names:
         for width, height, dpi in ((900, 600, 100), (320, 240, 72), (500, 800, 150)):
             pixels = decode(render_plot(plot, result, width=width, height=height, dpi=dpi))
@@ -117,6 +118,45 @@ def test_through_time_is_unavailable_without_a_recurrent_layer_and_says_why(
         assert "through_time" not in available_plots(result)
         with pytest.raises(PlotUnavailableError, match="no recurrent layer"):
             render_plot("through_time", result)
+
+
+def test_the_channels_plot_draws_the_results_own_norms(
+    runs: dict[str, dict[str, Any]],
+) -> None:
+    result = runs["conv-digits"]
+    figure = build_figure("channels", result)
+    for column, name in enumerate(["conv2d_1", "conv2d_2"]):
+        norms = np.array(result["channels"][name]["gradient_norm"], dtype=np.float64)
+        heat, profile = figure.axes[column], figure.axes[2 + column]
+        assert heat.get_title().startswith(name)
+        drawn = np.ma.asarray(heat.get_images()[0].get_array())
+        np.testing.assert_allclose(drawn, np.log10(norms), rtol=1e-6)
+        first, last = plotted_lines(profile)
+        np.testing.assert_allclose(first.get_ydata(), norms[0] / np.median(norms[0]), rtol=1e-6)
+        np.testing.assert_allclose(last.get_ydata(), norms[-1] / np.median(norms[-1]), rtol=1e-6)
+        assert "epoch 1" in str(first.get_label()) and "epoch 2" in str(last.get_label())
+        assert profile.get_title() == "÷ the layer's median"  # no filter is quiet
+
+
+def test_a_dead_filter_is_grey_and_counted_as_quiet() -> None:
+    result = make_result(filters=6)
+    norms = np.array(result["channels"]["hidden_2"]["gradient_norm"], dtype=np.float64)
+    assert (norms[:, 0] == 0).all() and (norms[:, 1:] > 0).all()
+    figure = build_figure("channels", result)
+    heat, profile = figure.axes[0], figure.axes[1]
+    drawn = np.ma.asarray(heat.get_images()[0].get_array())
+    assert np.ma.getmaskarray(drawn)[:, 0].all() and not np.ma.getmaskarray(drawn)[:, 1:].any()
+    assert profile.get_title() == "1 of 6 quiet at the last point"
+    assert "grey: zero" in all_text(figure)
+
+
+def test_channels_is_unavailable_without_a_convolution_and_says_why(
+    runs: dict[str, dict[str, Any]],
+) -> None:
+    for result in (runs["lstm-recall"], make_result(filters=0)):
+        assert "channels" not in available_plots(result)
+        with pytest.raises(PlotUnavailableError, match="no convolution"):
+            render_plot("channels", result)
 
 
 def test_recurrent_layers_side_by_side_share_one_color_scale() -> None:

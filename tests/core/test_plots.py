@@ -101,6 +101,7 @@ def test_a_full_result_offers_every_plot_in_order(result: dict[str, Any]) -> Non
         "histograms",
         "boundary",
         "through_time",
+        "channels",
     )
 
 

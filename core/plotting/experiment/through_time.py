@@ -54,9 +54,9 @@ def _draw_through_time(figure: Figure, result: Result, style: Style) -> Frame:
     names = spread_pick(every, MAX_RECURRENT_PANELS)
     through = result["through_time"]
     capture_every = (result.get("capture") or {}).get("every")
-    norms = {name: _norm_grid(through[name]) for name in names}
+    norms = {name: norm_grid(through[name]) for name in names}
     logs = {name: np.ma.masked_invalid(log10(grid)) for name, grid in norms.items()}
-    scale = _shared_scale(list(logs.values()))
+    scale = shared_scale(list(logs.values()))
     grid = figure.subplots(2, len(names), sharex="col", squeeze=False)
     image: AxesImage | None = None
     for column, name in enumerate(names):
@@ -64,7 +64,7 @@ def _draw_through_time(figure: Figure, result: Result, style: Style) -> Frame:
         steps = _timesteps(through[name], norms[name].shape[1])
         points, ylabel = point_epochs(entry)
         heat_ax, decay_ax = grid[0][column], grid[1][column]
-        drawn = _heatmap(heat_ax, logs[name], steps, points, scale, style)
+        drawn = norm_heatmap(heat_ax, logs[name], steps, points, scale, style)
         image = drawn or image
         style_axes(heat_ax, style, title=f"{name}: log10 ‖∂L/∂h_t‖", ylabel=ylabel)
         heat_ax.grid(False)
@@ -88,7 +88,7 @@ def _draw_through_time(figure: Figure, result: Result, style: Style) -> Frame:
     return frame
 
 
-def _heatmap(
+def norm_heatmap(
     ax: Axes,
     logs: np.ma.MaskedArray,
     steps: np.ndarray,
@@ -96,7 +96,8 @@ def _heatmap(
     scale: Normalize,
     style: Style,
 ) -> AxesImage | None:
-    """log10 norms, timestep across and capture point up (training goes upward)."""
+    """log10 norms, timestep (or channel) across and capture point up (training goes
+    upward)."""
     if logs.count() == 0:
         return None
     # More rows or columns than the panel has pixels only make the resampler average
@@ -128,7 +129,7 @@ def _decay(
     colors = snapshot_colors(2)
     labels = ("first", "last") if len(rows) > 1 else ("only",)
     for row, color, which in zip(rows, colors, labels, strict=False):
-        label = f"{which} capture point ({_point(entry, row)})"
+        label = f"{which} capture point ({point_label(entry, row)})"
         ax.plot(steps, ratios[row], color=color, linewidth=style.line, label=label)
     style_axes(ax, style, title="decay toward early steps", xlabel="timestep t", ylabel=RATIO_LABEL)
     ax.xaxis.set_major_locator(tick_locator(ax, "x", style, integer=True))
@@ -141,7 +142,7 @@ def _decay(
     ax.legend(fontsize=style.small, loc="best", frameon=False)
 
 
-def _point(entry: Mapping[str, Any], index: int) -> str:
+def point_label(entry: Mapping[str, Any], index: int) -> str:
     """Which capture point `index` was: "epoch 1", or "epoch 1, step 3"."""
     epochs = list(entry.get("epoch") or [])
     steps = list(entry.get("step") or [])
@@ -152,8 +153,9 @@ def _point(entry: Mapping[str, Any], index: int) -> str:
     return f"epoch {epochs[index]}"
 
 
-def _norm_grid(entry: Mapping[str, Any]) -> np.ndarray:
-    """‖∂L/∂h_t‖ as (capture points, timesteps), NaN where missing; short rows padded."""
+def norm_grid(entry: Mapping[str, Any]) -> np.ndarray:
+    """Gradient norms as (capture points, timesteps or channels), NaN where missing;
+    short rows padded."""
     rows = [
         as_floats([np.nan if v is None else v for v in row or []]) for row in entry["gradient_norm"]
     ]
@@ -169,7 +171,7 @@ def _timesteps(entry: Mapping[str, Any], count: int) -> np.ndarray:
     return steps if steps.size == count else np.arange(1.0, count + 1)
 
 
-def _shared_scale(logs: list[np.ma.MaskedArray]) -> Normalize:
+def shared_scale(logs: list[np.ma.MaskedArray]) -> Normalize:
     """One color scale for every layer's heatmap, so their norms compare at a glance."""
     finite = [values.compressed() for values in logs if values.count()]
     low = float(min(values.min() for values in finite)) if finite else 0.0
@@ -178,15 +180,21 @@ def _shared_scale(logs: list[np.ma.MaskedArray]) -> Normalize:
 
 
 def _recurrent_layers(result: Result) -> list[str]:
-    through = result.get("through_time") or {}
-    if not isinstance(through, Mapping):
+    return layers_with_norms(result, "through_time")
+
+
+def layers_with_norms(result: Result, section: str) -> list[str]:
+    """The layers of `result[section]` (`through_time`, `channels`) with gradient norms,
+    in the network's order."""
+    norms = result.get(section) or {}
+    if not isinstance(norms, Mapping):
         return []
-    names = [name for name in layer_names_of(result) if name in through]
-    names += [name for name in through if name not in names]
+    names = [name for name in layer_names_of(result) if name in norms]
+    names += [name for name in norms if name not in names]
     return [
         name
         for name in names
-        if isinstance(through[name], Mapping) and through[name].get("gradient_norm")
+        if isinstance(norms[name], Mapping) and norms[name].get("gradient_norm")
     ]
 
 
