@@ -111,13 +111,20 @@ def test_the_through_time_plot_draws_the_results_own_norms(
     assert "epoch 1" in str(first.get_label()) and "epoch 2" in str(last.get_label())
 
 
-def test_through_time_is_unavailable_without_a_recurrent_layer_and_says_why(
-    runs: dict[str, dict[str, Any]],
+@pytest.mark.parametrize(
+    ("plot", "other", "without", "why"),
+    [
+        ("through_time", "conv-digits", {"timesteps": 0}, "no recurrent layer"),
+        ("channels", "lstm-recall", {"filters": 0}, "no convolution"),
+    ],
+)
+def test_a_norm_plot_is_unavailable_without_its_layers_and_says_why(
+    runs: dict[str, dict[str, Any]], plot: str, other: str, without: dict[str, int], why: str
 ) -> None:
-    for result in (runs["conv-digits"], make_result(timesteps=0)):
-        assert "through_time" not in available_plots(result)
-        with pytest.raises(PlotUnavailableError, match="no recurrent layer"):
-            render_plot("through_time", result)
+    for result in (runs[other], make_result(**without)):
+        assert plot not in available_plots(result)
+        with pytest.raises(PlotUnavailableError, match=why):
+            render_plot(plot, result)
 
 
 def test_the_channels_plot_draws_the_results_own_norms(
@@ -148,15 +155,6 @@ def test_a_dead_filter_is_grey_and_counted_as_quiet() -> None:
     assert np.ma.getmaskarray(drawn)[:, 0].all() and not np.ma.getmaskarray(drawn)[:, 1:].any()
     assert profile.get_title() == "1 of 6 quiet at the last point"
     assert "grey: zero" in all_text(figure)
-
-
-def test_channels_is_unavailable_without_a_convolution_and_says_why(
-    runs: dict[str, dict[str, Any]],
-) -> None:
-    for result in (runs["lstm-recall"], make_result(filters=0)):
-        assert "channels" not in available_plots(result)
-        with pytest.raises(PlotUnavailableError, match="no convolution"):
-            render_plot("channels", result)
 
 
 def test_recurrent_layers_side_by_side_share_one_color_scale() -> None:

@@ -10,7 +10,8 @@ twin. Drawn from `result.through_time` (core/experiment/result.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import matplotlib
@@ -45,47 +46,74 @@ from core.plotting.style import (
     spread_pick,
 )
 
-MAX_RECURRENT_PANELS = 4  # columns of heatmap and decay curve; past this they are unreadable
+MAX_NORM_PANELS = 4  # columns of heatmap and lower panel; past this they are unreadable
 RATIO_LABEL = "‖∂L/∂h_t‖ / ‖∂L/∂h_T‖"
 
 
 def _draw_through_time(figure: Figure, result: Result, style: Style) -> Frame:
-    every = _recurrent_layers(result)
-    names = spread_pick(every, MAX_RECURRENT_PANELS)
-    through = result["through_time"]
-    capture_every = (result.get("capture") or {}).get("every")
-    norms = {name: norm_grid(through[name]) for name in names}
-    logs = {name: np.ma.masked_invalid(log10(grid)) for name, grid in norms.items()}
-    scale = shared_scale(list(logs.values()))
-    grid = figure.subplots(2, len(names), sharex="col", squeeze=False)
-    image: AxesImage | None = None
-    for column, name in enumerate(names):
-        entry = {**through[name], "every": capture_every}
-        steps = _timesteps(through[name], norms[name].shape[1])
-        points, ylabel = point_epochs(entry)
-        heat_ax, decay_ax = grid[0][column], grid[1][column]
-        drawn = norm_heatmap(heat_ax, logs[name], steps, points, scale, style)
-        image = drawn or image
-        style_axes(heat_ax, style, title=f"{name}: log10 ‖∂L/∂h_t‖", ylabel=ylabel)
-        heat_ax.grid(False)
-        heat_ax.yaxis.set_major_locator(tick_locator(heat_ax, "y", style, integer=True))
-        if drawn is None:
-            note(heat_ax, "no finite gradient norms", style)
-        _decay(decay_ax, norms[name], steps, entry, style)
-        if column:
-            heat_ax.set_ylabel("")
-            decay_ax.set_ylabel("")
-    title = "Gradients through time"
-    if len(names) < len(every):
-        title += f" ({len(names)} of {len(every)} recurrent layers)"
-    frame = Frame(title=suptitle(figure, result, title, style))
-    if image is not None:
-        cax = figure.add_axes((0.0, 0.0, 1.0, 1.0))  # placed by the layout
-        colorbar = figure.colorbar(image, cax=cax)
-        colorbar.locator = tick_locator(grid[0][0], "y", style)
-        style_colorbar(colorbar, "log10 ‖∂L/∂h_t‖ (grey: zero or not finite)", style)
-        frame.right, frame.bar, frame.bar_gap = cax, style.pt(14.0), style.pt(18.0)
-    return frame
+    panels = NormPanels("through_time", "timesteps", 1, "‖∂L/∂h_t‖", "recurrent layers", _decay)
+    return panels.draw(figure, result, style, "Gradients through time")
+
+
+# The lower panel of a layer's column: (axes, its norms (points, across), the values
+# across, its entry with the capture's `every`, style).
+LowerPanel = Callable[[Axes, np.ndarray, np.ndarray, Mapping[str, Any], Style], None]
+
+
+@dataclass(frozen=True)
+class NormPanels:
+    """A column per layer of `result[section]` (at most `MAX_NORM_PANELS`): a heatmap of
+    log10 `symbol`, `across` (numbered from `first`) by capture point, on one color
+    scale for every layer, over a `lower` panel of the same norms."""
+
+    section: str
+    across: str
+    first: int
+    symbol: str
+    layers: str  # what the layers are, for a title that shows some of them
+    lower: LowerPanel
+
+    def draw(self, figure: Figure, result: Result, style: Style, title: str) -> Frame:
+        every = layers_with_norms(result, self.section)
+        names = spread_pick(every, MAX_NORM_PANELS)
+        section = result[self.section]
+        capture_every = (result.get("capture") or {}).get("every")
+        norms = {name: norm_grid(section[name]) for name in names}
+        logs = {name: np.ma.masked_invalid(log10(grid)) for name, grid in norms.items()}
+        scale = shared_scale(list(logs.values()))
+        grid = figure.subplots(2, len(names), sharex="col", squeeze=False)
+        image: AxesImage | None = None
+        for column, name in enumerate(names):
+            entry = {**section[name], "every": capture_every}
+            across = self._across(entry, norms[name].shape[1])
+            points, ylabel = point_epochs(entry)
+            heat_ax, lower_ax = grid[0][column], grid[1][column]
+            drawn = norm_heatmap(heat_ax, logs[name], across, points, scale, style)
+            image = drawn or image
+            style_axes(heat_ax, style, title=f"{name}: log10 {self.symbol}", ylabel=ylabel)
+            heat_ax.grid(False)
+            heat_ax.yaxis.set_major_locator(tick_locator(heat_ax, "y", style, integer=True))
+            if drawn is None:
+                note(heat_ax, "no finite gradient norms", style)
+            self.lower(lower_ax, norms[name], across, entry, style)
+            if column:
+                heat_ax.set_ylabel("")
+                lower_ax.set_ylabel("")
+        if len(names) < len(every):
+            title += f" ({len(names)} of {len(every)} {self.layers})"
+        frame = Frame(title=suptitle(figure, result, title, style))
+        if image is not None:
+            cax = figure.add_axes((0.0, 0.0, 1.0, 1.0))  # placed by the layout
+            colorbar = figure.colorbar(image, cax=cax)
+            colorbar.locator = tick_locator(grid[0][0], "y", style)
+            style_colorbar(colorbar, f"log10 {self.symbol} (grey: zero or not finite)", style)
+            frame.right, frame.bar, frame.bar_gap = cax, style.pt(14.0), style.pt(18.0)
+        return frame
+
+    def _across(self, entry: Mapping[str, Any], count: int) -> np.ndarray:
+        """The entry's own values across (timesteps, channels), else numbered from `first`."""
+        values = as_floats(entry.get(self.across))
+        return values if values.size == count else np.arange(self.first, self.first + count, 1.0)
 
 
 def norm_heatmap(
@@ -166,21 +194,12 @@ def norm_grid(entry: Mapping[str, Any]) -> np.ndarray:
     return grid
 
 
-def _timesteps(entry: Mapping[str, Any], count: int) -> np.ndarray:
-    steps = as_floats(entry.get("timesteps"))
-    return steps if steps.size == count else np.arange(1.0, count + 1)
-
-
 def shared_scale(logs: list[np.ma.MaskedArray]) -> Normalize:
     """One color scale for every layer's heatmap, so their norms compare at a glance."""
     finite = [values.compressed() for values in logs if values.count()]
     low = float(min(values.min() for values in finite)) if finite else 0.0
     high = float(max(values.max() for values in finite)) if finite else 1.0
     return Normalize(vmin=low, vmax=high if high > low else low + 1.0)
-
-
-def _recurrent_layers(result: Result) -> list[str]:
-    return layers_with_norms(result, "through_time")
 
 
 def layers_with_norms(result: Result, section: str) -> list[str]:
@@ -202,7 +221,7 @@ THROUGH_TIME = PlotKind(
     name="through_time",
     description="recurrent layers: log10 ‖∂L/∂h_t‖, timestep by capture point, and its decay "
     "‖∂L/∂h_t‖/‖∂L/∂h_T‖ at the first and last capture point",
-    needs=lambda result: bool(_recurrent_layers(result)),
+    needs=lambda result: bool(layers_with_norms(result, "through_time")),
     missing="it has no gradients through time: the network has no recurrent layer "
     "(SimpleRNN, LSTM or GRU), or gradients were not captured",
     draw=_draw_through_time,
