@@ -10,11 +10,14 @@ sets by patching the engine while it traces), no zeros are watched and nothing i
 recorded. Per channel: with it, each convolution's kernel gradient is reduced to
 one norm per output channel in the step and recorded; without it, neither. Each
 network of benchmarks/networks.py (or a preset, `conv-digits`, with its own training
-but `--epochs`) runs on the plain graph, capturing
-every epoch and every step, the two kinds alternating `--repeats` times in one
-process (a cold run to trace, then a warm run timed). Printed: the median warm
-seconds per epoch of each, in wall and in CPU seconds (which a loaded machine
-inflates least), and the median of the ratio of each pair run one after the other.
+but `--epochs`) runs on the plain graph, capturing every epoch and every step, the
+two kinds alternating `--repeats` times in one process (a cold run to trace, then a
+warm run timed). Printed: the median warm seconds per epoch of each, in wall and in
+CPU seconds (which a loaded machine inflates least) and in training seconds (the
+result's own `timing.seconds`, without its assembly afterwards, whose PCA of the
+data's points alone varies by tenths of a second on a busy machine: what a small
+network's capture costs is seen there), and the median of the ratio of each pair
+run one after the other.
 """
 
 from __future__ import annotations
@@ -51,8 +54,10 @@ def network(name: str) -> dict[str, Any]:
 
 def timed(
     payload: dict[str, Any], *, every: str, epochs: int, capture: str, kept: bool
-) -> tuple[float, float]:
-    """(wall, CPU) seconds of one run, checking it kept the norms or did not."""
+) -> tuple[float, float, float]:
+    """(wall, CPU, training) seconds of one run, checking it kept the norms or did not;
+    training is the result's `timing.seconds` (loading the data to the end of training),
+    without the result's assembly (a PCA of the data's points, the diagnosis)."""
     training = {**payload.get("training", {}), "epochs": epochs}
     spec = ExperimentSpec.model_validate(
         {**payload, "seed": 1, "training": training, "capture": {"every": every}}
@@ -62,7 +67,7 @@ def timed(
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     if (out.result.get(capture) is not None) != kept:
         raise SystemExit(f"the run {'lacks' if kept else 'has'} {capture} norms")
-    return seconds, cpu
+    return seconds, cpu, float(out.result["timing"]["seconds"])
 
 
 @contextlib.contextmanager
@@ -115,6 +120,7 @@ def measure(name: str, capture: str, epochs: int, repeats: int) -> None:
     for every in ("epoch", "step"):
         wall: dict[str, list[float]] = {"with": [], "without": []}
         cpu: dict[str, list[float]] = {"with": [], "without": []}
+        train: dict[str, list[float]] = {"with": [], "without": []}
         for _ in range(repeats):
             for kind in ("with", "without"):
                 kept = kind == "with"
@@ -126,10 +132,11 @@ def measure(name: str, capture: str, epochs: int, repeats: int) -> None:
                         timed, payload, every=every, epochs=epochs, capture=capture, kept=kept
                     )
                     run()  # traces
-                    seconds, cpu_seconds = run()
+                    seconds, cpu_seconds, training = run()
                 wall[kind].append(seconds / epochs)
                 cpu[kind].append(cpu_seconds / epochs)
-        for what, figures in (("wall", wall), ("CPU", cpu)):
+                train[kind].append(training / epochs)
+        for what, figures in (("wall", wall), ("CPU", cpu), ("training", train)):
             on, off = (statistics.median(figures[kind]) for kind in ("with", "without"))
             pairs = [a / b for a, b in zip(figures["with"], figures["without"], strict=True)]
             print(
