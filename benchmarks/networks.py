@@ -15,8 +15,9 @@ seconds), which is what `Limits.FLOPS` and `Limits.STEP_FLOPS` are set from;
 and one warm optimizer step's seconds (its largest batch: the bound on how long
 a cancel waits). `--probe-size` and `--no-activations` set `capture.probe_size`
 and turn `capture.activations` off: what the activation probe (at each epoch's
-start and end) and a step point's statistics of its batch's activations cost. `--parts` times instead the graph
-functions an epoch is made of, each called alone on a warm trainer: one
+start and end) and a step point's statistics of its batch's activations cost.
+`--parts` times instead the graph functions an epoch is made of, each called
+alone on a warm trainer: one
 optimizer step on a batch, one probe pass, one evaluation pass over a probe's
 rows (best of three rounds of 20 calls).
 
