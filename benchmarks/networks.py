@@ -232,12 +232,15 @@ def _tier_run(payload: dict[str, Any], graph: str, epochs: int) -> tuple[float, 
     return time.perf_counter() - started, cpu_seconds() - cpu
 
 
+Figures = dict[tuple[str, str], list[tuple[float, float, float, float]]]
+
+
 def tiers(names: list[str], epochs: int, repeats: int) -> None:
     """Cold and warm seconds of each network on either kind of graph, side by side."""
     networks = tier_networks()
     for graph in GRAPHS:  # the process's one-off costs (imports, first trace) paid here
         _tier_run(networks["deep-sigmoid-normal"], graph, 1)
-    figures: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
+    figures: Figures = {}
     for repeat in range(repeats):
         for name in names:
             kinds = list(GRAPHS) if (repeat + names.index(name)) % 2 == 0 else list(GRAPHS)[::-1]
@@ -247,6 +250,17 @@ def tiers(names: list[str], epochs: int, repeats: int) -> None:
                 warm, warm_cpu = _tier_run(networks[name], graph, epochs)
                 figures.setdefault((name, graph), []).append((cold, cold_cpu, warm, warm_cpu))
                 print(f"  {name} {graph}: cold {cold:.2f} s, warm {warm:.2f} s", flush=True)
+        # The table so far after each repeat: a run cut short still leaves its figures.
+        tier_table(networks, names, figures, epochs)
+        print(f"load average {os.getloadavg()}", flush=True)
+
+
+def tier_table(
+    networks: dict[str, dict[str, Any]], names: list[str], figures: Figures, epochs: int
+) -> None:
+    """The medians of `figures` (cold, cold CPU, warm, warm CPU seconds of each run) as
+    a table, a row per network."""
+    repeats = len(figures[(names[0], "plain")])
     print(f"\n{epochs} epochs a run, medians of {repeats}; seconds (CPU seconds)")
     print(
         "| network | kind | plain: cold run / warm epoch | XLA: cold run / warm epoch "
@@ -266,7 +280,8 @@ def tiers(names: list[str], epochs: int, repeats: int) -> None:
             f"| {name} | {kind_of(spec)} "
             f"| {p_cold:.2f} ({p_cold_cpu:.2f}) / {p_warm / epochs:.3f} ({p_cpu / epochs:.3f}) "
             f"| {x_cold:.2f} ({x_cold_cpu:.2f}) / {x_warm / epochs:.3f} ({x_cpu / epochs:.3f}) "
-            f"| {p_warm / x_warm:.2f}x | {repays} |"
+            f"| {p_warm / x_warm:.2f}x | {repays} |",
+            flush=True,
         )
 
 
@@ -287,7 +302,6 @@ def main() -> None:
         print(f"load average {os.getloadavg()} on {os.cpu_count()} cores", flush=True)
         names = list(tier_networks()) if args.only == ",".join(NETWORKS) else args.only.split(",")
         tiers(names, args.epochs, args.repeats)
-        print(f"load average {os.getloadavg()}")
         return
     capture = {"probe_size": args.probe_size, "activations": not args.no_activations}
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; capture {capture}")
