@@ -311,8 +311,8 @@ def prepare_device() -> None:
     the tiered engine (core.engine.graph_cache): a network's jobs train on the plain
     graph until it recurs (`Settings.xla_compile_after`), then XLA compiles in the
     background for its later jobs, when no job waits and where the tier rule says
-    XLA pays (an MLP; never a convolutional or recurrent network, on which it ran
-    slower).
+    XLA pays (an MLP, a SimpleRNN or GRU over 100 time steps or more; never a
+    convolutional or LSTM network, on which it ran slower).
 
     The warm-up thread and a first job may both get here; TensorFlow refuses
     to change a GPU's settings once it is in use, so only one of them acts.

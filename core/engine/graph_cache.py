@@ -2,11 +2,11 @@
 
 Two kinds of graph: a plain TensorFlow graph is traced in a fraction of a
 second, while XLA takes a second or two more to compile but then runs a
-small MLP's step several times faster (not a convolution's, nor a recurrent
-loop's: measured, XLA ran those slower here). A run's `training.graph` pins the
-kind (`plain`, `xla`); for `auto` the process's XLA mode chooses, by the rule
-for the network's kind (`TIER_RULES`: an MLP, a convolutional network, a
-recurrent one):
+small MLP's step several times faster (and a long SimpleRNN or GRU loop's
+some 2x; not a convolution's, nor an LSTM's: measured, XLA ran those slower
+here). A run's `training.graph` pins the kind (`plain`, `xla`); for `auto`
+the process's XLA mode chooses, by the rule for the network's kind
+(`TIER_RULES`: an MLP, a convolutional network, an LSTM, a SimpleRNN or GRU):
 
 - `tiered` (a worker, which lives across many jobs): XLA when this process
   holds the network compiled; else the plain graph, unless the run is long
@@ -66,7 +66,7 @@ from core.experiment.spec import GraphKind, TrainingSpec
 
 logger = logging.getLogger(__name__)
 
-NetworkKind = Literal["mlp", "conv", "recurrent"]
+NetworkKind = Literal["mlp", "conv", "lstm", "simple_rnn_or_gru"]
 
 
 @dataclass(frozen=True)
@@ -77,28 +77,42 @@ class TierRule:
     more) to compile it beside a network's first runs for its later ones.
     `xla_min_steps`: a run of this many optimizer steps or more compiles XLA first
     (it repays the compile within the run); None: never.
+    `min_timesteps`: XLA at all only for a network that runs this many recurrent
+    time steps a pass or more.
+    `one_call_epochs`: compile in the background only where an epoch fits one graph
+    call (core.engine.chunks): an MLP's longer epoch is arithmetic, which XLA
+    hardly speeds up; a recurrent loop's is time steps, which it can.
     """
 
     background_xla: bool
     xla_min_steps: int | None
+    min_timesteps: int = 0
+    one_call_epochs: bool = True
 
 
-# The rule, per kind of network, as measured on this project's 2-core machine:
+# The rule, per kind of network, as measured on this project's 2-core machine.
+# XLA pays where its warm epoch is 1.3x the plain graph's speed or more and its
+# compile is repaid within a preset's 30 epochs; else nothing is compiled for it.
 # - mlp: the tutorial's net saves ~0.1 ms a step on XLA against ~1.5 s more to
 #   compile; a cold run of 16,000 steps is 0.2 s faster plain, of 22,400 0.4 s
 #   faster on XLA.
-# - conv and recurrent: `benchmarks/networks.py --tiers` (README, Performance,
-#   "Graph tiers": the presets' networks and the conv-depth and recurrent-cells
-#   studies' configurations, plain and XLA side by side). XLA lost for every
-#   convolutional network (its warm epoch 0.12x-0.63x the plain graph's speed, no
-#   fewer CPU seconds, 10-30 s more to compile): plain, nothing compiled. For the
-#   recurrent ones it was no faster in one run than in another (0.3x-1.4x, the
-#   same network both sides of 1.0x, no fewer CPU seconds), never the 1.3x that
-#   would repay a background compile on a 2-core host: plain, nothing compiled.
+# - the others: `benchmarks/networks.py --tiers` (README, Performance, "Graph
+#   tiers": the presets' networks and the conv-depth and recurrent-cells studies'
+#   configurations, plain and XLA side by side; three runs on a shared machine,
+#   medians). conv: XLA lost for every convolutional network (0.12x-0.63x, no
+#   fewer CPU seconds, 10-30 s more to compile). lstm: 0.3x-1.8x from one run to
+#   the next, 0.67x-0.75x in the steadiest, no fewer CPU seconds.
+#   simple_rnn_or_gru at 100 steps: GRU(16) 1.4x-2.7x in every run, SimpleRNN(16)
+#   1.7x-2.5x in two of three (0.5x in one), with fewer CPU seconds, the compile
+#   (~3 CPU seconds) repaid in 9-24 epochs; at 10 and 50 steps an epoch is so
+#   short that even 1.5x repays the compile only after 200 epochs or more.
 TIER_RULES: dict[NetworkKind, TierRule] = {
     "mlp": TierRule(background_xla=True, xla_min_steps=18_000),
     "conv": TierRule(background_xla=False, xla_min_steps=None),
-    "recurrent": TierRule(background_xla=False, xla_min_steps=None),
+    "lstm": TierRule(background_xla=False, xla_min_steps=None),
+    "simple_rnn_or_gru": TierRule(
+        background_xla=True, xla_min_steps=None, min_timesteps=100, one_call_epochs=False
+    ),
 }
 CACHE_SLOTS = 16
 # Networks waiting for the background compiler; past this the oldest request is dropped.
@@ -196,17 +210,29 @@ def trainer_key(
 
 
 def network_kind(architecture: Architecture | LayeredArchitecture) -> NetworkKind:
-    """The kind whose rule (`TIER_RULES`) a network's graph follows: `recurrent` with a
-    recurrent layer anywhere (its loop dominates), else `conv` with a convolution,
-    else `mlp` (an MLP, or a layer list of dense and shape-keeping layers)."""
+    """The kind whose rule (`TIER_RULES`) a network's graph follows: `lstm` with an
+    LSTM anywhere, else `conv` with a convolution, else `simple_rnn_or_gru` with a
+    recurrent layer, else `mlp` (an MLP, or a layer list of dense and shape-keeping
+    layers). Where a network has two kinds' layers, the kind XLA pays less for."""
     shapes = getattr(architecture, "shapes", None)
     if shapes is None:
         return "mlp"
-    if shapes.timesteps:
-        return "recurrent"
-    if any(layer.class_name.startswith("Conv") for layer in layer_members(shapes.hidden)):
+    classes = {layer.class_name for layer in layer_members(shapes.hidden)}
+    if "LSTM" in classes:
+        return "lstm"
+    if any(name.startswith("Conv") for name in classes):
         return "conv"
+    if shapes.timesteps:
+        return "simple_rnn_or_gru"
     return "mlp"
+
+
+def _rule(architecture: Architecture | LayeredArchitecture) -> TierRule | None:
+    """The network's rule, or None where it says XLA never pays for this network."""
+    rule = TIER_RULES[network_kind(architecture)]
+    shapes = getattr(architecture, "shapes", None)
+    timesteps = shapes.timesteps if shapes is not None else 0
+    return rule if timesteps >= rule.min_timesteps else None
 
 
 def auto_graph(
@@ -215,11 +241,11 @@ def auto_graph(
     """What `auto` gives a run of `steps` optimizer steps in a process of `mode`, by the
     network's rule: (XLA, compile XLA in the background for its later runs). `held`:
     the process holds XLA's graph of the network already."""
-    rule = TIER_RULES[network_kind(architecture)]
-    long_run = rule.xla_min_steps is not None and steps >= rule.xla_min_steps
+    rule = _rule(architecture)
+    long_run = rule is not None and rule.xla_min_steps is not None and steps >= rule.xla_min_steps
     if mode == "tiered":
         jit = held or long_run
-        return jit, not jit and rule.background_xla
+        return jit, not jit and rule is not None and rule.background_xla
     return mode == "always" or (mode == "auto" and long_run), False
 
 
@@ -348,10 +374,14 @@ def clear() -> None:
 
 
 def _compile_pays(slot_key: _SlotKey) -> bool:
-    """Whether XLA is worth compiling for a network: where its epoch fits one call. An
-    epoch too long for one (core.engine.chunks) is arithmetic more than overhead, which
-    XLA hardly speeds up, and warming its graph up would cost an epoch's work."""
+    """Whether XLA is worth compiling for a network its rule compiles for: where its
+    epoch fits one call, if the rule says so (`one_call_epochs`). An MLP's epoch too
+    long for one (core.engine.chunks) is arithmetic more than overhead, which XLA
+    hardly speeds up, and warming its graph up would cost an epoch's work."""
     key, shapes, members = slot_key
+    rule = _rule(key.architecture)
+    if rule is not None and not rule.one_call_epochs:
+        return True
     steps = -(-shapes.samples // shapes.batch_size)
     per_call = chunks.architecture_steps_per_call(
         key.architecture,

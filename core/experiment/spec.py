@@ -524,11 +524,11 @@ class GraphKind(StrEnum):
 
     `plain` is TensorFlow's graph, traced in a fraction of a second; `xla` is
     compiled by XLA, a second or two more the first time a process meets a
-    network, then several times faster a step for an MLP (slower for the
-    convolutional and recurrent networks measured); `auto` lets the engine
-    choose by the network's kind: for an MLP, XLA once the process holds it
-    compiled, else the plain graph; for a layer list with a convolution or a
-    recurrent layer, the plain graph. The same
+    network, then faster a step for an MLP and for a SimpleRNN or GRU over 100
+    time steps or more (slower, or no reliably faster, for the convolutional and
+    LSTM networks measured); `auto` lets the engine choose by the network's
+    kind: for those it is faster for, XLA once the process holds the network
+    compiled, else the plain graph; for the others the plain graph. The same
     spec on the same kind gives the same numbers bit for bit; the two kinds
     agree to float32 rounding. `result.timing.graph` says which one ran.
     """

@@ -1,6 +1,6 @@
 """The tier rule per kind of network (core.engine.graph_cache.TIER_RULES): which kind of
-graph `auto` gives an MLP, a convolutional and a recurrent network, and that no XLA
-compile is queued in the background for a kind whose rule says XLA never pays."""
+graph `auto` gives an MLP, a convolutional and a recurrent network, and that an XLA
+compile is queued in the background where the rule says XLA pays and nowhere else."""
 
 from __future__ import annotations
 
@@ -32,10 +32,25 @@ CONV = {
         ]
     },
 }
-RECURRENT = {
-    "dataset": {"kind": "recall", "sequence_length": 6, "n_samples": 96, "classes": 3},
-    "model": {"layers": [{"class_name": "SimpleRNN", "config": {"units": 4}}]},
-}
+
+
+def recurrent(*layers: dict[str, Any], steps: int) -> dict[str, Any]:
+    dataset = {"kind": "recall", "sequence_length": steps, "n_samples": 96, "classes": 3}
+    return {"dataset": dataset, "model": {"layers": list(layers)}}
+
+
+def cell(class_name: str) -> dict[str, Any]:
+    return {"class_name": class_name, "config": {"units": 4}}
+
+
+SHORT_RNN = recurrent(cell("SimpleRNN"), steps=6)
+LONG_GRU = recurrent(cell("GRU"), steps=100)  # an epoch of several graph calls
+LONG_LSTM = recurrent(cell("LSTM"), steps=100)
+CONV_GRU = recurrent(
+    {"class_name": "Conv1D", "config": {"filters": 4, "kernel_size": 3, "padding": "causal"}},
+    cell("GRU"),
+    steps=100,
+)
 MLP = {"dataset": {"n_samples": 96}, "model": {"hidden_layers": [5, 5]}}
 # A layer list of dense layers alone is an MLP to the rule.
 DENSE_LIST = {
@@ -58,7 +73,15 @@ def architecture_of(spec: ExperimentSpec) -> Architecture | LayeredArchitecture:
 
 @pytest.mark.parametrize(
     ("network", "kind"),
-    [(CONV, "conv"), (RECURRENT, "recurrent"), (MLP, "mlp"), (DENSE_LIST, "mlp")],
+    [
+        (CONV, "conv"),
+        (SHORT_RNN, "simple_rnn_or_gru"),
+        (LONG_GRU, "simple_rnn_or_gru"),
+        (LONG_LSTM, "lstm"),
+        (CONV_GRU, "conv"),  # two kinds' layers: the one XLA pays less for
+        (MLP, "mlp"),
+        (DENSE_LIST, "mlp"),
+    ],
 )
 def test_each_network_follows_its_kinds_rule(network: dict[str, Any], kind: str) -> None:
     assert graph_cache.network_kind(architecture_of(spec_of(network))) == kind
@@ -92,11 +115,28 @@ MLP_TIERS = [
     (False, False),
     (True, False),
 ]
+# XLA later, compiled in the background, never first
+BACKGROUND_ONLY = [
+    (False, True),
+    (True, False),
+    (False, True),
+    (False, False),
+    (False, False),
+    (True, False),
+]
 
 
 @pytest.mark.parametrize(
     ("network", "expected"),
-    [(CONV, PLAIN_ALWAYS), (RECURRENT, PLAIN_ALWAYS), (MLP, MLP_TIERS), (DENSE_LIST, MLP_TIERS)],
+    [
+        (CONV, PLAIN_ALWAYS),
+        (SHORT_RNN, PLAIN_ALWAYS),
+        (LONG_LSTM, PLAIN_ALWAYS),
+        (CONV_GRU, PLAIN_ALWAYS),
+        (LONG_GRU, BACKGROUND_ONLY),
+        (MLP, MLP_TIERS),
+        (DENSE_LIST, MLP_TIERS),
+    ],
 )
 def test_auto_resolves_to_the_tier_the_kinds_rule_says(
     network: dict[str, Any], expected: list[tuple[bool, bool]]
@@ -125,8 +165,8 @@ def tiered_and_shut() -> Iterator[None]:
         graph_cache.set_xla_mode(mode)
 
 
-@pytest.mark.parametrize("network", [CONV, RECURRENT])
-def test_a_worker_queues_no_xla_compile_for_a_kind_it_never_pays_for(
+@pytest.mark.parametrize("network", [CONV, SHORT_RNN, LONG_LSTM])
+def test_a_worker_queues_no_xla_compile_where_the_rule_says_it_never_pays(
     tiered_and_shut: None, network: dict[str, Any]
 ) -> None:
     for seed in (1, 2):  # a first run and a repeat
@@ -137,10 +177,13 @@ def test_a_worker_queues_no_xla_compile_for_a_kind_it_never_pays_for(
     assert graph_cache.warm_graphs() == [graph_cache.WarmGraph(signature, 1, xla=False)]
 
 
-def test_a_worker_queues_an_mlps_xla_compile_once_it_recurs(tiered_and_shut: None) -> None:
-    assert run_experiment(spec_of(MLP)).result["timing"]["graph"] == "plain"
+@pytest.mark.parametrize("network", [MLP, LONG_GRU])
+def test_a_worker_queues_an_xla_compile_where_the_rule_says_it_pays_once_it_recurs(
+    tiered_and_shut: None, network: dict[str, Any]
+) -> None:
+    assert run_experiment(spec_of(network)).result["timing"]["graph"] == "plain"
     assert graph_cache.wait_for_compiles(timeout=0)  # a first run costs no compile
-    assert run_experiment(spec_of(MLP, seed=2)).result["timing"]["graph"] == "plain"
+    assert run_experiment(spec_of(network, seed=2)).result["timing"]["graph"] == "plain"
     assert not graph_cache.wait_for_compiles(timeout=0)  # queued behind the shut gate
 
 
