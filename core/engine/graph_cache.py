@@ -518,15 +518,20 @@ def _next_compile() -> _SlotKey | None:
 
 
 def warm_up(trainer: Trainer, shapes: Shapes) -> None:
-    """Build every graph a run of `shapes` calls, by running each once on zeros: an
-    epoch, evaluation (any number of rows) and, on 2-D data, the decision surface.
-    The trainer's variables change: `reset` it before a run, as every run does."""
+    """Build every graph a run of `shapes` calls, by running each once on zeros of the
+    run's shapes and types: an epoch, evaluation (any number of rows) and, on 2-D data,
+    the decision surface. The trainer's variables change: `reset` it before a run, as
+    every run does."""
     lead: tuple[int, ...] = (trainer.members,) if isinstance(trainer, EnsembleTrainer) else ()
-    x = np.zeros((*lead, shapes.samples, shapes.features), np.float32)
-    y = np.zeros((*lead, shapes.samples), np.int32)
-    probe = np.zeros((*lead, shapes.probe, shapes.features), np.float32)
+    architecture = trainer.key.architecture
+    layered = getattr(architecture, "shapes", None)
+    # A layer list's samples keep their shape (an image, a sequence); an MLP's are flat.
+    sample = tuple(layered.layers[0].input_shape) if layered is not None else (shapes.features,)
+    x = np.zeros((*lead, shapes.samples, *sample), np.float32)
+    y = np.zeros((*lead, shapes.samples), np.float32 if architecture.regression else np.int32)
+    probe = np.zeros((*lead, shapes.probe, *sample), np.float32)
     trainer.train_epoch(x, y, probe, batch_size=shapes.batch_size)
     trainer.evaluate(x, y)
-    if shapes.features == 2:
+    if sample == (2,):
         grid = np.zeros((*lead, BOUNDARY_RESOLUTION**2, 2), np.float32)
         trainer.predict(grid)

@@ -222,3 +222,29 @@ def test_a_process_that_ends_while_xla_compiles_exits_cleanly() -> None:
     assert "exiting while XLA compiles" in ended.stdout, ended.stderr[-2000:]
     assert ended.returncode == 0, ended.stderr[-2000:]
     assert "FATAL" not in ended.stderr
+
+
+@pytest.fixture
+def tiered() -> Iterator[None]:
+    """A tiered process whose compile gate is open (no job waits)."""
+    mode = graph_cache.xla_mode()
+    graph_cache.clear()
+    graph_cache.set_xla_mode("tiered")
+    try:
+        yield
+    finally:
+        graph_cache.wait_for_compiles(timeout=120)
+        graph_cache.clear()
+        graph_cache.set_xla_mode(mode)
+
+
+def test_a_long_recurrent_loop_that_recurs_trains_on_xla_once_compiled(tiered: None) -> None:
+    # The background compile builds its graphs on zeros of a sequence's shape, not of
+    # an MLP's flat rows: a run of the network then takes the compiled trainer.
+    first, second = (run_experiment(spec_of(LONG_GRU, seed=seed)).result for seed in (1, 2))
+    assert first["timing"]["graph"] == second["timing"]["graph"] == "plain"
+    assert graph_cache.wait_for_compiles(timeout=120)
+    signature = graph_signature(spec_of(LONG_GRU))
+    assert graph_cache.warm_graphs() == [graph_cache.WarmGraph(signature, 1, xla=True)]
+    third = run_experiment(spec_of(LONG_GRU, seed=3)).result
+    assert third["timing"] == third["timing"] | {"graph": "xla", "graph_reused": True}
