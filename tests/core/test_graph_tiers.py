@@ -19,6 +19,7 @@ from core.engine.network import Architecture
 from core.engine.run import run_experiment
 from core.experiment.grouping import graph_signature
 from core.experiment.spec import ExperimentSpec
+from tests.core.test_graph_kinds import tiered  # noqa: F401 (a fixture, used by name)
 
 CONV = {
     "dataset": {"kind": "bars", "image_size": 8, "n_samples": 96},
@@ -224,21 +225,8 @@ def test_a_process_that_ends_while_xla_compiles_exits_cleanly() -> None:
     assert "FATAL" not in ended.stderr
 
 
-@pytest.fixture
-def tiered() -> Iterator[None]:
-    """A tiered process whose compile gate is open (no job waits)."""
-    mode = graph_cache.xla_mode()
-    graph_cache.clear()
-    graph_cache.set_xla_mode("tiered")
-    try:
-        yield
-    finally:
-        graph_cache.wait_for_compiles(timeout=120)
-        graph_cache.clear()
-        graph_cache.set_xla_mode(mode)
-
-
-def test_a_long_recurrent_loop_that_recurs_trains_on_xla_once_compiled(tiered: None) -> None:
+@pytest.mark.usefixtures("tiered")
+def test_a_long_recurrent_loop_that_recurs_trains_on_xla_once_compiled() -> None:
     # The background compile builds its graphs on zeros of a sequence's shape, not of
     # an MLP's flat rows: a run of the network then takes the compiled trainer.
     first, second = (run_experiment(spec_of(LONG_GRU, seed=seed)).result for seed in (1, 2))
