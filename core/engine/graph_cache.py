@@ -104,14 +104,15 @@ class TierRule:
 #   the next, 0.67x-0.75x in the steadiest, no fewer CPU seconds.
 #   simple_rnn_or_gru at 100 steps: GRU(16) 1.4x-2.7x in every run, SimpleRNN(16)
 #   1.7x-2.5x in two of three (0.5x in one), with fewer CPU seconds, the compile
-#   (~3 CPU seconds) repaid in 9-24 epochs; at 10 and 50 steps an epoch is so
+#   (~3 CPU seconds) repaid in 9-24 epochs of 32 steps (300-800 steps), so a run
+#   of 2,000 steps or more compiles first; at 10 and 50 steps an epoch is so
 #   short that even 1.5x repays the compile only after 200 epochs or more.
 TIER_RULES: dict[NetworkKind, TierRule] = {
     "mlp": TierRule(background_xla=True, xla_min_steps=18_000),
     "conv": TierRule(background_xla=False, xla_min_steps=None),
     "lstm": TierRule(background_xla=False, xla_min_steps=None),
     "simple_rnn_or_gru": TierRule(
-        background_xla=True, xla_min_steps=None, min_timesteps=100, one_call_epochs=False
+        background_xla=True, xla_min_steps=2_000, min_timesteps=100, one_call_epochs=False
     ),
 }
 CACHE_SLOTS = 16

@@ -98,6 +98,7 @@ CASES: list[tuple[graph_cache.XlaMode, int, bool]] = [
     ("auto", LONG, False),
     ("auto", 3, False),
     ("always", 3, False),
+    ("auto", 5_000, False),  # past a long loop's `xla_min_steps`, short of an MLP's
 ]
 # (XLA, compile XLA in the background) in each case
 PLAIN_ALWAYS = [
@@ -107,6 +108,7 @@ PLAIN_ALWAYS = [
     (False, False),
     (False, False),
     (True, False),
+    (False, False),
 ]
 MLP_TIERS = [
     (False, True),
@@ -115,16 +117,9 @@ MLP_TIERS = [
     (True, False),
     (False, False),
     (True, False),
-]
-# XLA later, compiled in the background, never first
-BACKGROUND_ONLY = [
-    (False, True),
-    (True, False),
-    (False, True),
     (False, False),
-    (False, False),
-    (True, False),
 ]
+LONG_LOOP_TIERS = [*MLP_TIERS[:-1], (True, False)]
 
 
 @pytest.mark.parametrize(
@@ -134,7 +129,7 @@ BACKGROUND_ONLY = [
         (SHORT_RNN, PLAIN_ALWAYS),
         (LONG_LSTM, PLAIN_ALWAYS),
         (CONV_GRU, PLAIN_ALWAYS),
-        (LONG_GRU, BACKGROUND_ONLY),
+        (LONG_GRU, LONG_LOOP_TIERS),
         (MLP, MLP_TIERS),
         (DENSE_LIST, MLP_TIERS),
     ],
