@@ -84,6 +84,23 @@ def beating(store: JobStore, hostname: str, *, queue: str, jobs: list[str]) -> I
         store.forget_worker(queue=queue, hostname=hostname)
 
 
+def train_as_one_group(
+    settings: Settings, store: JobStore, specs: list[dict[str, Any]]
+) -> tuple[list[str], dict[str, JobStatus | None]]:
+    """The jobs of `specs`, sent as one group message and trained in this process (with
+    TensorFlow) as the worker `group@test`; they wait on a queue no worker serves, so
+    the session's worker does not take them. Their ids, and what the task returned."""
+    from worker.group_training import run_training_group
+
+    queue = f"{settings.namespace}.parked"
+    ids = [
+        store.create(spec=ExperimentSpec.model_validate(spec), queue=queue).record.id
+        for spec in specs
+    ]
+    with beating(store, "group@test", queue=queue, jobs=ids):
+        return ids, run_training_group(ids, study_id=new_job_id(), hostname="group@test")
+
+
 def members(store: JobStore, job_id: str) -> int:
     """How many runs the job trained side by side with (itself included)."""
     result = json.loads(store.get_result(job_id).content or b"null")
@@ -154,23 +171,13 @@ def test_a_group_trains_the_members_whose_dataset_is_there(
 ) -> None:
     """One group message naming a member on a gone dataset beside two that share another
     graph (a reaper's or an older API's grouping; the worker groups them again): the one
-    fails saying so, the two train side by side. In this process, not the session's
-    worker: the jobs wait on a queue no worker serves."""
-    from worker.group_training import run_training_group  # TensorFlow, in this process
-
+    fails saying so, the two train side by side."""
     specs = [
         {"seed": 1, "dataset": GONE_DATASET, "training": {"epochs": 2}},
         {"seed": 2, "dataset": moons, "training": {"epochs": 2}},
         {"seed": 3, "dataset": moons, "training": {"epochs": 2}},
     ]
-    queue = f"{settings.namespace}.parked"
-    ids = [
-        store.create(spec=ExperimentSpec.model_validate(spec), queue=queue).record.id
-        for spec in specs
-    ]
-
-    with beating(store, "group@test", queue=queue, jobs=ids):
-        statuses = run_training_group(ids, study_id=new_job_id(), hostname="group@test")
+    ids, statuses = train_as_one_group(settings, store, specs)
 
     assert statuses == {
         ids[0]: JobStatus.FAILED,

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from core.experiment.jobs import JobStatus, new_job_id
+from core.experiment.jobs import JobStatus
 from core.experiment.spec import ExperimentSpec
 from core.settings import Settings
 from core.store.stores import JobStore
-from tests.worker.test_group_datasets import beating, ended
+from tests.worker.test_group_datasets import ended, train_as_one_group
 
 
 def test_a_part_that_ended_is_not_failed_again_by_a_later_part(
@@ -19,10 +19,8 @@ def test_a_part_that_ended_is_not_failed_again_by_a_later_part(
 ) -> None:
     """Two children of different widths share no graph, so the worker trains them one
     after the other; the second one's training fails (a fault injected into the engine).
-    The first keeps its success, in the store and in what the task returns. In this
-    process, not the session's worker: the jobs wait on a queue no worker serves."""
+    The first keeps its success, in the store and in what the task returns."""
     from core.engine import run as engine  # TensorFlow, in this process
-    from worker.group_training import run_training_group
 
     trained = engine.run_experiment
     calls: list[int] = []
@@ -38,14 +36,7 @@ def test_a_part_that_ended_is_not_failed_again_by_a_later_part(
         {"seed": 1, "model": {"hidden_layers": [5, 5]}, "training": {"epochs": 2}},
         {"seed": 2, "model": {"hidden_layers": [6, 6]}, "training": {"epochs": 2}},
     ]
-    queue = f"{settings.namespace}.parked"
-    ids = [
-        store.create(spec=ExperimentSpec.model_validate(spec), queue=queue).record.id
-        for spec in specs
-    ]
-
-    with beating(store, "parts@test", queue=queue, jobs=ids):
-        statuses = run_training_group(ids, study_id=new_job_id(), hostname="parts@test")
+    ids, statuses = train_as_one_group(settings, store, specs)
 
     assert calls == [1, 2]
     assert statuses == {ids[0]: JobStatus.SUCCEEDED, ids[1]: JobStatus.FAILED}
