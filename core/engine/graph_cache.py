@@ -99,14 +99,16 @@ class TierRule:
 # - the others: `benchmarks/networks.py --tiers` (README, Performance, "Graph
 #   tiers": the presets' networks and the conv-depth and recurrent-cells studies'
 #   configurations, plain and XLA side by side; three runs on a shared machine,
-#   medians). conv: XLA lost for every convolutional network (0.12x-0.63x, no
-#   fewer CPU seconds, 10-30 s more to compile). lstm: 0.3x-1.8x from one run to
-#   the next, 0.67x-0.75x in the steadiest, no fewer CPU seconds.
+#   load 3-7, and one quiet, load 0.4-1.1; medians). conv: XLA lost for every
+#   convolutional network (0.12x-0.63x, no fewer CPU seconds, 10-30 s more to
+#   compile). lstm: loaded, 0.3x-1.8x from one run to the next, 0.67x-0.75x in
+#   the steadiest; quiet, 1.22x (LSTM(32), `lstm-adding`) and 1.50x (LSTM(16)),
+#   repaid after 22-32 epochs; CPU seconds never fewer: on a busy host it loses.
 #   simple_rnn_or_gru at 100 steps: GRU(16) 1.4x-2.7x in every run, SimpleRNN(16)
-#   1.7x-2.5x in two of three (0.5x in one), with fewer CPU seconds, the compile
-#   (~3 CPU seconds) repaid in 9-24 epochs of 32 steps (300-800 steps), so a run
+#   1.7x-2.5x in three of four (0.5x in one), with fewer CPU seconds, the compile
+#   (~3 CPU seconds) repaid in 9-26 epochs of 32 steps (300-850 steps), so a run
 #   of 2,000 steps or more compiles first; at 10 and 50 steps an epoch is so
-#   short that even 1.5x repays the compile only after 200 epochs or more.
+#   short that even 1.5x-1.7x repays the compile only after 40 epochs or more.
 TIER_RULES: dict[NetworkKind, TierRule] = {
     "mlp": TierRule(background_xla=True, xla_min_steps=18_000),
     "conv": TierRule(background_xla=False, xla_min_steps=None),
