@@ -103,7 +103,8 @@ class TierRule:
 #   convolutional network (0.12x-0.63x, no fewer CPU seconds, 10-30 s more to
 #   compile). lstm: loaded, 0.3x-1.8x from one run to the next, 0.67x-0.75x in
 #   the steadiest; quiet, 1.22x (LSTM(32), `lstm-adding`) and 1.50x (LSTM(16)),
-#   repaid after 22-32 epochs; CPU seconds never fewer: on a busy host it loses.
+#   repaid after 22-32 epochs; CPU seconds 0.96x-1.16x the plain graph's, and
+#   more in most loaded runs: on a busy host it loses.
 #   simple_rnn_or_gru at 100 steps: GRU(16) 1.4x-2.7x in every run, SimpleRNN(16)
 #   1.7x-2.5x in three of four (0.5x in one), with fewer CPU seconds, the compile
 #   (~3 CPU seconds) repaid in 9-26 epochs of 32 steps (300-850 steps), so a run
