@@ -357,7 +357,8 @@ def _give_back(slot_key: _SlotKey, trainer: Trainer) -> None:
         (slot.xla if trainer.jit else slot.plain).append(trainer)
         if slot.compile_due:
             slot.compile_due = False
-            _request_compile(slot_key, slot)
+            if not slot.xla:  # else a compile that ended during the run already holds it
+                _request_compile(slot_key, slot)
         _trim()
 
 
@@ -408,8 +409,9 @@ EXIT_WAIT_SECONDS = 60.0
 def _stop_compiler() -> None:
     """As the process ends: start no other compile and let the one under way finish. A
     daemon thread still inside XLA when the interpreter tears it down aborts the process
-    ("FATAL: exception not rethrown"), which would fail a clean exit: a pool process
-    recycled, a worker shut down, a test run at its end."""
+    ("FATAL: exception not rethrown"), which would fail a clean exit: `gradwatch run`,
+    a worker in a solo or threads pool, a test run at its end. (A prefork pool
+    process ends with os._exit, which neither runs this nor tears threads down.)"""
     global _exiting
     with _wake:
         _exiting = True

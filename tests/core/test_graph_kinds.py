@@ -118,6 +118,36 @@ def test_the_run_that_asks_for_a_compile_is_not_run_beside_it(tiered: None) -> N
     assert run_experiment(spec_of(seed=7)).result["timing"]["graph"] == "xla"
 
 
+class _CompileEndsDuringTheRun(TrainingHook):
+    """At the first epoch's end, waits for the compile queued before the run to finish."""
+
+    def __init__(self) -> None:
+        self.compiled: list[bool] = []
+
+    def on_epoch_end(self, epoch: int, epochs: int, logs: Mapping[str, float | None]) -> None:
+        if epoch == 1:
+            self.compiled.append(graph_cache.wait_for_compiles(timeout=120))
+
+
+def test_a_run_whose_compile_ended_beside_it_asks_for_no_second_one(tiered: None) -> None:
+    """A network's third run starts on the plain graph while its compile (asked for by
+    the second) is under way; the compile ends before the run does. The run's end must
+    not queue the same network's compile again: it would cost a core for nothing."""
+    graph_cache.set_compile_gate(lambda: False)  # the second run's compile waits
+    try:
+        for seed in (5, 6):
+            assert run_experiment(spec_of(seed=seed)).result["timing"]["graph"] == "plain"
+        assert not graph_cache.wait_for_compiles(timeout=0)  # queued behind the gate
+        graph_cache.set_compile_gate(graph_cache.always_open)
+        during = _CompileEndsDuringTheRun()
+        third = run_experiment(spec_of(seed=7), hooks=[during]).result
+        assert third["timing"]["graph"] == "plain" and during.compiled == [True]
+        assert graph_cache.wait_for_compiles(timeout=0)  # nothing queued again
+        assert run_experiment(spec_of(seed=8)).result["timing"]["graph"] == "xla"
+    finally:
+        graph_cache.set_compile_gate(graph_cache.always_open)
+
+
 def test_pinned_runs_do_not_make_a_network_recur(tiered: None) -> None:
     for seed in (1, 2):
         assert run_experiment(spec_of("plain", seed=seed)).result["timing"]["graph"] == "plain"
