@@ -157,6 +157,20 @@ def test_a_dead_filter_is_grey_and_counted_as_quiet() -> None:
     assert "grey: zero" in all_text(figure)
 
 
+@pytest.mark.parametrize("dead", [4, 5, 6])
+def test_most_filters_dead_are_all_counted_and_the_rest_drawn(dead: int) -> None:
+    # The median is the living filters': were the zeros in it, a layer whose filters are
+    # mostly dead would have a median of 0 and nothing to draw or count.
+    result = make_result(filters=6)
+    for row in result["channels"]["hidden_2"]["gradient_norm"]:
+        row[:dead] = [0.0] * dead
+    figure = build_figure("channels", result)
+    profile = figure.axes[1]
+    assert profile.get_title() == f"{dead} of 6 quiet at the last point"
+    drawn = [line for line in plotted_lines(profile) if np.isfinite(line.get_ydata()).any()]
+    assert len(drawn) == (2 if dead < 6 else 0)
+
+
 def test_recurrent_layers_side_by_side_share_one_color_scale() -> None:
     result = make_result()
     entry = result["through_time"]["hidden_1"]

@@ -38,17 +38,20 @@ def _draw_channels(figure: Figure, result: Result, style: Style) -> Frame:
 
 
 def relative_to_median(row: np.ndarray) -> np.ndarray:
-    """Each channel's norm over the median of the layer's finite norms at that point."""
-    finite = row[np.isfinite(row)]
-    median = float(np.median(finite)) if finite.size else np.nan
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return row / median if median > 0 else np.full(row.shape, np.nan)
+    """Each channel's norm over the median of the layer's positive finite norms at that
+    point: zeros stay out of the median, so that a layer whose filters are mostly dead
+    still has a scale (its dead ones at 0); NaN throughout where no norm is positive."""
+    positive = row[np.isfinite(row) & (row > 0)]
+    if not positive.size:
+        return np.full(row.shape, np.nan)
+    return row / float(np.median(positive))
 
 
 def quiet_channels(row: np.ndarray) -> int:
     """Channels at one point whose norm is zero or under `QUIET_FRACTION` of the median."""
     ratios = relative_to_median(row)
-    return int(np.count_nonzero(np.isfinite(ratios) & (ratios < QUIET_FRACTION)))
+    zero = np.isfinite(row) & (row == 0)
+    return int(np.count_nonzero(zero | (np.isfinite(ratios) & (ratios < QUIET_FRACTION))))
 
 
 def _profile(
