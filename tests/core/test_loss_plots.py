@@ -69,6 +69,17 @@ def test_configurations_on_different_data_each_draw_their_own_baseline() -> None
     assert len(colours) == 2  # each in its configuration's colour
 
 
+def test_a_classification_beside_a_regression_is_not_drawn_against_its_baseline() -> None:
+    runs = [regression(0, 5.0, 0.05), make_result(epochs=EPOCHS, seed=1)]
+    series = study_series(configs("adding", "moons"), 1, iter(runs))
+    figure = STUDY_PLOTS.build_figure("curves", series)
+    (line,) = dashed(figure.axes[0])
+    assert list(line.get_ydata()) == [ADDING_BASELINE, ADDING_BASELINE]
+    curves = [c for c in figure.axes[0].get_lines() if c.get_linestyle() != "--"]
+    assert line.get_color() == curves[0].get_color()  # the regression's, not one for all
+    assert "predict the mean" not in all_text(figure)  # no label that reads as everyone's
+
+
 def test_a_classification_study_keeps_its_loss_and_accuracy_linear() -> None:
     runs = [make_result(epochs=EPOCHS, seed=seed) for seed in (0, 1)]
     series = study_series(configs("a", "b"), 1, iter(runs))

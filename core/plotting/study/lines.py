@@ -125,12 +125,12 @@ def _draw_baselines(
     style: Style,
 ) -> None:
     """A regression's baseline beside its loss, on a log axis where both are legible: one
-    grey labelled line when the configurations share it (one dataset), else one dashed line
-    in each configuration's colour."""
+    grey labelled line when every configuration shares it (one dataset), else one dashed
+    line in each regression's colour (a classification beside them has none)."""
     known = [b for b in baselines if b is not None]
     if not known:
         return
-    if len(set(known)) == 1:
+    if len(known) == len(baselines) and len(set(known)) == 1:
         draw_baseline(ax, known[0], style)
     else:
         for baseline, color in zip(baselines, colors, strict=True):
