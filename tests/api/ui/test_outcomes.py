@@ -156,7 +156,7 @@ def test_a_regression_s_fixes_are_read_by_their_loss_change(
         expect(page.locator("#status")).to_have_text("succeeded", timeout=JOB_MS)
         (fix,) = client.study_summary(study_id)["remedies"]["fixes"]
     assert fix["accuracy_change"]["n"] == 0 and fix["loss_change"]["n"] == 1
-    expect(page.locator("#remedy-change")).to_have_text("Loss change")
+    expect(page.locator("#remedy-change")).to_have_text("Loss change (lower is better)")
     change = fix["loss_change"]["mean"]
     figure = f"{'+' if change >= 0 else ''}{shown(page, change, 3)}"
     expect(page.locator("#remedy-summary tbody td").nth(2)).to_have_text(figure)

@@ -85,10 +85,10 @@ function showRemedies(fixes) {
   const change = (stat) => (stat && stat.mean !== null ? `${stat.mean >= 0 ? "+" : ""}${number(stat.mean, 3)}` : "–");
   // A regression's fixes have no accuracy to change: their loss change instead.
   const byLoss = !fixes.some((fix) => fix.accuracy_change?.n) && fixes.some((fix) => fix.loss_change?.n);
-  $("#remedy-change").textContent = byLoss ? "Loss change" : "Accuracy change";
+  $("#remedy-change").textContent = byLoss ? "Loss change (lower is better)" : "Accuracy change";
   $("#remedy-summary tbody").replaceChildren(...fixes.map((fix) => el("tr", {},
     el("th", { scope: "row", text: fix.fix }),
-    el("td", { text: fix.verdicts.map((v) => `${v.verdict}: ${v.cleared} of ${v.baseline}`).join(", ") || "–" }),
+    el("td", { text: fix.verdicts.map((v) => `${v.verdict}: cleared in ${v.cleared} of the ${v.baseline} seeds that had it`).join(", ") || "–" }),
     el("td", { text: Object.entries(fix.new_verdicts || {}).map(([v, n]) => `${v} ×${n}`).join(", ") || "none" }),
     el("td", { text: change(byLoss ? fix.loss_change : fix.accuracy_change) }),
     el("td", { text: fix.gradient_ratio ? `${number(fix.gradient_ratio.before, 3)} → ${number(fix.gradient_ratio.after, 3)}` : "–" }))));
