@@ -138,7 +138,7 @@ class EnsembleTrainer(EpochGraph[list[EpochArrays]], MLPForward):
         for norm in self.norms:
             if norm is not None:
                 norm.reset()
-        self._restart_optimizer(learning_rate)
+        self.optimizer.restart(learning_rate)
 
     def _epoch_of(self, out: dict[str, Any]) -> list[EpochArrays]:
         """Each member's epoch, from the outputs of all of theirs."""
@@ -210,9 +210,10 @@ class EnsembleTrainer(EpochGraph[list[EpochArrays]], MLPForward):
             # Members share no weights: the sum's gradient is each member's own.
             total = tf.reduce_sum(loss)
         gradients = tape.gradient(total, variables)
-        self.optimizer.apply(gradients, variables)
+        others = [v.value for v in variables[len(captured) :]]  # batch norm's, not captured
+        after = self.optimizer.apply(gradients, before + others)
         captured_gradients = gradients[: len(captured)]
-        stats = _step_stats(before, captured_gradients, [v.value for v in captured])
+        stats = _step_stats(before, captured_gradients, after[: len(captured)])
         step = {
             "stats": stats,
             "loss": loss,

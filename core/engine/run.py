@@ -40,8 +40,9 @@ from core.engine.layered import (
     output_activation,
 )
 from core.engine.network import Architecture, Network
+from core.engine.optimizer import default_learning_rate
 from core.engine.recorder import Recorder, snapshot_epochs
-from core.engine.trainer import CompiledTrainer, EpochArrays, TrainerKey, default_learning_rate
+from core.engine.trainer import CompiledTrainer, EpochArrays, TrainerKey
 from core.experiment.diagnosis import diagnose
 from core.experiment.grouping import graph_signature
 from core.experiment.hooks import TrainingCancelled, TrainingHook

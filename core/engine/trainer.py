@@ -29,6 +29,7 @@ from core.engine import chunks
 from core.engine.graph_calls import graph_function, unrolls_probe
 from core.engine.layered import LayeredArchitecture, build_network
 from core.engine.network import Architecture, ForwardPass
+from core.engine.optimizer import OptimizerStep, flat, make_optimizer
 from core.experiment.result import TENSOR_STATS
 from core.experiment.spec import (
     BOUNDED_ACTIVATIONS,
@@ -112,33 +113,6 @@ def losses_and_hits(
     return loss, tf.cast(hits, tf.float32)
 
 
-def default_learning_rate(kind: OptimizerKind) -> float:
-    """Keras' own default learning rate for an optimizer."""
-    return float(_optimizer_class(kind)().learning_rate)
-
-
-def _optimizer_class(kind: OptimizerKind) -> type[keras.optimizers.Optimizer]:
-    return {
-        OptimizerKind.RMSPROP: keras.optimizers.RMSprop,
-        OptimizerKind.SGD: keras.optimizers.SGD,
-        OptimizerKind.ADAM: keras.optimizers.Adam,
-        OptimizerKind.ADAMW: keras.optimizers.AdamW,
-        OptimizerKind.ADAGRAD: keras.optimizers.Adagrad,
-        OptimizerKind.ADADELTA: keras.optimizers.Adadelta,
-        OptimizerKind.ADAMAX: keras.optimizers.Adamax,
-        OptimizerKind.NADAM: keras.optimizers.Nadam,
-    }[kind]
-
-
-def make_optimizer(key: TrainerKey) -> keras.optimizers.Optimizer:
-    options: dict[str, Any] = {"clipnorm": key.clipnorm, "clipvalue": key.clipvalue}
-    if key.optimizer is OptimizerKind.SGD:
-        options |= {"momentum": key.momentum, "nesterov": key.nesterov}
-    elif key.optimizer is OptimizerKind.RMSPROP:
-        options |= {"momentum": key.momentum}
-    return _optimizer_class(key.optimizer)(**options)
-
-
 class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
     """The graph code of an epoch in one call, for a run alone (`CompiledTrainer`) and an
     ensemble (core.engine.ensemble, its members on a leading axis): the rows on
@@ -171,17 +145,17 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
 
     def _build_optimizer(self, variables: list[keras.Variable]) -> None:
         """The key's optimizer, built for `variables`, and its state as new."""
-        self.optimizer = make_optimizer(self.key)
-        self.optimizer.build(variables)
-        # Optimizer slots start at kind-specific values (Adagrad: 0.1), so
-        # keep them to restore rather than assuming zeros.
-        self._optimizer_start = [np.array(v.numpy()) for v in self.optimizer.variables]
-
-    def _restart_optimizer(self, learning_rate: float) -> None:
-        """The optimizer's state as new, for a new run at `learning_rate`."""
-        for variable, start in zip(self.optimizer.variables, self._optimizer_start, strict=True):
-            variable.assign(start)
-        self.optimizer.learning_rate = learning_rate
+        key = self.key
+        self.optimizer = OptimizerStep(
+            make_optimizer(
+                key.optimizer,
+                momentum=key.momentum,
+                nesterov=key.nesterov,
+                clipnorm=key.clipnorm,
+                clipvalue=key.clipvalue,
+            ),
+            variables,
+        )
 
     def _step(self, x: tf.Tensor, y: tf.Tensor, mask: tf.Tensor) -> dict[str, Any]:
         """One optimizer step on the batch rows where `mask` is 1."""
@@ -278,10 +252,9 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
             step = self._step(
                 batch(x, start), batch(y, start), tf.slice(mask, [start], [batch_size])
             )
-            first = [
-                tf.where(i == 0, g, kept) for g, kept in zip(step["gradients"], first, strict=True)
-            ]
-            return i + 1, self._record(arrays, i, step), first, step["gradients"]
+            gradients, is_first = step["gradients"], tf.equal(i, 0)
+            first = [tf.where(is_first, g, kept) for g, kept in zip(gradients, first, strict=True)]
+            return i + 1, self._record(arrays, i, step), first, gradients
 
         zeros = [tf.zeros_like(v.value) for v in captured]
         _, arrays, first_gradients, last_gradients = tf.while_loop(
@@ -381,7 +354,7 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
     def reset(self, initializer: InitializerSpec, *, seed: int, learning_rate: float) -> None:
         """Start a new run: fresh weights from `seed`, optimizer state as new."""
         self.network.initialize(initializer, seed=seed)
-        self._restart_optimizer(learning_rate)
+        self.optimizer.restart(learning_rate)
         self.runs += 1
 
     def _epoch_of(self, out: dict[str, Any]) -> EpochArrays:
@@ -456,8 +429,9 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
         gradients, through_time = tape.gradient(
             loss, (variables, perturbations), unconnected_gradients=tf.UnconnectedGradients.ZERO
         )
-        self.optimizer.apply(gradients, variables)
-        stats = self._stats.step(before, gradients[: len(captured)], [v.value for v in captured])
+        others = [v.value for v in variables[len(captured) :]]  # batch norm's, not captured
+        after = self.optimizer.apply(gradients, before + others)
+        stats = self._stats.step(before, gradients[: len(captured)], after[: len(captured)])
         step = {
             "stats": stats,
             "loss": loss,
@@ -526,7 +500,7 @@ class _VariableStats:
         """(variables, 4): mean, S.D., L2 norm, max |value| of each tensor."""
         if self._fused:
             return tf.stack([_moments(t) for t in tensors])
-        return self._moments(_flat(tensors))
+        return self._moments(flat(tensors))
 
     def _moments(self, flat: tf.Tensor) -> tf.Tensor:
         """(variables, 4, ...): mean, S.D., L2 norm, max |value| of each variable's
@@ -556,8 +530,8 @@ class _VariableStats:
         else:
             # The weights, gradients and updates side by side, (size, 3), reduce
             # by segment in one pass: the same sums, column by column.
-            flat_before = _flat(before)
-            columns = tf.stack([flat_before, _flat(gradients), _flat(after) - flat_before], 1)
+            flat_before = flat(before)
+            columns = tf.stack([flat_before, flat(gradients), flat(after) - flat_before], 1)
             moments = self._moments(columns)  # (variables, 4, 3)
             weights, grads, update_norm = moments[:, :, 0], moments[:, :, 1], moments[:, 2, 2]
         w_norm = weights[:, 2]
@@ -573,11 +547,6 @@ def channel_norms(kernels: list[tf.Tensor]) -> tf.Tensor:
         [tf.sqrt(tf.reduce_sum(tf.square(k), axis=list(range(len(k.shape) - 1)))) for k in kernels],
         0,
     )
-
-
-def _flat(tensors: list[tf.Tensor]) -> tf.Tensor:
-    """The tensors' values end to end, (total size,)."""
-    return tf.concat([t if len(t.shape) == 1 else tf.reshape(t, [-1]) for t in tensors], axis=0)
 
 
 def _moments(w: tf.Tensor) -> tf.Tensor:

@@ -275,7 +275,7 @@ def test_clipping_by_norm_replaces_clipping_by_value() -> None:
 
 
 def test_the_keras_default_learning_rates_are_keras_own() -> None:
-    from core.engine.trainer import default_learning_rate
+    from core.engine.optimizer import default_learning_rate
 
     assert set(KERAS_LEARNING_RATES) == set(OptimizerKind)
     for kind, rate in KERAS_LEARNING_RATES.items():
