@@ -24,7 +24,7 @@ from tensorflow.python.eager import record as tape_record
 
 
 def graph_function(
-    fn: Callable[..., Any], *, jit: bool, rows_axis: int | None = None
+    fn: Callable[..., Any], *, jit: bool, rows_axis: int | None = None, eager_calls: int = 0
 ) -> Callable[..., Any]:
     """`fn` as a TensorFlow graph function: XLA-compiled with `jit`, else a plain graph.
 
@@ -34,7 +34,11 @@ def graph_function(
     the concrete function traced for their arguments' shapes: `tf.function`'s
     own dispatch costs 0.1-0.25 ms a call, up to a quarter of a warm epoch. With
     `rows_axis`, array arguments' sizes on that axis (their rows) may vary: one
-    graph serves them all (evaluation on the training and validation parts).
+    graph serves them all (evaluation on the training and validation parts). The first
+    `eager_calls` calls run `fn` op by op instead, untraced: a function that a run calls
+    once or twice (its final evaluation, its decision surface) costs a network's first
+    run more to trace (30-100 ms) than to run eagerly (about a millisecond), and is
+    traced once its trainer is used again.
     """
     compiled = tf.function(fn, jit_compile=jit, autograph=False)
     lean = not jit and _lean_options() is not None
@@ -48,7 +52,13 @@ def graph_function(
             shape[rows_axis] = None
         return tf.TensorSpec(shape, a.dtype)
 
+    eager = eager_calls
+
     def call(*args: Any) -> Any:
+        nonlocal eager
+        if eager > 0:
+            eager -= 1
+            return fn(*args)
         specs = tuple(spec(a) for a in args)
         with _lean_calls() if lean else contextlib.nullcontext():
             function = concrete.get(specs)

@@ -46,6 +46,9 @@ ACTIVATION_STATS = ("mean", "std", "saturated", "dead", "negative")
 # A unit is saturated where its activation's slope is under this fraction of
 # the activation's steepest slope: gradients through it are cut tenfold.
 SATURATION_SLOPE = 0.1
+# A trainer's evaluation and prediction run op by op for this many calls (about a run's
+# worth), then as traced graphs (core.engine.graph_calls.graph_function).
+EAGER_CALLS = 2
 
 
 @dataclass(frozen=True)
@@ -138,10 +141,15 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         # An epoch too long for one call (core.engine.chunks) runs in these.
         self._chunk_fn = graph_function(self._train_chunk, jit=jit)
         self._edge_fn = graph_function(self._edge, jit=jit)
-        # Called a few times a run: tracing alone is cheaper than compiling.
-        rows = self.rows_axis
-        self._sums_fn = graph_function(self._evaluate_sums, jit=False, rows_axis=rows)
-        self._predict_fn = graph_function(self._predict, jit=False, rows_axis=rows)
+        # Called a few times a run: tracing alone is cheaper than compiling, and running
+        # op by op cheaper still for a network's first run.
+        rows, eager = self.rows_axis, EAGER_CALLS
+        self._sums_fn = graph_function(
+            self._evaluate_sums, jit=False, rows_axis=rows, eager_calls=eager
+        )
+        self._predict_fn = graph_function(
+            self._predict, jit=False, rows_axis=rows, eager_calls=eager
+        )
 
     def _build_optimizer(self, variables: list[keras.Variable]) -> None:
         """The key's optimizer, built for `variables`, and its state as new."""

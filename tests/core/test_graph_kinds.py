@@ -9,9 +9,12 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from core.engine import graph_cache
+from core.engine.graph_calls import graph_function
 from core.engine.run import RunOutput, run_ensemble, run_experiment
 from core.experiment.grouping import graph_signature
 from core.experiment.hooks import TrainingCancelled, TrainingHook
@@ -58,13 +61,29 @@ def test_a_pinned_kind_trains_and_is_recorded(graph: str) -> None:
 
 @pytest.mark.parametrize("graph", ["plain", "xla"])
 def test_the_same_spec_on_the_same_kind_repeats_bit_for_bit(graph: str) -> None:
-    first = run_experiment(spec_of(graph)).result
+    first = run_experiment(spec_of(graph)).result  # evaluates and predicts op by op
     again = run_experiment(spec_of(graph)).result  # the same trainer, reused
+    third = run_experiment(spec_of(graph)).result  # by now on traced graphs throughout
     graph_cache.clear()
     fresh = run_experiment(spec_of(graph)).result  # a trainer built anew
     assert again["timing"]["graph_reused"] and not fresh["timing"]["graph_reused"]
     for part in COMPARED:
-        assert first[part] == again[part] == fresh[part], part
+        assert first[part] == again[part] == third[part] == fresh[part], part
+
+
+def test_a_function_runs_op_by_op_for_its_first_calls_then_traced() -> None:
+    python_calls = []
+
+    def scaled_sum(x: tf.Tensor) -> tf.Tensor:
+        python_calls.append(tf.executing_eagerly())
+        return tf.reduce_sum(tf.sqrt(x) * 3.0)
+
+    fn = graph_function(scaled_sum, jit=False, eager_calls=2)
+    x = np.linspace(0.1, 7.0, 101, dtype=np.float32)
+    results = [np.asarray(fn(x)) for _ in range(5)]
+    # twice op by op, then traced once, and the traced graph serves every later call
+    assert python_calls == [True, True, False]
+    assert all(r.tobytes() == results[0].tobytes() for r in results)
 
 
 @pytest.mark.parametrize(
