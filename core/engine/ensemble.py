@@ -211,7 +211,7 @@ class EnsembleTrainer(EpochGraph[list[EpochArrays]], MLPForward):
             total = tf.reduce_sum(loss)
         gradients = tape.gradient(total, variables)
         others = [v.value for v in variables[len(captured) :]]  # batch norm's, not captured
-        after = self.optimizer.apply(gradients, before + others)
+        after = self.optimizer.apply(gradients, before + others).values
         captured_gradients = gradients[: len(captured)]
         stats = _step_stats(before, captured_gradients, after[: len(captured)])
         step = {

@@ -18,6 +18,7 @@ This module imports TensorFlow; only the engine imports it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -62,25 +63,42 @@ def make_optimizer(
     return _optimizer_class(kind)(**options)
 
 
+@dataclass(frozen=True)
+class Stepped:
+    """One step of a network's variables, each end to end in one vector: their values
+    before it, their gradients, their values after it; and each variable's value after."""
+
+    before: tf.Tensor
+    gradients: tf.Tensor
+    after: tf.Tensor
+    values: list[tf.Tensor]
+
+    def head(self, size: int) -> Stepped:
+        """The vectors' first `size` elements: the leading variables' (the captured ones)."""
+        if size == int(self.before.shape[0]):
+            return self
+        return Stepped(self.before[:size], self.gradients[:size], self.after[:size], self.values)
+
+
 class OptimizerStep:
     """`optimizer` stepping `variables`, one vector of them unless it clips by norm.
 
     Example:
         >>> step = OptimizerStep(make_optimizer(...), network.trainable_variables)
         >>> step.restart(learning_rate=1e-3)  # a new run: the optimizer's state as new
-        >>> after = step.apply(gradients, before)  # in graph code: each variable's new value
+        >>> stepped = step.apply(gradients, before)  # in graph code
     """
 
     def __init__(self, optimizer: keras.optimizers.Optimizer, variables: Sequence[Any]) -> None:
         self.optimizer = optimizer
         self.variables = list(variables)
         self._shapes = [tuple(int(d) for d in v.shape) for v in self.variables]
-        self._sizes = [int(np.prod(shape)) for shape in self._shapes]
+        sizes = [int(np.prod(shape)) for shape in self._shapes]
         # The vector the optimizer steps; None: it steps the variables themselves.
         self._vector: keras.Variable | None = None
         if optimizer.clipnorm is None:
             self._vector = keras.Variable(
-                np.zeros(sum(self._sizes), np.float32), name="parameters", trainable=False
+                np.zeros(sum(sizes), np.float32), name="parameters", trainable=False
             )
             optimizer.build([self._vector])
         else:
@@ -95,24 +113,32 @@ class OptimizerStep:
             variable.assign(start)
         self.optimizer.learning_rate = learning_rate
 
-    def apply(self, gradients: Sequence[tf.Tensor], values: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+    def apply(self, gradients: Sequence[tf.Tensor], values: Sequence[tf.Tensor]) -> Stepped:
         """Step every variable by its gradient from `values` (its value now, read
-        before the step); graph code. Returns each variable's value after the step."""
+        before the step); graph code."""
+        before, flat_gradients = flat(values), flat(gradients)
         if self._vector is None:
             self.optimizer.apply(list(gradients), self.variables)
-            return [v.value for v in self.variables]
-        self._vector.assign(flat(values))
-        self.optimizer.apply([flat(gradients)], [self._vector])
-        parts = tf.split(self._vector.value, self._sizes)
-        after = [
-            part if len(shape) == 1 else tf.reshape(part, shape)
-            for part, shape in zip(parts, self._shapes, strict=True)
-        ]
+            after = [v.value for v in self.variables]
+            return Stepped(before, flat_gradients, flat(after), after)
+        self._vector.assign(before)
+        self.optimizer.apply([flat_gradients], [self._vector])
+        vector = self._vector.value
+        after = unflat(vector, self._shapes)
         for variable, value in zip(self.variables, after, strict=True):
             variable.assign(value)
-        return after
+        return Stepped(before, flat_gradients, vector, after)
 
 
 def flat(tensors: Sequence[tf.Tensor]) -> tf.Tensor:
     """The tensors' values end to end, (total size,)."""
     return tf.concat([t if len(t.shape) == 1 else tf.reshape(t, [-1]) for t in tensors], axis=0)
+
+
+def unflat(vector: tf.Tensor, shapes: Sequence[tuple[int, ...]]) -> list[tf.Tensor]:
+    """`vector` cut into tensors of `shapes`, in order: what `flat` joined."""
+    parts = tf.split(vector, [int(np.prod(shape)) for shape in shapes])
+    return [
+        part if len(shape) == 1 else tf.reshape(part, shape)
+        for part, shape in zip(parts, shapes, strict=True)
+    ]

@@ -29,7 +29,7 @@ from core.engine import chunks
 from core.engine.graph_calls import graph_function, unrolls_probe
 from core.engine.layered import LayeredArchitecture, build_network
 from core.engine.network import Architecture, ForwardPass
-from core.engine.optimizer import OptimizerStep, flat, make_optimizer
+from core.engine.optimizer import OptimizerStep, Stepped, flat, make_optimizer, unflat
 from core.experiment.result import TENSOR_STATS
 from core.experiment.spec import (
     BOUNDED_ACTIVATIONS,
@@ -260,11 +260,15 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
             step = self._step(
                 batch(x, start), batch(y, start), tf.slice(mask, [start], [batch_size])
             )
-            gradients, is_first = step["gradients"], tf.equal(i, 0)
-            first = [tf.where(is_first, g, kept) for g, kept in zip(gradients, first, strict=True)]
+            # the step's gradients end to end: one loop variable, one select
+            gradients = step.get("flat_gradients")
+            if gradients is None:
+                gradients = flat(step["gradients"])
+            first = tf.where(tf.equal(i, 0), gradients, first)
             return i + 1, self._record(arrays, i, step), first, gradients
 
-        zeros = [tf.zeros_like(v.value) for v in captured]
+        shapes = [tuple(int(d) for d in v.shape) for v in captured]
+        zeros = tf.zeros([sum(int(np.prod(shape)) for shape in shapes)])
         _, arrays, first_gradients, last_gradients = tf.while_loop(
             lambda i, *_: i < count,
             body,
@@ -277,8 +281,8 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
             "step_loss": stacked["loss"],
             "step_accuracy": stacked["accuracy"],
             "step_size": stacked["size"],
-            "first_gradients": first_gradients,
-            "last_gradients": last_gradients,
+            "first_gradients": unflat(first_gradients, shapes),
+            "last_gradients": unflat(last_gradients, shapes),
             "step_weights": [ta.stack() for ta in arrays.get("weights", [])],
             "step_gradients": [ta.stack() for ta in arrays.get("gradients", [])],
         }
@@ -438,8 +442,8 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
             loss, (variables, perturbations), unconnected_gradients=tf.UnconnectedGradients.ZERO
         )
         others = [v.value for v in variables[len(captured) :]]  # batch norm's, not captured
-        after = self.optimizer.apply(gradients, before + others)
-        stats = self._stats.step(before, gradients[: len(captured)], after[: len(captured)])
+        stepped = self.optimizer.apply(gradients, before + others).head(self._stats.size)
+        stats = self._stats.step(stepped, before, gradients[: len(captured)])
         step = {
             "stats": stats,
             "loss": loss,
@@ -447,6 +451,7 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
             "size": tf.reduce_sum(mask),
             "before": before,
             "gradients": gradients[: len(captured)],
+            "flat_gradients": stepped.gradients,
         }
         if self._step_activations:
             step["activations"] = self._activation_stats(forward, mask)
@@ -501,6 +506,7 @@ class _VariableStats:
         sizes = [int(np.prod(v.shape)) for v in variables]
         self._fused = fused
         self._count = len(sizes)
+        self.size = sum(sizes)  # the variables' elements
         self._ids = tf.constant(np.repeat(np.arange(len(sizes)), sizes), tf.int32)
         self._sizes = tf.constant(sizes, tf.float32)
 
@@ -522,15 +528,17 @@ class _VariableStats:
         return tf.stack([mean, std, norm, max_abs], axis=1)
 
     def step(
-        self, before: list[tf.Tensor], gradients: list[tf.Tensor], after: list[tf.Tensor]
+        self, stepped: Stepped, before: list[tf.Tensor], gradients: list[tf.Tensor]
     ) -> tf.Tensor:
-        """(variables, 9): weight and gradient statistics, then the update ratio.
+        """(variables, 9): weight and gradient statistics, then the update ratio, of the
+        variables' step (`stepped`, end to end; `before` and `gradients` per variable).
 
         The update ratio is |after - before| / |before|; it is undefined (NaN,
         stored as null) while |before| is zero, as for biases before their
         first update.
         """
         if self._fused:
+            after = stepped.values[: self._count]  # the captured variables'
             weights = self.weights(before)
             grads = self.weights(gradients)
             updates = self.weights([a - b for a, b in zip(after, before, strict=True)])
@@ -538,8 +546,8 @@ class _VariableStats:
         else:
             # The weights, gradients and updates side by side, (size, 3), reduce
             # by segment in one pass: the same sums, column by column.
-            flat_before = flat(before)
-            columns = tf.stack([flat_before, flat(gradients), flat(after) - flat_before], 1)
+            update = stepped.after - stepped.before
+            columns = tf.stack([stepped.before, stepped.gradients, update], 1)
             moments = self._moments(columns)  # (variables, 4, 3)
             weights, grads, update_norm = moments[:, :, 0], moments[:, :, 1], moments[:, 2, 2]
         w_norm = weights[:, 2]

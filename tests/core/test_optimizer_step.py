@@ -53,7 +53,7 @@ def test_one_vector_steps_each_variable_as_keras_does(
 
     @tf.function(jit_compile=jit, autograph=False)
     def vector_step(gradients: list[tf.Tensor]) -> list[tf.Tensor]:
-        return step.apply(gradients, [v.value for v in together])
+        return step.apply(gradients, [v.value for v in together]).values
 
     for gradients in gradient_steps:
         keras_step(gradients)
@@ -80,7 +80,9 @@ def test_restart_gives_the_optimizer_its_starting_state() -> None:
     start = [v.numpy().copy() for v in slots]
     step.restart(learning_rate=0.1)
     gradients = [tf.ones(shape) for shape in SHAPES]
-    tf.function(lambda: step.apply(gradients, [v.value for v in variables]), autograph=False)()
+    tf.function(
+        lambda: step.apply(gradients, [v.value for v in variables]).values, autograph=False
+    )()
     moved = zip(slots, start, strict=True)
     assert any(not np.array_equal(variable.numpy(), value) for variable, value in moved)
     step.restart(learning_rate=0.1)
