@@ -153,25 +153,30 @@ def result_values(spec: ExperimentSpec) -> int:
     points = steps if capture.every is CaptureEvery.STEP else spec.training.epochs
     hidden = len(spec.model.hidden_layers)
     # variables, probed layers, kernels (histograms), through-time norms per point
-    variables, probed, kernels, timesteps = 2 * (hidden + 1), hidden, hidden + 1, 0
-    channels = 0  # convolutions' filters: one gradient norm each per point, and initially
+    variables, probed, kernels = 2 * (hidden + 1), hidden, hidden + 1
+    # The through-time and per-channel sections: a gradient norm per column (a recurrent
+    # layer's time step, a convolution's channel) at each point, each column's number
+    # and initial norm, and each layer's `epoch` and `step` of every point.
+    columns = sections = 0
     shapes = layered_shapes(spec)
     if shapes is not None:
         members = layer_members(shapes.layers)
         variables = sum(len(weight_parts(layer.class_name)) for layer in members)
         probed = sum(probes_activations(layer) for layer in members)
         kernels = sum("kernel" in weight_parts(layer.class_name) for layer in members)
-        timesteps = shapes.timesteps * int(capture.gradients)
-        channels = sum(filters for _, filters in conv_channels(shapes.layers))
-        channels *= int(capture.gradients)
+        convolutions = conv_channels(shapes.layers)
+        recurrent = sum(layer.timesteps > 0 for layer in members)
+        columns = shapes.timesteps + sum(filters for _, filters in convolutions)
+        sections = recurrent + len(convolutions)
+        columns, sections = columns * int(capture.gradients), sections * int(capture.gradients)
     # Per variable: 4 weight statistics and the update ratio, 4 of the gradient.
     per_variable = 5 * int(capture.weights) + 4 * int(capture.gradients)
     per_point = variables * per_variable + 5 * probed * int(capture.activations) + 2
-    per_point += timesteps + channels
+    per_point += columns + 2 * sections
     kinds = int(capture.weights) + int(capture.gradients)
     snapshots = capture.histogram_snapshots if capture.histograms else 0
     histograms = snapshots * kernels * kinds * (2 * capture.histogram_bins + 1)
-    return points * per_point + histograms + channels
+    return points * per_point + histograms + 2 * columns
 
 
 def check_limits(spec: ExperimentSpec) -> None:

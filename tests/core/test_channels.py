@@ -202,8 +202,8 @@ def test_channels_count_toward_the_result_bound_and_too_many_are_refused() -> No
     assert held is not None
     held_values = int(held[1].replace(",", ""))
     # The same network but for its filters: the difference is one norm per channel and
-    # capture point, and the initial ones.
-    assert held_values - result_values(narrow) == (points + 1) * (256 - 16)
+    # capture point, and each channel's number and initial norm.
+    assert held_values - result_values(narrow) == (points + 2) * (256 - 16)
     assert held_values > Limits.RESULT_VALUES
     # Without gradients there are no norms to keep, and the same network fits.
     lean = ExperimentSpec.model_validate(wide_conv(256, gradients=False))

@@ -14,6 +14,7 @@ from core.engine.graph_cache import trainer_key
 from core.engine.layered import LayeredArchitecture, LayeredNetwork
 from core.engine.run import run_experiment
 from core.engine.trainer import CompiledTrainer
+from core.experiment.sizing import result_values
 from core.experiment.spec import ExperimentSpec, InitializerSpec
 from tests.core.test_layers_spec import KERAS_FIXTURES, keras_layers
 
@@ -243,3 +244,44 @@ def test_dropout_draws_the_same_on_a_plain_graph_and_on_xla() -> None:
         losses.append(np.concatenate([a.step_loss for a in arrays]))
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
     assert len(set(np.round(losses[0], 6))) == len(losses[0])  # each step drew anew
+
+
+def _numbers(section: Any) -> int:
+    """How many numbers (nulls included) a part of a result holds."""
+    if isinstance(section, dict):
+        return sum(_numbers(value) for value in section.values())
+    if isinstance(section, list):
+        return sum(_numbers(value) for value in section)
+    return int(section is None or isinstance(section, int | float))
+
+
+@pytest.mark.parametrize("every", ["epoch", "step"])
+def test_the_result_bound_counts_every_number_of_the_through_time_and_channel_sections(
+    every: str,
+) -> None:
+    def spec(timesteps: int, filters: int) -> ExperimentSpec:
+        return ExperimentSpec.model_validate(
+            {
+                "seed": 2,
+                "dataset": {"kind": "adding", "n_samples": 48, "sequence_length": timesteps},
+                "model": {
+                    "layers": [
+                        {"class_name": "GRU", "config": {"units": 3, "return_sequences": True}},
+                        {"class_name": "Conv1D", "config": {"filters": filters, "kernel_size": 2}},
+                        {"class_name": "GlobalAveragePooling1D"},
+                    ]
+                },
+                "training": {"epochs": 2, "batch_size": 16},
+                "capture": {"every": every},
+            }
+        )
+
+    small, long_and_wide = spec(timesteps=5, filters=2), spec(timesteps=12, filters=7)
+    held = [
+        _numbers(run_experiment(s).result[part])
+        for s in (small, long_and_wide)
+        for part in ("through_time", "channels")
+    ]
+    # Nothing else in the result grows with the time steps or the filters (the conv
+    # kernel's histograms bin its values into the same number of bins).
+    assert result_values(long_and_wide) - result_values(small) == sum(held[2:]) - sum(held[:2])
