@@ -22,6 +22,7 @@ from matplotlib.transforms import Affine2D, Bbox, TransformedBbox
 from PIL import Image
 
 from core.plotting import canvas as plot_canvas
+from core.plotting import figure as plot_figure
 from core.plotting.catalog import EXPERIMENT_PLOTS, available_plots, render_plot
 from core.plotting.kinds import PlotSize, PlotSizeError, PlotUnavailableError, UnknownPlotError
 from core.plotting.style import MISSING_COLOR, figure_inches
@@ -265,6 +266,22 @@ def test_rendering_does_not_depend_on_what_was_rendered_before(result: dict[str,
     for name in reversed(PLOT_NAMES):
         render_plot(name, result, width=480, height=320, dpi=60)
         assert render_plot(name, result) == first[name]
+
+
+@pytest.mark.parametrize("size", [{}, {"width": 400, "height": 700, "dpi": 80}])
+def test_panels_copied_from_a_template_draw_as_panels_built_directly(
+    result: dict[str, Any], diverged: dict[str, Any], size: dict[str, int], monkeypatch: Any
+) -> None:
+    """core.plotting.figure: a plot whose panels come from a kept template is byte for
+    byte the plot built Axes by Axes, from a fresh template and a kept one alike."""
+    every = [(name, data) for data in (result, diverged) for name in available_plots(data)]
+    plot_figure.clear_templates()
+    fresh = [render_plot(name, data, **size) for name, data in every]
+    kept = [render_plot(name, data, **size) for name, data in every]
+    monkeypatch.setattr(plot_figure, "MAX_TEMPLATES", 0)
+    direct = [render_plot(name, data, **size) for name, data in every]
+    assert fresh == direct
+    assert kept == direct
 
 
 def test_concurrent_rendering_gives_the_bytes_of_serial_rendering(
