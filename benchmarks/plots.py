@@ -13,6 +13,11 @@ Run:
     .venv/bin/python benchmarks/plots.py [--repeat 9] [--seed 1]
     .venv/bin/python benchmarks/plots.py --against HEAD~3   # before/after, same run
     .venv/bin/python benchmarks/plots.py --result out/result.json  # a stored result
+    .venv/bin/python benchmarks/plots.py --eager --median --against main  # what a job draws
+
+`--eager` times only the plots a worker draws as a job ends (the tutorial's two, the
+cold path's share), `--median` reports each plot's median instead of its minimum, with
+its PNG's bytes.
 
 `--against REV` also times the plotting package (`core/plotting/`) as of git revision REV,
 rendering the same results alternately with the current one, so both see the same load; a
@@ -29,6 +34,7 @@ import gc
 import importlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,6 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also time core/plotting/ as of git revision REV",
     )
     parser.add_argument("--save", type=Path, help="also write the results' JSON into this folder")
+    parser.add_argument(
+        "--eager", action="store_true", help="only the plots drawn as a job ends (PlotKind.eager)"
+    )
+    parser.add_argument(
+        "--median", action="store_true", help="each plot's median and PNG bytes, not its minimum"
+    )
     args = parser.parse_args(argv)
     results = load_results(args.result) if args.result else run_tutorials(args.seed)
     if args.save:
@@ -68,10 +80,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.against:
         modules[args.against] = load_revision(args.against)
     size = f"{PlotSize.WIDTH}x{PlotSize.HEIGHT} at {PlotSize.DPI} dpi"
+    catalog = core.plotting.catalog.EXPERIMENT_PLOTS
+    statistic = "median" if args.median else "min"
     for label, result in results.items():
-        names = core.plotting.catalog.available_plots(result)
-        print(f"\n{label}: {len(names)} plots, {size}, ms (min of {args.repeat})")
-        report(names, time_renders(modules, result, names, args.repeat))
+        names = [
+            name for name in catalog.available(result) if not args.eager or catalog[name].eager
+        ]
+        print(f"\n{label}: {len(names)} plots, {size}, ms ({statistic} of {args.repeat})")
+        timings = time_renders(modules, result, names, args.repeat, statistic=statistic)
+        report(names, timings)
+        if args.median:
+            report_bytes(names, modules, result)
     return 0
 
 
@@ -140,14 +159,18 @@ def time_renders(
     repeat: int,
     *,
     render: str = "render_plot",
+    statistic: str = "min",
 ) -> dict[str, dict[str, float]]:
-    """Seconds per module and plot: the minimum of `repeat` renders, after one to warm up.
+    """Seconds per module and plot: the minimum (or the median) of `repeat` renders,
+    after one to warm up.
 
     Each module's `render(name, data)` draws a plot. The modules take turns within
     each repetition, so both see the same load, and each render starts from a
     collected heap, so a collection never falls on one render rather than another.
     """
-    best = {label: {name: float("inf") for name in names} for label in modules}
+    times: dict[str, dict[str, list[float]]] = {
+        label: {name: [] for name in names} for label in modules
+    }
     for repetition in range(repeat + 1):
         for label, module in modules.items():
             for name in names:
@@ -156,8 +179,12 @@ def time_renders(
                 getattr(module, render)(name, data)
                 elapsed = time.perf_counter() - started
                 if repetition > 0:
-                    best[label][name] = min(best[label][name], elapsed)
-    return best
+                    times[label][name].append(elapsed)
+    summary = statistics.median if statistic == "median" else min
+    return {
+        label: {name: summary(seconds) for name, seconds in by_name.items()}
+        for label, by_name in times.items()
+    }
 
 
 def report(names: list[str], timings: dict[str, dict[str, float]]) -> None:
@@ -167,6 +194,13 @@ def report(names: list[str], timings: dict[str, dict[str, float]]) -> None:
         print(f"  {name:<15}" + "".join(f"{timings[label][name] * 1000:12.1f}" for label in labels))
     totals = [sum(timings[label].values()) * 1000 for label in labels]
     print(f"  {'total':<15}" + "".join(f"{total:12.1f}" for total in totals))
+
+
+def report_bytes(names: list[str], modules: dict[str, ModuleType], result: Result) -> None:
+    print(f"  {'PNG bytes':<15}" + "".join(f"{label:>12}" for label in modules))
+    for name in names:
+        sizes = [len(module.render_plot(name, result)) for module in modules.values()]
+        print(f"  {name:<15}" + "".join(f"{size:12d}" for size in sizes))
 
 
 if __name__ == "__main__":
