@@ -183,14 +183,21 @@ class EpochCalls(Generic[Epoch]):
         *,
         batch_size: int,
         between: Between | None = None,
+        probe_start: bool = True,
     ) -> Epoch:
         """Run one epoch over (x, y) in the given order, `batch_size` samples a step (an
         ensemble's x (M, n, ...) and y (M, n): each member's own rows, in its order).
 
         An epoch too long for one call runs in several, with `between` called between
-        them: it may raise to stop the run there.
+        them: it may raise to stop the run there. `probe_start`: whether to probe the
+        activations before the first step too (a run's first epoch), not only after
+        the last (capturing every epoch).
         """
-        out = self._epoch_outputs(x, y, probe, batch_size=batch_size, between=between)
+        out = self._epoch_outputs(
+            x, y, probe, batch_size=batch_size, between=between, probe_start=probe_start
+        )
+        if not probe_start:
+            out.pop("start_activation_stats", None)
         return self._epoch_of(out)
 
     def _epoch_of(self, out: dict[str, Any]) -> Epoch:
@@ -205,6 +212,7 @@ class EpochCalls(Generic[Epoch]):
         *,
         batch_size: int,
         between: Between | None,
+        probe_start: bool,
     ) -> dict[str, Any]:
         """One epoch's outputs, from one call if its cost allows, else from several."""
         axis = self.rows_axis
@@ -216,9 +224,16 @@ class EpochCalls(Generic[Epoch]):
             members=self.members,
         )
         if per_call >= steps:
-            return dict(self._epoch_fn(x, y, probe, batch_size))
+            return dict(self._epoch_fn(x, y, probe, batch_size, np.asarray(probe_start)))
         return train_in_chunks(
-            self, x, y, probe, batch_size=batch_size, steps=per_call, between=between
+            self,
+            x,
+            y,
+            probe,
+            batch_size=batch_size,
+            steps=per_call,
+            between=between,
+            probe_start=probe_start,
         )
 
     @property
@@ -309,13 +324,14 @@ def train_in_chunks(
     batch_size: int,
     steps: int,
     between: Between | None,
+    probe_start: bool = True,
 ) -> dict[str, Any]:
     """One epoch over (x, y) as calls of `steps` steps each; the outputs a fused epoch
     graph gives, as NumPy arrays (the start and end activations when probing)."""
     axis = trainer.rows_axis
     n = x.shape[axis]
     start_loss, start_accuracy = trainer.start_metrics(x, y, between)
-    start = trainer.edge_call(probe)
+    start = trainer.edge_call(probe) if probe_start else {}
     rows = steps * batch_size
     parts: list[dict[str, Any]] = []
     for first_row in range(0, n, rows):
@@ -350,6 +366,7 @@ def train_in_chunks(
         ]
     if "activation_stats" in start:
         epoch["start_activation_stats"] = np.asarray(start["activation_stats"])
+    if "activation_stats" in end and not trainer.key.step_capture:
         epoch["end_activation_stats"] = np.asarray(end["activation_stats"])
     return epoch
 

@@ -149,17 +149,20 @@ class EnsembleTrainer(EpochGraph[list[EpochArrays]], MLPForward):
         probed = self.key.activations
         stepped = probed and self.key.step_capture
 
+        def member_of(name: str, m: int) -> np.ndarray | None:
+            return fetched[name][m] if name in fetched else None
+
         def member(m: int) -> EpochArrays:
             return EpochArrays(
                 start_loss=float(fetched["start_loss"][m]),
                 start_accuracy=float(fetched["start_accuracy"][m]),
-                start_activation_stats=fetched["start_activation_stats"][m] if probed else None,
+                start_activation_stats=member_of("start_activation_stats", m),
                 step_stats=fetched["step_stats"][:, m],
                 step_loss=fetched["step_loss"][:, m],
                 step_accuracy=fetched["step_accuracy"][:, m],
                 step_size=fetched["step_size"],
                 end_weight_stats=fetched["end_weight_stats"][m],
-                end_activation_stats=fetched["end_activation_stats"][m] if probed else None,
+                end_activation_stats=member_of("end_activation_stats", m),
                 step_activation_stats=fetched["step_activation_stats"][:, m] if stepped else None,
                 first_gradients=[g[m] for g in first],
                 last_gradients=[g[m] for g in last],

@@ -95,6 +95,7 @@ def run_experiment(spec: ExperimentSpec, hooks: Sequence[TrainingHook] = ()) -> 
                 run.probe,
                 batch_size=plan.batch_size,
                 between=between,
+                probe_start=epoch == 1,
             )
             validation = (
                 trainer.evaluate(data.x_val, data.y_val, between) if data.has_validation else None
@@ -173,6 +174,7 @@ def run_ensemble(
                     np.stack([run.probe for run in runs]),
                     batch_size=plan.batch_size,
                     between=between,
+                    probe_start=epoch == 1,
                 )
                 validation = trainer.evaluate(x_val, y_val, between) if has_validation else None
             except _EveryMemberCancelled:

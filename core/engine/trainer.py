@@ -74,13 +74,15 @@ class EpochArrays:
 
     start_loss: float  # on the whole epoch's data, before its first step
     start_accuracy: float
-    start_activation_stats: np.ndarray | None  # (hidden, len(ACTIVATION_STATS)) before step 1
+    # (hidden, len(ACTIVATION_STATS)) on the probe before step 1: a run's first epoch only
+    start_activation_stats: np.ndarray | None
     step_stats: np.ndarray  # (steps, variables, len(TENSOR_STATS)), weights before each step
     step_loss: np.ndarray  # (steps,)
     step_accuracy: np.ndarray  # (steps,)
     step_size: np.ndarray  # (steps,) samples in each batch
     end_weight_stats: np.ndarray  # (variables, len(WEIGHT_STATS)) after the last step
-    end_activation_stats: np.ndarray | None  # (hidden, len(ACTIVATION_STATS)) after the last step
+    # (hidden, len(ACTIVATION_STATS)) on the probe after the last step, capturing every epoch
+    end_activation_stats: np.ndarray | None
     # (steps, hidden, 5) when capturing every step: each step's batch, before the step
     step_activation_stats: np.ndarray | None
     first_gradients: list[tf.Tensor]  # per variable, at the epoch's first step
@@ -201,7 +203,7 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         raise NotImplementedError
 
     def _train_epoch(
-        self, x: tf.Tensor, y: tf.Tensor, probe: tf.Tensor, batch_size: int
+        self, x: tf.Tensor, y: tf.Tensor, probe: tf.Tensor, batch_size: int, probe_start: tf.Tensor
     ) -> dict[str, Any]:
         axis = self.rows_axis
         n = int(x.shape[axis])
@@ -218,7 +220,12 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         real = (slice(None),) * axis + (slice(None, n),)
         start_loss, start_accuracy = self._evaluate(x[real], y[real])
         probed = self.key.activations
-        start_activations = self._probe(probe) if probed else None
+        if probed:
+            # A run keeps only its first epoch's start (the untrained network's): any
+            # later epoch starts where the one before ended.
+            start_activations = tf.cond(
+                probe_start, lambda: self._probe(probe), lambda: tf.zeros(self._probe_shape)
+            )
         out = self._run_steps(x, y, mask, batch_size, count=steps)
         out |= {
             "start_loss": start_loss,
@@ -228,8 +235,15 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         }
         if probed:
             out["start_activation_stats"] = start_activations
-            out["end_activation_stats"] = self._probe(probe)
+            if not self.key.step_capture:  # at step points each step's batch tells instead
+                out["end_activation_stats"] = self._probe(probe)
         return out
+
+    @property
+    def _probe_shape(self) -> tuple[int, ...]:
+        """What `_probe` gives: (probed layers, statistics), an ensemble's per member."""
+        lead = (self.members,) if self.rows_axis else ()
+        return (*lead, self.probed_layers, len(ACTIVATION_STATS))
 
     def _run_steps(
         self,
@@ -375,13 +389,13 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
         return EpochArrays(
             start_loss=float(out["start_loss"]),
             start_accuracy=float(out["start_accuracy"]),
-            start_activation_stats=np.asarray(out["start_activation_stats"]) if probed else None,
+            start_activation_stats=_fetched(out, "start_activation_stats"),
             step_stats=np.asarray(out["step_stats"]),
             step_loss=np.asarray(out["step_loss"]),
             step_accuracy=np.asarray(out["step_accuracy"]),
             step_size=np.asarray(out["step_size"]),
             end_weight_stats=np.asarray(out["end_weight_stats"]),
-            end_activation_stats=np.asarray(out["end_activation_stats"]) if probed else None,
+            end_activation_stats=_fetched(out, "end_activation_stats"),
             step_activation_stats=(
                 np.asarray(out["step_activation_stats"])
                 if self.key.step_capture and probed
@@ -554,6 +568,11 @@ class _VariableStats:
         safe = tf.where(w_norm > 0, w_norm, 1.0)
         ratio = tf.where(w_norm > 0, update_norm / safe, math.nan)
         return tf.concat([weights, grads, ratio[:, None]], axis=1)
+
+
+def _fetched(out: dict[str, Any], name: str) -> np.ndarray | None:
+    """An epoch's output as NumPy, None where the epoch did not compute it."""
+    return np.asarray(out[name]) if name in out else None
 
 
 def channel_norms(kernels: list[tf.Tensor]) -> tf.Tensor:

@@ -101,27 +101,31 @@ def test_an_mlps_step_points_are_its_training_batches_and_its_edges_the_probe() 
     x, y, probe = data.x_train[order], data.y_train[order], data.x_train[:40]
     assert len(x) % 16, "the last batch is padded and masked"
     architecture = Architecture.from_spec(spec.model, n_features=2, n_outputs=1)
-    trainer, arrays = train_one_epoch(spec, architecture, x, y, probe)
+    _, arrays = train_one_epoch(spec, architecture, x, y, probe)
     assert arrays.step_weights is not None and arrays.step_activation_stats is not None
     for step, rows in enumerate(batches(x, 16)):
         before = [w[step] for w in arrays.step_weights]
         want = run_layers(mlp_layers(before, kinds), kinds, rows)
         assert_stats(arrays.step_activation_stats[step], want, f"step {step}")
-    # the epoch's edges: the probe, before the first step and after the last
-    assert arrays.start_activation_stats is not None and arrays.end_activation_stats is not None
+    # the epoch's start: the probe, before the first step; at step points each step's
+    # batch tells what the network does after it, so the end is not probed
+    assert arrays.start_activation_stats is not None and arrays.end_activation_stats is None
     start = [w[0] for w in arrays.step_weights]
     begin = run_layers(mlp_layers(start, kinds), kinds, probe)
     assert_stats(arrays.start_activation_stats, begin, "start")
-    end = run_layers(mlp_layers(trainer.weights(), kinds), kinds, probe)
-    assert_stats(arrays.end_activation_stats, end, "end")
-    # ... which is what capturing every epoch reports too
+    # ... which is what capturing every epoch reports too, and it probes the end
     epoch_key = trainer_key(architecture, spec.training, step_capture=False, raw=False)
     per_epoch = CompiledTrainer(epoch_key, jit=False)
     per_epoch.reset(spec.model.initializer, seed=spec.seed, learning_rate=1e-2)
     by_epoch = per_epoch.train_epoch(x, y, probe, batch_size=16)
     np.testing.assert_array_equal(by_epoch.start_activation_stats, arrays.start_activation_stats)
-    np.testing.assert_array_equal(by_epoch.end_activation_stats, arrays.end_activation_stats)
     np.testing.assert_array_equal(by_epoch.step_loss, arrays.step_loss)
+    assert by_epoch.end_activation_stats is not None
+    end = run_layers(mlp_layers(per_epoch.weights(), kinds), kinds, probe)
+    assert_stats(by_epoch.end_activation_stats, end, "end")
+    # a later epoch starts where the one before ended: its start is not probed again
+    later = per_epoch.train_epoch(x, y, probe, batch_size=16, probe_start=False)
+    assert later.start_activation_stats is None and later.end_activation_stats is not None
 
 
 def numpy_simple_rnn(
