@@ -24,11 +24,18 @@ from api.errors import job_not_found, job_not_succeeded
 from api.schemas import PNG_RESPONSES, PlotList, ShareLink, problem_responses
 from api.services import plots as plot_service
 from api.services.experiment_plots import available_plot_names, experiment_plot
-from core.experiment.jobs import JobStatus, is_job_id
+from core.experiment.jobs import JobStatus
 from core.plotting.catalog import EXPERIMENT_PLOTS
 
 router = APIRouter(prefix="/experiments", tags=["plots"])
 
+EXPERIMENT_PNGS = plot_service.PlotFamily(
+    "experiment",
+    EXPERIMENT_PLOTS,
+    experiment_plot,
+    lambda services: services.store.owner_of,
+    job_not_found,
+)
 PlotName = Annotated[str, Path(description=f"one of: {', '.join(EXPERIMENT_PLOTS.names)}")]
 
 
@@ -65,18 +72,7 @@ async def read_plot(
     signature is a 403.
     """
     # A stored default-size PNG is usually answered before this route, by api.hot_reads.
-    if not is_job_id(job_id):
-        raise job_not_found(job_id)
-    plot_service.check_plot_name(name, EXPERIMENT_PLOTS.names)
-    return await plot_service.serve_plot(
-        services,
-        ask.grant("experiment", job_id, name),
-        ask,
-        experiment_plot,
-        owner=owner,
-        owner_of=services.store.owner_of,
-        not_found=job_not_found(job_id),
-    )
+    return await plot_service.serve_plot(services, EXPERIMENT_PNGS, job_id, name, ask, owner=owner)
 
 
 @router.post(
@@ -92,6 +88,6 @@ async def share_plot(
     ask: plot_service.PlotShare,
 ) -> Response:
     """A signed link to the plot at this size, for an `<img>` anywhere: no key, until it expires."""
-    plot_service.check_plot_name(name, EXPERIMENT_PLOTS.names)
-    grant = ask.grant("experiment", job_id, name)
-    return plot_service.share_link(request, services, grant, ask, "read_plot", job_id=job_id)
+    return plot_service.share_link(
+        request, services, EXPERIMENT_PNGS, job_id, name, ask, "read_plot", job_id=job_id
+    )

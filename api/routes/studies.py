@@ -52,13 +52,20 @@ from api.services import studies as study_work
 from api.services.remedies import prove_study_config
 from api.services.streams import followed_study, resume_after
 from api.services.submission import submit_study
-from core.experiment.jobs import is_job_id
 from core.experiment.study_summary import summary_csv
 from core.plotting.catalog import STUDY_PLOTS
 from core.store.records import StudyRecord
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 
+STUDY_PNGS = plot_service.PlotFamily(
+    "study",
+    STUDY_PLOTS,
+    study_work.study_plot,
+    lambda services: services.studies.study_owner,
+    study_not_found,
+    what="study plot",
+)
 StudyPlotName = Annotated[str, Path(description=f"one of: {', '.join(STUDY_PLOTS.names)}")]
 # Read as a dict: core.experiment.studies names a bad field its own way (axes by path).
 StudyBody = Annotated[
@@ -251,18 +258,7 @@ async def read_study_plot(
     With `expires` and `sig` (a share link), no API key is needed; a bad or expired
     signature is a 403.
     """
-    if not is_job_id(study_id):
-        raise study_not_found(study_id)
-    plot_service.check_plot_name(name, STUDY_PLOTS.names, what="study plot")
-    return await plot_service.serve_plot(
-        services,
-        ask.grant("study", study_id, name),
-        ask,
-        study_work.study_plot,
-        owner=owner,
-        owner_of=services.studies.study_owner,
-        not_found=study_not_found(study_id),
-    )
+    return await plot_service.serve_plot(services, STUDY_PNGS, study_id, name, ask, owner=owner)
 
 
 @router.post(
@@ -279,8 +275,6 @@ async def share_study_plot(
 ) -> Response:
     """A signed link to the study plot at this size, for an `<img>` anywhere: no key, until
     it expires."""
-    plot_service.check_plot_name(name, STUDY_PLOTS.names, what="study plot")
-    grant = ask.grant("study", study.id, name)
     return plot_service.share_link(
-        request, services, grant, ask, "read_study_plot", study_id=study.id
+        request, services, STUDY_PNGS, study.id, name, ask, "read_study_plot", study_id=study.id
     )

@@ -19,6 +19,7 @@ from api.errors import Problem
 from api.links import public_url
 from api.responses import FastJSONResponse
 from core.access.share_links import PlotGrant
+from core.experiment.jobs import is_job_id
 from core.plotting.kinds import PlotCatalog, PlotSize
 from core.store.records import iso_time
 
@@ -161,14 +162,22 @@ def plot_list(
 
 
 def share_link(
-    request: Request, services: Services, grant: PlotGrant, ask: PlotAsk, route: str, **path: str
+    request: Request,
+    services: Services,
+    family: PlotFamily,
+    record_id: str,
+    name: str,
+    ask: PlotAsk,
+    route: str,
+    **path: str,
 ) -> Response:
-    """A ShareLink: the URL of `route` for the plot (the record's `path` parameters) signed
-    for `grant` from now for `ask.expires_in` seconds, the size parameters the client gave
-    repeated in the link's query."""
-    url = public_url(request, services.settings, route, name=grant.name, **path)
+    """A ShareLink to plot `name` of the record: the URL of `route` for it (the record's
+    `path` parameters) signed from now for `ask.expires_in` seconds, the size parameters
+    the client gave repeated in the link's query; 404 for a plot `family` has not."""
+    family.check_name(name)
+    url = public_url(request, services.settings, route, name=name, **path)
     expires = int(time.time()) + ask.expires_in
-    grant = dataclasses.replace(grant, expires=expires)
+    grant = dataclasses.replace(ask.grant(family.kind, record_id, name), expires=expires)
     asked = {"width": ask.width, "height": ask.height, "dpi": ask.dpi}
     sizes = {key: value for key, value in asked.items() if value is not None}
     query = services.access.share_query(grant, sizes)
@@ -213,22 +222,49 @@ class PlotReply:
 PlotDrawer = Callable[[Services, str, str, PlotReply], Awaitable[Response]]
 
 
+@dataclass(frozen=True, slots=True)
+class PlotFamily:
+    """What tells an experiment's plots from a study's: the kind a share link grants,
+    the catalog, what draws a PNG, who owns a record, the problem for an id that names
+    no record, and what a plot is called in the problem for a name not in the catalog."""
+
+    kind: str
+    catalog: PlotCatalog
+    draw: PlotDrawer
+    owner_of: Callable[[Services], Callable[[str], Awaitable[str | None]]]
+    not_found: Callable[[str], Problem]
+    what: str = "plot"
+
+    def check_name(self, name: str) -> None:
+        """Nothing for a plot of the catalog; else the 404 problem naming the choices."""
+        check_plot_name(name, self.catalog.names, what=self.what)
+
+
 async def serve_plot(
     services: Services,
-    grant: PlotGrant,
+    family: PlotFamily,
+    record_id: str,
+    name: str,
     ask: PlotAsk,
-    draw: PlotDrawer,
     *,
     owner: str | None,
-    owner_of: Callable[[str], Awaitable[str | None]],
-    not_found: Problem,
 ) -> Response:
-    """The PNG of the plot `grant` names, once the request may see it (plot_access),
-    drawn by `draw` with renders counted against the owner or the linked record."""
+    """The PNG of plot `name` of the record, once the request may see it (plot_access),
+    drawn by the family's drawer with renders counted against the owner or the linked
+    record; 404 for an id that cannot name a record or a plot the family has not."""
+    if not is_job_id(record_id):
+        raise family.not_found(record_id)
+    family.check_name(name)
+    grant = ask.grant(family.kind, record_id, name)
     cache_control, headers = await plot_access(
-        services, grant, ask, owner=owner, owner_of=owner_of, not_found=not_found
+        services,
+        grant,
+        ask,
+        owner=owner,
+        owner_of=family.owner_of(services),
+        not_found=family.not_found(record_id),
     )
-    reply = PlotReply(ask.size, ask.if_none_match, cache_control, render_payer(owner, grant.id))
-    response = await draw(services, grant.id, grant.name, reply)
+    reply = PlotReply(ask.size, ask.if_none_match, cache_control, render_payer(owner, record_id))
+    response = await family.draw(services, record_id, name, reply)
     response.headers.update(headers)
     return response
