@@ -183,21 +183,14 @@ class EpochCalls(Generic[Epoch]):
         *,
         batch_size: int,
         between: Between | None = None,
-        probe_start: bool = True,
     ) -> Epoch:
         """Run one epoch over (x, y) in the given order, `batch_size` samples a step (an
         ensemble's x (M, n, ...) and y (M, n): each member's own rows, in its order).
 
         An epoch too long for one call runs in several, with `between` called between
-        them: it may raise to stop the run there. `probe_start`: whether to probe the
-        activations before the first step too (a run's first epoch), not only after
-        the last (capturing every epoch).
+        them: it may raise to stop the run there.
         """
-        out = self._epoch_outputs(
-            x, y, probe, batch_size=batch_size, between=between, probe_start=probe_start
-        )
-        if not probe_start:
-            out.pop("start_activation_stats", None)
+        out = self._epoch_outputs(x, y, probe, batch_size=batch_size, between=between)
         return self._epoch_of(out)
 
     def _epoch_of(self, out: dict[str, Any]) -> Epoch:
@@ -212,7 +205,6 @@ class EpochCalls(Generic[Epoch]):
         *,
         batch_size: int,
         between: Between | None,
-        probe_start: bool,
     ) -> dict[str, Any]:
         """One epoch's outputs, from one call if its cost allows, else from several."""
         axis = self.rows_axis
@@ -224,16 +216,9 @@ class EpochCalls(Generic[Epoch]):
             members=self.members,
         )
         if per_call >= steps:
-            return dict(self._epoch_fn(x, y, probe, batch_size, np.asarray(probe_start)))
+            return dict(self._epoch_fn(x, y, probe, batch_size))
         return train_in_chunks(
-            self,
-            x,
-            y,
-            probe,
-            batch_size=batch_size,
-            steps=per_call,
-            between=between,
-            probe_start=probe_start,
+            self, x, y, probe, batch_size=batch_size, steps=per_call, between=between
         )
 
     @property
@@ -324,14 +309,12 @@ def train_in_chunks(
     batch_size: int,
     steps: int,
     between: Between | None,
-    probe_start: bool = True,
 ) -> dict[str, Any]:
     """One epoch over (x, y) as calls of `steps` steps each; the outputs a fused epoch
-    graph gives, as NumPy arrays (the start and end activations when probing)."""
+    graph gives, as NumPy arrays (the end's activations when probing every epoch)."""
     axis = trainer.rows_axis
     n = x.shape[axis]
     start_loss, start_accuracy = trainer.start_metrics(x, y, between)
-    start = trainer.edge_call(probe) if probe_start else {}
     rows = steps * batch_size
     parts: list[dict[str, Any]] = []
     for first_row in range(0, n, rows):
@@ -364,8 +347,6 @@ def train_in_chunks(
         epoch[name] = [
             np.concatenate(pieces) for pieces in zip(*(part[name] for part in parts), strict=True)
         ]
-    if "activation_stats" in start:
-        epoch["start_activation_stats"] = np.asarray(start["activation_stats"])
     if "activation_stats" in end and not trainer.key.step_capture:
         epoch["end_activation_stats"] = np.asarray(end["activation_stats"])
     return epoch

@@ -156,7 +156,6 @@ class EnsembleTrainer(EpochGraph[list[EpochArrays]], MLPForward):
             return EpochArrays(
                 start_loss=float(fetched["start_loss"][m]),
                 start_accuracy=float(fetched["start_accuracy"][m]),
-                start_activation_stats=member_of("start_activation_stats", m),
                 step_stats=fetched["step_stats"][:, m],
                 step_loss=fetched["step_loss"][:, m],
                 step_accuracy=fetched["step_accuracy"][:, m],

@@ -174,8 +174,6 @@ class Recorder:
         if epoch == 1:
             self.initial_weight_stats = stats[0][:, _WEIGHTS]
             self.initial_gradient_stats = stats[0][:, _GRADIENTS]
-            if arrays.start_activation_stats is not None:
-                self.initial_activation_stats = arrays.start_activation_stats
         self._first_step.append(stats[0])
         self._end_weights.append(arrays.end_weight_stats)
         if self.step_capture:

@@ -79,6 +79,7 @@ def run_experiment(spec: ExperimentSpec, hooks: Sequence[TrainingHook] = ()) -> 
     ) as (trainer, reused):
         trainer.reset(spec.model.initializer, seed=spec.seed, learning_rate=plan.learning_rate)
         run = _Run(spec, data, plan.key.architecture, trainer.network)
+        run.start_activations(trainer.probe_now(run.probe))
         for hook in hooks:
             hook.on_train_begin(spec.training.epochs)
         epochs = spec.training.epochs
@@ -95,7 +96,6 @@ def run_experiment(spec: ExperimentSpec, hooks: Sequence[TrainingHook] = ()) -> 
                 run.probe,
                 batch_size=plan.batch_size,
                 between=between,
-                probe_start=epoch == 1,
             )
             validation = (
                 trainer.evaluate(data.x_val, data.y_val, between) if data.has_validation else None
@@ -153,6 +153,9 @@ def run_ensemble(
             learning_rate=plan.learning_rate,
         )
         runs = [_Run(spec, d, plan.key.architecture) for spec, d in zip(specs, data, strict=True)]
+        initial = trainer.probe_now(np.stack([run.probe for run in runs]))
+        for m, run in enumerate(runs):
+            run.start_activations(None if initial is None else initial[m])
         for member_hooks in hooks:
             for hook in member_hooks:
                 hook.on_train_begin(epochs)
@@ -174,7 +177,6 @@ def run_ensemble(
                     np.stack([run.probe for run in runs]),
                     batch_size=plan.batch_size,
                     between=between,
-                    probe_start=epoch == 1,
                 )
                 validation = trainer.evaluate(x_val, y_val, between) if has_validation else None
             except _EveryMemberCancelled:
@@ -395,6 +397,11 @@ class _Run:
         self.epoch_raw = capture.raw and capture.every is CaptureEvery.EPOCH
         self.diverged_at: int | None = None
         self._last: tuple[int, EpochArrays] | None = None
+
+    def start_activations(self, stats: np.ndarray | None) -> None:
+        """The untrained network's activation statistics on the probe (when probing)."""
+        if stats is not None:
+            self.recorder.initial_activation_stats = stats
 
     @property
     def keeps_end(self) -> bool:

@@ -74,8 +74,6 @@ class EpochArrays:
 
     start_loss: float  # on the whole epoch's data, before its first step
     start_accuracy: float
-    # (hidden, len(ACTIVATION_STATS)) on the probe before step 1: a run's first epoch only
-    start_activation_stats: np.ndarray | None
     step_stats: np.ndarray  # (steps, variables, len(TENSOR_STATS)), weights before each step
     step_loss: np.ndarray  # (steps,)
     step_accuracy: np.ndarray  # (steps,)
@@ -136,6 +134,13 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
     def captured_variables(self) -> list[keras.Variable]:
         """The variables whose statistics each step records, in order."""
         raise NotImplementedError
+
+    def probe_now(self, probe: np.ndarray) -> np.ndarray | None:
+        """The activation statistics on `probe` now (a run's start), when probing: run
+        op by op, as once a run it costs less than tracing it into a graph would."""
+        if not self.key.activations:
+            return None
+        return np.asarray(self._probe(tf.convert_to_tensor(probe)))
 
     def _make_graph_functions(self, *, jit: bool) -> None:
         """The graph functions `chunks.EpochCalls` calls, of the methods named alike."""
@@ -203,7 +208,7 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         raise NotImplementedError
 
     def _train_epoch(
-        self, x: tf.Tensor, y: tf.Tensor, probe: tf.Tensor, batch_size: int, probe_start: tf.Tensor
+        self, x: tf.Tensor, y: tf.Tensor, probe: tf.Tensor, batch_size: int
     ) -> dict[str, Any]:
         axis = self.rows_axis
         n = int(x.shape[axis])
@@ -219,13 +224,6 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         mask = tf.concat([tf.ones([n]), tf.zeros([padding])], axis=0)
         real = (slice(None),) * axis + (slice(None, n),)
         start_loss, start_accuracy = self._evaluate(x[real], y[real])
-        probed = self.key.activations
-        if probed:
-            # A run keeps only its first epoch's start (the untrained network's): any
-            # later epoch starts where the one before ended.
-            start_activations = tf.cond(
-                probe_start, lambda: self._probe(probe), lambda: tf.zeros(self._probe_shape)
-            )
         out = self._run_steps(x, y, mask, batch_size, count=steps)
         out |= {
             "start_loss": start_loss,
@@ -233,17 +231,11 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
             # (variables, 4), or (M, variables, 4) for an ensemble
             "end_weight_stats": self._weight_stats(),
         }
-        if probed:
-            out["start_activation_stats"] = start_activations
-            if not self.key.step_capture:  # at step points each step's batch tells instead
-                out["end_activation_stats"] = self._probe(probe)
+        # An epoch starts where the one before ended, so only its end is probed (a
+        # run's start: `probe_now`); at step points each step's batch tells instead.
+        if self.key.activations and not self.key.step_capture:
+            out["end_activation_stats"] = self._probe(probe)
         return out
-
-    @property
-    def _probe_shape(self) -> tuple[int, ...]:
-        """What `_probe` gives: (probed layers, statistics), an ensemble's per member."""
-        lead = (self.members,) if self.rows_axis else ()
-        return (*lead, self.probed_layers, len(ACTIVATION_STATS))
 
     def _run_steps(
         self,
@@ -389,7 +381,6 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
         return EpochArrays(
             start_loss=float(out["start_loss"]),
             start_accuracy=float(out["start_accuracy"]),
-            start_activation_stats=_fetched(out, "start_activation_stats"),
             step_stats=np.asarray(out["step_stats"]),
             step_loss=np.asarray(out["step_loss"]),
             step_accuracy=np.asarray(out["step_accuracy"]),

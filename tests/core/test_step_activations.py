@@ -46,14 +46,16 @@ def assert_stats(mine: np.ndarray, want: np.ndarray, what: str) -> None:
 
 def train_one_epoch(
     spec: ExperimentSpec, architecture: Any, x: np.ndarray, y: np.ndarray, probe: np.ndarray
-) -> tuple[CompiledTrainer, EpochArrays]:
+) -> tuple[CompiledTrainer, EpochArrays, np.ndarray | None]:
+    """A trainer after one epoch, the epoch's arrays, and the probe's statistics before it."""
     # raw capture keeps every variable as it was before each step
     key = trainer_key(architecture, spec.training, step_capture=True, raw=True)
     trainer = CompiledTrainer(key, jit=False)
     trainer.reset(spec.model.initializer, seed=spec.seed, learning_rate=1e-2)
+    start = trainer.probe_now(probe)
     arrays = trainer.train_epoch(x, y, probe, batch_size=spec.training.batch_size)
     assert arrays.step_activation_stats is not None and arrays.step_weights is not None
-    return trainer, arrays
+    return trainer, arrays, start
 
 
 def batches(x: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -101,31 +103,28 @@ def test_an_mlps_step_points_are_its_training_batches_and_its_edges_the_probe() 
     x, y, probe = data.x_train[order], data.y_train[order], data.x_train[:40]
     assert len(x) % 16, "the last batch is padded and masked"
     architecture = Architecture.from_spec(spec.model, n_features=2, n_outputs=1)
-    _, arrays = train_one_epoch(spec, architecture, x, y, probe)
+    _, arrays, start_stats = train_one_epoch(spec, architecture, x, y, probe)
     assert arrays.step_weights is not None and arrays.step_activation_stats is not None
     for step, rows in enumerate(batches(x, 16)):
         before = [w[step] for w in arrays.step_weights]
         want = run_layers(mlp_layers(before, kinds), kinds, rows)
         assert_stats(arrays.step_activation_stats[step], want, f"step {step}")
-    # the epoch's start: the probe, before the first step; at step points each step's
-    # batch tells what the network does after it, so the end is not probed
-    assert arrays.start_activation_stats is not None and arrays.end_activation_stats is None
-    start = [w[0] for w in arrays.step_weights]
-    begin = run_layers(mlp_layers(start, kinds), kinds, probe)
-    assert_stats(arrays.start_activation_stats, begin, "start")
-    # ... which is what capturing every epoch reports too, and it probes the end
+    # the run's start: the probe, before the first step; at step points each step's
+    # batch tells what the network does after it, so the epoch's end is not probed
+    assert start_stats is not None and arrays.end_activation_stats is None
+    begin = run_layers(mlp_layers([w[0] for w in arrays.step_weights], kinds), kinds, probe)
+    assert_stats(start_stats, begin, "start")
+    # ... which is what capturing every epoch reports too, and it probes each epoch's end
     epoch_key = trainer_key(architecture, spec.training, step_capture=False, raw=False)
     per_epoch = CompiledTrainer(epoch_key, jit=False)
     per_epoch.reset(spec.model.initializer, seed=spec.seed, learning_rate=1e-2)
+    by_epoch_start = per_epoch.probe_now(probe)
     by_epoch = per_epoch.train_epoch(x, y, probe, batch_size=16)
-    np.testing.assert_array_equal(by_epoch.start_activation_stats, arrays.start_activation_stats)
+    np.testing.assert_array_equal(by_epoch_start, start_stats)
     np.testing.assert_array_equal(by_epoch.step_loss, arrays.step_loss)
     assert by_epoch.end_activation_stats is not None
     end = run_layers(mlp_layers(per_epoch.weights(), kinds), kinds, probe)
     assert_stats(by_epoch.end_activation_stats, end, "end")
-    # a later epoch starts where the one before ended: its start is not probed again
-    later = per_epoch.train_epoch(x, y, probe, batch_size=16, probe_start=False)
-    assert later.start_activation_stats is None and later.end_activation_stats is not None
 
 
 def numpy_simple_rnn(
@@ -194,7 +193,7 @@ def test_a_layer_lists_step_points_are_its_training_batches(cell: str) -> None:
     data = _load(spec)
     x, y = data.x_train, data.y_train
     assert len(x) % 16, "the last batch is padded and masked"
-    trainer, arrays = train_one_epoch(spec, LayeredArchitecture.from_spec(spec), x, y, x[:20])
+    trainer, arrays, _ = train_one_epoch(spec, LayeredArchitecture.from_spec(spec), x, y, x[:20])
     named = {"SimpleRNN": "simple_rnn_2", "LSTM": "lstm_2"}[cell]
     assert trainer.network.probe_names == ["conv1d_1", named]
     kinds = ["relu", "tanh" if cell == "SimpleRNN" else "linear"]

@@ -20,8 +20,7 @@ FIELDS = (
     "step_loss",
     "step_accuracy",
     "end_weight_stats",
-    "start_activation_stats",  # the probe (capturing every step, the end is not probed)
-    "step_activation_stats",
+    "step_activation_stats",  # (capturing every step, the epoch's end is not probed)
 )
 
 
