@@ -5,10 +5,10 @@ hook or Celery's soft time limit, gets a word in only when it returns. Most
 epochs take milliseconds, but a wide net at batch size 1 can spend minutes in
 one. So an epoch whose estimated cost is over
 `CALL_FLOPS` runs as several calls of a fixed number of steps each (the last
-one masked), with its start and end (the evaluation on the whole epoch's data,
-the probe) in calls of their own, and evaluation and prediction go by rows
-the same way. Between calls the engine runs its `Between` callback, which may
-raise to stop the run.
+one masked), with its start (the evaluation on the whole epoch's data) and its
+end (the weights' statistics, the probe) in calls of their own, and evaluation
+and prediction go by rows the same way. Between calls the engine runs its
+`Between` callback, which may raise to stop the run.
 
 How an epoch is split depends on the spec alone (its architecture, batch, probe
 and what it captures), never on measured time, so the same spec always runs

@@ -185,7 +185,7 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         """(probed layers, len(ACTIVATION_STATS)), or (M, ...) for an ensemble: each probed
         layer's statistics in `forward`, over the rows where `mask` is 1 (all when None).
 
-        On the probe batch at the epoch's start and end (`_probe`); at a step point, on
+        On the probe batch at a run's start and an epoch's end (`_probe`); at a step point, on
         the step's own training batch, from the forward pass the step trains on (`_step`).
         """
         stats = [
@@ -486,7 +486,7 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
 
     def _probe(self, x: tf.Tensor) -> tf.Tensor:
         """(hidden, len(ACTIVATION_STATS)): the network now, on the probe batch `x`."""
-        # Every epoch probes at its start and end: make it cheap.
+        # Every epoch that captures its end probes it: make it cheap.
         forward = self.network.forward(x, training=False, unroll_small=unrolls_probe(self.jit))
         return self._activation_stats(forward)
 
