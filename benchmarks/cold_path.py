@@ -17,7 +17,9 @@ script's own), for each engine `--variants` entry side by side in one run:
     all seven PNGs drawn as a job ends, not just the tutorial's two);
   - `before` (with `--before DIR`): `tiered` as another checkout of the project
     runs it (say the commit before a change: `git archive <commit> | tar -x -C
-    DIR`), so a change is measured against the code it replaces, in one run.
+    DIR`), so a change is measured against the code it replaces, in one run
+    (`--before-compiles-first` where that code compiles XLA from a network's
+    first job, as it did before 27570ba).
 
 Each run starts, per variant, fresh deployments for:
 
@@ -102,7 +104,7 @@ VARIANTS: dict[str, dict[str, str]] = {
 COMPILES_BEFORE_WARM: dict[str, int | None] = {
     "tiered": 0,
     "compile-first": 1,
-    "before": 1,
+    "before": 0,  # as `tiered`; --before-compiles-first: 1
     "never": None,
     "today": None,
 }
@@ -150,9 +152,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--before", type=Path, help="another checkout of the project: the `before` variant's code"
     )
     parser.add_argument(
+        "--before-compiles-first",
+        action="store_true",
+        help="the --before checkout compiles XLA from a network's first job (before 27570ba)",
+    )
+    parser.add_argument(
         "--variants", nargs="+", default=["tiered", "today"], choices=list(VARIANTS)
     )
     args = parser.parse_args(argv)
+    if args.before_compiles_first:
+        COMPILES_BEFORE_WARM["before"] = 1
     # Stopped (SIGTERM, or SIGINT, which a shell's background job ignores): the
     # deployments under way still stop their processes and delete their keys.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
