@@ -401,10 +401,12 @@ def _warm_up() -> None:
 
 def _trace_and_draw() -> None:
     from core.engine import run as engine
+    from core.engine.graph_calls import tracing_all
 
     started = time.perf_counter()
     for index, spec in enumerate(warm_up_specs()):
-        output = engine.run_experiment(ExperimentSpec.model_validate(spec))
+        with tracing_all():  # every graph the tutorial's jobs call, built now
+            output = engine.run_experiment(ExperimentSpec.model_validate(spec))
         if index == 0:
             render_default_plots("warm-up", output.result, every=True)
     logger.info("warm: the tutorial's networks traced and drawn in %.2f s",

@@ -58,6 +58,7 @@ import numpy as np
 
 from core.engine import chunks
 from core.engine.ensemble import EnsembleTrainer
+from core.engine.graph_calls import tracing_all
 from core.engine.layered import LayeredArchitecture
 from core.engine.network import Architecture
 from core.engine.trainer import CompiledTrainer, TrainerKey
@@ -536,8 +537,9 @@ def warm_up(trainer: Trainer, shapes: Shapes) -> None:
     x = np.zeros((*lead, shapes.samples, *sample), np.float32)
     y = np.zeros((*lead, shapes.samples), np.float32 if architecture.regression else np.int32)
     probe = np.zeros((*lead, shapes.probe, *sample), np.float32)
-    trainer.train_epoch(x, y, probe, batch_size=shapes.batch_size)
-    trainer.evaluate(x, y)
-    if sample == (2,):
-        grid = np.zeros((*lead, BOUNDARY_RESOLUTION**2, 2), np.float32)
-        trainer.predict(grid)
+    with tracing_all():
+        trainer.train_epoch(x, y, probe, batch_size=shapes.batch_size)
+        trainer.evaluate(x, y)
+        if sample == (2,):
+            grid = np.zeros((*lead, BOUNDARY_RESOLUTION**2, 2), np.float32)
+            trainer.predict(grid)

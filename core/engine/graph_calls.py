@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -36,9 +37,9 @@ def graph_function(
     `rows_axis`, array arguments' sizes on that axis (their rows) may vary: one
     graph serves them all (evaluation on the training and validation parts). The first
     `eager_calls` calls run `fn` op by op instead, untraced: a function that a run calls
-    once or twice (its final evaluation, its decision surface) costs a network's first
-    run more to trace (30-100 ms) than to run eagerly (about a millisecond), and is
-    traced once its trainer is used again.
+    once (its final evaluation, its decision surface) costs a network's first run more
+    to trace (30-100 ms) than to run eagerly (about a millisecond), and is traced once
+    it is called again; except under `tracing_all`, where every call traces.
     """
     compiled = tf.function(fn, jit_compile=jit, autograph=False)
     lean = not jit and _lean_options() is not None
@@ -57,8 +58,10 @@ def graph_function(
     def call(*args: Any) -> Any:
         nonlocal eager
         if eager > 0:
-            eager -= 1
-            return fn(*args)
+            if not getattr(_tracing, "all", False):
+                eager -= 1
+                return fn(*args)
+            eager = 0  # traced now: every later call takes the graph
         specs = tuple(spec(a) for a in args)
         with _lean_calls() if lean else contextlib.nullcontext():
             function = concrete.get(specs)
@@ -67,6 +70,21 @@ def graph_function(
             return function(*args)
 
     return call
+
+
+_tracing = threading.local()
+
+
+@contextmanager
+def tracing_all() -> Iterator[None]:
+    """This thread's graph functions trace from their first call (see `graph_function`):
+    for a warm-up, which builds a trainer's graphs so that its runs need not."""
+    previous = getattr(_tracing, "all", False)
+    _tracing.all = True
+    try:
+        yield
+    finally:
+        _tracing.all = previous
 
 
 class _DirectCall:

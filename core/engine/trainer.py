@@ -46,9 +46,9 @@ ACTIVATION_STATS = ("mean", "std", "saturated", "dead", "negative")
 # A unit is saturated where its activation's slope is under this fraction of
 # the activation's steepest slope: gradients through it are cut tenfold.
 SATURATION_SLOPE = 0.1
-# A trainer's evaluation and prediction run op by op for this many calls (about a run's
-# worth), then as traced graphs (core.engine.graph_calls.graph_function).
-EAGER_CALLS = 2
+# A trainer's evaluation and prediction run op by op for this many calls (a run's own
+# without validation), then as traced graphs (core.engine.graph_calls.graph_function).
+EAGER_CALLS = 1
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from core.engine import graph_cache
-from core.engine.graph_calls import graph_function
+from core.engine.graph_calls import graph_function, tracing_all
 from core.engine.run import RunOutput, run_ensemble, run_experiment
 from core.experiment.grouping import graph_signature
 from core.experiment.hooks import TrainingCancelled, TrainingHook
@@ -84,6 +84,13 @@ def test_a_function_runs_op_by_op_for_its_first_calls_then_traced() -> None:
     # twice op by op, then traced once, and the traced graph serves every later call
     assert python_calls == [True, True, False]
     assert all(r.tobytes() == results[0].tobytes() for r in results)
+    # a warm-up traces from the first call
+    python_calls.clear()
+    warmed = graph_function(scaled_sum, jit=False, eager_calls=2)
+    with tracing_all():
+        assert np.asarray(warmed(x)).tobytes() == results[0].tobytes()
+    assert np.asarray(warmed(x)).tobytes() == results[0].tobytes()
+    assert python_calls == [False]
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
+from typing import Any
+
+import pytest
 
 from core.store.stores import JobStore
 from tests.conftest import wait_for
@@ -89,19 +93,34 @@ def test_a_worker_whose_pool_never_says_ready_joins_after_the_wait(store: JobSto
         store.forget_worker(queue=queue, hostname=hostname)
 
 
-def test_the_warm_start_traces_the_first_jobs_graph_and_the_tutorial_studys() -> None:
+def test_the_warm_start_traces_the_first_jobs_graph_and_the_tutorial_studys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from core.engine import graph_cache
     from core.engine.run import run_experiment
+    from core.engine.trainer import CompiledTrainer
     from core.experiment.spec import ExperimentSpec
-    from worker.training import warm_up_specs
+    from worker.training import _trace_and_draw
 
+    # The graph code runs in Python only while a graph is traced, or op by op.
+    ran_in_python: list[str] = []
+    for name in ("_train_epoch", "_evaluate_sums", "_predict"):
+        method = getattr(CompiledTrainer, name)
+
+        @functools.wraps(method)
+        def recorded(self: Any, *args: Any, _method: Any = method, _name: str = name) -> Any:
+            ran_in_python.append(_name)
+            return _method(self, *args)
+
+        monkeypatch.setattr(CompiledTrainer, name, recorded)
     graph_cache.clear()
     try:
-        for spec in warm_up_specs():
-            run_experiment(ExperimentSpec.model_validate(spec))
+        _trace_and_draw()
+        ran_in_python.clear()
         for activation in ("sigmoid", "tanh", "relu"):  # {} is the sigmoid one
             spec = {"training": {"epochs": 1}, "model": {"activation": activation}}
             result = run_experiment(ExperimentSpec.model_validate(spec)).result
             assert result["timing"] == result["timing"] | {"graph": "plain", "graph_reused": True}
+        assert ran_in_python == [], "the first jobs traced or ran op by op what the warm-up had not"
     finally:
         graph_cache.clear()
