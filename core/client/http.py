@@ -120,8 +120,7 @@ class Client:
 
     def plots(self, job_id: str) -> list[PlotLink]:
         """The plots of a succeeded experiment: names, descriptions and URLs."""
-        page = self._json("GET", f"v1/experiments/{job_id}/plots")
-        return cast(list[PlotLink], page["items"])
+        return self._plot_links(f"v1/experiments/{job_id}")
 
     def plot(
         self,
@@ -133,9 +132,7 @@ class Client:
         dpi: int | None = None,
     ) -> bytes:
         """One plot as PNG bytes, at the default size unless asked otherwise."""
-        params = _params(width=width, height=height, dpi=dpi)
-        path = f"v1/experiments/{job_id}/plots/{name}.png"
-        return self._request("GET", path, params=params).content
+        return self._plot_png(f"v1/experiments/{job_id}", name, width, height, dpi)
 
     def arrays(self, job_id: str) -> bytes | None:
         """arrays.npz's bytes; None when the spec did not ask for capture.raw."""
@@ -196,11 +193,20 @@ class Client:
         return self._request("GET", f"v1/studies/{study_id}/summary.csv").text
 
     def study_plots(self, study_id: str) -> list[PlotLink]:
-        page = self._json("GET", f"v1/studies/{study_id}/plots")
-        return cast(list[PlotLink], page["items"])
+        """The plots of a finished study: names, descriptions and URLs."""
+        return self._plot_links(f"v1/studies/{study_id}")
 
-    def study_plot(self, study_id: str, name: str) -> bytes:
-        return self._request("GET", f"v1/studies/{study_id}/plots/{name}.png").content
+    def study_plot(
+        self,
+        study_id: str,
+        name: str,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        dpi: int | None = None,
+    ) -> bytes:
+        """One study plot as PNG bytes, at the default size unless asked otherwise."""
+        return self._plot_png(f"v1/studies/{study_id}", name, width, height, dpi)
 
     def cancel_study(self, study_id: str) -> Study:
         return cast(Study, self._json("POST", f"v1/studies/{study_id}/cancel"))
@@ -243,6 +249,17 @@ class Client:
     def _page(self, path: str, **query: Any) -> Page:
         """One page of the list at `path`, asked with the `query` values that are not None."""
         return cast(Page, self._json("GET", path, params=_params(**query)))
+
+    def _plot_links(self, owner: str) -> list[PlotLink]:
+        """The plots of the experiment or study at path `owner`."""
+        return cast(list[PlotLink], self._json("GET", f"{owner}/plots")["items"])
+
+    def _plot_png(
+        self, owner: str, name: str, width: int | None, height: int | None, dpi: int | None
+    ) -> bytes:
+        """Plot `name` of the experiment or study at path `owner`, as PNG bytes."""
+        params = _params(width=width, height=height, dpi=dpi)
+        return self._request("GET", f"{owner}/plots/{name}.png", params=params).content
 
     def _request(
         self,

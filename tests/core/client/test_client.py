@@ -23,6 +23,7 @@ from core.client import (
     UnavailableError,
 )
 from tests.api.conftest import UNTRAINED
+from tests.api.test_plots import png_size
 from tests.conftest import KeysServer, RedisServer, Server, Worker, free_port, serve_api
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -69,7 +70,7 @@ def test_result_plots_and_arrays_of_a_finished_job(
     names = [link["name"] for link in client.plots(job_id)]
     assert "gradient_flow" in names
     assert client.plot(job_id, "gradient_flow").startswith(PNG)
-    assert client.plot(job_id, "weights", width=400, height=300).startswith(PNG)
+    assert png_size(client.plot(job_id, "weights", width=400, height=300)) == (400, 300)
     arrays = client.arrays(job_id)
     assert arrays is not None and "dataset/x.npy" in zipfile.ZipFile(io.BytesIO(arrays)).namelist()
 
@@ -126,6 +127,7 @@ def test_a_study_is_submitted_waited_for_and_summarized(
     assert client.study_summary_csv(study["id"]).startswith("config")
     names = [link["name"] for link in client.study_plots(study["id"])]
     assert names and client.study_plot(study["id"], names[0]).startswith(PNG)
+    assert png_size(client.study_plot(study["id"], names[0], width=480, height=360)) == (480, 360)
     assert study["id"] in [item["id"] for item in client.studies()["items"]]
     assert client.arrays(rows[0]["children"][0]) is None  # no capture.raw: none, no error
     client.delete_study(study["id"])
