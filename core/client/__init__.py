@@ -17,7 +17,7 @@ from core.client.errors import (
 )
 from core.client.events import Event
 from core.client.http import Client
-from core.client.records import Dataset, Job, PlotLink, Study
+from core.client.records import Dataset, Job, PlotLink, PlotSize, Study
 
 __all__ = [
     "BadRequestError",
@@ -29,6 +29,7 @@ __all__ = [
     "Job",
     "NotFoundError",
     "PlotLink",
+    "PlotSize",
     "ProblemError",
     "ServiceUnreachableError",
     "Study",

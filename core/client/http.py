@@ -22,13 +22,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Unpack, cast
 
 import httpx
 
 from core.client.errors import NotFoundError, ServiceUnreachableError, problem_error
 from core.client.events import Event, parse_events
-from core.client.records import Dataset, Job, Page, PlotLink, Study
+from core.client.records import Dataset, Job, Page, PlotLink, PlotSize, Study
 
 # Seconds waited before a retry when the service names no Retry-After, and at most.
 DEFAULT_RETRY_AFTER = 1.0
@@ -122,17 +122,10 @@ class Client:
         """The plots of a succeeded experiment: names, descriptions and URLs."""
         return self._plot_links(f"v1/experiments/{job_id}")
 
-    def plot(
-        self,
-        job_id: str,
-        name: str,
-        *,
-        width: int | None = None,
-        height: int | None = None,
-        dpi: int | None = None,
-    ) -> bytes:
-        """One plot as PNG bytes, at the default size unless asked otherwise."""
-        return self._plot_png(f"v1/experiments/{job_id}", name, width, height, dpi)
+    def plot(self, job_id: str, name: str, **size: Unpack[PlotSize]) -> bytes:
+        """One plot as PNG bytes, at the default size unless `width`, `height` or `dpi`
+        say otherwise."""
+        return self._plot_png(f"v1/experiments/{job_id}", name, size)
 
     def arrays(self, job_id: str) -> bytes | None:
         """arrays.npz's bytes; None when the spec did not ask for capture.raw."""
@@ -196,17 +189,10 @@ class Client:
         """The plots of a finished study: names, descriptions and URLs."""
         return self._plot_links(f"v1/studies/{study_id}")
 
-    def study_plot(
-        self,
-        study_id: str,
-        name: str,
-        *,
-        width: int | None = None,
-        height: int | None = None,
-        dpi: int | None = None,
-    ) -> bytes:
-        """One study plot as PNG bytes, at the default size unless asked otherwise."""
-        return self._plot_png(f"v1/studies/{study_id}", name, width, height, dpi)
+    def study_plot(self, study_id: str, name: str, **size: Unpack[PlotSize]) -> bytes:
+        """One study plot as PNG bytes, at the default size unless `width`, `height` or
+        `dpi` say otherwise."""
+        return self._plot_png(f"v1/studies/{study_id}", name, size)
 
     def cancel_study(self, study_id: str) -> Study:
         return cast(Study, self._json("POST", f"v1/studies/{study_id}/cancel"))
@@ -254,12 +240,9 @@ class Client:
         """The plots of the experiment or study at path `owner`."""
         return cast(list[PlotLink], self._json("GET", f"{owner}/plots")["items"])
 
-    def _plot_png(
-        self, owner: str, name: str, width: int | None, height: int | None, dpi: int | None
-    ) -> bytes:
+    def _plot_png(self, owner: str, name: str, size: PlotSize) -> bytes:
         """Plot `name` of the experiment or study at path `owner`, as PNG bytes."""
-        params = _params(width=width, height=height, dpi=dpi)
-        return self._request("GET", f"{owner}/plots/{name}.png", params=params).content
+        return self._request("GET", f"{owner}/plots/{name}.png", params=dict(size)).content
 
     def _request(
         self,

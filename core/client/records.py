@@ -91,6 +91,14 @@ class PlotLink(TypedDict):
     url: str
 
 
+class PlotSize(TypedDict, total=False):
+    """A plot's size where not the default: pixels wide and high, and dots per inch."""
+
+    width: int
+    height: int
+    dpi: int
+
+
 class Page(TypedDict):
     items: list[dict[str, Any]]
     next_cursor: str | None
