@@ -14,14 +14,15 @@ summarized as the study's summary is. The table shows, per fix, in how many
 seeds the verdict cleared, verdicts it brought, the final accuracy against
 the baseline's seed by seed, and the first-to-last gradient ratio.
 
-`--emit` also prints core/experiment/measured_remedies.py's `MEASURED`, the
-evidence the prescriptions are ranked by.
+`--emit` also writes core/experiment/measured_remedies.json, the evidence
+the prescriptions are ranked by.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from core.engine.run import RunOutput, run_ensemble, run_experiment
 from core.experiment.fixes import FixId
 from core.experiment.grouping import ensemble_groups
 from core.experiment.jobs import JobStatus, Summary
-from core.experiment.measured_remedies import Measurement
+from core.experiment.measured_remedies import TABLE, Measurement, write_table
 from core.experiment.merge_patch import merge_patch
 from core.experiment.prescriptions import support_of
 from core.experiment.remedy_studies import RemedyRequest, plan_remedies, remedy_summary
@@ -180,23 +181,11 @@ def report(
     return found
 
 
-def emit(examples: Sequence[Example], found: Sequence[Measurement]) -> None:
-    """Print the measurements as core/experiment/measured_remedies.py holds them."""
-    print("\nMEASURED: tuple[Measurement, ...] = (")
-    for item in examples:
-        mine = [m for m in found if m.verdict == item.verdict]
-        first = mine[0]
-        print(
-            f"    *example(\n        {item.verdict!r},\n        Activation.{first.activation.name},"
-        )
-        print(f"        {item.network!r},\n        seeds={first.seeds},\n        had={first.had},")
-        print(f"        ratio_before={first.ratio_before!r},\n        rows=(")
-        for m in mine:
-            row = (m.cleared, m.accuracy_change, m.accuracy_change_std, m.ratio_after)
-            numbers = ", ".join(map(repr, row))
-            print(f"            (FixId.{m.fix.name}, {numbers}, {dict(m.new_verdicts)!r}),")
-        print("        ),\n    ),")
-    print(")")
+def emit(found: Sequence[Measurement], argv: Sequence[str]) -> None:
+    """Write the measurements to the table the prescriptions are ranked by."""
+    command = " ".join(["python", "benchmarks/remedies.py", *argv])
+    TABLE.write_text(write_table(found, command=command), encoding="utf-8")
+    print(f"\nwrote {TABLE}")
 
 
 def main() -> None:
@@ -204,9 +193,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--emit", action="store_true", help="print MEASURED for the module")
+    parser.add_argument(
+        "--emit", action="store_true", help="write the table the prescriptions are ranked by"
+    )
     parser.add_argument("--only", choices=[e.verdict for e in EXAMPLES], action="append")
     args = parser.parse_args()
+    if args.emit and args.only:
+        parser.error("--emit writes the whole table: leave out --only")
     found: list[Measurement] = []
     examples = [e for e in EXAMPLES if not args.only or e.verdict in args.only]
     for example in examples:
@@ -215,7 +208,7 @@ def main() -> None:
         outputs = train(study.children)
         found += report(example, study, outputs, time.perf_counter() - started)
     if args.emit:
-        emit(examples, found)
+        emit(found, sys.argv[1:])
 
 
 if __name__ == "__main__":

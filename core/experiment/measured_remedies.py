@@ -1,7 +1,7 @@
 """What each prescribed fix did on the networks it was measured on: the ranking's evidence.
 
-Written from `python benchmarks/remedies.py --emit` (which trains the
-examples with the engine and prints this table): the tutorial's sigmoid
+Read from measured_remedies.json, which `python benchmarks/remedies.py --emit`
+writes (it trains the examples with the engine): the tutorial's sigmoid
 network (`vanishing`), the same network with relu and N(0, 10) weights
 (`exploding`), and with relu and Adam at a learning rate of 0.1
 (`dead_units`), each fix over the same seeds as its baseline.
@@ -11,8 +11,10 @@ and hidden activation match the run's; the README reports the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from core.experiment.fixes import FixId
@@ -56,83 +58,43 @@ class Measurement:
         }
 
 
-# One fix's row of an example: fix, seeds cleared, accuracy change (mean, S.D.), ratio after,
-# verdicts it brought (seeds with each).
-Row = tuple[FixId, int, float | None, float | None, float | None, dict[str, int]]
+TABLE = Path(__file__).with_name("measured_remedies.json")
+_EXAMPLE_FIELDS = ("verdict", "activation", "network", "seeds", "had", "ratio_before")
+_FIX_FIELDS = ("fix", "cleared", "accuracy_change", "accuracy_change_std", "ratio_after")
 
 
-def example(
-    verdict: str,
-    activation: Activation,
-    network: str,
-    *,
-    seeds: int,
-    had: int,
-    ratio_before: float | None,
-    rows: tuple[Row, ...],
-) -> tuple[Measurement, ...]:
-    """The measurements of one example network: one per fix tried on it."""
+def read_table(text: str) -> tuple[Measurement, ...]:
+    """The measurements of a table as `write_table` writes it: one per fix an example tried."""
     return tuple(
         Measurement(
-            verdict,
-            activation,
-            fix,
-            network,
-            seeds,
-            had,
-            cleared,
-            change,
-            std,
-            ratio_before,
-            after,
-            new,
+            verdict=example["verdict"],
+            activation=Activation(example["activation"]),
+            fix=FixId(row["fix"]),
+            network=example["network"],
+            seeds=example["seeds"],
+            had=example["had"],
+            cleared=row["cleared"],
+            accuracy_change=row["accuracy_change"],
+            accuracy_change_std=row["accuracy_change_std"],
+            ratio_before=example["ratio_before"],
+            ratio_after=row["ratio_after"],
+            new_verdicts=row["new_verdicts"],
         )
-        for fix, cleared, change, std, after, new in rows
+        for example in json.loads(text)["examples"]
+        for row in example["fixes"]
     )
 
 
-# python benchmarks/remedies.py --seeds 5 --emit: `{}` is 2-5-5-5-5-1; seeds 1 to 5, 100 epochs.
-MEASURED: tuple[Measurement, ...] = (
-    *example(
-        "vanishing",
-        Activation.SIGMOID,
-        "the tutorial's network: sigmoid, N(0, 1), RMSprop",
-        seeds=5,
-        had=5,
-        ratio_before=0.0191,
-        rows=(
-            (FixId.TANH, 5, 0.322, 0.0628, 12.5, {}),
-            (FixId.BATCH_NORM, 5, 0.318, 0.0624, 7.76, {}),
-            (FixId.RELU, 5, 0.319, 0.0642, 11.3, {"dead_units": 2}),
-            (FixId.RESIDUAL, 1, 0.119, 0.113, 0.0877, {"saturated": 1}),
-            (FixId.GLOROT_INIT, 0, -0.176, 0.0487, 0.00163, {}),
-        ),
-    ),
-    *example(
-        "exploding",
-        Activation.RELU,
-        "the tutorial's network with relu and N(0, 10) weights",
-        seeds=5,
-        had=4,
-        ratio_before=5.83,
-        rows=(
-            (FixId.HE_INIT, 4, 0.476, 0.0234, 6.36, {}),
-            (FixId.LOWER_LEARNING_RATE, 0, -0.0238, 0.0179, 3.1, {}),
-            (FixId.CLIP_GRADIENTS, 0, 0.0066, 0.0128, 13.3, {}),
-        ),
-    ),
-    *example(
-        "dead_units",
-        Activation.RELU,
-        "the tutorial's network with relu, Adam at a learning rate of 0.1",
-        seeds=5,
-        had=5,
-        ratio_before=0.772,
-        rows=(
-            (FixId.LEAKY_RELU, 5, 0.187, 0.291, 2.09, {}),
-            (FixId.ELU, 5, 0.21, 0.255, 1.25, {}),
-            (FixId.LOWER_LEARNING_RATE, 5, 0.219, 0.256, 7.14, {}),
-            (FixId.HE_INIT, 0, 0.213, 0.255, 2.36, {}),
-        ),
-    ),
-)
+def write_table(measurements: Sequence[Measurement], *, command: str) -> str:
+    """The JSON table of `measurements`, an example (a verdict's network) with its fixes
+    in the order they were measured; `command` is what measured them."""
+    examples: list[dict[str, Any]] = []
+    for m in measurements:
+        if not examples or examples[-1]["verdict"] != m.verdict:
+            examples.append({name: getattr(m, name) for name in _EXAMPLE_FIELDS} | {"fixes": []})
+        row = {name: getattr(m, name) for name in _FIX_FIELDS}
+        examples[-1]["fixes"].append(row | {"new_verdicts": dict(m.new_verdicts)})
+    return json.dumps({"source": SOURCE, "command": command, "examples": examples}, indent=2) + "\n"
+
+
+MEASURED: tuple[Measurement, ...] = read_table(TABLE.read_text(encoding="utf-8"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import pytest
@@ -10,7 +11,13 @@ import pytest
 from core.experiment.diagnosis import THRESHOLDS
 from core.experiment.explanations import EXPLANATIONS, REFERENCES, explain, explanation
 from core.experiment.fixes import FIXES, KERAS_LEARNING_RATES, FixId, fix
-from core.experiment.measured_remedies import MEASURED, Measurement
+from core.experiment.measured_remedies import (
+    MEASURED,
+    TABLE,
+    Measurement,
+    read_table,
+    write_table,
+)
 from core.experiment.merge_patch import merge_patch, patch_paths
 from core.experiment.prescriptions import (
     FINDINGS,
@@ -317,6 +324,17 @@ def test_every_measurement_is_of_a_fix_its_verdict_prescribes_for_its_network() 
         assert lines, m
         assert measurement_for(m.verdict, m.fix, [m.activation] * 4) is m
     assert measurement_for("vanishing", FixId.TANH, [Activation.SIGMOID, Activation.RELU]) is None
+
+
+def test_the_measured_table_reads_back_what_the_benchmark_writes() -> None:
+    table = TABLE.read_text(encoding="utf-8")
+    command = json.loads(table)["command"]
+    assert command.startswith("python benchmarks/remedies.py")
+    # The file is the writer's output, not edited by hand, and reads back whole.
+    assert write_table(MEASURED, command=command) == table
+    assert read_table(table) == MEASURED
+    assert {m.verdict for m in MEASURED} == {"vanishing", "exploding", "dead_units"}
+    assert all(m.cleared <= m.had <= m.seeds for m in MEASURED)
 
 
 # ------------------------------------------------------------------------ explanations
