@@ -526,15 +526,6 @@ def _ranked(
     ]
 
 
-def _breaks_a_limit(patched: dict[str, Any]) -> bool:
-    """Whether a patched spec is refused (a fix can push a network past a limit)."""
-    try:
-        ExperimentSpec.model_validate(patched)
-    except ValidationError:
-        return True
-    return False
-
-
 def _prescription(
     rank: int,
     verdict: str,
@@ -557,6 +548,15 @@ def _prescription(
         "measured": None if measurement is None else measurement.to_json_dict(),
         "read_more": [REFERENCES[key].to_json_dict() for key in chosen.read_more],
     }
+
+
+def _breaks_a_limit(patched: dict[str, Any]) -> bool:
+    """Whether a patched spec is refused (a fix can push a network past a limit)."""
+    try:
+        ExperimentSpec.model_validate(patched)
+    except ValidationError:
+        return True
+    return False
 
 
 def _sentence(text: str) -> str:
