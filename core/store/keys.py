@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import ClassVar
 
 from core.access.api_keys import ANONYMOUS
 from core.experiment.jobs import JobStatus
@@ -100,6 +101,17 @@ class RecordKeys:
     plots = _Beside('hash: "<name>" (default size) or "<name>@<w>x<h>@<dpi>" -> PNG, ETags')
     events = _Beside("stream: progress and state changes")
 
+    # The keys a kind of record adds, in the order its class declares them.
+    _own: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls) -> None:
+        cls._own = tuple(name for name, value in vars(cls).items() if isinstance(value, _Beside))
+
+    def all(self) -> tuple[str, ...]:
+        """Every key, in the order the record's scripts take them: the record, the keys
+        its kind adds, its plots and its events."""
+        return (self.record, *(getattr(self, name) for name in self._own), self.plots, self.events)
+
 
 class JobKeys(RecordKeys):
     """The keys one job owns."""
@@ -108,10 +120,6 @@ class JobKeys(RecordKeys):
     result = _Beside("string: result.json")
     arrays = _Beside("string: arrays.npz")
 
-    def all(self) -> tuple[str, str, str, str, str]:
-        """Every key of the job, in the order the job scripts take them."""
-        return (self.record, self.result, self.arrays, self.plots, self.events)
-
 
 class StudyKeys(RecordKeys):
     """The keys one study owns."""
@@ -119,10 +127,6 @@ class StudyKeys(RecordKeys):
     __slots__ = ()
     seen = _Beside("hash: child id -> the child status its events last told")
     series = _Beside("string: the numbers its plots are drawn from (JSON)")
-
-    def all(self) -> tuple[str, str, str, str, str]:
-        """Every key of the study, in the order the study scripts take them."""
-        return (self.record, self.seen, self.series, self.plots, self.events)
 
 
 class DatasetKeys(RecordKeys):

@@ -17,7 +17,7 @@ from core.experiment.spec import ExperimentSpec
 from core.settings import Settings
 from core.store.events import EVENTS_MAXLEN
 from core.store.jobs import Created, IdempotencyKeyReused
-from core.store.keys import plot_field
+from core.store.keys import JobKeys, StudyKeys, plot_field
 from core.store.multiplex import MultiplexedRedis
 from core.store.pages import InvalidCursor, decode_cursor, encode_cursor
 from core.store.plans import Plan
@@ -627,3 +627,8 @@ async def test_async_store_reads_what_the_sync_store_wrote(
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def test_a_records_keys_come_in_the_order_its_scripts_take_them() -> None:
+    assert JobKeys("j").all() == ("j", "j:result", "j:arrays", "j:plots", "j:events")
+    assert StudyKeys("s").all() == ("s", "s:seen", "s:series", "s:plots", "s:events")
