@@ -356,20 +356,26 @@ class GRUConfig(_RecurrentConfig):
     GATES: ClassVar[int] = 3
 
 
-class BatchNormalizationConfig(_LayerConfig):
+class _NormalizationConfig(_LayerConfig):
+    """What batch and layer normalization share: the last axis, and a learned shift
+    (beta) and scale (gamma) with neither regularizer nor constraint."""
+
     axis: Literal[-1] | list[Literal[-1]] = -1
-    momentum: float = Field(0.99, ge=0.0, lt=1.0)
     epsilon: float = Field(1e-3, gt=0.0, le=1.0)
     center: Literal[True] = True
     scale: Literal[True] = True
     beta_initializer: Initializer = "zeros"
+    beta_regularizer: None = None
+    beta_constraint: None = None
     gamma_initializer: Initializer = "ones"
+    gamma_regularizer: None = None
+    gamma_constraint: None = None
+
+
+class BatchNormalizationConfig(_NormalizationConfig):
+    momentum: float = Field(0.99, ge=0.0, lt=1.0)
     moving_mean_initializer: Literal["zeros"] | SerializedInitializer = "zeros"
     moving_variance_initializer: Literal["ones"] | SerializedInitializer = "ones"
-    beta_regularizer: None = None
-    gamma_regularizer: None = None
-    beta_constraint: None = None
-    gamma_constraint: None = None
     synchronized: Literal[False] = False
     renorm: Literal[False] = False
     renorm_clipping: None = None
@@ -387,18 +393,8 @@ class BatchNormalizationConfig(_LayerConfig):
         return self
 
 
-class LayerNormalizationConfig(_LayerConfig):
-    axis: Literal[-1] | list[Literal[-1]] = -1
-    epsilon: float = Field(1e-3, gt=0.0, le=1.0)
-    center: Literal[True] = True
-    scale: Literal[True] = True
+class LayerNormalizationConfig(_NormalizationConfig):
     rms_scaling: Literal[False] = False
-    beta_initializer: Initializer = "zeros"
-    gamma_initializer: Initializer = "ones"
-    beta_regularizer: None = None
-    gamma_regularizer: None = None
-    beta_constraint: None = None
-    gamma_constraint: None = None
 
 
 class DropoutConfig(_LayerConfig):
