@@ -213,7 +213,7 @@ StudyResumePoint = Annotated[tuple[StudyRecord, str], Depends(study_resume_point
 @router.get(
     "/{study_id}/events",
     response_class=EventSourceResponse,
-    responses=stream_responses("`state`, `child`, `cancel_requested`", 404, 429),
+    responses=stream_responses("`state`, `child`, `cancel_requested`", 401, 404, 429),
 )
 async def stream_study_events(
     start: StudyResumePoint, studies: StudyStoreDep, streams: OpenStream

@@ -139,6 +139,14 @@ def test_no_valid_key_is_a_401(
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
+def test_a_studys_event_stream_needs_a_key_as_its_document_says(anybody: httpx.Client) -> None:
+    path = "/v1/studies/{study_id}/events"
+
+    problem(anybody.get(path.format(study_id=new_job_id())), 401)
+    responses = anybody.get("/openapi.json").json()["paths"][path]["get"]["responses"]
+    assert "401" in responses
+
+
 def test_listing_needs_a_key_but_probes_presets_and_verdicts_do_not(anybody: httpx.Client) -> None:
     problem(anybody.get("/v1/experiments"), 401)
     for path in ("/healthz", "/readyz", "/v1/presets", "/v1/verdicts", "/openapi.json"):
