@@ -19,7 +19,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
-from api.deps import ExistingJob, JobId, OptionalOwner, OwnedJobId, ServicesDep
+from api.deps import ExistingJob, JobId, OptionalOwner, ServicesDep
 from api.errors import job_not_found, job_not_succeeded
 from api.schemas import PNG_RESPONSES, PlotList, ShareLink, problem_responses
 from api.services import plots as plot_service
@@ -81,7 +81,7 @@ async def read_plot(
     responses=problem_responses(401, 404, 422),
 )
 async def share_plot(
-    job_id: OwnedJobId,
+    job: ExistingJob,
     name: PlotName,
     request: Request,
     services: ServicesDep,
@@ -89,5 +89,5 @@ async def share_plot(
 ) -> Response:
     """A signed link to the plot at this size, for an `<img>` anywhere: no key, until it expires."""
     return plot_service.share_link(
-        request, services, EXPERIMENT_PNGS, job_id, name, ask, "read_plot", job_id=job_id
+        request, services, EXPERIMENT_PNGS, job.id, name, ask, "read_plot", job_id=job.id
     )

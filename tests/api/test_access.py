@@ -386,6 +386,12 @@ def test_share_links_work_in_open_mode_too(client: httpx.Client, store: JobStore
     assert client.get(link["url"]).content == PNG
 
 
+def test_sharing_an_unknown_records_plot_is_a_404_in_open_mode_too(client: httpx.Client) -> None:
+    for path in ("experiments/{id}/plots/weights", "studies/{id}/plots/curves"):
+        share_path = f"/v1/{path.format(id=new_job_id())}/share"
+        assert problem(client.post(share_path), 404)["type"].endswith("not-found"), share_path
+
+
 def test_a_forged_host_never_makes_a_link(client: httpx.Client, store: JobStore) -> None:
     job = finished_job_of(store, "anonymous")
     headers = {"Host": "evil.example"}
