@@ -48,8 +48,9 @@ class StudyProgress(TypedDict):
     succeeded: int
     failed: int
     cancelled: int
+    missing: int  # children whose records were deleted or expired
     finished: int
-    epoch: int
+    epoch: int  # epochs trained so far, over every child
     epochs: int
 
 
