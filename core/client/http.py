@@ -107,8 +107,7 @@ class Client:
 
     def wait(self, job_id: str, *, on_event: EventHandler | None = None) -> Job:
         """Follow the event stream until the experiment ends; its final record."""
-        _follow(self.events(job_id), on_event)
-        return self.get(job_id)
+        return cast(Job, self._wait(f"v1/experiments/{job_id}", on_event))
 
     def result(self, job_id: str) -> dict[str, Any]:
         """result.json: every captured series, the metrics and the diagnosis."""
@@ -175,8 +174,7 @@ class Client:
 
     def wait_study(self, study_id: str, *, on_event: EventHandler | None = None) -> Study:
         """Follow the study's event stream until it ends; its final record."""
-        _follow(self.study_events(study_id), on_event)
-        return self.study(study_id)
+        return cast(Study, self._wait(f"v1/studies/{study_id}", on_event))
 
     def study_summary(self, study_id: str) -> dict[str, Any]:
         """One row per configuration (409 until every child has finished)."""
@@ -235,6 +233,14 @@ class Client:
     def _page(self, path: str, **query: Any) -> Page:
         """One page of the list at `path`, asked with the `query` values that are not None."""
         return cast(Page, self._json("GET", path, params=_params(**query)))
+
+    def _wait(self, record: str, on_event: EventHandler | None) -> Any:
+        """The experiment or study at path `record` once its events (each passed to
+        `on_event`) have ended."""
+        for event in self._events(f"{record}/events"):
+            if on_event is not None:
+                on_event(event)
+        return self._json("GET", record)
 
     def _plot_links(self, owner: str) -> list[PlotLink]:
         """The plots of the experiment or study at path `owner`."""
@@ -305,12 +311,6 @@ class Client:
 
 class StreamInterruptedError(Exception):
     """An event stream's last event said to reconnect (Redis went away, a slow reader)."""
-
-
-def _follow(events: Iterator[Event], on_event: EventHandler | None) -> None:
-    for event in events:
-        if on_event is not None:
-            on_event(event)
 
 
 def _params(**values: Any) -> dict[str, Any]:
