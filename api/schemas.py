@@ -20,16 +20,6 @@ from core.experiment.remedy_studies import RemedyRequest
 from core.experiment.spec import ExperimentSpec
 from core.experiment.studies import StudyRequest
 
-Item = TypeVar("Item")
-
-
-class CursorPage(BaseModel, Generic[Item]):
-    """The shape of every list: one page of items, and the cursor of the next (null: no
-    more). Each list names its own subclass, which is what /docs shows."""
-
-    items: list[Item]
-    next_cursor: str | None
-
 
 class JobProgress(BaseModel):
     epoch: int = Field(description="epochs finished so far")
@@ -90,10 +80,6 @@ class JobPublic(BaseModel):
     )
 
 
-class JobsPage(CursorPage[JobPublic]):
-    """Jobs newest first; pass `next_cursor` as `cursor` for the next page (null: no more)."""
-
-
 class PlotLink(BaseModel):
     name: str
     description: str
@@ -117,6 +103,13 @@ class PresetPublic(BaseModel):
     title: str
     description: str
     spec: ExperimentSpec = Field(description="a spec to POST to /v1/experiments as it is")
+
+
+class StudyPresetPublic(BaseModel):
+    name: str
+    title: str
+    description: str
+    study: StudyCreate = Field(description="a body to POST to /v1/studies as it is")
 
 
 class PresetList(BaseModel):
@@ -414,17 +407,6 @@ class StudyPublic(BaseModel):
     )
 
 
-class StudiesPage(CursorPage[StudyPublic]):
-    """Studies newest first; pass `next_cursor` as `cursor` for the next page (null: no more)."""
-
-
-class StudyPresetPublic(BaseModel):
-    name: str
-    title: str
-    description: str
-    study: StudyCreate = Field(description="a body to POST to /v1/studies as it is")
-
-
 # -------------------------------------------------------------------------- datasets
 
 
@@ -452,10 +434,6 @@ class DatasetPublic(BaseModel):
     stored_size: int = Field(description="bytes kept, compressed")
     content_hash: str = Field(description="sha256 of the bytes as uploaded")
     created_at: datetime
-
-
-class DatasetsPage(CursorPage[DatasetPublic]):
-    """Datasets newest first; pass `next_cursor` as `cursor` for the next page (null: no more)."""
 
 
 RemedyBody = Annotated[
@@ -495,3 +473,28 @@ class StreamInterrupted(BaseModel):
     went away, or the client read too slowly): reconnect with Last-Event-ID."""
 
     detail: str
+
+
+# ---------------------------------------------------------------------------- pages
+
+Item = TypeVar("Item")
+
+
+class CursorPage(BaseModel, Generic[Item]):
+    """The shape of every list: one page of items, and the cursor of the next (null: no
+    more). Each list names its own subclass, which is what /docs shows."""
+
+    items: list[Item]
+    next_cursor: str | None
+
+
+class JobsPage(CursorPage[JobPublic]):
+    """Jobs newest first; pass `next_cursor` as `cursor` for the next page (null: no more)."""
+
+
+class StudiesPage(CursorPage[StudyPublic]):
+    """Studies newest first; pass `next_cursor` as `cursor` for the next page (null: no more)."""
+
+
+class DatasetsPage(CursorPage[DatasetPublic]):
+    """Datasets newest first; pass `next_cursor` as `cursor` for the next page (null: no more)."""
