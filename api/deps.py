@@ -6,9 +6,9 @@ A route's signature then reads like a sentence:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Query, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -16,7 +16,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from api.access import Access, metrics_unauthorized, unauthorized
 from api.errors import job_not_found, study_not_found
 from api.rendering import PlotIndex, PlotRenderer
-from api.services.streams import Streams
+from api.services.streams import Followed, Streams, followed_job, followed_study, resume
 from core.access.api_keys import ANONYMOUS
 from core.experiment.jobs import is_job_id
 from core.settings import Settings
@@ -197,6 +197,32 @@ async def get_existing_study(
 
 
 ExistingStudy = Annotated[StudyRecord, Depends(get_existing_study)]
+
+
+def record_stream(
+    existing: Callable[..., Awaitable[JobRecord | StudyRecord]],
+    follow: Callable[[AsyncJobStore, str], Followed],
+) -> Any:
+    """The dependency of a route streaming one record's events: the record `existing`
+    finds (or its problem), as `follow` follows it from after the client's Last-Event-ID;
+    a 204 when it finished and that id was the last of its stream."""
+
+    async def resumed(
+        *,
+        # A default, not an alias: FastAPI reads annotations in the module's namespace,
+        # where the factory's argument is not.
+        record: JobRecord | StudyRecord = Depends(existing),  # noqa: B008
+        services: ServicesDep,
+        last_event_id: LastEventId = None,
+    ) -> Followed:
+        target = follow(services.store, record.id)
+        return await resume(target, last_event_id, finished=record.status.finished)
+
+    return Depends(resumed)
+
+
+JobStream = Annotated[Followed, record_stream(get_existing_job, followed_job)]
+StudyStream = Annotated[Followed, record_stream(get_existing_study, followed_study)]
 
 
 async def open_stream(services: ServicesDep, owner: OwnerDep) -> AsyncIterator[Streams]:

@@ -14,32 +14,14 @@ answered 204, which tells a browser's EventSource to stop.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from api.deps import ExistingJob, LastEventId, OpenStream, StoreDep
+from api.deps import JobStream, OpenStream
 from api.schemas import stream_responses
-from api.services.streams import followed_job, resume_after
-from core.store.records import JobRecord
 
 router = APIRouter(prefix="/experiments", tags=["events"])
-
-
-async def resume_point(
-    job: ExistingJob, store: StoreDep, last_event_id: LastEventId = None
-) -> tuple[JobRecord, str]:
-    """The job and the stream id to read after; 204 when a finished stream was fully read."""
-    after = await resume_after(
-        last_event_id,
-        finished=job.status.finished,
-        events_after=lambda after: store.read_events(job.id, after=after, count=1),
-    )
-    return job, after
-
-
-ResumePoint = Annotated[tuple[JobRecord, str], Depends(resume_point)]
 
 
 @router.get(
@@ -47,10 +29,7 @@ ResumePoint = Annotated[tuple[JobRecord, str], Depends(resume_point)]
     response_class=EventSourceResponse,
     responses=stream_responses("`state`, `progress`, `cancel_requested`", 401, 404, 429),
 )
-async def stream_events(
-    start: ResumePoint, store: StoreDep, streams: OpenStream
-) -> AsyncIterator[ServerSentEvent]:
+async def stream_events(job: JobStream, streams: OpenStream) -> AsyncIterator[ServerSentEvent]:
     """Progress and state of an experiment as Server-Sent Events, until it finishes."""
-    job, after = start
-    async for event in streams.events([followed_job(store, job.id, after)], labelled=False):
+    async for event in streams.events([job], labelled=False):
         yield event

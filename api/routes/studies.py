@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
 
@@ -23,13 +23,13 @@ from api.deps import (
     MAX_PAGE,
     Cursor,
     ExistingStudy,
-    LastEventId,
     OpenStream,
     OptionalOwner,
     OwnerDep,
     ServicesDep,
     StudyId,
     StudyStoreDep,
+    StudyStream,
 )
 from api.errors import read_page, study_not_found
 from api.openapi import typed_body
@@ -50,11 +50,9 @@ from api.schemas import (
 from api.services import plots as plot_service
 from api.services import studies as study_work
 from api.services.remedies import prove_study_config
-from api.services.streams import followed_study, resume_after
 from api.services.submission import submit_study
 from core.experiment.study_summary import summary_csv
 from core.plotting.catalog import STUDY_PLOTS
-from core.store.records import StudyRecord
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 
@@ -195,32 +193,16 @@ async def read_summary_csv(study: ExistingStudy, services: ServicesDep) -> Respo
 # ------------------------------------------------------------------------ events
 
 
-async def study_resume_point(
-    study: ExistingStudy, studies: StudyStoreDep, last_event_id: LastEventId = None
-) -> tuple[StudyRecord, str]:
-    """The study and the stream id to read after; 204 when a finished stream was fully read."""
-    after = await resume_after(
-        last_event_id,
-        finished=study.status.finished,
-        events_after=lambda after: studies.read_study_events(study.id, after=after, count=1),
-    )
-    return study, after
-
-
-StudyResumePoint = Annotated[tuple[StudyRecord, str], Depends(study_resume_point)]
-
-
 @router.get(
     "/{study_id}/events",
     response_class=EventSourceResponse,
     responses=stream_responses("`state`, `child`, `cancel_requested`", 401, 404, 429),
 )
 async def stream_study_events(
-    start: StudyResumePoint, studies: StudyStoreDep, streams: OpenStream
+    study: StudyStream, streams: OpenStream
 ) -> AsyncIterator[ServerSentEvent]:
     """Each child's state changes and the study's, as Server-Sent Events, until it ends."""
-    study, after = start
-    async for event in streams.events([followed_study(studies, study.id, after)], labelled=False):
+    async for event in streams.events([study], labelled=False):
         yield event
 
 

@@ -22,8 +22,8 @@ import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import orjson
 from fastapi.sse import ServerSentEvent
@@ -34,7 +34,8 @@ from core.settings import Settings
 from core.store.connections import reader_client
 from core.store.errors import is_store_unavailable
 from core.store.event_hub import EventHub, FollowEnded
-from core.store.stores import AsyncJobStore, AsyncStudyStore
+from core.store.events import JobEvent
+from core.store.stores import AsyncJobStore
 
 _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 _FINISHED = {status.value for status in FINISHED}
@@ -44,21 +45,16 @@ JOB_CHECK_SECONDS = 10.0
 STUDY_CHECK_SECONDS = 0.5
 
 
-async def resume_after(
-    last_event_id: str | None,
-    *,
-    finished: bool,
-    events_after: Callable[[str], Awaitable[Any]],
-) -> str:
-    """The stream id to read after: a Last-Event-ID that is one, else the stream's start.
+async def resume(target: Followed, last_event_id: str | None, *, finished: bool) -> Followed:
+    """`target`, read from after a Last-Event-ID that is a stream id, else from its start.
 
-    Raises EndOfStream (a 204) when the record `finished` and `events_after` that id
-    finds nothing: the client read the stream to its end already.
+    Raises EndOfStream (a 204) when the record `finished` and its stream has nothing
+    after that id: the client read the stream to its end already.
     """
     after = last_event_id if last_event_id and _STREAM_ID.match(last_event_id) else "0"
-    if finished and after != "0" and not await events_after(after):
+    if finished and after != "0" and not await target.events_after(after):
         raise EndOfStream()
-    return after
+    return replace(target, after=after)
 
 
 def is_final(event_type: str, data: str) -> bool:
@@ -83,6 +79,7 @@ class Followed:
     after: str  # the stream id to read after ("0": from the start)
     check: Callable[[str], Awaitable[IdleOutcome]]  # given the position read so far
     check_every: float  # seconds of silence between two checks
+    events_after: Callable[[str], Awaitable[list[JobEvent]]]  # at most one, after a position
     checked_at: float = 0.0
 
 
@@ -218,7 +215,7 @@ class Streams:
         )
 
 
-def followed_job(store: AsyncJobStore, job_id: str, after: str) -> Followed:
+def followed_job(store: AsyncJobStore, job_id: str, after: str = "0") -> Followed:
     """A job as a stream follows it: when silent, gone or finished per its record."""
 
     async def check(_: str) -> IdleOutcome:
@@ -229,23 +226,27 @@ def followed_job(store: AsyncJobStore, job_id: str, after: str) -> Followed:
             return {"status": record.status.value}
         return None
 
+    async def events_after(position: str) -> list[JobEvent]:
+        return await store.read_events(job_id, after=position, count=1)
+
     key = store.plans.keys.job(job_id).events
-    return Followed(job_id, "experiment", key, after, check, JOB_CHECK_SECONDS)
+    return Followed(job_id, "experiment", key, after, check, JOB_CHECK_SECONDS, events_after)
 
 
-def followed_study(studies: AsyncStudyStore, study_id: str, after: str) -> Followed:
+def followed_study(store: AsyncJobStore, study_id: str, after: str = "0") -> Followed:
     """A study as a stream follows it: when silent, its children are read (which adds
     their changes to its stream), and it is gone or finished per its record."""
 
     async def check(position: str) -> IdleOutcome:
-        record = await studies.get_study(study_id)
+        record = await store.get_study(study_id)
         if record is None:  # deleted, or expired
             return "gone"
-        if record.status.finished and not await studies.read_study_events(
-            study_id, after=position, count=1
-        ):  # its events are gone: still say how it ended
-            return {"status": record.status.value}
+        if record.status.finished and not await events_after(position):
+            return {"status": record.status.value}  # its events are gone: still say how it ended
         return None
 
-    key = studies.plans.keys.study(study_id).events
-    return Followed(study_id, "study", key, after, check, STUDY_CHECK_SECONDS)
+    async def events_after(position: str) -> list[JobEvent]:
+        return await store.read_study_events(study_id, after=position, count=1)
+
+    key = store.plans.keys.study(study_id).events
+    return Followed(study_id, "study", key, after, check, STUDY_CHECK_SECONDS, events_after)
