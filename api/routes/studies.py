@@ -141,7 +141,7 @@ async def read_study(study: ExistingStudy) -> Response:
 @router.post(
     "/{study_id}/cancel",
     response_model=StudyPublic,
-    responses={202: {"model": StudyPublic}, **problem_responses(404, 409)},
+    responses={202: {"model": StudyPublic}, **problem_responses(401, 404, 409)},
 )
 async def cancel_study(study: ExistingStudy, studies: StudyStoreDep) -> Response:
     """Cancel: queued children at once, running ones within about a second (202 while any runs)."""
@@ -174,7 +174,7 @@ async def read_summary(study: ExistingStudy, services: ServicesDep) -> Response:
     response_class=Response,
     responses={
         200: {"content": {"text/csv": {}}, "description": "one line per configuration"},
-        **problem_responses(404, 409),
+        **problem_responses(401, 404, 409),
     },
 )
 async def read_summary_csv(study: ExistingStudy, services: ServicesDep) -> Response:

@@ -139,12 +139,21 @@ def test_no_valid_key_is_a_401(
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
-def test_a_studys_event_stream_needs_a_key_as_its_document_says(anybody: httpx.Client) -> None:
-    path = "/v1/studies/{study_id}/events"
-
-    problem(anybody.get(path.format(study_id=new_job_id())), 401)
-    responses = anybody.get("/openapi.json").json()["paths"][path]["get"]["responses"]
-    assert "401" in responses
+def test_every_operation_that_refuses_a_missing_key_declares_its_401(
+    anybody: httpx.Client,
+) -> None:
+    document = anybody.get("/openapi.json").json()
+    fresh = new_job_id()
+    values = {"job_id": fresh, "study_id": fresh, "name": "loss", "index": 0}
+    values["dataset_id"] = "0" * 26
+    refused = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            url = path.format(**values)
+            if anybody.request(method.upper(), url, json={}).status_code == 401:
+                refused.append(path)
+                assert "401" in operation["responses"], f"{method.upper()} {path}"
+    assert {"/v1/studies/{study_id}/events", "/v1/studies/{study_id}/summary.csv"} <= set(refused)
 
 
 def test_listing_needs_a_key_but_probes_presets_and_verdicts_do_not(anybody: httpx.Client) -> None:
