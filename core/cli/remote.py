@@ -277,12 +277,15 @@ def _study_progress(children: int) -> Callable[[Event], None]:
 
 
 def _report_study(study: Study) -> None:
+    """How the study ended, child by child: the counts add up to its children."""
     progress = study["progress"]
-    print(
-        f"{study['status']}: {progress['succeeded']} succeeded, {progress['failed']} failed, "
-        f"{progress['cancelled']} cancelled of {progress['children']}",
-        file=sys.stderr,
+    counts = (
+        f"{progress['succeeded']} succeeded, {progress['failed']} failed, "
+        f"{progress['cancelled']} cancelled"
     )
+    if progress["missing"]:  # deleted or expired: neither succeeded, failed nor cancelled
+        counts += f", {progress['missing']} missing"
+    print(f"{study['status']}: {counts} of {progress['children']}", file=sys.stderr)
 
 
 def download_study(client: Client, study_id: str, out: Path) -> list[Path]:

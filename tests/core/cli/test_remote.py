@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
 
-from core.cli.remote import Exit, _write
+from core.cli.remote import Exit, _report_study, _write
+from core.client import Study
 from tests.api.conftest import UNTRAINED
 from tests.conftest import KeysServer, Server, Worker, free_port
 from tests.core.cli.test_cli import REGRESSION, gradwatch
@@ -88,12 +89,19 @@ def test_a_study_waits_and_writes_its_summary_and_plots(
     done = gradwatch("study", write(tmp_path, STUDY), "--server", api_server.url, "--out", str(out))
     assert done.returncode == Exit.OK, done.stderr
     assert "2/2  experiments finished" in done.stderr
+    assert "succeeded: 2 succeeded, 0 failed, 0 cancelled of 2" in done.stderr
     rows = json.loads((out / "summary.json").read_text())["rows"]
     assert [row["label"] for row in rows] == ["activation=tanh", "activation=relu"]
     assert (out / "summary.csv").read_text().startswith("config")
     assert list(out.glob("*.png"))
     status = gradwatch("status", done.stdout.strip(), "--server", api_server.url)
     assert status.stdout.startswith(f"study {done.stdout.strip()} succeeded (2/2")
+
+
+def test_a_studys_report_counts_its_missing_children(capsys: pytest.CaptureFixture[str]) -> None:
+    counts = {"succeeded": 3, "failed": 1, "cancelled": 0, "missing": 2, "children": 6}
+    _report_study(cast(Study, {"status": "failed", "progress": counts}))
+    assert capsys.readouterr().err == "failed: 3 succeeded, 1 failed, 0 cancelled, 2 missing of 6\n"
 
 
 @pytest.mark.parametrize(
