@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -48,6 +48,15 @@ class PlotSize:
     WIDTH = 900
     HEIGHT = 600
     DPI = 100
+
+
+class RenderSize(TypedDict, total=False):
+    """The size a plot is rendered at where not `PlotSize`'s default: pixels wide and
+    high, and dots per inch."""
+
+    width: int
+    height: int
+    dpi: int
 
 
 @dataclass(frozen=True)
@@ -168,56 +177,51 @@ class PlotCatalog:
         """The plots these numbers have what they need for, in catalog order."""
         return [kind.name for kind in self.kinds if kind.needs(data)]
 
-    def render(
-        self,
-        name: str,
-        data: Data,
-        *,
-        width: int = PlotSize.WIDTH,
-        height: int = PlotSize.HEIGHT,
-        dpi: int = PlotSize.DPI,
-    ) -> bytes:
-        """A PNG of plot `name` for `data`, exactly `width` x `height` pixels.
+    def render(self, name: str, data: Data, **size: Unpack[RenderSize]) -> bytes:
+        """A PNG of plot `name` for `data`, exactly `width` x `height` pixels (each size
+        `PlotSize`'s default where `size` does not name it).
 
         Raises:
             UnknownPlotError (a KeyError): `name` is not in the catalog.
             PlotSizeError (a ValueError): a size is outside `PlotSize`.
             PlotUnavailableError (a ValueError): the numbers lack what the plot needs.
         """
-        kind = self._checked(name, data, width=width, height=height, dpi=dpi)
+        kind, pixels = self._checked(name, data, size)
         with _RENDER_LOCK:
             # Not savefig: it would read rcParams such as savefig.bbox="tight",
             # which changes the pixel size.
-            return render_png(self._build(kind, data, width=width, height=height, dpi=dpi))
+            return render_png(self._build(kind, data, *pixels))
 
-    def build_figure(
-        self,
-        name: str,
-        data: Data,
-        *,
-        width: int = PlotSize.WIDTH,
-        height: int = PlotSize.HEIGHT,
-        dpi: int = PlotSize.DPI,
-    ) -> Figure:
+    def build_figure(self, name: str, data: Data, **size: Unpack[RenderSize]) -> Figure:
         """The matplotlib Figure behind `render`, for other formats or inspection.
 
         Draw it from one thread at a time; `render` is the thread-safe entry.
         """
-        kind = self._checked(name, data, width=width, height=height, dpi=dpi)
+        kind, pixels = self._checked(name, data, size)
         with _RENDER_LOCK:
-            figure = self._build(kind, data, width=width, height=height, dpi=dpi)
+            figure = self._build(kind, data, *pixels)
         # Its own canvas, so that drawing it later never touches the shared renderer.
         FigureCanvasAgg(figure)
         return figure
 
-    def _checked(self, name: str, data: Data, *, width: int, height: int, dpi: int) -> PlotKind:
+    def _checked(
+        self, name: str, data: Data, size: RenderSize
+    ) -> tuple[PlotKind, tuple[int, int, int]]:
+        """The kind called `name` and the (width, height, dpi) it is drawn at: `size`, with
+        `PlotSize`'s defaults where it names none."""
+        unknown = sorted(size.keys() - RenderSize.__optional_keys__)
+        if unknown:  # what a misspelled keyword argument raised before sizes were one
+            raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
         kind = self[name]
+        width = size.get("width", PlotSize.WIDTH)
+        height = size.get("height", PlotSize.HEIGHT)
+        dpi = size.get("dpi", PlotSize.DPI)
         check_plot_size(width=width, height=height, dpi=dpi)
         if not kind.needs(data):
             raise PlotUnavailableError(kind, self.subject)
-        return kind
+        return kind, (width, height, dpi)
 
-    def _build(self, kind: PlotKind, data: Data, *, width: int, height: int, dpi: int) -> Figure:
+    def _build(self, kind: PlotKind, data: Data, width: int, height: int, dpi: int) -> Figure:
         style = Style.for_size(width, height, dpi)
         figure = new_figure(width, height, dpi)
         frame = kind.draw(figure, data, style)
