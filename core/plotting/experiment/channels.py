@@ -22,8 +22,7 @@ from matplotlib.figure import Figure
 
 from core.plotting.experiment.axes import Result, log_y, style_axes, tick_locator
 from core.plotting.experiment.layers import positive_only
-from core.plotting.experiment.through_time import NormPanels, layers_with_norms, point_label
-from core.plotting.kinds import PlotKind
+from core.plotting.experiment.through_time import NormPanels, norms_kind, point_label
 from core.plotting.layout import Frame
 from core.plotting.style import Style, note, snapshot_colors
 
@@ -88,12 +87,11 @@ def _profile(
     ax.legend(fontsize=style.small, loc="best", frameon=False)
 
 
-CHANNELS = PlotKind(
-    name="channels",
+CHANNELS = norms_kind(
+    "channels",
     description="convolutions: log10 ‖∂L/∂W_c‖ of each output channel's kernel gradient, "
     "channel by capture point, and each channel over the layer's median at the first and "
     "last capture point (dead filters: channels near zero)",
-    needs=lambda result: bool(layers_with_norms(result, "channels")),
     missing="it has no per-channel gradients: the network has no convolution (Conv1D or "
     "Conv2D), gradients were not captured, or the result predates them (version 3)",
     draw=_draw_channels,

@@ -33,7 +33,7 @@ from core.plotting.experiment.axes import (
 )
 from core.plotting.experiment.gradient_flow import bin_columns, column_extent
 from core.plotting.experiment.layers import layer_names_of, positive_only
-from core.plotting.kinds import PlotKind
+from core.plotting.kinds import Drawer, PlotKind
 from core.plotting.layout import Frame
 from core.plotting.style import (
     HEATMAP_COLORMAP,
@@ -217,11 +217,20 @@ def layers_with_norms(result: Result, section: str) -> list[str]:
     ]
 
 
-THROUGH_TIME = PlotKind(
-    name="through_time",
+def norms_kind(section: str, *, description: str, missing: str, draw: Drawer) -> PlotKind:
+    """The plot of the gradient norms in `result[section]` (`through_time`, `channels`),
+    named as its section: available where one of the layers has norms there."""
+
+    def needs(result: Result) -> bool:
+        return bool(layers_with_norms(result, section))
+
+    return PlotKind(name=section, description=description, needs=needs, missing=missing, draw=draw)
+
+
+THROUGH_TIME = norms_kind(
+    "through_time",
     description="recurrent layers: log10 ‖∂L/∂h_t‖, timestep by capture point, and its decay "
     "‖∂L/∂h_t‖/‖∂L/∂h_T‖ at the first and last capture point",
-    needs=lambda result: bool(layers_with_norms(result, "through_time")),
     missing="it has no gradients through time: the network has no recurrent layer "
     "(SimpleRNN, LSTM or GRU), or gradients were not captured",
     draw=_draw_through_time,
