@@ -69,4 +69,8 @@ render_study_plot = STUDY_PLOTS.render
 
 def planned_study_plots(specs: Sequence[ExperimentSpec]) -> list[str]:
     """The plots a study of these child specs will have, if its children succeed."""
-    return [kind.name for kind in STUDY_PLOTS.kinds if kind.planned is None or kind.planned(specs)]
+    return [
+        kind.name
+        for kind in STUDY_PLOTS.kinds
+        if kind.need.planned is None or kind.need.planned(specs)
+    ]

@@ -2,7 +2,7 @@
 
 A `PlotKind` says everything the rest of the service needs about a plot: its
 name (the URL's), a description (the API's), what it needs from the numbers it
-is drawn from and why it is unavailable without them, how it draws, and
+is drawn from and why it is unavailable without them (a `Need`), how it draws, and
 whether the worker draws it as a job ends. A `PlotCatalog` holds the kinds of
 one subject (an experiment's result, a study's series) in the order clients
 see them; `core.plotting.catalog` lists both.
@@ -60,28 +60,41 @@ class RenderSize(TypedDict, total=False):
 
 
 @dataclass(frozen=True)
+class Need:
+    """What a plot needs from the numbers it is drawn from, and why it is unavailable
+    without it.
+
+    Args:
+        has: whether the numbers (a result, a study's series) have what the plot draws.
+        missing: why the plot is unavailable when `has` is false ("gradients were not
+            captured").
+        planned: for a study's plot, whether a study of these child specs will have it.
+    """
+
+    has: Callable[[Data], bool]
+    missing: str
+    planned: Callable[[Sequence[ExperimentSpec]], bool] | None = None
+
+
+@dataclass(frozen=True)
 class PlotKind:
     """One plot: what it is called and shows, what it needs, and how it draws.
 
     Args:
         name: its name in URLs (`/plots/{name}.png`).
         description: one line for the API's list of plots.
-        needs: whether the numbers (a result, a study's series) have what it draws.
-        missing: why it is unavailable when `needs` is false ("gradients were not captured").
+        need: what it needs from the numbers, and why it is unavailable without it.
         draw: fills a figure from the numbers and returns the pieces around its panels.
         eager: an experiment's plot drawn at the default size as the run ends, not on
             first request (a study draws all of its plots as it ends).
-        planned: for a study's plot, whether a study of these child specs will have it.
         after_layout: a last touch once the panels are placed (equal aspect, ...).
     """
 
     name: str
     description: str
-    needs: Callable[[Data], bool]
-    missing: str
+    need: Need
     draw: Drawer
     eager: bool = False
-    planned: Callable[[Sequence[ExperimentSpec]], bool] | None = None
     after_layout: Callable[[Figure], None] | None = None
 
 
@@ -102,7 +115,9 @@ class PlotUnavailableError(ValueError):
     """A known plot that these numbers have nothing for (e.g. no boundary)."""
 
     def __init__(self, kind: PlotKind, subject: str) -> None:
-        super().__init__(f"plot {kind.name!r} is not available for this {subject}: {kind.missing}")
+        super().__init__(
+            f"plot {kind.name!r} is not available for this {subject}: {kind.need.missing}"
+        )
         self.name = kind.name
 
 
@@ -175,7 +190,7 @@ class PlotCatalog:
 
     def available(self, data: Data) -> list[str]:
         """The plots these numbers have what they need for, in catalog order."""
-        return [kind.name for kind in self.kinds if kind.needs(data)]
+        return [kind.name for kind in self.kinds if kind.need.has(data)]
 
     def render(self, name: str, data: Data, **size: Unpack[RenderSize]) -> bytes:
         """A PNG of plot `name` for `data`, exactly `width` x `height` pixels (each size
@@ -217,7 +232,7 @@ class PlotCatalog:
         height = size.get("height", PlotSize.HEIGHT)
         dpi = size.get("dpi", PlotSize.DPI)
         check_plot_size(width=width, height=height, dpi=dpi)
-        if not kind.needs(data):
+        if not kind.need.has(data):
             raise PlotUnavailableError(kind, self.subject)
         return kind, (width, height, dpi)
 

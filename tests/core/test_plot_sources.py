@@ -65,7 +65,7 @@ def test_each_plot_name_is_one_record_with_a_description_and_a_reason() -> None:
         assert len(set(catalog.names)) == len(catalog.names)
         for kind in catalog.kinds:
             assert catalog[kind.name] is kind
-            assert kind.description and kind.missing, kind.name
+            assert kind.description and kind.need.missing, kind.name
     eager = [kind.name for kind in EXPERIMENT_PLOTS.kinds if kind.eager]
     assert eager == ["weights", "gradients"]  # the tutorial's two, drawn as a job ends
-    assert all(kind.planned is not None for kind in STUDY_PLOTS.kinds)
+    assert all(kind.need.planned is not None for kind in STUDY_PLOTS.kinds)

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from core.plotting.experiment.axes import Result, capture_epochs, shared_x_panels, span_x, suptitle
 from core.plotting.experiment.layers import layer_colors, layer_legend, layer_names_of, layer_panel
-from core.plotting.kinds import PlotKind
+from core.plotting.kinds import Need, PlotKind
 from core.plotting.layout import Frame
 from core.plotting.style import Style
 
@@ -72,7 +72,6 @@ def _activation_layers(result: Result) -> list[str]:
 ACTIVATIONS = PlotKind(
     name="activations",
     description="saturated, dead or always-negative units, and activation mean and S.D.",
-    needs=lambda result: bool(_activation_layers(result)),
-    missing="activations were not captured",
+    need=Need(lambda result: bool(_activation_layers(result)), "activations were not captured"),
     draw=_draw_activations,
 )

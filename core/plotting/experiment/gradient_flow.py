@@ -17,7 +17,7 @@ from core.plotting.experiment.axes import (
     tick_locator,
 )
 from core.plotting.experiment.layers import layer_names_of
-from core.plotting.kinds import PlotKind
+from core.plotting.kinds import Need, PlotKind
 from core.plotting.layout import Frame
 from core.plotting.style import HEATMAP_COLORMAP, MISSING_COLOR, Style, as_floats, note
 
@@ -118,7 +118,6 @@ def column_extent(x: np.ndarray) -> tuple[float, float]:
 GRADIENT_FLOW = PlotKind(
     name="gradient_flow",
     description="heatmap of log10 kernel gradient norm, layer by capture point",
-    needs=lambda result: bool(_gradient_layers(result)),
-    missing="gradients were not captured",
+    need=Need(lambda result: bool(_gradient_layers(result)), "gradients were not captured"),
     draw=_draw_gradient_flow,
 )

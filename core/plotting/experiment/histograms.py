@@ -13,7 +13,7 @@ from matplotlib.lines import Line2D
 
 from core.plotting.experiment.axes import Result, figure_legend, style_axes, suptitle
 from core.plotting.experiment.layers import layer_colors, layer_names_of
-from core.plotting.kinds import PlotKind
+from core.plotting.kinds import Need, PlotKind
 from core.plotting.layout import Frame
 from core.plotting.style import Color, Style, as_floats, note, snapshot_colors, spread_pick
 
@@ -123,7 +123,8 @@ def _step_outline(edges: np.ndarray, heights: np.ndarray, color: Color, style: S
 HISTOGRAMS = PlotKind(
     name="histograms",
     description="distribution of each layer's kernel gradients at the snapshot epochs",
-    needs=lambda result: bool(_histogram_layers(result)),
-    missing="gradient histograms were not captured",
+    need=Need(
+        lambda result: bool(_histogram_layers(result)), "gradient histograms were not captured"
+    ),
     draw=_draw_histograms,
 )

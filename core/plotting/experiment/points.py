@@ -11,7 +11,7 @@ from matplotlib.colors import Colormap, LinearSegmentedColormap, ListedColormap
 from matplotlib.figure import Figure
 
 from core.plotting.experiment.axes import Result, run_label, style_axes, style_colorbar, suptitle
-from core.plotting.kinds import PlotKind
+from core.plotting.kinds import Need, PlotKind
 from core.plotting.layout import Frame
 from core.plotting.style import (
     LAYER_COLORMAP,
@@ -176,15 +176,16 @@ def _has_points(result: Result) -> bool:
 DATASET = PlotKind(
     name="dataset",
     description="the training data as a scatter, colored by class (PCA projection past 2 features)",
-    needs=_has_points,
-    missing="it stores no data points",
+    need=Need(_has_points, "it stores no data points"),
     draw=_draw_dataset,
 )
 
 BOUNDARY = PlotKind(
     name="boundary",
     description="the trained network's decision surface with the data on top (2-D data)",
-    needs=lambda result: result.get("boundary") is not None,
-    missing="the decision surface is drawn for 2-D datasets only",
+    need=Need(
+        lambda result: result.get("boundary") is not None,
+        "the decision surface is drawn for 2-D datasets only",
+    ),
     draw=_draw_boundary,
 )

@@ -33,7 +33,7 @@ from core.plotting.experiment.axes import (
 )
 from core.plotting.experiment.gradient_flow import bin_columns, column_extent
 from core.plotting.experiment.layers import layer_names_of, positive_only
-from core.plotting.kinds import Drawer, PlotKind
+from core.plotting.kinds import Drawer, Need, PlotKind
 from core.plotting.layout import Frame
 from core.plotting.style import (
     HEATMAP_COLORMAP,
@@ -220,11 +220,8 @@ def layers_with_norms(result: Result, section: str) -> list[str]:
 def norms_kind(section: str, *, description: str, missing: str, draw: Drawer) -> PlotKind:
     """The plot of the gradient norms in `result[section]` (`through_time`, `channels`),
     named as its section: available where one of the layers has norms there."""
-
-    def needs(result: Result) -> bool:
-        return bool(layers_with_norms(result, section))
-
-    return PlotKind(name=section, description=description, needs=needs, missing=missing, draw=draw)
+    need = Need(lambda result: bool(layers_with_norms(result, section)), missing)
+    return PlotKind(name=section, description=description, need=need, draw=draw)
 
 
 THROUGH_TIME = norms_kind(

@@ -26,7 +26,7 @@ from core.plotting.experiment.layers import (
     layer_panel,
     positive_only,
 )
-from core.plotting.kinds import Drawer, PlotKind
+from core.plotting.kinds import Drawer, Need, PlotKind
 from core.plotting.layout import Frame
 from core.plotting.loss import draw_baseline, loss_on_log_scale
 from core.plotting.style import Color, Style, as_floats, note
@@ -140,13 +140,11 @@ def _tutorial_kind(name: str, description: str, draw: Drawer) -> PlotKind:
     """One of the tutorial's own figures, which a client fetches first: drawn as a job ends,
     from the result's `tutorial[name]`."""
 
-    def needs(result: Result) -> bool:
+    def captured(result: Result) -> bool:
         return bool((result.get("tutorial") or {}).get(name))
 
-    missing = f"{name} were not captured"
-    return PlotKind(
-        name=name, description=description, needs=needs, missing=missing, draw=draw, eager=True
-    )
+    need = Need(captured, f"{name} were not captured")
+    return PlotKind(name=name, description=description, need=need, draw=draw, eager=True)
 
 
 WEIGHTS = _tutorial_kind(

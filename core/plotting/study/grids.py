@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.colors import LinearSegmentedColormap, Normalize, to_hex
 from matplotlib.figure import Figure
 
-from core.plotting.kinds import PlotKind
+from core.plotting.kinds import Need, PlotKind
 from core.plotting.layout import Frame
 from core.plotting.study.axes import (
     MAX_PANELS,
@@ -141,18 +141,18 @@ def _square_surfaces(figure: Figure) -> None:
 GRADIENT_FLOW = PlotKind(
     name="gradient_flow",
     description="each configuration's log10 kernel gradient norm, layer by epoch",
-    needs=any_config_has("flow"),
-    missing="no child captured gradients",
+    need=Need(any_config_has("flow"), "no child captured gradients", planned=captures_gradients),
     draw=_draw_flow,
-    planned=captures_gradients,
 )
 
 BOUNDARY = PlotKind(
     name="boundary",
     description="each configuration's decision surface side by side (2-D data)",
-    needs=any_config_has("boundary"),
-    missing="decision surfaces are drawn for 2-D datasets only",
+    need=Need(
+        any_config_has("boundary"),
+        "decision surfaces are drawn for 2-D datasets only",
+        planned=planar,
+    ),
     draw=_draw_boundary,
-    planned=planar,
     after_layout=_square_surfaces,
 )

@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from core.plotting.experiment import axes as experiment_axes
-from core.plotting.kinds import PlotKind
+from core.plotting.kinds import Need, PlotKind
 from core.plotting.layout import Frame
 from core.plotting.loss import draw_baseline, loss_on_log_scale
 from core.plotting.study.axes import (
@@ -152,17 +152,13 @@ DEPTH = PlotKind(
     name="depth",
     description="per-layer gradient S.D. and norm against depth, one line per configuration, "
     "at initialization and in the last epoch (Glorot & Bengio's view)",
-    needs=any_config_has("depth"),
-    missing="no child captured gradients",
+    need=Need(any_config_has("depth"), "no child captured gradients", planned=captures_gradients),
     draw=_draw_depth,
-    planned=captures_gradients,
 )
 
 CURVES = PlotKind(
     name="curves",
     description="loss and accuracy over epochs, one line per configuration, bands over seeds",
-    needs=_has_curves,
-    missing="no child finished training",
+    need=Need(_has_curves, "no child finished training", planned=lambda specs: True),
     draw=_draw_curves,
-    planned=lambda specs: True,
 )

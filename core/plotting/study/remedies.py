@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator
 
 from core.experiment.diagnosis import EXPLODING_RATIO, VANISHING_RATIO
-from core.plotting.kinds import PlotKind
+from core.plotting.kinds import Need, PlotKind
 from core.plotting.layout import Frame, InViewLogLocator
 from core.plotting.study.axes import config_colors, style_axes, suptitle
 from core.plotting.style import Style, power_of_ten
@@ -122,9 +122,11 @@ REMEDIES = PlotKind(
     name="remedies",
     description="a remedy study's fixes against its baseline: seeds where the verdict "
     "cleared, the accuracy change (mean ± S.D.) and the gradient ratio before and after",
-    needs=_has_remedies,
-    missing="this study proves no prescriptions (POST /v1/experiments/{id}/remedies)",
+    need=Need(
+        _has_remedies,
+        "this study proves no prescriptions (POST /v1/experiments/{id}/remedies)",
+        # A remedy study's alone, and its specs do not say they are one: its submission adds it.
+        planned=lambda specs: False,
+    ),
     draw=_draw_remedies,
-    # A remedy study's alone, and its specs do not say they are one: its submission adds it.
-    planned=lambda specs: False,
 )
