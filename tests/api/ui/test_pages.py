@@ -298,6 +298,17 @@ def test_a_run_s_prescriptions_are_proven_from_its_page(
         assert run["summary"] and run["summary"]["verdicts"] == ["vanishing"]
         page.goto(f"{api_server.url}/experiments/{run['id']}")
         expect(page.locator("#remedies")).to_be_visible(timeout=JOB_MS)
+        # Each prescription says what the fix did where it was measured: the ranking's evidence.
+        fixes = client.result(run["id"])["diagnosis"]["prescriptions"]["vanishing"]
+        shown = page.locator("[data-verdict='vanishing'] .measured")
+        expect(shown).to_have_count(len(fixes))
+        first = fixes[0]["measured"]
+        assert fixes[0]["support"] == "helps"
+        expect(shown.first).to_contain_text(
+            f"Helps — measured on {first['network']}, {first['seeds']} seeds: the verdict cleared "
+            f"in {first['cleared']} of the {first['had']} seeds that had it; "
+            f"accuracy +{first['accuracy_change']['mean']:.3f}"
+        )
         page.fill("#remedy-seeds", "100")
         page.click("#prove")
         seeds_error = page.locator("#remedy-seeds-error")

@@ -2,7 +2,7 @@
 
 import { api, FINAL, getJSON, PAGE_ID, ProblemError, ROOT } from "../api.js";
 import { follow } from "../events.js";
-import { $, el, factList, link, setProgress, showError, showPlots, statusBadge } from "../render.js";
+import { $, el, factList, link, number, setProgress, showError, showPlots, statusBadge } from "../render.js";
 import { chart } from "../chart.js";
 import { outcomeFacts, present, runKind } from "../outcomes.js";
 import { clearErrors, showFieldErrors } from "../forms.js";
@@ -93,7 +93,29 @@ function remediesForm(base, job, diagnosis) {
 const prescription = (fix) =>
   el("li", {}, el("strong", { text: fix.title || fix.fix }), ` ${fix.rationale || ""} `,
     fix.expected ? el("em", { text: fix.expected }) : null,
+    el("p", { class: "measured", "data-support": fix.support, text: measuredText(fix) }),
     el("pre", { class: "json", text: JSON.stringify(fix.patch) }));
+
+const SUPPORT = {
+  helps: "Helps", partly: "Helps partly", does_not_help: "Did not help", untested: "Not measured",
+};
+
+// What the fix did where it was measured (the ranking's evidence), in one sentence.
+function measuredText(fix) {
+  const m = fix.measured;
+  if (!m) return `${SUPPORT.untested}: no network like this one was measured with this fix.`;
+  const change = m.accuracy_change;
+  const facts = [`the verdict cleared in ${m.cleared} of the ${m.had} seeds that had it`];
+  if (present(change.mean)) {
+    const spread = present(change.std) ? ` ± ${change.std.toFixed(3)}` : "";
+    facts.push(`accuracy ${change.mean >= 0 ? "+" : ""}${change.mean.toFixed(3)}${spread}`);
+  }
+  const ratio = m.gradient_ratio;
+  if (present(ratio.after)) facts.push(`gradient ratio ${number(ratio.before, 2)} → ${number(ratio.after, 2)}`);
+  const brought = Object.entries(m.new_verdicts).map(([verdict, seeds]) => `${verdict} in ${seeds}`);
+  if (brought.length) facts.push(`it brought ${brought.join(", ")}`);
+  return `${SUPPORT[fix.support] || fix.support} — measured on ${m.network}, ${m.seeds} seeds: ${facts.join("; ")}.`;
+}
 
 // The per-layer series of the result as one chart, the quantity chosen from a list.
 const QUANTITIES = [
