@@ -35,7 +35,9 @@ def shown(page: Page, value: float, digits: int = 4) -> str:
 
 
 def spread(page: Page, stat: dict[str, Any]) -> str:
-    return f"{shown(page, stat['mean'])} ± {shown(page, stat['std'] or 0, 2)}"
+    """A figure over seeds: its mean, ± its S.D. where there is one (two seeds or more)."""
+    mean = shown(page, stat["mean"])
+    return mean if stat["std"] is None else f"{mean} ± {shown(page, stat['std'], 2)}"
 
 
 def ratio(page: Page, loss: float, baseline: float) -> str:

@@ -3,7 +3,7 @@
 import { api, FINAL, getJSON, PAGE_ID } from "../api.js";
 import { follow } from "../events.js";
 import { $, el, link, number, setProgress, showError, showPlots, statusBadge } from "../render.js";
-import { againstBaseline, rowKind } from "../outcomes.js";
+import { againstBaseline, present, rowKind } from "../outcomes.js";
 
 export async function studyPage() {
   const base = `/v1/studies/${PAGE_ID}`;
@@ -53,7 +53,9 @@ function showConfigs(study) {
 // has all of them, each row filled by its own kind.
 function showSummary(rows, study) {
   const axes = Object.keys(study.axes);
-  const spread = (stat) => (!stat || stat.mean === null ? "–" : `${number(stat.mean)} ± ${number(stat.std ?? 0, 2)}`);
+  // The S.D. over seeds where there are two or more (the summary's std is null for one).
+  const spread = (stat) => (!stat || stat.mean === null ? "–"
+    : number(stat.mean) + (present(stat.std) ? ` ± ${number(stat.std, 2)}` : ""));
   const kinds = rows.map(rowKind);
   const regression = kinds.includes("regression");
   const classification = kinds.includes("classification") || !regression;
