@@ -126,8 +126,10 @@ def _gpu_visible() -> bool:
 
 def unrolls_probe(jit: bool) -> bool:
     """Whether a graph's probe unrolls its products of a small fan-in (see
-    `core.engine.network.affine`): under XLA on a CPU, where that was measured to pay."""
-    return jit and not _gpu_visible()
+    `core.engine.network.affine`): under XLA on a CPU, where that was measured to pay,
+    and only while tracing; run op by op (a run's start), each term would be an op of
+    its own (10 ms of a warm run of six layers of five)."""
+    return jit and not _gpu_visible() and not tf.executing_eagerly()
 
 
 @functools.cache

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from core.engine import graph_cache
-from core.engine.graph_calls import graph_function, tracing_all
+from core.engine.graph_calls import graph_function, tracing_all, unrolls_probe
 from core.engine.run import RunOutput, run_ensemble, run_experiment
 from core.experiment.grouping import graph_signature
 from core.experiment.hooks import TrainingCancelled, TrainingHook
@@ -91,6 +91,19 @@ def test_a_function_runs_op_by_op_for_its_first_calls_then_traced() -> None:
         assert np.asarray(warmed(x)).tobytes() == results[0].tobytes()
     assert np.asarray(warmed(x)).tobytes() == results[0].tobytes()
     assert python_calls == [False]
+
+
+def test_a_probe_unrolls_its_small_products_inside_an_xla_graph_only() -> None:
+    seen: list[bool] = []
+
+    def probe(x: tf.Tensor) -> tf.Tensor:
+        seen.append(unrolls_probe(jit=True))
+        return x
+
+    probe(tf.zeros(1))  # op by op, as a run's start is probed: each term would be an op
+    graph_function(probe, jit=True)(np.zeros(1, np.float32))
+    assert seen == [False, True]  # on a CPU (no GPU here)
+    assert not unrolls_probe(jit=False)
 
 
 @pytest.mark.parametrize(
