@@ -94,7 +94,7 @@ def write_table(measurements: Sequence[Measurement], *, command: str) -> str:
             examples.append({name: getattr(m, name) for name in _EXAMPLE_FIELDS} | {"fixes": []})
         row = {name: getattr(m, name) for name in _FIX_FIELDS}
         examples[-1]["fixes"].append(row | {"new_verdicts": dict(m.new_verdicts)})
-    return json.dumps({"source": SOURCE, "command": command, "examples": examples}, indent=2) + "\n"
+    return json.dumps({"command": command, "examples": examples}, indent=2) + "\n"
 
 
 MEASURED: tuple[Measurement, ...] = read_table(TABLE.read_text(encoding="utf-8"))
