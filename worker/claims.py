@@ -8,6 +8,9 @@ queue, `<hostname>.dq2`), which only this worker consumes: Celery then carries t
 job as it carries any (late ack, redelivery of a killed pool's message, delivery
 fencing). With nothing to claim, the thread waits for a wake token (a unit was
 queued, or one left to this worker because it holds its graph warm), or a second.
+Busy, it leaves the dispatcher's idle workers at once, whatever made it busy (a
+message Celery delivered again needs no claim): a unit left to an idle worker that
+holds its graph warm must not wait for one that is training something else.
 
 A claimed unit counts as held from the claim on: the claim writes its jobs into the
 worker's report, and each heartbeat lists them (`in_flight`) until Celery receives
@@ -169,11 +172,21 @@ class Claimer(BackgroundThread):
             )
 
     def _run(self) -> None:
+        # Whether a claim may have left this worker idle on one of its queues (a claim
+        # that finds nothing on a queue leaves it idle there until its next claim).
+        maybe_idle = False
         while not self._stopped.is_set():
             try:
                 if not (self.live() and self.free()):
+                    if maybe_idle:
+                        # Busy, perhaps with a message it did not claim (one Celery
+                        # delivered again): a unit left to it as idle, warm, would wait.
+                        self.store.forget_idle(queues=self.queues, hostname=self.hostname)
+                        maybe_idle = False
                     self._stopped.wait(BUSY_POLL_SECONDS)
-                elif self.claim_next() is None:
+                    continue
+                maybe_idle = True
+                if self.claim_next() is None:
                     self.store.wait_for_work(
                         queues=self.queues, hostname=self.hostname, seconds=IDLE_SECONDS
                     )

@@ -11,6 +11,8 @@ from celery.worker import state
 
 from core.settings import Settings
 from core.store.dispatch import Claim
+from core.store.stores import JobStore
+from tests.conftest import wait_for
 from worker import claims
 
 
@@ -77,3 +79,34 @@ def test_a_claim_never_received_keeps_its_slot(claimer: claims.Claimer) -> None:
         assert not claimer.free()
     finally:
         claims._in_flight.clear()
+
+
+def test_a_worker_busy_with_a_message_it_did_not_claim_is_not_idle(
+    isolated_store: JobStore,
+) -> None:
+    """A worker counts as idle on the dispatcher from a claim that finds nothing until
+    its next claim. Busy meanwhile with a message Celery delivered again (no claim of
+    its own), it must leave the idle workers at once: a unit left to an idle worker
+    that holds its graph warm would otherwise wait for it, and another owner's flood
+    would overtake it."""
+    no_celery: Any = None  # it claims nothing, so it sends nothing
+    settings = Settings(namespace="claims-test")
+    claimer = claims.Claimer(
+        isolated_store, no_celery, settings, hostname="w1@test", queues=["cpu"]
+    )
+    idle_key = isolated_store.plans.keys.dispatcher("cpu").idle
+
+    def idle() -> bool:
+        return isolated_store.client.hexists(idle_key, "w1@test")  # type: ignore[return-value]
+
+    claimer.start()
+    redelivered = _Request("01REDELIVERED")
+    try:
+        wait_for(idle, timeout=10, what="the worker to find nothing and be idle")
+        state.task_reserved(redelivered)
+        wait_for(lambda: not idle(), timeout=10, what="the busy worker to leave the idle ones")
+        state.task_ready(redelivered)
+        wait_for(idle, timeout=10, what="the worker, free again, to be idle again")
+    finally:
+        state.task_ready(redelivered)
+        claimer.halt(timeout=claims.IDLE_SECONDS + 1)
