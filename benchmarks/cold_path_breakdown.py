@@ -12,7 +12,8 @@ what every step leaves behind, all on this host's clock:
              picking it up, `mark_running`);
   prepare    `started_at` -> the first epoch's progress event (spec, engine checkout,
              dataset, the trainer's reset);
-  epochs     first -> last progress event (training, one store write an epoch);
+  epochs     first -> last progress event (training; the epochs done reach the store every
+             tenth of a second, worker.progress);
   finish     last progress event -> `finished_at` (final evaluation, result, PNGs,
              storing: the worker log's split of it is printed beside);
   observe    `finished_at` -> the client's event stream ending.

@@ -32,8 +32,9 @@ everything else keyword-only:
         job: that delivery no longer counts against max_deliveries (told once per note).
     set_worker(job_id, *, worker: WorkerInfo, delivery) -> bool
         The running delivery's worker in full (False, unchanged, for a stale delivery).
-    set_progress(job_id, *, epoch, epochs, metrics=None) -> bool
-        Records progress and emits a progress event. False when training should stop:
+    set_progress(job_id, *, epoch, epochs, metrics=None, earlier=()) -> bool
+        Records progress and emits a progress event for each epoch done since the last
+        call (`earlier`, then `epoch`). False when training should stop:
         the job is no longer running (cancelled, deleted, finished) or a cancel was asked.
     is_cancel_requested(job_id) -> bool      True also when the job is gone or finished.
     mark_succeeded(job_id, *, summary: Summary, result_json: str, plots: {name: png},
@@ -342,13 +343,17 @@ class JobPlans(Plans):
         epochs: int,
         metrics: Mapping[str, float | None] | None = None,
         delivery: int | None = None,
+        earlier: Sequence[tuple[int, Mapping[str, float | None]]] = (),
     ) -> Plan[bool]:
-        """Record epoch `epoch` of `epochs` done; False when training should stop.
+        """Record epoch `epoch` of `epochs` done, with its `metrics`, after the epochs
+        `earlier` ((epoch, metrics), oldest first) not recorded yet: one progress event
+        each, in one round trip. False when training should stop.
 
         With `delivery` (the fencing token), False also once the job was delivered again.
         """
-        event = _progress_event(epoch, epochs, metrics)
-        return self._change(SET_PROGRESS, job_id, epoch, epochs, event, optional(delivery))
+        events = [_progress_event(done, epochs, logs) for done, logs in earlier]
+        events.append(_progress_event(epoch, epochs, metrics))
+        return self._change(SET_PROGRESS, job_id, epoch, epochs, optional(delivery), *events)
 
     def is_cancel_requested(self, job_id: str) -> Plan[bool]:
         """True when the job should stop: a cancel was asked, or it is gone or finished."""

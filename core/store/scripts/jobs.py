@@ -237,12 +237,13 @@ return 1
 SET_PROGRESS = job_script(
     "set_progress",
     """
--- ARGV[4] epoch, [5] epochs, [6] event JSON, [7] delivery or ''.
+-- ARGV[4] epoch, [5] epochs, [6] delivery or '', [7..] the events of the epochs done
+-- since the last call (JSON), oldest first.
 -- Returns 0: stop, 1: go on, 2: cancel asked.
 local state = redis.call('HMGET', record, 'status', 'cancel_requested')
-if state[1] ~= 'running' or not current(ARGV[7]) then return 0 end
+if state[1] ~= 'running' or not current(ARGV[6]) then return 0 end
 redis.call('HSET', record, 'epoch', ARGV[4], 'epochs', ARGV[5])
-emit('progress', ARGV[6])
+for i = 7, #ARGV do emit('progress', ARGV[i]) end
 if state[2] == '1' then return 2 end
 return 1
 """,
