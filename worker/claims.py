@@ -16,7 +16,9 @@ A claimed unit counts as held from the claim on: the claim writes its jobs into 
 worker's report, and each heartbeat lists them (`in_flight`) until Celery receives
 the message, so a reaper re-queues them should the worker die in between. A
 message that cannot be sent is given back to the dispatcher at once (or, with
-Redis away, by a reaper from the outbox once a silence period has passed).
+Redis away, by a reaper from the outbox once a silence period has passed); one
+sent that has not arrived within a silence period (lost with a Redis that
+restarted) is given back then, so that it holds its pool slot no longer.
 
 The worker claims only once its heartbeat counts it live (its pool has loaded the
 engine): until then another worker, ready, takes the work.
@@ -28,7 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery
@@ -64,6 +66,7 @@ RESERVING_SECONDS = 1.0
 class _InFlight:
     jobs: list[tuple[str, int]]
     received_at: float | None = None
+    sent_at: float = field(default_factory=time.monotonic)
 
 
 # Claims sent to this worker's own queue, by message id, until Celery has reserved them.
@@ -78,6 +81,19 @@ def in_flight() -> list[tuple[str, int]]:
         return [
             job for claim in _in_flight.values() if claim.received_at is None for job in claim.jobs
         ]
+
+
+def lost_claims(*, older_than: float) -> list[Claim]:
+    """The claims this worker sent to itself over `older_than` seconds ago whose message
+    never arrived (lost with a Redis that restarted, say): they hold no slot from now on."""
+    now = time.monotonic()
+    with _in_flight_lock:
+        lost = [
+            message_id
+            for message_id, claim in _in_flight.items()
+            if claim.received_at is None and now - claim.sent_at > older_than
+        ]
+        return [Claim(task={}, jobs=_in_flight.pop(message_id).jobs) for message_id in lost]
 
 
 def messages_held() -> set[str]:
@@ -119,6 +135,7 @@ class Claimer(BackgroundThread):
         self.slots = slots
         self.live = live
         self.max_running = settings.max_running_jobs
+        self.silent_seconds = settings.worker_silent_seconds
         super().__init__()
 
     def stop(self) -> None:
@@ -162,14 +179,26 @@ class Claimer(BackgroundThread):
         for job_id, dispatch in claim.jobs:
             self.store.confirm_dispatch(job_id, dispatch=dispatch)
 
-    def _give_back(self, claim: Claim) -> None:
+    def _give_back(
+        self, claim: Claim, *, reason: str = "could not send itself its message"
+    ) -> None:
         for job_id, dispatch in claim.jobs:
             self.store.redispatch(
                 job_id,
                 dispatch=dispatch,
                 unconfirmed_seconds=0,
-                reason=f"its worker {self.hostname} could not send itself its message",
+                reason=f"its worker {self.hostname} {reason}",
             )
+
+    def give_back_lost(self) -> None:
+        """Queue anew the claims whose message has not arrived within a silence period:
+        each goes back to the outbox, then to the dispatcher as a new dispatch, which
+        voids the message should it arrive after all. Until then it held a pool slot."""
+        for claim in lost_claims(older_than=self.silent_seconds):
+            logger.warning("the message of job %s never arrived; it goes back", claim.message_id)
+            for job_id, dispatch in claim.jobs:
+                self.store.unconfirm_dispatch(job_id, dispatch=dispatch)
+            self._give_back(claim, reason="never received the message it sent itself")
 
     def _run(self) -> None:
         # Whether a claim may have left this worker idle on one of its queues (a claim
@@ -177,6 +206,7 @@ class Claimer(BackgroundThread):
         maybe_idle = False
         while not self._stopped.is_set():
             try:
+                self.give_back_lost()
                 if not (self.live() and self.free()):
                     if maybe_idle:
                         # Busy, perhaps with a message it did not claim (one Celery

@@ -9,6 +9,7 @@ voids the first message, had it gone out after all.
     unsent_dispatches(*, older_than=0, limit=100) -> [(job_id, dispatch)]
     redispatch(job_id, *, dispatch, unconfirmed_seconds, reason=None) -> Requeue
     confirm_dispatch(job_id, *, dispatch) -> None
+    unconfirm_dispatch(job_id, *, dispatch) -> None   its message was lost after all
 """
 
 from __future__ import annotations
@@ -60,4 +61,11 @@ class OutboxPlans(JobPlans):
     def confirm_dispatch(self, job_id: str, *, dispatch: int) -> Plan[None]:
         """The message of `job_id`'s dispatch `dispatch` was sent: it leaves the outbox."""
         command = ("ZREM", self.keys.outbox, f"{job_id} {dispatch}")
+        return Plan(done, commands=[command])
+
+    def unconfirm_dispatch(self, job_id: str, *, dispatch: int) -> Plan[None]:
+        """The message of `job_id`'s dispatch `dispatch`, confirmed sent, never reached
+        its worker: it is back in the outbox, unconfirmed since ever, so that it is
+        queued anew (`redispatch`, by its worker at once or by any reaper)."""
+        command = ("ZADD", self.keys.outbox, "NX", 0, f"{job_id} {dispatch}")
         return Plan(done, commands=[command])

@@ -4,11 +4,14 @@ job is claimed as the last one ends."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from celery.worker import state
 
+from core.experiment.jobs import JobStatus
+from core.experiment.spec import ExperimentSpec
 from core.settings import Settings
 from core.store.dispatch import Claim
 from core.store.stores import JobStore
@@ -72,11 +75,52 @@ def test_a_claim_holds_the_slot_from_its_claim_until_its_job_is_done(
     assert claims.messages_held() == set()
 
 
-def test_a_claim_never_received_keeps_its_slot(claimer: claims.Claimer) -> None:
+def test_a_claim_not_received_yet_keeps_its_slot(claimer: claims.Claimer) -> None:
     claimer._send(Claim(task={}, jobs=[("01LOST", 1)]))
     try:
         assert claims.messages_held() == {"01LOST"}
         assert not claimer.free()
+        assert claims.lost_claims(older_than=claimer.silent_seconds) == []
+    finally:
+        claims._in_flight.clear()
+
+
+def test_a_claim_whose_message_never_arrives_is_queued_anew_and_frees_its_slot(
+    isolated_store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message sent and confirmed, then lost (a Redis that restarted between the send
+    and the worker's read): after a silence period the job waits on the dispatcher again
+    as a new dispatch, and the worker claims again. A message that arrived stays held."""
+    monkeypatch.setattr(claims, "send_to_worker", lambda *_, **__: None)
+    no_celery: Any = None
+    claimer = claims.Claimer(
+        isolated_store, no_celery, Settings(), hostname="w1@test", queues=["cpu"]
+    )
+    spec = ExperimentSpec.model_validate({})
+    lost, arrived = (
+        isolated_store.create(spec=spec, queue="cpu", owner=owner).record.id for owner in ("a", "b")
+    )
+    sent = {}
+    try:
+        for _ in range(2):
+            claim = isolated_store.claim(queue="cpu", hostname="w1@test")
+            assert claim is not None
+            claimer._send(claim)
+            claims._in_flight[claim.message_id].sent_at -= claimer.silent_seconds + 1
+            sent[claim.message_id] = claim.dispatch
+        claims._received(request=_Request(arrived))
+        assert isolated_store.waiting(queue="cpu") == []
+
+        claimer.give_back_lost()
+
+        assert claims.messages_held() == {arrived}
+        record = isolated_store.get(lost)
+        assert record is not None and record.status is JobStatus.QUEUED
+        assert record.dispatch == sent[lost] + 1  # the lost message's dispatch is void
+        assert isolated_store.waiting(queue="cpu") == [lost]
+        assert isolated_store.unsent_dispatches() == []
+        requeued = json.loads(isolated_store.read_events(lost)[-1].data)
+        assert requeued["requeued"] and "never received" in requeued["reason"]
     finally:
         claims._in_flight.clear()
 
