@@ -90,7 +90,8 @@ def test_a_claim_whose_message_never_arrives_is_queued_anew_and_frees_its_slot(
 ) -> None:
     """A message sent and confirmed, then lost (a Redis that restarted between the send
     and the worker's read): after a silence period the job waits on the dispatcher again
-    as a new dispatch, and the worker claims again. A message that arrived stays held."""
+    as a new dispatch, and holds the worker's slot no longer. A message that arrived
+    stays held."""
     monkeypatch.setattr(claims, "send_to_worker", lambda *_, **__: None)
     no_celery: Any = None
     claimer = claims.Claimer(
