@@ -23,7 +23,6 @@ This module imports TensorFlow; only the engine imports it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,6 +38,7 @@ from core.engine.trainer import (
     EpochGraph,
     TrainerKey,
     losses_and_hits,
+    step_figures,
 )
 from core.experiment.spec import InitializerSpec
 
@@ -202,7 +202,11 @@ class EnsembleTrainer(EpochGraph[list[EpochArrays]], MLPForward):
             tf.reduce_sum(hits * mask, axis=1) / count,
         )
 
-    def _step(self, x: tf.Tensor, y: tf.Tensor, mask: tf.Tensor) -> dict[str, Any]:
+    def _step(
+        self, x: tf.Tensor, y: tf.Tensor, mask: tf.Tensor, carried: list[tf.Tensor]
+    ) -> dict[str, Any]:
+        """One step of every member, reading and writing the variables (the loop carries
+        nothing: `carried` is empty)."""
         variables = self.trainable_variables
         captured = self.captured_variables
         before = [tf.identity(v.value) for v in captured]
@@ -317,7 +321,4 @@ def _step_stats(
     weights = tf.stack([_member_moments(t) for t in before], axis=1)
     grads = tf.stack([_member_moments(g) for g in gradients], axis=1)
     updates = tf.stack([_member_moments(a - b) for a, b in zip(after, before, strict=True)], axis=1)
-    w_norm, update_norm = weights[..., 2], updates[..., 2]
-    safe = tf.where(w_norm > 0, w_norm, 1.0)
-    ratio = tf.where(w_norm > 0, update_norm / safe, math.nan)
-    return tf.concat([weights, grads, ratio[..., None]], axis=-1)
+    return step_figures(weights, grads, updates[..., 2])

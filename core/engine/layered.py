@@ -153,6 +153,13 @@ class LayeredNetwork:
         return self.captured_variables
 
     @property
+    def state_variables(self) -> list[keras.Variable]:
+        """What a training pass reads or writes besides the trainable variables: batch
+        norm's moving statistics, and dropout's pass counter and run seed."""
+        moving = [v for block in _flatten(self.blocks) for v in block.non_trainable]
+        return [*moving, self._dropout_counter, self._dropout_seed]
+
+    @property
     def timesteps(self) -> list[int]:
         """Each recurrent layer's time steps, in order."""
         return [block.timesteps for block in self.recurrent]

@@ -180,6 +180,12 @@ class Network(MLPForward):
         norms = [v for norm in self.norms if norm is not None for v in norm.trainable_variables]
         return self.captured_variables + norms
 
+    @property
+    def state_variables(self) -> list[keras.Variable]:
+        """What a training pass writes besides the trainable variables: batch norm's
+        moving statistics."""
+        return [v for norm in self.norms if norm is not None for v in norm.non_trainable_variables]
+
     def initialize(self, initializer: InitializerSpec, *, seed: int) -> None:
         """Give every kernel fresh values from `initializer`, biases zeros, norms identity."""
         for index, layer in enumerate(self.dense):

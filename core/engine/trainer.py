@@ -17,7 +17,8 @@ This module imports TensorFlow; only the engine imports it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,9 @@ SATURATION_SLOPE = 0.1
 # A trainer's evaluation and prediction run op by op for this many calls (a run's own
 # without validation), then as traced graphs (core.engine.graph_calls.graph_function).
 EAGER_CALLS = 1
+# An epoch on a plain graph reduces its steps' statistics at its end while what its
+# steps record for them holds at most this many floats (16 MiB): see `_VariableStats`.
+DEFERRED_FLOATS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -172,14 +176,40 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
             variables,
         )
 
-    def _step(self, x: tf.Tensor, y: tf.Tensor, mask: tf.Tensor) -> dict[str, Any]:
-        """One optimizer step on the batch rows where `mask` is 1."""
+    @property
+    def carried_variables(self) -> list[keras.Variable]:
+        """The variables whose values an epoch's loop carries from step to step, read
+        before its first and written after its last: none here, so each step reads and
+        writes the variables themselves."""
+        return []
+
+    def _step(
+        self, x: tf.Tensor, y: tf.Tensor, mask: tf.Tensor, carried: list[tf.Tensor]
+    ) -> dict[str, Any]:
+        """One optimizer step on the batch rows where `mask` is 1, from the values of
+        `carried_variables` in `carried`; it returns their new values as "carried"."""
         raise NotImplementedError
 
     @property
     def _step_activations(self) -> bool:
         """Whether each step records activation statistics (step points, probing on)."""
         return self.key.step_capture and self.key.activations
+
+    def _step_stats(self, step: dict[str, Any]) -> tf.Tensor:
+        """The step's weight, gradient and update statistics, from what `_step` returned."""
+        return step["stats"]
+
+    def _deferred_columns(self, steps: int) -> tuple[int, ...]:
+        """The shape of what each of an epoch's `steps` records for its statistics to be
+        reduced once at the epoch's end (`_deferred_stats`); () where each step reduces
+        its own (`_step_stats`)."""
+        return ()
+
+    def _step_columns(self, step: dict[str, Any]) -> tf.Tensor:
+        raise NotImplementedError
+
+    def _deferred_stats(self, columns: tf.Tensor) -> tf.Tensor:
+        raise NotImplementedError
 
     def _activation_stats(self, forward: ForwardPass, mask: tf.Tensor | None = None) -> tf.Tensor:
         """(probed layers, len(ACTIVATION_STATS)), or (M, ...) for an ensemble: each probed
@@ -260,30 +290,40 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
             return tf.slice(t, begin, size)
 
         def body(
-            i: tf.Tensor, arrays: dict[str, Any], first: list[tf.Tensor], _: list[tf.Tensor]
+            i: tf.Tensor,
+            arrays: dict[str, Any],
+            first: tf.Tensor,
+            _: tf.Tensor,
+            values: list[tf.Tensor],
         ) -> Any:
             start = i * batch_size
-            step = self._step(
-                batch(x, start), batch(y, start), tf.slice(mask, [start], [batch_size])
-            )
+            rows = (batch(x, start), batch(y, start), tf.slice(mask, [start], [batch_size]))
+            step = self._step(*rows, values)
             # the step's gradients end to end: one loop variable, one select
             gradients = step.get("flat_gradients")
             if gradients is None:
                 gradients = flat(step["gradients"])
             first = tf.where(tf.equal(i, 0), gradients, first)
-            return i + 1, self._record(arrays, i, step), first, gradients
+            return i + 1, self._record(arrays, i, step), first, gradients, step.get("carried", [])
 
         shapes = [tuple(int(d) for d in v.shape) for v in captured]
         zeros = tf.zeros([sum(int(np.prod(shape)) for shape in shapes)])
-        _, arrays, first_gradients, last_gradients = tf.while_loop(
+        carried = self.carried_variables
+        start = [tf.convert_to_tensor(v) for v in carried]
+        arrays = self._epoch_arrays(steps=slots, lead=x.shape[:axis])
+        _, arrays, first_gradients, last_gradients, values = tf.while_loop(
             lambda i, *_: i < count,
             body,
-            (tf.constant(0), self._epoch_arrays(steps=slots, lead=x.shape[:axis]), zeros, zeros),
+            (tf.constant(0), arrays, zeros, zeros, start),
             maximum_iterations=slots,
         )
+        for variable, value in zip(carried, values, strict=True):
+            variable.assign(value)
         stacked = {name: ta.stack() for name, ta in arrays.items() if not isinstance(ta, list)}
         out = {
-            "step_stats": stacked["stats"],
+            "step_stats": (
+                stacked["stats"] if "stats" in stacked else self._deferred_stats(stacked["columns"])
+            ),
             "step_loss": stacked["loss"],
             "step_accuracy": stacked["accuracy"],
             "step_size": stacked["size"],
@@ -310,11 +350,15 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         per_row = tuple(int(d) for d in lead)
         captured = self.captured_variables
         arrays: dict[str, Any] = {
-            "stats": array((*per_row, len(captured), len(TENSOR_STATS))),
             "loss": array(per_row),
             "accuracy": array(per_row),
             "size": array(()),
         }
+        columns = self._deferred_columns(steps)
+        if columns:
+            arrays["columns"] = array(columns)
+        else:
+            arrays["stats"] = array((*per_row, len(captured), len(TENSOR_STATS)))
         if self.timesteps:
             arrays["through_time"] = array((sum(self.timesteps),))
         if self.conv_kernels:
@@ -332,10 +376,14 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         """`arrays` with step `i` written in (TensorArrays are values: rebind them)."""
         out = dict(arrays)
         # "activations": the step's own forward pass on its training batch (`_step`).
-        names = ("stats", "loss", "accuracy", "size", "through_time", "activations", "channels")
+        names = ("loss", "accuracy", "size", "through_time", "activations", "channels")
         for name in names:
             if name in arrays:
                 out[name] = arrays[name].write(i, step[name])
+        if "stats" in arrays:
+            out["stats"] = arrays["stats"].write(i, self._step_stats(step))
+        if "columns" in arrays:
+            out["columns"] = arrays["columns"].write(i, self._step_columns(step))
         if "weights" in arrays:
             out["weights"] = [
                 ta.write(i, w) for ta, w in zip(arrays["weights"], step["before"], strict=True)
@@ -432,31 +480,45 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
     def captured_variables(self) -> list[keras.Variable]:
         return self.network.captured_variables
 
-    def _step(self, x: tf.Tensor, y: tf.Tensor, mask: tf.Tensor) -> dict[str, Any]:
-        """One optimizer step on the batch rows where `mask` is 1."""
-        variables = self.network.trainable_variables
-        captured = self.network.captured_variables
-        before = [tf.identity(v.value) for v in captured]
+    @property
+    def carried_variables(self) -> list[keras.Variable]:
+        """The network's trainable variables, then what a training pass writes besides:
+        an epoch's loop carries their values, as a plain graph would otherwise read each
+        variable twice a step and write it once, a quarter of a small network's ops."""
+        return self.network.trainable_variables + self.network.state_variables
+
+    def _step(
+        self, x: tf.Tensor, y: tf.Tensor, mask: tf.Tensor, carried: list[tf.Tensor]
+    ) -> dict[str, Any]:
+        network = self.network
+        trainable = carried[: len(network.trainable_variables)]
+        before = trainable[: len(network.captured_variables)]
         # Zeros added to recurrent layers' hidden states: their gradient is dL/dh_t.
-        perturbations = self.network.zero_perturbations(int(x.shape[0]))
+        perturbations = network.zero_perturbations(int(x.shape[0]))
         with tf.GradientTape() as tape:
-            tape.watch(perturbations)
-            forward = self.network.forward(x, training=True, mask=mask, perturbations=perturbations)
+            tape.watch([*trainable, *perturbations])
+            with self._carrying(carried) as scope:
+                forward = network.forward(x, training=True, mask=mask, perturbations=perturbations)
             loss, accuracy = self._loss_and_accuracy(y, forward.logits, mask)
         gradients, through_time = tape.gradient(
-            loss, (variables, perturbations), unconnected_gradients=tf.UnconnectedGradients.ZERO
+            loss, (trainable, perturbations), unconnected_gradients=tf.UnconnectedGradients.ZERO
         )
-        others = [v.value for v in variables[len(captured) :]]  # batch norm's, not captured
-        stepped = self.optimizer.apply(gradients, before + others).head(self._stats.size)
-        stats = self._stats.step(stepped, before, gradients[: len(captured)])
+        stepped = self.optimizer.apply(gradients, trainable, carried=True)
+        written = [scope.get_current_value(v) for v in network.state_variables]
+        new_state = [
+            value if new is None else new
+            for value, new in zip(carried[len(trainable) :], written, strict=True)
+        ]
+        stepped = stepped.head(self._stats.size)
         step = {
-            "stats": stats,
+            "stepped": stepped,
             "loss": loss,
             "accuracy": accuracy,
             "size": tf.reduce_sum(mask),
             "before": before,
-            "gradients": gradients[: len(captured)],
+            "gradients": gradients[: len(before)],
             "flat_gradients": stepped.gradients,
+            "carried": [*stepped.values, *new_state],
         }
         if self._step_activations:
             step["activations"] = self._activation_stats(forward, mask)
@@ -468,6 +530,32 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
         if self.conv_kernels:
             step["channels"] = channel_norms([gradients[k] for k in self.conv_kernels])
         return step
+
+    @contextmanager
+    def _carrying(self, carried: list[tf.Tensor]) -> Iterator[keras.StatelessScope]:
+        """Graph code in which the network's variables read as `carried`, and what it
+        writes to them is kept in the scope it yields, not written (Keras' stateless
+        scope). Writing a variable the loop does not carry would be lost: an error."""
+        variables = self.carried_variables
+        with keras.StatelessScope(
+            state_mapping=list(zip(variables, carried, strict=True))
+        ) as scope:
+            yield scope
+        known = {id(v) for v in variables}
+        if any(key not in known for key in scope.state_mapping):
+            raise RuntimeError("a training pass wrote a variable its epoch's loop does not carry")
+
+    def _step_stats(self, step: dict[str, Any]) -> tf.Tensor:
+        return self._stats.step(step["stepped"], step["before"], step["gradients"])
+
+    def _deferred_columns(self, steps: int) -> tuple[int, ...]:
+        return self._stats.deferred_columns(steps)
+
+    def _step_columns(self, step: dict[str, Any]) -> tf.Tensor:
+        return self._stats.columns(step["stepped"])
+
+    def _deferred_stats(self, columns: tf.Tensor) -> tf.Tensor:
+        return self._stats.of_columns(columns)
 
     def _weight_stats(self) -> tf.Tensor:
         return self._stats.weights([v.value for v in self.network.captured_variables])
@@ -502,7 +590,12 @@ class _VariableStats:
 
     Without XLA every TensorFlow op costs a few microseconds of dispatch, so
     the variables are flattened into one vector and reduced by segment: a
-    dozen ops whatever the depth. Under XLA per-variable reductions fuse
+    dozen ops whatever the depth. Better still, an epoch's steps each record
+    that vector's weights, gradients and update (`columns`), and the epoch
+    reduces all its steps' at its end in those dozen ops (`of_columns`): the
+    statistics were half of a small plain graph's step. That holds an epoch's
+    vectors, so only while they are at most `DEFERRED_FLOATS` floats; past
+    that each step reduces its own. Under XLA per-variable reductions fuse
     into the step's kernels, and segment reductions (scatters) would be the
     slower choice for large layers, so each variable is reduced on its own.
     """
@@ -532,33 +625,48 @@ class _VariableStats:
         max_abs = tf.math.segment_max(tf.abs(flat), self._ids)
         return tf.stack([mean, std, norm, max_abs], axis=1)
 
+    def deferred_columns(self, steps: int) -> tuple[int, ...]:
+        """The shape of `columns`, where an epoch of `steps` records them for `of_columns`
+        (a plain graph, its vectors within `DEFERRED_FLOATS`); else ()."""
+        if self._fused or steps * self.size * 3 > DEFERRED_FLOATS:
+            return ()
+        return (self.size, 3)
+
+    def columns(self, stepped: Stepped) -> tf.Tensor:
+        """(size, 3): the weights before the step, the gradients and the update, side by side."""
+        return tf.stack([stepped.before, stepped.gradients, stepped.after - stepped.before], 1)
+
+    def of_columns(self, columns: tf.Tensor) -> tf.Tensor:
+        """(steps, variables, 9): `step`'s statistics of each step's `columns` (steps,
+        size, 3), reduced by segment in one pass: the same sums, column by column."""
+        steps = int(columns.shape[0])
+        side_by_side = tf.reshape(tf.transpose(columns, [1, 0, 2]), [self.size, steps * 3])
+        moments = tf.reshape(self._moments(side_by_side), [self._count, 4, steps, 3])
+        moments = tf.transpose(moments, [2, 0, 1, 3])  # (steps, variables, 4, 3)
+        weights, grads, update_norm = tf.unstack(moments, axis=-1)
+        return step_figures(weights, grads, update_norm[..., 2])
+
     def step(
         self, stepped: Stepped, before: list[tf.Tensor], gradients: list[tf.Tensor]
     ) -> tf.Tensor:
         """(variables, 9): weight and gradient statistics, then the update ratio, of the
-        variables' step (`stepped`, end to end; `before` and `gradients` per variable).
+        variables' step (`stepped`, end to end; `before` and `gradients` per variable)."""
+        if not self._fused:
+            return self.of_columns(self.columns(stepped)[None])[0]
+        after = stepped.values[: self._count]  # the captured variables'
+        updates = self.weights([a - b for a, b in zip(after, before, strict=True)])
+        return step_figures(self.weights(before), self.weights(gradients), updates[:, 2])
 
-        The update ratio is |after - before| / |before|; it is undefined (NaN,
-        stored as null) while |before| is zero, as for biases before their
-        first update.
-        """
-        if self._fused:
-            after = stepped.values[: self._count]  # the captured variables'
-            weights = self.weights(before)
-            grads = self.weights(gradients)
-            updates = self.weights([a - b for a, b in zip(after, before, strict=True)])
-            update_norm = updates[:, 2]
-        else:
-            # The weights, gradients and updates side by side, (size, 3), reduce
-            # by segment in one pass: the same sums, column by column.
-            update = stepped.after - stepped.before
-            columns = tf.stack([stepped.before, stepped.gradients, update], 1)
-            moments = self._moments(columns)  # (variables, 4, 3)
-            weights, grads, update_norm = moments[:, :, 0], moments[:, :, 1], moments[:, 2, 2]
-        w_norm = weights[:, 2]
-        safe = tf.where(w_norm > 0, w_norm, 1.0)
-        ratio = tf.where(w_norm > 0, update_norm / safe, math.nan)
-        return tf.concat([weights, grads, ratio[:, None]], axis=1)
+
+def step_figures(weights: tf.Tensor, grads: tf.Tensor, update_norm: tf.Tensor) -> tf.Tensor:
+    """(..., variables, 9): the weights' and the gradients' four statistics (..., variables,
+    4), then the update ratio |after - before| / |before| of the update's norm (...,
+    variables). The ratio is undefined (NaN, stored as null) while |before| is zero, as
+    for biases before their first update."""
+    w_norm = weights[..., 2]
+    safe = tf.where(w_norm > 0, w_norm, 1.0)
+    ratio = tf.where(w_norm > 0, update_norm / safe, math.nan)
+    return tf.concat([weights, grads, ratio[..., None]], axis=-1)
 
 
 def _fetched(out: dict[str, Any], name: str) -> np.ndarray | None:

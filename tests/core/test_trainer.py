@@ -1,5 +1,6 @@
 """The compiled trainer: XLA's graph and the plain one compute the same numbers, the
-probe's shortcuts included, to float32 rounding."""
+probe's shortcuts included, to float32 rounding; an epoch's loop carries the variables'
+values and reduces its steps' statistics at its end without changing them."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import pytest
 import tensorflow as tf
 
 from core.datasets.builtin import load_dataset
+from core.engine import trainer as trainer_module
 from core.engine.graph_cache import trainer_key
+from core.engine.layered import LayeredArchitecture
 from core.engine.network import UNROLLED_FAN_IN, Architecture, affine
+from core.engine.run import _load
 from core.engine.trainer import CompiledTrainer, EpochArrays
 from core.experiment.spec import ExperimentSpec
 
@@ -104,3 +108,98 @@ def test_unrolled_products_equal_the_matrix_product(batched: bool) -> None:
             np.einsum("...nk,...ku->...nu", h.numpy(), kernel.numpy()) + bias.numpy()[..., None, :]
         )
         np.testing.assert_allclose(unrolled, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("deferred", [True, False], ids=["at-the-end", "each-step"])
+def test_step_statistics_are_those_of_the_steps_tensors(
+    deferred: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reduced at the epoch's end (a small plain graph) or by each step (past
+    DEFERRED_FLOATS), a step's statistics are those of its weights, gradients and update."""
+    if not deferred:
+        monkeypatch.setattr(trainer_module, "DEFERRED_FLOATS", 0)
+    spec = ExperimentSpec.model_validate(
+        {"seed": 5, "model": {"hidden_layers": [6, 4], "activation": "tanh"}}
+    )
+    data = load_dataset(spec.dataset, seed=spec.seed)
+    architecture = Architecture.from_spec(spec.model, n_features=2, n_outputs=1)
+    key = trainer_key(architecture, spec.training, step_capture=True, raw=True)
+    trainer = CompiledTrainer(key, jit=False)
+    trainer.reset(spec.model.initializer, seed=spec.seed, learning_rate=1e-2)
+    x, y = data.x_train[:200], data.y_train[:200]
+    epoch = trainer.train_epoch(x, y, x[:64], batch_size=32)
+    assert epoch.step_weights is not None and epoch.step_gradients is not None
+    for v, (weights, gradients) in enumerate(
+        zip(epoch.step_weights, epoch.step_gradients, strict=True)
+    ):
+        for step in range(len(epoch.step_loss)):
+            w, g = weights[step].ravel(), gradients[step].ravel()
+            after = weights[step + 1].ravel() if step + 1 < len(weights) else trainer.weights()[v]
+            expected = [*_moments(w), *_moments(g)]
+            norm = np.linalg.norm(w)
+            expected.append(np.linalg.norm(after.ravel() - w) / norm if norm else np.nan)
+            np.testing.assert_allclose(
+                epoch.step_stats[step, v], expected, rtol=2e-5, atol=1e-7,
+                err_msg=f"variable {v}, step {step}",
+            )  # fmt: skip
+
+
+def _moments(t: np.ndarray) -> list[float]:
+    t = t.astype(np.float64)
+    return [t.mean(), t.std(), np.linalg.norm(t), np.abs(t).max()]
+
+
+def _layered_spec() -> ExperimentSpec:
+    return ExperimentSpec.model_validate(
+        {
+            "seed": 4,
+            "dataset": {"kind": "bars", "image_size": 6, "n_samples": 64},
+            "model": {
+                "layers": [
+                    {"class_name": "Flatten"},
+                    {"class_name": "Dense", "config": {"units": 8, "activation": "relu"}},
+                    {"class_name": "BatchNormalization"},
+                    {"class_name": "Dropout", "config": {"rate": 0.5}},
+                ]
+            },
+            "training": {"epochs": 1, "batch_size": 16},
+        }
+    )
+
+
+def _layered_trainer(spec: ExperimentSpec) -> tuple[CompiledTrainer, Any]:
+    data = _load(spec)
+    key = trainer_key(
+        LayeredArchitecture.from_spec(spec), spec.training, step_capture=False, raw=False
+    )
+    trainer = CompiledTrainer(key, jit=False)
+    trainer.reset(spec.model.initializer, seed=spec.seed, learning_rate=1e-2)
+    return trainer, data
+
+
+def test_an_epoch_writes_what_its_loop_carried_back_to_the_variables() -> None:
+    spec = _layered_spec()
+    trainer, data = _layered_trainer(spec)
+    network = trainer.network
+    moving = [np.array(v.numpy()) for v in network.state_variables[:2]]
+    trainer.train_epoch(data.x_train, data.y_train, data.x_train[:8], batch_size=16)
+    steps = -(-len(data.y_train) // 16)
+    counter = next(v for v in network.state_variables if "dropout_step" in v.path)
+    assert int(counter.numpy()) == steps  # one dropout draw a step, none lost
+    for variable, start in zip(network.state_variables[:2], moving, strict=True):
+        assert not np.array_equal(variable.numpy(), start), variable.path  # moving statistics
+    for variable, value in zip(network.captured_variables, trainer.weights(), strict=True):
+        np.testing.assert_array_equal(variable.numpy(), value)
+
+
+def test_a_pass_that_writes_a_variable_the_loop_does_not_carry_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = _layered_spec()
+    trainer, data = _layered_trainer(spec)
+    # as if the network forgot to name batch norm's moving statistics: their updates
+    # would be lost, so the epoch refuses to trace
+    kept = trainer.network.state_variables[2:]
+    monkeypatch.setattr(type(trainer.network), "state_variables", property(lambda _: kept))
+    with pytest.raises(RuntimeError, match="does not carry"):
+        trainer.train_epoch(data.x_train, data.y_train, data.x_train[:8], batch_size=16)
