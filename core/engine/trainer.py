@@ -2,10 +2,12 @@
 
 One call of `CompiledTrainer.train_epoch` runs a whole epoch as a single
 TensorFlow graph function, XLA-compiled when the trainer is built with
-`jit=True` (core/engine/graph_cache.py chooses when that pays): every optimizer step
-computes its weight, gradient and update statistics in the graph and writes
-them to a TensorArray, so nothing is pulled to Python per step. Python sees
-one bundle of arrays per epoch, which is where hooks run.
+`jit=True` (core/engine/graph_cache.py chooses when that pays): the epoch's loop
+carries the network's values from step to step, and every optimizer step's
+weight, gradient and update statistics are computed in the graph (on a small
+plain graph, from what each step records, once at the epoch's end), so nothing
+is pulled to Python per step. Python sees one bundle of arrays per epoch,
+which is where hooks run.
 
 A trainer holds its variables; `reset` gives them a new run's starting
 values, so a process that trains many runs of one architecture compiles its
@@ -107,11 +109,12 @@ def losses_and_hits(
     error of one linear output, and NaN for the hits (a regression run has no
     accuracy: it is stored as null).
     """
+    # (squeezed, not sliced: the same numbers in 1 op and a 2-op gradient, not 4 and 6)
     if regression:
-        error = tf.square(logits[..., 0] - y)
+        error = tf.square(tf.squeeze(logits, -1) - y)
         return error, tf.fill(tf.shape(error), math.nan)
     if binary:
-        logit = logits[..., 0]
+        logit = tf.squeeze(logits, -1)
         loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.cast(y, logit.dtype), logits=logit)
         hits = tf.equal(tf.cast(logit > 0, y.dtype), y)
     else:
