@@ -1,5 +1,6 @@
 """Layer-list networks: our recurrent loops equal Keras', the captured dL/dh_t equals an
-independent computation, and every allowed class trains (core/engine/layered.py)."""
+independent computation, every allowed class trains (core/engine/layered.py), and an
+epoch's loop carries what a training pass writes (moving statistics, dropout's counter)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import tensorflow as tf
 
 from core.engine.graph_cache import trainer_key
 from core.engine.layered import LayeredArchitecture, LayeredNetwork
-from core.engine.run import run_experiment
+from core.engine.run import _load, run_experiment
 from core.engine.trainer import CompiledTrainer
 from core.experiment.sizing import result_values
 from core.experiment.spec import ExperimentSpec, InitializerSpec
@@ -213,23 +214,24 @@ def test_adding_is_a_regression_with_a_baseline() -> None:
     assert result["layers"][-1]["activation"] == "linear"
 
 
-def test_dropout_draws_the_same_on_a_plain_graph_and_on_xla() -> None:
-    spec = ExperimentSpec.model_validate(
+def bars_spec(*after_dense: dict[str, Any]) -> ExperimentSpec:
+    """One epoch of a small layer list on 6x6 bars: Flatten, Dense(16), then `after_dense`."""
+    dense = {"class_name": "Dense", "config": {"units": 16, "activation": "relu"}}
+    return ExperimentSpec.model_validate(
         {
             "seed": 4,
             "dataset": {"kind": "bars", "image_size": 6, "n_samples": 64},
-            "model": {
-                "layers": [
-                    {"class_name": "Flatten"},
-                    {"class_name": "Dense", "config": {"units": 16, "activation": "relu"}},
-                    {"class_name": "Dropout", "config": {"rate": 0.5}},
-                ]
-            },
+            "model": {"layers": [{"class_name": "Flatten"}, dense, *after_dense]},
             "training": {"epochs": 1, "batch_size": 16},
         }
     )
-    from core.engine.run import _load
 
+
+DROPOUT = {"class_name": "Dropout", "config": {"rate": 0.5}}
+
+
+def test_dropout_draws_the_same_on_a_plain_graph_and_on_xla() -> None:
+    spec = bars_spec(DROPOUT)
     data = _load(spec)
     architecture = LayeredArchitecture.from_spec(spec)
     losses = []
@@ -244,6 +246,45 @@ def test_dropout_draws_the_same_on_a_plain_graph_and_on_xla() -> None:
         losses.append(np.concatenate([a.step_loss for a in arrays]))
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
     assert len(set(np.round(losses[0], 6))) == len(losses[0])  # each step drew anew
+
+
+def _plain_trainer(spec: ExperimentSpec) -> CompiledTrainer:
+    key = trainer_key(
+        LayeredArchitecture.from_spec(spec), spec.training, step_capture=False, raw=False
+    )
+    trainer = CompiledTrainer(key, jit=False)
+    trainer.reset(spec.model.initializer, seed=spec.seed, learning_rate=1e-2)
+    return trainer
+
+
+def test_an_epoch_writes_what_its_loop_carried_back_to_the_variables() -> None:
+    spec = bars_spec({"class_name": "BatchNormalization"}, DROPOUT)
+    data = _load(spec)
+    trainer = _plain_trainer(spec)
+    network = trainer.network
+    moving = [np.array(v.numpy()) for v in network.state_variables[:2]]
+    trainer.train_epoch(data.x_train, data.y_train, data.x_train[:8], batch_size=16)
+    steps = -(-len(data.y_train) // 16)
+    counter = next(v for v in network.state_variables if "dropout_step" in v.path)
+    assert int(counter.numpy()) == steps  # one dropout draw a step, none lost
+    for variable, start in zip(network.state_variables[:2], moving, strict=True):
+        assert not np.array_equal(variable.numpy(), start), variable.path  # moving statistics
+    for variable, value in zip(network.captured_variables, trainer.weights(), strict=True):
+        np.testing.assert_array_equal(variable.numpy(), value)
+
+
+def test_a_pass_that_writes_a_variable_the_loop_does_not_carry_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = bars_spec({"class_name": "BatchNormalization"}, DROPOUT)
+    data = _load(spec)
+    trainer = _plain_trainer(spec)
+    # as if the network forgot to name batch norm's moving statistics: their updates
+    # would be lost, so the epoch refuses to trace
+    kept = trainer.network.state_variables[2:]
+    monkeypatch.setattr(type(trainer.network), "state_variables", property(lambda _: kept))
+    with pytest.raises(RuntimeError, match="does not carry"):
+        trainer.train_epoch(data.x_train, data.y_train, data.x_train[:8], batch_size=16)
 
 
 def _numbers(section: Any) -> int:

@@ -1,6 +1,6 @@
 """The compiled trainer: XLA's graph and the plain one compute the same numbers, the
-probe's shortcuts included, to float32 rounding; an epoch's loop carries the variables'
-values and reduces its steps' statistics at its end without changing them."""
+probe's shortcuts included, to float32 rounding, and a step's statistics are those of
+its tensors whether the epoch reduces them at its end or each step its own."""
 
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ import tensorflow as tf
 from core.datasets.builtin import load_dataset
 from core.engine import trainer as trainer_module
 from core.engine.graph_cache import trainer_key
-from core.engine.layered import LayeredArchitecture
 from core.engine.network import UNROLLED_FAN_IN, Architecture, affine
-from core.engine.run import _load
 from core.engine.trainer import CompiledTrainer, EpochArrays
 from core.experiment.spec import ExperimentSpec
 
@@ -147,59 +145,3 @@ def test_step_statistics_are_those_of_the_steps_tensors(
 def _moments(t: np.ndarray) -> list[float]:
     t = t.astype(np.float64)
     return [t.mean(), t.std(), np.linalg.norm(t), np.abs(t).max()]
-
-
-def _layered_spec() -> ExperimentSpec:
-    return ExperimentSpec.model_validate(
-        {
-            "seed": 4,
-            "dataset": {"kind": "bars", "image_size": 6, "n_samples": 64},
-            "model": {
-                "layers": [
-                    {"class_name": "Flatten"},
-                    {"class_name": "Dense", "config": {"units": 8, "activation": "relu"}},
-                    {"class_name": "BatchNormalization"},
-                    {"class_name": "Dropout", "config": {"rate": 0.5}},
-                ]
-            },
-            "training": {"epochs": 1, "batch_size": 16},
-        }
-    )
-
-
-def _layered_trainer(spec: ExperimentSpec) -> tuple[CompiledTrainer, Any]:
-    data = _load(spec)
-    key = trainer_key(
-        LayeredArchitecture.from_spec(spec), spec.training, step_capture=False, raw=False
-    )
-    trainer = CompiledTrainer(key, jit=False)
-    trainer.reset(spec.model.initializer, seed=spec.seed, learning_rate=1e-2)
-    return trainer, data
-
-
-def test_an_epoch_writes_what_its_loop_carried_back_to_the_variables() -> None:
-    spec = _layered_spec()
-    trainer, data = _layered_trainer(spec)
-    network = trainer.network
-    moving = [np.array(v.numpy()) for v in network.state_variables[:2]]
-    trainer.train_epoch(data.x_train, data.y_train, data.x_train[:8], batch_size=16)
-    steps = -(-len(data.y_train) // 16)
-    counter = next(v for v in network.state_variables if "dropout_step" in v.path)
-    assert int(counter.numpy()) == steps  # one dropout draw a step, none lost
-    for variable, start in zip(network.state_variables[:2], moving, strict=True):
-        assert not np.array_equal(variable.numpy(), start), variable.path  # moving statistics
-    for variable, value in zip(network.captured_variables, trainer.weights(), strict=True):
-        np.testing.assert_array_equal(variable.numpy(), value)
-
-
-def test_a_pass_that_writes_a_variable_the_loop_does_not_carry_fails(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    spec = _layered_spec()
-    trainer, data = _layered_trainer(spec)
-    # as if the network forgot to name batch norm's moving statistics: their updates
-    # would be lost, so the epoch refuses to trace
-    kept = trainer.network.state_variables[2:]
-    monkeypatch.setattr(type(trainer.network), "state_variables", property(lambda _: kept))
-    with pytest.raises(RuntimeError, match="does not carry"):
-        trainer.train_epoch(data.x_train, data.y_train, data.x_train[:8], batch_size=16)
