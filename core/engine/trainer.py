@@ -507,11 +507,8 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
             loss, (trainable, perturbations), unconnected_gradients=tf.UnconnectedGradients.ZERO
         )
         stepped = self.optimizer.apply(gradients, trainable, carried=True)
-        written = [scope.get_current_value(v) for v in network.state_variables]
-        new_state = [
-            value if new is None else new
-            for value, new in zip(carried[len(trainable) :], written, strict=True)
-        ]
+        # the state as the pass left it: what it wrote, else what the loop carried in
+        state = [scope.get_current_value(v) for v in network.state_variables]
         stepped = stepped.head(self._stats.size)
         step = {
             "stepped": stepped,
@@ -521,7 +518,7 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
             "before": before,
             "gradients": gradients[: len(before)],
             "flat_gradients": stepped.gradients,
-            "carried": [*stepped.values, *new_state],
+            "carried": [*stepped.values, *state],
         }
         if self._step_activations:
             step["activations"] = self._activation_stats(forward, mask)
@@ -595,10 +592,10 @@ class _VariableStats:
     the variables are flattened into one vector and reduced by segment: a
     dozen ops whatever the depth. Better still, an epoch's steps each record
     that vector's weights, gradients and update (`columns`), and the epoch
-    reduces all its steps' at its end in those dozen ops (`of_columns`): the
-    statistics were half of a small plain graph's step. That holds an epoch's
-    vectors, so only while they are at most `DEFERRED_FLOATS` floats; past
-    that each step reduces its own. Under XLA per-variable reductions fuse
+    reduces all its steps' at its end in those dozen ops (`of_columns`): with
+    their constants, they were a fifth of a small plain graph's step. That
+    holds an epoch's vectors, so only while they are at most `DEFERRED_FLOATS`
+    floats; past that each step reduces its own. Under XLA per-variable reductions fuse
     into the step's kernels, and segment reductions (scatters) would be the
     slower choice for large layers, so each variable is reduced on its own.
     """
