@@ -136,6 +136,9 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
     # Where each convolution's kernel is among `captured_variables` (none: no
     # per-channel gradient norms).
     conv_kernels: Sequence[int] = ()
+    # The captured variables' statistics, all at once; with them, a small plain graph's
+    # steps record what the epoch reduces at its end. None: each `_step` returns its own.
+    _stats: _VariableStats | None = None
 
     @property
     def captured_variables(self) -> list[keras.Variable]:
@@ -201,18 +204,6 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
     def _step_stats(self, step: dict[str, Any]) -> tf.Tensor:
         """The step's weight, gradient and update statistics, from what `_step` returned."""
         return step["stats"]
-
-    def _deferred_columns(self, steps: int) -> tuple[int, ...]:
-        """The shape of what each of an epoch's `steps` records for its statistics to be
-        reduced once at the epoch's end (`_deferred_stats`); () where each step reduces
-        its own (`_step_stats`)."""
-        return ()
-
-    def _step_columns(self, step: dict[str, Any]) -> tf.Tensor:
-        raise NotImplementedError
-
-    def _deferred_stats(self, columns: tf.Tensor) -> tf.Tensor:
-        raise NotImplementedError
 
     def _activation_stats(self, forward: ForwardPass, mask: tf.Tensor | None = None) -> tf.Tensor:
         """(probed layers, len(ACTIVATION_STATS)), or (M, ...) for an ensemble: each probed
@@ -323,10 +314,11 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         for variable, value in zip(carried, values, strict=True):
             variable.assign(value)
         stacked = {name: ta.stack() for name, ta in arrays.items() if not isinstance(ta, list)}
+        if "columns" in stacked:  # what each step recorded, reduced now
+            assert self._stats is not None
+            stacked["stats"] = self._stats.of_columns(stacked.pop("columns"))
         out = {
-            "step_stats": (
-                stacked["stats"] if "stats" in stacked else self._deferred_stats(stacked["columns"])
-            ),
+            "step_stats": stacked["stats"],
             "step_loss": stacked["loss"],
             "step_accuracy": stacked["accuracy"],
             "step_size": stacked["size"],
@@ -357,7 +349,7 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
             "accuracy": array(per_row),
             "size": array(()),
         }
-        columns = self._deferred_columns(steps)
+        columns = self._stats.deferred_columns(steps) if self._stats else ()
         if columns:
             arrays["columns"] = array(columns)
         else:
@@ -386,7 +378,8 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         if "stats" in arrays:
             out["stats"] = arrays["stats"].write(i, self._step_stats(step))
         if "columns" in arrays:
-            out["columns"] = arrays["columns"].write(i, self._step_columns(step))
+            assert self._stats is not None
+            out["columns"] = arrays["columns"].write(i, self._stats.columns(step["stepped"]))
         if "weights" in arrays:
             out["weights"] = [
                 ta.write(i, w) for ta, w in zip(arrays["weights"], step["before"], strict=True)
@@ -401,6 +394,7 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
     """A network, its optimizer and the compiled functions that train and probe it."""
 
     members = 1  # one run (core.engine.ensemble trains several)
+    _stats: _VariableStats
     rows_axis = 0
 
     def __init__(self, key: TrainerKey, *, jit: bool) -> None:
@@ -547,15 +541,6 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
 
     def _step_stats(self, step: dict[str, Any]) -> tf.Tensor:
         return self._stats.step(step["stepped"], step["before"], step["gradients"])
-
-    def _deferred_columns(self, steps: int) -> tuple[int, ...]:
-        return self._stats.deferred_columns(steps)
-
-    def _step_columns(self, step: dict[str, Any]) -> tf.Tensor:
-        return self._stats.columns(step["stepped"])
-
-    def _deferred_stats(self, columns: tf.Tensor) -> tf.Tensor:
-        return self._stats.of_columns(columns)
 
     def _weight_stats(self) -> tf.Tensor:
         return self._stats.weights([v.value for v in self.network.captured_variables])
