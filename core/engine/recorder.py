@@ -47,11 +47,19 @@ def snapshot_epochs(epochs: int, count: int) -> list[int]:
 
 
 def histogram(values: np.ndarray, bins: int) -> dict[str, list[float | None] | list[int]]:
-    """Counts over a range symmetric about zero, from the finite values only."""
+    """Counts over a range symmetric about zero, from the finite values only.
+
+    With an even count of bins, zero is an edge, exactly: exact zeros (a dead unit's
+    gradients) count in the bin right of it, where a computed edge would put them on
+    either side by the last bit of the largest value.
+    """
     finite = values[np.isfinite(values)]
     edge = float(np.abs(finite).max()) if finite.size else 0.0
     edge = edge if edge > 0 else 1.0
-    counts, edges = np.histogram(finite, bins=bins, range=(-edge, edge))
+    edges = np.linspace(-edge, edge, bins + 1)
+    if bins % 2 == 0:
+        edges[bins // 2] = 0.0
+    counts, _ = np.histogram(finite, bins=edges)
     return {"edges": finite_list(edges), "counts": counts.astype(int).tolist()}
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from core.engine.hardware import cpu_name
 from core.engine.network import ACTIVATION_FUNCTIONS
+from core.engine.recorder import histogram
 from core.engine.run import device_info, run_experiment
 from core.engine.trainer import ACTIVATION_STATS, activation_stats
 from core.experiment.hooks import TrainingCancelled, TrainingHook
@@ -349,9 +350,22 @@ def test_only_relu_units_below_zero_everywhere_are_dead(
             assert by_name[name] == want, name
 
 
-def kernel_max_abs(histogram: dict[str, Any]) -> float:
+def kernel_max_abs(counted: dict[str, Any]) -> float:
     """A histogram's range is symmetric about zero, out to the largest |value|."""
-    return float(histogram["edges"][-1])
+    return float(counted["edges"][-1])
+
+
+@pytest.mark.parametrize("largest", [0.12392426282167435, 0.12392422556877136, 0.1, 3.3])
+def test_exact_zeros_count_right_of_zero_whatever_the_largest_value(largest: float) -> None:
+    # A dead unit's gradients are exactly zero. With the first of these largest values,
+    # NumPy's computed middle edge is 1.4e-17, which put the zeros left of it.
+    values = np.array([0.0, 0.0, 0.0, -largest, largest], dtype=np.float64)
+    counted = histogram(values, bins=30)
+    assert counted["edges"][15] == 0.0
+    assert counted["counts"][14:16] == [0, 3]
+    assert counted["counts"][0] == counted["counts"][-1] == 1
+    odd = histogram(values, bins=5)  # zero inside the middle bin
+    assert odd["counts"] == [1, 0, 3, 0, 1]
 
 
 def test_histogram_snapshots_end_with_the_trained_network() -> None:
