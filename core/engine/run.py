@@ -17,7 +17,7 @@ import functools
 import itertools
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,7 @@ from core.engine.optimizer import default_learning_rate
 from core.engine.recorder import Recorder, snapshot_epochs
 from core.engine.trainer import CompiledTrainer, EpochArrays, TrainerKey
 from core.experiment.diagnosis import diagnose
-from core.experiment.grouping import graph_signature
+from core.experiment.grouping import graph_signature, group_signature
 from core.experiment.hooks import TrainingCancelled, TrainingHook
 from core.experiment.prescriptions import advise
 from core.experiment.result import RESULT_VERSION, finite_list, finite_or_none
@@ -134,9 +134,7 @@ def run_ensemble(
     started = time.perf_counter()
     data = [_load(spec) for spec in specs]
     plans = [_Plan.of(spec, d) for spec, d in zip(specs, data, strict=True)]
-    plan = plans[0]
-    if any(other != plan for other in plans[1:]):
-        raise ValueError("these runs do not share a graph: see core.experiment.grouping")
+    plan = _Plan.shared(plans)
     members, epochs = len(specs), specs[0].training.epochs
     outcomes: list[RunOutput | TrainingCancelled | None] = [None] * members
     with checkout_ensemble(
@@ -145,14 +143,17 @@ def run_ensemble(
         steps=plan.steps,
         members=members,
         graph=specs[0].training.graph,
-        signature=graph_signature(specs[0]),
+        signature=group_signature(specs),
     ) as (trainer, reused):
         trainer.reset(
             [spec.model.initializer for spec in specs],
             seeds=[spec.seed for spec in specs],
             learning_rate=plan.learning_rate,
         )
-        runs = [_Run(spec, d, plan.key.architecture) for spec, d in zip(specs, data, strict=True)]
+        runs = [
+            _Run(spec, d, own.key.architecture)
+            for spec, d, own in zip(specs, data, plans, strict=True)
+        ]
         initial = trainer.probe_now(np.stack([run.probe for run in runs]))
         for m, run in enumerate(runs):
             run.start_activations(None if initial is None else initial[m])
@@ -342,6 +343,26 @@ class _Plan:
             batch_size=spec.training.batch_size,
             learning_rate=optimizer.learning_rate or default_learning_rate(optimizer.kind),
         )
+
+    @classmethod
+    def shared(cls, plans: Sequence[_Plan]) -> _Plan:
+        """The one plan of runs trained side by side: theirs, alike but maybe for their
+        MLPs' hidden activations, which the graph then applies member by member (the
+        key's `member_activations`); a ValueError for runs that do not share a graph."""
+        first = plans[0]
+        if all(plan == first for plan in plans[1:]):
+            return first
+        mlps = [a for plan in plans if isinstance(a := plan.key.architecture, Architecture)]
+
+        def but_activations(plan: _Plan, mlp: Architecture) -> _Plan:
+            without = replace(mlp, activations=())
+            return replace(plan, key=replace(plan.key, architecture=without))
+
+        alike = [but_activations(plan, mlp) for plan, mlp in zip(plans, mlps, strict=False)]
+        if len(mlps) < len(plans) or any(plan != alike[0] for plan in alike[1:]):
+            raise ValueError("these runs do not share a graph: see core.experiment.grouping")
+        activations = tuple(mlp.activations for mlp in mlps)
+        return replace(first, key=replace(first.key, member_activations=activations))
 
 
 Metrics = tuple[float, float]  # loss, accuracy

@@ -53,7 +53,7 @@ SATURATION_SLOPE = 0.1
 # without validation), then as traced graphs (core.engine.graph_calls.graph_function).
 EAGER_CALLS = 1
 # An epoch on a plain graph reduces its steps' statistics at its end while what its
-# steps record for them holds at most this many floats (16 MiB): see `_VariableStats`.
+# steps record for them holds at most this many floats (16 MiB): see `VariableStats`.
 DEFERRED_FLOATS = 1 << 22
 
 
@@ -72,6 +72,9 @@ class TrainerKey:
     # Whether the graph forward-passes the probe batch for activation
     # statistics; without them it skips those passes altogether.
     activations: bool = True
+    # An ensemble whose members' hidden activations differ: each member's, in order
+    # (core.engine.ensemble); () where every member has the architecture's.
+    member_activations: tuple[tuple[Activation, ...], ...] = ()
 
 
 @dataclass
@@ -136,9 +139,9 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
     # Where each convolution's kernel is among `captured_variables` (none: no
     # per-channel gradient norms).
     conv_kernels: Sequence[int] = ()
-    # The captured variables' statistics, all at once; with them, a small plain graph's
-    # steps record what the epoch reduces at its end. None: each `_step` returns its own.
-    _stats: _VariableStats | None = None
+    # The captured variables' statistics, all at once: a small plain graph's steps
+    # record what the epoch reduces at its end.
+    _stats: VariableStats
 
     @property
     def captured_variables(self) -> list[keras.Variable]:
@@ -185,9 +188,10 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
     @property
     def carried_variables(self) -> list[keras.Variable]:
         """The variables whose values an epoch's loop carries from step to step, read
-        before its first and written after its last: none here, so each step reads and
-        writes the variables themselves."""
-        return []
+        before its first and written after its last: the trainable ones, then what a
+        training pass writes besides. A plain graph would otherwise read each variable
+        twice a step and write it once, a quarter of a small network's ops."""
+        raise NotImplementedError
 
     def _step(
         self, x: tf.Tensor, y: tf.Tensor, mask: tf.Tensor, carried: list[tf.Tensor]
@@ -196,6 +200,20 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         `carried_variables` in `carried`; it returns their new values as "carried"."""
         raise NotImplementedError
 
+    @contextmanager
+    def _carrying(self, carried: list[tf.Tensor]) -> Iterator[keras.StatelessScope]:
+        """Graph code in which the network's variables read as `carried`, and what it
+        writes to them is kept in the scope it yields, not written (Keras' stateless
+        scope). Writing a variable the loop does not carry would be lost: an error."""
+        variables = self.carried_variables
+        with keras.StatelessScope(
+            state_mapping=list(zip(variables, carried, strict=True))
+        ) as scope:
+            yield scope
+        known = {id(v) for v in variables}
+        if any(key not in known for key in scope.state_mapping):
+            raise RuntimeError("a training pass wrote a variable its epoch's loop does not carry")
+
     @property
     def _step_activations(self) -> bool:
         """Whether each step records activation statistics (step points, probing on)."""
@@ -203,7 +221,11 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
 
     def _step_stats(self, step: dict[str, Any]) -> tf.Tensor:
         """The step's weight, gradient and update statistics, from what `_step` returned."""
-        return step["stats"]
+        return self._stats.step(step["stepped"], step["before"], step["gradients"])
+
+    def _weight_stats(self) -> tf.Tensor:
+        """(variables, 4), or (M, variables, 4) for an ensemble: the weights now."""
+        return self._stats.weights([v.value for v in self.captured_variables])
 
     def _activation_stats(self, forward: ForwardPass, mask: tf.Tensor | None = None) -> tf.Tensor:
         """(probed layers, len(ACTIVATION_STATS)), or (M, ...) for an ensemble: each probed
@@ -315,7 +337,6 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
             variable.assign(value)
         stacked = {name: ta.stack() for name, ta in arrays.items() if not isinstance(ta, list)}
         if "columns" in stacked:  # what each step recorded, reduced now
-            assert self._stats is not None
             stacked["stats"] = self._stats.of_columns(stacked.pop("columns"))
         out = {
             "step_stats": stacked["stats"],
@@ -349,7 +370,7 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
             "accuracy": array(per_row),
             "size": array(()),
         }
-        columns = self._stats.deferred_columns(steps) if self._stats else ()
+        columns = self._stats.deferred_columns(steps)
         if columns:
             arrays["columns"] = array(columns)
         else:
@@ -378,7 +399,6 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         if "stats" in arrays:
             out["stats"] = arrays["stats"].write(i, self._step_stats(step))
         if "columns" in arrays:
-            assert self._stats is not None
             out["columns"] = arrays["columns"].write(i, self._stats.columns(step["stepped"]))
         if "weights" in arrays:
             out["weights"] = [
@@ -394,7 +414,7 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
     """A network, its optimizer and the compiled functions that train and probe it."""
 
     members = 1  # one run (core.engine.ensemble trains several)
-    _stats: _VariableStats
+    _stats: VariableStats
     rows_axis = 0
 
     def __init__(self, key: TrainerKey, *, jit: bool) -> None:
@@ -404,7 +424,7 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
         self._build_optimizer(self.network.trainable_variables)
         self._binary = self.network.output_units == 1
         self._regression = self.network.regression
-        self._stats = _VariableStats(self.network.captured_variables, fused=jit)
+        self._stats = VariableStats(self.network.captured_variables, fused=jit)
         self.probe_kinds = self.network.probe_kinds
         self.probed_layers = len(self.probe_kinds)
         self.timesteps = self.network.timesteps
@@ -479,9 +499,6 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
 
     @property
     def carried_variables(self) -> list[keras.Variable]:
-        """The network's trainable variables, then what a training pass writes besides:
-        an epoch's loop carries their values, as a plain graph would otherwise read each
-        variable twice a step and write it once, a quarter of a small network's ops."""
         return self.network.trainable_variables + self.network.state_variables
 
     def _step(
@@ -525,26 +542,6 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
             step["channels"] = channel_norms([gradients[k] for k in self.conv_kernels])
         return step
 
-    @contextmanager
-    def _carrying(self, carried: list[tf.Tensor]) -> Iterator[keras.StatelessScope]:
-        """Graph code in which the network's variables read as `carried`, and what it
-        writes to them is kept in the scope it yields, not written (Keras' stateless
-        scope). Writing a variable the loop does not carry would be lost: an error."""
-        variables = self.carried_variables
-        with keras.StatelessScope(
-            state_mapping=list(zip(variables, carried, strict=True))
-        ) as scope:
-            yield scope
-        known = {id(v) for v in variables}
-        if any(key not in known for key in scope.state_mapping):
-            raise RuntimeError("a training pass wrote a variable its epoch's loop does not carry")
-
-    def _step_stats(self, step: dict[str, Any]) -> tf.Tensor:
-        return self._stats.step(step["stepped"], step["before"], step["gradients"])
-
-    def _weight_stats(self) -> tf.Tensor:
-        return self._stats.weights([v.value for v in self.network.captured_variables])
-
     def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         forward = self.network.forward(x, training=False)
         return self._loss_and_accuracy(y, forward.logits)
@@ -570,38 +567,50 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
         return tf.sigmoid(logits[:, 0]) if self._binary else tf.nn.softmax(logits)
 
 
-class _VariableStats:
-    """Per-variable statistics of all captured variables at once.
+class VariableStats:
+    """Per-variable statistics of all captured variables at once; for an ensemble
+    (`members` > 1, each variable's leading axis), each member's of its own slice.
 
     Without XLA every TensorFlow op costs a few microseconds of dispatch, so
-    the variables are flattened into one vector and reduced by segment: a
-    dozen ops whatever the depth. Better still, an epoch's steps each record
-    that vector's weights, gradients and update (`columns`), and the epoch
-    reduces all its steps' at its end in those dozen ops (`of_columns`): with
-    their constants, they were a fifth of a small plain graph's step. That
-    holds an epoch's vectors, so only while they are at most `DEFERRED_FLOATS`
-    floats; past that each step reduces its own. Under XLA per-variable reductions fuse
-    into the step's kernels, and segment reductions (scatters) would be the
-    slower choice for large layers, so each variable is reduced on its own.
+    the variables are flattened into one vector and reduced by segment, one
+    segment per variable (and member): a dozen ops whatever the depth. Better
+    still, an epoch's steps each record that vector's weights, gradients and
+    update (`columns`), and the epoch reduces all its steps' at its end in those
+    dozen ops (`of_columns`): with their constants, they were a fifth of a small
+    plain graph's step. That holds an epoch's vectors, so only while they are at
+    most `DEFERRED_FLOATS` floats; past that each step reduces its own. Under XLA
+    per-variable reductions fuse into the step's kernels, and segment reductions
+    (scatters) would be the slower choice for large layers, so each variable is
+    reduced on its own.
     """
 
-    def __init__(self, variables: list[keras.Variable], *, fused: bool) -> None:
-        sizes = [int(np.prod(v.shape)) for v in variables]
+    def __init__(self, variables: list[keras.Variable], *, fused: bool, members: int = 1) -> None:
+        # a member's elements of each variable, which its flat vector holds member by member
+        sizes = [int(np.prod(v.shape)) // members for v in variables]
         self._fused = fused
         self._count = len(sizes)
-        self.size = sum(sizes)  # the variables' elements
-        self._ids = tf.constant(np.repeat(np.arange(len(sizes)), sizes), tf.int32)
-        self._sizes = tf.constant(sizes, tf.float32)
+        self._members = members
+        self.size = members * sum(sizes)  # the variables' elements
+        segments = np.arange(len(sizes) * members).reshape(len(sizes), members)
+        self._ids = tf.constant(np.repeat(segments.ravel(), np.repeat(sizes, members)), tf.int32)
+        self._sizes = tf.constant(np.repeat(sizes, members), tf.float32)
+        # an ensemble's statistics keep the member axis ahead of the variables'
+        self._lead = [members] if members > 1 else []
 
     def weights(self, tensors: list[tf.Tensor]) -> tf.Tensor:
-        """(variables, 4): mean, S.D., L2 norm, max |value| of each tensor."""
+        """(variables, 4), or (M, variables, 4): mean, S.D., L2 norm, max |value| of each
+        tensor (each member's slice of it)."""
         if self._fused:
-            return tf.stack([_moments(t) for t in tensors])
-        return self._moments(flat(tensors))
+            moments = _member_moments if self._lead else _moments
+            return tf.stack([moments(t) for t in tensors], axis=len(self._lead))
+        by_segment = self._moments(flat(tensors))
+        if not self._lead:
+            return by_segment
+        return tf.transpose(tf.reshape(by_segment, [self._count, *self._lead, 4]), [1, 0, 2])
 
     def _moments(self, flat: tf.Tensor) -> tf.Tensor:
-        """(variables, 4, ...): mean, S.D., L2 norm, max |value| of each variable's
-        segment of `flat` (size, ...), every trailing column on its own."""
+        """(segments, 4, ...): mean, S.D., L2 norm, max |value| of each segment of
+        `flat` (size, ...), every trailing column on its own."""
         sizes = tf.reshape(self._sizes, [-1] + [1] * (len(flat.shape) - 1))
         mean = tf.math.segment_sum(flat, self._ids) / sizes
         centered = flat - tf.gather(mean, self._ids)
@@ -622,25 +631,28 @@ class _VariableStats:
         return tf.stack([stepped.before, stepped.gradients, stepped.after - stepped.before], 1)
 
     def of_columns(self, columns: tf.Tensor) -> tf.Tensor:
-        """(steps, variables, 9): `step`'s statistics of each step's `columns` (steps,
-        size, 3), reduced by segment in one pass: the same sums, column by column."""
+        """(steps, variables, 9), or (steps, M, variables, 9): `step`'s statistics of each
+        step's `columns` (steps, size, 3), reduced by segment in one pass: the same sums,
+        column by column."""
         steps = int(columns.shape[0])
         side_by_side = tf.reshape(tf.transpose(columns, [1, 0, 2]), [self.size, steps * 3])
-        moments = tf.reshape(self._moments(side_by_side), [self._count, 4, steps, 3])
-        moments = tf.transpose(moments, [2, 0, 1, 3])  # (steps, variables, 4, 3)
+        moments = tf.reshape(self._moments(side_by_side), [self._count, *self._lead, 4, steps, 3])
+        # to (steps, [M,] variables, 4, 3)
+        moments = tf.transpose(moments, [3, 1, 0, 2, 4] if self._lead else [2, 0, 1, 3])
         weights, grads, update_norm = tf.unstack(moments, axis=-1)
         return step_figures(weights, grads, update_norm[..., 2])
 
     def step(
         self, stepped: Stepped, before: list[tf.Tensor], gradients: list[tf.Tensor]
     ) -> tf.Tensor:
-        """(variables, 9): weight and gradient statistics, then the update ratio, of the
-        variables' step (`stepped`, end to end; `before` and `gradients` per variable)."""
+        """(variables, 9), or (M, variables, 9): weight and gradient statistics, then the
+        update ratio, of the variables' step (`stepped`, end to end; `before` and
+        `gradients` per variable)."""
         if not self._fused:
             return self.of_columns(self.columns(stepped)[None])[0]
         after = stepped.values[: self._count]  # the captured variables'
         updates = self.weights([a - b for a, b in zip(after, before, strict=True)])
-        return step_figures(self.weights(before), self.weights(gradients), updates[:, 2])
+        return step_figures(self.weights(before), self.weights(gradients), updates[..., 2])
 
 
 def step_figures(weights: tf.Tensor, grads: tf.Tensor, update_norm: tf.Tensor) -> tf.Tensor:
@@ -671,6 +683,20 @@ def channel_norms(kernels: list[tf.Tensor]) -> tf.Tensor:
 def _moments(w: tf.Tensor) -> tf.Tensor:
     return tf.stack(
         [tf.reduce_mean(w), tf.math.reduce_std(w), tf.norm(w), tf.reduce_max(tf.abs(w))]
+    )
+
+
+def _member_moments(w: tf.Tensor) -> tf.Tensor:
+    """(M, 4): `_moments` of each member's slice of `w` (M, ...)."""
+    axes = list(range(1, len(w.shape)))
+    return tf.stack(
+        [
+            tf.reduce_mean(w, axis=axes),
+            tf.math.reduce_std(w, axis=axes),
+            tf.sqrt(tf.reduce_sum(tf.square(w), axis=axes)),
+            tf.reduce_max(tf.abs(w), axis=axes),
+        ],
+        axis=1,
     )
 
 
