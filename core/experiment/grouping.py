@@ -2,10 +2,12 @@
 
 Children may share a graph when their specs differ only in what the graph
 does not depend on: the seed (and with it the data, its order and the
-starting weights), the name and the kernel initializer. Some runs are
-always trained alone: clipping by norm spans a whole stacked tensor, raw
-capture keeps every tensor of every step, and the side-by-side trainer is the
-MLP's alone (a layer list, or a regression, trains alone: see the README).
+starting weights), the name and the kernel initializer; or in the MLP's hidden
+activations, which the graph applies member by member, a group's members of
+one kind next to each other. Some runs are always trained alone: clipping by
+norm spans a whole stacked tensor, raw capture keeps every tensor of every
+step, and the side-by-side trainer is the MLP's alone (a layer list, or a
+regression, trains alone: see the README).
 
 TensorFlow-free: the API groups children when it queues a study.
 
@@ -37,7 +39,7 @@ def ensemble_key(spec: ExperimentSpec) -> bytes | None:
     if spec.model.layers is not None or spec.dataset.regression:
         return None
     shape: dict[str, Any] = spec.model_dump(mode="json", exclude={"seed", "name"})
-    del shape["model"]["initializer"]
+    del shape["model"]["initializer"], shape["model"]["activation"]
     return orjson.dumps(shape, option=orjson.OPT_SORT_KEYS)
 
 
@@ -73,22 +75,45 @@ def graph_signature(spec: ExperimentSpec) -> str:
     return digest.hexdigest()
 
 
+def group_signature(specs: Sequence[ExperimentSpec]) -> str:
+    """`graph_signature` of a group's shared graph: its members', where they are alike,
+    else theirs in order, hashed (members of other activations make another graph)."""
+    signatures = [graph_signature(spec) for spec in specs]
+    if len(set(signatures)) == 1:
+        return signatures[0]
+    return hashlib.blake2b(" ".join(signatures).encode(), digest_size=8).hexdigest()
+
+
 def ensemble_groups(
     specs: Sequence[ExperimentSpec], *, max_members: int = MAX_MEMBERS
 ) -> list[list[int]]:
     """Indexes of `specs` in groups that may train together, in order of first member.
 
-    A group holds at most `max_members`; a spec that trains alone is a group of one.
+    Specs that share a graph are split into as few groups of at most `max_members`
+    as hold them, of sizes as even as can be (so that workers share them evenly),
+    their members ordered by hidden activations, in order of first appearance (so that
+    each group's graph applies as few of them as it can). A spec that trains
+    alone is a group of one.
     """
-    open_groups: dict[bytes, list[int]] = {}
-    groups: list[list[int]] = []
+    alike: dict[bytes | int, list[int]] = {}
     for index, spec in enumerate(specs):
         key = ensemble_key(spec)
-        group = open_groups.get(key) if key is not None else None
-        if group is None or len(group) >= max_members:
-            group = []
-            groups.append(group)
-            if key is not None:
-                open_groups[key] = group
-        group.append(index)
-    return groups
+        alike.setdefault(index if key is None else key, []).append(index)
+    groups: list[list[int]] = []
+    for indexes in alike.values():
+        kinds: dict[str, int] = {}
+        for index in indexes:
+            kinds.setdefault(_activations(specs[index]), len(kinds))
+        ordered = sorted(indexes, key=lambda i: kinds[_activations(specs[i])])
+        count = -(-len(ordered) // max_members)
+        size, more = divmod(len(ordered), count)
+        start = 0
+        for part in range(count):
+            stop = start + size + (part < more)
+            groups.append(ordered[start:stop])
+            start = stop
+    return sorted(groups, key=min)
+
+
+def _activations(spec: ExperimentSpec) -> str:
+    return " ".join(spec.model.activations)

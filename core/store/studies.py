@@ -52,7 +52,12 @@ from typing import Any
 import orjson
 
 from core.access.api_keys import ANONYMOUS
-from core.experiment.grouping import MAX_MEMBERS, ensemble_groups, graph_signature
+from core.experiment.grouping import (
+    MAX_MEMBERS,
+    ensemble_groups,
+    graph_signature,
+    group_signature,
+)
 from core.experiment.jobs import JobStatus, new_job_id
 from core.experiment.remedy_studies import remedy_summary
 from core.experiment.studies import StudyPlan
@@ -202,7 +207,8 @@ class StudyPlans(Plans):
                 if len(ids) > 1
                 else study_child_task(ids[0], study_id)
             )
-            args += [dumps_compact(task), ",".join(map(str, group))]
+            graph = group_signature([plan.children[index] for index in group])
+            args += [dumps_compact(task), ",".join(map(str, group)), graph]
 
         def decode(reply: list[Any]) -> StudyRecord:
             if reply[0] == b"limited":

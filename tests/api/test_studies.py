@@ -90,14 +90,16 @@ def test_a_small_study_completes_with_ordinary_children(
 def test_children_that_share_a_graph_train_side_by_side(
     client: httpx.Client, small_study: dict[str, Any]
 ) -> None:
-    # Each activation's two seeds differ in nothing a graph depends on: one group each.
+    # Two seeds of two activations: the graph applies each member's own activation, so
+    # the four children are one group, trained side by side on one worker.
+    hosts = set()
     for config in small_study["configs"]:
-        hosts = set()
         for child in config["children"]:
             result = client.get(f"/v1/experiments/{child['id']}/result").json()
-            assert result["timing"]["members"] == 2, child
+            assert result["timing"]["members"] == 4, child
+            assert result["layers"][0]["activation"] == config["values"]["model.activation"]
             hosts.add(client.get(f"/v1/experiments/{child['id']}").json()["worker"]["hostname"])
-        assert len(hosts) == 1
+    assert len(hosts) == 1
 
 
 def test_a_deployment_can_train_every_child_alone(

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
+from core.experiment.grouping import group_signature
 from core.experiment.jobs import JobStatus, Summary, new_job_id
 from core.experiment.studies import (
     MAX_CHILDREN,
@@ -43,6 +44,7 @@ from core.plotting.study.series import study_series
 from core.queue.tasks import study_child_task, study_group_task
 from core.settings import Settings
 from core.store.admission import TooManyActiveJobs
+from core.store.dispatch import warm_graph
 from core.store.keys import Keys, plot_field
 from core.store.records import WorkerInfo
 from core.store.stores import StorePlans, StudyStore, plans_from_settings
@@ -571,16 +573,35 @@ def test_a_study_is_made_with_its_children_waiting_in_units_that_share_a_graph(
         task = study_store.client.hget(study_store.plans.keys.job(child).record, "task")
         assert json.loads(task or b"null") == study_child_task(child, study_id)
     assert sorted(study_store.waiting(queue="nowhere")) == sorted(children)
-    # Each activation's two seeds share a graph: one unit, trained side by side.
-    units = [study_store.claim(queue="nowhere", hostname="w@test") for _ in range(3)]
-    assert units[2] is None
-    for unit in units[:2]:
-        assert unit is not None
-        ids = [job_id for job_id, _ in unit.jobs]
-        assert unit.task == study_group_task(ids, study_id) and len(ids) == 2
-    assert sorted(job for unit in units if unit for job, _ in unit.jobs) == sorted(children)
+    # Two seeds of two activations share a graph: one unit, trained side by side.
+    unit = study_store.claim(queue="nowhere", hostname="w@test")
+    assert unit is not None and study_store.claim(queue="nowhere", hostname="w@test") is None
+    ids = [job_id for job_id, _ in unit.jobs]
+    assert unit.task == study_group_task(ids, study_id) and sorted(ids) == sorted(children)
     events = [(e.type, json.loads(e.data)) for e in study_store.read_events(children[0])]
     assert events == [("state", {"status": "queued"})]
+
+
+def test_a_units_graph_is_the_one_its_members_share(study_store: StudyStore) -> None:
+    # Two depths of two activations: a unit per depth, named by its members' graphs
+    # together, so that a worker holding one such graph warm takes that unit first.
+    plan = expand(
+        {
+            "base": {"seed": 1, "training": {"epochs": 2}},
+            "axes": {
+                "model.hidden_layers": [[5, 5], [5, 5, 5]],
+                "model.activation": ["relu", "tanh"],
+            },
+        }
+    )
+    study = study_store.create_study(plan=plan, queues=["nowhere"] * 4, plots=[])
+    deeper = warm_graph(group_signature(plan.children[2:]), 2)
+    first = study_store.claim(queue="nowhere", hostname="w@test", warm=[deeper])
+    assert first is not None
+    assert [job for job, _ in first.jobs] == study.child_ids[2:]
+    second = study_store.claim(queue="nowhere", hostname="w@test")
+    assert second is not None
+    assert [job for job, _ in second.jobs] == study.child_ids[:2]
 
 
 def test_a_study_is_read_for_its_owner_alone_and_another_owners_read_touches_nothing(

@@ -22,8 +22,8 @@ CREATE_STUDY = lua_script(
 -- and events; ARGV[1] id, [2] cap, [3] a job's events cap, [4] owner, [5] the owner's
 -- limit of active jobs (0: none), [6] n children, [7] m, [8] the dispatch base,
 -- [9 .. 8+m] record field/value pairs, then per child id, queue, spec JSON, epochs, task
--- JSON, graph signature; then per unit its task JSON and the indexes of its children
--- ("0,3,6"), which share the first one's graph.
+-- JSON, graph signature; then per unit its task JSON, the indexes of its children
+-- ("0,3,6") and the signature of the graph they share.
 -- The study and every child in one step, each child queued on its queue's dispatcher in
 -- its unit (alone, or with the children it trains beside): a creation that fails
 -- part-way leaves none of them.
@@ -42,14 +42,14 @@ for i = 0, n - 1 do
   new_job(at, {id = ARGV[a], queue = ARGV[a + 1], spec = ARGV[a + 2], epochs = ARGV[a + 3],
                owner = owner, task = ARGV[a + 4], graph = ARGV[a + 5]}, ARGV[3], t)
 end
-for u = 9 + m + 6 * n, #ARGV, 2 do
+for u = 9 + m + 6 * n, #ARGV, 3 do
   local jobs = {}
   for index in string.gmatch(ARGV[u + 1], '%d+') do
     local child = children[tonumber(index)]
     jobs[#jobs + 1] = {id = child.id, dispatch = 0, record = child.record}
   end
   local first = children[tonumber(string.match(ARGV[u + 1], '%d+'))]
-  enqueue(dispatcher(ARGV[8], first.queue), owner, jobs, graph_of(first.graph, #jobs),
+  enqueue(dispatcher(ARGV[8], first.queue), owner, jobs, graph_of(ARGV[u + 2], #jobs),
           ARGV[u], t, false)
 end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'status', 'queued', 'created_at',
