@@ -42,6 +42,7 @@ from core.experiment.hooks import TrainingCancelled
 from core.experiment.jobs import JobStatus, Summary
 from core.experiment.result import dumps_result
 from core.experiment.spec import DatasetKind, Device, ExperimentSpec
+from core.experiment.studies import StudyPlan, StudyRequest, expand_study
 from core.experiment.study_presets import study_preset
 from core.settings import get_settings
 from core.store.errors import StoreError, is_store_unavailable
@@ -344,29 +345,30 @@ def no_job_waiting() -> bool:
     return not job_store().any_waiting(queue=queue)
 
 
-def warm_up_specs() -> list[dict[str, Any]]:
-    """The runs a fresh pool process trains before it counts as ready: the `tutorial`
-    study's three networks (the first is `{}`'s), two epochs each on the plain graph.
+def warm_up_study() -> StudyPlan:
+    """What a fresh pool process trains before it counts as ready: the `tutorial` study
+    (its first child is `{}`'s network), two epochs a run on the plain graph.
 
-    Their graphs stay in the process's cache (core.engine.graph_cache: epochs are not
-    part of a graph's key), so the first job of the service's default and the
-    tutorial study's children start on a graph already traced; and the first trace
-    and drawing of a process pay one-off costs (TensorFlow's function machinery,
-    Keras' layers, matplotlib's fonts) that would otherwise fall on the first job.
-    Plain, not auto: a warm-up asks the background compiler for nothing.
+    `_trace_and_draw` trains `{}`'s network alone and the study's children as the API
+    groups them (side by side, core.experiment.grouping). Their graphs stay in the
+    process's cache (core.engine.graph_cache: epochs are not part of a graph's key),
+    so the service's default job and the tutorial study start on graphs already
+    traced; and the first trace and drawing of a process pay one-off costs
+    (TensorFlow's function machinery, Keras' layers, matplotlib's fonts and each
+    plot's frame) that would otherwise fall on the first job or study. Plain, not
+    auto: a warm-up asks the background compiler for nothing.
     """
     study = study_preset("tutorial").study
     base = study["base"]
     training = {**base["training"], "epochs": 2, "graph": "plain"}
-    return [
-        {**base, "model": {**base["model"], "activation": activation}, "training": training}
-        for activation in study["axes"]["model.activation"]
-    ]
+    return expand_study(
+        StudyRequest.model_validate({**study, "base": {**base, "training": training}})
+    )
 
 
 def start_warm_up() -> threading.Thread:
     """Load the engine and plotting in the background, train and draw the warm-up runs
-    (`warm_up_specs`), then tell the main process the pool is ready
+    (`warm_up_study`), then tell the main process the pool is ready
     (worker.pool_state): the heartbeat counts the worker as live only then, so the
     first job does not wait on any of it.
 
@@ -402,13 +404,29 @@ def _warm_up() -> None:
 def _trace_and_draw() -> None:
     from core.engine import run as engine
     from core.engine.graph_calls import tracing_all
+    from core.experiment.grouping import ensemble_groups
+    from core.plotting.study.series import study_series
+    from worker.study_finish import draw_default_plots
 
     started = time.perf_counter()
-    for index, spec in enumerate(warm_up_specs()):
-        with tracing_all():  # every graph the tutorial's jobs call, built now
-            output = engine.run_experiment(ExperimentSpec.model_validate(spec))
-        if index == 0:
-            render_default_plots("warm-up", output.result, every=True)
+    plan = warm_up_study()
+    children = plan.children
+    results: dict[int, Mapping[str, Any]] = {}
+    with tracing_all():  # every graph the tutorial's jobs call, built now
+        results[0] = engine.run_experiment(children[0]).result  # `{}`'s network, alone
+        for group in ensemble_groups(children, max_members=get_settings().ensemble_members):
+            specs = [children[index] for index in group]
+            if len(group) == 1:
+                results[group[0]] = results.get(group[0]) or engine.run_experiment(specs[0]).result
+                continue
+            outputs = engine.run_ensemble(specs, [[] for _ in specs])
+            for index, output in zip(group, outputs, strict=True):
+                assert isinstance(output, engine.RunOutput)  # no hook cancels it
+                results[index] = output.result
+    render_default_plots("warm-up", results[0], every=True)
+    configs = [config.to_json_dict() for config in plan.configs]
+    ordered = [results[index] for index in range(len(children))]
+    draw_default_plots("warm-up", study_series(configs, plan.seeds, ordered))
     logger.info("warm: the tutorial's networks traced and drawn in %.2f s",
                 time.perf_counter() - started)  # fmt: skip
 

@@ -97,30 +97,44 @@ def test_the_warm_start_traces_the_first_jobs_graph_and_the_tutorial_studys(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from core.engine import graph_cache
-    from core.engine.run import run_experiment
-    from core.engine.trainer import CompiledTrainer
+    from core.engine.ensemble import EnsembleTrainer
+    from core.engine.run import RunOutput, run_ensemble, run_experiment
+    from core.engine.trainer import CompiledTrainer, EpochGraph
     from core.experiment.spec import ExperimentSpec
+    from core.experiment.studies import StudyRequest, expand_study
+    from core.experiment.study_presets import study_preset
     from worker.training import _trace_and_draw
 
     # The graph code runs in Python only while a graph is traced, or op by op.
     ran_in_python: list[str] = []
-    for name in ("_train_epoch", "_evaluate_sums", "_predict"):
-        method = getattr(CompiledTrainer, name)
+    for owner, name in (
+        (EpochGraph, "_train_epoch"),
+        *((trainer, name) for trainer in (CompiledTrainer, EnsembleTrainer)
+          for name in ("_evaluate_sums", "_predict")),
+    ):  # fmt: skip
+        method = getattr(owner, name)
 
         @functools.wraps(method)
         def recorded(self: Any, *args: Any, _method: Any = method, _name: str = name) -> Any:
             ran_in_python.append(_name)
             return _method(self, *args)
 
-        monkeypatch.setattr(CompiledTrainer, name, recorded)
+        monkeypatch.setattr(owner, name, recorded)
     graph_cache.clear()
     try:
         _trace_and_draw()
         ran_in_python.clear()
-        for activation in ("sigmoid", "tanh", "relu"):  # {} is the sigmoid one
-            spec = {"training": {"epochs": 1}, "model": {"activation": activation}}
-            result = run_experiment(ExperimentSpec.model_validate(spec)).result
-            assert result["timing"] == result["timing"] | {"graph": "plain", "graph_reused": True}
+        # `{}`, alone
+        result = run_experiment(ExperimentSpec.model_validate({"training": {"epochs": 1}})).result
+        assert result["timing"] == result["timing"] | {"graph": "plain", "graph_reused": True}
+        # the `tutorial` study's children, side by side as the API groups them
+        study = study_preset("tutorial").study
+        base = {**study["base"], "training": {**study["base"]["training"], "epochs": 1}}
+        children = expand_study(StudyRequest.model_validate({**study, "base": base})).children
+        for output in run_ensemble(children, [[] for _ in children]):
+            assert isinstance(output, RunOutput)
+            timing = output.result["timing"]
+            assert timing == timing | {"graph": "plain", "graph_reused": True, "members": 3}
         assert ran_in_python == [], "the first jobs traced or ran op by op what the warm-up had not"
     finally:
         graph_cache.clear()
