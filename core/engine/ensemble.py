@@ -236,7 +236,6 @@ class EnsembleTrainer(EpochGraph[list[EpochArrays]], MLPForward):
     ) -> dict[str, Any]:
         """One step of every member, from the values its loop carries."""
         trainable = carried[: len(self.trainable_variables)]
-        before = trainable[: len(self.captured_variables)]
         with tf.GradientTape() as tape:
             tape.watch(trainable)
             with self._carrying(carried) as scope:
@@ -247,23 +246,7 @@ class EnsembleTrainer(EpochGraph[list[EpochArrays]], MLPForward):
         gradients = tape.gradient(
             total, trainable, unconnected_gradients=tf.UnconnectedGradients.ZERO
         )
-        stepped = self.optimizer.apply(gradients, trainable, carried=True)
-        # batch norm's moving statistics as the pass left them
-        moving = [scope.get_current_value(v) for v in self.carried_variables[len(trainable) :]]
-        stepped = stepped.head(self._stats.size)
-        step = {
-            "stepped": stepped,
-            "loss": loss,
-            "accuracy": accuracy,
-            "size": tf.reduce_sum(mask),
-            "before": before,
-            "gradients": gradients[: len(before)],
-            "flat_gradients": stepped.gradients,
-            "carried": [*stepped.values, *moving],
-        }
-        if self._step_activations:
-            step["activations"] = self._activation_stats(forward, mask)
-        return step
+        return self._stepped(carried, gradients, scope, forward, (loss, accuracy), mask)
 
     def _activation_stats(self, forward: ForwardPass, mask: tf.Tensor | None = None) -> tf.Tensor:
         """(M, hidden, len(ACTIVATION_STATS)): each member's layers, each by its own

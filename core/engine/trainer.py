@@ -200,6 +200,37 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         `carried_variables` in `carried`; it returns their new values as "carried"."""
         raise NotImplementedError
 
+    def _stepped(
+        self,
+        carried: list[tf.Tensor],
+        gradients: list[tf.Tensor],
+        scope: keras.StatelessScope,
+        forward: ForwardPass,
+        metrics: tuple[tf.Tensor, tf.Tensor],
+        mask: tf.Tensor,
+    ) -> dict[str, Any]:
+        """What `_step` returns, once the pass (`forward`, in `scope`: `_carrying`) gave
+        the loss and accuracy (`metrics`) and the gradients of the carried trainable
+        values: the optimizer's step from them, and the state as the pass left it."""
+        trainable = carried[: len(gradients)]
+        before = trainable[: len(self.captured_variables)]
+        stepped = self.optimizer.apply(gradients, trainable, carried=True)
+        state = [scope.get_current_value(v) for v in self.carried_variables[len(trainable) :]]
+        stepped = stepped.head(self._stats.size)
+        step = {
+            "stepped": stepped,
+            "loss": metrics[0],
+            "accuracy": metrics[1],
+            "size": tf.reduce_sum(mask),
+            "before": before,
+            "gradients": gradients[: len(before)],
+            "flat_gradients": stepped.gradients,
+            "carried": [*stepped.values, *state],
+        }
+        if self._step_activations:
+            step["activations"] = self._activation_stats(forward, mask)
+        return step
+
     @contextmanager
     def _carrying(self, carried: list[tf.Tensor]) -> Iterator[keras.StatelessScope]:
         """Graph code in which the network's variables read as `carried`, and what it
@@ -506,7 +537,6 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
     ) -> dict[str, Any]:
         network = self.network
         trainable = carried[: len(network.trainable_variables)]
-        before = trainable[: len(network.captured_variables)]
         # Zeros added to recurrent layers' hidden states: their gradient is dL/dh_t.
         perturbations = network.zero_perturbations(int(x.shape[0]))
         with tf.GradientTape() as tape:
@@ -517,22 +547,7 @@ class CompiledTrainer(EpochGraph[EpochArrays]):
         gradients, through_time = tape.gradient(
             loss, (trainable, perturbations), unconnected_gradients=tf.UnconnectedGradients.ZERO
         )
-        stepped = self.optimizer.apply(gradients, trainable, carried=True)
-        # the state as the pass left it: what it wrote, else what the loop carried in
-        state = [scope.get_current_value(v) for v in network.state_variables]
-        stepped = stepped.head(self._stats.size)
-        step = {
-            "stepped": stepped,
-            "loss": loss,
-            "accuracy": accuracy,
-            "size": tf.reduce_sum(mask),
-            "before": before,
-            "gradients": gradients[: len(before)],
-            "flat_gradients": stepped.gradients,
-            "carried": [*stepped.values, *state],
-        }
-        if self._step_activations:
-            step["activations"] = self._activation_stats(forward, mask)
+        step = self._stepped(carried, gradients, scope, forward, (loss, accuracy), mask)
         if perturbations:
             # ||dL/dh_t|| over the batch and the units, each layer's steps end to end
             step["through_time"] = tf.concat(
