@@ -3,16 +3,15 @@
 Children may share a graph when their specs differ only in what the graph
 does not depend on: the seed (and with it the data, its order and the
 starting weights), the name and the kernel initializer; or in the MLP's hidden
-activations, which the graph applies member by member, a group's members of
-one kind next to each other. Some runs are always trained alone: clipping by
-norm spans a whole stacked tensor, raw capture keeps every tensor of every
-step, and the side-by-side trainer is the MLP's alone (a layer list, or a
-regression, trains alone: see the README).
+activations, which the graph applies member by member. Some runs are always
+trained alone: clipping by norm spans a whole stacked tensor, raw capture keeps
+every tensor of every step, and the side-by-side trainer is the MLP's alone (a
+layer list, or a regression, trains alone: see the README).
 
 TensorFlow-free: the API groups children when it queues a study.
 
 Example:
-    >>> groups = ensemble_groups(specs)      # [[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8, 11]]
+    >>> groups = ensemble_groups(specs)      # 12 alike: [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]]
 """
 
 from __future__ import annotations
@@ -89,11 +88,9 @@ def ensemble_groups(
 ) -> list[list[int]]:
     """Indexes of `specs` in groups that may train together, in order of first member.
 
-    Specs that share a graph are split into as few groups of at most `max_members`
-    as hold them, of sizes as even as can be (so that workers share them evenly),
-    their members ordered by hidden activations, in order of first appearance (so that
-    each group's graph applies as few of them as it can). A spec that trains
-    alone is a group of one.
+    Specs that share a graph are split, in order, into as few groups of at most
+    `max_members` as hold them, of sizes as even as can be, so that workers share
+    them evenly. A spec that trains alone is a group of one.
     """
     alike: dict[bytes | int, list[int]] = {}
     for index, spec in enumerate(specs):
@@ -101,19 +98,11 @@ def ensemble_groups(
         alike.setdefault(index if key is None else key, []).append(index)
     groups: list[list[int]] = []
     for indexes in alike.values():
-        kinds: dict[str, int] = {}
-        for index in indexes:
-            kinds.setdefault(_activations(specs[index]), len(kinds))
-        ordered = sorted(indexes, key=lambda i: kinds[_activations(specs[i])])
-        count = -(-len(ordered) // max_members)
-        size, more = divmod(len(ordered), count)
+        count = -(-len(indexes) // max_members)
+        size, more = divmod(len(indexes), count)
         start = 0
         for part in range(count):
             stop = start + size + (part < more)
-            groups.append(ordered[start:stop])
+            groups.append(indexes[start:stop])
             start = stop
-    return sorted(groups, key=min)
-
-
-def _activations(spec: ExperimentSpec) -> str:
-    return " ".join(spec.model.activations)
+    return sorted(groups, key=lambda group: group[0])
