@@ -87,9 +87,10 @@ class Settings(BaseSettings):
     # A study's children that share a graph are sent in groups of at most this many,
     # each group trained side by side (core.engine.ensemble); 1 trains every child alone.
     ensemble_members: int = Field(MAX_MEMBERS, ge=1, le=64)
-    # A starting worker's pool process loads the engine, traces and draws a tiny run, and
-    # only then does the worker count as live (its first heartbeat); off, it counts as
-    # live at once and its first job pays for all of that.
+    # A starting worker's pool process loads the engine, trains and draws `{}` and the
+    # `tutorial` study (worker.training.warm_up_study), and only then does the worker
+    # count as live (its first heartbeat); off, it counts as live at once and its first
+    # job pays for all of that.
     warm_start: bool = True
     # A worker compiles XLA for a network in the background from its this-many-th job on
     # (core.engine.graph_cache.set_compile_after); 1: from its first, as soon as it is seen.
