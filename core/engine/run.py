@@ -358,11 +358,12 @@ class _Plan:
             without = replace(mlp, activations=())
             return replace(plan, key=replace(plan.key, architecture=without))
 
-        alike = [but_activations(plan, mlp) for plan, mlp in zip(plans, mlps, strict=False)]
-        if len(mlps) < len(plans) or any(plan != alike[0] for plan in alike[1:]):
-            raise ValueError("these runs do not share a graph: see core.experiment.grouping")
-        activations = tuple(mlp.activations for mlp in mlps)
-        return replace(first, key=replace(first.key, member_activations=activations))
+        if len(mlps) == len(plans):
+            alike = [but_activations(plan, mlp) for plan, mlp in zip(plans, mlps, strict=True)]
+            if all(plan == alike[0] for plan in alike[1:]):
+                activations = tuple(mlp.activations for mlp in mlps)
+                return replace(first, key=replace(first.key, member_activations=activations))
+        raise ValueError("these runs do not share a graph: see core.experiment.grouping")
 
 
 Metrics = tuple[float, float]  # loss, accuracy

@@ -604,7 +604,6 @@ class VariableStats:
         sizes = [int(np.prod(v.shape)) // members for v in variables]
         self._fused = fused
         self._count = len(sizes)
-        self._members = members
         self.size = members * sum(sizes)  # the variables' elements
         segments = np.arange(len(sizes) * members).reshape(len(sizes), members)
         self._ids = tf.constant(np.repeat(segments.ravel(), np.repeat(sizes, members)), tf.int32)
