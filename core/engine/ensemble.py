@@ -83,11 +83,11 @@ class EnsembleTrainer(EpochGraph[list[EpochArrays]], MLPForward):
         self.architecture = architecture
         self._binary = architecture.widths[-1] == 1
         # Each member's hidden activations, and per layer each member's kind.
-        self.member_activations = key.member_activations or (architecture.activations,) * members
-        if len(self.member_activations) != members:
+        member_activations = key.member_activations or (architecture.activations,) * members
+        if len(member_activations) != members:
             raise ValueError(f"need the hidden activations of {members} members")
         self._kinds = [
-            [activations[layer] for activations in self.member_activations]
+            [activations[layer] for activations in member_activations]
             for layer in range(len(architecture.activations))
         ]
         self._activation_fns = [_member_activation(kinds) for kinds in self._kinds]

@@ -89,7 +89,7 @@ class OptimizerStep:
     Example:
         >>> step = OptimizerStep(make_optimizer(...), network.trainable_variables)
         >>> step.restart(learning_rate=1e-3)  # a new run: the optimizer's state as new
-        >>> stepped = step.apply(gradients, before)  # in graph code
+        >>> stepped = step.apply(gradients, values)  # in graph code, in a loop carrying values
     """
 
     def __init__(self, optimizer: keras.optimizers.Optimizer, variables: Sequence[Any]) -> None:
@@ -116,32 +116,22 @@ class OptimizerStep:
             variable.assign(start)
         self.optimizer.learning_rate = learning_rate
 
-    def apply(
-        self, gradients: Sequence[tf.Tensor], values: Sequence[tf.Tensor], *, carried: bool = False
-    ) -> Stepped:
-        """Step every variable by its gradient from `values`, its value now; graph code.
-
-        The values are read from the variables, or, `carried`, carried by a loop that
-        writes the variables once at its end: the step's values are then returned, not
-        written (clipping by norm, which Keras applies to the variables themselves,
-        writes them the values first).
-        """
+    def apply(self, gradients: Sequence[tf.Tensor], values: Sequence[tf.Tensor]) -> Stepped:
+        """Step every variable by its gradient from `values`, the values a loop carries for
+        the variables (it writes them once, at its end); graph code. The step's values are
+        returned, not written (clipping by norm, which Keras applies to the variables
+        themselves, writes them the values first)."""
         before, flat_gradients = flat(values), flat(gradients)
         if self._vector is None:
-            if carried:
-                for variable, value in zip(self.variables, values, strict=True):
-                    variable.assign(value)
+            for variable, value in zip(self.variables, values, strict=True):
+                variable.assign(value)
             self.optimizer.apply(list(gradients), self.variables)
             after = [tf.convert_to_tensor(v) for v in self.variables]
             return Stepped(before, flat_gradients, flat(after), after)
         self._vector.assign(before)
         self.optimizer.apply([flat_gradients], [self._vector])
         vector = tf.convert_to_tensor(self._vector)  # one read, for the split and the update
-        after = unflat(vector, self._shapes)
-        if not carried:
-            for variable, value in zip(self.variables, after, strict=True):
-                variable.assign(value)
-        return Stepped(before, flat_gradients, vector, after)
+        return Stepped(before, flat_gradients, vector, unflat(vector, self._shapes))
 
 
 def flat(tensors: Sequence[tf.Tensor]) -> tf.Tensor:

@@ -214,7 +214,7 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
         values: the optimizer's step from them, and the state as the pass left it."""
         trainable = carried[: len(gradients)]
         before = trainable[: len(self.captured_variables)]
-        stepped = self.optimizer.apply(gradients, trainable, carried=True)
+        stepped = self.optimizer.apply(gradients, trainable)
         state = [scope.get_current_value(v) for v in self.carried_variables[len(trainable) :]]
         stepped = stepped.head(self._stats.size)
         step = {
@@ -347,11 +347,9 @@ class EpochGraph(chunks.EpochCalls[chunks.Epoch]):
             rows = (batch(x, start), batch(y, start), tf.slice(mask, [start], [batch_size]))
             step = self._step(*rows, values)
             # the step's gradients end to end: one loop variable, one select
-            gradients = step.get("flat_gradients")
-            if gradients is None:
-                gradients = flat(step["gradients"])
+            gradients = step["flat_gradients"]
             first = tf.where(tf.equal(i, 0), gradients, first)
-            return i + 1, self._record(arrays, i, step), first, gradients, step.get("carried", [])
+            return i + 1, self._record(arrays, i, step), first, gradients, step["carried"]
 
         shapes = [tuple(int(d) for d in v.shape) for v in captured]
         zeros = tf.zeros([sum(int(np.prod(shape)) for shape in shapes)])
@@ -614,9 +612,11 @@ class VariableStats:
     def weights(self, tensors: list[tf.Tensor]) -> tf.Tensor:
         """(variables, 4), or (M, variables, 4): mean, S.D., L2 norm, max |value| of each
         tensor (each member's slice of it)."""
-        if self._fused:
-            moments = _member_moments if self._lead else _moments
-            return tf.stack([moments(t) for t in tensors], axis=len(self._lead))
+        if self._fused:  # over each tensor's axes, or each member's slice's
+            lead = len(self._lead)
+            return tf.stack(
+                [_moments_over(t, list(range(lead, len(t.shape)))) for t in tensors], lead
+            )
         by_segment = self._moments(flat(tensors))
         if not self._lead:
             return by_segment
@@ -694,15 +694,8 @@ def channel_norms(kernels: list[tf.Tensor]) -> tf.Tensor:
     )
 
 
-def _moments(w: tf.Tensor) -> tf.Tensor:
-    return tf.stack(
-        [tf.reduce_mean(w), tf.math.reduce_std(w), tf.norm(w), tf.reduce_max(tf.abs(w))]
-    )
-
-
-def _member_moments(w: tf.Tensor) -> tf.Tensor:
-    """(M, 4): `_moments` of each member's slice of `w` (M, ...)."""
-    axes = list(range(1, len(w.shape)))
+def _moments_over(w: tf.Tensor, axes: list[int]) -> tf.Tensor:
+    """(..., 4): mean, S.D., L2 norm and max |value| of `w` over `axes`."""
     return tf.stack(
         [
             tf.reduce_mean(w, axis=axes),
@@ -710,7 +703,7 @@ def _member_moments(w: tf.Tensor) -> tf.Tensor:
             tf.sqrt(tf.reduce_sum(tf.square(w), axis=axes)),
             tf.reduce_max(tf.abs(w), axis=axes),
         ],
-        axis=1,
+        axis=-1,
     )
 
 
