@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     # The PNGs a worker draws as a job ends: the tutorial's two (weights, gradients), or
     # all; the API draws any other on its first request.
     eager_plots: Literal["tutorial", "all"] = "tutorial"
+    # Each pool process draws those PNGs, and a study's, with a drawing helper beside it:
+    # a process of its own that draws half of them at once (worker.drawing). Off, the pool
+    # process draws them all (a host of one core gains nothing from the helper).
+    drawing_helper: bool = True
     data_dir: str = "var"
     # Uploaded datasets (POST /v1/datasets), per owner with API keys and for everyone in
     # open mode: how many an owner keeps, the upload's size (its own cap, far above a

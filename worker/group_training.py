@@ -17,6 +17,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from core.datasets.uploaded import DatasetDeleted
 from core.experiment.hooks import TrainingCancelled
 from core.experiment.jobs import JobStatus
+from core.experiment.result import dumps_result
 from core.settings import get_settings
 from core.store.errors import is_store_unavailable
 from core.store.records import JobRecord
@@ -142,6 +143,7 @@ def _train_group(
                 stopped = store.mark_cancelled(delivery.job_id, delivery=delivery.token)
                 statuses[delivery.job_id] = JobStatus.CANCELLED if stopped else None
             else:
+                result_json = dumps_result(outcome.result)
                 statuses[delivery.job_id] = store_success(
-                    store, delivery, outcome, {}, times=(trained_in, 0.0)
+                    store, delivery, outcome, result_json, {}, times=(trained_in, 0.0)
                 )

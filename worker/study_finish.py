@@ -28,6 +28,7 @@ from core.plotting.catalog import STUDY_PLOTS
 from core.plotting.study.series import study_series
 from core.store.records import StudyRecord, dumps_compact
 from core.store.stores import StudyStore
+from worker.drawing import draw_plots
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +42,11 @@ def finish_study(store: StudyStore, study_id: str, *, by: str) -> StudyRecord | 
         return record  # another worker draws it
     started = time.perf_counter()
     series = load_series(store, record)
+    series_json = dumps_compact(series)
     read = time.perf_counter()
-    plots = draw_default_plots(study_id, series)
+    plots = draw_default_plots(study_id, series, series_json)
     drawn = time.perf_counter()
-    sealed = store.seal_study(study_id, series_json=dumps_compact(series), plots=plots)
+    sealed = store.seal_study(study_id, series_json=series_json, plots=plots)
     logger.info(
         "study %s sealed: %d results read %.3f s, %d PNGs %.3f s, storing %.3f s",
         study_id, len(record.children), read - started, len(plots), drawn - read,
@@ -53,16 +55,14 @@ def finish_study(store: StudyStore, study_id: str, *, by: str) -> StudyRecord | 
     return sealed
 
 
-def draw_default_plots(study_id: str, series: Mapping[str, Any]) -> dict[str, bytes]:
+def draw_default_plots(
+    study_id: str, series: Mapping[str, Any], series_json: str
+) -> dict[str, bytes]:
     """Every plot the series supports, at the default size (a study is looked at as a
-    whole, so none waits for its first request); one that fails is left out."""
-    plots: dict[str, bytes] = {}
-    for name in STUDY_PLOTS.available(series):
-        try:
-            plots[name] = STUDY_PLOTS.render(name, series)
-        except Exception:  # the numbers stand; the API can still draw it on request
-            logger.exception("study %s: plot %s could not be drawn", study_id, name)
-    return plots
+    whole, so none waits for its first request), here and in the drawing helper at
+    once (worker.drawing); one that fails is left out."""
+    names = STUDY_PLOTS.available(series)
+    return draw_plots(STUDY_PLOTS, names, series, series_json, what=f"study {study_id}")
 
 
 def load_series(store: StudyStore, record: StudyRecord) -> dict[str, Any]:

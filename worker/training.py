@@ -46,11 +46,12 @@ from core.experiment.studies import StudyPlan, StudyRequest, expand_study
 from core.experiment.study_presets import study_preset
 from core.settings import get_settings
 from core.store.errors import StoreError, is_store_unavailable
-from core.store.records import JobRecord, WorkerInfo
+from core.store.records import JobRecord, WorkerInfo, dumps_compact
 from core.store.stores import JobStore
 from worker import pool_state
 from worker.delivery import JobDelivery
 from worker.device import worker_device
+from worker.drawing import HELPER
 from worker.failures import public_message
 from worker.progress import JobProgressHook
 
@@ -63,6 +64,8 @@ logger = logging.getLogger(__name__)
 # seconds times the try apart, before the message goes back to the queue.
 START_ATTEMPTS = 3
 START_RETRY_SECONDS = 0.5
+# How long the warm-up waits for the drawing helper to load the plotting, at most.
+HELPER_START_SECONDS = 20.0
 
 
 @functools.cache
@@ -207,9 +210,12 @@ def _train(
     output = engine.run_experiment(spec, hooks=[hook])
     publish_pool_state()
     trained = time.perf_counter()
-    plots = render_default_plots(delivery.job_id, output.result) if default_plots else {}
+    result_json = dumps_result(output.result)
+    plots = (
+        render_default_plots(delivery.job_id, output.result, result_json) if default_plots else {}
+    )
     times = (trained - started, time.perf_counter() - trained)
-    return store_success(store, delivery, output, plots, times=times)
+    return store_success(store, delivery, output, result_json, plots, times=times)
 
 
 def spec_of(store: JobStore, record: JobRecord) -> ExperimentSpec:
@@ -247,11 +253,13 @@ def store_success(
     store: JobStore,
     delivery: JobDelivery,
     output: RunOutput,
+    result_json: str,
     plots: dict[str, bytes],
     *,
     times: tuple[float, float],
 ) -> JobStatus | None:
-    """Store a run that trained to its end: summary, result, arrays and PNGs at once.
+    """Store a run that trained to its end: summary, result (as `result_json`), arrays
+    and PNGs at once.
 
     `times`: the seconds it took to train and to draw the PNGs, for the log.
     """
@@ -259,7 +267,7 @@ def store_success(
     stored = store.mark_succeeded(
         delivery.job_id,
         summary=Summary.from_result(output.result),
-        result_json=dumps_result(output.result),
+        result_json=result_json,
         plots=plots,
         arrays=output.arrays,
         delivery=delivery.token,
@@ -277,30 +285,27 @@ def store_success(
 
 
 def render_default_plots(
-    job_id: str, result: Mapping[str, Any], *, every: bool | None = None
+    job_id: str, result: Mapping[str, Any], result_json: str, *, every: bool | None = None
 ) -> dict[str, bytes]:
     """The plots drawn as a job ends, at the default size, so their first fetch is
     instant: the eager ones (the tutorial's two, `PlotKind.eager`), or with `every` (by default
     `Settings.eager_plots == "all"`) every plot the result supports. The API draws
     the others on their first request (tens of milliseconds each); drawing all seven
-    here took most of a warm job's time.
+    here took most of a warm job's time. Drawn here and in the drawing helper at once
+    (worker.drawing), the helper from `result_json`, the result as stored.
 
     A plot that fails to draw is left out (and logged) rather than failing the
     job: the numbers stand, and the API can still try to render it on demand.
     """
     from core.plotting.catalog import EXPERIMENT_PLOTS
+    from worker.drawing import draw_plots
 
     if every is None:
         every = get_settings().eager_plots == "all"
-    plots: dict[str, bytes] = {}
-    for name in EXPERIMENT_PLOTS.available(result):
-        if not every and not EXPERIMENT_PLOTS[name].eager:
-            continue
-        try:
-            plots[name] = EXPERIMENT_PLOTS.render(name, result)
-        except Exception:
-            logger.exception("job %s: plot %s could not be drawn", job_id, name)
-    return plots
+    names = [
+        name for name in EXPERIMENT_PLOTS.available(result) if every or EXPERIMENT_PLOTS[name].eager
+    ]
+    return draw_plots(EXPERIMENT_PLOTS, names, result, result_json, what=f"job {job_id}")
 
 
 _device_lock = threading.Lock()
@@ -384,6 +389,8 @@ def start_warm_up() -> threading.Thread:
 
 def _warm_up() -> None:
     try:
+        if get_settings().drawing_helper:
+            HELPER.start()  # it loads the plotting while this process loads TensorFlow
         import core.plotting.catalog  # noqa: F401 - loads matplotlib
 
         prepare_device()
@@ -423,10 +430,16 @@ def _trace_and_draw() -> None:
             for index, output in zip(group, outputs, strict=True):
                 assert isinstance(output, engine.RunOutput)  # no hook cancels it
                 results[index] = output.result
-    render_default_plots("warm-up", results[0], every=True)
+    # Drawn as a job and a study draw them, so that each plot's first drawing in this
+    # process and in the drawing helper is behind them; then every other plot once.
+    HELPER.ready(timeout=HELPER_START_SECONDS)
+    result_json = dumps_result(results[0])
+    render_default_plots("warm-up", results[0], result_json)
+    render_default_plots("warm-up", results[0], result_json, every=True)
     configs = [config.to_json_dict() for config in plan.configs]
     ordered = [results[index] for index in range(len(children))]
-    draw_default_plots("warm-up", study_series(configs, plan.seeds, ordered))
+    series = study_series(configs, plan.seeds, ordered)
+    draw_default_plots("warm-up", series, dumps_compact(series))
     logger.info("warm: the tutorial's networks traced and drawn in %.2f s",
                 time.perf_counter() - started)  # fmt: skip
 
