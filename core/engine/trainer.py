@@ -49,9 +49,11 @@ ACTIVATION_STATS = ("mean", "std", "saturated", "dead", "negative")
 # A unit is saturated where its activation's slope is under this fraction of
 # the activation's steepest slope: gradients through it are cut tenfold.
 SATURATION_SLOPE = 0.1
-# A trainer's evaluation and prediction run op by op for this many calls (a run's own
-# without validation), then as traced graphs (core.engine.graph_calls.graph_function).
-EAGER_CALLS = 1
+# A trainer's evaluation and prediction run op by op for this many calls, then as traced
+# graphs (core.engine.graph_calls.graph_function): the two runs a network's plain graph
+# trains, without validation, before XLA's (traced as it compiles) takes its later
+# ones. Op by op, a call costs a few milliseconds; tracing it, 30-50 ms.
+EAGER_CALLS = 2
 # An epoch on a plain graph reduces its steps' statistics at its end while what its
 # steps record for them holds at most this many floats (16 MiB): see `VariableStats`.
 DEFERRED_FLOATS = 1 << 22
