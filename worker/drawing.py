@@ -14,7 +14,8 @@ whichever process draws it. It is started with the pool process (`start`, from
 the warm-up), is used once it says it has loaded the plotting, and ends when
 the pool process does (its end of the pipe closes). A helper that dies, fails
 to answer within `ANSWER_SECONDS`, or is not ready yet costs nothing but time:
-its share is drawn here, and a new helper is started for the next batch.
+its share is drawn here, and a new helper is started for the next batch
+(after `MAX_LOSSES` helpers lost in a row, none: the process draws alone).
 `Settings.drawing_helper` off draws everything here.
 
     python -m worker.drawing   # the helper itself, as `start` runs it
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +45,8 @@ logger = logging.getLogger(__name__)
 # that share here and replacing the helper: far above any plot's drawing time.
 ANSWER_SECONDS = 30.0
 READY = b"ready"
+# Helpers lost in a row (dead, hung, or never ready) before a process stops starting them.
+MAX_LOSSES = 3
 
 
 def draw_plots(
@@ -87,12 +91,12 @@ def _draw_here(
     return plots
 
 
+@dataclass(frozen=True)
 class Answer:
     """What the helper drew of a batch, and why it could not draw the rest."""
 
-    def __init__(self, drawn: dict[str, bytes], failed: dict[str, str]) -> None:
-        self.drawn = drawn
-        self.failed = failed
+    drawn: dict[str, bytes]
+    failed: dict[str, str]
 
 
 class DrawingHelper:
@@ -107,6 +111,7 @@ class DrawingHelper:
         self._from: Connection | None = None
         self._ready = False
         self.batches = 0  # batches the helper answered
+        self._losses = 0  # helpers lost since one last answered
 
     @property
     def pid(self) -> int | None:
@@ -162,6 +167,7 @@ class DrawingHelper:
                 self._replace("lost while drawing")
                 return None
             self.batches += 1
+            self._losses = 0
             return Answer(drawn, header["failed"])
 
     def stop(self) -> None:
@@ -170,17 +176,20 @@ class DrawingHelper:
             self._close()
 
     def _check_ready(self, timeout: float) -> bool:
-        if self._ready:
-            return self._process is not None and self._process.poll() is None
-        if self._from is None:
+        if self._process is None:
             return False
-        try:
-            if not self._from.poll(timeout):
+        if self._process.poll() is not None:
+            self._replace(f"exited with {self._process.returncode}")
+            return False
+        if not self._ready:
+            assert self._from is not None
+            try:
+                if not self._from.poll(timeout):
+                    return False
+                self._ready = self._from.recv_bytes() == READY
+            except (OSError, EOFError):
+                self._replace("lost as it started")
                 return False
-            self._ready = self._from.recv_bytes() == READY
-        except (OSError, EOFError):
-            self._replace("lost as it started")
-            return False
         return self._ready
 
     def _spawn(self) -> None:
@@ -200,6 +209,14 @@ class DrawingHelper:
         logger.info("drawing helper started (pid %d)", process.pid)
 
     def _replace(self, why: str) -> None:
+        self._losses += 1
+        if self._losses > MAX_LOSSES:
+            logger.error(
+                "drawing helper %s: %s; lost %d times in a row, so this process draws alone",
+                self.pid, why, self._losses - 1,
+            )  # fmt: skip
+            self._close()
+            return
         logger.warning("drawing helper %s: %s; starting another", self.pid, why)
         self._spawn()
 

@@ -18,7 +18,7 @@ from core.experiment.result import dumps_result
 from core.plotting.catalog import EXPERIMENT_PLOTS, STUDY_PLOTS
 from tests.conftest import ROOT, wait_for
 from tests.core.result_samples import make_result
-from worker.drawing import DrawingHelper, draw_plots
+from worker.drawing import MAX_LOSSES, DrawingHelper, draw_plots
 
 START_SECONDS = 60.0
 EAGER = ["weights", "gradients"]
@@ -36,6 +36,14 @@ def helper() -> Iterator[DrawingHelper]:
 @pytest.fixture(scope="module")
 def result() -> dict[str, Any]:
     return make_result()
+
+
+def dead(pid: int) -> bool:
+    """Gone, or on its way (a zombie, as its threads end)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def alone(names: list[str], data: dict[str, Any]) -> dict[str, bytes]:
@@ -78,27 +86,50 @@ def test_a_study_is_drawn_the_same_way() -> None:
     assert plots == {name: STUDY_PLOTS.render(name, series) for name in names}
 
 
-def test_a_helper_killed_costs_nothing_but_time_and_is_replaced(
-    helper: DrawingHelper, result: dict[str, Any]
-) -> None:
+def draw_eager(helper: DrawingHelper, result: dict[str, Any]) -> dict[str, bytes]:
+    return draw_plots(
+        EXPERIMENT_PLOTS, EAGER, result, dumps_result(result), what="a job", helper=helper
+    )
+
+
+def kill_and_draw(helper: DrawingHelper, result: dict[str, Any]) -> int:
+    """Kill the helper, then draw batches, each whole, until one has found it lost
+    (the batch after its death, or the one after that where its pipe had not closed
+    yet); the pid killed."""
     killed = helper.pid
     assert killed is not None
     os.kill(killed, signal.SIGKILL)
 
-    plots = draw_plots(
-        EXPERIMENT_PLOTS, EAGER, result, dumps_result(result), what="a job", helper=helper
-    )
-    assert plots == alone(EAGER, result)  # its share drawn here
-    if helper.pid == killed:  # it had not been seen dead yet: the next batch finds it so
-        plots = draw_plots(
-            EXPERIMENT_PLOTS, EAGER, result, dumps_result(result), what="a job", helper=helper
-        )
-        assert plots == alone(EAGER, result)
+    def seen_lost() -> bool:
+        assert draw_eager(helper, result) == alone(EAGER, result)  # its share drawn here
+        return helper.pid != killed
+
+    wait_for(seen_lost, timeout=10, what="a batch to find the helper lost")
+    return killed
+
+
+def test_a_helper_killed_costs_nothing_but_time_and_is_replaced(
+    helper: DrawingHelper, result: dict[str, Any]
+) -> None:
+    killed = kill_and_draw(helper, result)
 
     assert helper.pid not in (None, killed)
     assert helper.ready(timeout=START_SECONDS)
-    draw_plots(EXPERIMENT_PLOTS, EAGER, result, dumps_result(result), what="a job", helper=helper)
+    assert draw_eager(helper, result) == alone(EAGER, result)
     assert helper.batches == 1  # the new helper's
+
+
+def test_a_process_whose_helpers_keep_dying_stops_starting_them(
+    helper: DrawingHelper, result: dict[str, Any]
+) -> None:
+    killed = {kill_and_draw(helper, result) for _ in range(MAX_LOSSES)}
+    assert len(killed) == MAX_LOSSES and helper.pid is not None  # each replaced
+
+    kill_and_draw(helper, result)
+
+    assert helper.pid is None  # no other is started
+    assert draw_eager(helper, result) == alone(EAGER, result)
+    assert helper.pid is None and helper.batches == 0
 
 
 def test_a_helper_that_does_not_answer_is_replaced_and_its_share_drawn_here(
@@ -118,7 +149,7 @@ def test_a_helper_that_does_not_answer_is_replaced_and_its_share_drawn_here(
 
         assert plots == alone(EAGER, result)
         assert helper.batches == 0
-        assert not psutil.pid_exists(stuck) or psutil.Process(stuck).status() == "zombie"
+        assert dead(stuck)
         assert helper.pid not in (None, stuck)
     finally:
         helper.stop()
@@ -165,7 +196,4 @@ def test_the_helper_ends_with_the_process_that_started_it() -> None:
     )
     pid = int(out.stdout.split()[0])
 
-    def gone() -> bool:
-        return not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
-
-    wait_for(gone, timeout=10, what="the orphaned helper to exit")
+    wait_for(lambda: dead(pid), timeout=10, what="the orphaned helper to exit")
