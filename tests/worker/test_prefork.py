@@ -8,15 +8,18 @@ Redis, from where it is delivered again once its visibility timeout passes.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Callable
 
+import psutil
 import pytest
 from celery.utils import worker_direct
 
 from core.experiment.jobs import FINISHED, JobStatus
 from core.experiment.studies import StudyRequest, expand_study
+from core.plotting.catalog import EXPERIMENT_PLOTS
 from core.queue.app import celery_config, make_celery
 from core.queue.tasks import STUDY_GROUP_TASK, study_group_task
 from core.settings import Settings
@@ -50,6 +53,15 @@ def test_the_pool_process_trains_and_the_main_process_never_loads_tensorflow(
     assert pool_processes(prefork_worker) == [pool_before]
     assert loads_tensorflow(pool_before)
     assert not loads_tensorflow(prefork_worker.process.pid)
+    # Beside it, its drawing helper (worker.drawing), which loads no TensorFlow either; the
+    # PNGs the two drew are the ones the API would draw from the stored result.
+    [helper] = psutil.Process(pool_before).children()
+    assert helper.cmdline()[-2:] == ["-m", "worker.drawing"]
+    assert not loads_tensorflow(helper.pid)
+    result = json.loads(deployment.store.get_result(second).content or b"null")
+    for name in ("weights", "gradients"):
+        stored = deployment.store.get_plot(second, field=name).png
+        assert stored == EXPERIMENT_PLOTS.render(name, result), name
 
 
 def test_a_worker_counts_as_live_once_its_pool_process_has_loaded_the_engine(
