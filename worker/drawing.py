@@ -68,14 +68,12 @@ def draw_plots(
     sent = bool(shared) and helper.send(catalog, shared, data_json)
     plots = _draw_here(catalog, names[::2] if sent else names, data, what)
     if sent:
-        answer = helper.receive()
-        missing = [name for name in shared if answer is None or name not in answer.drawn]
-        for name, error in (answer.failed if answer is not None else {}).items():
+        answer = helper.receive() or Answer(drawn={}, failed={})  # lost: all drawn here
+        for name, error in answer.failed.items():
             logger.error("%s: plot %s could not be drawn: %s", what, name, error)
-        if answer is not None:
-            plots |= answer.drawn
-            missing = [name for name in missing if name not in answer.failed]
-        plots |= _draw_here(catalog, missing, data, what)
+        plots |= answer.drawn
+        left = [name for name in shared if name not in answer.drawn | answer.failed]
+        plots |= _draw_here(catalog, left, data, what)
     return {name: plots[name] for name in names if name in plots}
 
 
@@ -109,6 +107,7 @@ class DrawingHelper:
         self._process: subprocess.Popen[bytes] | None = None
         self._to: Connection | None = None
         self._from: Connection | None = None
+        self._writer: threading.Thread | None = None
         self._ready = False
         self.batches = 0  # batches the helper answered
         self._losses = 0  # helpers lost since one last answered
@@ -137,15 +136,15 @@ class DrawingHelper:
         try:
             if self._held or not self._check_ready(0.0):
                 return False
-            assert self._to is not None
-            header = {"catalog": catalog.subject, "names": list(names)}
+            header = orjson.dumps({"catalog": catalog.subject, "names": list(names)})
             payload = data_json.encode() if isinstance(data_json, str) else data_json
-            try:
-                self._to.send_bytes(orjson.dumps(header))
-                self._to.send_bytes(payload)
-            except OSError:
-                self._replace("lost as a batch was sent")
-                return False
+            # Written by a thread of its own: the numbers outgrow a pipe's buffer, and a
+            # helper that hangs before reading them all would hold this one up forever;
+            # `receive` waits only so long, then kills it, which ends the write.
+            self._writer = threading.Thread(
+                target=_write, args=(self._to, header, payload), daemon=True
+            )
+            self._writer.start()
             self._held = True
             return True
         finally:
@@ -155,7 +154,8 @@ class DrawingHelper:
         """The answer to the batch `send` handed over; None where the helper died or did
         not answer within `answer_seconds` (it is then replaced)."""
         with self._lock:
-            assert self._held and self._from is not None
+            writer = self._writer
+            assert self._held and self._from is not None and writer is not None
             self._held = False
             try:
                 if not self._from.poll(self.answer_seconds):
@@ -166,6 +166,8 @@ class DrawingHelper:
             except (OSError, EOFError):
                 self._replace("lost while drawing")
                 return None
+            finally:
+                writer.join()  # done, or ended with the helper
             self.batches += 1
             self._losses = 0
             return Answer(drawn, header["failed"])
@@ -221,16 +223,30 @@ class DrawingHelper:
         self._spawn()
 
     def _close(self) -> None:
-        for connection in (self._to, self._from):
-            if connection is not None:
-                connection.close()
-        self._to = self._from = None
-        self._ready = self._held = False
+        # The helper first: its end gone, a write under way fails, and its thread ends
+        # before the pipe's descriptors are closed (and perhaps reused by the next helper's).
         if self._process is not None:
             if self._process.poll() is None:
                 self._process.kill()
             self._process.wait()
             self._process = None
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        for connection in (self._to, self._from):
+            if connection is not None:
+                connection.close()
+        self._to = self._from = None
+        self._ready = self._held = False
+
+
+def _write(connection: Connection, *messages: bytes) -> None:
+    """Send `messages` to the helper; a helper that ended meanwhile is `receive`'s to see."""
+    try:
+        for message in messages:
+            connection.send_bytes(message)
+    except OSError:
+        pass
 
 
 HELPER = DrawingHelper()
