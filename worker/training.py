@@ -51,7 +51,7 @@ from core.store.stores import JobStore
 from worker import pool_state
 from worker.delivery import JobDelivery
 from worker.device import worker_device
-from worker.drawing import HELPER
+from worker.drawing import HELPER, draw_plots
 from worker.failures import public_message
 from worker.progress import JobProgressHook
 
@@ -298,7 +298,6 @@ def render_default_plots(
     job: the numbers stand, and the API can still try to render it on demand.
     """
     from core.plotting.catalog import EXPERIMENT_PLOTS
-    from worker.drawing import draw_plots
 
     if every is None:
         every = get_settings().eager_plots == "all"
@@ -431,7 +430,7 @@ def _trace_and_draw() -> None:
                 assert isinstance(output, engine.RunOutput)  # no hook cancels it
                 results[index] = output.result
     # Drawn as a job and a study draw them, so that each plot's first drawing in this
-    # process and in the drawing helper is behind them; then every other plot once.
+    # process and in the drawing helper is behind them; then every plot of the result.
     HELPER.ready(timeout=HELPER_START_SECONDS)
     result_json = dumps_result(results[0])
     render_default_plots("warm-up", results[0], result_json)
