@@ -65,7 +65,7 @@ def test_the_helper_draws_its_share_and_every_png_is_what_this_process_draws(
     assert plots == alone(names, result)  # the helper drew from the JSON, as stored
 
 
-def test_a_study_is_drawn_the_same_way() -> None:
+def test_a_study_is_drawn_the_same_way(helper: DrawingHelper) -> None:
     from core.plotting.study.series import study_series
 
     kinds = ("sigmoid", "relu")
@@ -74,15 +74,11 @@ def test_a_study_is_drawn_the_same_way() -> None:
     series = orjson.loads(orjson.dumps(study_series(configs, 1, runs)))
     names = STUDY_PLOTS.available(series)
     assert len(names) >= 2
-    helper = DrawingHelper()
-    helper.start()
-    try:
-        assert helper.ready(timeout=START_SECONDS)
-        plots = draw_plots(
-            STUDY_PLOTS, names, series, orjson.dumps(series), what="a study", helper=helper
-        )
-    finally:
-        helper.stop()
+
+    plots = draw_plots(
+        STUDY_PLOTS, names, series, orjson.dumps(series), what="a study", helper=helper
+    )
+
     assert helper.batches == 1
     assert plots == {name: STUDY_PLOTS.render(name, series) for name in names}
 
@@ -172,7 +168,7 @@ def test_a_plot_the_helper_cannot_draw_is_left_out_and_logged(
     assert "job x: plot channels could not be drawn" in caplog.text
 
 
-def test_a_helper_not_ready_yet_leaves_the_batch_to_this_process(result: dict[str, Any]) -> None:
+def test_without_a_helper_running_the_batch_is_drawn_here(result: dict[str, Any]) -> None:
     never_started = DrawingHelper()
     plots = draw_plots(
         EXPERIMENT_PLOTS, EAGER, result, dumps_result(result), what="a job", helper=never_started
@@ -183,7 +179,7 @@ def test_a_helper_not_ready_yet_leaves_the_batch_to_this_process(result: dict[st
 
 def test_the_helper_ends_with_the_process_that_started_it() -> None:
     script = (
-        "import os, sys\n"
+        "import os\n"
         "from worker.drawing import DrawingHelper\n"
         "helper = DrawingHelper()\n"
         "helper.start()\n"
