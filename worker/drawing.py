@@ -66,9 +66,12 @@ def draw_plots(
     helper = helper or HELPER
     shared = names[1::2]
     sent = bool(shared) and helper.send(catalog, shared, data_json)
-    plots = _draw_here(catalog, names[::2] if sent else names, data, what)
+    try:
+        plots = _draw_here(catalog, names[::2] if sent else names, data, what)
+    finally:  # whatever stops this process's share, the helper's batch is taken back
+        answer = helper.receive() if sent else None
     if sent:
-        answer = helper.receive() or Answer(drawn={}, failed={})  # lost: all drawn here
+        answer = answer or Answer(drawn={}, failed={})  # lost: all drawn here
         for name, error in answer.failed.items():
             logger.error("%s: plot %s could not be drawn: %s", what, name, error)
         plots |= answer.drawn

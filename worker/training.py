@@ -285,11 +285,11 @@ def store_success(
 
 
 def render_default_plots(
-    job_id: str, result: Mapping[str, Any], result_json: str, *, every: bool | None = None
+    job_id: str, result: Mapping[str, Any], result_json: str
 ) -> dict[str, bytes]:
     """The plots drawn as a job ends, at the default size, so their first fetch is
-    instant: the eager ones (the tutorial's two, `PlotKind.eager`), or with `every` (by default
-    `Settings.eager_plots == "all"`) every plot the result supports. The API draws
+    instant: the eager ones (the tutorial's two, `PlotKind.eager`), or with
+    `Settings.eager_plots == "all"` every plot the result supports. The API draws
     the others on their first request (tens of milliseconds each); drawing all seven
     here took most of a warm job's time. Drawn here and in the drawing helper at once
     (worker.drawing), the helper from `result_json`, the result as stored.
@@ -299,8 +299,7 @@ def render_default_plots(
     """
     from core.plotting.catalog import EXPERIMENT_PLOTS
 
-    if every is None:
-        every = get_settings().eager_plots == "all"
+    every = get_settings().eager_plots == "all"
     names = [
         name for name in EXPERIMENT_PLOTS.available(result) if every or EXPERIMENT_PLOTS[name].eager
     ]
@@ -430,11 +429,9 @@ def _trace_and_draw() -> None:
                 assert isinstance(output, engine.RunOutput)  # no hook cancels it
                 results[index] = output.result
     # Drawn as a job and a study draw them, so that each plot's first drawing in this
-    # process and in the drawing helper is behind them; then every plot of the result.
+    # process and in the drawing helper is behind them (the API draws the others).
     HELPER.ready(timeout=HELPER_START_SECONDS)
-    result_json = dumps_result(results[0])
-    render_default_plots("warm-up", results[0], result_json)
-    render_default_plots("warm-up", results[0], result_json, every=True)
+    render_default_plots("warm-up", results[0], dumps_result(results[0]))
     configs = [config.to_json_dict() for config in plan.configs]
     ordered = [results[index] for index in range(len(children))]
     series = study_series(configs, plan.seeds, ordered)
